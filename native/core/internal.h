@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT
+ * internal.h - what the core's files share; not installed. */
+#ifndef ESCA_INTERNAL_H
+#define ESCA_INTERNAL_H
+
+#include <sys/socket.h>
+
+#include "esca.h"
+
+#define ESCA_HIDDEN __attribute__((visibility("hidden")))
+
+enum esca_state {
+	ESCA_S_QUEUED = 1,	/* waiting for a flush (or for its fd's order) */
+	ESCA_S_INFLIGHT,	/* handed to the kernel                       */
+	ESCA_S_DONE,		/* result known, slot not yet reused          */
+};
+
+/* One table entry.  Its address is stable while it lives (the entries are
+ * a fixed ring), so executors may use it as a completion tag. */
+struct esca_entry {
+	uint8_t op;		/* enum esca_op */
+	uint8_t state;		/* enum esca_state */
+	uint8_t borrowed;	/* iov points at the caller's memory */
+	uint8_t need_poll;	/* uring: EAGAIN seen, wait for POLLOUT first */
+	uint8_t eof;		/* sendfile: a read came back short */
+	uint8_t nsqe;		/* uring: SQEs of this entry not yet completed */
+	int fd, fd2;
+	int flags, optname;
+	int iovcnt;
+	struct iovec *iov;	/* the data: &one for owned bytes */
+	struct iovec one;
+	int64_t offset;		/* sendfile */
+	size_t len;		/* bytes asked (sendfile: count)              */
+	size_t done;		/* bytes completed so far                     */
+	size_t staged;		/* sendfile/uring: bytes read into one.iov_base */
+	size_t staged_sent;	/* of those, sent                              */
+	size_t arena_len;	/* bytes reserved in the arena (incl. skip)    */
+	int64_t result;		/* valid in ESCA_S_DONE */
+	uint64_t user;
+	int32_t res_main, res_read, res_poll;	/* uring stage results */
+	struct esca_entry *chain_next;	/* uring: next of its fd in this round */
+	struct msghdr msg;	/* uring: SENDMSG for a multi-iov borrow       */
+};
+
+/* Per-fd state; the table grows the array to the largest fd seen. */
+struct esca_fd {
+	uint32_t pending;	/* entries not done with fd or fd2 == this fd */
+	uint32_t mark;		/* round in which the three below are valid */
+	uint8_t busy;		/* ESCA_FD_FREE, ESCA_FD_CHAIN, ESCA_FD_HELD */
+	uint8_t readers;	/* a pending sendfile reads this fd */
+	uint8_t type;		/* hint: ESCA_FT_UNKNOWN, _SOCKET, _OTHER */
+	void *tail;		/* uring: last entry of this fd's chain */
+};
+enum { ESCA_FD_FREE = 0, ESCA_FD_CHAIN, ESCA_FD_HELD };
+enum { ESCA_FT_UNKNOWN = 0, ESCA_FT_SOCKET, ESCA_FT_OTHER };
+
+struct esca_table;
+
+struct esca_executor {
+	const char *name;
+	int (*init)(struct esca_table *t);	/* 0 or -errno */
+	void (*fini)(struct esca_table *t);	/* nothing in flight */
+	void (*abandon)(struct esca_table *t);	/* after fork, in the child */
+	int (*flush)(struct esca_table *t, unsigned mode);
+};
+
+struct esca_table {
+	const struct esca_executor *ex;
+	int kind;
+	unsigned cap;			/* entries */
+	uint32_t head, tail;		/* ring of entries, free-running */
+	struct esca_entry *ents;
+	unsigned live;			/* entries not ESCA_S_DONE */
+	unsigned inflight;		/* entries ESCA_S_INFLIGHT */
+
+	char *arena;			/* owned bytes, a FIFO ring */
+	size_t arena_cap, arena_head, arena_tail, arena_used;
+
+	struct esca_fd *fds;
+	int nfds;
+	uint32_t round;
+
+	esca_complete_fn complete;
+	void *ctx;
+	struct esca_stats st;
+	void *priv;			/* the executor's own state */
+};
+
+static inline struct esca_entry *esca__ent(struct esca_table *t, uint32_t i)
+{
+	return &t->ents[i % t->cap];
+}
+
+/* table.c */
+ESCA_HIDDEN struct esca_fd *esca__fd(struct esca_table *t, int fd);
+ESCA_HIDDEN void esca__complete(struct esca_table *t, struct esca_entry *e,
+				int64_t result);
+ESCA_HIDDEN void esca__retire(struct esca_table *t);
+ESCA_HIDDEN void esca__args_of(const struct esca_entry *e,
+			       struct esca_args *a);
+
+/* ops.c */
+ESCA_HIDDEN int esca__is_data(int op);
+ESCA_HIDDEN int64_t esca__direct(const struct esca_args *a, size_t skip,
+				 uint64_t *nsys);
+
+/* executors */
+extern ESCA_HIDDEN const struct esca_executor esca__sequential;
+extern ESCA_HIDDEN const struct esca_executor esca__uring;
+
+#endif

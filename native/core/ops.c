@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT
+ * ops.c - what each op is and how it runs as plain system calls.
+ *
+ * esca__direct() is the one place that knows how to run an op with ordinary
+ * syscalls.  The sequential executor runs every entry through it; the uring
+ * executor uses it for ops its kernel cannot take.  Short writes are
+ * completed here (poll for POLLOUT on EAGAIN, retry on EINTR), and a result
+ * is what the plain call would have said on full success: the bytes asked
+ * for, or -errno, or the partial count when an error came after progress.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const char *const op_names[ESCA_OP__COUNT] = {
+	[ESCA_OP_WRITE] = "write",	 [ESCA_OP_WRITEV] = "writev",
+	[ESCA_OP_SEND] = "send",	 [ESCA_OP_SENDMSG] = "sendmsg",
+	[ESCA_OP_SENDFILE] = "sendfile", [ESCA_OP_SHUTDOWN] = "shutdown",
+	[ESCA_OP_CLOSE] = "close",	 [ESCA_OP_SETSOCKOPT] = "setsockopt",
+	[ESCA_OP_FSYNC] = "fsync",
+};
+
+const char *esca_op_name(int op)
+{
+	if (op < 0 || op >= ESCA_OP__COUNT)
+		return "unknown";
+	return op_names[op];
+}
+
+static const char *const exec_names[ESCA_EXEC__COUNT] = {
+	[ESCA_EXEC_AUTO] = "auto",
+	[ESCA_EXEC_SEQUENTIAL] = "sequential",
+	[ESCA_EXEC_URING] = "uring",
+	[ESCA_EXEC_LKM] = "lkm",
+};
+
+const char *esca_executor_name(int kind)
+{
+	if (kind < 0 || kind >= ESCA_EXEC__COUNT)
+		return "unknown";
+	return exec_names[kind];
+}
+
+int esca__is_data(int op)
+{
+	return op == ESCA_OP_WRITE || op == ESCA_OP_WRITEV ||
+	       op == ESCA_OP_SEND || op == ESCA_OP_SENDMSG;
+}
+
+/* Wait until fd is writable.  0, or -errno. */
+static int wait_writable(int fd, uint64_t *nsys)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+	for (;;) {
+		int r = poll(&p, 1, -1);
+
+		(*nsys)++;
+		if (r >= 0)
+			return 0;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+#define DIRECT_IOV 64
+
+/* Write the data of a data op, `skip` bytes already done. */
+static int64_t direct_data(const struct esca_args *a, size_t skip,
+			   uint64_t *nsys)
+{
+	struct iovec stack[DIRECT_IOV], *iov = stack;
+	int n = a->iovcnt, first = 0;
+	size_t total = 0, done = skip;
+	int64_t ret;
+
+	if (n > DIRECT_IOV) {
+		iov = malloc((size_t)n * sizeof(*iov));
+		if (!iov)
+			return -ENOMEM;
+	}
+	if (n > 0)
+		memcpy(iov, a->iov, (size_t)n * sizeof(*iov));
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+
+	for (;;) {
+		ssize_t r;
+		size_t s = done;
+
+		/* the iovec past what is done */
+		if (n > 0)
+			memcpy(iov, a->iov, (size_t)n * sizeof(*iov));
+		first = 0;
+		while (first < n && s >= iov[first].iov_len) {
+			s -= iov[first].iov_len;
+			first++;
+		}
+		if (total > 0 && done >= total)
+			break;
+		if (first < n) {
+			iov[first].iov_base = (char *)iov[first].iov_base + s;
+			iov[first].iov_len -= s;
+		}
+		if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) {
+			struct msghdr m = { .msg_iov = iov + first,
+					    .msg_iovlen = (size_t)(n - first) };
+			r = sendmsg(a->fd, &m, a->flags);
+		} else {
+			r = writev(a->fd, iov + first, n - first);
+		}
+		(*nsys)++;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN && !(a->flags & MSG_DONTWAIT) &&
+			    wait_writable(a->fd, nsys) == 0)
+				continue;
+			ret = done > 0 ? (int64_t)done : -errno;
+			goto out;
+		}
+		done += (size_t)r;
+		if (total == 0 || r == 0)
+			break;	/* zero-length write: one call; no progress: stop */
+	}
+	ret = (int64_t)done;
+out:
+	if (iov != stack)
+		free(iov);
+	return ret;
+}
+
+static int64_t direct_sendfile(const struct esca_args *a, size_t skip,
+			       uint64_t *nsys)
+{
+	size_t done = skip;
+	off_t off = (off_t)a->offset + (off_t)skip;
+
+	while (done < a->count) {
+		ssize_t r = sendfile(a->fd, a->fd2,
+				     a->offset >= 0 ? &off : NULL,
+				     a->count - done);
+
+		(*nsys)++;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				int w = wait_writable(a->fd, nsys);
+
+				if (w == 0)
+					continue;
+			}
+			return done > 0 ? (int64_t)done : -errno;
+		}
+		if (r == 0)
+			break;	/* end of file */
+		done += (size_t)r;
+	}
+	if (a->count == 0 && skip == 0) {
+		/* sendfile of 0 bytes still checks its fds */
+		ssize_t r = sendfile(a->fd, a->fd2,
+				     a->offset >= 0 ? &off : NULL, 0);
+
+		(*nsys)++;
+		if (r < 0)
+			return -errno;
+	}
+	return (int64_t)done;
+}
+
+static int64_t plain(long r)
+{
+	return r < 0 ? -errno : r;
+}
+
+int64_t esca__direct(const struct esca_args *a, size_t skip, uint64_t *nsys)
+{
+	switch (a->op) {
+	case ESCA_OP_WRITE:
+	case ESCA_OP_WRITEV:
+	case ESCA_OP_SEND:
+	case ESCA_OP_SENDMSG:
+		return direct_data(a, skip, nsys);
+	case ESCA_OP_SENDFILE:
+		return direct_sendfile(a, skip, nsys);
+	case ESCA_OP_SHUTDOWN:
+		(*nsys)++;
+		return plain(shutdown(a->fd, a->flags));
+	case ESCA_OP_CLOSE:
+		/* Linux: close() never retries on EINTR, the fd is gone */
+		(*nsys)++;
+		return plain(close(a->fd));
+	case ESCA_OP_SETSOCKOPT:
+		(*nsys)++;
+		return plain(setsockopt(a->fd, a->flags, a->optname,
+					a->iov[0].iov_base,
+					(socklen_t)a->iov[0].iov_len));
+	case ESCA_OP_FSYNC:
+		for (;;) {
+			long r = fsync(a->fd);
+
+			(*nsys)++;
+			if (r < 0 && errno == EINTR)
+				continue;
+			return plain(r);
+		}
+	}
+	return -EINVAL;
+}
+
+int64_t esca_direct(const struct esca_args *a)
+{
+	uint64_t n = 0;
+
+	if (!a || a->op < 0 || a->op >= ESCA_OP__COUNT)
+		return -EINVAL;
+	if ((esca__is_data(a->op) || a->op == ESCA_OP_SETSOCKOPT) &&
+	    (a->iovcnt < 0 || a->iovcnt > IOV_MAX || (a->iovcnt && !a->iov)))
+		return -EINVAL;
+	if (a->op == ESCA_OP_SETSOCKOPT && a->iovcnt != 1)
+		return -EINVAL;
+	return esca__direct(a, 0, &n);
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT
+ * sequential.c - the reference executor: every entry, in table order, as
+ * the plain system call (short writes completed).  It is the oracle the
+ * other executors are compared with, and the fallback where io_uring is
+ * refused.  One kernel entry (or more) per op: it saves nothing. */
+#include "internal.h"
+
+static int seq_init(struct esca_table *t)
+{
+	(void)t;
+	return 0;
+}
+
+static void seq_nop(struct esca_table *t)
+{
+	(void)t;
+}
+
+static int seq_flush(struct esca_table *t, unsigned mode)
+{
+	(void)mode;	/* every op completes before the next starts */
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+		struct esca_args a;
+		uint64_t n = 0;
+		int64_t r;
+
+		if (e->state != ESCA_S_QUEUED)
+			continue;
+		esca__args_of(e, &a);
+		r = esca__direct(&a, 0, &n);
+		t->st.kernel_entries += n;
+		t->st.entries_executed++;
+		esca__complete(t, e, r);
+	}
+	return 0;
+}
+
+const struct esca_executor esca__sequential = {
+	.name = "sequential",
+	.init = seq_init,
+	.fini = seq_nop,
+	.abandon = seq_nop,
+	.flush = seq_flush,
+};

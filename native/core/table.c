@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT
+ * table.c - the batch table: entries, the bytes they own, per-fd order.
+ *
+ * Entries form a fixed ring in program order.  Bytes a deferred call hands
+ * over are copied into the arena, a FIFO ring of its own, so the caller may
+ * reuse its memory as soon as the call returns (contract item 2).  An entry
+ * is retired (its slot and bytes reused) once it and every older entry are
+ * done.  No allocation happens on the queue path except when the per-fd
+ * array has to grow to a larger fd than ever seen.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_CAPACITY 256u
+#define DEFAULT_BUDGET ((size_t)4 << 20)
+#define MAX_CAPACITY 32768u
+#define ARENA_ALIGN 16u
+#define MAX_SOCKOPT 256u
+
+static const struct esca_executor *executor_of(int kind)
+{
+	switch (kind) {
+	case ESCA_EXEC_SEQUENTIAL:
+		return &esca__sequential;
+	case ESCA_EXEC_URING:
+		return &esca__uring;
+	default:
+		return NULL;
+	}
+}
+
+struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
+{
+	struct esca_config def = { 0 };
+	struct esca_table *t;
+	int kind, e = 0;
+
+	if (!cfg)
+		cfg = &def;
+	kind = cfg->executor;
+	if (kind < 0 || kind >= ESCA_EXEC__COUNT) {
+		e = -EINVAL;
+		goto fail;
+	}
+	if (kind == ESCA_EXEC_LKM) {
+		e = -ENODEV;	/* the kernel module executor is not built */
+		goto fail;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		e = -ENOMEM;
+		goto fail;
+	}
+	t->cap = cfg->capacity ? cfg->capacity : DEFAULT_CAPACITY;
+	if (t->cap > MAX_CAPACITY)
+		t->cap = MAX_CAPACITY;
+	t->arena_cap = cfg->byte_budget ? cfg->byte_budget : DEFAULT_BUDGET;
+	t->arena_cap = (t->arena_cap + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	t->complete = cfg->complete;
+	t->ctx = cfg->ctx;
+	t->ents = calloc(t->cap, sizeof(*t->ents));
+	/* malloc, not calloc: untouched pages of the arena cost nothing */
+	t->arena = malloc(t->arena_cap);
+	if (!t->ents || !t->arena) {
+		e = -ENOMEM;
+		goto fail_free;
+	}
+	if (kind == ESCA_EXEC_AUTO) {
+		t->kind = ESCA_EXEC_URING;
+		t->ex = executor_of(t->kind);
+		if (t->ex->init(t) == 0)
+			return t;
+		kind = ESCA_EXEC_SEQUENTIAL;
+	}
+	t->kind = kind;
+	t->ex = executor_of(kind);
+	e = t->ex->init(t);
+	if (e == 0)
+		return t;
+fail_free:
+	free(t->ents);
+	free(t->arena);
+	free(t);
+fail:
+	if (err)
+		*err = e;
+	return NULL;
+}
+
+static void free_memory(struct esca_table *t)
+{
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+
+		if (e->borrowed && e->iov != &e->one)
+			free(e->iov);
+	}
+	free(t->ents);
+	free(t->arena);
+	free(t->fds);
+	free(t);
+}
+
+void esca_table_free(struct esca_table *t)
+{
+	if (!t)
+		return;
+	if (t->live)
+		esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+	t->ex->fini(t);
+	free_memory(t);
+}
+
+void esca_table_abandon(struct esca_table *t)
+{
+	if (!t)
+		return;
+	t->ex->abandon(t);
+	free_memory(t);
+}
+
+int esca_table_executor(const struct esca_table *t)
+{
+	return t->kind;
+}
+
+unsigned esca_table_pending(const struct esca_table *t)
+{
+	return t->live;
+}
+
+int esca_fd_pending(const struct esca_table *t, int fd)
+{
+	if (fd < 0 || fd >= t->nfds)
+		return 0;
+	return t->fds[fd].pending > 0;
+}
+
+const struct esca_stats *esca_table_stats(const struct esca_table *t)
+{
+	return &t->st;
+}
+
+struct esca_fd *esca__fd(struct esca_table *t, int fd)
+{
+	if (fd >= t->nfds) {
+		size_t n = t->nfds ? (size_t)t->nfds * 2 : 256;
+		struct esca_fd *f;
+
+		while (n <= (size_t)fd)
+			n *= 2;
+		if (n > (size_t)INT_MAX)
+			n = (size_t)INT_MAX;
+		f = realloc(t->fds, n * sizeof(*f));
+		if (!f)
+			return NULL;
+		memset(f + t->nfds, 0, (n - (size_t)t->nfds) * sizeof(*f));
+		t->fds = f;
+		t->nfds = (int)n;
+	}
+	return &t->fds[fd];
+}
+
+/* Reserve n bytes in the arena ring.  NULL when it does not fit now. */
+static char *arena_alloc(struct esca_table *t, size_t n, size_t *reserved)
+{
+	size_t need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	size_t skip = 0;
+	char *p;
+
+	if (need == 0)
+		need = ARENA_ALIGN;
+	if (t->arena_used == 0)
+		t->arena_head = t->arena_tail = 0;
+	if (t->arena_used == 0 || t->arena_tail > t->arena_head) {
+		if (t->arena_cap - t->arena_tail >= need) {
+			/* fits at the end */
+		} else if (t->arena_head >= need) {
+			skip = t->arena_cap - t->arena_tail;	/* wrap */
+		} else {
+			return NULL;
+		}
+	} else if (t->arena_head - t->arena_tail < need) {
+		return NULL;
+	}
+	if (skip)
+		t->arena_tail = 0;
+	p = t->arena + t->arena_tail;
+	t->arena_tail += need;
+	if (t->arena_tail == t->arena_cap)
+		t->arena_tail = 0;
+	t->arena_used += need + skip;
+	*reserved = need + skip;
+	return p;
+}
+
+static void arena_free(struct esca_table *t, size_t reserved)
+{
+	if (!reserved)
+		return;
+	t->arena_used -= reserved;
+	t->arena_head = (t->arena_head + reserved) % t->arena_cap;
+}
+
+void esca__retire(struct esca_table *t)
+{
+	while (t->head != t->tail) {
+		struct esca_entry *e = esca__ent(t, t->head);
+
+		if (e->state != ESCA_S_DONE)
+			break;
+		arena_free(t, e->arena_len);
+		if (e->borrowed && e->iov != &e->one)
+			free(e->iov);
+		e->state = 0;
+		t->head++;
+	}
+}
+
+static void fd_unref(struct esca_table *t, int fd)
+{
+	if (fd >= 0 && fd < t->nfds && t->fds[fd].pending > 0)
+		t->fds[fd].pending--;
+}
+
+void esca__complete(struct esca_table *t, struct esca_entry *e, int64_t result)
+{
+	if (e->state == ESCA_S_INFLIGHT)
+		t->inflight--;
+	e->state = ESCA_S_DONE;
+	e->result = result;
+	t->live--;
+	t->st.completed++;
+	if (result < 0)
+		t->st.errors++;
+	fd_unref(t, e->fd);
+	if (e->op == ESCA_OP_SENDFILE && e->fd2 != e->fd)
+		fd_unref(t, e->fd2);
+	if (e->op == ESCA_OP_CLOSE && e->fd < t->nfds)
+		t->fds[e->fd].type = ESCA_FT_UNKNOWN;
+	if (t->complete)
+		t->complete(t->ctx, e->user, e->op, e->fd, result);
+}
+
+void esca__args_of(const struct esca_entry *e, struct esca_args *a)
+{
+	a->op = e->op;
+	a->fd = e->fd;
+	a->fd2 = e->fd2;
+	a->flags = e->flags;
+	a->optname = e->optname;
+	a->iovcnt = e->iovcnt;
+	a->iov = e->iov;
+	a->offset = e->offset;
+	a->count = e->len;
+}
+
+/* The result a queued op will have on full success, or -errno for
+ * arguments the kernel would refuse whatever the fd is. */
+static int64_t check_args(const struct esca_args *a, size_t *bytes)
+{
+	size_t total = 0;
+
+	*bytes = 0;
+	if (a->op < 0 || a->op >= ESCA_OP__COUNT)
+		return -EINVAL;
+	if (a->fd < 0)
+		return -EBADF;
+	switch (a->op) {
+	case ESCA_OP_WRITE:
+	case ESCA_OP_WRITEV:
+	case ESCA_OP_SEND:
+	case ESCA_OP_SENDMSG:
+		if (a->iovcnt < 0 || a->iovcnt > IOV_MAX ||
+		    (a->iovcnt > 0 && !a->iov))
+			return -EINVAL;
+		for (int i = 0; i < a->iovcnt; i++) {
+			if (a->iov[i].iov_len > (size_t)SSIZE_MAX - total)
+				return -EINVAL;
+			if (a->iov[i].iov_len && !a->iov[i].iov_base)
+				return -EFAULT;
+			total += a->iov[i].iov_len;
+		}
+		*bytes = total;
+		return (int64_t)total;
+	case ESCA_OP_SENDFILE:
+		if (a->fd2 < 0)
+			return -EBADF;
+		if (a->offset < -1 || a->count > (size_t)SSIZE_MAX)
+			return -EINVAL;
+		return (int64_t)a->count;
+	case ESCA_OP_SETSOCKOPT:
+		if (a->iovcnt != 1 || !a->iov || a->iov[0].iov_len > MAX_SOCKOPT ||
+		    (a->iov[0].iov_len && !a->iov[0].iov_base))
+			return -EINVAL;
+		*bytes = a->iov[0].iov_len;
+		return 0;
+	case ESCA_OP_SHUTDOWN:
+	case ESCA_OP_CLOSE:
+	case ESCA_OP_FSYNC:
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int hist_bucket(unsigned n)
+{
+	int b = 0;
+
+	while (n > 1 && b < ESCA_HIST_BUCKETS - 1) {
+		n >>= 1;
+		b++;
+	}
+	return b;
+}
+
+int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
+		   unsigned qflags, uint64_t user)
+{
+	struct esca_entry *e;
+	struct esca_fd *f, *f2 = NULL;
+	size_t bytes, reserved = 0;
+	int64_t ret;
+	int copy;
+
+	ret = check_args(a, &bytes);
+	if (ret < 0)
+		return ret;
+	if (t->tail - t->head >= t->cap) {
+		esca__retire(t);
+		if (t->tail - t->head >= t->cap)
+			return -ENOBUFS;
+	}
+	f = esca__fd(t, a->fd);
+	if (a->op == ESCA_OP_SENDFILE)
+		f2 = esca__fd(t, a->fd2);
+	if (!f || (a->op == ESCA_OP_SENDFILE && !f2))
+		return -E2BIG;	/* no memory for the fd map: go direct */
+	if (a->op == ESCA_OP_SENDFILE) {
+		/* only the uring executor needs a bounce buffer */
+		if (t->kind == ESCA_EXEC_URING)
+			bytes = a->count;
+		copy = 0;
+	} else {
+		copy = !(qflags & ESCA_Q_BORROW) || a->op == ESCA_OP_SETSOCKOPT;
+	}
+	if ((copy || a->op == ESCA_OP_SENDFILE) && bytes > 0) {
+		if (bytes > t->arena_cap)
+			return -E2BIG;
+	}
+	e = esca__ent(t, t->tail);
+	memset(e, 0, offsetof(struct esca_entry, msg));
+	e->op = (uint8_t)a->op;
+	e->fd = a->fd;
+	e->fd2 = a->op == ESCA_OP_SENDFILE ? a->fd2 : -1;
+	e->flags = a->flags;
+	e->optname = a->optname;
+	e->offset = a->offset;
+	e->user = user;
+	e->iov = &e->one;
+	if (esca__is_data(a->op) || a->op == ESCA_OP_SETSOCKOPT) {
+		e->len = bytes;
+		if (copy) {
+			char *p = NULL;
+
+			if (bytes > 0) {
+				p = arena_alloc(t, bytes, &reserved);
+				if (!p) {
+					esca__retire(t);
+					p = arena_alloc(t, bytes, &reserved);
+					if (!p)
+						return -ENOBUFS;
+				}
+				for (int i = 0; i < a->iovcnt; i++) {
+					memcpy(p, a->iov[i].iov_base,
+					       a->iov[i].iov_len);
+					p += a->iov[i].iov_len;
+				}
+				p -= bytes;
+				t->st.bytes_copied += bytes;
+			}
+			e->one.iov_base = p;
+			e->one.iov_len = bytes;
+			e->iovcnt = 1;
+		} else if (a->iovcnt == 1) {
+			e->borrowed = 1;
+			e->one = a->iov[0];
+			e->iovcnt = 1;
+		} else {
+			e->borrowed = 1;
+			e->iovcnt = a->iovcnt;
+			if (a->iovcnt > 0) {
+				e->iov = malloc((size_t)a->iovcnt * sizeof(*e->iov));
+				if (!e->iov)
+					return -E2BIG;
+				memcpy(e->iov, a->iov,
+				       (size_t)a->iovcnt * sizeof(*e->iov));
+			} else {
+				e->one.iov_base = NULL;
+				e->one.iov_len = 0;
+				e->iovcnt = 1;
+			}
+		}
+	} else if (a->op == ESCA_OP_SENDFILE) {
+		e->len = a->count;
+		if (bytes > 0) {
+			char *p = arena_alloc(t, bytes, &reserved);
+
+			if (!p) {
+				esca__retire(t);
+				p = arena_alloc(t, bytes, &reserved);
+				if (!p)
+					return -ENOBUFS;
+			}
+			e->one.iov_base = p;
+			e->one.iov_len = bytes;
+		}
+		e->iovcnt = 0;
+	}
+	e->arena_len = reserved;
+	e->state = ESCA_S_QUEUED;
+	t->tail++;
+	t->live++;
+	f->pending++;
+	if (f2 && a->fd2 != a->fd)
+		f2->pending++;
+	t->st.queued[a->op]++;
+	if (esca__is_data(a->op))
+		t->st.bytes_queued += bytes;
+	else if (a->op == ESCA_OP_SENDFILE)
+		t->st.bytes_queued += a->count;
+	return ret;
+}
+
+int esca_flush(struct esca_table *t, unsigned mode, int why)
+{
+	unsigned before = t->live;
+	int r;
+
+	if (t->live == 0) {
+		esca__retire(t);
+		return 0;
+	}
+	t->st.flushes++;
+	if (why >= 0 && why < ESCA_WHY__COUNT)
+		t->st.flush_why[why]++;
+	t->st.batch_hist[hist_bucket(before)]++;
+	r = t->ex->flush(t, mode);
+	esca__retire(t);
+	if (r < 0)
+		return r;
+	return (int)(before - t->live);
+}
+
+int esca_sync_fd(struct esca_table *t, int fd)
+{
+	int r = 0;
+
+	while (esca_fd_pending(t, fd)) {
+		r = esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+		if (r < 0)
+			break;
+	}
+	return r < 0 ? r : 0;
+}

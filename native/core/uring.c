@@ -1,0 +1,714 @@
+/* SPDX-License-Identifier: MIT
+ * uring.c - the default executor: the table goes to the kernel through an
+ * io_uring submission ring, one io_uring_enter per round.
+ *
+ * Order.  Per fd, the entries queued in one round form one chain linked
+ * with IOSQE_IO_LINK, so the kernel runs them in order.  A link breaks on an
+ * error or a short result and the rest of the chain completes -ECANCELED
+ * with no side effect: those entries go back to QUEUED and run in the next
+ * round, after what broke the link has been dealt with (the remainder of a
+ * short write is sent first).  An entry whose fd still has an entry in
+ * flight from an earlier round waits in user space (contract item 3), and a
+ * close or write on a file waits for every pending sendfile reading it.
+ *
+ * Short writes.  Sends carry MSG_WAITALL: on a stream socket the kernel
+ * finishes the send itself (parking on a full buffer).  write/writev go out
+ * as SEND first; -ENOTSOCK marks the fd as no socket and the op is redone
+ * as WRITE.  A WRITE on an O_NONBLOCK pipe can say -EAGAIN at once (liburing
+ * #274): the entry is redone behind a POLL_ADD(POLLOUT) link.
+ *
+ * sendfile has no io_uring op: READ into the entry's bounce buffer, linked
+ * to a SEND of it (two copies; see issue 7 for the zero-copy lever).
+ *
+ * setsockopt is IORING_OP_URING_CMD SOCKET_URING_OP_SETSOCKOPT (Linux 6.7),
+ * probed once per process; without it the op runs as a plain syscall at its
+ * turn in the fd's order.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "internal.h"
+
+#ifndef SOCKET_URING_OP_SETSOCKOPT
+#define SOCKET_URING_OP_SETSOCKOPT 3	/* include/uapi/linux/io_uring.h, 6.7 */
+#endif
+
+enum { STAGE_MAIN = 0, STAGE_READ = 1, STAGE_POLL = 2 };
+#define STAGE_MASK 3ull
+#define MAX_REAP_ROUNDS 4
+
+struct uring_state {
+	struct io_uring ring;
+	unsigned sq_entries;
+	int have_setsockopt;
+	struct esca_entry **heads;	/* first entry of each chain, a round */
+	unsigned outstanding;		/* SQEs submitted, CQE not yet seen */
+};
+
+static int probe_setsockopt = 0;	/* 0 not yet, 1 works, -1 does not */
+
+static void tag(struct io_uring_sqe *sqe, struct esca_entry *e, int stage)
+{
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)e | (uint64_t)stage);
+}
+
+static void prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level,
+			    int optname, const void *val, unsigned len)
+{
+	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+	/* the 6.7 uapi fields, by their place in struct io_uring_sqe:
+	 * cmd_op is the low half of off, level/optname share addr,
+	 * optlen is splice_fd_in and optval is addr3. */
+	sqe->off = SOCKET_URING_OP_SETSOCKOPT;
+	sqe->addr = (uint64_t)(uint32_t)level | ((uint64_t)(uint32_t)optname << 32);
+	sqe->splice_fd_in = (int32_t)len;
+	sqe->addr3 = (uint64_t)(uintptr_t)val;
+}
+
+/* Does the kernel take SOCKET_URING_OP_SETSOCKOPT?  Asked once. */
+static int check_setsockopt(struct io_uring *ring)
+{
+	struct io_uring_probe *p;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	int s, one = 1, ok = -1;
+
+	if (probe_setsockopt)
+		return probe_setsockopt > 0;
+	p = io_uring_get_probe_ring(ring);
+	if (!p)
+		return 0;
+	if (!io_uring_opcode_supported(p, IORING_OP_URING_CMD)) {
+		io_uring_free_probe(p);
+		probe_setsockopt = -1;
+		return 0;
+	}
+	io_uring_free_probe(p);
+	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return 0;
+	sqe = io_uring_get_sqe(ring);
+	if (sqe) {
+		prep_setsockopt(sqe, s, SOL_SOCKET, SO_KEEPALIVE, &one,
+				sizeof(one));
+		io_uring_sqe_set_data64(sqe, 0);
+		if (io_uring_submit_and_wait(ring, 1) >= 0 &&
+		    io_uring_peek_cqe(ring, &cqe) == 0) {
+			if (cqe->res == 0) {
+				int v = 0;
+				socklen_t l = sizeof(v);
+
+				if (getsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &v,
+					       &l) == 0 && v == 1)
+					ok = 1;
+			}
+			io_uring_cqe_seen(ring, cqe);
+		}
+	}
+	close(s);
+	probe_setsockopt = ok;
+	return ok > 0;
+}
+
+static const unsigned flag_sets[] = {
+	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+		IORING_SETUP_DEFER_TASKRUN,
+	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+	0,
+};
+
+static int ring_setup(struct io_uring *ring, unsigned entries, unsigned *flags)
+{
+	int r = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+		struct io_uring_params p = { .flags = flag_sets[i] };
+
+		r = io_uring_queue_init_params(entries, ring, &p);
+		if (r == 0) {
+			if (flags)
+				*flags = flag_sets[i];
+			return 0;
+		}
+		if (r != -EINVAL)
+			return r;	/* EPERM, ENOSYS, ENOMEM: no flags help */
+	}
+	return r;
+}
+
+static int uring_init(struct esca_table *t)
+{
+	struct uring_state *u = calloc(1, sizeof(*u));
+	unsigned want = t->cap * 2;
+	int r;
+
+	if (!u)
+		return -ENOMEM;
+	if (want > 32768)
+		want = 32768;
+	r = ring_setup(&u->ring, want, NULL);
+	if (r < 0) {
+		free(u);
+		return r;
+	}
+	u->sq_entries = u->ring.sq.ring_entries;
+	u->heads = calloc(t->cap, sizeof(*u->heads));
+	if (!u->heads) {
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		return -ENOMEM;
+	}
+	(void)io_uring_register_ring_fd(&u->ring);	/* an optimisation */
+	u->have_setsockopt = check_setsockopt(&u->ring);
+	t->priv = u;
+	return 0;
+}
+
+static void uring_fini(struct esca_table *t)
+{
+	struct uring_state *u = t->priv;
+
+	if (!u)
+		return;
+	io_uring_queue_exit(&u->ring);
+	free(u->heads);
+	free(u);
+	t->priv = NULL;
+}
+
+static void uring_abandon(struct esca_table *t)
+{
+	/* the child's copy of the ring: unmap and close ours, submit nothing */
+	uring_fini(t);
+}
+
+static void requeue(struct esca_table *t, struct esca_entry *e)
+{
+	e->state = ESCA_S_QUEUED;
+	t->inflight--;
+	t->st.resubmitted++;
+}
+
+/* Everything the kernel said about e is in; decide. */
+static void finalize(struct esca_table *t, struct esca_entry *e)
+{
+	int32_t r = e->res_main;
+
+	if (e->res_poll < 0 && e->res_poll != -ECANCELED) {
+		/* the poll before a write failed: that is the write's answer */
+		esca__complete(t, e, e->done ? (int64_t)e->done : e->res_poll);
+		return;
+	}
+	if (e->op == ESCA_OP_SENDFILE) {
+		if (e->staged == 0) {		/* a read went out */
+			int32_t rd = e->res_read;
+
+			if (rd == -ECANCELED || rd == -EINTR) {
+				requeue(t, e);
+				return;
+			}
+			if (rd < 0) {
+				esca__complete(t, e, e->done ? (int64_t)e->done : rd);
+				return;
+			}
+			if (rd == 0) {
+				esca__complete(t, e, (int64_t)e->done);
+				return;
+			}
+			e->staged = (size_t)rd;
+			e->staged_sent = 0;
+			if ((size_t)rd < e->len - e->done)
+				e->eof = 1;
+			/* a short read broke the link: the send was cancelled */
+		}
+		if (r >= 0 && !(r == 0 && e->staged > e->staged_sent &&
+				e->res_read < (int32_t)(e->len - e->done))) {
+			e->staged_sent += (size_t)r;
+			e->done += (size_t)r;
+		} else if (r != -ECANCELED && r != -EINTR && r < 0) {
+			esca__complete(t, e, e->done ? (int64_t)e->done : r);
+			return;
+		}
+		if (e->staged_sent < e->staged) {
+			requeue(t, e);	/* send what was read */
+			return;
+		}
+		e->staged = e->staged_sent = 0;
+		if (e->done >= e->len || e->eof) {
+			if (e->eof)
+				t->st.short_completed++;
+			esca__complete(t, e, (int64_t)e->done);
+			return;
+		}
+		requeue(t, e);
+		return;
+	}
+	if (esca__is_data(e->op)) {
+		struct esca_fd *f = &t->fds[e->fd];
+
+		if (r >= 0) {
+			e->done += (size_t)r;
+			if (e->done >= e->len || r == 0) {
+				if (e->done < e->len)
+					t->st.short_completed++;
+				esca__complete(t, e, (int64_t)e->done);
+				return;
+			}
+			t->st.short_completed++;
+			requeue(t, e);	/* the rest, before anything after */
+			return;
+		}
+		if (r == -ECANCELED || r == -EINTR) {
+			requeue(t, e);
+			return;
+		}
+		if (r == -ENOTSOCK && (e->op == ESCA_OP_WRITE ||
+				       e->op == ESCA_OP_WRITEV) &&
+		    f->type != ESCA_FT_OTHER) {
+			f->type = ESCA_FT_OTHER;	/* a write on no socket */
+			requeue(t, e);
+			return;
+		}
+		if (r == -EAGAIN && !(e->flags & MSG_DONTWAIT) && !e->need_poll) {
+			e->need_poll = 1;
+			requeue(t, e);
+			return;
+		}
+		if (r == -EAGAIN && e->need_poll) {
+			requeue(t, e);	/* polled writable, lost the race */
+			return;
+		}
+		esca__complete(t, e, e->done ? (int64_t)e->done : r);
+		return;
+	}
+	if (r == -ECANCELED) {
+		requeue(t, e);
+		return;
+	}
+	if (r == -EINTR && e->op != ESCA_OP_CLOSE) {
+		requeue(t, e);
+		return;
+	}
+	if (e->op == ESCA_OP_SHUTDOWN || e->op == ESCA_OP_SETSOCKOPT)
+		t->fds[e->fd].type = ESCA_FT_SOCKET;
+	esca__complete(t, e, r);
+}
+
+static struct esca_fd *fresh(struct esca_table *t, int fd)
+{
+	struct esca_fd *f = &t->fds[fd];
+
+	if (f->mark != t->round) {
+		f->mark = t->round;
+		f->busy = ESCA_FD_FREE;
+		f->readers = 0;
+		f->tail = NULL;
+	}
+	return f;
+}
+
+/* Slice e's data past what is done into msg / one iovec. */
+static void data_slice(struct esca_entry *e, struct iovec **iov, int *n,
+		       struct iovec *tmp)
+{
+	size_t s = e->done;
+	int i = 0;
+
+	if (e->iovcnt == 1) {
+		tmp->iov_base = (char *)e->iov[0].iov_base + s;
+		tmp->iov_len = e->iov[0].iov_len - s;
+		*iov = tmp;
+		*n = 1;
+		return;
+	}
+	/* borrowed multi-iov: advance in place (the array is our copy) */
+	while (i < e->iovcnt && s >= e->iov[i].iov_len) {
+		s -= e->iov[i].iov_len;
+		i++;
+	}
+	if (i < e->iovcnt && s) {
+		e->iov[i].iov_base = (char *)e->iov[i].iov_base + s;
+		e->iov[i].iov_len -= s;
+	}
+	/* what is done is now dropped from the array */
+	memmove(e->iov, e->iov + i, (size_t)(e->iovcnt - i) * sizeof(*e->iov));
+	e->iovcnt -= i;
+	e->len -= e->done;
+	e->done = 0;
+	*iov = e->iov;
+	*n = e->iovcnt;
+}
+
+/* Prepare e's SQEs; returns the last one, or NULL if the SQ is full. */
+static unsigned sqes_needed(const struct esca_entry *e)
+{
+	if (e->need_poll && esca__is_data(e->op))
+		return 2;
+	if (e->op == ESCA_OP_SENDFILE && e->staged == 0)
+		return 2;
+	return 1;
+}
+
+/* Prepare e's SQEs (the caller checked there is room); returns the last. */
+static struct io_uring_sqe *prep_entry(struct esca_table *t,
+				       struct uring_state *u,
+				       struct esca_entry *e)
+{
+	struct io_uring *ring = &u->ring;
+	struct io_uring_sqe *sqe, *first = NULL;
+
+	e->res_main = e->res_read = e->res_poll = 0;
+	e->nsqe = (uint8_t)sqes_needed(e);
+
+	switch (e->op) {
+	case ESCA_OP_WRITE:
+	case ESCA_OP_WRITEV:
+	case ESCA_OP_SEND:
+	case ESCA_OP_SENDMSG: {
+		struct esca_fd *f = &t->fds[e->fd];
+		int as_send = e->op == ESCA_OP_SEND || e->op == ESCA_OP_SENDMSG ||
+			      f->type != ESCA_FT_OTHER;
+		struct iovec *iov, tmp;
+		int n;
+
+		if (e->need_poll) {
+			first = io_uring_get_sqe(ring);
+			io_uring_prep_poll_add(first, e->fd, POLLOUT);
+			tag(first, e, STAGE_POLL);
+			first->flags |= IOSQE_IO_LINK;
+		}
+		data_slice(e, &iov, &n, &tmp);
+		sqe = io_uring_get_sqe(ring);
+		if (as_send) {
+			int fl = e->flags | MSG_WAITALL;
+
+			if (n == 1) {
+				io_uring_prep_send(sqe, e->fd, iov[0].iov_base,
+						   iov[0].iov_len, fl);
+			} else {
+				memset(&e->msg, 0, sizeof(e->msg));
+				e->msg.msg_iov = iov;
+				e->msg.msg_iovlen = (size_t)n;
+				io_uring_prep_sendmsg(sqe, e->fd, &e->msg,
+						      (unsigned)fl);
+			}
+		} else if (n == 1) {
+			io_uring_prep_write(sqe, e->fd, iov[0].iov_base,
+					    (unsigned)iov[0].iov_len, (uint64_t)-1);
+		} else {
+			io_uring_prep_writev(sqe, e->fd, iov, (unsigned)n,
+					     (uint64_t)-1);
+		}
+		tag(sqe, e, STAGE_MAIN);
+		return sqe;
+	}
+	case ESCA_OP_SENDFILE: {
+		char *buf = e->one.iov_base;
+
+		if (e->staged == 0) {
+			size_t want = e->len - e->done;
+			uint64_t off = e->offset < 0 ? (uint64_t)-1 :
+				       (uint64_t)e->offset + e->done;
+
+			first = io_uring_get_sqe(ring);
+			io_uring_prep_read(first, e->fd2, buf, (unsigned)want, off);
+			tag(first, e, STAGE_READ);
+			first->flags |= IOSQE_IO_LINK;
+			sqe = io_uring_get_sqe(ring);
+			io_uring_prep_send(sqe, e->fd, buf, want, MSG_WAITALL);
+		} else {
+			sqe = io_uring_get_sqe(ring);
+			io_uring_prep_send(sqe, e->fd, buf + e->staged_sent,
+					   e->staged - e->staged_sent,
+					   MSG_WAITALL);
+		}
+		tag(sqe, e, STAGE_MAIN);
+		return sqe;
+	}
+	case ESCA_OP_SHUTDOWN:
+		sqe = io_uring_get_sqe(ring);
+		io_uring_prep_shutdown(sqe, e->fd, e->flags);
+		break;
+	case ESCA_OP_CLOSE:
+		sqe = io_uring_get_sqe(ring);
+		io_uring_prep_close(sqe, e->fd);
+		break;
+	case ESCA_OP_FSYNC:
+		sqe = io_uring_get_sqe(ring);
+		io_uring_prep_fsync(sqe, e->fd, 0);
+		break;
+	case ESCA_OP_SETSOCKOPT:
+		sqe = io_uring_get_sqe(ring);
+		prep_setsockopt(sqe, e->fd, e->flags, e->optname,
+				e->iov[0].iov_base, (unsigned)e->iov[0].iov_len);
+		break;
+	default:
+		sqe = io_uring_get_sqe(ring);
+		io_uring_prep_nop(sqe);
+		break;
+	}
+	tag(sqe, e, STAGE_MAIN);
+	return sqe;
+}
+
+/* Run e now as a plain syscall (an op this kernel's ring cannot take). */
+static void run_direct(struct esca_table *t, struct esca_entry *e)
+{
+	struct esca_args a;
+	uint64_t n = 0;
+	int64_t r;
+
+	esca__args_of(e, &a);
+	r = esca__direct(&a, 0, &n);
+	t->st.kernel_entries += n;
+	t->st.entries_executed++;
+	t->st.fallbacks++;
+	esca__complete(t, e, r);
+}
+
+/* One pass over the table: every entry whose turn it is goes into the SQ.
+ * An io_uring link joins an SQE to the next one in the ring, so each fd's
+ * entries are gathered into a chain first and each chain is laid out in
+ * consecutive SQEs.  Returns the number of SQEs prepared. */
+static unsigned build_round(struct esca_table *t, struct uring_state *u)
+{
+	unsigned space = io_uring_sq_space_left(&u->ring), used = 0, nheads = 0;
+
+	t->round++;
+	if (t->round == 0)
+		t->round = 1;
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+		struct esca_fd *f, *f2 = NULL;
+		unsigned need;
+		int held;
+
+		if (e->state == ESCA_S_DONE || e->state == 0)
+			continue;
+		f = fresh(t, e->fd);
+		if (e->op == ESCA_OP_SENDFILE)
+			f2 = fresh(t, e->fd2);
+		if (e->state == ESCA_S_INFLIGHT) {
+			f->busy = ESCA_FD_HELD;
+			if (f2)
+				f2->readers = 1;
+			continue;
+		}
+		held = f->busy == ESCA_FD_HELD;
+		if (e->op != ESCA_OP_SENDFILE && f->readers)
+			held = 1;	/* a pending sendfile still reads it */
+		if (f2 && f2->busy != ESCA_FD_FREE)
+			held = 1;	/* an earlier op on the file is pending */
+		if (!held && e->op == ESCA_OP_SETSOCKOPT && !u->have_setsockopt) {
+			if (f->busy == ESCA_FD_CHAIN) {
+				held = 1;
+			} else {
+				run_direct(t, e);
+				continue;
+			}
+		}
+		need = sqes_needed(e);
+		if (!held && used + need > space)
+			held = 1;	/* SQ full: the rest waits a round */
+		if (held) {
+			f->busy = ESCA_FD_HELD;
+			if (f2)
+				f2->readers = 1;
+			continue;
+		}
+		used += need;
+		e->chain_next = NULL;
+		if (f->busy == ESCA_FD_CHAIN)
+			((struct esca_entry *)f->tail)->chain_next = e;
+		else
+			u->heads[nheads++] = e;
+		f->busy = ESCA_FD_CHAIN;
+		f->tail = e;
+		if (f2)
+			f2->readers = 1;
+		e->state = ESCA_S_INFLIGHT;
+		t->inflight++;
+		t->st.entries_executed++;
+	}
+	for (unsigned h = 0; h < nheads; h++) {
+		for (struct esca_entry *e = u->heads[h]; e; e = e->chain_next) {
+			struct io_uring_sqe *last = prep_entry(t, u, e);
+
+			if (e->chain_next)
+				last->flags |= IOSQE_IO_LINK;
+		}
+	}
+	u->outstanding += used;
+	return used;
+}
+
+static void reap(struct esca_table *t, struct uring_state *u)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&u->ring, head, cqe) {
+		uint64_t d = io_uring_cqe_get_data64(cqe);
+		struct esca_entry *e = (struct esca_entry *)(uintptr_t)(d & ~STAGE_MASK);
+
+		n++;
+		if (!e)
+			continue;
+		switch (d & STAGE_MASK) {
+		case STAGE_READ:
+			e->res_read = cqe->res;
+			break;
+		case STAGE_POLL:
+			e->res_poll = cqe->res;
+			break;
+		default:
+			e->res_main = cqe->res;
+			break;
+		}
+#ifdef ESCA_TRACE
+		fprintf(stderr, "cqe user=%lu stage=%d res=%d nsqe=%d type=%d state=%d\n", (unsigned long)e->user, (int)(d & STAGE_MASK), cqe->res, e->nsqe, t->fds[e->fd].type, e->state);
+#endif
+		if (--e->nsqe == 0)
+			finalize(t, e);
+	}
+	io_uring_cq_advance(&u->ring, n);
+	u->outstanding -= n;
+}
+
+/* Enter the kernel: submit what is prepared, wait for `wait` CQEs. */
+static int enter(struct esca_table *t, struct uring_state *u, unsigned wait)
+{
+	int r;
+
+	for (;;) {
+		t->st.kernel_entries++;
+		if (wait)
+			r = io_uring_submit_and_wait(&u->ring, wait);
+		else
+			r = io_uring_submit_and_get_events(&u->ring);
+		if (r >= 0 || r == -EAGAIN || r == -EBUSY)
+			break;
+		if (r != -EINTR)
+			return r;
+		if (!wait)
+			break;
+		/* a signal: waiting again is what a blocking call does */
+	}
+	return 0;
+}
+
+/* The ring failed (should not happen): finish every entry plainly. */
+static int fail_over(struct esca_table *t, int err)
+{
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+
+		if (e->state == ESCA_S_QUEUED)
+			run_direct(t, e);
+	}
+	return err;
+}
+
+static int uring_flush(struct esca_table *t, unsigned mode)
+{
+	struct uring_state *u = t->priv;
+	int rounds = 0;
+
+	for (;;) {
+		unsigned queued_before = t->live - t->inflight;
+		unsigned used = build_round(t, u);
+		int r;
+
+		if (used == 0 && t->inflight == 0)
+			break;	/* nothing in flight, nothing to send */
+		if (mode == ESCA_FLUSH_WAIT && t->inflight > 0)
+			r = enter(t, u, u->outstanding);	/* all of them */
+		else
+			r = enter(t, u, 0);
+		if (r < 0)
+			return fail_over(t, r);
+		reap(t, u);
+		if (t->live == 0)
+			break;
+		if (mode == ESCA_FLUSH_REAP) {
+			/* requeued entries (cancelled links, short writes) get
+			 * another round while that makes progress */
+			unsigned queued_now = t->live - t->inflight;
+
+			if (++rounds >= MAX_REAP_ROUNDS || queued_now == 0 ||
+			    (used == 0 && queued_now >= queued_before))
+				break;
+		}
+	}
+	return 0;
+}
+
+const struct esca_executor esca__uring = {
+	.name = "uring",
+	.init = uring_init,
+	.fini = uring_fini,
+	.abandon = uring_abandon,
+	.flush = uring_flush,
+};
+
+/* ---- for esca doctor ---------------------------------------------------- */
+
+static const char *const opnames[] = {
+	"NOP", "READV", "WRITEV", "FSYNC", "READ_FIXED", "WRITE_FIXED",
+	"POLL_ADD", "POLL_REMOVE", "SYNC_FILE_RANGE", "SENDMSG", "RECVMSG",
+	"TIMEOUT", "TIMEOUT_REMOVE", "ACCEPT", "ASYNC_CANCEL", "LINK_TIMEOUT",
+	"CONNECT", "FALLOCATE", "OPENAT", "CLOSE", "FILES_UPDATE", "STATX",
+	"READ", "WRITE", "FADVISE", "MADVISE", "SEND", "RECV", "OPENAT2",
+	"EPOLL_CTL", "SPLICE", "PROVIDE_BUFFERS", "REMOVE_BUFFERS", "TEE",
+	"SHUTDOWN", "RENAMEAT", "UNLINKAT", "MKDIRAT", "SYMLINKAT", "LINKAT",
+	"MSG_RING", "FSETXATTR", "SETXATTR", "FGETXATTR", "GETXATTR", "SOCKET",
+	"URING_CMD", "SEND_ZC", "SENDMSG_ZC", "READ_MULTISHOT", "WAITID",
+	"FUTEX_WAIT", "FUTEX_WAKE", "FUTEX_WAITV", "FIXED_FD_INSTALL",
+	"FTRUNCATE", "BIND", "LISTEN", "RECV_ZC", "EPOLL_WAIT", "READV_FIXED",
+	"WRITEV_FIXED", "PIPE",
+};
+
+const char *esca_uring_opname(int opcode)
+{
+	if (opcode < 0 || (size_t)opcode >= sizeof(opnames) / sizeof(opnames[0]))
+		return NULL;
+	return opnames[opcode];
+}
+
+int esca_uring_probe(unsigned char *ops, int nops, int *last_op,
+		     int *setsockopt_cmd, unsigned *setup_flags)
+{
+	struct io_uring ring;
+	struct io_uring_probe *p;
+	unsigned flags = 0;
+	int r;
+
+	if (ops && nops > 0)
+		memset(ops, 0, (size_t)nops);
+	if (setsockopt_cmd)
+		*setsockopt_cmd = 0;
+	r = ring_setup(&ring, 8, &flags);
+	if (r < 0)
+		return r;
+	if (setup_flags)
+		*setup_flags = flags;
+	p = io_uring_get_probe_ring(&ring);
+	if (p) {
+		if (last_op)
+			*last_op = p->last_op;
+		for (int i = 0; i < nops && i <= p->last_op; i++)
+			ops[i] = io_uring_opcode_supported(p, i) ? 1 : 0;
+		io_uring_free_probe(p);
+	}
+	if (setsockopt_cmd)
+		*setsockopt_cmd = check_setsockopt(&ring);
+	io_uring_queue_exit(&ring);
+	return 0;
+}

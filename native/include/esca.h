@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * esca.h - the pyesca native core: a per-thread batch table of deferred
+ * system calls and the executors that run a whole table in the kernel.
+ *
+ * Vocabulary (DESIGN.md): a *segment* is what runs between batch start and
+ * flush; the *table* holds its pending entries; an *executor* runs the table
+ * (uring, sequential, later lkm).
+ *
+ * Conventions (after liburing): functions return >= 0 or -errno and never
+ * touch errno nor print.  Every result of an op is its own int64: bytes on
+ * success, -errno on failure (or the partial count when some bytes went out
+ * before an error, exactly as the plain call would report it).
+ *
+ * The core contains no Python and no libc interposition; it is linked into
+ * both the CPython extension pyesca._core and the LD_PRELOAD library
+ * libesca.so.
+ */
+#ifndef ESCA_H
+#define ESCA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ESCA_API __attribute__((visibility("default")))
+
+/* The ops the core can defer.  Keep ESCA_OP__COUNT last. */
+enum esca_op {
+	ESCA_OP_WRITE = 0,	/* write(fd, buf, len)                         */
+	ESCA_OP_WRITEV,		/* writev(fd, iov, n)                          */
+	ESCA_OP_SEND,		/* send(fd, buf, len, flags)                   */
+	ESCA_OP_SENDMSG,	/* sendmsg(fd, {iov, n, no name, no control})  */
+	ESCA_OP_SENDFILE,	/* sendfile(fd, fd2, offset or -1, count)      */
+	ESCA_OP_SHUTDOWN,	/* shutdown(fd, how=flags)                     */
+	ESCA_OP_CLOSE,		/* close(fd)                                   */
+	ESCA_OP_SETSOCKOPT,	/* setsockopt(fd, level=flags, optname, iov[0])*/
+	ESCA_OP_FSYNC,		/* fsync(fd)                                   */
+	ESCA_OP__COUNT
+};
+
+enum esca_executor_kind {
+	ESCA_EXEC_AUTO = 0,	/* uring if it works here, else sequential */
+	ESCA_EXEC_SEQUENTIAL,	/* plain syscalls in order: the oracle      */
+	ESCA_EXEC_URING,	/* io_uring: one io_uring_enter per flush   */
+	ESCA_EXEC_LKM,		/* kernel module /dev/esca (not built yet)  */
+	ESCA_EXEC__COUNT
+};
+
+/* Arguments of one op: the same struct queues an op or runs it directly. */
+struct esca_args {
+	int op;			/* enum esca_op */
+	int fd;
+	int fd2;		/* sendfile: in_fd; otherwise ignored          */
+	int flags;		/* send/sendmsg flags, shutdown how, sockopt level */
+	int optname;		/* setsockopt optname                          */
+	int iovcnt;		/* data ops and setsockopt (optval = iov[0])    */
+	const struct iovec *iov;
+	int64_t offset;		/* sendfile: >= 0 explicit, -1 file position    */
+	size_t count;		/* sendfile: bytes asked                        */
+};
+
+/* Called once per entry when it is complete (from inside a flush). */
+typedef void (*esca_complete_fn)(void *ctx, uint64_t user, int op, int fd,
+				 int64_t result);
+
+struct esca_config {
+	int executor;		/* enum esca_executor_kind                      */
+	unsigned capacity;	/* entries in the table (default 256)           */
+	size_t byte_budget;	/* bytes the table may own (default 4 MiB)      */
+	esca_complete_fn complete;
+	void *ctx;
+};
+
+/* esca_queue() flags */
+#define ESCA_Q_BORROW	(1u << 0) /* reference the caller's bytes, no copy:
+				   * the caller keeps them alive and unchanged
+				   * until the entry completes (it flushes with
+				   * ESCA_FLUSH_WAIT before returning). */
+
+/* esca_flush() modes */
+#define ESCA_FLUSH_WAIT	0u	  /* return when every entry is complete       */
+#define ESCA_FLUSH_REAP	1u	  /* submit, collect what completed, leave ops
+				   * parked on a full socket in flight        */
+
+enum esca_flush_reason {	/* why a flush happened, for the stats */
+	ESCA_WHY_EXPLICIT = 0,
+	ESCA_WHY_WAIT,		/* event-loop boundary (epoll_wait, poll, ...) */
+	ESCA_WHY_BUDGET,	/* table or byte budget full                   */
+	ESCA_WHY_SYNC,		/* a call that needs the fd's earlier ops done */
+	ESCA_WHY_LIFECYCLE,	/* fork, exec, exit                            */
+	ESCA_WHY_TIMER,		/* an entry waited too long                    */
+	ESCA_WHY_RESULT,	/* a result was asked for                      */
+	ESCA_WHY__COUNT
+};
+
+#define ESCA_HIST_BUCKETS 12	/* batch sizes 1, 2-3, 4-7, ..., >= 2048 */
+
+struct esca_stats {
+	uint64_t queued[ESCA_OP__COUNT];	/* ops deferred, per op          */
+	uint64_t bytes_queued;			/* payload bytes deferred        */
+	uint64_t bytes_copied;			/* of those, copied into table   */
+	uint64_t completed;			/* entries completed             */
+	uint64_t errors;			/* entries completed with -errno */
+	uint64_t short_completed;		/* partial results finished      */
+	uint64_t resubmitted;			/* entries sent to kernel again  */
+	uint64_t flushes;			/* flushes that had entries      */
+	uint64_t flush_why[ESCA_WHY__COUNT];
+	uint64_t kernel_entries;		/* syscalls the executor made    */
+	uint64_t entries_executed;		/* kernel ops issued             */
+	uint64_t batch_hist[ESCA_HIST_BUCKETS];	/* entries per flush     */
+	uint64_t fallbacks;			/* ops run directly, not in ring */
+};
+
+struct esca_table;
+
+/* Create a table with its executor.  On failure returns NULL and stores
+ * -errno in *err.  With ESCA_EXEC_AUTO a refused io_uring (EPERM, ENOSYS,
+ * ...) silently selects sequential: esca_table_executor() says which. */
+ESCA_API struct esca_table *esca_table_new(const struct esca_config *cfg,
+					   int *err);
+/* Waits for every entry, then frees.  Safe on NULL. */
+ESCA_API void esca_table_free(struct esca_table *t);
+/* Forget everything without touching the kernel objects of the parent
+ * (after fork, in the child): the table is unusable, only free it. */
+ESCA_API void esca_table_abandon(struct esca_table *t);
+
+ESCA_API int esca_table_executor(const struct esca_table *t);
+ESCA_API const char *esca_executor_name(int kind);
+ESCA_API const char *esca_op_name(int op);
+ESCA_API unsigned esca_table_pending(const struct esca_table *t);
+ESCA_API int esca_fd_pending(const struct esca_table *t, int fd);
+ESCA_API const struct esca_stats *esca_table_stats(const struct esca_table *t);
+
+/* Validate and queue one op.  Returns the result the op will have on full
+ * success (bytes asked; 0 for shutdown, close, setsockopt, fsync; count for
+ * sendfile) or:
+ *   -EBADF / -EINVAL      bad arguments (negative fd, IOV_MAX, ...)
+ *   -ENOBUFS              table or byte budget full: flush and retry
+ *   -E2BIG                bigger than the whole byte budget: do it directly
+ *                         (esca_direct) after the fd's entries are flushed
+ * The bytes are copied into the table unless ESCA_Q_BORROW. */
+ESCA_API int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
+			    unsigned qflags, uint64_t user);
+
+/* Run the table's entries (mode ESCA_FLUSH_WAIT or ESCA_FLUSH_REAP).
+ * Returns the number of entries that completed, or -errno if the executor
+ * itself failed (entries then complete with that error). */
+ESCA_API int esca_flush(struct esca_table *t, unsigned mode, int why);
+
+/* Wait until no entry on fd (as fd or fd2) is pending. */
+ESCA_API int esca_sync_fd(struct esca_table *t, int fd);
+
+/* Run one op now with plain syscalls, completing short writes (poll on
+ * EAGAIN).  Returns bytes / 0 or -errno.  Counts nothing. */
+ESCA_API int64_t esca_direct(const struct esca_args *a);
+
+/* Probe io_uring on this machine (for `esca doctor`).  Returns 0 if a ring
+ * can be set up, else -errno.  Fills ops[i] = 1 for every IORING_OP_* the
+ * kernel supports (i < nops), and *setsockopt_cmd = 1 if
+ * SOCKET_URING_OP_SETSOCKOPT works. */
+ESCA_API int esca_uring_probe(unsigned char *ops, int nops, int *last_op,
+			      int *setsockopt_cmd, unsigned *setup_flags);
+ESCA_API const char *esca_uring_opname(int opcode);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ESCA_H */

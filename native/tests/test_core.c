@@ -1,0 +1,600 @@
+/* SPDX-License-Identifier: MIT
+ * test_core.c - the native core against real fds, no Python.
+ * Exit status: 0 pass, 1 fail, 77 skip (liburing's convention).
+ * Every test runs under each executor that works here; uring is skipped
+ * (with the reason) only where the kernel refuses io_uring. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "esca.h"
+
+static int failures;
+static const char *cur_exec = "";
+
+#define CHECK(cond)                                                          \
+	do {                                                                 \
+		if (!(cond)) {                                               \
+			fprintf(stderr, "FAIL [%s] %s:%d: %s\n", cur_exec,   \
+				__FILE__, __LINE__, #cond);                  \
+			failures++;                                          \
+			return;                                              \
+		}                                                            \
+	} while (0)
+#define CHECK_EQ(a, b)                                                       \
+	do {                                                                 \
+		long long _a = (long long)(a), _b = (long long)(b);          \
+		if (_a != _b) {                                              \
+			fprintf(stderr, "FAIL [%s] %s:%d: %s == %lld, want " \
+				"%s == %lld\n", cur_exec, __FILE__, __LINE__, \
+				#a, _a, #b, _b);                             \
+			failures++;                                          \
+			return;                                              \
+		}                                                            \
+	} while (0)
+
+#define MAXRES 8192
+static int64_t results[MAXRES];
+static int ndone;
+
+static void on_complete(void *ctx, uint64_t user, int op, int fd, int64_t r)
+{
+	(void)ctx;
+	(void)op;
+	(void)fd;
+	if (user < MAXRES)
+		results[user] = r;
+	ndone++;
+}
+
+static struct esca_table *table(int kind, unsigned cap, size_t budget)
+{
+	struct esca_config c = { .executor = kind, .capacity = cap,
+				 .byte_budget = budget,
+				 .complete = on_complete };
+	int err = 0;
+	struct esca_table *t = esca_table_new(&c, &err);
+
+	if (!t)
+		fprintf(stderr, "table(%s): %s\n", esca_executor_name(kind),
+			strerror(-err));
+	memset(results, 0x7f, sizeof(results));
+	ndone = 0;
+	return t;
+}
+
+static struct esca_args data(int op, int fd, const void *buf, size_t n,
+			     struct iovec *iov)
+{
+	iov->iov_base = (void *)buf;
+	iov->iov_len = n;
+	return (struct esca_args){ .op = op, .fd = fd, .iov = iov, .iovcnt = 1 };
+}
+
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+	size_t got = 0;
+
+	while (got < cap) {
+		ssize_t r = read(fd, buf + got, cap - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+/* the example */
+static void test_example(int kind)
+{
+	int sv[2];
+	struct iovec v[2] = { { "wor", 3 }, { "ld", 2 } }, one;
+	struct esca_args a;
+	struct esca_table *t = table(kind, 0, 0);
+	char buf[64];
+
+	CHECK(t);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	a = data(ESCA_OP_SEND, sv[0], "hello ", 6, &one);
+	CHECK_EQ(esca_queue(t, &a, 0, 0), 6);
+	a = (struct esca_args){ .op = ESCA_OP_WRITEV, .fd = sv[0], .iov = v,
+				.iovcnt = 2 };
+	CHECK_EQ(esca_queue(t, &a, 0, 1), 5);
+	a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = sv[0],
+				.flags = SHUT_WR };
+	CHECK_EQ(esca_queue(t, &a, 0, 2), 0);
+	CHECK_EQ(esca_table_pending(t), 3);
+	CHECK(esca_fd_pending(t, sv[0]));
+	CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 3);
+	CHECK_EQ(results[0], 6);
+	CHECK_EQ(results[1], 5);
+	CHECK_EQ(results[2], 0);
+	CHECK_EQ(read_all(sv[1], buf, sizeof(buf)), 11);
+	CHECK(memcmp(buf, "hello world", 11) == 0);
+	if (kind == ESCA_EXEC_URING)
+		CHECK_EQ(esca_table_stats(t)->kernel_entries, 1);
+	esca_table_free(t);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* many writes on pipes, files and sockets interleaved: order per fd */
+static void test_order(int kind)
+{
+	int p[2], sv[2];
+	char path[] = "/tmp/esca-test-XXXXXX", buf[70000], want[70000];
+	int f = mkstemp(path);
+	struct esca_table *t = table(kind, 64, 1 << 20);
+	size_t wn = 0;
+
+	CHECK(t && f >= 0);
+	unlink(path);
+	CHECK(pipe(p) == 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	for (int i = 0; i < 200; i++) {
+		char chunk[64];
+		struct iovec one;
+		struct esca_args a;
+		int n = snprintf(chunk, sizeof(chunk), "<%d:%s>", i,
+				 i % 3 ? "abc" : "defghij");
+		int64_t r;
+
+		memcpy(want + wn, chunk, (size_t)n);
+		wn += (size_t)n;
+		for (int k = 0; k < 3; k++) {
+			int fd = k == 0 ? p[1] : k == 1 ? f : sv[0];
+
+			a = data(i % 2 ? ESCA_OP_WRITE : ESCA_OP_WRITEV, fd,
+				 chunk, (size_t)n, &one);
+			while ((r = esca_queue(t, &a, 0, 0)) == -ENOBUFS)
+				CHECK(esca_flush(t, ESCA_FLUSH_WAIT,
+						 ESCA_WHY_BUDGET) > 0);
+			CHECK_EQ(r, n);
+		}
+		memset(chunk, 'X', sizeof(chunk));	/* caller reuses memory */
+	}
+	CHECK(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT) >= 0);
+	CHECK_EQ(esca_table_pending(t), 0);
+	close(p[1]);
+	shutdown(sv[0], SHUT_WR);
+	CHECK_EQ(read_all(p[0], buf, sizeof(buf)), wn);
+	CHECK(memcmp(buf, want, wn) == 0);
+	CHECK_EQ(read_all(sv[1], buf, sizeof(buf)), wn);
+	CHECK(memcmp(buf, want, wn) == 0);
+	CHECK_EQ(pread(f, buf, sizeof(buf), 0), wn);
+	CHECK(memcmp(buf, want, wn) == 0);
+	CHECK_EQ(lseek(f, 0, SEEK_CUR), wn);	/* file position moved */
+	esca_table_free(t);
+	close(p[0]);
+	close(f);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void test_errors(int kind)
+{
+	struct esca_table *t = table(kind, 4, 64);
+	struct iovec one, big;
+	struct esca_args a;
+	int p[2];
+	char blob[128] = { 0 };
+
+	CHECK(t);
+	CHECK(pipe(p) == 0);
+	close(p[0]);	/* writes to p[1] now EPIPE */
+	a = data(ESCA_OP_WRITE, 1000, "x", 1, &one);	/* not open */
+	CHECK_EQ(esca_queue(t, &a, 0, 0), 1);
+	a = data(ESCA_OP_SEND, p[1], "x", 1, &one);	/* not a socket */
+	CHECK_EQ(esca_queue(t, &a, 0, 1), 1);
+	a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = p[1], .flags = 0 };
+	CHECK_EQ(esca_queue(t, &a, 0, 2), 0);
+	a = data(ESCA_OP_WRITE, -1, "x", 1, &one);
+	CHECK_EQ(esca_queue(t, &a, 0, 3), -EBADF);
+	a = data(ESCA_OP_WRITE, p[1], blob, sizeof(blob), &big);
+	CHECK_EQ(esca_queue(t, &a, 0, 3), -E2BIG);	/* over the budget */
+	a = data(ESCA_OP_WRITE, p[1], "x", 1, &one);
+	a.iovcnt = 5000;
+	CHECK_EQ(esca_queue(t, &a, 0, 3), -EINVAL);
+	a = (struct esca_args){ .op = 99, .fd = 1 };
+	CHECK_EQ(esca_queue(t, &a, 0, 3), -EINVAL);
+	/* SIGPIPE would kill us: block it for the EPIPE write */
+	signal(SIGPIPE, SIG_IGN);
+	a = data(ESCA_OP_WRITE, p[1], "y", 1, &one);
+	CHECK_EQ(esca_queue(t, &a, 0, 3), 1);
+	a = data(ESCA_OP_WRITE, p[1], "z", 1, &one);
+	CHECK_EQ(esca_queue(t, &a, 0, 4), -ENOBUFS);	/* 4 entries */
+	CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 4);
+	CHECK_EQ(results[0], -EBADF);
+	CHECK_EQ(results[1], -ENOTSOCK);
+	CHECK_EQ(results[2], -ENOTSOCK);
+	CHECK_EQ(results[3], -EPIPE);
+	CHECK_EQ(esca_table_stats(t)->errors, 4);
+	CHECK_EQ(esca_queue(t, &a, 0, 4), 1);		/* room again */
+	CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 1);
+	CHECK_EQ(results[4], -EPIPE);
+	esca_table_free(t);
+	close(p[1]);
+}
+
+static void test_close_and_sockopt(int kind)
+{
+	struct esca_table *t = table(kind, 0, 0);
+	int s = socket(AF_INET, SOCK_STREAM, 0), p[2], one = 1, v = 0;
+	struct iovec opt = { &one, sizeof(one) };
+	struct esca_args a;
+	socklen_t l = sizeof(v);
+
+	CHECK(t && s >= 0 && pipe(p) == 0);
+	a = (struct esca_args){ .op = ESCA_OP_SETSOCKOPT, .fd = s,
+				.flags = IPPROTO_TCP, .optname = TCP_NODELAY,
+				.iov = &opt, .iovcnt = 1 };
+	CHECK_EQ(esca_queue(t, &a, 0, 0), 0);
+	one = 0;	/* the table owns its copy */
+	a = (struct esca_args){ .op = ESCA_OP_CLOSE, .fd = p[0] };
+	CHECK_EQ(esca_queue(t, &a, 0, 1), 0);
+	CHECK(fcntl(p[0], F_GETFD) >= 0);	/* not yet */
+	CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 2);
+	CHECK_EQ(results[0], 0);
+	CHECK_EQ(results[1], 0);
+	CHECK(fcntl(p[0], F_GETFD) < 0 && errno == EBADF);
+	CHECK(getsockopt(s, IPPROTO_TCP, TCP_NODELAY, &v, &l) == 0);
+	CHECK_EQ(v, 1);
+	a = (struct esca_args){ .op = ESCA_OP_CLOSE, .fd = p[0] };
+	CHECK_EQ(esca_queue(t, &a, 0, 2), 0);
+	CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 1);
+	CHECK_EQ(results[2], -EBADF);
+	esca_table_free(t);
+	close(s);
+	close(p[1]);
+}
+
+static void test_sendfile(int kind)
+{
+	char path[] = "/tmp/esca-test-XXXXXX", buf[8192], want[5000];
+	int f = mkstemp(path), sv[2];
+	struct esca_table *t = table(kind, 0, 0);
+	struct esca_args a;
+
+	CHECK(t && f >= 0);
+	unlink(path);
+	for (size_t i = 0; i < sizeof(want); i++)
+		want[i] = (char)('a' + i % 23);
+	CHECK_EQ(write(f, want, sizeof(want)), sizeof(want));
+	CHECK_EQ(lseek(f, 100, SEEK_SET), 100);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	/* explicit offset: file position untouched */
+	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = sv[0], .fd2 = f,
+				.offset = 10, .count = 20 };
+	CHECK_EQ(esca_queue(t, &a, 0, 0), 20);
+	/* file position: from 100, moves it */
+	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = sv[0], .fd2 = f,
+				.offset = -1, .count = 1000 };
+	CHECK_EQ(esca_queue(t, &a, 0, 1), 1000);
+	/* past the end: short, like sendfile */
+	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = sv[0], .fd2 = f,
+				.offset = 4900, .count = 500 };
+	CHECK_EQ(esca_queue(t, &a, 0, 2), 500);
+	/* a close of the file waits for the sendfiles reading it */
+	a = (struct esca_args){ .op = ESCA_OP_CLOSE, .fd = f };
+	CHECK_EQ(esca_queue(t, &a, 0, 3), 0);
+	CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 4);
+	CHECK_EQ(results[0], 20);
+	CHECK_EQ(results[1], 1000);
+	CHECK_EQ(results[2], 100);
+	CHECK_EQ(results[3], 0);
+	shutdown(sv[0], SHUT_WR);
+	CHECK_EQ(read_all(sv[1], buf, sizeof(buf)), 1120);
+	CHECK(memcmp(buf, want + 10, 20) == 0);
+	CHECK(memcmp(buf + 20, want + 100, 1000) == 0);
+	CHECK(memcmp(buf + 1020, want + 4900, 100) == 0);
+	esca_table_free(t);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+struct reader {
+	int fd;
+	size_t got;
+	unsigned long long sum;
+};
+
+static void *slow_reader(void *arg)
+{
+	struct reader *r = arg;
+	char buf[997];
+
+	for (;;) {
+		ssize_t n = read(r->fd, buf, sizeof(buf));
+
+		if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+			poll(&(struct pollfd){ .fd = r->fd, .events = POLLIN },
+			     1, 100);
+			continue;
+		}
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			r->sum = r->sum * 31 + (unsigned char)buf[i];
+		r->got += (size_t)n;
+		if (r->got % 64 == 0)
+			usleep(50);
+	}
+	return NULL;
+}
+
+/* Short writes: 8 MiB through non-blocking fds whose reader is slow. */
+static void test_short_writes(int kind, int use_pipe)
+{
+	enum { CHUNK = 65536, N = 128 };
+	struct esca_table *t = table(kind, 32, 1 << 20);
+	static char chunk[CHUNK];
+	unsigned long long sum = 0;
+	struct reader rd = { 0 };
+	pthread_t th;
+	int fds[2];
+
+	CHECK(t);
+	if (use_pipe)
+		CHECK(pipe2(fds, O_NONBLOCK) == 0);
+	else
+		CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+				 fds) == 0);
+	rd.fd = fds[0];
+	CHECK(pthread_create(&th, NULL, slow_reader, &rd) == 0);
+	for (int i = 0; i < N; i++) {
+		struct iovec one;
+		struct esca_args a;
+		int64_t r;
+
+		for (int k = 0; k < CHUNK; k++)
+			chunk[k] = (char)(i * 7 + k % 251);
+		for (int k = 0; k < CHUNK; k++)
+			sum = sum * 31 + (unsigned char)chunk[k];
+		a = data(use_pipe ? ESCA_OP_WRITE : ESCA_OP_SEND, fds[1], chunk,
+			 CHUNK, &one);
+		while ((r = esca_queue(t, &a, 0, (uint64_t)i)) == -ENOBUFS)
+			CHECK(esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_BUDGET) >= 0);
+		CHECK_EQ(r, CHUNK);
+		if (i % 5 == 0)	/* an event loop would flush now and then */
+			CHECK(esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_WAIT) >= 0);
+	}
+	CHECK(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT) >= 0);
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(results[i], CHUNK);
+	close(fds[1]);
+	pthread_join(th, NULL);
+	CHECK_EQ(rd.got, (size_t)CHUNK * N);
+	CHECK(rd.sum == sum);
+	esca_table_free(t);
+	close(fds[0]);
+}
+
+static void test_short_socket(int kind)
+{
+	test_short_writes(kind, 0);
+}
+
+static void test_short_pipe(int kind)
+{
+	test_short_writes(kind, 1);
+}
+
+/* A send parked on a full socket does not hold a REAP flush; later ops on
+ * the same fd wait for it, ops on other fds go on. */
+static void test_parked(int kind)
+{
+	static char big[1 << 20];
+	struct esca_table *t = table(kind, 0, 4 << 20);
+	int sv[2], other[2];
+	struct iovec one;
+	struct esca_args a;
+	char buf[16];
+	struct reader rd = { 0 };
+	pthread_t th;
+
+	CHECK(t);
+	if (kind != ESCA_EXEC_URING) {	/* sequential would block: by design */
+		esca_table_free(t);
+		return;
+	}
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, other) == 0);
+	memset(big, 'B', sizeof(big));
+	a = data(ESCA_OP_SEND, sv[0], big, sizeof(big), &one);
+	CHECK_EQ(esca_queue(t, &a, 0, 0), sizeof(big));
+	a = data(ESCA_OP_SEND, sv[0], "tail", 4, &one);
+	CHECK_EQ(esca_queue(t, &a, 0, 1), 4);
+	a = data(ESCA_OP_SEND, other[0], "free", 4, &one);
+	CHECK_EQ(esca_queue(t, &a, 0, 2), 4);
+	CHECK(esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_WAIT) >= 0);
+	CHECK_EQ(results[2], 4);
+	CHECK(esca_fd_pending(t, sv[0]));
+	CHECK_EQ(read(other[1], buf, 4), 4);
+	rd.fd = sv[1];
+	CHECK(pthread_create(&th, NULL, slow_reader, &rd) == 0);
+	CHECK_EQ(esca_sync_fd(t, sv[0]), 0);
+	CHECK_EQ(results[0], sizeof(big));
+	CHECK_EQ(results[1], 4);
+	shutdown(sv[0], SHUT_WR);
+	pthread_join(th, NULL);
+	CHECK_EQ(rd.got, sizeof(big) + 4);
+	esca_table_free(t);
+	close(sv[0]);
+	close(sv[1]);
+	close(other[0]);
+	close(other[1]);
+}
+
+/* borrowed multi-iovec bigger than the budget, like the Python E2BIG path */
+static void test_borrow(int kind)
+{
+	enum { N = 40, SZ = 100000 };
+	static char bufs[N][SZ];
+	struct iovec iov[N];
+	struct esca_table *t = table(kind, 0, 65536);
+	struct reader rd = { 0 };
+	unsigned long long sum = 0;
+	struct esca_args a;
+	pthread_t th;
+	int sv[2];
+
+	CHECK(t);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	for (int i = 0; i < N; i++) {
+		memset(bufs[i], 'a' + i % 26, SZ);
+		iov[i] = (struct iovec){ bufs[i], SZ };
+		for (int k = 0; k < SZ; k++)
+			sum = sum * 31 + (unsigned char)bufs[i][k];
+	}
+	a = (struct esca_args){ .op = ESCA_OP_WRITEV, .fd = sv[0], .iov = iov,
+				.iovcnt = N };
+	CHECK_EQ(esca_queue(t, &a, 0, 0), -E2BIG);
+	CHECK_EQ(esca_queue(t, &a, ESCA_Q_BORROW, 0), N * SZ);
+	rd.fd = sv[1];
+	CHECK(pthread_create(&th, NULL, slow_reader, &rd) == 0);
+	CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 1);
+	CHECK_EQ(results[0], N * SZ);
+	shutdown(sv[0], SHUT_WR);
+	pthread_join(th, NULL);
+	CHECK_EQ(rd.got, (size_t)N * SZ);
+	CHECK(rd.sum == sum);
+	esca_table_free(t);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* The arena wraps around many times without losing bytes. */
+static void test_arena_wrap(int kind)
+{
+	struct esca_table *t = table(kind, 16, 4096);
+	int p[2];
+	size_t sent = 0, got = 0;
+	char chunk[700], buf[4096];
+	unsigned long long s1 = 0, s2 = 0;
+
+	CHECK(t && pipe(p) == 0);
+	for (int i = 0; i < 2000; i++) {
+		struct iovec one;
+		struct esca_args a;
+		size_t n = (size_t)(1 + (i * 37) % 700);
+		int64_t r;
+
+		for (size_t k = 0; k < n; k++) {
+			chunk[k] = (char)(i + k);
+			s1 = s1 * 31 + (unsigned char)chunk[k];
+		}
+		a = data(ESCA_OP_WRITE, p[1], chunk, n, &one);
+		while ((r = esca_queue(t, &a, 0, 0)) == -ENOBUFS) {
+			CHECK(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_BUDGET) > 0);
+			for (;;) {	/* drain the pipe */
+				ssize_t m = read(p[0], buf, sizeof(buf));
+
+				for (ssize_t k = 0; k < m; k++)
+					s2 = s2 * 31 + (unsigned char)buf[k];
+				got += m > 0 ? (size_t)m : 0;
+				if (got == sent)
+					break;
+			}
+		}
+		CHECK_EQ(r, n);
+		sent += n;
+	}
+	CHECK(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT) >= 0);
+	close(p[1]);
+	for (;;) {
+		ssize_t m = read(p[0], buf, sizeof(buf));
+
+		if (m <= 0)
+			break;
+		for (ssize_t k = 0; k < m; k++)
+			s2 = s2 * 31 + (unsigned char)buf[k];
+		got += (size_t)m;
+	}
+	CHECK_EQ(got, sent);
+	CHECK(s1 == s2);
+	esca_table_free(t);
+	close(p[0]);
+}
+
+static void test_direct(int kind)
+{
+	int sv[2];
+	struct iovec one = { "direct", 6 };
+	struct esca_args a = { .op = ESCA_OP_SEND, .fd = 0, .iov = &one,
+			       .iovcnt = 1 };
+	char buf[8];
+
+	(void)kind;
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	a.fd = sv[0];
+	CHECK_EQ(esca_direct(&a), 6);
+	CHECK_EQ(read(sv[1], buf, sizeof(buf)), 6);
+	a.fd = 999;
+	CHECK_EQ(esca_direct(&a), -EBADF);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+typedef void (*test_fn)(int kind);
+static const struct {
+	const char *name;
+	test_fn fn;
+} tests[] = {
+	{ "example", test_example },
+	{ "order", test_order },
+	{ "errors", test_errors },
+	{ "close_and_sockopt", test_close_and_sockopt },
+	{ "sendfile", test_sendfile },
+	{ "short_socket", test_short_socket },
+	{ "short_pipe", test_short_pipe },
+	{ "parked", test_parked },
+	{ "borrow", test_borrow },
+	{ "arena_wrap", test_arena_wrap },
+	{ "direct", test_direct },
+};
+
+int main(void)
+{
+	int kinds[] = { ESCA_EXEC_SEQUENTIAL, ESCA_EXEC_URING };
+	int ran = 0, skipped = 0;
+
+	setvbuf(stdout, NULL, _IONBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		struct esca_config c = { .executor = kinds[k] };
+		int err = 0;
+		struct esca_table *t = esca_table_new(&c, &err);
+
+		cur_exec = esca_executor_name(kinds[k]);
+		if (!t) {
+			printf("SKIP %s: %s\n", cur_exec, strerror(-err));
+			skipped++;
+			continue;
+		}
+		esca_table_free(t);
+		for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+			int before = failures;
+
+			tests[i].fn(kinds[k]);
+			printf("%s %s/%s\n", failures == before ? "ok  " : "FAIL",
+			       cur_exec, tests[i].name);
+			ran++;
+		}
+	}
+	printf("%d passed, %d failed\n", ran - failures, failures);
+	if (failures)
+		return 1;
+	return ran ? 0 : 77;
+}
