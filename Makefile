@@ -1,0 +1,88 @@
+# pyesca: `make test` (what CI runs) and `make bench`, as root on Debian 12.
+#
+#   deps    system packages (apt, only the missing ones) and .venv with .[test,bench]
+#   build   install pyesca into .venv (pip install .) and build the C test program
+#   ctest   the native core's C tests, plain and under ASan+UBSan
+#   lint    ruff
+#   test    deps build ctest lint, then pytest
+#   bench   deps build, then the benchmarks
+#   clean   remove build products (keeps .venv; `make distclean` removes it too)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     ?= $(VENV)/bin/python
+CC     ?= cc
+
+BUILD  := build
+CORE_SRC := $(sort $(wildcard native/core/*.c))
+CORE_HDR := $(wildcard native/include/*.h native/core/*.h)
+TEST_SRC := native/tests/test_core.c
+
+CTEST_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Inative/include -Inative/core
+CTEST_LIBS   := -luring -lpthread
+SAN_FLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer -g
+# Seconds one C test program may run.
+CTEST_TIMEOUT ?= 300
+
+LINT_DIRS := $(wildcard src tests benchmarks)
+
+.PHONY: all deps build install ctest lint test bench clean distclean
+
+all: build
+
+deps:
+	@bash tools/deps.sh $(PYTHON)
+
+# Non-editable install: the tests import what was installed, never src/.
+install:
+	@test -x $(PY) || { echo "make: $(PY) missing: run 'make deps' first" >&2; exit 1; }
+	@log=$$(mktemp); \
+	if ! $(PY) -m pip install --disable-pip-version-check --no-build-isolation \
+		--no-deps --force-reinstall . >$$log 2>&1; then \
+		cat $$log >&2; rm -f $$log; echo "make: pip install . failed" >&2; exit 1; \
+	fi; rm -f $$log; echo "build: pyesca installed into $(VENV)"
+
+build: install $(BUILD)/test_core
+
+$(BUILD)/test_core: $(TEST_SRC) $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(BUILD)
+	$(CC) $(CTEST_CFLAGS) -O2 -o $@ $(TEST_SRC) $(CORE_SRC) $(CTEST_LIBS)
+
+$(BUILD)/test_core-asan: $(TEST_SRC) $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(BUILD)
+	$(CC) $(CTEST_CFLAGS) -O1 $(SAN_FLAGS) -o $@ $(TEST_SRC) $(CORE_SRC) $(CTEST_LIBS)
+
+# Exit status of a test program: 0 pass, 77 skip, anything else fail.
+define run_ctest
+	@echo "ctest: $(1)"; \
+	rc=0; $(2) timeout $(CTEST_TIMEOUT) $(1) || rc=$$?; \
+	if [ $$rc = 0 ]; then echo "ctest: $(1): passed"; \
+	elif [ $$rc = 77 ]; then echo "ctest: $(1): skipped"; \
+	elif [ $$rc = 124 ]; then echo "ctest: $(1): timed out after $(CTEST_TIMEOUT)s" >&2; exit 1; \
+	else echo "ctest: $(1): FAILED (exit $$rc)" >&2; exit 1; fi
+endef
+
+ctest: $(BUILD)/test_core $(BUILD)/test_core-asan
+	$(call run_ctest,$(BUILD)/test_core,)
+	$(call run_ctest,$(BUILD)/test_core-asan,ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
+
+lint:
+	$(VENV)/bin/ruff check $(LINT_DIRS)
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory ctest
+	@$(MAKE) --no-print-directory lint
+	$(VENV)/bin/pytest -q tests
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	$(PY) benchmarks/micro.py
+
+clean:
+	rm -rf $(BUILD) dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name '*.so' \) -print0 \
+		| xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)
