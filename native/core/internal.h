@@ -62,6 +62,9 @@ struct esca_executor {
 	void (*fini)(struct esca_table *t);	/* nothing in flight */
 	void (*abandon)(struct esca_table *t);	/* after fork, in the child */
 	int (*flush)(struct esca_table *t, unsigned mode);
+	int (*progress_fd)(struct esca_table *t);	/* optional */
+	void (*progress_arm)(struct esca_table *t, int on);
+	int (*owns_fd)(struct esca_table *t, int fd);
 };
 
 struct esca_table {

@@ -99,7 +99,7 @@ static int64_t direct_data(const struct esca_args *a, size_t skip,
 		if (n > 0)
 			memcpy(iov, a->iov, (size_t)n * sizeof(*iov));
 		first = 0;
-		while (first < n && s >= iov[first].iov_len) {
+		while (total > 0 && first < n && s >= iov[first].iov_len) {
 			s -= iov[first].iov_len;
 			first++;
 		}
@@ -113,6 +113,10 @@ static int64_t direct_data(const struct esca_args *a, size_t skip,
 			struct msghdr m = { .msg_iov = iov + first,
 					    .msg_iovlen = (size_t)(n - first) };
 			r = sendmsg(a->fd, &m, a->flags);
+		} else if (a->op == ESCA_OP_WRITE && n - first == 1) {
+			/* write(fd, p, 0) reaches the fd (EPIPE on a shut
+			 * socket) where writev of nothing returns 0 */
+			r = write(a->fd, iov[first].iov_base, iov[first].iov_len);
 		} else {
 			r = writev(a->fd, iov + first, n - first);
 		}

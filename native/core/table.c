@@ -467,3 +467,28 @@ int esca_sync_fd(struct esca_table *t, int fd)
 	}
 	return r < 0 ? r : 0;
 }
+
+int esca_table_progress_fd(struct esca_table *t)
+{
+	if (!t->ex->progress_fd)
+		return -EOPNOTSUPP;
+	return t->ex->progress_fd(t);
+}
+
+void esca_table_progress_arm(struct esca_table *t, int on)
+{
+	if (t->ex->progress_arm)
+		t->ex->progress_arm(t, on);
+}
+
+unsigned esca_table_inflight(const struct esca_table *t)
+{
+	return t->inflight;
+}
+
+int esca_table_owns_fd(const struct esca_table *t, int fd)
+{
+	if (!t->ex->owns_fd)
+		return 0;
+	return t->ex->owns_fd((struct esca_table *)t, fd);
+}

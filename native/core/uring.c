@@ -26,9 +26,9 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -50,6 +50,7 @@ struct uring_state {
 	int have_setsockopt;
 	struct esca_entry **heads;	/* first entry of each chain, a round */
 	unsigned outstanding;		/* SQEs submitted, CQE not yet seen */
+	int evfd;			/* progress fd, -1 until asked for */
 };
 
 static int probe_setsockopt = 0;	/* 0 not yet, 1 works, -1 does not */
@@ -159,6 +160,7 @@ static int uring_init(struct esca_table *t)
 		return r;
 	}
 	u->sq_entries = u->ring.sq.ring_entries;
+	u->evfd = -1;
 	u->heads = calloc(t->cap, sizeof(*u->heads));
 	if (!u->heads) {
 		io_uring_queue_exit(&u->ring);
@@ -178,6 +180,8 @@ static void uring_fini(struct esca_table *t)
 	if (!u)
 		return;
 	io_uring_queue_exit(&u->ring);
+	if (u->evfd >= 0)
+		close(u->evfd);
 	free(u->heads);
 	free(u);
 	t->priv = NULL;
@@ -473,6 +477,16 @@ static void run_direct(struct esca_table *t, struct esca_entry *e)
 	esca__complete(t, e, r);
 }
 
+/* Ops this ring cannot take as they are: setsockopt without the 6.7
+ * command, and a writev of nothing, which returns 0 without reaching the
+ * fd (a SEND of nothing would see EPIPE on a shut socket). */
+static int needs_direct(const struct uring_state *u, const struct esca_entry *e)
+{
+	if (e->op == ESCA_OP_SETSOCKOPT)
+		return !u->have_setsockopt;
+	return e->op == ESCA_OP_WRITEV && e->len == 0;
+}
+
 /* One pass over the table: every entry whose turn it is goes into the SQ.
  * An io_uring link joins an SQE to the next one in the ring, so each fd's
  * entries are gathered into a chain first and each chain is laid out in
@@ -506,7 +520,7 @@ static unsigned build_round(struct esca_table *t, struct uring_state *u)
 			held = 1;	/* a pending sendfile still reads it */
 		if (f2 && f2->busy != ESCA_FD_FREE)
 			held = 1;	/* an earlier op on the file is pending */
-		if (!held && e->op == ESCA_OP_SETSOCKOPT && !u->have_setsockopt) {
+		if (!held && needs_direct(u, e)) {
 			if (f->busy == ESCA_FD_CHAIN) {
 				held = 1;
 			} else {
@@ -572,9 +586,6 @@ static void reap(struct esca_table *t, struct uring_state *u)
 			e->res_main = cqe->res;
 			break;
 		}
-#ifdef ESCA_TRACE
-		fprintf(stderr, "cqe user=%lu stage=%d res=%d nsqe=%d type=%d state=%d\n", (unsigned long)e->user, (int)(d & STAGE_MASK), cqe->res, e->nsqe, t->fds[e->fd].type, e->state);
-#endif
 		if (--e->nsqe == 0)
 			finalize(t, e);
 	}
@@ -650,12 +661,54 @@ static int uring_flush(struct esca_table *t, unsigned mode)
 	return 0;
 }
 
+/* With DEFER_TASKRUN, a parked send moves only while this thread is in
+ * io_uring_enter; an eventfd registered with the ring is signalled when
+ * such work is queued, so an event loop can wait on it beside its own fds. */
+static int uring_progress_fd(struct esca_table *t)
+{
+	struct uring_state *u = t->priv;
+	int fd, r;
+
+	if (u->evfd >= 0)
+		return u->evfd;
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	r = io_uring_register_eventfd(&u->ring, fd);
+	t->st.kernel_entries += 2;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	u->evfd = fd;
+	io_uring_cq_eventfd_toggle(&u->ring, false);
+	return fd;
+}
+
+static void uring_progress_arm(struct esca_table *t, int on)
+{
+	struct uring_state *u = t->priv;
+
+	if (u->evfd >= 0)
+		io_uring_cq_eventfd_toggle(&u->ring, on != 0);
+}
+
+static int uring_owns_fd(struct esca_table *t, int fd)
+{
+	struct uring_state *u = t->priv;
+
+	return u && fd >= 0 && (fd == u->ring.ring_fd || fd == u->evfd);
+}
+
 const struct esca_executor esca__uring = {
 	.name = "uring",
 	.init = uring_init,
 	.fini = uring_fini,
 	.abandon = uring_abandon,
 	.flush = uring_flush,
+	.progress_fd = uring_progress_fd,
+	.progress_arm = uring_progress_arm,
+	.owns_fd = uring_owns_fd,
 };
 
 /* ---- for esca doctor ---------------------------------------------------- */

@@ -126,8 +126,9 @@ ESCA_API struct esca_table *esca_table_new(const struct esca_config *cfg,
 					   int *err);
 /* Waits for every entry, then frees.  Safe on NULL. */
 ESCA_API void esca_table_free(struct esca_table *t);
-/* Forget everything without touching the kernel objects of the parent
- * (after fork, in the child): the table is unusable, only free it. */
+/* After fork, in the child: drop the table and free its memory without
+ * running anything (the parent's entries are the parent's).  Do not call
+ * esca_table_free() on it afterwards. */
 ESCA_API void esca_table_abandon(struct esca_table *t);
 
 ESCA_API int esca_table_executor(const struct esca_table *t);
@@ -159,6 +160,20 @@ ESCA_API int esca_sync_fd(struct esca_table *t, int fd);
 /* Run one op now with plain syscalls, completing short writes (poll on
  * EAGAIN).  Returns bytes / 0 or -errno.  Counts nothing. */
 ESCA_API int64_t esca_direct(const struct esca_args *a);
+
+/* For an event loop that must not block on entries parked in flight (a
+ * send waiting for room in a slow client's socket buffer).  Returns an fd
+ * that becomes readable when such entries can make progress: add it to the
+ * loop's wait set (edge-triggered with epoll; with poll, read it to clear),
+ * and when it fires call esca_flush(ESCA_FLUSH_REAP).  -errno if the
+ * executor never leaves anything in flight (sequential).  Made on first use;
+ * the table owns it. */
+ESCA_API int esca_table_progress_fd(struct esca_table *t);
+/* Turn those notifications on (before waiting) or off (no syscall). */
+ESCA_API void esca_table_progress_arm(struct esca_table *t, int on);
+ESCA_API unsigned esca_table_inflight(const struct esca_table *t);
+/* 1 if fd is one of the table's own fds (ring, progress fd). */
+ESCA_API int esca_table_owns_fd(const struct esca_table *t, int fd);
 
 /* Probe io_uring on this machine (for `esca doctor`).  Returns 0 if a ring
  * can be set up, else -errno.  Fills ops[i] = 1 for every IORING_OP_* the

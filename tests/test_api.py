@@ -1,0 +1,439 @@
+"""The Python API: lifecycle, errors, bad input, stats, threads, fork."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+import threading
+
+import pytest
+
+import pyesca
+from conftest import read_all, uring_skip_reason
+from pyesca import _core
+
+
+def test_executors_and_probe() -> None:
+    names = pyesca.executors()
+    assert "sequential" in names
+    assert set(names) <= {"sequential", "uring", "lkm"}
+    assert pyesca.auto_executor() in names
+    probe = _core.uring_probe()
+    assert set(probe) >= {"error", "opcodes", "setsockopt_cmd", "setup_flags"}
+    assert isinstance(probe["error"], int) and probe["error"] >= 0
+    assert isinstance(probe["setsockopt_cmd"], bool)
+    assert isinstance(probe["setup_flags"], int)
+    if probe["error"] == 0:
+        assert "SENDMSG" in probe["opcodes"]
+        assert "uring" in names
+        assert pyesca.auto_executor() == "uring"
+    assert _core.op_names()[:3] == ("write", "writev", "send")
+
+
+def test_executor_attribute(executor: str) -> None:
+    with pyesca.batch(executor) as b:
+        assert b.executor == executor
+    assert pyesca.batch().executor == pyesca.auto_executor()
+
+
+def test_unknown_executor() -> None:
+    with pytest.raises(ValueError, match="unknown executor"):
+        pyesca.batch("nope")
+    with pytest.raises(TypeError):
+        pyesca.batch(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kw", [{"capacity": 0}, {"capacity": -1}, {"byte_budget": 0}, {"byte_budget": -5}]
+)
+def test_bad_sizes(kw: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        pyesca.batch(**kw)  # type: ignore[arg-type]
+
+
+def test_closed_fd_result(executor: str) -> None:
+    a, b = socket.socketpair()
+    r, w = os.pipe()
+    os.close(w)
+    b.close()
+    a.close()  # a.fileno() is now -1
+    with pyesca.batch(executor) as batch:
+        p_sock = batch.send(a, b"x")
+        p_fd = batch.write(w, b"x")
+        p_neg = batch.write(-1, b"x")
+        p_close = batch.close(w)
+        assert p_sock.done() and p_neg.done()  # refused at once by the core
+    for p, op in ((p_sock, "send"), (p_fd, "write"), (p_neg, "write"), (p_close, "close")):
+        with pytest.raises(OSError) as ei:
+            p.result()
+        assert type(ei.value) is OSError
+        assert ei.value.errno == errno.EBADF
+        assert str(ei.value) == f"[Errno 9] {op}: Bad file descriptor"
+    os.close(r)
+
+
+def test_errno_subclasses(executor: str) -> None:
+    a, b = socket.socketpair()
+    b.close()
+    with pyesca.batch(executor) as batch:
+        p = batch.send(a, b"x" * 10)
+    with pytest.raises(BrokenPipeError) as ei:
+        p.result()
+    assert "send:" in str(ei.value)
+    a.close()
+
+
+def test_type_errors(executor: str, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = sockpair
+    with pyesca.batch(executor) as batch:
+        with pytest.raises(TypeError):
+            batch.send("sock", b"x")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.send(a, "text")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.send(a, b"x", "flags")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.write(1.5, b"x")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.writev(a, 5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.writev(a, [b"x", 3])  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            batch.setsockopt(a, socket.SOL_SOCKET, socket.SO_SNDBUF, "x")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.sendfile(a, 0, "0", 10)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.sendfile(a, 0, None, None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.send(a)  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            batch.send_many(a, b"x")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.sendmsg(a, [b"x"], [(1, 2, b"")])  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            batch.sendmsg(a, [b"x"], bogus=1)  # type: ignore[call-arg]
+        assert batch.pending == 0
+
+
+def test_value_errors(executor: str, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = sockpair
+    with pyesca.batch(executor) as batch:
+        with pytest.raises(ValueError):
+            batch.sendfile(a, 0, None, -1)
+        with pytest.raises(ValueError):
+            batch.sendfile(a, 0, -1, 10)
+        with pytest.raises(ValueError, match="ancillary"):
+            batch.sendmsg(a, [b"x"], ancdata=[(1, 2, b"")])
+        with pytest.raises(ValueError, match="address"):
+            batch.sendmsg(a, [b"x"], address="/tmp/x")  # type: ignore[arg-type]
+        assert batch.sendmsg(a, [b"x"], ancdata=[], address=None, flags=0).result() == 1
+
+
+def test_many_ops_flush_by_themselves(
+    executor: str, sockpair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = sockpair
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(read_all(b)))
+    t.start()
+    with pyesca.batch(executor, capacity=1024) as batch:
+        ps = [batch.send(a, b"%05d" % i) for i in range(5000)]
+        batch.shutdown(a, socket.SHUT_WR)
+    t.join(10)
+    assert all(p.result() == 5 for p in ps)
+    assert got == [b"".join(b"%05d" % i for i in range(5000))]
+    st = batch.stats()
+    assert st["ops"]["send"] == 5000
+    assert st["completed"] == 5001
+    assert st["flush_why"]["budget"] >= 4
+    assert st["flushes"] >= 5
+
+
+def test_byte_budget_full_flushes(
+    executor: str, sockpair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = sockpair
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(read_all(b)))
+    t.start()
+    chunks = [os.urandom(3000) for _ in range(50)]
+    with pyesca.batch(executor, byte_budget=16384) as batch:
+        ps = [batch.send(a, c) for c in chunks]
+        big = batch.send(a, b"B" * 100_000)  # over the whole budget
+        batch.shutdown(a, socket.SHUT_WR)
+    t.join(10)
+    assert [p.result() for p in ps] == [3000] * 50
+    assert big.result() == 100_000
+    assert got == [b"".join(chunks) + b"B" * 100_000]
+
+
+def test_op_after_block(executor: str, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = sockpair
+    with pyesca.batch(executor) as batch:
+        batch.send(a, b"x")
+    assert batch.closed
+    with pytest.raises(ValueError, match="closed batch"):
+        batch.send(a, b"x")
+    with pytest.raises(ValueError, match="closed batch"):
+        batch.flush()
+    with pytest.raises(ValueError, match="closed batch"):
+        batch.send_many([a], b"x")
+    batch.finish()  # idempotent
+    assert "closed" in repr(batch)
+
+
+def test_result_before_flush_flushes(
+    executor: str, sockpair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = sockpair
+    with pyesca.batch(executor) as batch:
+        p = batch.send(a, b"abc")
+        q = batch.send(a, b"def")
+        assert not p.done() and not q.done()
+        assert batch.pending == 2
+        assert "pending" in repr(p)
+        with pytest.raises(BlockingIOError):  # deferred: nothing sent yet
+            b.recv(10, socket.MSG_DONTWAIT)
+        assert p.result() == 3
+        assert q.done()
+        assert batch.pending == 0
+        assert b.recv(10) == b"abcdef"
+        assert batch.stats()["flush_why"]["result"] == 1
+        r = batch.send(a, b"g")
+    assert r.result() == 1
+    assert p.op == "send" and p.fd == a.fileno()
+    assert "result=3" in repr(p)
+
+
+def test_explicit_flush(executor: str, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = sockpair
+    with pyesca.batch(executor) as batch:
+        batch.send(a, b"one")
+        assert batch.flush() == 1
+        assert b.recv(10) == b"one"
+        assert batch.flush() == 0
+        batch.send(a, b"two")
+    assert b.recv(10) == b"two"
+
+
+def test_exception_in_block_still_flushes(
+    executor: str, sockpair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = sockpair
+    with pytest.raises(KeyError):
+        with pyesca.batch(executor) as batch:
+            p = batch.send(a, b"data")
+            raise KeyError
+    assert p.result() == 4
+    assert b.recv(10) == b"data"
+
+
+def test_batch_start_flush_current(
+    executor: str, sockpair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = sockpair
+    assert pyesca.current() is None
+    batch = pyesca.batch_start(executor)
+    assert pyesca.current() is batch
+    p = batch.send(a, b"seed")
+    assert not p.done()
+    pyesca.batch_flush()
+    assert p.done() and p.result() == 4
+    assert batch.closed
+    assert pyesca.current() is None
+    pyesca.batch_flush()  # nothing open: nothing to do
+    assert b.recv(10) == b"seed"
+
+
+def test_nested_batches_keep_order(
+    executor: str, sockpair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = sockpair
+    with pyesca.batch(executor) as outer:
+        assert pyesca.current() is outer
+        outer.send(a, b"1")
+        with pyesca.batch(executor) as inner:
+            assert pyesca.current() is inner
+            inner.send(a, b"2")
+        assert pyesca.current() is outer
+        outer.send(a, b"3")
+        with pyesca.batch(executor, capacity=8) as other:  # another table
+            other.send(a, b"4")
+        outer.send(a, b"5")
+    assert pyesca.current() is None
+    a.shutdown(socket.SHUT_WR)
+    assert read_all(b) == b"12345"
+
+
+def test_unentered_batch_flushes_on_dealloc(
+    executor: str, sockpair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = sockpair
+    batch = pyesca.batch(executor)
+    p = batch.send(a, b"gc")
+    del batch
+    assert p.done() and p.result() == 2
+    assert b.recv(10) == b"gc"
+
+
+def test_table_is_reused(executor: str, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    """Repeated batches on one thread reuse one table: stats are per batch."""
+    a, b = sockpair
+    for i in range(50):
+        with pyesca.batch(executor) as batch:
+            batch.send(a, b"x")
+        st = batch.stats()
+        assert st["ops"]["send"] == 1 and st["completed"] == 1 and st["flushes"] == 1
+    assert b.recv(100) == b"x" * 50
+
+
+def test_stats_keys(executor: str, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = sockpair
+    with pyesca.batch(executor) as batch:
+        for _ in range(10):
+            batch.send(a, b"12345678")
+        batch.send(-1, b"x")
+    st = batch.stats()
+    for key in (
+        "executor",
+        "ops",
+        "bytes",
+        "flushes",
+        "kernel_entries",
+        "completed",
+        "errors",
+        "fallbacks",
+        "batch_sizes",
+    ):
+        assert key in st
+    assert st["executor"] == executor
+    assert st["ops"]["send"] == 10
+    assert st["bytes"] == 80
+    assert st["completed"] == 10
+    assert st["batch_sizes"]["8-15"] == 1
+    if executor == "uring":
+        assert st["kernel_entries"] < 10
+    else:
+        assert st["kernel_entries"] >= 10
+
+
+def test_other_thread_refused(executor: str, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = sockpair
+    errors: list[BaseException] = []
+    with pyesca.batch(executor) as batch:
+        p = batch.send(a, b"mine")
+
+        def other() -> None:
+            for fn in (lambda: batch.send(a, b"x"), batch.flush, p.result, batch.finish):
+                try:
+                    fn()
+                except RuntimeError as e:
+                    errors.append(e)
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+    assert len(errors) == 4
+    assert p.result() == 4
+    assert b.recv(10) == b"mine"
+
+
+def test_threads_each_own_batch(executor: str) -> None:
+    pairs = [socket.socketpair() for _ in range(2)]
+    results: dict[int, list[int]] = {}
+    received: dict[int, bytes] = {}
+
+    def reader(i: int) -> None:
+        received[i] = read_all(pairs[i][1])
+
+    def writer(i: int) -> None:
+        a = pairs[i][0]
+        out = []
+        for round_ in range(200):
+            with pyesca.batch(executor) as batch:
+                ps = [batch.send(a, b"%d:%03d:%d;" % (i, round_, k)) for k in range(10)]
+            out += [p.result() for p in ps]
+        a.shutdown(socket.SHUT_WR)
+        results[i] = out
+
+    threads = [threading.Thread(target=f, args=(i,)) for i in range(2) for f in (reader, writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for i in range(2):
+        expect = b"".join(b"%d:%03d:%d;" % (i, r, k) for r in range(200) for k in range(10))
+        assert received[i] == expect
+        assert results[i] == [len(b"0:000:0;")] * 2000
+    for a, b in pairs:
+        a.close()
+        b.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_fork_child_uses_pyesca(executor: str) -> None:
+    a, b = socket.socketpair()
+    with pyesca.batch(executor) as batch:  # the parent's table exists
+        batch.send(a, b"parent;")
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh table, not the parent's ring
+        code = 1
+        try:
+            with pyesca.batch(executor) as cb:
+                ps = [cb.send(a, b"child;") for _ in range(3)]
+            code = 0 if [p.result() for p in ps] == [6] * 3 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with pyesca.batch(executor) as batch:
+        batch.send(a, b"again;")
+    a.shutdown(socket.SHUT_WR)
+    assert read_all(b) == b"parent;child;child;child;again;"
+    a.close()
+    b.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_fork_inside_batch(executor: str) -> None:
+    """Ops queued before fork run once (in the parent, before the fork); the
+    child may keep using the batch it inherited."""
+    a, b = socket.socketpair()
+    with pyesca.batch(executor) as batch:
+        p = batch.send(a, b"before;")
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                q = batch.send(a, b"child;")
+                batch.finish()
+                code = 0 if q.result() == 6 and p.result() == 7 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        batch.send(a, b"after;")
+    assert p.result() == 7
+    a.shutdown(socket.SHUT_WR)
+    assert read_all(b) == b"before;child;after;"
+    a.close()
+    b.close()
+
+
+def test_uring_refused_is_an_error_not_a_fallback() -> None:
+    reason = uring_skip_reason()
+    if reason is None:
+        assert pyesca.batch("uring").executor == "uring"
+    else:
+        with pytest.raises(OSError):
+            pyesca.batch("uring")
+        assert pyesca.batch().executor == "sequential"
+
+
+def test_public_names() -> None:
+    for name in ("batch", "batch_start", "batch_flush", "current", "executors", "Batch", "Pending"):
+        assert hasattr(pyesca, name)
+    assert pyesca.Batch is _core.Batch
+    assert sys.modules["pyesca._core"] is _core
