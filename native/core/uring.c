@@ -120,6 +120,8 @@ static int check_setsockopt(struct io_uring *ring)
 
 static const unsigned flag_sets[] = {
 	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+		IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
 		IORING_SETUP_DEFER_TASKRUN,
 	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
 	0,
@@ -593,24 +595,45 @@ static void reap(struct esca_table *t, struct uring_state *u)
 	u->outstanding -= n;
 }
 
-/* Enter the kernel: submit what is prepared, wait for `wait` CQEs. */
-static int enter(struct esca_table *t, struct uring_state *u, unsigned wait)
+/* Enter the kernel: submit what is prepared, wait for `wait` CQEs.
+ *
+ * With DEFER_TASKRUN, each link of a chain after the first is issued from
+ * task work that runs only inside io_uring_enter, one link per pass unless
+ * the kernel is asked for more completions.  A reaping flush therefore
+ * asks for every outstanding completion with a zero timeout: the kernel
+ * runs the chains as far as they go without blocking and returns (-ETIME
+ * for what is parked on a full socket).  If task work is still flagged
+ * (IORING_SQ_TASKRUN), it gets a few more passes. */
+static int enter(struct esca_table *t, struct uring_state *u, unsigned wait,
+		 int reap)
 {
+	struct __kernel_timespec zero = { 0, 0 };
+	struct io_uring_cqe *cqe;
 	int r;
 
 	for (;;) {
 		t->st.kernel_entries++;
-		if (wait)
+		if (reap)
+			r = io_uring_submit_and_wait_timeout(&u->ring, &cqe,
+							      u->outstanding,
+							      &zero, NULL);
+		else if (wait)
 			r = io_uring_submit_and_wait(&u->ring, wait);
 		else
 			r = io_uring_submit_and_get_events(&u->ring);
-		if (r >= 0 || r == -EAGAIN || r == -EBUSY)
+		if (r >= 0 || r == -EAGAIN || r == -EBUSY || r == -ETIME)
 			break;
 		if (r != -EINTR)
 			return r;
 		if (!wait)
 			break;
 		/* a signal: waiting again is what a blocking call does */
+	}
+	for (int i = 0; reap && i < 8 &&
+	     (IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_TASKRUN); i++) {
+		t->st.kernel_entries++;
+		if (io_uring_get_events(&u->ring) < 0)
+			break;
 	}
 	return 0;
 }
@@ -640,9 +663,9 @@ static int uring_flush(struct esca_table *t, unsigned mode)
 		if (used == 0 && t->inflight == 0)
 			break;	/* nothing in flight, nothing to send */
 		if (mode == ESCA_FLUSH_WAIT && t->inflight > 0)
-			r = enter(t, u, u->outstanding);	/* all of them */
+			r = enter(t, u, u->outstanding, 0);	/* all of them */
 		else
-			r = enter(t, u, 0);
+			r = enter(t, u, 0, u->outstanding > 0);
 		if (r < 0)
 			return fail_over(t, r);
 		reap(t, u);

@@ -1,0 +1,1079 @@
+/* SPDX-License-Identifier: MIT
+ * interpose.c - the replacements for libc's wrappers.
+ *
+ * Deferrable calls (write, writev, send, sendto, sendmsg, sendfile,
+ * shutdown, close, setsockopt) go into this thread's table when their
+ * result is known in advance (DESIGN.md, contract item 1) and return that
+ * result; anything else is passed through, after the fd's earlier entries
+ * (contract item 3).  The event-loop waits flush and start the next
+ * segment; reads, dup2, exec and exit flush what they depend on.
+ *
+ * The fast path takes no lock and allocates nothing: a TLS pointer, the fd
+ * map, and a copy into the table's arena. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+#define PASSED (-2)
+#define SEND_FLAGS_OK (MSG_NOSIGNAL | MSG_MORE | MSG_DONTWAIT)
+/* an epoll_event.data no program makes: a non-canonical address */
+#define EPOLL_MAGIC 0xe5ca5e9a0000e5caull
+
+static inline int take_err(struct fdinfo *fi)
+{
+	return __atomic_exchange_n(&fi->err, 0, __ATOMIC_RELAXED);
+}
+
+static inline void note_queued(struct tstate *ts)
+{
+	uint64_t now = now_ns();
+
+	if (!ts->oldest_ns)
+		ts->oldest_ns = now;
+	else if (now - ts->oldest_ns > cfg.flush_ns)
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+}
+
+static inline int deferrable_kind(struct fdinfo *fi, int fd)
+{
+	if (fi->kind == FK_UNKNOWN)
+		fd_detect(fd, fi);
+	return fi->kind;
+}
+
+/* Queue a; on a full table flush once and retry.  Returns the queued
+ * result, or PASSED with the reason counted. */
+static int64_t queue(struct tstate *ts, struct sc_stats *s,
+		     const struct esca_args *a, uint64_t asked)
+{
+	int64_t r = esca_queue(ts->table, a, 0, asked);
+
+	if (unlikely(r == -ENOBUFS)) {
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_BUDGET);
+		r = esca_queue(ts->table, a, 0, asked);
+	}
+	if (likely(r >= 0)) {
+		s->deferred++;
+		note_queued(ts);
+		return r;
+	}
+	s->passed[r == -ENOBUFS ? PASS_FULL : r == -E2BIG ? PASS_SIZE :
+		  PASS_ARGS]++;
+	return PASSED;
+}
+
+/* The common start of a deferrable call on fd: NULL means pass through
+ * with no table involved; *err set means "return -1 with that errno". */
+static inline struct fdinfo *begin(struct tstate *ts, int sc, int fd, int *err)
+{
+	struct sc_stats *s = &ts->sc[sc];
+	struct fdinfo *fi;
+
+	s->seen++;
+	*err = 0;
+	if (unlikely(ts->guard)) {
+		s->passed[PASS_REENTRANT]++;
+		return NULL;
+	}
+	fi = fdi(fd);
+	if (unlikely(!fi)) {
+		s->passed[PASS_FD]++;
+		return NULL;
+	}
+	if (unlikely(fi->err) && sc != SC_CLOSE) {
+		*err = take_err(fi);
+		if (*err) {
+			s->surfaced++;
+			return NULL;
+		}
+	}
+	return fi;
+}
+
+static inline int selected(struct tstate *ts, int sc)
+{
+	return (cfg.selected & (1u << sc)) && (cfg.implicit || ts->segment);
+}
+
+/* Pass through on fd: after its pending entries. */
+static inline ssize_t pass(struct tstate *ts, int sc, int fd, int reason)
+{
+	ts->sc[sc].passed[reason]++;
+	lib_sync_fd(ts, fd);
+	return PASSED;
+}
+
+static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
+			  int iovcnt, int flags)
+{
+	struct tstate *ts = ts_get();
+	struct fdinfo *fi;
+	struct esca_args a;
+	size_t total = 0;
+	int err, kind;
+
+	if (unlikely(!ts))
+		return PASSED;
+	fi = begin(ts, sc, fd, &err);
+	if (!fi) {
+		if (err) {
+			errno = err;
+			return -1;
+		}
+		return PASSED;
+	}
+	if (!selected(ts, sc))
+		return pass(ts, sc, fd, PASS_NOT_SELECTED);
+	kind = deferrable_kind(fi, fd);
+	if (kind != FK_STREAM &&
+	    !((kind == FK_PIPE || kind == FK_FILE) &&
+	      (op == ESCA_OP_WRITE || op == ESCA_OP_WRITEV)))
+		return pass(ts, sc, fd, PASS_FD);
+	if ((flags & ~SEND_FLAGS_OK) || iovcnt < 0 || iovcnt > IOV_MAX ||
+	    (iovcnt && !iov))
+		return pass(ts, sc, fd, PASS_ARGS);
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
+			return pass(ts, sc, fd, PASS_ARGS);
+		total += iov[i].iov_len;
+	}
+	if (total > cfg.budget)
+		return pass(ts, sc, fd, PASS_SIZE);
+	a = (struct esca_args){ .op = op, .fd = fd, .iov = iov, .iovcnt = iovcnt,
+				.flags = flags & ~MSG_DONTWAIT };
+	if (queue(ts, &ts->sc[sc], &a, total) == PASSED) {
+		lib_sync_fd(ts, fd);
+		return PASSED;
+	}
+	return (ssize_t)total;
+}
+
+EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+	struct iovec v = { (void *)buf, n };
+	ssize_t r = defer_data(SC_WRITE, ESCA_OP_WRITE, fd, &v, 1, 0);
+
+	return r != PASSED ? r : real.write(fd, buf, n);
+}
+EXPORT ssize_t __write(int fd, const void *buf, size_t n)
+	__attribute__((alias("write")));
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+	ssize_t r = defer_data(SC_WRITEV, ESCA_OP_WRITEV, fd, iov, n, 0);
+
+	return r != PASSED ? r : real.writev(fd, iov, n);
+}
+
+EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+	struct iovec v = { (void *)buf, n };
+	ssize_t r = defer_data(SC_SEND, ESCA_OP_SEND, fd, &v, 1, flags);
+
+	return r != PASSED ? r : real.send(fd, buf, n, flags);
+}
+EXPORT ssize_t __send(int fd, const void *buf, size_t n, int flags)
+	__attribute__((alias("send")));
+
+EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+		      const struct sockaddr *to, socklen_t tolen)
+{
+	struct iovec v = { (void *)buf, n };
+	ssize_t r;
+
+	if (to || tolen) {	/* an address: never deferred */
+		struct tstate *ts = ts_get();
+
+		if (ts && !ts->guard) {
+			ts->sc[SC_SENDTO].seen++;
+			pass(ts, SC_SENDTO, fd, PASS_ARGS);
+		}
+		return real.sendto(fd, buf, n, flags, to, tolen);
+	}
+	r = defer_data(SC_SENDTO, ESCA_OP_SEND, fd, &v, 1, flags);
+	return r != PASSED ? r : real.sendto(fd, buf, n, flags, to, tolen);
+}
+
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	ssize_t r;
+
+	if (!m || m->msg_name || m->msg_namelen || m->msg_control ||
+	    m->msg_controllen || m->msg_iovlen > (size_t)IOV_MAX) {
+		struct tstate *ts = ts_get();
+
+		if (ts && !ts->guard) {
+			ts->sc[SC_SENDMSG].seen++;
+			pass(ts, SC_SENDMSG, fd, PASS_ARGS);
+		}
+		return real.sendmsg(fd, m, flags);
+	}
+	r = defer_data(SC_SENDMSG, ESCA_OP_SENDMSG, fd, m->msg_iov,
+		       (int)m->msg_iovlen, flags);
+	return r != PASSED ? r : real.sendmsg(fd, m, flags);
+}
+
+static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
+{
+	struct tstate *ts = ts_get();
+	struct fdinfo *fi, *fin;
+	struct esca_args a;
+	int err;
+
+	if (unlikely(!ts))
+		return PASSED;
+	fi = begin(ts, SC_SENDFILE, out, &err);
+	if (!fi) {
+		if (err) {
+			errno = err;
+			return -1;
+		}
+		return PASSED;
+	}
+	if (!selected(ts, SC_SENDFILE))
+		return pass(ts, SC_SENDFILE, out, PASS_NOT_SELECTED);
+	fin = fdi(in);
+	if (deferrable_kind(fi, out) != FK_STREAM || !fin ||
+	    deferrable_kind(fin, in) != FK_FILE)
+		return pass(ts, SC_SENDFILE, out, PASS_FD);
+	/* the result is known only for a range inside the file */
+	if (!off || *off < 0 || count > (size_t)SSIZE_MAX ||
+	    (int64_t)count > fin->size - (int64_t)*off)
+		return pass(ts, SC_SENDFILE, out, PASS_ARGS);
+	if (count > cfg.budget)
+		return pass(ts, SC_SENDFILE, out, PASS_SIZE);
+	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = out, .fd2 = in,
+				.offset = *off, .count = count };
+	if (queue(ts, &ts->sc[SC_SENDFILE], &a, count) == PASSED) {
+		lib_sync_fd(ts, out);
+		return PASSED;
+	}
+	*off += (off_t)count;
+	return (ssize_t)count;
+}
+
+static ssize_t sendfile_pass(int out, int in, off_t *off, size_t count)
+{
+	struct tstate *ts = tls_ts;
+
+	if (ts && !ts->guard)
+		lib_sync_fd(ts, in);	/* its file position, its contents */
+	return real.sendfile(out, in, off, count);
+}
+
+EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
+{
+	ssize_t r = defer_sendfile(out, in, off, count);
+
+	return r != PASSED ? r : sendfile_pass(out, in, off, count);
+}
+EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t count)
+	__attribute__((alias("sendfile")));
+
+EXPORT int shutdown(int fd, int how)
+{
+	struct tstate *ts = ts_get();
+	struct fdinfo *fi;
+	struct esca_args a;
+	int err;
+
+	if (unlikely(!ts))
+		return real.shutdown(fd, how);
+	fi = begin(ts, SC_SHUTDOWN, fd, &err);
+	if (!fi) {
+		if (err) {
+			errno = err;
+			return -1;
+		}
+		return real.shutdown(fd, how);
+	}
+	if (!selected(ts, SC_SHUTDOWN)) {
+		pass(ts, SC_SHUTDOWN, fd, PASS_NOT_SELECTED);
+	} else if (deferrable_kind(fi, fd) != FK_STREAM) {
+		pass(ts, SC_SHUTDOWN, fd, PASS_FD);
+	} else if (how < SHUT_RD || how > SHUT_RDWR) {
+		pass(ts, SC_SHUTDOWN, fd, PASS_ARGS);
+	} else {
+		a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = fd,
+					.flags = how };
+		if (queue(ts, &ts->sc[SC_SHUTDOWN], &a, 0) != PASSED)
+			return 0;
+		lib_sync_fd(ts, fd);
+	}
+	return real.shutdown(fd, how);
+}
+
+EXPORT int setsockopt(int fd, int level, int name, const void *val,
+		      socklen_t len)
+{
+	struct tstate *ts = ts_get();
+	struct fdinfo *fi;
+	struct esca_args a;
+	struct iovec v = { (void *)val, len };
+	int err;
+
+	if (unlikely(!ts))
+		return real.setsockopt(fd, level, name, val, len);
+	fi = begin(ts, SC_SETSOCKOPT, fd, &err);
+	if (!fi) {
+		if (err) {
+			errno = err;
+			return -1;
+		}
+		return real.setsockopt(fd, level, name, val, len);
+	}
+	if (!selected(ts, SC_SETSOCKOPT)) {
+		pass(ts, SC_SETSOCKOPT, fd, PASS_NOT_SELECTED);
+	} else if (deferrable_kind(fi, fd) != FK_STREAM ||
+		   !(fi->flags & FI_TCP)) {
+		pass(ts, SC_SETSOCKOPT, fd, PASS_FD);
+	} else if (level != IPPROTO_TCP || !val || len != sizeof(int) ||
+		   (name != TCP_CORK && name != TCP_NODELAY)) {
+		pass(ts, SC_SETSOCKOPT, fd, PASS_ARGS);	/* unknown: real */
+	} else {
+		a = (struct esca_args){ .op = ESCA_OP_SETSOCKOPT, .fd = fd,
+					.flags = level, .optname = name,
+					.iov = &v, .iovcnt = 1 };
+		if (queue(ts, &ts->sc[SC_SETSOCKOPT], &a, 0) != PASSED)
+			return 0;
+		lib_sync_fd(ts, fd);
+	}
+	return real.setsockopt(fd, level, name, val, len);
+}
+
+/* After a close or a dup2 onto it, an fd number means something new. */
+static inline void fd_forget(struct fdinfo *fi)
+{
+	fi->gen++;
+	fi->kind = FK_UNKNOWN;
+	fi->flags = 0;
+	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
+}
+
+EXPORT int close(int fd)
+{
+	struct tstate *ts = ts_get();
+	struct fdinfo *fi;
+	struct esca_args a;
+	int err, kind;
+
+	if (unlikely(!ts))
+		return real.close(fd);
+	if (ts->table && !ts->guard && esca_table_owns_fd(ts->table, fd))
+		return 0;	/* the program closing our ring: keep it */
+	fi = begin(ts, SC_CLOSE, fd, &err);
+	if (!fi)
+		return real.close(fd);
+	if (!selected(ts, SC_CLOSE)) {
+		pass(ts, SC_CLOSE, fd, PASS_NOT_SELECTED);
+		fd_forget(fi);
+		return real.close(fd);
+	}
+	kind = deferrable_kind(fi, fd);
+	if (kind != FK_STREAM && kind != FK_SOCKET && kind != FK_PIPE &&
+	    kind != FK_FILE) {
+		pass(ts, SC_CLOSE, fd, PASS_FD);
+		fd_forget(fi);
+		return real.close(fd);
+	}
+	fd_forget(fi);
+	fi->kind = FK_BAD;	/* closing: later calls pass and see EBADF */
+	a = (struct esca_args){ .op = ESCA_OP_CLOSE, .fd = fd };
+	if (queue(ts, &ts->sc[SC_CLOSE], &a, 0) != PASSED)
+		return 0;
+	lib_sync_fd(ts, fd);
+	fi->kind = FK_UNKNOWN;
+	return real.close(fd);
+}
+EXPORT int __close(int fd) __attribute__((alias("close")));
+
+/* ---- flush triggers: the event-loop waits ------------------------------- */
+
+/* Flush before a wait.  Returns the progress fd when entries stay in flight
+ * (parked on full sockets) and the wait must also watch it, else -1. */
+static int before_wait(struct tstate *ts)
+{
+	int pfd;
+
+	if (!ts || ts->guard || !ts->table)
+		return -1;
+	ts->segment = 0;
+	if (esca_table_pending(ts->table))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
+	if (!esca_table_inflight(ts->table))
+		return -1;
+	ts->guard++;
+	pfd = esca_table_progress_fd(ts->table);
+	ts->guard--;
+	if (pfd < 0) {
+		/* no way to be woken: finish them now (sequential never
+		 * leaves anything in flight, so this is a safety net) */
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
+		return -1;
+	}
+	return pfd;
+}
+
+static int epoll_has_ours(struct tstate *ts, int epfd, int pfd)
+{
+	struct fdinfo *fi = fdi(epfd);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
+				  .data.u64 = EPOLL_MAGIC };
+	int slot = -1;
+
+	if (!fi)
+		return 0;
+	for (int i = 0; i < ts->nepreg; i++) {
+		if (ts->epreg[i].fd == epfd) {
+			if (ts->epreg[i].gen == fi->gen)
+				return 1;
+			slot = i;	/* that epoll fd was closed since */
+			break;
+		}
+	}
+	if (syscall(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, pfd, &ev) < 0 &&
+	    errno != EEXIST)
+		return 0;
+	if (slot < 0) {
+		slot = ts->nepreg < MAX_EPREG ? ts->nepreg++ :
+		       (int)(fi->gen % MAX_EPREG);
+	}
+	ts->epreg[slot].fd = epfd;
+	ts->epreg[slot].gen = fi->gen;
+	return 1;
+}
+
+static int64_t remaining_ms(uint64_t deadline)
+{
+	uint64_t now = now_ns();
+
+	if (now >= deadline)
+		return 0;
+	return (int64_t)((deadline - now + 999999) / 1000000);
+}
+
+/* epoll_wait and friends: flush, wait; entries parked in flight wake the
+ * wait through the progress fd, which the program never sees. */
+static int epoll_common(int epfd, struct epoll_event *evs, int max,
+			int timeout, const struct timespec *ts2,
+			const sigset_t *mask, int kind)
+{
+	struct tstate *ts = tls_ts;
+	uint64_t deadline = 0;
+	int pfd = before_wait(ts), n;
+
+	if (pfd >= 0 && !epoll_has_ours(ts, epfd, pfd))
+		pfd = -1;
+	if (pfd >= 0 && timeout > 0)
+		deadline = now_ns() + (uint64_t)timeout * 1000000ull;
+	for (;;) {
+		int m = 0, hit = 0;
+
+		if (pfd >= 0)
+			esca_table_progress_arm(ts->table, 1);
+		if (kind == 0)
+			n = real.epoll_wait(epfd, evs, max, timeout);
+		else if (kind == 1)
+			n = real.epoll_pwait(epfd, evs, max, timeout, mask);
+		else
+			n = real.epoll_pwait2(epfd, evs, max, ts2, mask);
+		if (pfd < 0 || n <= 0) {
+			if (pfd >= 0)
+				esca_table_progress_arm(ts->table, 0);
+			return n;
+		}
+		esca_table_progress_arm(ts->table, 0);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.u64 == EPOLL_MAGIC)
+				hit = 1;
+			else
+				evs[m++] = evs[i];
+		}
+		if (hit)
+			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
+		if (m > 0 || timeout == 0 || kind == 2)
+			return m;
+		if (!esca_table_inflight(ts->table))
+			pfd = -1;
+		if (timeout > 0) {
+			timeout = (int)remaining_ms(deadline);
+			if (timeout == 0)
+				return 0;
+		}
+	}
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return epoll_common(epfd, evs, max, timeout, NULL, NULL, 0);
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max,
+		       int timeout, const sigset_t *mask)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return epoll_common(epfd, evs, max, timeout, NULL, mask, 1);
+}
+
+EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max,
+			const struct timespec *t, const sigset_t *mask)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (!real.epoll_pwait2) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return epoll_common(epfd, evs, max, t ? 1 : -1, t, mask, 2);
+}
+
+static void drain(int fd)
+{
+	uint64_t v;
+
+	if (syscall(SYS_read, fd, &v, sizeof(v)) < 0)
+		return;
+}
+
+static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
+		       const struct timespec *t, const sigset_t *mask, int kind)
+{
+	struct tstate *ts = tls_ts;
+	int pfd = before_wait(ts), r;
+	uint64_t deadline = 0;
+
+	if (pfd >= 0 && ts->pbuf_n < n + 1) {
+		struct pollfd *nb = realloc(ts->pbuf, (n + 1) * sizeof(*nb));
+
+		if (nb) {
+			ts->pbuf = nb;
+			ts->pbuf_n = n + 1;
+		} else {
+			lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
+			pfd = -1;
+		}
+	}
+	if (pfd < 0) {
+		if (kind == 0)
+			return real.poll(fds, n, timeout);
+		return real.ppoll(fds, n, t, mask);
+	}
+	if (timeout > 0)
+		deadline = now_ns() + (uint64_t)timeout * 1000000ull;
+	for (;;) {
+		int hit;
+
+		if (n)
+			memcpy(ts->pbuf, fds, n * sizeof(*fds));
+		ts->pbuf[n] = (struct pollfd){ .fd = pfd, .events = POLLIN };
+		esca_table_progress_arm(ts->table, 1);
+		if (kind == 0)
+			r = real.poll(ts->pbuf, n + 1, timeout);
+		else
+			r = real.ppoll(ts->pbuf, n + 1, t, mask);
+		esca_table_progress_arm(ts->table, 0);
+		if (r < 0)
+			return r;
+		for (nfds_t i = 0; i < n; i++)
+			fds[i].revents = ts->pbuf[i].revents;
+		hit = ts->pbuf[n].revents != 0;
+		if (hit) {
+			drain(pfd);
+			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
+			r--;
+		}
+		if (r > 0 || timeout == 0 || kind == 1 || !hit)
+			return r;
+		if (!esca_table_inflight(ts->table)) {
+			timeout = timeout > 0 ? (int)remaining_ms(deadline) : timeout;
+			return real.poll(fds, n, timeout);
+		}
+		if (timeout > 0) {
+			timeout = (int)remaining_ms(deadline);
+			if (timeout == 0)
+				return 0;
+		}
+	}
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return poll_common(fds, n, timeout, NULL, NULL, 0);
+}
+EXPORT int __poll(struct pollfd *fds, nfds_t n, int timeout)
+	__attribute__((alias("poll")));
+
+EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t len)
+{
+	if (len / sizeof(*fds) < n)
+		abort();	/* what glibc's fortified poll does */
+	return poll(fds, n, timeout);
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
+		 const sigset_t *mask)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return poll_common(fds, n, -1, t, mask, 1);
+}
+
+EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t,
+		       const sigset_t *mask, size_t len)
+{
+	if (len / sizeof(*fds) < n)
+		abort();
+	return ppoll(fds, n, t, mask);
+}
+
+static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
+			 struct timeval *tv, const struct timespec *t,
+			 const sigset_t *mask, int kind)
+{
+	struct tstate *ts = tls_ts;
+	int pfd = before_wait(ts), n;
+	fd_set mine;
+
+	if (pfd >= FD_SETSIZE) {
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
+		pfd = -1;
+	}
+	if (pfd < 0) {
+		if (kind == 0)
+			return real.select(nfds, r, w, e, tv);
+		return real.pselect(nfds, r, w, e, t, mask);
+	}
+	for (;;) {
+		int hit;
+
+		if (r)
+			mine = *r;
+		else
+			FD_ZERO(&mine);
+		FD_SET(pfd, &mine);
+		esca_table_progress_arm(ts->table, 1);
+		if (kind == 0)
+			n = real.select(nfds > pfd ? nfds : pfd + 1, &mine, w, e, tv);
+		else
+			n = real.pselect(nfds > pfd ? nfds : pfd + 1, &mine, w, e,
+					 t, mask);
+		esca_table_progress_arm(ts->table, 0);
+		if (n < 0)
+			return n;
+		hit = FD_ISSET(pfd, &mine);
+		if (hit) {
+			FD_CLR(pfd, &mine);
+			n--;
+			drain(pfd);
+			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
+		}
+		if (r)
+			*r = mine;
+		/* Linux select updates tv with the time left: loop on it */
+		if (n > 0 || !hit || kind == 1 ||
+		    (tv && tv->tv_sec == 0 && tv->tv_usec == 0))
+			return n;
+		if (w || e)
+			return n;	/* their sets were consumed */
+		if (!esca_table_inflight(ts->table))
+			return real.select(nfds, r, w, e, tv);
+	}
+}
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return select_common(nfds, r, w, e, tv, NULL, NULL, 0);
+}
+EXPORT int __select(int nfds, fd_set *r, fd_set *w, fd_set *e,
+		    struct timeval *tv) __attribute__((alias("select")));
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
+		   const struct timespec *t, const sigset_t *mask)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return select_common(nfds, r, w, e, NULL, t, mask, 1);
+}
+
+/* ---- reads and other calls that depend on pending entries --------------- */
+
+/* A read on fd.  On a non-blocking socket nothing pending changes what it
+ * returns; on a pipe or file our own pending writes do (sync the fd); a
+ * read that may block could wait for a peer that waits for our bytes
+ * (flush everything first). */
+static inline void pre_read(int fd)
+{
+	struct tstate *ts = tls_ts;
+	struct fdinfo *fi;
+
+	if (likely(!ts) || ts->guard || !ts->table ||
+	    !esca_table_pending(ts->table))
+		return;
+	fi = fdi(fd);
+	if (fi && fi->kind == FK_UNKNOWN)
+		fd_detect(fd, fi);
+	if (fi && (fi->kind == FK_STREAM || fi->kind == FK_SOCKET) &&
+	    (fi->flags & FI_NONBLOCK)) {
+		if (ts->oldest_ns && now_ns() - ts->oldest_ns > cfg.flush_ns)
+			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+		return;
+	}
+	lib_sync_fd(ts, fd);
+	if (!fi || (fi->kind != FK_FILE && !(fi->flags & FI_NONBLOCK)))
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+}
+
+/* A call that reads or changes state of fd that its pending entries touch. */
+static inline void pre_fd(int fd)
+{
+	struct tstate *ts = tls_ts;
+
+	if (likely(!ts) || ts->guard || !ts->table ||
+	    !esca_table_pending(ts->table))
+		return;
+	lib_sync_fd(ts, fd);
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	pre_read(fd);
+	return real.read(fd, buf, n);
+}
+EXPORT ssize_t __read(int fd, void *buf, size_t n)
+	__attribute__((alias("read")));
+
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t len)
+{
+	if (len < n)
+		abort();
+	return read(fd, buf, n);
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	pre_read(fd);
+	return real.readv(fd, iov, n);
+}
+
+EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	pre_read(fd);
+	return real.recv(fd, buf, n, flags);
+}
+
+EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t len, int flags)
+{
+	if (len < n)
+		abort();
+	return recv(fd, buf, n, flags);
+}
+
+EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
+			struct sockaddr *from, socklen_t *fromlen)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	pre_read(fd);
+	return real.recvfrom(fd, buf, n, flags, from, fromlen);
+}
+
+EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t len,
+			      int flags, struct sockaddr *from,
+			      socklen_t *fromlen)
+{
+	if (len < n)
+		abort();
+	return recvfrom(fd, buf, n, flags, from, fromlen);
+}
+
+EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	pre_read(fd);
+	return real.recvmsg(fd, m, flags);
+}
+
+EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	pre_fd(fd);
+	return real.pread(fd, buf, n, off);
+}
+EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
+	__attribute__((alias("pread64")));
+
+EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off,
+			     size_t len)
+{
+	if (len < n)
+		abort();
+	return pread64(fd, buf, n, off);
+}
+
+EXPORT off_t lseek64(int fd, off_t off, int whence)
+{
+	pre_fd(fd);
+	return (off_t)syscall(SYS_lseek, fd, off, whence);
+}
+EXPORT off_t lseek(int fd, off_t off, int whence)
+	__attribute__((alias("lseek64")));
+
+static void after_accept(int lfd, int fd, int flags)
+{
+	struct fdinfo *fi = fdi(fd), *li = fdi(lfd);
+
+	if (!fi)
+		return;
+	fd_forget(fi);
+	if (li && li->kind == FK_UNKNOWN)
+		fd_detect(lfd, li);
+	if (li && li->kind == FK_STREAM) {
+		fi->kind = FK_STREAM;
+		fi->flags = (li->flags & FI_TCP) |
+			    ((flags & SOCK_NONBLOCK) ? FI_NONBLOCK : 0);
+	}
+}
+
+EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
+{
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	pre_read(fd);
+	r = real.accept4(fd, a, l, flags);
+	if (r >= 0)
+		after_accept(fd, r, flags);
+	return r;
+}
+
+EXPORT int accept(int fd, struct sockaddr *a, socklen_t *l)
+{
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	pre_read(fd);
+	r = real.accept(fd, a, l);
+	if (r >= 0)
+		after_accept(fd, r, 0);
+	return r;
+}
+
+static void note_nonblock(int fd, long on)
+{
+	struct fdinfo *fi = fdi(fd);
+
+	if (fi && fi->kind != FK_UNKNOWN && fi->kind != FK_BAD) {
+		if (on)
+			fi->flags |= FI_NONBLOCK;
+		else
+			fi->flags &= (uint8_t)~FI_NONBLOCK;
+	}
+}
+
+static int fcntl_common(int fd, int cmd, long arg)
+{
+	long r = syscall(SYS_fcntl, fd, cmd, arg);
+
+	if (r < 0) {
+		return -1;
+	}
+	if (cmd == F_SETFL)
+		note_nonblock(fd, arg & O_NONBLOCK);
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
+		struct fdinfo *fi = fdi((int)r);
+
+		if (fi)
+			fd_forget(fi);
+	}
+	return (int)r;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	return fcntl_common(fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	return fcntl_common(fd, cmd, arg);
+}
+EXPORT int __fcntl(int fd, int cmd, ...) __attribute__((alias("fcntl")));
+
+EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+	long r;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (req != FIONBIO)
+		pre_fd(fd);	/* FIONREAD, SIOCOUTQ, ... see pending bytes */
+	r = syscall(SYS_ioctl, fd, req, arg);
+	if (r >= 0 && req == FIONBIO && arg)
+		note_nonblock(fd, *(int *)arg);
+	return (int)r;
+}
+
+EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	pre_fd(fd);	/* TCP_CORK and friends: what was set, in order */
+	return (int)syscall(SYS_getsockopt, fd, level, name, val, len);
+}
+
+static void before_replace(int newfd)
+{
+	struct fdinfo *fi = fdi(newfd);
+
+	pre_fd(newfd);
+	if (fi)
+		fd_forget(fi);
+}
+
+EXPORT int dup2(int old, int newfd)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (old != newfd)
+		before_replace(newfd);
+	return real.dup2(old, newfd);
+}
+
+EXPORT int dup3(int old, int newfd, int flags)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (old != newfd)
+		before_replace(newfd);
+	return real.dup3(old, newfd, flags);
+}
+
+EXPORT int fsync(int fd)
+{
+	pre_fd(fd);
+	return (int)syscall(SYS_fsync, fd);
+}
+
+EXPORT int fdatasync(int fd)
+{
+	pre_fd(fd);
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+EXPORT int ftruncate64(int fd, off_t len)
+{
+	pre_fd(fd);
+	return (int)syscall(SYS_ftruncate, fd, len);
+}
+EXPORT int ftruncate(int fd, off_t len) __attribute__((alias("ftruncate64")));
+
+/* ---- lifecycle: exec, _exit, vfork -------------------------------------- */
+
+EXPORT int execve(const char *p, char *const argv[], char *const envp[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.execve(p, argv, envp);
+}
+
+EXPORT int execv(const char *p, char *const argv[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.execv(p, argv);
+}
+
+EXPORT int execvp(const char *p, char *const argv[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.execvp(p, argv);
+}
+
+EXPORT int execvpe(const char *p, char *const argv[], char *const envp[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.execvpe(p, argv, envp);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.fexecve(fd, argv, envp);
+}
+
+EXPORT void _exit(int status)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	real.exit_(status);
+}
+
+EXPORT void _Exit(int status)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	real.Exit(status);
+}
+
+/* A vfork child shares our memory and our thread's table: make it a fork,
+ * which POSIX allows, so the child cannot touch the parent's ring. */
+EXPORT pid_t vfork(void)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return real.fork();
+}

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT
+ * preload.h - what the files of libesca.so share (not installed). */
+#ifndef ESCA_PRELOAD_INTERNAL_H
+#define ESCA_PRELOAD_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "esca.h"
+
+#define HIDDEN __attribute__((visibility("hidden")))
+#define EXPORT __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* The interposed calls that can be deferred, for the stats and the
+ * ESCA_SYSCALLS selection. */
+enum sc {
+	SC_WRITE, SC_WRITEV, SC_SEND, SC_SENDTO, SC_SENDMSG, SC_SENDFILE,
+	SC_SHUTDOWN, SC_CLOSE, SC_SETSOCKOPT, SC__COUNT
+};
+
+/* Why a deferrable call was passed through to the kernel. */
+enum pass {
+	PASS_DISABLED,		/* ESCA_DISABLE, or no table on this thread   */
+	PASS_NOT_SELECTED,	/* not in ESCA_SYSCALLS / outside a segment   */
+	PASS_FD,		/* not a stream socket, pipe or regular file  */
+	PASS_ARGS,		/* flags, address, control data, options      */
+	PASS_SIZE,		/* bigger than the byte budget                */
+	PASS_FULL,		/* the table stayed full after a flush        */
+	PASS_REENTRANT,		/* called from inside the library / a handler */
+	PASS__COUNT
+};
+
+struct sc_stats {
+	uint64_t seen, deferred, surfaced;
+	uint64_t passed[PASS__COUNT];
+};
+
+/* What the library knows of an fd.  One array for the process, indexed by
+ * fd, in lazily touched anonymous memory. */
+enum fd_kind {
+	FK_UNKNOWN = 0, FK_STREAM, FK_SOCKET, FK_PIPE, FK_FILE, FK_OTHER, FK_BAD
+};
+#define FI_NONBLOCK	0x01
+#define FI_TCP		0x02	/* AF_INET/AF_INET6 stream: TCP options apply */
+
+struct fdinfo {
+	uint8_t kind;
+	uint8_t flags;
+	uint16_t gen;		/* bumped at every close of this number */
+	int32_t err;		/* error of a deferred op, for the next call */
+	int64_t size;		/* FK_FILE: st_size when looked at */
+};
+
+#define MAX_EPREG 8
+
+/* Per-thread state. */
+struct tstate {
+	struct esca_table *table;
+	int guard;		/* inside the library: interposers pass through */
+	int segment;		/* explicit batch_start() open */
+	int nexplicit;
+	uint64_t oldest_ns;	/* when the oldest queued entry was queued */
+	struct sc_stats sc[SC__COUNT];
+	struct { int fd; uint16_t gen; } epreg[MAX_EPREG];
+	int nepreg;
+	struct pollfd *pbuf;	/* poll() copy with the progress fd added */
+	size_t pbuf_n;
+	struct tstate *next;	/* all threads, for the stats */
+	int dead;
+	struct esca_stats core_dead;	/* the table's stats, once freed */
+};
+
+struct config {
+	int disabled;
+	int executor;
+	int implicit;
+	int quiet;
+	unsigned capacity;
+	size_t budget;
+	uint64_t flush_ns;
+	uint64_t stats_interval_ns;
+	unsigned selected;	/* bit per enum sc */
+	char stats_path[4096];
+	int stats_root_pid;
+};
+
+extern HIDDEN struct config cfg;
+extern HIDDEN struct fdinfo *fdtab;
+extern HIDDEN int fdtab_n;
+extern HIDDEN __thread struct tstate *tls_ts
+	__attribute__((tls_model("initial-exec")));
+
+/* the real functions, from dlsym(RTLD_NEXT) */
+struct reals {
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int,
+			  const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	int (*shutdown)(int, int);
+	int (*close)(int);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int,
+			   const sigset_t *);
+	int (*epoll_pwait2)(int, struct epoll_event *, int,
+			    const struct timespec *, const sigset_t *);
+	int (*poll)(struct pollfd *, unsigned long, int);
+	int (*ppoll)(struct pollfd *, unsigned long, const struct timespec *,
+		     const sigset_t *);
+	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *,
+		       const struct timespec *, const sigset_t *);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *,
+			    socklen_t *);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	ssize_t (*pread)(int, void *, size_t, off_t);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execv)(const char *, char *const[]);
+	int (*execvp)(const char *, char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
+	void (*exit_)(int) __attribute__((noreturn));
+	void (*Exit)(int) __attribute__((noreturn));
+	pid_t (*fork)(void);
+};
+extern HIDDEN struct reals real;
+
+/* state.c */
+HIDDEN void esca_lib_init(void);
+HIDDEN struct tstate *ts_slow(void);
+HIDDEN int fd_detect(int fd, struct fdinfo *fi);
+HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
+HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
+HIDDEN void lib_lifecycle_flush(void);
+HIDDEN void stats_maybe_write(int force);
+HIDDEN uint64_t now_ns(void);
+HIDDEN void say(const char *msg);
+
+extern HIDDEN int lib_ready;
+
+static inline struct tstate *ts_get(void)
+{
+	struct tstate *ts = tls_ts;
+
+	if (likely(ts))
+		return ts;
+	return ts_slow();
+}
+
+static inline struct fdinfo *fdi(int fd)
+{
+	if (fd < 0 || fd >= fdtab_n || !fdtab)
+		return NULL;
+	return &fdtab[fd];
+}
+
+#endif
