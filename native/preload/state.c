@@ -393,7 +393,10 @@ static void on_complete(void *ctx, uint64_t user, int op, int fd, int64_t r)
 	if (!fi)
 		return;
 	if (op == ESCA_OP_CLOSE) {
+		/* the number is free now: whatever gets it next is new */
 		__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
+		fi->kind = FK_UNKNOWN;
+		fi->flags = 0;
 		return;
 	}
 	if (r < 0)
