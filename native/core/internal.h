@@ -25,6 +25,7 @@ struct esca_entry {
 	uint8_t eof;		/* sendfile: a read came back short */
 	uint8_t nsqe;		/* uring: SQEs of this entry not yet completed */
 	int fd, fd2;
+	int key;		/* ordering: entries with one key run in order */
 	int flags, optname;
 	int iovcnt;
 	struct iovec *iov;	/* the data: &one for owned bytes */

@@ -335,11 +335,17 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 		if (t->tail - t->head >= t->cap)
 			return -ENOBUFS;
 	}
+	if (a->order < 0)
+		return -EINVAL;
 	f = esca__fd(t, a->fd);
 	if (a->op == ESCA_OP_SENDFILE)
 		f2 = esca__fd(t, a->fd2);
-	if (!f || (a->op == ESCA_OP_SENDFILE && !f2))
+	if (!f || (a->op == ESCA_OP_SENDFILE && !f2) ||
+	    (a->order && !esca__fd(t, a->order - 1)))
 		return -E2BIG;	/* no memory for the fd map: go direct */
+	f = &t->fds[a->fd];	/* the map may have moved */
+	if (f2)
+		f2 = &t->fds[a->fd2];
 	if (a->op == ESCA_OP_SENDFILE) {
 		/* only the uring executor needs a bounce buffer */
 		if (t->kind == ESCA_EXEC_URING)
@@ -356,6 +362,7 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 	memset(e, 0, offsetof(struct esca_entry, msg));
 	e->op = (uint8_t)a->op;
 	e->fd = a->fd;
+	e->key = a->order ? a->order - 1 : a->fd;
 	e->fd2 = a->op == ESCA_OP_SENDFILE ? a->fd2 : -1;
 	e->flags = a->flags;
 	e->optname = a->optname;

@@ -508,7 +508,7 @@ static unsigned build_round(struct esca_table *t, struct uring_state *u)
 
 		if (e->state == ESCA_S_DONE || e->state == 0)
 			continue;
-		f = fresh(t, e->fd);
+		f = fresh(t, e->key);
 		if (e->op == ESCA_OP_SENDFILE)
 			f2 = fresh(t, e->fd2);
 		if (e->state == ESCA_S_INFLIGHT) {

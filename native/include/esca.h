@@ -63,6 +63,9 @@ struct esca_args {
 	const struct iovec *iov;
 	int64_t offset;		/* sendfile: >= 0 explicit, -1 file position    */
 	size_t count;		/* sendfile: bytes asked                        */
+	int order;		/* 0: order by fd; else order with the entries of
+				 * fd order-1 (an fd sharing the same open file,
+				 * e.g. stdout and stderr on one pipe)           */
 };
 
 /* Called once per entry when it is complete (from inside a flush). */

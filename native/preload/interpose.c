@@ -22,7 +22,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -154,7 +156,8 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 	if (total > cfg.budget)
 		return pass(ts, sc, fd, PASS_SIZE);
 	a = (struct esca_args){ .op = op, .fd = fd, .iov = iov, .iovcnt = iovcnt,
-				.flags = flags & ~MSG_DONTWAIT };
+				.flags = flags & ~MSG_DONTWAIT,
+				.order = fi->key1 };
 	if (queue(ts, &ts->sc[sc], &a, total) == PASSED) {
 		lib_sync_fd(ts, fd);
 		return PASSED;
@@ -257,7 +260,8 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 	if (count > cfg.budget)
 		return pass(ts, SC_SENDFILE, out, PASS_SIZE);
 	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = out, .fd2 = in,
-				.offset = *off, .count = count };
+				.offset = *off, .count = count,
+				.order = fi->key1 };
 	if (queue(ts, &ts->sc[SC_SENDFILE], &a, count) == PASSED) {
 		lib_sync_fd(ts, out);
 		return PASSED;
@@ -309,7 +313,7 @@ EXPORT int shutdown(int fd, int how)
 		pass(ts, SC_SHUTDOWN, fd, PASS_ARGS);
 	} else {
 		a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = fd,
-					.flags = how };
+					.flags = how, .order = fi->key1 };
 		if (queue(ts, &ts->sc[SC_SHUTDOWN], &a, 0) != PASSED)
 			return 0;
 		lib_sync_fd(ts, fd);
@@ -347,7 +351,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 	} else {
 		a = (struct esca_args){ .op = ESCA_OP_SETSOCKOPT, .fd = fd,
 					.flags = level, .optname = name,
-					.iov = &v, .iovcnt = 1 };
+					.iov = &v, .iovcnt = 1, .order = fi->key1 };
 		if (queue(ts, &ts->sc[SC_SETSOCKOPT], &a, 0) != PASSED)
 			return 0;
 		lib_sync_fd(ts, fd);
@@ -361,6 +365,7 @@ static inline void fd_forget(struct fdinfo *fi)
 	fi->gen++;
 	fi->kind = FK_UNKNOWN;
 	fi->flags = 0;
+	fi->key1 = 0;
 	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 
@@ -390,9 +395,10 @@ EXPORT int close(int fd)
 		fd_forget(fi);
 		return real.close(fd);
 	}
+	a = (struct esca_args){ .op = ESCA_OP_CLOSE, .fd = fd,
+				.order = fi->key1 };
 	fd_forget(fi);
 	fi->kind = FK_BAD;	/* closing: later calls pass and see EBADF */
-	a = (struct esca_args){ .op = ESCA_OP_CLOSE, .fd = fd };
 	if (queue(ts, &ts->sc[SC_CLOSE], &a, 0) != PASSED)
 		return 0;
 	lib_sync_fd(ts, fd);
@@ -889,6 +895,8 @@ EXPORT int accept(int fd, struct sockaddr *a, socklen_t *l)
 	return r;
 }
 
+static int share_key(int old, int newfd);
+
 static void note_nonblock(int fd, long on)
 {
 	struct fdinfo *fi = fdi(fd);
@@ -913,8 +921,10 @@ static int fcntl_common(int fd, int cmd, long arg)
 	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
 		struct fdinfo *fi = fdi((int)r);
 
-		if (fi)
+		if (fi) {
 			fd_forget(fi);
+			share_key(fd, (int)r);
+		}
 	}
 	return (int)r;
 }
@@ -974,13 +984,40 @@ static void before_replace(int newfd)
 		fd_forget(fi);
 }
 
+/* newfd now shares old's open file: order their entries together */
+static int share_key(int old, int newfd)
+{
+	struct fdinfo *o = fdi(old), *n = fdi(newfd);
+
+	if (newfd >= 0 && o && n)
+		n->key1 = o->key1 ? o->key1 : old + 1;
+	return newfd;
+}
+
 EXPORT int dup2(int old, int newfd)
 {
+	int r;
+
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	if (old != newfd)
 		before_replace(newfd);
-	return real.dup2(old, newfd);
+	r = real.dup2(old, newfd);
+	if (r >= 0 && old != newfd)
+		share_key(old, r);
+	return r;
+}
+
+EXPORT int dup(int old)
+{
+	int r = (int)syscall(SYS_dup, old);
+	struct fdinfo *fi = fdi(r);
+
+	if (r >= 0 && fi) {
+		fd_forget(fi);
+		share_key(old, r);
+	}
+	return r;
 }
 
 EXPORT int dup3(int old, int newfd, int flags)
@@ -989,7 +1026,9 @@ EXPORT int dup3(int old, int newfd, int flags)
 		esca_lib_init();
 	if (old != newfd)
 		before_replace(newfd);
-	return real.dup3(old, newfd, flags);
+	if (real.dup3(old, newfd, flags) < 0)
+		return -1;
+	return share_key(old, newfd);
 }
 
 EXPORT int fsync(int fd)
@@ -1010,6 +1049,73 @@ EXPORT int ftruncate64(int fd, off_t len)
 	return (int)syscall(SYS_ftruncate, fd, len);
 }
 EXPORT int ftruncate(int fd, off_t len) __attribute__((alias("ftruncate64")));
+
+/* ---- calls that block without a wait set: finish everything first ------- */
+
+static inline void before_block(void)
+{
+	struct tstate *ts = tls_ts;
+
+	if (ts && !ts->guard && ts->table && esca_table_pending(ts->table))
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+}
+
+EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
+{
+	before_block();
+	return (int)syscall(SYS_nanosleep, req, rem);
+}
+
+EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
+			   struct timespec *rem)
+{
+	long r;
+
+	before_block();
+	r = syscall(SYS_clock_nanosleep, clk, flags, req, rem);
+	return r < 0 ? errno : 0;	/* it returns the error, not -1 */
+}
+
+EXPORT int usleep(useconds_t us)
+{
+	struct timespec t = { us / 1000000, (long)(us % 1000000) * 1000 };
+
+	before_block();
+	return (int)syscall(SYS_nanosleep, &t, NULL);
+}
+
+EXPORT unsigned int sleep(unsigned int s)
+{
+	struct timespec t = { s, 0 }, rem = { 0, 0 };
+
+	before_block();
+	if (syscall(SYS_nanosleep, &t, &rem) < 0 && errno == EINTR)
+		return (unsigned int)rem.tv_sec + (rem.tv_nsec > 0);
+	return 0;
+}
+
+EXPORT int pause(void)
+{
+	before_block();
+	return (int)syscall(SYS_pause);
+}
+
+EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
+{
+	if (!(options & WNOHANG))
+		before_block();
+	return (pid_t)syscall(SYS_wait4, pid, status, options, ru);
+}
+
+EXPORT pid_t waitpid(pid_t pid, int *status, int options)
+{
+	return wait4(pid, status, options, NULL);
+}
+
+EXPORT pid_t wait(int *status)
+{
+	return wait4(-1, status, 0, NULL);
+}
 
 /* ---- lifecycle: exec, _exit, vfork -------------------------------------- */
 

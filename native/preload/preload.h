@@ -54,6 +54,9 @@ struct fdinfo {
 	uint8_t flags;
 	uint16_t gen;		/* bumped at every close of this number */
 	int32_t err;		/* error of a deferred op, for the next call */
+	int32_t key1;		/* ordering key + 1 (0: the fd itself): fds
+				 * known to share one open file share a key */
+	int32_t pad;
 	int64_t size;		/* FK_FILE: st_size when looked at */
 };
 

@@ -265,6 +265,21 @@ static void init_once(void)
 		say("no memory for the fd map; every call passes through");
 		cfg.disabled = 1;
 	}
+	/* stdin, stdout and stderr are often one pipe or one terminal: find
+	 * which of them share an open file, to keep their bytes in order */
+	for (int i = 1; i <= 2 && fdtab; i++) {
+		struct stat a, b;
+
+		if (syscall(SYS_fstat, i, &a) < 0)
+			continue;
+		for (int j = 0; j < i; j++) {
+			if (syscall(SYS_fstat, j, &b) == 0 && a.st_dev == b.st_dev &&
+			    a.st_ino == b.st_ino) {
+				fdtab[i].key1 = fdtab[j].key1 ? fdtab[j].key1 : j + 1;
+				break;
+			}
+		}
+	}
 	pthread_key_create(&ts_key, ts_destroy);
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	__atomic_store_n(&lib_ready, 1, __ATOMIC_RELEASE);

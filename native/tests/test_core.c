@@ -547,6 +547,39 @@ static void test_direct(int kind)
 	close(sv[1]);
 }
 
+/* Two fds on one pipe (stdout and stderr on a log): with an order key the
+ * bytes keep program order across both fds. */
+static void test_order_key(int kind)
+{
+	struct esca_table *t = table(kind, 0, 0);
+	char buf[4096], want[4096];
+	size_t wn = 0;
+	int p[2], d;
+
+	CHECK(t && pipe(p) == 0);
+	d = dup(p[1]);
+	CHECK(d >= 0);
+	for (int i = 0; i < 100; i++) {
+		char c[16];
+		int n = snprintf(c, sizeof(c), "%c%d.", (i / 3) % 2 ? 'E' : 'O', i);
+		struct iovec one;
+		struct esca_args a = data(ESCA_OP_WRITE, (i / 3) % 2 ? d : p[1], c,
+					  (size_t)n, &one);
+
+		a.order = p[1] + 1;
+		memcpy(want + wn, c, (size_t)n);
+		wn += (size_t)n;
+		CHECK_EQ(esca_queue(t, &a, 0, 0), n);
+	}
+	CHECK(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT) == 100);
+	close(p[1]);
+	close(d);
+	CHECK_EQ(read_all(p[0], buf, sizeof(buf)), wn);
+	CHECK(memcmp(buf, want, wn) == 0);
+	esca_table_free(t);
+	close(p[0]);
+}
+
 typedef void (*test_fn)(int kind);
 static const struct {
 	const char *name;
@@ -554,6 +587,7 @@ static const struct {
 } tests[] = {
 	{ "example", test_example },
 	{ "order", test_order },
+	{ "order_key", test_order_key },
 	{ "errors", test_errors },
 	{ "close_and_sockopt", test_close_and_sockopt },
 	{ "sendfile", test_sendfile },
