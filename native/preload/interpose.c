@@ -62,11 +62,16 @@ static inline int deferrable_kind(struct fdinfo *fi, int fd)
 static int64_t queue(struct tstate *ts, struct sc_stats *s,
 		     const struct esca_args *a, uint64_t asked)
 {
-	int64_t r = esca_queue(ts->table, a, 0, asked);
+	int64_t r;
 
+	ts->busy++;
+	r = esca_queue(ts->table, a, 0, asked);
+	ts->busy--;
 	if (unlikely(r == -ENOBUFS)) {
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_BUDGET);
+		ts->busy++;
 		r = esca_queue(ts->table, a, 0, asked);
+		ts->busy--;
 	}
 	if (likely(r >= 0)) {
 		s->deferred++;
@@ -75,6 +80,14 @@ static int64_t queue(struct tstate *ts, struct sc_stats *s,
 	}
 	s->passed[r == -ENOBUFS ? PASS_FULL : r == -E2BIG ? PASS_SIZE :
 		  PASS_ARGS]++;
+	return PASSED;
+}
+
+/* Pass through on fd: after its pending entries. */
+static inline ssize_t pass(struct tstate *ts, int sc, int fd, int reason)
+{
+	ts->sc[sc].passed[reason]++;
+	lib_sync_fd(ts, fd);
 	return PASSED;
 }
 
@@ -99,9 +112,16 @@ static inline struct fdinfo *begin(struct tstate *ts, int sc, int fd, int *err)
 	if (unlikely(fi->err) && sc != SC_CLOSE) {
 		*err = take_err(fi);
 		if (*err) {
+			/* the fd is broken (EPIPE, ECONNRESET, ...): from now
+			 * on its calls go to the kernel, which says so itself */
+			fi->flags |= FI_FAILED;
 			s->surfaced++;
 			return NULL;
 		}
+	}
+	if (unlikely(fi->flags & FI_FAILED) && sc != SC_CLOSE) {
+		pass(ts, sc, fd, PASS_FD);
+		return NULL;
 	}
 	return fi;
 }
@@ -109,14 +129,6 @@ static inline struct fdinfo *begin(struct tstate *ts, int sc, int fd, int *err)
 static inline int selected(struct tstate *ts, int sc)
 {
 	return (cfg.selected & (1u << sc)) && (cfg.implicit || ts->segment);
-}
-
-/* Pass through on fd: after its pending entries. */
-static inline ssize_t pass(struct tstate *ts, int sc, int fd, int reason)
-{
-	ts->sc[sc].passed[reason]++;
-	lib_sync_fd(ts, fd);
-	return PASSED;
 }
 
 static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
@@ -489,14 +501,18 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 	for (;;) {
 		int m = 0, hit = 0;
 
-		if (pfd >= 0)
+		if (pfd >= 0) {
 			esca_table_progress_arm(ts->table, 1);
+			ts->in_wait = 1;
+		}
 		if (kind == 0)
 			n = real.epoll_wait(epfd, evs, max, timeout);
 		else if (kind == 1)
 			n = real.epoll_pwait(epfd, evs, max, timeout, mask);
 		else
 			n = real.epoll_pwait2(epfd, evs, max, ts2, mask);
+		if (ts)
+			ts->in_wait = 0;
 		if (pfd < 0 || n <= 0) {
 			if (pfd >= 0)
 				esca_table_progress_arm(ts->table, 0);
@@ -590,10 +606,12 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 			memcpy(ts->pbuf, fds, n * sizeof(*fds));
 		ts->pbuf[n] = (struct pollfd){ .fd = pfd, .events = POLLIN };
 		esca_table_progress_arm(ts->table, 1);
+		ts->in_wait = 1;
 		if (kind == 0)
 			r = real.poll(ts->pbuf, n + 1, timeout);
 		else
 			r = real.ppoll(ts->pbuf, n + 1, t, mask);
+		ts->in_wait = 0;
 		esca_table_progress_arm(ts->table, 0);
 		if (r < 0)
 			return r;
@@ -677,11 +695,13 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 			FD_ZERO(&mine);
 		FD_SET(pfd, &mine);
 		esca_table_progress_arm(ts->table, 1);
+		ts->in_wait = 1;
 		if (kind == 0)
 			n = real.select(nfds > pfd ? nfds : pfd + 1, &mine, w, e, tv);
 		else
 			n = real.pselect(nfds > pfd ? nfds : pfd + 1, &mine, w, e,
 					 t, mask);
+		ts->in_wait = 0;
 		esca_table_progress_arm(ts->table, 0);
 		if (n < 0)
 			return n;

@@ -3,6 +3,7 @@
 #ifndef ESCA_PRELOAD_INTERNAL_H
 #define ESCA_PRELOAD_INTERNAL_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -48,6 +49,7 @@ enum fd_kind {
 };
 #define FI_NONBLOCK	0x01
 #define FI_TCP		0x02	/* AF_INET/AF_INET6 stream: TCP options apply */
+#define FI_FAILED	0x04	/* a deferred op failed: no more deferral */
 
 struct fdinfo {
 	uint8_t kind;
@@ -66,6 +68,10 @@ struct fdinfo {
 struct tstate {
 	struct esca_table *table;
 	int guard;		/* inside the library: interposers pass through */
+	int busy;		/* changing the table: the timer signal waits */
+	int in_wait;		/* in an event-loop wait that watches parked ops */
+	int signaled;		/* the watchdog sent the timer signal */
+	pthread_t tid;
 	int segment;		/* explicit batch_start() open */
 	int nexplicit;
 	uint64_t oldest_ns;	/* when the oldest queued entry was queued */
@@ -88,6 +94,8 @@ struct config {
 	size_t budget;
 	uint64_t flush_ns;
 	uint64_t stats_interval_ns;
+	uint64_t watchdog_ns;	/* 0: no watchdog */
+	int timer_signal;
 	unsigned selected;	/* bit per enum sc */
 	char stats_path[4096];
 	int stats_root_pid;

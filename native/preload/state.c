@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,11 @@ static void init_once(void)
 	cfg.flush_ns = (uint64_t)env_num("ESCA_FLUSH_US", 2000) * 1000;
 	cfg.stats_interval_ns =
 		(uint64_t)env_num("ESCA_STATS_INTERVAL_MS", 1000) * 1000000;
+	cfg.watchdog_ns = (uint64_t)env_num("ESCA_WATCHDOG_MS", 10) * 1000000;
+	cfg.timer_signal = (int)env_num("ESCA_TIMER_SIGNAL",
+					(unsigned long)(SIGRTMAX - 7));
+	if (cfg.timer_signal <= 0 || cfg.timer_signal > SIGRTMAX)
+		cfg.watchdog_ns = 0;
 	v = getenv("ESCA_STATS");
 	if (v && *v && strlen(v) < sizeof(cfg.stats_path) - 32)
 		strcpy(cfg.stats_path, v);
@@ -295,6 +301,86 @@ __attribute__((constructor)) static void ctor(void)
 	esca_lib_init();
 }
 
+/* ---- the time bound (contract item 6) ------------------------------------
+ * A thread that queued calls and then blocks somewhere the library does not
+ * see (a futex, a join, a long computation) must not hold its bytes.  A
+ * watchdog thread looks every ESCA_WATCHDOG_MS and sends such a thread the
+ * timer signal; its handler flushes unless the thread is inside the library
+ * (then the library flushes on its way out, at the next call). */
+static int watchdog_started;
+
+static void on_timer_signal(int sig)
+{
+	struct tstate *ts = tls_ts;
+	int saved = errno;
+
+	(void)sig;
+	if (ts && ts->table && !ts->guard && !ts->busy &&
+	    esca_table_pending(ts->table)) {
+		ts->guard++;
+		esca_flush(ts->table, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+		ts->guard--;
+		ts->oldest_ns = esca_table_pending(ts->table) ? now_ns() : 0;
+	}
+	if (ts)
+		ts->signaled = 0;
+	errno = saved;
+}
+
+static void *watchdog(void *arg)
+{
+	struct timespec period = { (time_t)(cfg.watchdog_ns / 1000000000ull),
+				   (long)(cfg.watchdog_ns % 1000000000ull) };
+
+	(void)arg;
+	for (;;) {
+		uint64_t now;
+
+		syscall(SYS_nanosleep, &period, NULL);
+		now = now_ns();
+		pthread_mutex_lock(&list_lock);
+		for (struct tstate *ts = threads; ts; ts = ts->next) {
+			uint64_t old = ts->oldest_ns;
+
+			if (old && now - old > cfg.flush_ns && !ts->in_wait &&
+			    !ts->signaled) {
+				ts->signaled = 1;
+				pthread_kill(ts->tid, cfg.timer_signal);
+			}
+		}
+		pthread_mutex_unlock(&list_lock);
+	}
+	return NULL;
+}
+
+static void start_watchdog(void)
+{
+	struct sigaction sa;
+	pthread_attr_t at;
+	pthread_t th;
+	sigset_t all, old;
+
+	if (!cfg.watchdog_ns ||
+	    __atomic_exchange_n(&watchdog_started, 1, __ATOMIC_ACQ_REL))
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_timer_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(cfg.timer_signal, &sa, NULL) < 0)
+		return;
+	/* the watchdog itself takes no signals */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 64 * 1024);
+	if (pthread_create(&th, &at, watchdog, NULL) != 0)
+		say("no watchdog thread: a blocked thread may hold its bytes");
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 /* First interposed call on a thread: make its table. */
 struct tstate *ts_slow(void)
 {
@@ -344,6 +430,7 @@ struct tstate *ts_slow(void)
 		say(fallback_reason);
 	}
 	table_kind = esca_table_executor(ts->table);
+	ts->tid = pthread_self();
 	pthread_mutex_lock(&list_lock);
 	ts->next = threads;
 	threads = ts;
@@ -351,6 +438,7 @@ struct tstate *ts_slow(void)
 	pthread_mutex_unlock(&list_lock);
 	pthread_setspecific(ts_key, ts);
 	tls_ts = ts;
+	start_watchdog();
 out:
 	tls_creating = 0;
 	return ts;
@@ -392,8 +480,9 @@ static void ts_destroy(void *p)
 	}
 	fold(&dead, ts);
 	pthread_mutex_unlock(&list_lock);
+	tls_ts = NULL;		/* the timer signal must not find it now */
 	esca_table_free(ts->table);
-	tls_ts = NULL;
+	ts->table = NULL;
 	free(ts->pbuf);
 	free(ts);
 }
@@ -531,6 +620,7 @@ static void atfork_child(void)
 			free(ts);	/* that thread does not exist here */
 	}
 	threads = NULL;
+	watchdog_started = 0;	/* no watchdog thread in the child */
 	memset(&dead, 0, sizeof(dead));
 	nthreads_total = 0;
 	stats_last_ns = 0;
