@@ -364,7 +364,7 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 	e->fd = a->fd;
 	e->key = a->order ? a->order - 1 : a->fd;
 	e->fd2 = a->op == ESCA_OP_SENDFILE ? a->fd2 : -1;
-	e->flags = a->flags;
+	e->flags = a->flags & ~ESCA_F_NOTSOCK;
 	e->optname = a->optname;
 	e->offset = a->offset;
 	e->user = user;
@@ -428,6 +428,9 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 		}
 		e->iovcnt = 0;
 	}
+	if ((a->flags & ESCA_F_NOTSOCK) &&
+	    (a->op == ESCA_OP_WRITE || a->op == ESCA_OP_WRITEV))
+		f->type = ESCA_FT_OTHER;
 	e->arena_len = reserved;
 	e->state = ESCA_S_QUEUED;
 	t->tail++;
@@ -445,17 +448,20 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 
 int esca_flush(struct esca_table *t, unsigned mode, int why)
 {
-	unsigned before = t->live;
+	unsigned before = t->live, queued = t->live - t->inflight;
 	int r;
 
 	if (t->live == 0) {
 		esca__retire(t);
 		return 0;
 	}
-	t->st.flushes++;
-	if (why >= 0 && why < ESCA_WHY__COUNT)
-		t->st.flush_why[why]++;
-	t->st.batch_hist[hist_bucket(before)]++;
+	/* a flush that only collects entries already in flight is no batch */
+	if (queued) {
+		t->st.flushes++;
+		if (why >= 0 && why < ESCA_WHY__COUNT)
+			t->st.flush_why[why]++;
+		t->st.batch_hist[hist_bucket(queued)]++;
+	}
 	r = t->ex->flush(t, mode);
 	esca__retire(t);
 	if (r < 0)

@@ -68,6 +68,11 @@ struct esca_args {
 				 * e.g. stdout and stderr on one pipe)           */
 };
 
+/* In esca_args.flags of a write/writev: the caller knows fd is no socket
+ * (a pipe, a file), so the executor need not try a send first.  Not a
+ * MSG_* bit Linux uses for sends. */
+#define ESCA_F_NOTSOCK	0x40000000
+
 /* Called once per entry when it is complete (from inside a flush). */
 typedef void (*esca_complete_fn)(void *ctx, uint64_t user, int op, int fd,
 				 int64_t result);

@@ -98,12 +98,10 @@ static inline struct fdinfo *begin(struct tstate *ts, int sc, int fd, int *err)
 	struct sc_stats *s = &ts->sc[sc];
 	struct fdinfo *fi;
 
-	s->seen++;
 	*err = 0;
-	if (unlikely(ts->guard)) {
-		s->passed[PASS_REENTRANT]++;
-		return NULL;
-	}
+	if (unlikely(ts->guard))
+		return NULL;	/* the library's own call: not the program's */
+	s->seen++;
 	fi = fdi(fd);
 	if (unlikely(!fi)) {
 		s->passed[PASS_FD]++;
@@ -170,6 +168,8 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 	a = (struct esca_args){ .op = op, .fd = fd, .iov = iov, .iovcnt = iovcnt,
 				.flags = flags & ~MSG_DONTWAIT,
 				.order = fi->key1 };
+	if (kind != FK_STREAM)
+		a.flags |= ESCA_F_NOTSOCK;
 	if (queue(ts, &ts->sc[sc], &a, total) == PASSED) {
 		lib_sync_fd(ts, fd);
 		return PASSED;

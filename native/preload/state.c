@@ -595,9 +595,11 @@ static void atfork_prepare(void)
 {
 	struct tstate *ts = tls_ts;
 
-	/* the child must not inherit queued bytes it would send twice */
+	/* the child must not inherit queued bytes it would send twice, and
+	 * what the parent wrote before fork must come before what the child
+	 * writes to the same file: wait for all of it */
 	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
-		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_LIFECYCLE);
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
 	pthread_mutex_lock(&list_lock);
 }
 

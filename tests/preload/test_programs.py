@@ -115,3 +115,23 @@ def test_error_surfaces_on_next_call() -> None:
     first = got.index("EPIPE")
     assert first <= 2, got
     assert got[first:] == ["EPIPE"] * (5 - first), got
+
+
+@pytest.mark.parametrize("mode", ["sequential", "uring"])
+def test_fork_keeps_file_order(mode: str, tmp_path: Path) -> None:
+    """What a shell wrote to a file before forking a subshell comes before
+    what the subshell writes (one open file shared by both processes)."""
+    if mode == "uring" and "uring" not in pyesca.executors():
+        pytest.skip("io_uring refused by this kernel")
+    out = tmp_path / "o.txt"
+    env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode)
+    for _ in range(5):
+        with out.open("wb") as f:
+            subprocess.run(
+                ["sh", "-c", "echo hi; echo there; (echo child); echo end"],
+                env=env,
+                stdout=f,
+                check=True,
+                timeout=30,
+            )
+        assert out.read_bytes() == b"hi\nthere\nchild\nend\n"
