@@ -1,8 +1,10 @@
 """The `esca` command.
 
-    esca doctor [--json]    can pyesca batch through io_uring here?
+    esca doctor [--json]        can pyesca batch through io_uring here?
+    esca run [OPTIONS] -- CMD   run CMD with libesca.so preloaded
+    esca stats PATH [--json]    the counters `esca run --stats PATH` wrote
 
-`run`, `bench` and `stats` come later.  Messages go to stderr prefixed
+`bench` comes later.  Messages go to stderr prefixed
 `esca: `; `main()` returns the exit status.
 """
 
@@ -40,6 +42,52 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return report.exit_status
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pyesca import run
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    opts = run.RunOptions(
+        executor=args.executor,
+        syscalls=args.syscalls,
+        stats=args.stats,
+        flush_us=args.flush_us,
+        budget=args.budget,
+        capacity=args.capacity,
+        explicit_only=args.explicit_only,
+        disable=args.disable,
+    )
+    return run.run(opts, cmd)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from pyesca import stats
+
+    try:
+        report = stats.load(args.path)
+    except stats.StatsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: {args.path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(stats.format_text(report))
+    return 0
+
+
+def _size(text: str) -> int:
+    from pyesca.run import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -57,6 +105,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doc.add_argument("--json", action="store_true", help="print the report as JSON")
     doc.set_defaults(func=_cmd_doctor)
+
+    from pyesca.run import EXECUTORS
+
+    run = sub.add_parser(
+        "run",
+        help="run a program with libesca.so preloaded",
+        usage="%(prog)s [OPTIONS] -- CMD [ARG ...]",
+        description=(
+            "Run CMD with libesca.so preloaded: its writes, sends, sendfiles, shutdowns,"
+            " closes and setsockopts are batched and flushed at its event-loop waits."
+            " CMD replaces esca (exec): the exit status and signals are its own."
+        ),
+    )
+    run.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help="executor of the batch tables (default: auto = uring where usable)",
+    )
+    run.add_argument(
+        "--syscalls",
+        metavar="LIST",
+        help="comma list of calls to defer, or 'all' (default) or 'seed'"
+        " (writev,send,sendfile,shutdown)",
+    )
+    run.add_argument("--stats", metavar="PATH", help="write the library's counters to PATH")
+    run.add_argument(
+        "--flush-us",
+        type=int,
+        metavar="N",
+        help="longest time in microseconds a deferred call may wait",
+    )
+    run.add_argument("--budget", type=_size, metavar="BYTES", help="bytes a table may hold")
+    run.add_argument("--capacity", type=int, metavar="N", help="entries a table may hold")
+    run.add_argument(
+        "--explicit-only",
+        action="store_true",
+        help="batch only within explicit batch_start()/batch_flush() segments",
+    )
+    run.add_argument(
+        "--disable", action="store_true", help="preload the library as a pass-through"
+    )
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    run.set_defaults(func=_cmd_run)
+
+    st = sub.add_parser(
+        "stats",
+        help="show the counters written by 'esca run --stats PATH'",
+        description=(
+            "Read PATH and the PATH.<pid> files of forked processes and show, per process"
+            " and in total, the calls seen, deferred and passed through, the flushes by"
+            " trigger, the mean batch size, the kernel entries made and saved, short"
+            " writes completed, errors and fallbacks."
+        ),
+    )
+    st.add_argument("path", metavar="PATH")
+    st.add_argument("--json", action="store_true", help="print the report as JSON")
+    st.set_defaults(func=_cmd_stats)
     return parser
 
 

@@ -1,0 +1,239 @@
+"""`esca run`: run a program with libesca.so preloaded.
+
+    esca run [--executor E] [--syscalls LIST] [--stats PATH] [--flush-us N]
+             [--budget BYTES] [--capacity N] [--explicit-only] [--disable] -- CMD ...
+
+The options become the library's environment (ESCA_*), libesca.so is
+prepended to LD_PRELOAD, and CMD replaces this process (execve), so its exit
+status and the signal that kills it are CMD's own, and its pid is the one
+`ESCA_STATS_PID` names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PROG = "esca"
+
+# The calls libesca.so can defer, in the library's order.
+SYSCALLS: tuple[str, ...] = (
+    "write",
+    "writev",
+    "send",
+    "sendto",
+    "sendmsg",
+    "sendfile",
+    "shutdown",
+    "close",
+    "setsockopt",
+)
+# The seed's four wrappers.
+SEED: tuple[str, ...] = ("writev", "send", "sendfile", "shutdown")
+EXECUTORS: tuple[str, ...] = ("auto", "uring", "sequential")
+
+# Overrides where libesca.so is looked for: a file, or a directory holding it.
+LIBRARY_ENV = "ESCA_LIBRARY"
+LIBRARY_NAME = "libesca.so"
+
+# Exit statuses, as a shell reports them.
+EXIT_USAGE = 2
+EXIT_CANNOT_EXEC = 126
+EXIT_NOT_FOUND = 127
+
+
+class RunError(Exception):
+    """A reason not to run CMD: one line for stderr, and the exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class RunOptions:
+    executor: str | None = None
+    syscalls: str | None = None
+    stats: str | None = None
+    flush_us: int | None = None
+    budget: int | None = None
+    capacity: int | None = None
+    explicit_only: bool = False
+    disable: bool = False
+
+
+def library_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Where libesca.so is: next to the installed package, or $ESCA_LIBRARY."""
+    env = os.environ if environ is None else environ
+    override = env.get(LIBRARY_ENV)
+    if override:
+        p = Path(override)
+        if p.is_dir():
+            p = p / LIBRARY_NAME
+        return p.absolute()
+    import pyesca
+
+    return Path(pyesca.__file__).resolve().parent / LIBRARY_NAME
+
+
+def parse_syscalls(text: str) -> str:
+    """Validate a comma list of names (or `all`, `seed`); its canonical form."""
+    chosen: set[str] = set()
+    names = [n.strip() for n in text.split(",")]
+    if not any(names):
+        raise RunError("--syscalls: empty list")
+    for name in names:
+        if name == "all":
+            chosen.update(SYSCALLS)
+        elif name == "seed":
+            chosen.update(SEED)
+        elif name in SYSCALLS:
+            chosen.add(name)
+        elif name:
+            raise RunError(
+                f"--syscalls: unknown system call {name!r}"
+                f" (choose from {', '.join(SYSCALLS)}, all, seed)"
+            )
+    if chosen == set(SYSCALLS):
+        return "all"
+    return ",".join(n for n in SYSCALLS if n in chosen)
+
+
+_SIZE = re.compile(r"(\d+)\s*([kKmMgG]?)(i?[bB])?")
+_UNIT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """Bytes: `65536`, `64K`, `4M`, `1GiB` (binary units)."""
+    m = _SIZE.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    return int(m.group(1)) * _UNIT[m.group(2).lower()]
+
+
+def resolve_command(cmd: str, path: str | None = None) -> str:
+    """The executable CMD names, as execvp would find it, or RunError."""
+    if "/" in cmd:
+        if not os.path.exists(cmd):
+            raise RunError(f"{cmd}: No such file or directory", EXIT_NOT_FOUND)
+        if os.path.isdir(cmd) or not os.access(cmd, os.X_OK):
+            raise RunError(f"{cmd}: Permission denied", EXIT_CANNOT_EXEC)
+        return cmd
+    found = shutil.which(cmd, path=path)
+    if found is None:
+        raise RunError(f"{cmd}: command not found", EXIT_NOT_FOUND)
+    return found
+
+
+def check_not_setuid(exe: str) -> None:
+    """The dynamic loader ignores LD_PRELOAD for setuid/setgid programs."""
+    mode = os.stat(exe).st_mode
+    for bit, what in ((stat.S_ISUID, "setuid"), (stat.S_ISGID, "setgid")):
+        if mode & bit:
+            raise RunError(
+                f"refusing to run {what} program {exe}:"
+                " the dynamic loader ignores LD_PRELOAD for it"
+            )
+
+
+def stale_stats_files(stats: Path) -> list[Path]:
+    """Stats files an earlier run left at PATH and PATH.<pid>."""
+    out: list[Path] = []
+    if stats.is_file():
+        out.append(stats)
+    try:
+        entries = list(stats.parent.iterdir())
+    except OSError:
+        return out
+    prefix = stats.name + "."
+    for p in entries:
+        if p.name.startswith(prefix) and p.name[len(prefix) :].isdigit() and p.is_file():
+            out.append(p)
+    return out
+
+
+def build_env(
+    opts: RunOptions,
+    lib: Path,
+    environ: Mapping[str, str],
+    pid: int,
+) -> dict[str, str]:
+    """The environment CMD runs with."""
+    env = dict(environ)
+    env.pop(LIBRARY_ENV, None)
+    old = env.get("LD_PRELOAD", "")
+    env["LD_PRELOAD"] = f"{lib}:{old}" if old else str(lib)
+    if opts.executor is not None:
+        env["ESCA_EXECUTOR"] = opts.executor
+    if opts.syscalls is not None:
+        env["ESCA_SYSCALLS"] = parse_syscalls(opts.syscalls)
+    if opts.stats is not None:
+        env["ESCA_STATS"] = os.path.abspath(opts.stats)
+    if env.get("ESCA_STATS"):
+        # the process exec'd is this one: its stats go to PATH itself
+        env["ESCA_STATS_PID"] = str(pid)
+    if opts.flush_us is not None:
+        env["ESCA_FLUSH_US"] = str(opts.flush_us)
+    if opts.budget is not None:
+        env["ESCA_BUDGET"] = str(opts.budget)
+    if opts.capacity is not None:
+        env["ESCA_CAPACITY"] = str(opts.capacity)
+    if opts.explicit_only:
+        env["ESCA_IMPLICIT"] = "0"
+    if opts.disable:
+        env["ESCA_DISABLE"] = "1"
+    return env
+
+
+def prepare(
+    opts: RunOptions, argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> tuple[str, list[str], dict[str, str]]:
+    """Everything short of exec: (executable, argv, env), or RunError."""
+    env_in = os.environ if environ is None else environ
+    if not argv:
+        raise RunError("run: no command given (esca run [OPTIONS] -- CMD ...)")
+    if opts.syscalls is not None:
+        parse_syscalls(opts.syscalls)
+    for name, value in (
+        ("--flush-us", opts.flush_us),
+        ("--budget", opts.budget),
+        ("--capacity", opts.capacity),
+    ):
+        if value is not None and value < (0 if name == "--flush-us" else 1):
+            raise RunError(f"{name}: must be {'>= 0' if name == '--flush-us' else '> 0'}")
+    lib = library_path(env_in)
+    if not lib.is_file():
+        raise RunError(f"{LIBRARY_NAME} not found at {lib}; reinstall pyesca")
+    exe = resolve_command(argv[0], env_in.get("PATH", os.defpath))
+    check_not_setuid(exe)
+    env = build_env(opts, lib, env_in, os.getpid())
+    return exe, list(argv), env
+
+
+def run(opts: RunOptions, argv: Sequence[str]) -> int:
+    """Exec CMD under libesca.so; returns only on failure (an exit status)."""
+    try:
+        exe, args, env = prepare(opts, argv)
+    except RunError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.status
+    if env.get("ESCA_STATS"):
+        for p in stale_stats_files(Path(env["ESCA_STATS"])):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(exe, args, env)
+    except OSError as exc:
+        print(f"{PROG}: {argv[0]}: {exc.strerror}", file=sys.stderr)
+        return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXEC
+    raise AssertionError("unreachable")

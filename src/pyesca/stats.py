@@ -1,0 +1,315 @@
+"""`esca stats`: the counters libesca.so writes, per process and in total.
+
+A program run with `esca run --stats PATH` writes its counters as JSON to
+PATH; processes it forks (nginx's workers) write to PATH.<pid>.  `load(PATH)`
+reads them all into a :class:`StatsReport`; `format_text()` renders it.
+Keys the library does not write (an older or newer version) count as 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyesca.run import SYSCALLS
+
+PASS_REASONS: tuple[str, ...] = (
+    "disabled",
+    "not_selected",
+    "fd",
+    "args",
+    "size",
+    "full",
+    "reentrant",
+)
+FLUSH_TRIGGERS: tuple[str, ...] = (
+    "explicit",
+    "wait",
+    "budget",
+    "sync",
+    "lifecycle",
+    "timer",
+    "result",
+)
+# Scalar counters of a stats file, summed over processes.
+COUNTERS: tuple[str, ...] = (
+    "deferred",
+    "kernel_entries",
+    "kernel_entries_saved",
+    "ops_executed",
+    "completed",
+    "errors",
+    "errors_surfaced",
+    "short_completed",
+    "resubmitted",
+    "fallbacks",
+    "bytes_deferred",
+    "threads",
+)
+
+
+class StatsError(Exception):
+    """A stats file that cannot be read or is not the library's JSON."""
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _counts(d: Any, names: tuple[str, ...]) -> dict[str, int]:
+    """names (in order) first, then any other keys the file has."""
+    d = d if isinstance(d, dict) else {}
+    out = {n: _int(d.get(n)) for n in names}
+    for k, v in d.items():
+        if k not in out:
+            out[str(k)] = _int(v)
+    return out
+
+
+@dataclass
+class SyscallStats:
+    seen: int = 0
+    deferred: int = 0
+    errors_surfaced: int = 0
+    passed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PASS_REASONS, 0))
+
+    @property
+    def passed_total(self) -> int:
+        return sum(self.passed.values())
+
+    @classmethod
+    def from_json(cls, d: Any) -> SyscallStats:
+        d = d if isinstance(d, dict) else {}
+        return cls(
+            seen=_int(d.get("seen")),
+            deferred=_int(d.get("deferred")),
+            errors_surfaced=_int(d.get("errors_surfaced")),
+            passed=_counts(d.get("passed"), PASS_REASONS),
+        )
+
+    def add(self, o: SyscallStats) -> None:
+        self.seen += o.seen
+        self.deferred += o.deferred
+        self.errors_surfaced += o.errors_surfaced
+        for k, v in o.passed.items():
+            self.passed[k] = self.passed.get(k, 0) + v
+
+
+@dataclass
+class ProcessStats:
+    """One stats file, or the sum of several (pid None)."""
+
+    pid: int | None = None
+    path: str = ""
+    executor: str = ""
+    fallback_reason: str = ""
+    syscalls: dict[str, SyscallStats] = field(
+        default_factory=lambda: {n: SyscallStats() for n in SYSCALLS}
+    )
+    flushes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FLUSH_TRIGGERS, 0))
+    batch_hist: list[int] = field(default_factory=list)
+    deferred: int = 0
+    kernel_entries: int = 0
+    kernel_entries_saved: int = 0
+    ops_executed: int = 0
+    completed: int = 0
+    errors: int = 0
+    errors_surfaced: int = 0
+    short_completed: int = 0
+    resubmitted: int = 0
+    fallbacks: int = 0
+    bytes_deferred: int = 0
+    threads: int = 0
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], path: str = "") -> ProcessStats:
+        s = cls(
+            pid=_int(d["pid"]) if "pid" in d else None,
+            path=path,
+            executor=str(d.get("executor", "")),
+            fallback_reason=str(d.get("fallback_reason", "")),
+            flushes=_counts(d.get("flushes"), FLUSH_TRIGGERS),
+        )
+        sc = d.get("syscalls")
+        sc = sc if isinstance(sc, dict) else {}
+        s.syscalls = {n: SyscallStats.from_json(sc.get(n)) for n in SYSCALLS}
+        for n, v in sc.items():
+            if n not in s.syscalls:
+                s.syscalls[str(n)] = SyscallStats.from_json(v)
+        hist = d.get("batch_hist")
+        s.batch_hist = [_int(v) for v in hist] if isinstance(hist, list) else []
+        for k in COUNTERS:
+            setattr(s, k, _int(d.get(k)))
+        if "deferred" not in d:
+            s.deferred = sum(c.deferred for c in s.syscalls.values())
+        if "errors_surfaced" not in d:
+            s.errors_surfaced = sum(c.errors_surfaced for c in s.syscalls.values())
+        return s
+
+    def add(self, o: ProcessStats) -> None:
+        for n, c in o.syscalls.items():
+            self.syscalls.setdefault(n, SyscallStats()).add(c)
+        for k, v in o.flushes.items():
+            self.flushes[k] = self.flushes.get(k, 0) + v
+        if len(o.batch_hist) > len(self.batch_hist):
+            self.batch_hist += [0] * (len(o.batch_hist) - len(self.batch_hist))
+        for i, v in enumerate(o.batch_hist):
+            self.batch_hist[i] += v
+        for k in COUNTERS:
+            setattr(self, k, getattr(self, k) + getattr(o, k))
+        execs = [e for e in self.executor.split(",") if e]
+        if o.executor and o.executor not in execs:
+            execs.append(o.executor)
+        self.executor = ",".join(execs)
+        if o.fallback_reason and not self.fallback_reason:
+            self.fallback_reason = o.fallback_reason
+
+    @property
+    def flushes_total(self) -> int:
+        return sum(self.flushes.values())
+
+    @property
+    def flushes_with_entries(self) -> int:
+        """Flushes that ran at least one entry (the histogram's total)."""
+        return sum(self.batch_hist) if self.batch_hist else self.flushes_total
+
+    @property
+    def mean_batch_size(self) -> float:
+        """Deferred calls per flush that ran any (0.0 when none did)."""
+        n = self.flushes_with_entries
+        return self.deferred / n if n else 0.0
+
+    @property
+    def seen(self) -> int:
+        return sum(c.seen for c in self.syscalls.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for n, c in self.syscalls.items():
+            d["syscalls"][n]["passed_total"] = c.passed_total
+        d["flushes_total"] = self.flushes_total
+        d["flushes_with_entries"] = self.flushes_with_entries
+        d["mean_batch_size"] = round(self.mean_batch_size, 3)
+        d["seen"] = self.seen
+        return d
+
+
+@dataclass
+class StatsReport:
+    path: str
+    processes: list[ProcessStats]
+
+    @property
+    def total(self) -> ProcessStats:
+        t = ProcessStats()
+        for p in self.processes:
+            t.add(p)
+        return t
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "processes": [p.to_dict() for p in self.processes],
+            "total": self.total.to_dict(),
+        }
+
+
+def stats_files(path: str | Path) -> list[Path]:
+    """PATH (if it exists) then PATH.<pid> files, by pid."""
+    p = Path(path)
+    out = [p] if p.is_file() else []
+    prefix = p.name + "."
+    per_pid: list[tuple[int, Path]] = []
+    try:
+        entries = list(p.parent.iterdir())
+    except OSError:
+        entries = []
+    for e in entries:
+        rest = e.name[len(prefix) :] if e.name.startswith(prefix) else ""
+        if rest.isdigit() and e.is_file():
+            per_pid.append((int(rest), e))
+    return out + [e for _, e in sorted(per_pid)]
+
+
+def load_file(path: str | Path) -> ProcessStats:
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError as exc:
+        raise StatsError(f"{path}: not a stats file: {exc}") from exc
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StatsError(f"{path}: not a stats file: {exc}") from exc
+    if not isinstance(d, dict):
+        raise StatsError(f"{path}: not a stats file: not a JSON object")
+    return ProcessStats.from_json(d, str(path))
+
+
+def load(path: str | Path) -> StatsReport:
+    """Every stats file of PATH; FileNotFoundError when there is none."""
+    files = stats_files(path)
+    if not files:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    return StatsReport(str(path), [load_file(f) for f in files])
+
+
+def _passed_text(c: SyscallStats) -> str:
+    parts = [f"{k} {v}" for k, v in c.passed.items() if v]
+    return ", ".join(parts) if parts else "-"
+
+
+def format_process(s: ProcessStats, title: str) -> str:
+    lines = [title]
+    head = f"  {'syscall':<11}{'seen':>10}{'deferred':>10}{'passed':>10}{'errors':>8}  passed by"
+    lines.append(head)
+    for n, c in s.syscalls.items():
+        if not (c.seen or c.deferred or c.passed_total or c.errors_surfaced):
+            continue
+        lines.append(
+            f"  {n:<11}{c.seen:>10}{c.deferred:>10}{c.passed_total:>10}"
+            f"{c.errors_surfaced:>8}  {_passed_text(c)}"
+        )
+    if len(lines) == 2:
+        lines.append("  (no interposed call seen)")
+    fl = ", ".join(f"{k} {v}" for k, v in s.flushes.items() if v) or "none"
+    lines.append(
+        f"  flushes          {s.flushes_total} ({fl}); {s.flushes_with_entries} with entries"
+    )
+    lines.append(f"  mean batch size  {s.mean_batch_size:.2f}")
+    lines.append(
+        f"  kernel entries   {s.kernel_entries} made, {s.kernel_entries_saved} saved"
+        f" ({s.deferred} calls deferred, {s.bytes_deferred} bytes)"
+    )
+    lines.append(
+        f"  completed        {s.completed} of {s.ops_executed} ops executed;"
+        f" short writes completed {s.short_completed}, resubmitted {s.resubmitted}"
+    )
+    lines.append(f"  errors           {s.errors} ({s.errors_surfaced} surfaced to the program)")
+    fb = f"  fallbacks        {s.fallbacks}"
+    if s.fallback_reason:
+        fb += f" ({s.fallback_reason})"
+    lines.append(fb)
+    return "\n".join(lines)
+
+
+def format_text(r: StatsReport) -> str:
+    blocks = []
+    for p in r.processes:
+        who = f"pid {p.pid}" if p.pid is not None else p.path
+        blocks.append(
+            format_process(p, f"process {who} (executor {p.executor or '?'}, {p.path})")
+        )
+    if len(r.processes) > 1:
+        t = r.total
+        blocks.append(
+            format_process(
+                t, f"total of {len(r.processes)} processes (executor {t.executor or '?'})"
+            )
+        )
+    return "\n\n".join(blocks)

@@ -1,0 +1,594 @@
+"""Real servers under `esca run`: docroot, configs, start/stop, clients, wrk.
+
+Everything binds 127.0.0.1 and lives in the test's temporary directory.  A
+server is started as a child of the test (directly for the "plain" control,
+or through `esca run --executor E --stats PATH --`) and stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ASYNCIO_SERVER = HERE / "asyncio_server.py"
+
+# name -> size of the files of the docroot
+FILES: dict[str, int] = {
+    "empty.bin": 0,
+    "one.bin": 1,
+    "a100.html": 100,
+    "a20.html": 20 << 10,
+    "m1.bin": 1 << 20,
+    "m64.bin": 64 << 20,
+}
+SMALL = ("empty.bin", "one.bin", "a100.html", "a20.html", "m1.bin")
+BIG = "m64.bin"
+
+MODES = ("plain", "sequential", "uring")
+
+# Upper bounds that only catch hangs; the tests assert no timings.
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+IO_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Docroot:
+    path: Path
+    sha256: dict[str, str]
+    sizes: dict[str, int]
+
+
+def make_docroot(path: Path) -> Docroot:
+    """The files of FILES: deterministic text for .html, random bytes for .bin."""
+    path.mkdir(parents=True, exist_ok=True)
+    sha: dict[str, str] = {}
+    for name, size in FILES.items():
+        if name.endswith(".html"):
+            line = b"<p>pyesca says hello to the world.</p>\n"
+            data = (line * (size // len(line) + 1))[:size]
+        else:
+            data = os.urandom(size)
+        (path / name).write_bytes(data)
+        sha[name] = hashlib.sha256(data).hexdigest()
+    return Docroot(path, sha, dict(FILES))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------- configs
+
+
+def lighttpd_conf(docroot: Path, port: int, workdir: Path) -> list[str]:
+    """The lighttpd config file and its command line (foreground)."""
+    conf = workdir / "lighttpd.conf"
+    conf.write_text(
+        f"""\
+server.bind = "127.0.0.1"
+server.port = {port}
+server.document-root = "{docroot}"
+server.errorlog = "{workdir / "lighttpd-error.log"}"
+server.max-keep-alive-requests = 100000
+server.max-keep-alive-idle = 60
+server.max-connections = 1024
+server.modules = ()
+index-file.names = ("index.html")
+mimetype.assign = (
+  ".html" => "text/html",
+  ".bin" => "application/octet-stream",
+)
+"""
+    )
+    return ["lighttpd", "-D", "-f", str(conf)]
+
+
+def nginx_conf(docroot: Path, port: int, workdir: Path) -> list[str]:
+    """The nginx config (master + 2 workers, foreground) and its command line."""
+    prefix = workdir / "nginx"
+    prefix.mkdir(exist_ok=True)
+    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / d).mkdir(exist_ok=True)
+    user = "user root root;" if os.geteuid() == 0 else ""
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        f"""\
+daemon off;
+master_process on;
+worker_processes 2;
+{user}
+pid {prefix / "nginx.pid"};
+error_log {workdir / "nginx-error.log"} notice;
+events {{ worker_connections 1024; }}
+http {{
+    types {{
+        text/html html;
+        application/octet-stream bin;
+    }}
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    keepalive_timeout 60;
+    client_body_temp_path {prefix / "client_body"};
+    proxy_temp_path {prefix / "proxy"};
+    fastcgi_temp_path {prefix / "fastcgi"};
+    uwsgi_temp_path {prefix / "uwsgi"};
+    scgi_temp_path {prefix / "scgi"};
+    server {{
+        listen 127.0.0.1:{port};
+        root {docroot};
+    }}
+}}
+"""
+    )
+    return ["nginx", "-p", str(prefix), "-e", str(workdir / "nginx-error.log"), "-c", str(conf)]
+
+
+def asyncio_cmd(docroot: Path, port: int, workdir: Path) -> list[str]:
+    return [sys.executable, str(ASYNCIO_SERVER), "--root", str(docroot), "--port", str(port)]
+
+
+SERVERS: dict[str, Callable[[Path, int, Path], list[str]]] = {
+    "lighttpd": lighttpd_conf,
+    "nginx": nginx_conf,
+    "asyncio": asyncio_cmd,
+}
+
+
+# ---------------------------------------------------------------- servers
+
+
+def esca_command() -> list[str]:
+    exe = Path(sys.executable).parent / "esca"
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-m", "pyesca.cli"]
+
+
+@dataclass
+class Server:
+    kind: str
+    mode: str
+    port: int
+    workdir: Path
+    argv: list[str]
+    stats: Path | None
+    proc: subprocess.Popen[bytes] | None = None
+    stderr_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stderr_path = self.workdir / f"{self.kind}-{self.mode}.stderr"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                cwd=self.workdir,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.kind} ({self.mode}) exited with {self.proc.returncode} at start"
+                    f"\n{self.logs()}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(
+                        f"{self.kind} ({self.mode}) not accepting on port {self.port}"
+                        f"\n{self.logs()}"
+                    ) from None
+                time.sleep(0.02)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT; the exit status (None: killed)."""
+        p = self.proc
+        if p is None:
+            return None
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                return None
+        return p.returncode
+
+    def logs(self) -> str:
+        out = []
+        for f in (self.stderr_path, *sorted(self.workdir.glob("*-error.log"))):
+            if f.exists():
+                text = f.read_text(errors="replace").strip()
+                out.append(f"--- {f.name}:\n{text or '(empty)'}")
+        return "\n".join(out)
+
+    def problems(self, status: int | None) -> list[str]:
+        """What says the server crashed or misbehaved, after stop()."""
+        found = []
+        if status is None:
+            found.append(f"did not exit within {STOP_TIMEOUT}s of SIGTERM")
+        elif status not in (0, -signal.SIGTERM):
+            found.append(f"exit status {status}")
+        for f in (self.stderr_path, *self.workdir.glob("*-error.log")):
+            if not f.exists():
+                continue
+            for line in f.read_text(errors="replace").splitlines():
+                if re.search(
+                    r"exited on signal|AddressSanitizer|runtime error|Segmentation|Traceback",
+                    line,
+                ):
+                    found.append(f"{f.name}: {line.strip()}")
+        return found
+
+    def check_stopped(self) -> None:
+        """Stop (if running) and assert the server did not crash."""
+        status = self.stop()
+        problems = self.problems(status)
+        assert not problems, "\n".join(problems) + "\n" + self.logs()
+
+
+def server_argv(kind: str, mode: str, docroot: Path, port: int, workdir: Path) -> list[str]:
+    cmd = SERVERS[kind](docroot, port, workdir)
+    if mode == "plain":
+        return cmd
+    stats = workdir / "esca-stats.json"
+    return [*esca_command(), "run", "--executor", mode, "--stats", str(stats), "--", *cmd]
+
+
+@contextmanager
+def running(kind: str, mode: str, docroot: Path, workdir: Path) -> Iterator[Server]:
+    """A started server; stopped (and checked) on leaving the block."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # the free port may be taken between pick and bind
+        port = free_port()
+        argv = server_argv(kind, mode, docroot, port, workdir)
+        stats = workdir / "esca-stats.json" if mode != "plain" else None
+        srv = Server(kind, mode, port, workdir, argv, stats)
+        try:
+            srv.start()
+            break
+        except AssertionError as exc:
+            if "Address already in use" not in str(exc):
+                raise
+    else:
+        raise AssertionError("no free port")
+    try:
+        yield srv
+    except BaseException:
+        srv.stop()
+        raise
+    srv.check_stopped()
+
+
+# ---------------------------------------------------------------- clients
+
+
+class HttpError(Exception):
+    pass
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+class HttpClient:
+    """HTTP/1.1 over one keep-alive connection, on a raw socket.
+
+    Bodies are read exactly by Content-Length (chunked is refused: the
+    servers under test send static files)."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        rcvbuf: int | None = None,
+        timeout: float = IO_TIMEOUT,
+    ) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # before connect, so the window is small from the start
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        self.buf = bytearray()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def reset(self) -> None:
+        """Close with RST (SO_LINGER 0), unread data and all."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send_request(self, path: str) -> None:
+        req = f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: pyesca-test\r\n\r\n"
+        self.sock.sendall(req.encode())
+
+    def _fill(self, n: int = 1 << 16) -> None:
+        c = self.sock.recv(n)
+        if not c:
+            raise HttpError(f"connection closed by the server ({len(self.buf)} bytes buffered)")
+        self.buf += c
+
+    def read_head(self) -> tuple[int, dict[str, str]]:
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            if len(self.buf) > 1 << 16:
+                raise HttpError("response head too long")
+            self._fill()
+        head = bytes(self.buf[:end]).decode("latin-1")
+        del self.buf[: end + 4]
+        status_line, *lines = head.split("\r\n")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+            raise HttpError(f"bad status line {status_line!r}")
+        headers: dict[str, str] = {}
+        for line in lines:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if "chunked" in headers.get("transfer-encoding", ""):
+            raise HttpError("chunked response")
+        if "content-length" not in headers:
+            raise HttpError(f"no Content-Length in {head!r}")
+        return int(parts[1]), headers
+
+    def read_body(
+        self,
+        length: int,
+        *,
+        chunk: int = 1 << 16,
+        pause: float = 0.0,
+        pause_every: int = 1,
+        limit: int | None = None,
+    ) -> bytes:
+        """length bytes (or the first `limit`): recv(chunk), sleeping `pause`
+        every `pause_every` reads."""
+        want = length if limit is None else min(limit, length)
+        out = bytearray(self.buf[:want])
+        del self.buf[:want]
+        reads = 0
+        while len(out) < want:
+            c = self.sock.recv(min(chunk, want - len(out)))
+            if not c:
+                raise HttpError(f"connection closed after {len(out)} of {length} body bytes")
+            out += c
+            reads += 1
+            if pause and reads % pause_every == 0:
+                time.sleep(pause)
+        return bytes(out)
+
+    def get(self, path: str, **read: float | int) -> Response:
+        self.send_request(path)
+        status, headers = self.read_head()
+        body = self.read_body(int(headers["content-length"]), **read)  # type: ignore[arg-type]
+        return Response(status, headers, body)
+
+
+def check_response(r: Response, docroot: Docroot, name: str) -> None:
+    assert r.status == 200, f"{name}: status {r.status}"
+    assert len(r.body) == docroot.sizes[name], f"{name}: {len(r.body)} bytes"
+    assert r.sha256 == docroot.sha256[name], f"{name}: body differs"
+
+
+def fetch_all(port: int, docroot: Docroot, names: Sequence[str], rounds: int = 2) -> None:
+    """Every file, `rounds` times, on one keep-alive connection; then pipelined."""
+    with HttpClient(port) as c:
+        for _ in range(rounds):
+            for name in names:
+                check_response(c.get(name), docroot, name)
+        # pipelined: all requests first, then the responses in order
+        for name in names:
+            c.send_request(name)
+        for name in names:
+            status, headers = c.read_head()
+            body = c.read_body(int(headers["content-length"]))
+            check_response(Response(status, headers, body), docroot, name)
+
+
+def run_threads(fns: Sequence[Callable[[], None]], timeout: float = 60.0) -> None:
+    """Run each fn in a thread; re-raise the first failure."""
+    errors: list[BaseException] = []
+
+    def wrap(fn: Callable[[], None]) -> Callable[[], None]:
+        def go() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        return go
+
+    threads = [threading.Thread(target=wrap(fn), daemon=True) for fn in fns]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        raise AssertionError(f"client threads still running after {timeout}s")
+    if errors:
+        raise errors[0]
+
+
+# ---------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkResult:
+    output: str
+    requests: int
+    socket_errors: dict[str, int]
+    non_2xx: int
+
+    @property
+    def socket_error_total(self) -> int:
+        return sum(self.socket_errors.values())
+
+
+def parse_wrk(output: str) -> WrkResult:
+    m = re.search(r"^\s*(\d+) requests in", output, re.M)
+    if not m:
+        raise AssertionError(f"wrk output not understood:\n{output}")
+    errors: dict[str, int] = {}
+    s = re.search(r"Socket errors:(.*)$", output, re.M)
+    if s:
+        for k, v in re.findall(r"(\w+) (\d+)", s.group(1)):
+            errors[k] = int(v)
+    n = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", output)
+    return WrkResult(output, int(m.group(1)), errors, int(n.group(1)) if n else 0)
+
+
+def wrk_path() -> str | None:
+    return shutil.which("wrk")
+
+
+def run_wrk(url: str, *, threads: int = 4, conns: int = 50, seconds: int = 3) -> WrkResult:
+    exe = wrk_path()
+    assert exe, "wrk not installed (tools/deps.sh installs it)"
+    p = subprocess.run(
+        [exe, f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=False,
+    )
+    assert p.returncode == 0, f"wrk failed ({p.returncode}):\n{p.stdout}{p.stderr}"
+    return parse_wrk(p.stdout)
+
+
+def esca_stats_json(path: Path) -> dict[str, Any]:
+    """`esca stats --json PATH`, as the command line prints it."""
+    import json
+
+    p = subprocess.run(
+        [*esca_command(), "stats", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    return dict(json.loads(p.stdout))
+
+
+# ---------------------------------------------------------------- test bodies
+# Shared by test_lighttpd.py, test_nginx.py and test_asyncio.py.
+
+
+def check_every_file(srv: Server, docroot: Docroot) -> None:
+    """Every file byte-exact over keep-alive connections, two at once."""
+    run_threads(
+        [
+            lambda: fetch_all(srv.port, docroot, [*SMALL, BIG], rounds=1),
+            lambda: fetch_all(srv.port, docroot, SMALL, rounds=3),
+        ]
+    )
+
+
+def check_slow_client(srv: Server, docroot: Docroot) -> None:
+    """A client with a small receive buffer, reading small chunks with
+    pauses, gets every byte: 1 MiB, then 64 MiB, on one connection."""
+    with HttpClient(srv.port, rcvbuf=4096) as c:
+        r = c.get("m1.bin", chunk=1024, pause=0.002, pause_every=4)
+        check_response(r, docroot, "m1.bin")
+        check_response(c.get("a20.html"), docroot, "a20.html")
+    with HttpClient(srv.port, rcvbuf=32 << 10) as c:
+        start = time.monotonic()
+        r = c.get(BIG, chunk=16 << 10, pause=0.001, pause_every=32)
+        took = time.monotonic() - start
+        check_response(r, docroot, BIG)
+        # a stall guard, not a timing assertion: this takes ~1-3 s when it works
+        assert took < 20, f"64 MiB to a slow client took {took:.1f}s"
+        check_response(c.get("a100.html"), docroot, "a100.html")
+
+
+def check_resets(srv: Server, docroot: Docroot, resetters: int = 4, rounds: int = 3) -> None:
+    """Clients that reset mid-response (SO_LINGER 0 after part of 64 MiB)
+    while others fetch: the others get everything intact, and the server
+    keeps serving afterwards."""
+
+    def resetter(i: int) -> Callable[[], None]:
+        def go() -> None:
+            for k in range(rounds):
+                c = HttpClient(srv.port)
+                try:
+                    c.send_request(BIG)
+                    status, headers = c.read_head()
+                    assert status == 200
+                    c.read_body(int(headers["content-length"]), limit=(64 << 10) * (1 + i + k))
+                finally:
+                    c.reset()
+
+        return go
+
+    def fetch_big() -> None:
+        with HttpClient(srv.port) as c:
+            check_response(c.get(BIG), docroot, BIG)
+
+    run_threads(
+        [
+            *(resetter(i) for i in range(resetters)),
+            lambda: fetch_all(srv.port, docroot, SMALL, rounds=3),
+            fetch_big,
+        ]
+    )
+    fetch_all(srv.port, docroot, SMALL, rounds=1)
+
+
+def check_wrk(srv: Server, docroot: Docroot, seconds: int = 3) -> dict[str, Any] | None:
+    """wrk on a20.html: no socket errors, no non-2xx; the server is then
+    stopped and, under esca, `esca stats --json` (its "total") returned."""
+    res = run_wrk(f"{srv.url}/a20.html", seconds=seconds)
+    assert res.requests > 0, res.output
+    assert res.socket_error_total == 0, res.output
+    assert res.non_2xx == 0, res.output
+    fetch_all(srv.port, docroot, ["a20.html"], rounds=1)
+    srv.check_stopped()
+    if srv.stats is None:
+        return None
+    total = esca_stats_json(srv.stats)["total"]
+    assert isinstance(total, dict)
+    return total
