@@ -78,7 +78,7 @@ class BuildExt(build_ext):
 
 
 class BuildPy(build_py):
-    """build_py that also ships the public C header as package data."""
+    """build_py that also ships the public C headers as package data."""
 
     def run(self) -> None:
         super().run()
@@ -86,7 +86,8 @@ class BuildPy(build_py):
             return
         dest = os.path.join(self.build_lib, "pyesca", "include")
         os.makedirs(dest, exist_ok=True)
-        shutil.copy2(os.path.join("native", "include", "esca.h"), dest)
+        for name in ("esca.h", "esca_preload.h"):
+            shutil.copy2(os.path.join("native", "include", name), dest)
 
 
 def extensions() -> list[Extension]:
