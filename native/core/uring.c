@@ -232,16 +232,18 @@ static void finalize(struct esca_table *t, struct esca_entry *e)
 			e->staged_sent = 0;
 			if ((size_t)rd < e->len - e->done)
 				e->eof = 1;
-			/* a short read broke the link: the send was cancelled */
 		}
-		if (r >= 0 && !(r == 0 && e->staged > e->staged_sent &&
-				e->res_read < (int32_t)(e->len - e->done))) {
+		if (r > 0) {
 			e->staged_sent += (size_t)r;
 			e->done += (size_t)r;
-		} else if (r != -ECANCELED && r != -EINTR && r < 0) {
+		} else if (r == 0) {
+			esca__complete(t, e, (int64_t)e->done);	/* no progress */
+			return;
+		} else if (r != -ECANCELED && r != -EINTR) {
 			esca__complete(t, e, e->done ? (int64_t)e->done : r);
 			return;
 		}
+		/* -ECANCELED: a short read broke the link; send what was read */
 		if (e->staged_sent < e->staged) {
 			requeue(t, e);	/* send what was read */
 			return;
