@@ -19,6 +19,27 @@ fi
 
 pkgs=(build-essential liburing-dev pkg-config lighttpd nginx-light wrk strace linux-perf)
 
+# `make test-lkm` (lkm/qemu/run.sh): QEMU, a static busybox and cpio for the
+# guest, and a Debian kernel with the headers of the very same release to
+# build the module against (the metapackages pull a matching pair).  Only
+# when no such pair is installed already.
+pkgs+=(qemu-system-x86 busybox-static cpio)
+have_kernel_pair() {
+	local img v
+	for img in /boot/vmlinuz-*; do
+		[ -e "$img" ] || continue
+		v=${img#/boot/vmlinuz-}
+		if [ -f "/lib/modules/$v/build/Module.symvers" ] ||
+			[ -f "/usr/src/linux-headers-$v/Module.symvers" ]; then
+			return 0
+		fi
+	done
+	return 1
+}
+if [ "$(dpkg --print-architecture)" = amd64 ] && ! have_kernel_pair; then
+	pkgs+=(linux-image-cloud-amd64 linux-headers-cloud-amd64)
+fi
+
 # A Debian python3 needs python3-venv for `-m venv` and python3-dev for
 # Python.h; a pyenv (or other self-built) Python has both already.
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then

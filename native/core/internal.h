@@ -111,5 +111,6 @@ ESCA_HIDDEN int64_t esca__direct(const struct esca_args *a, size_t skip,
 /* executors */
 extern ESCA_HIDDEN const struct esca_executor esca__sequential;
 extern ESCA_HIDDEN const struct esca_executor esca__uring;
+extern ESCA_HIDDEN const struct esca_executor esca__lkm;
 
 #endif

@@ -28,6 +28,8 @@ static const struct esca_executor *executor_of(int kind)
 		return &esca__sequential;
 	case ESCA_EXEC_URING:
 		return &esca__uring;
+	case ESCA_EXEC_LKM:
+		return &esca__lkm;
 	default:
 		return NULL;
 	}
@@ -44,10 +46,6 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 	kind = cfg->executor;
 	if (kind < 0 || kind >= ESCA_EXEC__COUNT) {
 		e = -EINVAL;
-		goto fail;
-	}
-	if (kind == ESCA_EXEC_LKM) {
-		e = -ENODEV;	/* the kernel module executor is not built */
 		goto fail;
 	}
 	t = calloc(1, sizeof(*t));
@@ -70,10 +68,15 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 		goto fail_free;
 	}
 	if (kind == ESCA_EXEC_AUTO) {
-		t->kind = ESCA_EXEC_URING;
-		t->ex = executor_of(t->kind);
-		if (t->ex->init(t) == 0)
-			return t;
+		/* the module where it is loaded, else io_uring, else plain */
+		static const int order[] = { ESCA_EXEC_LKM, ESCA_EXEC_URING };
+
+		for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+			t->kind = order[i];
+			t->ex = executor_of(t->kind);
+			if (t->ex->init(t) == 0)
+				return t;
+		}
 		kind = ESCA_EXEC_SEQUENTIAL;
 	}
 	t->kind = kind;

@@ -5,7 +5,7 @@
  *
  * Vocabulary (DESIGN.md): a *segment* is what runs between batch start and
  * flush; the *table* holds its pending entries; an *executor* runs the table
- * (uring, sequential, later lkm).
+ * (uring, sequential, lkm).
  *
  * Conventions (after liburing): functions return >= 0 or -errno and never
  * touch errno nor print.  Every result of an op is its own int64: bytes on
@@ -45,10 +45,12 @@ enum esca_op {
 };
 
 enum esca_executor_kind {
-	ESCA_EXEC_AUTO = 0,	/* uring if it works here, else sequential */
+	ESCA_EXEC_AUTO = 0,	/* lkm if /dev/esca is there, else uring if it
+				 * works here, else sequential               */
 	ESCA_EXEC_SEQUENTIAL,	/* plain syscalls in order: the oracle      */
 	ESCA_EXEC_URING,	/* io_uring: one io_uring_enter per flush   */
-	ESCA_EXEC_LKM,		/* kernel module /dev/esca (not built yet)  */
+	ESCA_EXEC_LKM,		/* kernel module /dev/esca (lkm/): one ioctl
+				 * per flush                                 */
 	ESCA_EXEC__COUNT
 };
 
@@ -128,8 +130,10 @@ struct esca_stats {
 struct esca_table;
 
 /* Create a table with its executor.  On failure returns NULL and stores
- * -errno in *err.  With ESCA_EXEC_AUTO a refused io_uring (EPERM, ENOSYS,
- * ...) silently selects sequential: esca_table_executor() says which. */
+ * -errno in *err.  With ESCA_EXEC_AUTO a missing /dev/esca and a refused
+ * io_uring (EPERM, ENOSYS, ...) silently select the next executor:
+ * esca_table_executor() says which.  ESCA_EXEC_LKM fails with -ENOENT
+ * where the module is not loaded. */
 ESCA_API struct esca_table *esca_table_new(const struct esca_config *cfg,
 					   int *err);
 /* Waits for every entry, then frees.  Safe on NULL. */

@@ -423,7 +423,7 @@ struct tstate *ts_slow(void)
 		goto out;
 	}
 	if (cfg.executor == ESCA_EXEC_AUTO &&
-	    esca_table_executor(ts->table) != ESCA_EXEC_URING &&
+	    esca_table_executor(ts->table) == ESCA_EXEC_SEQUENTIAL &&
 	    !__atomic_exchange_n(&warned_fallback, 1, __ATOMIC_RELAXED)) {
 		snprintf(fallback_reason, sizeof(fallback_reason),
 			 "io_uring unavailable; auto chose sequential");

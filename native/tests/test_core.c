@@ -2,7 +2,9 @@
  * test_core.c - the native core against real fds, no Python.
  * Exit status: 0 pass, 1 fail, 77 skip (liburing's convention).
  * Every test runs under each executor that works here; uring is skipped
- * (with the reason) only where the kernel refuses io_uring. */
+ * (with the reason) only where the kernel refuses io_uring, lkm where the
+ * module is not loaded (/dev/esca missing; lkm/qemu/run.sh loads it in a
+ * QEMU guest and runs this program there). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -124,7 +126,7 @@ static void test_example(int kind)
 	CHECK_EQ(results[2], 0);
 	CHECK_EQ(read_all(sv[1], buf, sizeof(buf)), 11);
 	CHECK(memcmp(buf, "hello world", 11) == 0);
-	if (kind == ESCA_EXEC_URING)
+	if (kind == ESCA_EXEC_URING || kind == ESCA_EXEC_LKM)
 		CHECK_EQ(esca_table_stats(t)->kernel_entries, 1);
 	esca_table_free(t);
 	close(sv[0]);
@@ -599,14 +601,33 @@ static const struct {
 	{ "direct", test_direct },
 };
 
-int main(void)
+/* test_core [EXECUTOR...]: the executors named (default: every one). */
+int main(int argc, char **argv)
 {
-	int kinds[] = { ESCA_EXEC_SEQUENTIAL, ESCA_EXEC_URING };
+	int kinds[ESCA_EXEC__COUNT] = { ESCA_EXEC_SEQUENTIAL, ESCA_EXEC_URING,
+					ESCA_EXEC_LKM };
+	size_t nkinds = 3;
 	int ran = 0, skipped = 0;
 
 	setvbuf(stdout, NULL, _IONBF, 0);
 	signal(SIGPIPE, SIG_IGN);
-	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+	if (argc > 1) {
+		nkinds = 0;
+		for (int i = 1; i < argc; i++) {
+			int k = ESCA_EXEC_SEQUENTIAL;
+
+			while (k < ESCA_EXEC__COUNT &&
+			       strcmp(argv[i], esca_executor_name(k)))
+				k++;
+			if (k == ESCA_EXEC__COUNT || nkinds == ESCA_EXEC__COUNT) {
+				fprintf(stderr, "test_core: unknown executor %s\n",
+					argv[i]);
+				return 2;
+			}
+			kinds[nkinds++] = k;
+		}
+	}
+	for (size_t k = 0; k < nkinds; k++) {
 		struct esca_config c = { .executor = kinds[k] };
 		int err = 0;
 		struct esca_table *t = esca_table_new(&c, &err);

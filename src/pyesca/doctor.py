@@ -1,4 +1,5 @@
-"""`esca doctor`: can pyesca batch through io_uring here, and if not, why not.
+"""`esca doctor`: can pyesca batch through io_uring (or the esca kernel
+module, /dev/esca) here, and if not, why not.
 
 `gather()` collects the facts into a `Report` (from /proc, uname and the
 native core's own io_uring probe); `format_text()` and `Report.to_dict()`
@@ -53,6 +54,9 @@ SETUP_FLAGS: tuple[tuple[int, str], ...] = (
 
 SECCOMP_MODES: dict[int, str] = {0: "none", 1: "strict", 2: "filter"}
 
+# The esca kernel module's device (lkm/): the `lkm` executor needs it.
+LKM_DEVICE = "/dev/esca"
+
 
 class Core(Protocol):
     """What the doctor uses of pyesca._core (a fake one can stand in)."""
@@ -86,6 +90,8 @@ class Report:
     executors: list[str] = field(default_factory=list)
     auto_executor: str | None = None
     auto_reason: str = ""
+    # Whether /dev/esca (the kernel module's device) exists.
+    lkm_device: bool = False
 
     @property
     def uring_usable(self) -> bool:
@@ -101,12 +107,12 @@ class Report:
 
     @property
     def exit_status(self) -> int:
-        """0 when the uring executor is usable, 1 when only sequential is."""
-        return 0 if self.uring_usable else 1
+        """0 when the uring (or lkm) executor is usable, 1 when only sequential is."""
+        return 0 if self.uring_usable or "lkm" in self.executors else 1
 
     def problem(self) -> str | None:
-        """One line saying why uring is not usable, or None when it is."""
-        return None if self.uring_usable else self.auto_reason
+        """One line saying why no batching executor is usable, or None."""
+        return None if self.exit_status == 0 else self.auto_reason
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -166,6 +172,8 @@ def explain(r: Report) -> str:
     """Why `auto` picks what it picks, in one line."""
     if r.core_error is not None:
         return f"pyesca._core cannot be loaded: {r.core_error}"
+    if r.auto_executor == "lkm":
+        return f"the esca kernel module is loaded ({LKM_DEVICE})"
     if r.auto_executor == "uring":
         why = "io_uring set-up works"
         if r.setup_flags:
@@ -216,6 +224,7 @@ def gather(core: Core | ModuleType | None = None, proc: str = "/proc") -> Report
         io_uring_disabled=read_io_uring_disabled(proc),
         seccomp_mode=mode,
         seccomp_filters=filters,
+        lkm_device=os.path.exists(LKM_DEVICE),
     )
     if core is None:
         try:
@@ -288,5 +297,10 @@ def format_text(r: Report) -> str:
             ),
             row("executors", ", ".join(r.executors) or "none"),
         ]
+    if r.lkm_device:
+        lkm = "usable" if "lkm" in r.executors else "present, but cannot be set up"
+    else:
+        lkm = "not loaded (make -C lkm && insmod lkm/esca.ko)"
+    lines.append(row(f"lkm ({LKM_DEVICE})", lkm))
     lines.append(row("auto", f"{r.auto_executor or 'none'}: {r.auto_reason}"))
     return "\n".join(lines)

@@ -36,7 +36,7 @@ SYSCALLS: tuple[str, ...] = (
 )
 # The seed's four wrappers.
 SEED: tuple[str, ...] = ("writev", "send", "sendfile", "shutdown")
-EXECUTORS: tuple[str, ...] = ("auto", "uring", "sequential")
+EXECUTORS: tuple[str, ...] = ("auto", "uring", "sequential", "lkm")
 
 # Overrides where libesca.so is looked for: a file, or a directory holding it.
 LIBRARY_ENV = "ESCA_LIBRARY"

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# lkm/qemu/run.sh - build the esca kernel module against Debian's kernel
+# headers, boot that kernel in QEMU (TCG: no KVM) with a busybox initramfs,
+# load the module there and run the native core's C tests under every
+# executor (lkm included) and the module's bad-input tests
+# (lkm/tests/test_lkm.c); then check the guest's kernel log.
+#
+# Exit status: 0 pass, 1 fail, 77 skip (with the reason; `make test-lkm`
+# installs what is needed first, so there it does not skip).
+#
+# Environment: ESCA_LKM_KVER (kernel release to boot; default the newest
+# with both /boot/vmlinuz-R and its headers), ESCA_LKM_TIMEOUT (seconds for
+# the guest, default 540), ESCA_LKM_EXECUTORS (test_core's executors in the
+# guest, default "sequential uring lkm"), ESCA_LKM_REPEAT (further runs of
+# `test_core lkm`, default 5), ESCA_LKM_OUT (build folder).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT=$PWD
+OUT=${ESCA_LKM_OUT:-build/lkm}
+TIMEOUT=${ESCA_LKM_TIMEOUT:-540}
+EXECUTORS=${ESCA_LKM_EXECUTORS:-sequential uring lkm}
+REPEAT=${ESCA_LKM_REPEAT:-5}
+CC=${CC:-cc}
+
+say() { printf 'test-lkm: %s\n' "$*"; }
+skip() { say "SKIP: $*"; exit 77; }
+fail() { say "FAILED: $*" >&2; exit 1; }
+
+start=$(date +%s)
+command -v qemu-system-x86_64 >/dev/null ||
+	skip "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+command -v cpio >/dev/null || skip "cpio missing (apt-get install cpio)"
+BUSYBOX=$(command -v busybox || true)
+[ -n "$BUSYBOX" ] && ! ldd "$BUSYBOX" >/dev/null 2>&1 ||
+	skip "no static busybox (apt-get install busybox-static)"
+LIBURING_A=$($CC -print-file-name=liburing.a)
+[ -f "$LIBURING_A" ] || skip "liburing.a missing (apt-get install liburing-dev)"
+
+# The kernel: its image and the headers of the very same release.
+kdir_of() {
+	local d
+	for d in "/lib/modules/$1/build" "/usr/src/linux-headers-$1"; do
+		if [ -f "$d/Makefile" ] && [ -f "$d/Module.symvers" ]; then
+			echo "$d"
+			return 0
+		fi
+	done
+	return 1
+}
+KVER=${ESCA_LKM_KVER:-}
+if [ -z "$KVER" ]; then
+	for img in /boot/vmlinuz-*; do
+		[ -e "$img" ] || continue
+		v=${img#/boot/vmlinuz-}
+		if kdir_of "$v" >/dev/null; then
+			KVER=$(printf '%s\n%s\n' "$KVER" "$v" | sed '/^$/d' | sort -V | tail -n1)
+		fi
+	done
+fi
+[ -n "$KVER" ] ||
+	skip "no kernel image with matching headers (apt-get install linux-image-cloud-amd64 linux-headers-cloud-amd64)"
+KERNEL=/boot/vmlinuz-$KVER
+[ -r "$KERNEL" ] || skip "$KERNEL missing or unreadable"
+KDIR=$(kdir_of "$KVER") || skip "no headers for $KVER"
+say "kernel $KVER, headers $KDIR"
+
+# The module, built outside the source tree.
+rm -rf "$OUT"
+mkdir -p "$OUT/src/lkm" "$OUT/src/native/include" "$OUT/root"
+cp lkm/esca.c lkm/Kbuild "$OUT/src/lkm/"
+cp native/include/esca_lkm.h "$OUT/src/native/include/"
+if ! make -C "$KDIR" M="$ROOT/$OUT/src/lkm" modules >"$OUT/module.log" 2>&1; then
+	cat "$OUT/module.log" >&2
+	fail "the module does not build against $KDIR"
+fi
+if grep -E 'warning:' "$OUT/module.log" >&2; then
+	fail "the module builds with warnings"
+fi
+say "built esca.ko"
+
+# The guest's programs: static, so the initramfs needs no libraries.
+CFLAGS="-std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -static -Inative/include -Inative/core"
+$CC $CFLAGS -o "$OUT/root/test_core" native/tests/test_core.c native/core/*.c \
+	"$LIBURING_A" -lpthread
+$CC $CFLAGS -o "$OUT/root/test_lkm" lkm/tests/test_lkm.c -lpthread
+# The lkm executor's user-space side under ASan+UBSan too (the host's
+# `make ctest` cannot run it): dynamic, with its libraries copied along.
+$CC ${CFLAGS/-static/} -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -g \
+	-o "$OUT/root/test_core-asan" native/tests/test_core.c native/core/*.c \
+	-luring -lpthread
+for lib in $(ldd "$OUT/root/test_core-asan" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
+	mkdir -p "$OUT/root$(dirname "$lib")"
+	cp -L "$lib" "$OUT/root$lib"
+done
+
+# The initramfs.
+R=$OUT/root
+mkdir -p "$R/bin" "$R/dev" "$R/proc" "$R/sys" "$R/tmp"
+cp "$BUSYBOX" "$R/bin/busybox"
+cp lkm/qemu/init "$R/init"
+chmod 755 "$R/init"
+cp "$OUT/src/lkm/esca.ko" "$R/esca.ko"
+printf 'EXECUTORS="%s"\nREPEAT=%d\n' "$EXECUTORS" "$REPEAT" >"$R/config"
+(cd "$R" && find . | cpio -o -H newc --quiet) | gzip -1 >"$OUT/initramfs.cpio.gz"
+
+# Boot.  TCG only: nested KVM hangs this guest at boot.
+say "booting QEMU (TCG), at most ${TIMEOUT}s"
+LOG=$OUT/console.log
+rc=0
+timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
+	-accel tcg -m 512 -smp 2 -nographic -no-reboot -nic none \
+	-kernel "$KERNEL" -initrd "$OUT/initramfs.cpio.gz" \
+	-append "console=ttyS0 panic=-1 quiet slub_debug=FZPU init_on_free=1" \
+	</dev/null >"$LOG" 2>&1 || rc=$?
+tr -d '\r' <"$LOG" >"$LOG.txt"
+cat "$LOG.txt"
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+	fail "the guest did not finish within ${TIMEOUT}s"
+fi
+
+marker() { sed -n "s/^ESCA-LKM: $1 //p" "$LOG.txt" | tail -n1; }
+ok=1
+check() {	# name, wanted value
+	local got
+	got=$(marker "$1" | sed -n "s/.*\\b$2\\b.*/&/p")
+	if [ -z "$got" ]; then
+		say "$1: not $2 ($(marker "$1"))" >&2
+		ok=0
+	fi
+}
+grep -q '^ESCA-LKM: done' "$LOG.txt" || { say "the guest did not report" >&2; ok=0; }
+check insmod 'rc=0'
+check test_core 'rc=0'
+check test_lkm 'rc=0'
+check test_core-asan 'rc=0'
+check test_core-repeat 'fails=0'
+check rmmod 'rc=0'
+grep -q '^ESCA-LKM: dmesg-bad=0$' "$LOG.txt" ||
+	{ say "the guest's kernel log has warnings or oopses" >&2; ok=0; }
+grep -q '^ok   lkm/' "$LOG.txt" ||
+	{ say "no lkm executor test ran" >&2; ok=0; }
+secs=$(($(date +%s) - start))
+if [ "$ok" = 1 ]; then
+	say "passed in ${secs}s ($(grep -c '^ok   ' "$LOG.txt") tests in the guest)"
+	exit 0
+fi
+fail "see $LOG.txt (${secs}s)"
