@@ -33,6 +33,7 @@ struct esca_entry {
 	int64_t offset;		/* sendfile */
 	size_t len;		/* bytes asked (sendfile: count)              */
 	size_t done;		/* bytes completed so far                     */
+	size_t dropped;		/* uring: of those, cut off the front of iov    */
 	size_t staged;		/* sendfile/uring: bytes read into one.iov_base */
 	size_t staged_sent;	/* of those, sent                              */
 	size_t arena_len;	/* bytes reserved in the arena (incl. skip)    */

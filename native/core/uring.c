@@ -329,14 +329,16 @@ static void data_slice(struct esca_entry *e, struct iovec **iov, int *n,
 	size_t s = e->done;
 	int i = 0;
 
-	if (e->iovcnt == 1) {
+	if (e->iov == &e->one) {	/* one buffer, never cut */
 		tmp->iov_base = (char *)e->iov[0].iov_base + s;
 		tmp->iov_len = e->iov[0].iov_len - s;
 		*iov = tmp;
 		*n = 1;
 		return;
 	}
-	/* borrowed multi-iov: advance in place (the array is our copy) */
+	/* borrowed multi-iov: advance in place (the array is our copy) past
+	 * what was done since the last cut */
+	s = e->done - e->dropped;
 	while (i < e->iovcnt && s >= e->iov[i].iov_len) {
 		s -= e->iov[i].iov_len;
 		i++;
@@ -348,8 +350,7 @@ static void data_slice(struct esca_entry *e, struct iovec **iov, int *n,
 	/* what is done is now dropped from the array */
 	memmove(e->iov, e->iov + i, (size_t)(e->iovcnt - i) * sizeof(*e->iov));
 	e->iovcnt -= i;
-	e->len -= e->done;
-	e->done = 0;
+	e->dropped = e->done;
 	*iov = e->iov;
 	*n = e->iovcnt;
 }
