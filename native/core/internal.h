@@ -103,6 +103,9 @@ ESCA_HIDDEN void esca__complete(struct esca_table *t, struct esca_entry *e,
 ESCA_HIDDEN void esca__retire(struct esca_table *t);
 ESCA_HIDDEN void esca__args_of(const struct esca_entry *e,
 			       struct esca_args *a);
+ESCA_HIDDEN void esca__run_direct(struct esca_table *t, struct esca_entry *e,
+				  int fallback);
+ESCA_HIDDEN void esca__run_queued_direct(struct esca_table *t, int fallback);
 
 /* ops.c */
 ESCA_HIDDEN int esca__is_data(int op);

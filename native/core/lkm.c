@@ -174,20 +174,6 @@ static int data_iov(struct lkm_state *s, unsigned k, struct esca_entry *e,
 
 /* Run e now as plain system calls (setsockopt; or everything, if the
  * module failed), finishing what is not done yet. */
-static void run_direct(struct esca_table *t, struct esca_entry *e)
-{
-	struct esca_args a;
-	uint64_t n = 0;
-	int64_t r;
-
-	esca__args_of(e, &a);
-	r = esca__direct(&a, e->done, &n);
-	t->st.kernel_entries += n;
-	t->st.entries_executed++;
-	t->st.fallbacks++;
-	esca__complete(t, e, r);
-}
-
 /* Wait until fd is writable (a write on it said EAGAIN). */
 static void wait_writable(struct esca_table *t, int fd)
 {
@@ -231,7 +217,7 @@ static unsigned build_round(struct esca_table *t, struct lkm_state *s)
 			if (k > 0) {
 				held = 1;	/* after what is gathered */
 			} else if (e->op == ESCA_OP_SETSOCKOPT) {
-				run_direct(t, e);
+				esca__run_direct(t, e, 1);
 				continue;
 			} else {
 				wait_writable(t, e->fd);
@@ -257,7 +243,7 @@ static unsigned build_round(struct esca_table *t, struct lkm_state *s)
 			le->count = e->len - e->done;
 		} else if (esca__is_data(e->op)) {
 			if (data_iov(s, k, e, le) < 0) {
-				run_direct(t, e);	/* no memory for the rest */
+				esca__run_direct(t, e, 1);	/* no memory for the rest */
 				continue;
 			}
 			/* the module's write and send take one buffer */
@@ -323,12 +309,7 @@ static void finish(struct esca_table *t, struct esca_entry *e, int64_t r,
 /* The module failed (should not happen): finish every entry plainly. */
 static int fail_over(struct esca_table *t, int err)
 {
-	for (uint32_t i = t->head; i != t->tail; i++) {
-		struct esca_entry *e = esca__ent(t, i);
-
-		if (e->state == ESCA_S_QUEUED)
-			run_direct(t, e);
-	}
+	esca__run_queued_direct(t, 1);
 	return err;
 }
 

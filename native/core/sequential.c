@@ -19,20 +19,7 @@ static void seq_nop(struct esca_table *t)
 static int seq_flush(struct esca_table *t, unsigned mode)
 {
 	(void)mode;	/* every op completes before the next starts */
-	for (uint32_t i = t->head; i != t->tail; i++) {
-		struct esca_entry *e = esca__ent(t, i);
-		struct esca_args a;
-		uint64_t n = 0;
-		int64_t r;
-
-		if (e->state != ESCA_S_QUEUED)
-			continue;
-		esca__args_of(e, &a);
-		r = esca__direct(&a, 0, &n);
-		t->st.kernel_entries += n;
-		t->st.entries_executed++;
-		esca__complete(t, e, r);
-	}
+	esca__run_queued_direct(t, 0);
 	return 0;
 }
 

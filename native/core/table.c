@@ -262,6 +262,38 @@ void esca__args_of(const struct esca_entry *e, struct esca_args *a)
 	a->count = e->len;
 }
 
+/* Run e now as plain syscalls, from where it stopped (e->done bytes, of
+ * which e->dropped were cut off the front of a borrowed iovec array). */
+void esca__run_direct(struct esca_table *t, struct esca_entry *e, int fallback)
+{
+	struct esca_args a;
+	uint64_t n = 0;
+	int64_t r;
+
+	esca__args_of(e, &a);
+	r = esca__direct(&a, e->done - e->dropped, &n);
+	if (r >= 0)
+		r += (int64_t)e->dropped;
+	else if (e->done)
+		r = (int64_t)e->done;
+	t->st.kernel_entries += n;
+	t->st.entries_executed++;
+	if (fallback)
+		t->st.fallbacks++;
+	esca__complete(t, e, r);
+}
+
+/* Every queued entry, in table order, as plain syscalls. */
+void esca__run_queued_direct(struct esca_table *t, int fallback)
+{
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+
+		if (e->state == ESCA_S_QUEUED)
+			esca__run_direct(t, e, fallback);
+	}
+}
+
 /* The result a queued op will have on full success, or -errno for
  * arguments the kernel would refuse whatever the fd is. */
 static int64_t check_args(const struct esca_args *a, size_t *bytes)

@@ -467,21 +467,6 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 	return sqe;
 }
 
-/* Run e now as a plain syscall (an op this kernel's ring cannot take). */
-static void run_direct(struct esca_table *t, struct esca_entry *e)
-{
-	struct esca_args a;
-	uint64_t n = 0;
-	int64_t r;
-
-	esca__args_of(e, &a);
-	r = esca__direct(&a, 0, &n);
-	t->st.kernel_entries += n;
-	t->st.entries_executed++;
-	t->st.fallbacks++;
-	esca__complete(t, e, r);
-}
-
 /* Ops this ring cannot take as they are: setsockopt without the 6.7
  * command, and a writev of nothing, which returns 0 without reaching the
  * fd (a SEND of nothing would see EPIPE on a shut socket). */
@@ -529,7 +514,7 @@ static unsigned build_round(struct esca_table *t, struct uring_state *u)
 			if (f->busy == ESCA_FD_CHAIN) {
 				held = 1;
 			} else {
-				run_direct(t, e);
+				esca__run_direct(t, e, 1);
 				continue;
 			}
 		}
@@ -644,12 +629,7 @@ static int enter(struct esca_table *t, struct uring_state *u, unsigned wait,
 /* The ring failed (should not happen): finish every entry plainly. */
 static int fail_over(struct esca_table *t, int err)
 {
-	for (uint32_t i = t->head; i != t->tail; i++) {
-		struct esca_entry *e = esca__ent(t, i);
-
-		if (e->state == ESCA_S_QUEUED)
-			run_direct(t, e);
-	}
+	esca__run_queued_direct(t, 1);
 	return err;
 }
 
