@@ -4,8 +4,11 @@
 #   build   install pyesca into .venv (pip install .) and build the C test program
 #   ctest   the native core's C tests, plain and under ASan+UBSan
 #   lint    ruff
-#   test    deps build ctest lint, then pytest
-#   bench   deps build, then the benchmarks
+#   test-lkm  the kernel module (lkm/) built against Debian's kernel headers
+#           and tested in a QEMU guest booting that kernel (lkm/qemu/run.sh)
+#   test    deps build ctest test-lkm lint, then pytest
+#   bench   deps build, then `esca bench` (the seed's experiment: bench.png,
+#           bench.json, bench.md) and benchmarks/micro.py where it exists
 #   clean   remove build products (keeps .venv; `make distclean` removes it too)
 
 PYTHON ?= python3
@@ -26,7 +29,7 @@ CTEST_TIMEOUT ?= 300
 
 LINT_DIRS := $(wildcard src tests benchmarks)
 
-.PHONY: all deps build install ctest lint test bench clean distclean
+.PHONY: all deps build install ctest lint test test-lkm bench clean distclean
 
 all: build
 
@@ -69,20 +72,37 @@ ctest: $(BUILD)/test_core $(BUILD)/test_core-asan
 lint:
 	$(VENV)/bin/ruff check $(LINT_DIRS)
 
+# Exit status 77 (skip) only says why (no qemu, no kernel image: `deps`
+# installs both, so `make test-lkm` really runs).
+define run_lkm
+	@rc=0; bash lkm/qemu/run.sh || rc=$$?; \
+	if [ $$rc = 77 ]; then echo "test-lkm: skipped"; \
+	elif [ $$rc != 0 ]; then echo "test-lkm: FAILED (exit $$rc)" >&2; exit 1; fi
+endef
+
+test-lkm: deps
+	$(run_lkm)
+
 test: deps
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory ctest
+	$(run_lkm)
 	@$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest -q tests
 
 bench: deps
 	@$(MAKE) --no-print-directory build
-	$(PY) benchmarks/micro.py
+	$(PY) -m pyesca.cli bench --plot bench.png --json bench.json --markdown bench.md
+	@if [ -f benchmarks/micro.py ]; then echo "$(PY) benchmarks/micro.py"; \
+		$(PY) benchmarks/micro.py; fi
 
 clean:
-	rm -rf $(BUILD) dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(BUILD) dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis \
+		bench.png bench.json bench.md
 	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name '*.so' \) -print0 \
 		| xargs -0 rm -rf
+	rm -rf lkm/*.ko lkm/*.o lkm/*.mod lkm/*.mod.c lkm/.*.cmd lkm/Module.symvers \
+		lkm/modules.order lkm/.tmp_versions
 
 distclean: clean
 	rm -rf $(VENV)

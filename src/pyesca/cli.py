@@ -3,9 +3,10 @@
     esca doctor [--json]        can pyesca batch through io_uring here?
     esca run [OPTIONS] -- CMD   run CMD with libesca.so preloaded
     esca stats PATH [--json]    the counters `esca run --stats PATH` wrote
+    esca bench [OPTIONS]        the seed's experiment: wrk against a server,
+                                with and without pyesca, side by side
 
-`bench` comes later.  Messages go to stderr prefixed
-`esca: `; `main()` returns the exit status.
+Messages go to stderr prefixed `esca: `; `main()` returns the exit status.
 """
 
 from __future__ import annotations
@@ -76,6 +77,91 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(stats.format_text(report))
+    return 0
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a comma list of numbers: {text!r}") from exc
+    if not out:
+        raise argparse.ArgumentTypeError("empty list")
+    return out
+
+
+def _size_list(text: str) -> tuple[int, ...]:
+    out = tuple(_size(x) for x in text.split(",") if x.strip())
+    if not out:
+        raise argparse.ArgumentTypeError("empty list")
+    return out
+
+
+def _seconds(text: str) -> int:
+    t = text.strip().removesuffix("s")
+    if not t.isdigit():
+        raise argparse.ArgumentTypeError(f"whole seconds, like 5 or 5s: {text!r}")
+    return int(t)
+
+
+# What --quick changes, where the option is not given.
+_QUICK = {"rounds": 1, "duration": 2, "perf_seconds": 1}
+_DEFAULTS = {"rounds": 3, "duration": 5, "perf_seconds": 2}
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import shlex
+
+    from pyesca.bench import report, runner
+
+    base = _QUICK if args.quick else _DEFAULTS
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    if args.executor == "sequential" and "esca-seq" not in modes:
+        modes = (*modes, "esca-seq")
+    cfg = runner.BenchConfig(
+        server=args.server,
+        modes=modes,
+        rounds=args.rounds if args.rounds is not None else base["rounds"],
+        duration=args.duration if args.duration is not None else base["duration"],
+        warmup=args.warmup,
+        perf_seconds=(args.perf_seconds if args.perf_seconds is not None else base["perf_seconds"]),
+        threads=args.threads,
+        connections=args.connections,
+        sizes=args.size,
+    )
+    try:
+        cfg.check()
+        if args.plot and (why := report.plot_available()):
+            raise runner.BenchError(why)
+        result = runner.run(cfg)
+    except runner.BenchError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.status
+    argv = sys.argv[1:] if args.argv is None else args.argv
+    result.command = "esca " + shlex.join(argv)
+    print(report.format_text(result), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report.to_json(result), f, indent=2)
+            f.write("\n")
+        print(f"{PROG}: wrote {args.json}", file=sys.stderr)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report.format_markdown(result))
+        print(f"{PROG}: wrote {args.markdown}", file=sys.stderr)
+    if args.plot and result.records:
+        report.plot(result, args.plot)
+        print(f"{PROG}: wrote {args.plot}", file=sys.stderr)
+    if result.interrupted:
+        return 130
+    flagged = [m.mode for c in report.summarise(result) for m in c.modes if m.flagged]
+    if flagged:
+        print(
+            f"{PROG}: errors or problems in mode(s) {', '.join(sorted(set(flagged)))}:"
+            " see the lines marked !",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -162,6 +248,84 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("path", metavar="PATH")
     st.add_argument("--json", action="store_true", help="print the report as JSON")
     st.set_defaults(func=_cmd_stats)
+
+    from pyesca.bench.runner import DEFAULT_MODES, MODES
+
+    be = sub.add_parser(
+        "bench",
+        help="the seed's experiment: wrk against lighttpd/nginx with and without pyesca",
+        description=(
+            "Start the server from a generated config on 127.0.0.1 (a fresh process per run),"
+            " pinned to one CPU and wrk to the others, and run wrk against it in each mode,"
+            " the modes interleaved round by round. Reports per mode the median and min-max"
+            " of requests/s and transfer/s, wrk's latency line, socket errors and non-2xx"
+            " responses (a mode with any is flagged), the ratio to vanilla, kernel entries"
+            " per request (perf stat -e raw_syscalls:sys_enter, in a separate wrk run) and"
+            " the interposer's counters. Modes: "
+            + "; ".join(f"{m.name}: {m.about}" for m in MODES.values())
+            + ". Exit status 0, or 1 when a mode had errors."
+        ),
+    )
+    be.add_argument(
+        "--server",
+        choices=("lighttpd", "nginx"),
+        default="lighttpd",
+        help="the server (default lighttpd; nginx runs master + 1 worker)",
+    )
+    be.add_argument(
+        "--modes",
+        default=",".join(DEFAULT_MODES),
+        metavar="LIST",
+        help=f"comma list of {', '.join(MODES)} (default {','.join(DEFAULT_MODES)})",
+    )
+    be.add_argument(
+        "--executor",
+        choices=("sequential",),
+        help="sequential: also run esca-seq, esca's set under the sequential executor"
+        " (a control that should show no gain)",
+    )
+    be.add_argument("--rounds", type=int, metavar="N", help="rounds per mode (default 3)")
+    be.add_argument(
+        "--duration", type=_seconds, metavar="S", help="seconds of the measured wrk run (default 5)"
+    )
+    be.add_argument(
+        "--warmup",
+        type=_seconds,
+        default=1,
+        metavar="S",
+        help="seconds of the warm-up wrk run before it (default 1; 0: none)",
+    )
+    be.add_argument(
+        "--perf-seconds",
+        type=_seconds,
+        metavar="S",
+        help="seconds of the wrk run perf counts kernel entries in (default 2; 0: do not count)",
+    )
+    be.add_argument(
+        "--connections",
+        type=_int_list,
+        default=(50,),
+        metavar="LIST",
+        help="wrk -c: comma list of connection counts (default 50)",
+    )
+    be.add_argument("--threads", type=int, default=4, metavar="N", help="wrk -t (default 4)")
+    be.add_argument(
+        "--size",
+        type=_size_list,
+        default=(20 << 10,),
+        metavar="LIST",
+        help="comma list of file sizes in bytes (20K, 1M understood; default 20480, the"
+        " seed's a20.html)",
+    )
+    be.add_argument("--json", metavar="PATH", help="write every number as JSON")
+    be.add_argument("--plot", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
+    be.add_argument("--markdown", metavar="PATH", help="write the table as markdown")
+    be.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 round, 2 s measured, 1 s counted (under a minute)",
+    )
+    be.set_defaults(func=_cmd_bench, argv=None)
     return parser
 
 
@@ -169,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "bench" and argv is not None:
+            args.argv = list(argv)
     except SystemExit as exc:  # --help, or a usage error already reported
         return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:

@@ -3,15 +3,15 @@
 Everything binds 127.0.0.1 and lives in the test's temporary directory.  A
 server is started as a child of the test (directly for the "plain" control,
 or through `esca run --executor E --stats PATH --`) and stopped by its pid.
+
+The servers themselves (docroot, generated configs, start/stop by pid) and
+wrk's parser are `pyesca.bench`'s, which `esca bench` uses too; this module
+adds the test modes, the asyncio server, HTTP clients and the test bodies.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import re
-import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -20,9 +20,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pyesca.bench import servers as _servers
+from pyesca.bench.servers import Docroot as Docroot
+from pyesca.bench.servers import Server as Server
+from pyesca.bench.servers import ServerError as ServerError
+from pyesca.bench.servers import esca_command as esca_command
+from pyesca.bench.servers import free_port as free_port
+from pyesca.bench.servers import start_on_free_port
+from pyesca.bench.wrk import WrkResult as WrkResult
+from pyesca.bench.wrk import parse_wrk as parse_wrk
+from pyesca.bench.wrk import run_wrk as _run_wrk
+from pyesca.bench.wrk import wrk_path as wrk_path
 
 HERE = Path(__file__).resolve().parent
 ASYNCIO_SERVER = HERE / "asyncio_server.py"
@@ -41,222 +53,24 @@ BIG = "m64.bin"
 
 MODES = ("plain", "sequential", "uring")
 
-# Upper bounds that only catch hangs; the tests assert no timings.
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
+# An upper bound that only catches hangs; the tests assert no timings.
 IO_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Docroot:
-    path: Path
-    sha256: dict[str, str]
-    sizes: dict[str, int]
 
 
 def make_docroot(path: Path) -> Docroot:
     """The files of FILES: deterministic text for .html, random bytes for .bin."""
-    path.mkdir(parents=True, exist_ok=True)
-    sha: dict[str, str] = {}
-    for name, size in FILES.items():
-        if name.endswith(".html"):
-            line = b"<p>pyesca says hello to the world.</p>\n"
-            data = (line * (size // len(line) + 1))[:size]
-        else:
-            data = os.urandom(size)
-        (path / name).write_bytes(data)
-        sha[name] = hashlib.sha256(data).hexdigest()
-    return Docroot(path, sha, dict(FILES))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# ---------------------------------------------------------------- configs
-
-
-def lighttpd_conf(docroot: Path, port: int, workdir: Path) -> list[str]:
-    """The lighttpd config file and its command line (foreground)."""
-    conf = workdir / "lighttpd.conf"
-    conf.write_text(
-        f"""\
-server.bind = "127.0.0.1"
-server.port = {port}
-server.document-root = "{docroot}"
-server.errorlog = "{workdir / "lighttpd-error.log"}"
-server.max-keep-alive-requests = 100000
-server.max-keep-alive-idle = 60
-server.max-connections = 1024
-server.modules = ()
-index-file.names = ("index.html")
-mimetype.assign = (
-  ".html" => "text/html",
-  ".bin" => "application/octet-stream",
-)
-"""
-    )
-    return ["lighttpd", "-D", "-f", str(conf)]
-
-
-def nginx_conf(docroot: Path, port: int, workdir: Path) -> list[str]:
-    """The nginx config (master + 2 workers, foreground) and its command line."""
-    prefix = workdir / "nginx"
-    prefix.mkdir(exist_ok=True)
-    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / d).mkdir(exist_ok=True)
-    user = "user root root;" if os.geteuid() == 0 else ""
-    conf = workdir / "nginx.conf"
-    conf.write_text(
-        f"""\
-daemon off;
-master_process on;
-worker_processes 2;
-{user}
-pid {prefix / "nginx.pid"};
-error_log {workdir / "nginx-error.log"} notice;
-events {{ worker_connections 1024; }}
-http {{
-    types {{
-        text/html html;
-        application/octet-stream bin;
-    }}
-    default_type application/octet-stream;
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000;
-    keepalive_timeout 60;
-    client_body_temp_path {prefix / "client_body"};
-    proxy_temp_path {prefix / "proxy"};
-    fastcgi_temp_path {prefix / "fastcgi"};
-    uwsgi_temp_path {prefix / "uwsgi"};
-    scgi_temp_path {prefix / "scgi"};
-    server {{
-        listen 127.0.0.1:{port};
-        root {docroot};
-    }}
-}}
-"""
-    )
-    return ["nginx", "-p", str(prefix), "-e", str(workdir / "nginx-error.log"), "-c", str(conf)]
+    return _servers.make_docroot(path, FILES)
 
 
 def asyncio_cmd(docroot: Path, port: int, workdir: Path) -> list[str]:
     return [sys.executable, str(ASYNCIO_SERVER), "--root", str(docroot), "--port", str(port)]
 
 
-SERVERS: dict[str, Callable[[Path, int, Path], list[str]]] = {
-    "lighttpd": lighttpd_conf,
-    "nginx": nginx_conf,
+# kind -> config generator (docroot, port, workdir) -> argv
+SERVERS: dict[str, Callable[..., list[str]]] = {
+    **_servers.SERVERS,
     "asyncio": asyncio_cmd,
 }
-
-
-# ---------------------------------------------------------------- servers
-
-
-def esca_command() -> list[str]:
-    exe = Path(sys.executable).parent / "esca"
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-m", "pyesca.cli"]
-
-
-@dataclass
-class Server:
-    kind: str
-    mode: str
-    port: int
-    workdir: Path
-    argv: list[str]
-    stats: Path | None
-    proc: subprocess.Popen[bytes] | None = None
-    stderr_path: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.stderr_path = self.workdir / f"{self.kind}-{self.mode}.stderr"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                cwd=self.workdir,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"{self.kind} ({self.mode}) exited with {self.proc.returncode} at start"
-                    f"\n{self.logs()}"
-                )
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise AssertionError(
-                        f"{self.kind} ({self.mode}) not accepting on port {self.port}"
-                        f"\n{self.logs()}"
-                    ) from None
-                time.sleep(0.02)
-
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after STOP_TIMEOUT; the exit status (None: killed)."""
-        p = self.proc
-        if p is None:
-            return None
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-                return None
-        return p.returncode
-
-    def logs(self) -> str:
-        out = []
-        for f in (self.stderr_path, *sorted(self.workdir.glob("*-error.log"))):
-            if f.exists():
-                text = f.read_text(errors="replace").strip()
-                out.append(f"--- {f.name}:\n{text or '(empty)'}")
-        return "\n".join(out)
-
-    def problems(self, status: int | None) -> list[str]:
-        """What says the server crashed or misbehaved, after stop()."""
-        found = []
-        if status is None:
-            found.append(f"did not exit within {STOP_TIMEOUT}s of SIGTERM")
-        elif status not in (0, -signal.SIGTERM):
-            found.append(f"exit status {status}")
-        for f in (self.stderr_path, *self.workdir.glob("*-error.log")):
-            if not f.exists():
-                continue
-            for line in f.read_text(errors="replace").splitlines():
-                if re.search(
-                    r"exited on signal|AddressSanitizer|runtime error|Segmentation|Traceback",
-                    line,
-                ):
-                    found.append(f"{f.name}: {line.strip()}")
-        return found
-
-    def check_stopped(self) -> None:
-        """Stop (if running) and assert the server did not crash."""
-        status = self.stop()
-        problems = self.problems(status)
-        assert not problems, "\n".join(problems) + "\n" + self.logs()
 
 
 def server_argv(kind: str, mode: str, docroot: Path, port: int, workdir: Path) -> list[str]:
@@ -270,20 +84,10 @@ def server_argv(kind: str, mode: str, docroot: Path, port: int, workdir: Path) -
 @contextmanager
 def running(kind: str, mode: str, docroot: Path, workdir: Path) -> Iterator[Server]:
     """A started server; stopped (and checked) on leaving the block."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    for _ in range(3):  # the free port may be taken between pick and bind
-        port = free_port()
-        argv = server_argv(kind, mode, docroot, port, workdir)
-        stats = workdir / "esca-stats.json" if mode != "plain" else None
-        srv = Server(kind, mode, port, workdir, argv, stats)
-        try:
-            srv.start()
-            break
-        except AssertionError as exc:
-            if "Address already in use" not in str(exc):
-                raise
-    else:
-        raise AssertionError("no free port")
+    stats = workdir / "esca-stats.json" if mode != "plain" else None
+    srv = start_on_free_port(
+        kind, mode, workdir, lambda port: server_argv(kind, mode, docroot, port, workdir), stats
+    )
     try:
         yield srv
     except BaseException:
@@ -456,47 +260,10 @@ def run_threads(fns: Sequence[Callable[[], None]], timeout: float = 60.0) -> Non
 # ---------------------------------------------------------------- wrk
 
 
-@dataclass
-class WrkResult:
-    output: str
-    requests: int
-    socket_errors: dict[str, int]
-    non_2xx: int
-
-    @property
-    def socket_error_total(self) -> int:
-        return sum(self.socket_errors.values())
-
-
-def parse_wrk(output: str) -> WrkResult:
-    m = re.search(r"^\s*(\d+) requests in", output, re.M)
-    if not m:
-        raise AssertionError(f"wrk output not understood:\n{output}")
-    errors: dict[str, int] = {}
-    s = re.search(r"Socket errors:(.*)$", output, re.M)
-    if s:
-        for k, v in re.findall(r"(\w+) (\d+)", s.group(1)):
-            errors[k] = int(v)
-    n = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", output)
-    return WrkResult(output, int(m.group(1)), errors, int(n.group(1)) if n else 0)
-
-
-def wrk_path() -> str | None:
-    return shutil.which("wrk")
-
-
 def run_wrk(url: str, *, threads: int = 4, conns: int = 50, seconds: int = 3) -> WrkResult:
-    exe = wrk_path()
-    assert exe, "wrk not installed (tools/deps.sh installs it)"
-    p = subprocess.run(
-        [exe, f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=False,
-    )
-    assert p.returncode == 0, f"wrk failed ({p.returncode}):\n{p.stdout}{p.stderr}"
-    return parse_wrk(p.stdout)
+    assert wrk_path(), "wrk not installed (tools/deps.sh installs it)"
+    return _run_wrk(url, threads=threads, connections=conns, seconds=seconds)
+
 
 
 def esca_stats_json(path: Path) -> dict[str, Any]:

@@ -48,3 +48,15 @@ def test_problems(tmp_path: Path) -> None:
     )
     found = srv.problems(0)
     assert len(found) == 1 and "exited on signal 11" in found[0]
+
+
+def test_lighttpd_exit_1_after_normal_stop(tmp_path: Path) -> None:
+    """lighttpd 1.4.69 sometimes exits 1 after a normal SIGTERM stop: not a crash."""
+    srv = Server("lighttpd", "plain", 1, tmp_path, ["lighttpd"], None)
+    assert srv.problems(1) == ["exit status 1"]  # no log: a real failure
+    (tmp_path / "lighttpd-error.log").write_text(
+        "2026-01-01: (server.c.1704) server started (lighttpd/1.4.69)\n"
+        "2026-01-01: (server.c.2078) server stopped by UID = 0 PID = 7\n"
+    )
+    assert srv.problems(1) == [] and srv.benign_exit(1)
+    assert srv.problems(2) == ["exit status 2"] and srv.problems(-11)

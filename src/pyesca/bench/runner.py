@@ -1,0 +1,568 @@
+"""The experiment: one server, modes interleaved round by round, wrk against each.
+
+A *run* is one server process in one mode: start it (pinned), warm it up
+with a short wrk run, measure with wrk (nothing else attached), count its
+kernel entries with perf in a second, shorter wrk run, fetch the file once and
+compare its bytes, stop it by its pid and read the interposer's counters.
+Rounds interleave the modes (A B C A B C ...) so that drift of the machine
+hits them alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import platform
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyesca.bench import perf
+from pyesca.bench.servers import (
+    SERVERS,
+    Docroot,
+    Server,
+    ServerError,
+    esca_command,
+    file_name,
+    make_docroot,
+    server_version,
+    start_on_free_port,
+)
+from pyesca.bench.wrk import WrkError, WrkResult, run_wrk, wrk_version
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    esca_args: tuple[str, ...] | None  # None: the server without pyesca
+    about: str
+
+
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode("vanilla", None, "the server as it is, no pyesca"),
+        Mode(
+            "seed",
+            ("--syscalls", "seed"),
+            "only the seed's calls deferred: writev, send, sendfile, shutdown",
+        ),
+        Mode("esca", (), "pyesca's default set (all interposed calls), executor auto"),
+        Mode(
+            "esca-seq",
+            ("--executor", "sequential"),
+            "esca's set, sequential executor (one kernel entry per call): a control",
+        ),
+    )
+}
+DEFAULT_MODES = ("vanilla", "seed", "esca")
+
+# Bounds on what one command may ask for.
+MAX_ROUNDS = 100
+MAX_SECONDS = 600
+MAX_CONNECTIONS = 10000
+MAX_SIZE = 64 << 20
+
+
+class BenchError(Exception):
+    """A reason not to run: one line, and the exit status (2: a bad option,
+    1: something missing)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class BenchConfig:
+    server: str = "lighttpd"
+    modes: tuple[str, ...] = DEFAULT_MODES
+    rounds: int = 3
+    duration: int = 5
+    warmup: int = 1
+    perf_seconds: int = 2
+    threads: int = 4
+    connections: tuple[int, ...] = (50,)
+    sizes: tuple[int, ...] = (20 << 10,)
+    nginx_workers: int = 1
+
+    def check(self) -> None:
+        if self.server not in SERVERS:
+            raise BenchError(f"--server: choose from {', '.join(SERVERS)}", 2)
+        if not self.modes:
+            raise BenchError("--modes: empty list", 2)
+        for m in self.modes:
+            if m not in MODES:
+                raise BenchError(f"--modes: unknown mode {m!r} (choose from {', '.join(MODES)})", 2)
+        if len(set(self.modes)) != len(self.modes):
+            raise BenchError("--modes: a mode is listed twice", 2)
+        checks = (
+            ("--rounds", self.rounds, 1, MAX_ROUNDS),
+            ("--duration", self.duration, 1, MAX_SECONDS),
+            ("--warmup", self.warmup, 0, MAX_SECONDS),
+            ("--perf-seconds", self.perf_seconds, 0, MAX_SECONDS),
+            ("--threads", self.threads, 1, 256),
+        )
+        for name, v, lo, hi in checks:
+            if not lo <= v <= hi:
+                raise BenchError(f"{name}: {v} is not in {lo}..{hi}", 2)
+        for c in self.connections:
+            if not 1 <= c <= MAX_CONNECTIONS:
+                raise BenchError(f"--connections: {c} is not in 1..{MAX_CONNECTIONS}", 2)
+        for s in self.sizes:
+            if not 0 <= s <= MAX_SIZE:
+                raise BenchError(f"--size: {s} is not in 0..{MAX_SIZE}", 2)
+
+    @property
+    def cases(self) -> list[tuple[int, int]]:
+        """(connections, size) pairs, in order."""
+        return [(c, s) for c in self.connections for s in self.sizes]
+
+    @property
+    def runs(self) -> int:
+        return len(self.cases) * self.rounds * len(self.modes)
+
+    def estimate_seconds(self) -> float:
+        per_run = self.warmup + self.duration + self.perf_seconds + 1.5
+        return self.runs * per_run
+
+
+@dataclass
+class Pinning:
+    server_cpus: tuple[int, ...] = ()
+    client_cpus: tuple[int, ...] = ()
+    note: str = ""
+
+    @classmethod
+    def choose(cls) -> Pinning:
+        try:
+            cpus = sorted(os.sched_getaffinity(0))
+        except OSError:
+            cpus = list(range(os.cpu_count() or 1))
+        if len(cpus) < 2:
+            return cls((), (), f"not pinned: {len(cpus)} CPU, server and wrk share it")
+        if shutil.which("taskset") is None:
+            return cls((), (), "not pinned: taskset not found (util-linux)")
+        srv, cli = (cpus[0],), tuple(cpus[1:])
+        return cls(
+            srv,
+            cli,
+            f"server on CPU {_cpus(srv)} (taskset -c {_cpus(srv)}),"
+            f" wrk on CPU {_cpus(cli)} (taskset -c {_cpus(cli)})",
+        )
+
+    def prefix(self) -> list[str]:
+        return ["taskset", "-c", _cpus(self.server_cpus)] if self.server_cpus else []
+
+
+def _cpus(cpus: Sequence[int]) -> str:
+    return ",".join(map(str, cpus))
+
+
+@dataclass
+class RunRecord:
+    """One server process in one mode: what wrk, perf and the interposer saw."""
+
+    mode: str
+    round: int
+    connections: int
+    size: int
+    measured: WrkResult | None = None
+    warmup: WrkResult | None = None
+    count_run: WrkResult | None = None
+    kernel_entries: int | None = None
+    kernel_entries_reason: str = ""
+    perf_pids: tuple[int, ...] = ()
+    stats: dict[str, Any] | None = None  # pyesca.stats ProcessStats.to_dict() of the total
+    stats_error: str = ""
+    requests_total: int = 0
+    verified: bool | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    other_cpu: float | None = None  # CPUs others used during the measured run
+    seconds: float = 0.0
+
+    @property
+    def wrk_errors(self) -> int:
+        runs = (self.warmup, self.measured, self.count_run)
+        return sum(r.errors for r in runs if r is not None)
+
+    @property
+    def requests_per_sec(self) -> float:
+        return self.measured.requests_per_sec if self.measured else 0.0
+
+    @property
+    def deferred_per_request(self) -> float | None:
+        if not self.stats or not self.requests_total:
+            return None
+        return float(self.stats.get("deferred", 0)) / self.requests_total
+
+    @property
+    def entries_per_request(self) -> float | None:
+        r = self.count_run
+        if self.kernel_entries is None or r is None or r.requests <= 0:
+            return None
+        return self.kernel_entries / r.requests
+
+    def to_dict(self) -> dict[str, Any]:
+        def wrk(r: WrkResult | None) -> dict[str, Any] | None:
+            return r.to_dict() if r is not None else None
+
+        s = self.stats or {}
+        return {
+            "mode": self.mode,
+            "round": self.round,
+            "connections": self.connections,
+            "size": self.size,
+            "requests_per_sec": self.measured.requests_per_sec if self.measured else 0.0,
+            "transfer_per_sec": self.measured.transfer_per_sec if self.measured else 0.0,
+            "measured": wrk(self.measured),
+            "warmup": wrk(self.warmup),
+            "count_run": wrk(self.count_run),
+            "errors": self.wrk_errors,
+            "kernel_entries": self.kernel_entries,
+            "kernel_entries_per_request": self.entries_per_request,
+            "kernel_entries_reason": self.kernel_entries_reason,
+            "perf_pids": list(self.perf_pids),
+            "requests_total": self.requests_total,
+            "deferred_per_request": self.deferred_per_request,
+            "mean_batch_size": s.get("mean_batch_size") if s else None,
+            "executor": s.get("executor") if s else None,
+            "stats": self.stats,
+            "stats_error": self.stats_error,
+            "verified": self.verified,
+            "problems": self.problems,
+            "notes": self.notes,
+            "other_cpu": None if self.other_cpu is None else round(self.other_cpu, 3),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    pinning: Pinning
+    info: dict[str, Any]
+    records: list[RunRecord]
+    command: str = ""
+    interrupted: bool = False
+
+
+Progress = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def machine_info(cfg: BenchConfig) -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import pyesca
+
+    return {
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "pyesca": getattr(pyesca, "__version__", "?"),
+        "server_version": server_version(cfg.server),
+        "wrk_version": wrk_version(),
+    }
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+@dataclass
+class CpuSnapshot:
+    """What the machine and our own processes had used, in seconds, at one moment."""
+
+    when: float
+    busy: float  # all CPUs, busy time (not idle/iowait)
+    server: float  # the server's processes (all their threads)
+    children: float  # this process's waited-for children (wrk)
+
+    @classmethod
+    def take(cls, pids: Sequence[int]) -> CpuSnapshot | None:
+        tick = os.sysconf("SC_CLK_TCK")
+        try:
+            busy, _ = _cpu_times()
+            server = 0
+            for pid in pids:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                f = stat[stat.rfind(")") + 2 :].split()
+                server += int(f[11]) + int(f[12])  # utime, stime
+        except (OSError, ValueError, IndexError):
+            return None
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(time.monotonic(), busy / tick, server / tick, ru.ru_utime + ru.ru_stime)
+
+
+def other_cpu(a: CpuSnapshot | None, b: CpuSnapshot | None) -> float | None:
+    """CPUs (0.25 = a quarter of one) used by processes other than the server
+    and wrk between two snapshots: load that disturbs the measurement."""
+    if a is None or b is None or b.when <= a.when:
+        return None
+    other = (b.busy - a.busy) - (b.server - a.server) - (b.children - a.children)
+    return max(0.0, other / (b.when - a.when))
+
+
+def busy_percent(seconds: float = 1.0) -> float | None:
+    """How busy the machine's CPUs are (0-100) over `seconds`, before we start."""
+    try:
+        b0, t0 = _cpu_times()
+        time.sleep(seconds)
+        b1, t1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 100.0 * (b1 - b0) / (t1 - t0) if t1 > t0 else None
+
+
+def check_tools(cfg: BenchConfig) -> None:
+    if shutil.which(cfg.server) is None:
+        raise BenchError(f"{cfg.server} not installed (tools/deps.sh installs it)")
+    if shutil.which("wrk") is None:
+        raise BenchError("wrk not installed (tools/deps.sh installs it)")
+    if any(MODES[m].esca_args is not None for m in cfg.modes):
+        from pyesca.run import library_path
+
+        lib = library_path()
+        if not lib.is_file():
+            raise BenchError(f"libesca.so not found at {lib}: run 'make build'")
+
+
+def raise_fd_limit(connections: int) -> None:
+    """wrk and the server each need about one fd per connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4 * connections + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM to `esca bench` stops what it started, as Ctrl-C does."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def server_argv(
+    cfg: BenchConfig,
+    mode: Mode,
+    pin: Pinning,
+    docroot: Path,
+    port: int,
+    workdir: Path,
+    stats: Path,
+    connections: int,
+) -> list[str]:
+    make = SERVERS[cfg.server]
+    opts: dict[str, int] = {"max_connections": connections}
+    if cfg.server == "nginx":
+        opts["workers"] = cfg.nginx_workers
+    cmd = make(docroot, port, workdir, **opts)
+    if mode.esca_args is not None:
+        cmd = [*esca_command(), "run", *mode.esca_args, "--stats", str(stats), "--", *cmd]
+    return [*pin.prefix(), *cmd]
+
+
+def fetch_and_compare(port: int, name: str, sha256: str, timeout: float = 10.0) -> str:
+    """'' when GET /name returns 200 and the file's bytes, else what differed."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", f"/{name}")
+        resp = conn.getresponse()
+        body = resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return f"GET /{name}: {exc}"
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return f"GET /{name}: status {resp.status}"
+    if hashlib.sha256(body).hexdigest() != sha256:
+        return f"GET /{name}: {len(body)} bytes, not the file's"
+    return ""
+
+
+def one_run(
+    cfg: BenchConfig,
+    mode: Mode,
+    rnd: int,
+    connections: int,
+    size: int,
+    docroot: Docroot,
+    pin: Pinning,
+    workdir: Path,
+    perf_reason: str,
+) -> RunRecord:
+    rec = RunRecord(mode.name, rnd, connections, size)
+    name = file_name(size)
+    stats = workdir / "esca-stats.json"
+    t0 = time.monotonic()
+    try:
+        srv: Server = start_on_free_port(
+            cfg.server,
+            mode.name,
+            workdir,
+            lambda port: server_argv(
+                cfg, mode, pin, docroot.path, port, workdir, stats, connections
+            ),
+            stats if mode.esca_args is not None else None,
+        )
+    except ServerError as exc:
+        rec.problems.append(f"server did not start: {str(exc).splitlines()[0]}")
+        rec.seconds = time.monotonic() - t0
+        return rec
+    url = f"{srv.url}/{name}"
+
+    def wrk(seconds: int) -> WrkResult:
+        return run_wrk(
+            url,
+            threads=cfg.threads,
+            connections=connections,
+            seconds=seconds,
+            cpus=pin.client_cpus,
+        )
+
+    try:
+        try:
+            if cfg.warmup:
+                rec.warmup = wrk(cfg.warmup)
+            pids = srv.pids()
+            before = CpuSnapshot.take(pids)
+            rec.measured = wrk(cfg.duration)
+            rec.other_cpu = other_cpu(before, CpuSnapshot.take(pids))
+            if perf_reason:
+                rec.kernel_entries_reason = perf_reason
+            else:
+                rec.perf_pids = tuple(srv.pids())
+                rec.count_run, pc = perf.count_during(rec.perf_pids, lambda: wrk(cfg.perf_seconds))
+                rec.kernel_entries, rec.kernel_entries_reason = pc.count, pc.reason
+            why = fetch_and_compare(srv.port, name, docroot.sha256[name])
+            rec.verified = not why
+            if why:
+                rec.problems.append(why)
+        except WrkError as exc:
+            rec.problems.append(str(exc).splitlines()[0])
+    finally:
+        status = srv.stop()
+    problems = srv.problems(status)
+    if note := srv.benign_exit(status):
+        rec.notes.append(note)
+    rec.problems += problems
+    rec.requests_total = sum(
+        r.requests for r in (rec.warmup, rec.measured, rec.count_run) if r is not None
+    ) + (1 if rec.verified else 0)
+    if mode.esca_args is not None:
+        from pyesca import stats as esca_stats
+
+        try:
+            rec.stats = esca_stats.load(stats).total.to_dict()
+        except (OSError, esca_stats.StatsError) as exc:
+            rec.stats_error = str(exc)
+            rec.problems.append(f"no interposer counters: {exc}")
+    rec.seconds = time.monotonic() - t0
+    return rec
+
+
+def run(cfg: BenchConfig, progress: Progress = _stderr) -> BenchResult:
+    """Run the whole experiment.  Ctrl-C (or SIGTERM) stops it: the server of
+    the current run is stopped and the runs done so far are returned, with
+    `interrupted` set."""
+    cfg.check()
+    check_tools(cfg)
+    raise_fd_limit(max(cfg.connections))
+    pin = Pinning.choose()
+    info = machine_info(cfg)
+    perf_reason = ""
+    if cfg.perf_seconds:
+        perf_reason = perf.probe()
+    else:
+        perf_reason = "not counted (--perf-seconds 0)"
+    info["perf"] = perf_reason or f"perf stat -e {perf.EVENT} -p PID"
+    result = BenchResult(cfg, pin, info, [])
+    progress(
+        f"esca bench: {info['server_version']}, modes {', '.join(cfg.modes)};"
+        f" {cfg.runs} runs of ~{cfg.warmup + cfg.duration + cfg.perf_seconds} s,"
+        f" about {cfg.estimate_seconds() / 60:.1f} min"
+    )
+    progress(f"esca bench: pinning: {pin.note}")
+    busy = busy_percent()
+    info["busy_before_start_pct"] = None if busy is None else round(busy, 1)
+    if busy is not None and busy > 10:
+        progress(
+            f"esca bench: warning: the CPUs were {busy:.0f}% busy before the start;"
+            " other load makes the numbers noisy"
+        )
+    if perf_reason:
+        progress(f"esca bench: kernel entries: n/a: {perf_reason}")
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="esca-bench-") as tmp, _sigterm_as_interrupt():
+        root = Path(tmp)
+        files = {file_name(s): s for s in cfg.sizes}
+        docroot = make_docroot(root / "www", files)
+        try:
+            for ci, (conns, size) in enumerate(cfg.cases):
+                for rnd in range(1, cfg.rounds + 1):
+                    for m in cfg.modes:
+                        done += 1
+                        workdir = root / f"c{ci}-r{rnd}-{m}"
+                        rec = one_run(
+                            cfg, MODES[m], rnd, conns, size, docroot, pin, workdir, perf_reason
+                        )
+                        result.records.append(rec)
+                        progress(_progress_line(cfg, rec, done, conns, size))
+        except KeyboardInterrupt:  # what ran is reported; the caller exits 130
+            result.interrupted = True
+    return result
+
+
+def _progress_line(cfg: BenchConfig, rec: RunRecord, done: int, conns: int, size: int) -> str:
+    case = f" c{conns} {file_name(size)}" if len(cfg.cases) > 1 else ""
+    rps = rec.measured.requests_per_sec if rec.measured else 0.0
+    epr = rec.entries_per_request
+    bits = [f"{rps:,.0f} req/s"]
+    bits.append(f"{epr:.2f} entries/req" if epr is not None else "entries/req n/a")
+    bits.append(f"{rec.wrk_errors} errors")
+    if rec.other_cpu is not None and rec.other_cpu > 0.1:
+        bits.append(f"other load {rec.other_cpu:.2f} CPU")
+    if rec.problems:
+        bits.append("PROBLEM: " + "; ".join(rec.problems))
+    return (
+        f"[{done}/{cfg.runs}] round {rec.round}/{cfg.rounds}{case} {rec.mode:<8}"
+        f" ... {', '.join(bits)} ({rec.seconds:.1f} s)"
+    )

@@ -1,0 +1,361 @@
+"""Real servers for benchmarks and tests: docroot, generated configs, start/stop by pid.
+
+Everything binds 127.0.0.1 and lives in a directory the caller owns (a
+temporary one).  A server is a child of this process, started from a
+generated config in the foreground (`lighttpd -D`, nginx `daemon off`), and
+stopped by its pid: SIGTERM, then SIGKILL if it has not exited in time.
+`esca run` and `taskset` exec the command, so the pid started is the
+server's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Upper bounds that only catch hangs.
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+# Sizes with the file names the seed and the tests use; other sizes get f<size>.html.
+FILE_NAMES: dict[int, str] = {
+    100: "a100.html",
+    20 << 10: "a20.html",
+    1 << 20: "m1.bin",
+}
+
+_HTML_LINE = b"<p>pyesca says hello to the world.</p>\n"
+
+
+class ServerError(Exception):
+    """A server that would not start, or that crashed or hung at stop."""
+
+
+def file_name(size: int) -> str:
+    """The docroot name of a file of `size` bytes."""
+    return FILE_NAMES.get(size, f"f{size}.html")
+
+
+@dataclass(frozen=True)
+class Docroot:
+    path: Path
+    sha256: dict[str, str]
+    sizes: dict[str, int]
+
+
+def file_bytes(name: str, size: int) -> bytes:
+    """Deterministic text for .html, random bytes for anything else."""
+    if name.endswith(".html"):
+        return (_HTML_LINE * (size // len(_HTML_LINE) + 1))[:size]
+    return os.urandom(size)
+
+
+def make_docroot(path: Path, files: Mapping[str, int]) -> Docroot:
+    """Write `files` (name -> size) into `path`."""
+    path.mkdir(parents=True, exist_ok=True)
+    sha: dict[str, str] = {}
+    for name, size in files.items():
+        data = file_bytes(name, size)
+        (path / name).write_bytes(data)
+        sha[name] = hashlib.sha256(data).hexdigest()
+    return Docroot(path, sha, dict(files))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------- configs
+
+
+def lighttpd_conf(
+    docroot: Path, port: int, workdir: Path, *, max_connections: int = 1024
+) -> list[str]:
+    """The lighttpd config file and its command line (foreground, one process)."""
+    conf = workdir / "lighttpd.conf"
+    conns = max(1024, max_connections)
+    conf.write_text(
+        f"""\
+server.bind = "127.0.0.1"
+server.port = {port}
+server.document-root = "{docroot}"
+server.errorlog = "{workdir / "lighttpd-error.log"}"
+server.max-keep-alive-requests = 100000
+server.max-keep-alive-idle = 60
+server.max-connections = {conns}
+server.max-fds = {max(4096, 4 * conns)}
+server.modules = ()
+index-file.names = ("index.html")
+mimetype.assign = (
+  ".html" => "text/html",
+  ".bin" => "application/octet-stream",
+)
+"""
+    )
+    return ["lighttpd", "-D", "-f", str(conf)]
+
+
+def nginx_conf(
+    docroot: Path,
+    port: int,
+    workdir: Path,
+    *,
+    workers: int = 2,
+    max_connections: int = 1024,
+) -> list[str]:
+    """The nginx config (master + `workers` workers, foreground) and its command line.
+
+    As root the workers run as root too (`user root root;`): nginx's default
+    user (www-data) could not write esca's stats files into a root-owned
+    temporary directory."""
+    prefix = workdir / "nginx"
+    prefix.mkdir(exist_ok=True)
+    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / d).mkdir(exist_ok=True)
+    user = "user root root;" if os.geteuid() == 0 else ""
+    conns = max(1024, 2 * max_connections + 64)
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        f"""\
+daemon off;
+master_process on;
+worker_processes {workers};
+worker_rlimit_nofile {2 * conns};
+{user}
+pid {prefix / "nginx.pid"};
+error_log {workdir / "nginx-error.log"} notice;
+events {{ worker_connections {conns}; }}
+http {{
+    types {{
+        text/html html;
+        application/octet-stream bin;
+    }}
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    keepalive_timeout 60;
+    client_body_temp_path {prefix / "client_body"};
+    proxy_temp_path {prefix / "proxy"};
+    fastcgi_temp_path {prefix / "fastcgi"};
+    uwsgi_temp_path {prefix / "uwsgi"};
+    scgi_temp_path {prefix / "scgi"};
+    server {{
+        listen 127.0.0.1:{port};
+        root {docroot};
+    }}
+}}
+"""
+    )
+    return ["nginx", "-p", str(prefix), "-e", str(workdir / "nginx-error.log"), "-c", str(conf)]
+
+
+# kind -> config generator: (docroot, port, workdir, **options) -> argv
+SERVERS: dict[str, Callable[..., list[str]]] = {
+    "lighttpd": lighttpd_conf,
+    "nginx": nginx_conf,
+}
+
+
+def server_version(kind: str) -> str:
+    """`lighttpd/1.4.69`, `nginx/1.22.1`, or the reason there is none."""
+    exe = shutil.which(kind)
+    if exe is None:
+        return f"{kind} not installed"
+    try:
+        p = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{kind}: {exc}"
+    m = re.search(rf"{kind}/[\w.~+-]+", p.stdout + p.stderr)
+    return m.group(0) if m else f"{kind} (version unknown)"
+
+
+def esca_command() -> list[str]:
+    """How to run `esca` with this Python's pyesca."""
+    exe = Path(sys.executable).parent / "esca"
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-m", "pyesca.cli"]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids whose parent is `pid` (nginx's workers), from /proc."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may hold spaces and parentheses
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            out.append(int(d.name))
+    return sorted(out)
+
+
+@dataclass
+class Server:
+    kind: str
+    mode: str
+    port: int
+    workdir: Path
+    argv: list[str]
+    stats: Path | None
+    proc: subprocess.Popen[bytes] | None = None
+    stderr_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stderr_path = self.workdir / f"{self.kind}-{self.mode}.stderr"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "server not started"
+        return self.proc.pid
+
+    def pids(self) -> list[int]:
+        """The server's pid and its children's (nginx's workers)."""
+        return [self.pid, *child_pids(self.pid)]
+
+    def start(self) -> None:
+        """Start and wait until the port accepts; ServerError otherwise."""
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                cwd=self.workdir,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise ServerError(
+                    f"{self.kind} ({self.mode}) exited with {self.proc.returncode} at start"
+                    f"\n{self.logs()}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ServerError(
+                        f"{self.kind} ({self.mode}) not accepting on port {self.port}"
+                        f"\n{self.logs()}"
+                    ) from None
+                time.sleep(0.02)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT; the exit status (None: killed)."""
+        p = self.proc
+        if p is None:
+            return None
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                return None
+            except KeyboardInterrupt:  # a second Ctrl-C: do not leave it running
+                p.kill()
+                p.wait()
+                raise
+        return p.returncode
+
+    def logs(self) -> str:
+        out = []
+        for f in (self.stderr_path, *sorted(self.workdir.glob("*-error.log"))):
+            if f.exists():
+                text = f.read_text(errors="replace").strip()
+                out.append(f"--- {f.name}:\n{text or '(empty)'}")
+        return "\n".join(out)
+
+    def benign_exit(self, status: int | None) -> str:
+        """Why a nonzero exit status is no sign of trouble, or ''.
+
+        lighttpd 1.4.69 now and then exits 1 after a normal SIGTERM stop (it
+        logs "server stopped by UID = ... PID = ..." first); seen without
+        pyesca as often as with it, mostly with large responses in flight."""
+        if status != 1 or self.kind != "lighttpd":
+            return ""
+        log = self.workdir / "lighttpd-error.log"
+        try:
+            stopped = "server stopped by" in log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return (
+            "lighttpd exited 1 after a normal stop (it logged 'server stopped by')"
+            if stopped
+            else ""
+        )
+
+    def problems(self, status: int | None) -> list[str]:
+        """What says the server crashed or misbehaved, after stop()."""
+        found = []
+        if status is None:
+            found.append(f"did not exit within {STOP_TIMEOUT}s of SIGTERM")
+        elif status not in (0, -signal.SIGTERM) and not self.benign_exit(status):
+            found.append(f"exit status {status}")
+        for f in (self.stderr_path, *self.workdir.glob("*-error.log")):
+            if not f.exists():
+                continue
+            for line in f.read_text(errors="replace").splitlines():
+                if re.search(
+                    r"exited on signal|AddressSanitizer|runtime error|Segmentation|Traceback",
+                    line,
+                ):
+                    found.append(f"{f.name}: {line.strip()}")
+        return found
+
+    def check_stopped(self) -> None:
+        """Stop (if running); ServerError if the server crashed or hung."""
+        status = self.stop()
+        problems = self.problems(status)
+        if problems:
+            raise ServerError("\n".join(problems) + "\n" + self.logs())
+
+
+def start_on_free_port(
+    kind: str,
+    mode: str,
+    workdir: Path,
+    argv_for_port: Callable[[int], list[str]],
+    stats: Path | None = None,
+    tries: int = 3,
+) -> Server:
+    """A started server on a free port (retried: the port may be taken
+    between the pick and the server's bind)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    last = ""
+    for _ in range(tries):
+        port = free_port()
+        srv = Server(kind, mode, port, workdir, argv_for_port(port), stats)
+        try:
+            srv.start()
+            return srv
+        except ServerError as exc:
+            if "Address already in use" not in str(exc):
+                raise
+            last = str(exc)
+    raise ServerError(f"no free port after {tries} tries\n{last}")
