@@ -545,6 +545,8 @@ int fd_detect(int fd, struct fdinfo *fi)
 	} else {
 		fi->kind = FK_OTHER;
 	}
+	if (fi->kind == FK_FILE)
+		return 0;	/* O_NONBLOCK means nothing to a regular file */
 	fl = syscall(SYS_fcntl, fd, F_GETFL);
 	if (fl >= 0 && (fl & O_NONBLOCK))
 		fi->flags |= FI_NONBLOCK;
