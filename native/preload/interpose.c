@@ -485,6 +485,11 @@ static int64_t remaining_ms(uint64_t deadline)
 	return (int64_t)((deadline - now + 999999) / 1000000);
 }
 
+/* Set once any thread put its progress fd in an epoll set: from then on
+ * every epoll wait filters our events out, armed or not (a late wake-up of a
+ * progress fd must never reach the program: its data is no pointer). */
+static int epoll_magic_used;
+
 /* epoll_wait and friends: flush, wait; entries parked in flight wake the
  * wait through the progress fd, which the program never sees. */
 static int epoll_common(int epfd, struct epoll_event *evs, int max,
@@ -493,11 +498,18 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 {
 	struct tstate *ts = tls_ts;
 	uint64_t deadline = 0;
-	int pfd = before_wait(ts), n;
+	int pfd = before_wait(ts), n, filter;
+	struct timespec left;
 
 	if (pfd >= 0 && !epoll_has_ours(ts, epfd, pfd))
 		pfd = -1;
-	if (pfd >= 0 && timeout > 0)
+	if (pfd >= 0)
+		__atomic_store_n(&epoll_magic_used, 1, __ATOMIC_RELAXED);
+	filter = __atomic_load_n(&epoll_magic_used, __ATOMIC_RELAXED);
+	if (kind == 2 && ts2)
+		deadline = now_ns() + (uint64_t)ts2->tv_sec * 1000000000ull +
+			   (uint64_t)ts2->tv_nsec;
+	else if (timeout > 0)
 		deadline = now_ns() + (uint64_t)timeout * 1000000ull;
 	for (;;) {
 		int m = 0, hit = 0;
@@ -512,30 +524,38 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 			n = real.epoll_pwait(epfd, evs, max, timeout, mask);
 		else
 			n = real.epoll_pwait2(epfd, evs, max, ts2, mask);
-		if (ts)
+		if (pfd >= 0) {
 			ts->in_wait = 0;
-		if (pfd < 0 || n <= 0) {
-			if (pfd >= 0)
-				esca_table_progress_arm(ts->table, 0);
-			return n;
+			esca_table_progress_arm(ts->table, 0);
 		}
-		esca_table_progress_arm(ts->table, 0);
+		if (!filter || n <= 0)
+			return n;
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u64 == EPOLL_MAGIC)
 				hit = 1;
 			else
 				evs[m++] = evs[i];
 		}
-		if (hit)
+		if (!hit)
+			return n;
+		if (ts && !ts->guard && ts->table)
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
-		if (m > 0 || timeout == 0 || kind == 2)
+		if (m > 0 || timeout == 0 || (kind == 2 && ts2 && !deadline))
 			return m;
-		if (!esca_table_inflight(ts->table))
+		if (pfd >= 0 && !esca_table_inflight(ts->table))
 			pfd = -1;
-		if (timeout > 0) {
-			timeout = (int)remaining_ms(deadline);
-			if (timeout == 0)
+		if (deadline) {
+			uint64_t now = now_ns();
+
+			if (now >= deadline)
 				return 0;
+			if (kind == 2) {
+				left.tv_sec = (time_t)((deadline - now) / 1000000000ull);
+				left.tv_nsec = (long)((deadline - now) % 1000000000ull);
+				ts2 = &left;
+			} else {
+				timeout = (int)remaining_ms(deadline);
+			}
 		}
 	}
 }

@@ -41,6 +41,8 @@ pings = 0
 fast_a.send(b"ping")
 while sent < len(view) or pings < 50:
     for fd, ev in ep.poll(1.0):
+        # the library's own wake-ups must never reach the program
+        assert fd in (slow_a.fileno(), fast_b.fileno()), f"unknown fd {fd} from epoll"
         if fd == slow_a.fileno() and sent < len(view):
             try:
                 sent += slow_a.send(view[sent : sent + 65536])
