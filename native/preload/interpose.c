@@ -125,6 +125,16 @@ static inline struct fdinfo *begin(struct tstate *ts, int sc, int fd, int *err)
 	return fi;
 }
 
+/* After begin() said no: -1 with the fd's pending error, or PASSED. */
+static inline ssize_t refused(int err)
+{
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return PASSED;
+}
+
 static inline int selected(struct tstate *ts, int sc)
 {
 	return (cfg.selected & (1u << sc)) && (cfg.implicit || ts->segment);
@@ -142,13 +152,8 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 	if (unlikely(!ts))
 		return PASSED;
 	fi = begin(ts, sc, fd, &err);
-	if (!fi) {
-		if (err) {
-			errno = err;
-			return -1;
-		}
-		return PASSED;
-	}
+	if (!fi)
+		return refused(err);
 	if (!selected(ts, sc))
 		return pass(ts, sc, fd, PASS_NOT_SELECTED);
 	kind = deferrable_kind(fi, fd);
@@ -253,13 +258,8 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 	if (unlikely(!ts))
 		return PASSED;
 	fi = begin(ts, SC_SENDFILE, out, &err);
-	if (!fi) {
-		if (err) {
-			errno = err;
-			return -1;
-		}
-		return PASSED;
-	}
+	if (!fi)
+		return refused(err);
 	if (!selected(ts, SC_SENDFILE))
 		return pass(ts, SC_SENDFILE, out, PASS_NOT_SELECTED);
 	fin = fdi(in);
@@ -311,13 +311,8 @@ EXPORT int shutdown(int fd, int how)
 	if (unlikely(!ts))
 		return real.shutdown(fd, how);
 	fi = begin(ts, SC_SHUTDOWN, fd, &err);
-	if (!fi) {
-		if (err) {
-			errno = err;
-			return -1;
-		}
-		return real.shutdown(fd, how);
-	}
+	if (!fi)
+		return refused(err) == -1 ? -1 : real.shutdown(fd, how);
 	if (!selected(ts, SC_SHUTDOWN)) {
 		pass(ts, SC_SHUTDOWN, fd, PASS_NOT_SELECTED);
 	} else if (deferrable_kind(fi, fd) != FK_STREAM) {
@@ -346,13 +341,9 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 	if (unlikely(!ts))
 		return real.setsockopt(fd, level, name, val, len);
 	fi = begin(ts, SC_SETSOCKOPT, fd, &err);
-	if (!fi) {
-		if (err) {
-			errno = err;
-			return -1;
-		}
-		return real.setsockopt(fd, level, name, val, len);
-	}
+	if (!fi)
+		return refused(err) == -1 ? -1 :
+		       real.setsockopt(fd, level, name, val, len);
 	if (!selected(ts, SC_SETSOCKOPT)) {
 		pass(ts, SC_SETSOCKOPT, fd, PASS_NOT_SELECTED);
 	} else if (deferrable_kind(fi, fd) != FK_STREAM ||
