@@ -102,6 +102,19 @@ def test_cli_text(stats_path: Path) -> None:
     assert "io_uring_setup: EPERM" in out
 
 
+def test_cli_per_request(stats_path: Path) -> None:
+    """--requests N: deferred calls per request, per syscall and in total."""
+    p = subprocess.run(
+        [*ESCA, "stats", "--requests", "4", str(stats_path)], capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr
+    # writev: 9 deferred in the root process over 4 requests
+    assert any(
+        line.split()[:4] == ["writev", "10", "9", "2.25"] for line in p.stdout.splitlines()
+    ), p.stdout
+    assert "per request      3.00 calls deferred" in p.stdout
+
+
 def test_cli_json(stats_path: Path) -> None:
     p = subprocess.run(
         [*ESCA, "stats", "--json", str(stats_path)], capture_output=True, text=True

@@ -76,7 +76,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print(stats.format_text(report))
+        print(stats.format_text(report, args.requests))
     return 0
 
 
@@ -247,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument("path", metavar="PATH")
     st.add_argument("--json", action="store_true", help="print the report as JSON")
+    st.add_argument(
+        "--requests",
+        type=int,
+        default=0,
+        metavar="N",
+        help="requests served while the counters ran (wrk's count): adds per-request columns",
+    )
     st.set_defaults(func=_cmd_stats)
 
     from pyesca.bench.runner import DEFAULT_MODES, MODES

@@ -264,15 +264,22 @@ def _passed_text(c: SyscallStats) -> str:
     return ", ".join(parts) if parts else "-"
 
 
-def format_process(s: ProcessStats, title: str) -> str:
+def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
+    """The table of one process; with `requests` (served while the counters ran,
+    e.g. wrk's count) a column of deferred calls per request too."""
     lines = [title]
-    head = f"  {'syscall':<11}{'seen':>10}{'deferred':>10}{'passed':>10}{'errors':>8}  passed by"
+    per = f"{'per req':>9}" if requests else ""
+    head = (
+        f"  {'syscall':<11}{'seen':>10}{'deferred':>10}{per}{'passed':>10}{'errors':>8}"
+        "  passed by"
+    )
     lines.append(head)
     for n, c in s.syscalls.items():
         if not (c.seen or c.deferred or c.passed_total or c.errors_surfaced):
             continue
+        col = f"{c.deferred / requests:>9.2f}" if requests else ""
         lines.append(
-            f"  {n:<11}{c.seen:>10}{c.deferred:>10}{c.passed_total:>10}"
+            f"  {n:<11}{c.seen:>10}{c.deferred:>10}{col}{c.passed_total:>10}"
             f"{c.errors_surfaced:>8}  {_passed_text(c)}"
         )
     if len(lines) == 2:
@@ -282,6 +289,11 @@ def format_process(s: ProcessStats, title: str) -> str:
         f"  flushes          {s.flushes_total} ({fl}); {s.flushes_with_entries} with entries"
     )
     lines.append(f"  mean batch size  {s.mean_batch_size:.2f}")
+    if requests:
+        lines.append(
+            f"  per request      {s.deferred / requests:.2f} calls deferred,"
+            f" {s.kernel_entries / requests:.2f} kernel entries by the executor"
+        )
     lines.append(
         f"  kernel entries   {s.kernel_entries} made, {s.kernel_entries_saved} saved"
         f" ({s.deferred} calls deferred, {s.bytes_deferred} bytes)"
@@ -298,18 +310,22 @@ def format_process(s: ProcessStats, title: str) -> str:
     return "\n".join(lines)
 
 
-def format_text(r: StatsReport) -> str:
+def format_text(r: StatsReport, requests: int = 0) -> str:
     blocks = []
     for p in r.processes:
         who = f"pid {p.pid}" if p.pid is not None else p.path
         blocks.append(
-            format_process(p, f"process {who} (executor {p.executor or '?'}, {p.path})")
+            format_process(
+                p, f"process {who} (executor {p.executor or '?'}, {p.path})", requests
+            )
         )
     if len(r.processes) > 1:
         t = r.total
         blocks.append(
             format_process(
-                t, f"total of {len(r.processes)} processes (executor {t.executor or '?'})"
+                t,
+                f"total of {len(r.processes)} processes (executor {t.executor or '?'})",
+                requests,
             )
         )
     return "\n\n".join(blocks)
