@@ -143,6 +143,24 @@ int esca_fd_pending(const struct esca_table *t, int fd)
 	return t->fds[fd].pending > 0;
 }
 
+int esca_amend_last(struct esca_table *t, int fd, int flags)
+{
+	for (uint32_t i = t->tail, n = 0; i != t->head && n < 64; n++) {
+		struct esca_entry *e = esca__ent(t, --i);
+
+		if (e->state != ESCA_S_QUEUED)
+			return -ESRCH;
+		if (e->fd != fd && !(e->op == ESCA_OP_SENDFILE && e->fd2 == fd))
+			continue;
+		if (e->fd != fd || !(esca__is_data(e->op) ||
+				     e->op == ESCA_OP_SENDFILE))
+			return -ESRCH;
+		e->flags &= ~flags;
+		return 0;
+	}
+	return -ESRCH;
+}
+
 const struct esca_stats *esca_table_stats(const struct esca_table *t)
 {
 	return &t->st;

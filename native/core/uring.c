@@ -431,12 +431,13 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 			tag(first, e, STAGE_READ);
 			first->flags |= IOSQE_IO_LINK;
 			sqe = io_uring_get_sqe(ring);
-			io_uring_prep_send(sqe, e->fd, buf, want, MSG_WAITALL);
+			io_uring_prep_send(sqe, e->fd, buf, want,
+					   e->flags | MSG_WAITALL);
 		} else {
 			sqe = io_uring_get_sqe(ring);
 			io_uring_prep_send(sqe, e->fd, buf + e->staged_sent,
 					   e->staged - e->staged_sent,
-					   MSG_WAITALL);
+					   e->flags | MSG_WAITALL);
 		}
 		tag(sqe, e, STAGE_MAIN);
 		return sqe;

@@ -150,6 +150,12 @@ ESCA_API unsigned esca_table_pending(const struct esca_table *t);
 ESCA_API int esca_fd_pending(const struct esca_table *t, int fd);
 ESCA_API const struct esca_stats *esca_table_stats(const struct esca_table *t);
 
+/* Clear the `flags` bits (MSG_MORE) of the newest entry of fd when it is a
+ * data op or a sendfile still waiting to be handed to the kernel and no
+ * newer entry touches fd.  0, or -ESRCH (nothing changed).  Looks at the
+ * newest 64 entries at most. */
+ESCA_API int esca_amend_last(struct esca_table *t, int fd, int flags);
+
 /* Validate and queue one op.  Returns the result the op will have on full
  * success (bytes asked; 0 for shutdown, close, setsockopt, fsync; count for
  * sendfile) or:

@@ -84,11 +84,29 @@ static int64_t queue(struct tstate *ts, struct sc_stats *s,
 	return PASSED;
 }
 
+/* Lever "compose": a socket corked by the program while its cork lives
+ * only in our queued MSG_MORE flags gets the real cork before a call of its
+ * goes to the kernel, so the kernel holds the bytes as the program asked. */
+static void cork_for_real(struct tstate *ts, int fd)
+{
+	struct fdinfo *fi = fdi(fd);
+	int one = 1;
+
+	if (likely(!fi || !(fi->flags & FI_CORK_VIRT)))
+		return;
+	fi->flags &= (uint8_t)~FI_CORK_VIRT;
+	ts->guard++;
+	if (real.setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) < 0)
+		fi->flags &= (uint8_t)~FI_CORK_KNOWN;
+	ts->guard--;
+}
+
 /* Pass through on fd: after its pending entries. */
 static inline ssize_t pass(struct tstate *ts, int sc, int fd, int reason)
 {
 	ts->sc[sc].passed[reason]++;
 	lib_sync_fd(ts, fd);
+	cork_for_real(ts, fd);
 	return PASSED;
 }
 
@@ -176,8 +194,17 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 				.order = fi->key1 };
 	if (kind != FK_STREAM)
 		a.flags |= ESCA_F_NOTSOCK;
+	if (fi->flags & FI_CORK_VIRT) {
+		/* corked: the kernel holds it as MSG_MORE (a send's flag) */
+		a.flags |= MSG_MORE;
+		if (op == ESCA_OP_WRITE)
+			a.op = ESCA_OP_SEND;
+		else if (op == ESCA_OP_WRITEV)
+			a.op = ESCA_OP_SENDMSG;
+	}
 	if (queue(ts, &ts->sc[sc], &a, total) == PASSED) {
 		lib_sync_fd(ts, fd);
+		cork_for_real(ts, fd);
 		return PASSED;
 	}
 	return (ssize_t)total;
@@ -274,9 +301,11 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 		return pass(ts, SC_SENDFILE, out, PASS_SIZE);
 	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = out, .fd2 = in,
 				.offset = *off, .count = count,
+				.flags = fi->flags & FI_CORK_VIRT ? MSG_MORE : 0,
 				.order = fi->key1 };
 	if (queue(ts, &ts->sc[SC_SENDFILE], &a, count) == PASSED) {
 		lib_sync_fd(ts, out);
+		cork_for_real(ts, out);
 		return PASSED;
 	}
 	*off += (off_t)count;
@@ -317,7 +346,9 @@ EXPORT int shutdown(int fd, int how)
 		pass(ts, SC_SHUTDOWN, fd, PASS_NOT_SELECTED);
 	} else if (deferrable_kind(fi, fd) != FK_STREAM) {
 		pass(ts, SC_SHUTDOWN, fd, PASS_FD);
-	} else if (how < SHUT_RD || how > SHUT_RDWR) {
+	} else if (how != SHUT_WR) {
+		/* SHUT_RD/SHUT_RDWR change what reads return, and reads do not
+		 * wait for a socket's pending entries; bad values: EINVAL */
 		pass(ts, SC_SHUTDOWN, fd, PASS_ARGS);
 	} else {
 		a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = fd,
@@ -329,6 +360,33 @@ EXPORT int shutdown(int fd, int how)
 	return real.shutdown(fd, how);
 }
 
+/* Lever "compose": TCP_CORK on, data, TCP_CORK off on a socket whose cork
+ * we know to be off becomes the same data sent with MSG_MORE on all but the
+ * last send; neither setsockopt reaches the kernel.  What the program can
+ * observe stays true: getsockopt(TCP_CORK) answers from the same state, and
+ * any call of the socket that goes to the kernel meanwhile first gets the
+ * real cork (cork_for_real).  1: the call was composed away. */
+static int cork_compose(struct tstate *ts, struct fdinfo *fi, int fd, int on)
+{
+	if (!(cfg.levers & LV_COMPOSE) || !(fi->flags & FI_CORK_KNOWN))
+		return 0;
+	if (on && !(fi->flags & FI_CORKED)) {
+		fi->flags |= FI_CORKED | FI_CORK_VIRT;
+		ts->composed++;
+		return 1;
+	}
+	if (!on && (fi->flags & FI_CORK_VIRT)) {
+		fi->flags &= (uint8_t)~(FI_CORKED | FI_CORK_VIRT);
+		/* the last send pushes; if it is gone to the kernel already,
+		 * the real TCP_CORK off (queued below) pushes what it left */
+		if (esca_amend_last(ts->table, fd, MSG_MORE) == 0) {
+			ts->composed++;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 EXPORT int setsockopt(int fd, int level, int name, const void *val,
 		      socklen_t len)
 {
@@ -336,14 +394,20 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 	struct fdinfo *fi;
 	struct esca_args a;
 	struct iovec v = { (void *)val, len };
-	int err;
+	int err, r;
 
+	if (level == SOL_SOCKET && name == SO_RCVLOWAT && (fi = fdi(fd)))
+		fi->flags |= FI_NOANSWER;	/* a short read proves nothing */
 	if (unlikely(!ts))
 		return real.setsockopt(fd, level, name, val, len);
 	fi = begin(ts, SC_SETSOCKOPT, fd, &err);
-	if (!fi)
+	if (!fi) {
+		if (level == IPPROTO_TCP && name == TCP_CORK && (fi = fdi(fd)))
+			fi->flags &= (uint8_t)~(FI_CORK_KNOWN | FI_CORKED |
+						FI_CORK_VIRT);
 		return refused(err) == -1 ? -1 :
 		       real.setsockopt(fd, level, name, val, len);
+	}
 	if (!selected(ts, SC_SETSOCKOPT)) {
 		pass(ts, SC_SETSOCKOPT, fd, PASS_NOT_SELECTED);
 	} else if (deferrable_kind(fi, fd) != FK_STREAM ||
@@ -352,15 +416,34 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 	} else if (level != IPPROTO_TCP || !val || len != sizeof(int) ||
 		   (name != TCP_CORK && name != TCP_NODELAY)) {
 		pass(ts, SC_SETSOCKOPT, fd, PASS_ARGS);	/* unknown: real */
+	} else if (name == TCP_CORK &&
+		   cork_compose(ts, fi, fd, *(const int *)val != 0)) {
+		ts->sc[SC_SETSOCKOPT].deferred++;
+		return 0;
 	} else {
 		a = (struct esca_args){ .op = ESCA_OP_SETSOCKOPT, .fd = fd,
 					.flags = level, .optname = name,
 					.iov = &v, .iovcnt = 1, .order = fi->key1 };
+		if (name == TCP_CORK) {
+			fi->flags &= (uint8_t)~FI_CORKED;
+			if (*(const int *)val)
+				fi->flags |= FI_CORKED;
+		}
 		if (queue(ts, &ts->sc[SC_SETSOCKOPT], &a, 0) != PASSED)
 			return 0;
 		lib_sync_fd(ts, fd);
+		cork_for_real(ts, fd);
 	}
-	return real.setsockopt(fd, level, name, val, len);
+	r = real.setsockopt(fd, level, name, val, len);
+	if (level == IPPROTO_TCP && name == TCP_CORK && (fi = fdi(fd))) {
+		/* the kernel's cork is the program's now, if it took it */
+		fi->flags &= (uint8_t)~(FI_CORKED | FI_CORK_VIRT);
+		if (r < 0 || !val || len < sizeof(int))
+			fi->flags &= (uint8_t)~FI_CORK_KNOWN;
+		else if (*(const int *)val)
+			fi->flags |= FI_CORKED;
+	}
+	return r;
 }
 
 /* After a close or a dup2 onto it, an fd number means something new. */
@@ -370,6 +453,7 @@ static inline void fd_forget(struct fdinfo *fi)
 	fi->kind = FK_UNKNOWN;
 	fi->flags = 0;
 	fi->key1 = 0;
+	fi->drained = 0;
 	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 
@@ -419,7 +503,10 @@ static int before_wait(struct tstate *ts)
 {
 	int pfd;
 
-	if (!ts || ts->guard || !ts->table)
+	if (!ts || ts->guard)
+		return -1;
+	ts->wait_token++;	/* what reads found out is old news after it */
+	if (!ts->table)
 		return -1;
 	ts->segment = 0;
 	if (esca_table_pending(ts->table))
@@ -793,12 +880,75 @@ static inline void pre_fd(int fd)
 	lib_sync_fd(ts, fd);
 }
 
+/* ---- lever "reads": a read whose answer is known ------------------------
+ *
+ * A server answers a request and reads its socket again before its next
+ * wait: when its previous read found the socket empty (EAGAIN, or fewer
+ * bytes than asked: TCP and unix stream reads stop only at an empty queue)
+ * and this thread has not waited since, the kernel says EAGAIN unless bytes
+ * arrived in between - and then the answer EAGAIN is the one the kernel
+ * would have given a moment earlier.  Nothing is lost: the socket is in one
+ * of the program's epoll sets, whose next wait reports it (level-triggered:
+ * it is readable; edge-triggered or one-shot: the arrival, or the re-arm,
+ * happened after the wait that reported it last).  Each such answer is given
+ * once; the read after it goes to the kernel, so a program that never waits
+ * cannot spin on us. */
+static inline struct fdinfo *read_begin(int fd, int flags)
+{
+	struct tstate *ts = tls_ts;
+	struct fdinfo *fi;
+
+	if (!(cfg.levers & LV_READS) || !ts || ts->guard ||
+	    (flags & ~MSG_DONTWAIT))
+		return NULL;
+	fi = fdi(fd);
+	if (!fi || fi->kind != FK_STREAM ||
+	    (fi->flags & (FI_EPOLLIN | FI_NOANSWER | FI_FAILED)) != FI_EPOLLIN ||
+	    !((fi->flags & FI_NONBLOCK) || (flags & MSG_DONTWAIT)))
+		return NULL;
+	ts->reads_seen++;
+	return fi;
+}
+
+/* 1: answer EAGAIN without the kernel */
+static inline int read_known_empty(struct fdinfo *fi, size_t n)
+{
+	struct tstate *ts = tls_ts;
+
+	if (fi->drained != ts->wait_token)
+		return 0;
+	fi->drained = 0;
+	if (!n)
+		return 0;
+	ts->reads_answered++;
+	errno = EAGAIN;
+	return 1;
+}
+
+static inline void read_end(struct fdinfo *fi, size_t n, ssize_t r)
+{
+	if (r < 0 ? errno == EAGAIN : (r > 0 && (size_t)r < n))
+		fi->drained = tls_ts->wait_token;
+	else
+		fi->drained = 0;
+}
+
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
+	struct fdinfo *fi;
+	ssize_t r;
+
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	pre_read(fd);
-	return real.read(fd, buf, n);
+	fi = read_begin(fd, 0);
+	if (!fi)
+		return real.read(fd, buf, n);
+	if (read_known_empty(fi, n))
+		return -1;
+	r = real.read(fd, buf, n);
+	read_end(fi, n, r);
+	return r;
 }
 EXPORT ssize_t __read(int fd, void *buf, size_t n)
 	__attribute__((alias("read")));
@@ -812,18 +962,45 @@ EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t len)
 
 EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
+	struct fdinfo *fi;
+	size_t total = 0;
+	ssize_t r;
+
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	pre_read(fd);
-	return real.readv(fd, iov, n);
+	fi = n > 0 && n <= IOV_MAX && iov ? read_begin(fd, 0) : NULL;
+	for (int i = 0; fi && i < n; i++) {
+		if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
+			fi = NULL;
+		else
+			total += iov[i].iov_len;
+	}
+	if (!fi)
+		return real.readv(fd, iov, n);
+	if (read_known_empty(fi, total))
+		return -1;
+	r = real.readv(fd, iov, n);
+	read_end(fi, total, r);
+	return r;
 }
 
 EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
+	struct fdinfo *fi;
+	ssize_t r;
+
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	pre_read(fd);
-	return real.recv(fd, buf, n, flags);
+	fi = read_begin(fd, flags);
+	if (!fi)
+		return real.recv(fd, buf, n, flags);
+	if (read_known_empty(fi, n))
+		return -1;
+	r = real.recv(fd, buf, n, flags);
+	read_end(fi, n, r);
+	return r;
 }
 
 EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t len, int flags)
@@ -836,10 +1013,20 @@ EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t len, int flags)
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
 			struct sockaddr *from, socklen_t *fromlen)
 {
+	struct fdinfo *fi;
+	ssize_t r;
+
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	pre_read(fd);
-	return real.recvfrom(fd, buf, n, flags, from, fromlen);
+	fi = read_begin(fd, flags);
+	if (!fi)
+		return real.recvfrom(fd, buf, n, flags, from, fromlen);
+	if (read_known_empty(fi, n))
+		return -1;
+	r = real.recvfrom(fd, buf, n, flags, from, fromlen);
+	read_end(fi, n, r);
+	return r;
 }
 
 EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t len,
@@ -857,6 +1044,24 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 		esca_lib_init();
 	pre_read(fd);
 	return real.recvmsg(fd, m, flags);
+}
+
+/* The program's epoll registrations: a socket in a set for reading is one
+ * whose reads the "reads" lever may answer. */
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	long r = syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+	struct fdinfo *fi = fdi(fd);
+
+	if (r < 0 || !fi)
+		return (int)r;
+	if (fi->kind == FK_UNKNOWN && op != EPOLL_CTL_DEL)
+		fd_detect(fd, fi);
+	if (op != EPOLL_CTL_DEL && ev && (ev->events & EPOLLIN))
+		fi->flags |= FI_EPOLLIN;
+	else if (op == EPOLL_CTL_DEL || op == EPOLL_CTL_MOD)
+		fi->flags &= (uint8_t)~FI_EPOLLIN;
+	return (int)r;
 }
 
 EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
@@ -898,6 +1103,10 @@ static void after_accept(int lfd, int fd, int flags)
 		fi->kind = FK_STREAM;
 		fi->flags = (li->flags & FI_TCP) |
 			    ((flags & SOCK_NONBLOCK) ? FI_NONBLOCK : 0);
+		/* a new connection's cork is off (unless it came corked
+		 * from a listener corked by the program) */
+		if ((li->flags & FI_TCP) && !(li->flags & FI_CORKED))
+			fi->flags |= FI_CORK_KNOWN;
 	}
 }
 
@@ -1026,6 +1235,16 @@ EXPORT int fstat(int fd, struct stat *st)
 
 EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
+	struct fdinfo *fi = fdi(fd);
+
+	if (level == IPPROTO_TCP && name == TCP_CORK && fi && val && len &&
+	    *len >= (socklen_t)sizeof(int) && (fi->flags & FI_CORK_KNOWN)) {
+		/* what the program set, in order: while composed, the
+		 * kernel's cork is off and the program's is on */
+		*(int *)val = !!(fi->flags & FI_CORKED);
+		*len = sizeof(int);
+		return 0;
+	}
 	pre_fd(fd);	/* TCP_CORK and friends: what was set, in order */
 	return (int)syscall(SYS_getsockopt, fd, level, name, val, len);
 }
@@ -1111,6 +1330,8 @@ static inline void before_block(void)
 {
 	struct tstate *ts = tls_ts;
 
+	if (ts && !ts->guard)
+		ts->wait_token++;
 	if (ts && !ts->guard && ts->table && esca_table_pending(ts->table))
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
 }

@@ -50,6 +50,17 @@ enum fd_kind {
 #define FI_NONBLOCK	0x01
 #define FI_TCP		0x02	/* AF_INET/AF_INET6 stream: TCP options apply */
 #define FI_FAILED	0x04	/* a deferred op failed: no more deferral */
+#define FI_EPOLLIN	0x08	/* in an epoll set of ours for reading */
+#define FI_NOANSWER	0x10	/* SO_RCVLOWAT & co: never answer its reads */
+#define FI_CORK_KNOWN	0x20	/* we know the kernel's TCP_CORK of it */
+#define FI_CORKED	0x40	/* TCP_CORK as the program set it */
+#define FI_CORK_VIRT	0x80	/* ... on, but only in our queued MSG_MORE */
+
+/* The levers beyond ESCA (ESCA_LEVERS), each one switchable for ablation. */
+enum lever {
+	LV_READS = 1u << 0,	/* answer a read known to get EAGAIN */
+	LV_COMPOSE = 1u << 1,	/* TCP_CORK pairs become MSG_MORE */
+};
 
 struct fdinfo {
 	uint8_t kind;
@@ -60,6 +71,8 @@ struct fdinfo {
 				 * known to share one open file share a key */
 	int32_t pad;
 	int64_t size;		/* FK_FILE: st_size when looked at */
+	uint64_t drained;	/* wait token of the thread whose read found
+				 * the socket empty, in that wait round */
 };
 
 #define MAX_EPREG 8
@@ -75,6 +88,10 @@ struct tstate {
 	int segment;		/* explicit batch_start() open */
 	int nexplicit;
 	uint64_t oldest_ns;	/* when the oldest queued entry was queued */
+	uint64_t wait_token;	/* thread id << 32 | waits made: a drained
+				 * socket stays known empty until it changes */
+	uint64_t reads_seen, reads_answered;
+	uint64_t composed;	/* setsockopt calls composed into MSG_MORE */
 	struct sc_stats sc[SC__COUNT];
 	struct { int fd; uint16_t gen; } epreg[MAX_EPREG];
 	int nepreg;
@@ -97,6 +114,7 @@ struct config {
 	uint64_t watchdog_ns;	/* 0: no watchdog */
 	int timer_signal;
 	unsigned selected;	/* bit per enum sc */
+	unsigned levers;	/* enum lever bits */
 	char stats_path[4096];
 	int stats_root_pid;
 };

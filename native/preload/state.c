@@ -147,6 +147,59 @@ static unsigned parse_syscalls(const char *s)
 	return m;
 }
 
+static const char *const lever_names[] = { "reads", "compose" };
+#define LV_ALL ((1u << (sizeof(lever_names) / sizeof(lever_names[0]))) - 1)
+
+/* ESCA_LEVERS: "all" (the default), "none", or a comma list of lever names,
+ * where "-name" takes one away: "all,-compose". */
+static unsigned parse_levers(const char *s)
+{
+	unsigned m = 0;
+
+	if (!s || !*s)
+		return LV_ALL;
+	while (*s) {
+		const char *e = strchr(s, ',');
+		size_t n = e ? (size_t)(e - s) : strlen(s);
+		int neg = n && *s == '-', found = 0;
+		unsigned bit = 0;
+
+		if (neg) {
+			s++;
+			n--;
+		}
+		if (n == 3 && !strncmp(s, "all", 3)) {
+			bit = LV_ALL;
+			found = 1;
+		} else if (n == 4 && !strncmp(s, "none", 4)) {
+			bit = LV_ALL;
+			neg = 1;
+			found = 1;
+		}
+		for (unsigned i = 0; !found && i < sizeof(lever_names) /
+		     sizeof(lever_names[0]); i++) {
+			if (strlen(lever_names[i]) == n &&
+			    !strncmp(s, lever_names[i], n)) {
+				bit = 1u << i;
+				found = 1;
+			}
+		}
+		if (!found && n) {
+			char msg[160];
+
+			snprintf(msg, sizeof(msg),
+				 "unknown lever '%.*s' in ESCA_LEVERS, ignored",
+				 (int)(n > 40 ? 40 : n), s);
+			say(msg);
+		}
+		m = neg ? m & ~bit : m | bit;
+		s += n;
+		if (*s == ',')
+			s++;
+	}
+	return m;
+}
+
 static unsigned long env_num(const char *name, unsigned long def)
 {
 	const char *v = getenv(name);
@@ -235,6 +288,7 @@ static void init_once(void)
 	v = getenv("ESCA_IMPLICIT");
 	cfg.implicit = !(v && !strcmp(v, "0"));
 	cfg.selected = parse_syscalls(getenv("ESCA_SYSCALLS"));
+	cfg.levers = parse_levers(getenv("ESCA_LEVERS"));
 	cfg.capacity = (unsigned)env_num("ESCA_CAPACITY", 256);
 	cfg.budget = (size_t)env_num("ESCA_BUDGET", 4ul << 20);
 	cfg.flush_ns = (uint64_t)env_num("ESCA_FLUSH_US", 2000) * 1000;
@@ -431,6 +485,7 @@ struct tstate *ts_slow(void)
 	}
 	table_kind = esca_table_executor(ts->table);
 	ts->tid = pthread_self();
+	ts->wait_token = ((uint64_t)(uint32_t)syscall(SYS_gettid) << 32) | 1;
 	pthread_mutex_lock(&list_lock);
 	ts->next = threads;
 	threads = ts;
@@ -453,6 +508,9 @@ static void fold(struct tstate *into, struct tstate *ts)
 
 	for (size_t i = 0; i < sizeof(*s) / sizeof(uint64_t); i++)
 		a[i] += b[i];
+	into->reads_seen += ts->reads_seen;
+	into->reads_answered += ts->reads_answered;
+	into->composed += ts->composed;
 	for (int i = 0; i < SC__COUNT; i++) {
 		into->sc[i].seen += ts->sc[i].seen;
 		into->sc[i].deferred += ts->sc[i].deferred;
@@ -753,16 +811,27 @@ static void write_stats(void)
 		"\"completed\": %llu, \"errors\": %llu, \"errors_surfaced\": %llu, "
 		"\"short_completed\": %llu, \"resubmitted\": %llu, "
 		"\"fallbacks\": %llu, \"bytes_deferred\": %llu, "
-		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d}\n",
+		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
+		" \"reads_seen\": %llu, \"reads_answered\": %llu, "
+		"\"setsockopt_composed\": %llu, \"levers\": [",
 	    (unsigned long long)deferred, (unsigned long long)c->kernel_entries,
-	    (long long)deferred - (long long)c->kernel_entries,
+	    (long long)(deferred + sum.reads_answered) -
+	    (long long)c->kernel_entries,
 	    (unsigned long long)c->entries_executed,
 	    (unsigned long long)c->completed, (unsigned long long)c->errors,
 	    (unsigned long long)surfaced,
 	    (unsigned long long)c->short_completed,
 	    (unsigned long long)c->resubmitted,
 	    (unsigned long long)c->fallbacks, (unsigned long long)bytes,
-	    (unsigned long long)c->flushes, nthreads_total, nthreads);
+	    (unsigned long long)c->flushes, nthreads_total, nthreads,
+	    (unsigned long long)sum.reads_seen,
+	    (unsigned long long)sum.reads_answered,
+	    (unsigned long long)sum.composed);
+	for (unsigned i = 0, k = 0; i < sizeof(lever_names) /
+	     sizeof(lever_names[0]); i++)
+		if (cfg.levers & (1u << i))
+			put(&b, "%s\"%s\"", k++ ? ", " : "", lever_names[i]);
+	put(&b, "]}\n");
 
 	if (pid == cfg.stats_root_pid)
 		snprintf(path, sizeof(path), "%s", cfg.stats_path);
