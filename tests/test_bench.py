@@ -126,6 +126,21 @@ def test_config_bounds() -> None:
             bad.check()
 
 
+def test_ablation_modes() -> None:
+    """Each lever has a mode without it, and the modes pass esca run's flags."""
+    from pyesca.bench.runner import ABLATION_MODES, MODES
+    from pyesca.run import LEVERS, parse_levers
+
+    assert ABLATION_MODES[0] == "vanilla" and ABLATION_MODES[-1] == "esca"
+    for lever in LEVERS:
+        m = MODES[f"esca-no-{lever}"]
+        assert m.esca_args is not None
+        flags = dict(zip(m.esca_args[::2], m.esca_args[1::2], strict=True))
+        assert lever not in parse_levers(flags["--levers"]).split(",")
+    assert MODES["esca-base"].esca_args == ("--levers", "none")
+    assert "--levers" in (MODES["seed"].esca_args or ())
+
+
 def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--modes", "vanilla,turbo"]) == 2
     assert "unknown mode 'turbo'" in capsys.readouterr().err

@@ -50,6 +50,22 @@ def test_syscalls_names() -> None:
             esca_run.parse_syscalls(bad)
 
 
+def test_levers_names() -> None:
+    assert esca_run.parse_levers("all") == "all"
+    assert esca_run.parse_levers("none") == "none"
+    assert esca_run.parse_levers("all,-compose") == "reads,sendfile"
+    assert esca_run.parse_levers("sendfile, reads") == "reads,sendfile"
+    assert esca_run.parse_levers("reads,-reads") == "none"
+    assert esca_run.parse_levers(",".join(esca_run.LEVERS)) == "all"
+    for bad in ("bogus", "", ",", "all,-bogus"):
+        with pytest.raises(esca_run.RunError):
+            esca_run.parse_levers(bad)
+    env = esca_run.build_env(
+        esca_run.RunOptions(levers="all,-reads"), Path("/lib/x.so"), {}, 1
+    )
+    assert env["ESCA_LEVERS"] == "compose,sendfile"
+
+
 def test_parse_size() -> None:
     assert esca_run.parse_size("65536") == 65536
     assert esca_run.parse_size("64K") == 64 << 10
@@ -194,7 +210,12 @@ def test_bogus_syscalls() -> None:
 
 
 def test_bogus_options() -> None:
-    for args in (["--executor", "fast"], ["--capacity", "0"], ["--budget", "lots"]):
+    for args in (
+        ["--executor", "fast"],
+        ["--capacity", "0"],
+        ["--budget", "lots"],
+        ["--levers", "fast"],
+    ):
         p = esca("run", *args, "--", "true")
         assert p.returncode == 2, args
         assert p.stderr.startswith("esca: ") and p.stderr.count("\n") == 1, p.stderr

@@ -24,6 +24,7 @@ struct esca_entry {
 	uint8_t need_poll;	/* uring: EAGAIN seen, wait for POLLOUT first */
 	uint8_t eof;		/* sendfile: a read came back short */
 	uint8_t nsqe;		/* uring: SQEs of this entry not yet completed */
+	uint8_t nonblock;	/* ESCA_F_NONBLOCK: fd is a non-blocking socket */
 	int fd, fd2;
 	int key;		/* ordering: entries with one key run in order */
 	int flags, optname;
@@ -87,6 +88,7 @@ struct esca_table {
 
 	esca_complete_fn complete;
 	void *ctx;
+	unsigned cfg_flags;		/* ESCA_CFG_* */
 	struct esca_stats st;
 	void *priv;			/* the executor's own state */
 };

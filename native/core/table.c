@@ -60,6 +60,7 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 	t->arena_cap = (t->arena_cap + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 	t->complete = cfg->complete;
 	t->ctx = cfg->ctx;
+	t->cfg_flags = cfg->flags;
 	t->ents = calloc(t->cap, sizeof(*t->ents));
 	/* malloc, not calloc: untouched pages of the arena cost nothing */
 	t->arena = malloc(t->arena_cap);
@@ -417,7 +418,8 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 	e->fd = a->fd;
 	e->key = a->order ? a->order - 1 : a->fd;
 	e->fd2 = a->op == ESCA_OP_SENDFILE ? a->fd2 : -1;
-	e->flags = a->flags & ~ESCA_F_NOTSOCK;
+	e->flags = a->flags & ~(ESCA_F_NOTSOCK | ESCA_F_NONBLOCK);
+	e->nonblock = !!(a->flags & ESCA_F_NONBLOCK);
 	e->optname = a->optname;
 	e->offset = a->offset;
 	e->user = user;

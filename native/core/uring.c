@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -51,6 +52,7 @@ struct uring_state {
 	struct esca_entry **heads;	/* first entry of each chain, a round */
 	unsigned outstanding;		/* SQEs submitted, CQE not yet seen */
 	int evfd;			/* progress fd, -1 until asked for */
+	int sf_direct;			/* ESCA_CFG_SENDFILE_DIRECT */
 };
 
 static int probe_setsockopt = 0;	/* 0 not yet, 1 works, -1 does not */
@@ -162,6 +164,7 @@ static int uring_init(struct esca_table *t)
 		return r;
 	}
 	u->sq_entries = u->ring.sq.ring_entries;
+	u->sf_direct = !!(t->cfg_flags & ESCA_CFG_SENDFILE_DIRECT);
 	u->evfd = -1;
 	u->heads = calloc(t->cap, sizeof(*u->heads));
 	if (!u->heads) {
@@ -478,6 +481,44 @@ static int needs_direct(const struct uring_state *u, const struct esca_entry *e)
 	return e->op == ESCA_OP_WRITEV && e->len == 0;
 }
 
+/* ESCA_CFG_SENDFILE_DIRECT: the sendfile syscall, now, without waiting for
+ * the socket.  1: e is complete; 0: the ring does the
+ * rest (a full socket, a partial send).  Only for a non-blocking socket
+ * (ESCA_F_NONBLOCK): MSG_DONTWAIT is no flag of sendfile's. */
+static int sendfile_now(struct esca_table *t, struct esca_entry *e)
+{
+	off_t off = (off_t)e->offset + (off_t)e->done;
+	size_t want = e->len - e->done;
+	ssize_t r;
+
+	t->st.kernel_entries++;
+	t->st.sendfile_direct++;
+	r = syscall(SYS_sendfile, e->fd, e->fd2, &off, want);
+	if (r < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return 0;
+		t->st.entries_executed++;
+		esca__complete(t, e, e->done ? (int64_t)e->done : -errno);
+		return 1;
+	}
+	e->done += (size_t)r;
+	if ((size_t)r < want && r > 0)
+		return 0;
+	if ((size_t)r < want)
+		t->st.short_completed++;	/* the file ended early */
+	t->st.entries_executed++;
+	esca__complete(t, e, (int64_t)e->done);
+	return 1;
+}
+
+static int sendfile_direct(const struct uring_state *u,
+			   const struct esca_entry *e)
+{
+	return u->sf_direct && e->op == ESCA_OP_SENDFILE && e->nonblock &&
+	       e->staged == 0 &&
+	       e->offset >= 0 && !e->need_poll && e->done == 0;
+}
+
 /* One pass over the table: every entry whose turn it is goes into the SQ.
  * An io_uring link joins an SQE to the next one in the ring, so each fd's
  * entries are gathered into a chain first and each chain is laid out in
@@ -511,6 +552,12 @@ static unsigned build_round(struct esca_table *t, struct uring_state *u)
 			held = 1;	/* a pending sendfile still reads it */
 		if (f2 && f2->busy != ESCA_FD_FREE)
 			held = 1;	/* an earlier op on the file is pending */
+		if (!held && sendfile_direct(u, e)) {
+			if (f->busy == ESCA_FD_CHAIN)
+				held = 1;	/* after this round's sends */
+			else if (sendfile_now(t, e))
+				continue;
+		}
 		if (!held && needs_direct(u, e)) {
 			if (f->busy == ESCA_FD_CHAIN) {
 				held = 1;

@@ -74,6 +74,9 @@ struct esca_args {
  * (a pipe, a file), so the executor need not try a send first.  Not a
  * MSG_* bit Linux uses for sends. */
 #define ESCA_F_NOTSOCK	0x40000000
+/* esca_args.flags hint: fd is a non-blocking socket (a sendfile may then run
+ * as the syscall inside a flush: ESCA_CFG_SENDFILE_DIRECT). */
+#define ESCA_F_NONBLOCK	0x20000000
 
 /* Called once per entry when it is complete (from inside a flush). */
 typedef void (*esca_complete_fn)(void *ctx, uint64_t user, int op, int fd,
@@ -85,7 +88,15 @@ struct esca_config {
 	size_t byte_budget;	/* bytes the table may own (default 4 MiB)      */
 	esca_complete_fn complete;
 	void *ctx;
+	unsigned flags;		/* ESCA_CFG_* */
 };
+
+/* esca_config flags */
+#define ESCA_CFG_SENDFILE_DIRECT (1u << 0) /* uring: a sendfile runs as the
+				   * syscall itself inside the flush (no copy of
+				   * the bytes), the rest of the batch in the
+				   * ring; what a full socket leaves goes the
+				   * ring's way (read + send, parked) */
 
 /* esca_queue() flags */
 #define ESCA_Q_BORROW	(1u << 0) /* reference the caller's bytes, no copy:
@@ -125,6 +136,7 @@ struct esca_stats {
 	uint64_t entries_executed;		/* kernel ops issued             */
 	uint64_t batch_hist[ESCA_HIST_BUCKETS];	/* entries per flush     */
 	uint64_t fallbacks;			/* ops run directly, not in ring */
+	uint64_t sendfile_direct;		/* sendfiles run as the syscall  */
 };
 
 struct esca_table;

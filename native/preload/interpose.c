@@ -301,7 +301,9 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 		return pass(ts, SC_SENDFILE, out, PASS_SIZE);
 	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = out, .fd2 = in,
 				.offset = *off, .count = count,
-				.flags = fi->flags & FI_CORK_VIRT ? MSG_MORE : 0,
+				.flags = (fi->flags & FI_CORK_VIRT ? MSG_MORE : 0) |
+					 (fi->flags & FI_NONBLOCK ?
+					  ESCA_F_NONBLOCK : 0),
 				.order = fi->key1 };
 	if (queue(ts, &ts->sc[SC_SENDFILE], &a, count) == PASSED) {
 		lib_sync_fd(ts, out);

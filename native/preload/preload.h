@@ -60,6 +60,7 @@ enum fd_kind {
 enum lever {
 	LV_READS = 1u << 0,	/* answer a read known to get EAGAIN */
 	LV_COMPOSE = 1u << 1,	/* TCP_CORK pairs become MSG_MORE */
+	LV_SENDFILE = 1u << 2,	/* sendfile runs as itself in the flush */
 };
 
 struct fdinfo {

@@ -147,7 +147,7 @@ static unsigned parse_syscalls(const char *s)
 	return m;
 }
 
-static const char *const lever_names[] = { "reads", "compose" };
+static const char *const lever_names[] = { "reads", "compose", "sendfile" };
 #define LV_ALL ((1u << (sizeof(lever_names) / sizeof(lever_names[0]))) - 1)
 
 /* ESCA_LEVERS: "all" (the default), "none", or a comma list of lever names,
@@ -455,6 +455,8 @@ struct tstate *ts_slow(void)
 	c.byte_budget = cfg.budget;
 	c.complete = on_complete;
 	c.ctx = ts;
+	if (cfg.levers & LV_SENDFILE)
+		c.flags |= ESCA_CFG_SENDFILE_DIRECT;
 	ts->table = esca_table_new(&c, &err);
 	if (!ts->table && cfg.executor != ESCA_EXEC_SEQUENTIAL) {
 		/* contract item 8: say so once, use sequential */
@@ -810,7 +812,8 @@ static void write_stats(void)
 		"\"kernel_entries_saved\": %lld, \"ops_executed\": %llu, "
 		"\"completed\": %llu, \"errors\": %llu, \"errors_surfaced\": %llu, "
 		"\"short_completed\": %llu, \"resubmitted\": %llu, "
-		"\"fallbacks\": %llu, \"bytes_deferred\": %llu, "
+		"\"fallbacks\": %llu, \"sendfile_direct\": %llu, "
+		"\"bytes_deferred\": %llu, "
 		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
 		" \"reads_seen\": %llu, \"reads_answered\": %llu, "
 		"\"setsockopt_composed\": %llu, \"levers\": [",
@@ -822,7 +825,8 @@ static void write_stats(void)
 	    (unsigned long long)surfaced,
 	    (unsigned long long)c->short_completed,
 	    (unsigned long long)c->resubmitted,
-	    (unsigned long long)c->fallbacks, (unsigned long long)bytes,
+	    (unsigned long long)c->fallbacks,
+	    (unsigned long long)c->sendfile_direct, (unsigned long long)bytes,
 	    (unsigned long long)c->flushes, nthreads_total, nthreads,
 	    (unsigned long long)sum.reads_seen,
 	    (unsigned long long)sum.reads_answered,

@@ -52,6 +52,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     opts = run.RunOptions(
         executor=args.executor,
         syscalls=args.syscalls,
+        levers=args.levers,
         stats=args.stats,
         flush_us=args.flush_us,
         budget=args.budget,
@@ -115,6 +116,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pyesca.bench import report, runner
 
     base = _QUICK if args.quick else _DEFAULTS
+    if args.modes == "ablation":
+        args.modes = ",".join(runner.ABLATION_MODES)
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if args.executor == "sequential" and "esca-seq" not in modes:
         modes = (*modes, "esca-seq")
@@ -128,6 +131,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         connections=args.connections,
         sizes=args.size,
+        pin=not args.no_pin,
     )
     try:
         cfg.check()
@@ -192,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--json", action="store_true", help="print the report as JSON")
     doc.set_defaults(func=_cmd_doctor)
 
-    from pyesca.run import EXECUTORS
+    from pyesca.run import EXECUTORS, LEVERS
 
     run = sub.add_parser(
         "run",
@@ -214,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="comma list of calls to defer, or 'all' (default) or 'seed'"
         " (writev,send,sendfile,shutdown)",
+    )
+    run.add_argument(
+        "--levers",
+        metavar="LIST",
+        help="the levers beyond ESCA: 'all' (default), 'none', or a comma list of "
+        + ", ".join(f"{k} ({v})" for k, v in LEVERS.items())
+        + "; '-name' takes one away: all,-compose",
     )
     run.add_argument("--stats", metavar="PATH", help="write the library's counters to PATH")
     run.add_argument(
@@ -263,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the seed's experiment: wrk against lighttpd/nginx with and without pyesca",
         description=(
             "Start the server from a generated config on 127.0.0.1 (a fresh process per run),"
-            " pinned to one CPU and wrk to the others, and run wrk against it in each mode,"
+            " pinned to one CPU and wrk to the others (unless --no-pin), and run wrk against"
+            " it in each mode,"
             " the modes interleaved round by round. Reports per mode the median and min-max"
             " of requests/s and transfer/s, wrk's latency line, socket errors and non-2xx"
             " responses (a mode with any is flagged), the ratio to vanilla, kernel entries"
@@ -283,7 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--modes",
         default=",".join(DEFAULT_MODES),
         metavar="LIST",
-        help=f"comma list of {', '.join(MODES)} (default {','.join(DEFAULT_MODES)})",
+        help=f"comma list of {', '.join(MODES)} (default {','.join(DEFAULT_MODES)}), or"
+        " 'ablation': vanilla, seed, esca-base, esca without each lever, esca",
+    )
+    be.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the server and wrk to CPUs (the default pins the server to the"
+        " first CPU and wrk to the others)",
     )
     be.add_argument(
         "--executor",

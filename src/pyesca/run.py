@@ -60,6 +60,7 @@ class RunError(Exception):
 class RunOptions:
     executor: str | None = None
     syscalls: str | None = None
+    levers: str | None = None
     stats: str | None = None
     flush_us: int | None = None
     budget: int | None = None
@@ -103,6 +104,42 @@ def parse_syscalls(text: str) -> str:
     if chosen == set(SYSCALLS):
         return "all"
     return ",".join(n for n in SYSCALLS if n in chosen)
+
+
+# The levers beyond ESCA (libesca's ESCA_LEVERS), each one switchable.
+LEVERS = {
+    "reads": "answer the read after a drained socket EAGAIN without the kernel",
+    "compose": "TCP_CORK on, sends, TCP_CORK off become sends with MSG_MORE",
+    "sendfile": "a sendfile runs as itself inside the flush (no copy of the body)",
+}
+
+
+def parse_levers(text: str) -> str:
+    """Validate `all`, `none` or a comma list of lever names, where `-name`
+    takes one away (`all,-compose`); its canonical form."""
+    names = [n.strip() for n in text.split(",")]
+    if not any(names):
+        raise RunError("--levers: empty list (use 'none' for no lever)")
+    chosen: set[str] = set()
+    for name in names:
+        if not name:
+            continue
+        neg = name.startswith("-")
+        key = name[1:] if neg else name
+        if key == "all":
+            group = set(LEVERS)
+        elif key == "none":
+            group, neg = set(LEVERS), True
+        elif key in LEVERS:
+            group = {key}
+        else:
+            raise RunError(
+                f"--levers: unknown lever {key!r} (choose from {', '.join(LEVERS)}, all, none)"
+            )
+        chosen = chosen - group if neg else chosen | group
+    if chosen == set(LEVERS):
+        return "all"
+    return ",".join(n for n in LEVERS if n in chosen) or "none"
 
 
 _SIZE = re.compile(r"(\d+)\s*([kKmMgG]?)(i?[bB])?")
@@ -173,6 +210,8 @@ def build_env(
         env["ESCA_EXECUTOR"] = opts.executor
     if opts.syscalls is not None:
         env["ESCA_SYSCALLS"] = parse_syscalls(opts.syscalls)
+    if opts.levers is not None:
+        env["ESCA_LEVERS"] = parse_levers(opts.levers)
     if opts.stats is not None:
         env["ESCA_STATS"] = os.path.abspath(opts.stats)
     if env.get("ESCA_STATS"):
@@ -200,6 +239,8 @@ def prepare(
         raise RunError("run: no command given (esca run [OPTIONS] -- CMD ...)")
     if opts.syscalls is not None:
         parse_syscalls(opts.syscalls)
+    if opts.levers is not None:
+        parse_levers(opts.levers)
     for name, value in (
         ("--flush-us", opts.flush_us),
         ("--budget", opts.budget),

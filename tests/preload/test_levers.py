@@ -121,10 +121,13 @@ def test_cork_compose_same_bytes_and_cork_truthful(
         if levers == "all" and mode == "uring":
             assert s["setsockopt_composed"] >= 2 * 40 - 2, s
             assert s["reads_answered"] > 0, s
+            # the bodies went out as sendfile itself, not read + send
+            assert s["sendfile_direct"] >= 40, s
         if levers == "none":
             assert s["setsockopt_composed"] == 0
             assert s["reads_answered"] == 0
             assert s["levers"] == []
+            assert s["sendfile_direct"] == 0
 
 
 def test_read_answered_empty_loses_nothing(tmp_path: Path) -> None:
@@ -160,5 +163,5 @@ def test_levers_env_parsing(tmp_path: Path) -> None:
         out = finish(p)
     assert "unknown lever 'bogus'" in out
     s = json.loads(stats.read_text())
-    assert s["levers"] == ["reads"]
+    assert s["levers"] == ["reads", "sendfile"]
     assert s["setsockopt_composed"] == 0

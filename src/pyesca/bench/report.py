@@ -465,7 +465,13 @@ def plot(result: BenchResult, path: str | Path) -> None:
 
     cases = summarise(result)
     modes = list(result.config.modes)
-    colors = {"vanilla": "#8c8c8c", "seed": "#f0a030", "esca": "#2a7ab0", "esca-seq": "#7fb8d8"}
+    colors = {
+        "vanilla": "#8c8c8c",
+        "seed": "#f0a030",
+        "esca": "#2a7ab0",
+        "esca-base": "#5aa05a",
+        "esca-seq": "#7fb8d8",
+    }
     fig, (ax, ax2) = plt.subplots(
         1,
         2,

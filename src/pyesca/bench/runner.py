@@ -39,6 +39,7 @@ from pyesca.bench.servers import (
     start_on_free_port,
 )
 from pyesca.bench.wrk import WrkError, WrkResult, run_wrk, wrk_version
+from pyesca.run import LEVERS
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,27 @@ MODES: dict[str, Mode] = {
         Mode("vanilla", None, "the server as it is, no pyesca"),
         Mode(
             "seed",
-            ("--syscalls", "seed"),
-            "only the seed's calls deferred: writev, send, sendfile, shutdown",
+            ("--syscalls", "seed", "--levers", "none"),
+            "only the seed's calls deferred: writev, send, sendfile, shutdown; no lever",
         ),
-        Mode("esca", (), "pyesca's default set (all interposed calls), executor auto"),
+        Mode(
+            "esca",
+            (),
+            "pyesca's default set (all interposed calls) and every lever, executor auto",
+        ),
+        Mode(
+            "esca-base",
+            ("--levers", "none"),
+            "pyesca's default set, no lever beyond ESCA (batching alone)",
+        ),
+        *(
+            Mode(
+                f"esca-no-{lever}",
+                ("--levers", f"all,-{lever}"),
+                f"esca without the {lever} lever ({about})",
+            )
+            for lever, about in LEVERS.items()
+        ),
         Mode(
             "esca-seq",
             ("--executor", "sequential"),
@@ -65,6 +83,14 @@ MODES: dict[str, Mode] = {
         ),
     )
 }
+# The ablation: what each lever gives (esca against esca without it).
+ABLATION_MODES = (
+    "vanilla",
+    "seed",
+    "esca-base",
+    *(f"esca-no-{lever}" for lever in LEVERS),
+    "esca",
+)
 DEFAULT_MODES = ("vanilla", "seed", "esca")
 
 # Bounds on what one command may ask for.
@@ -95,6 +121,7 @@ class BenchConfig:
     connections: tuple[int, ...] = (50,)
     sizes: tuple[int, ...] = (20 << 10,)
     nginx_workers: int = 1
+    pin: bool = True
 
     def check(self) -> None:
         if self.server not in SERVERS:
@@ -144,7 +171,9 @@ class Pinning:
     note: str = ""
 
     @classmethod
-    def choose(cls) -> Pinning:
+    def choose(cls, pin: bool = True) -> Pinning:
+        if not pin:
+            return cls((), (), "not pinned (--no-pin): the scheduler places server and wrk")
         try:
             cpus = sorted(os.sched_getaffinity(0))
         except OSError:
@@ -506,7 +535,7 @@ def run(cfg: BenchConfig, progress: Progress = _stderr) -> BenchResult:
     cfg.check()
     check_tools(cfg)
     raise_fd_limit(max(cfg.connections))
-    pin = Pinning.choose()
+    pin = Pinning.choose(cfg.pin)
     info = machine_info(cfg)
     perf_reason = ""
     if cfg.perf_seconds:
