@@ -161,6 +161,8 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 	    !((kind == FK_PIPE || kind == FK_FILE) &&
 	      (op == ESCA_OP_WRITE || op == ESCA_OP_WRITEV)))
 		return pass(ts, sc, fd, PASS_FD);
+	if (kind != FK_STREAM && !fd_access_ok(fd, fi, FI_NOWRITE))
+		return pass(ts, sc, fd, PASS_FD);	/* EBADF: not deferred */
 	if ((flags & ~SEND_FLAGS_OK) || iovcnt < 0 || iovcnt > IOV_MAX ||
 	    (iovcnt && !iov))
 		return pass(ts, sc, fd, PASS_ARGS);
@@ -264,7 +266,8 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 		return pass(ts, SC_SENDFILE, out, PASS_NOT_SELECTED);
 	fin = fdi(in);
 	if (deferrable_kind(fi, out) != FK_STREAM || !fin ||
-	    deferrable_kind(fin, in) != FK_FILE)
+	    deferrable_kind(fin, in) != FK_FILE ||
+	    !fd_access_ok(in, fin, FI_NOREAD))
 		return pass(ts, SC_SENDFILE, out, PASS_FD);
 	/* the result is known only for a range inside the file */
 	if (!off || *off < 0 || count > (size_t)SSIZE_MAX ||
@@ -943,8 +946,12 @@ static void note_nonblock(int fd, long on)
 
 static int fcntl_common(int fd, int cmd, long arg)
 {
-	long r = syscall(SYS_fcntl, fd, cmd, arg);
+	struct fdinfo *fi = fdi(fd);
+	long r;
 
+	if (fi && fi->kind == FK_BAD)
+		pre_fd(fd);	/* a deferred close of fd: EBADF, as without us */
+	r = syscall(SYS_fcntl, fd, cmd, arg);
 	if (r < 0) {
 		return -1;
 	}

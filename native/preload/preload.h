@@ -50,6 +50,9 @@ enum fd_kind {
 #define FI_NONBLOCK	0x01
 #define FI_TCP		0x02	/* AF_INET/AF_INET6 stream: TCP options apply */
 #define FI_FAILED	0x04	/* a deferred op failed: no more deferral */
+#define FI_ACC		0x08	/* the two below are known (F_GETFL)       */
+#define FI_NOWRITE	0x10	/* not open for writing (O_RDONLY, O_PATH) */
+#define FI_NOREAD	0x20	/* not open for reading (O_WRONLY, O_PATH) */
 
 struct fdinfo {
 	uint8_t kind;
@@ -156,6 +159,8 @@ extern HIDDEN struct reals real;
 HIDDEN void esca_lib_init(void);
 HIDDEN struct tstate *ts_slow(void);
 HIDDEN int fd_detect(int fd, struct fdinfo *fi);
+HIDDEN void fd_note_access(struct fdinfo *fi, long fl);
+HIDDEN int fd_access_ok(int fd, struct fdinfo *fi, uint8_t need);
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
 HIDDEN void lib_lifecycle_flush(void);

@@ -546,11 +546,37 @@ int fd_detect(int fd, struct fdinfo *fi)
 		fi->kind = FK_OTHER;
 	}
 	if (fi->kind == FK_FILE)
-		return 0;	/* O_NONBLOCK means nothing to a regular file */
+		return 0;	/* O_NONBLOCK means nothing to a regular file;
+				 * its access mode is asked when needed */
 	fl = syscall(SYS_fcntl, fd, F_GETFL);
 	if (fl >= 0 && (fl & O_NONBLOCK))
 		fi->flags |= FI_NONBLOCK;
+	fd_note_access(fi, fl);
 	return 0;
+}
+
+/* What the open file's access mode (F_GETFL flags fl, or -1) allows. */
+void fd_note_access(struct fdinfo *fi, long fl)
+{
+	if (fl < 0)
+		return;
+	fi->flags |= FI_ACC;
+	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_RDONLY)
+		fi->flags |= FI_NOWRITE;
+	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
+		fi->flags |= FI_NOREAD;
+}
+
+/* Is fd open for what need (FI_NOWRITE: writing, FI_NOREAD: reading)
+ * says?  A write to a read-only fd or a sendfile from a write-only one
+ * fails with EBADF, a result known in advance: such calls are never
+ * deferred (contract item 1).  Asked once per fd, and only for regular
+ * files (fd_detect learns it for the others). */
+int fd_access_ok(int fd, struct fdinfo *fi, uint8_t need)
+{
+	if (unlikely(!(fi->flags & FI_ACC)))
+		fd_note_access(fi, syscall(SYS_fcntl, fd, F_GETFL));
+	return (fi->flags & (FI_ACC | need)) == FI_ACC;
 }
 
 void lib_flush(struct tstate *ts, unsigned mode, int why)
