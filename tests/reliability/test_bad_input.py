@@ -187,3 +187,17 @@ def test_closed_number_is_lowest_free(mode: str) -> None:
         "print(os.open('/dev/null', os.O_RDONLY) == r)\n"
     )
     assert run_code(mode, code) == run_code("plain", code) == "True\n"
+
+
+@pytest.mark.xfail(strict=True, reason="a read syncs its own fd number only: a "
+                   "write queued through a dup of it (one open file) is not seen")
+@pytest.mark.parametrize("mode", EXECUTORS)
+def test_pread_sees_writes_of_a_dup(mode: str, tmp_path: Path) -> None:
+    code = (
+        "import os\n"
+        f"fd = os.open({str(tmp_path / 'f')!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "d = os.dup(fd)\n"
+        "os.write(d, b'G')\n"
+        "print(os.pread(fd, 10, 0))\n"
+    )
+    assert run_code(mode, code) == run_code("plain", code) == "b'G'\n"
