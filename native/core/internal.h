@@ -114,6 +114,11 @@ ESCA_HIDDEN int esca__is_data(int op);
 ESCA_HIDDEN int64_t esca__direct(const struct esca_args *a, size_t skip,
 				 uint64_t *nsys);
 
+/* uring.c: an io_uring restricted to the executor's operations */
+struct io_uring;
+ESCA_HIDDEN int esca__ring_setup(struct io_uring *ring, unsigned entries,
+				 unsigned *flags);
+
 /* executors */
 extern ESCA_HIDDEN const struct esca_executor esca__sequential;
 extern ESCA_HIDDEN const struct esca_executor esca__uring;

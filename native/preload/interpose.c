@@ -94,10 +94,10 @@ static void cork_for_real(struct tstate *ts, int fd)
 
 	if (likely(!fi || !(fi->flags & FI_CORK_VIRT)))
 		return;
-	fi->flags &= (uint8_t)~FI_CORK_VIRT;
+	fi->flags &= (uint16_t)~FI_CORK_VIRT;
 	ts->guard++;
 	if (real.setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) < 0)
-		fi->flags &= (uint8_t)~FI_CORK_KNOWN;
+		fi->flags &= (uint16_t)~FI_CORK_KNOWN;
 	ts->guard--;
 }
 
@@ -179,6 +179,8 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 	    !((kind == FK_PIPE || kind == FK_FILE) &&
 	      (op == ESCA_OP_WRITE || op == ESCA_OP_WRITEV)))
 		return pass(ts, sc, fd, PASS_FD);
+	if (kind != FK_STREAM && !fd_access_ok(fd, fi, FI_NOWRITE))
+		return pass(ts, sc, fd, PASS_FD);	/* EBADF: not deferred */
 	if ((flags & ~SEND_FLAGS_OK) || iovcnt < 0 || iovcnt > IOV_MAX ||
 	    (iovcnt && !iov))
 		return pass(ts, sc, fd, PASS_ARGS);
@@ -291,7 +293,8 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 		return pass(ts, SC_SENDFILE, out, PASS_NOT_SELECTED);
 	fin = fdi(in);
 	if (deferrable_kind(fi, out) != FK_STREAM || !fin ||
-	    deferrable_kind(fin, in) != FK_FILE)
+	    deferrable_kind(fin, in) != FK_FILE ||
+	    !fd_access_ok(in, fin, FI_NOREAD))
 		return pass(ts, SC_SENDFILE, out, PASS_FD);
 	/* the result is known only for a range inside the file */
 	if (!off || *off < 0 || count > (size_t)SSIZE_MAX ||
@@ -378,7 +381,7 @@ static int cork_compose(struct tstate *ts, struct fdinfo *fi, int fd, int on)
 		return 1;
 	}
 	if (!on && (fi->flags & FI_CORK_VIRT)) {
-		fi->flags &= (uint8_t)~(FI_CORKED | FI_CORK_VIRT);
+		fi->flags &= (uint16_t)~(FI_CORKED | FI_CORK_VIRT);
 		/* the last send pushes; if it is gone to the kernel already,
 		 * the real TCP_CORK off (queued below) pushes what it left */
 		if (esca_amend_last(ts->table, fd, MSG_MORE) == 0) {
@@ -405,7 +408,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 	fi = begin(ts, SC_SETSOCKOPT, fd, &err);
 	if (!fi) {
 		if (level == IPPROTO_TCP && name == TCP_CORK && (fi = fdi(fd)))
-			fi->flags &= (uint8_t)~(FI_CORK_KNOWN | FI_CORKED |
+			fi->flags &= (uint16_t)~(FI_CORK_KNOWN | FI_CORKED |
 						FI_CORK_VIRT);
 		return refused(err) == -1 ? -1 :
 		       real.setsockopt(fd, level, name, val, len);
@@ -427,7 +430,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 					.flags = level, .optname = name,
 					.iov = &v, .iovcnt = 1, .order = fi->key1 };
 		if (name == TCP_CORK) {
-			fi->flags &= (uint8_t)~FI_CORKED;
+			fi->flags &= (uint16_t)~FI_CORKED;
 			if (*(const int *)val)
 				fi->flags |= FI_CORKED;
 		}
@@ -439,9 +442,9 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 	r = real.setsockopt(fd, level, name, val, len);
 	if (level == IPPROTO_TCP && name == TCP_CORK && (fi = fdi(fd))) {
 		/* the kernel's cork is the program's now, if it took it */
-		fi->flags &= (uint8_t)~(FI_CORKED | FI_CORK_VIRT);
+		fi->flags &= (uint16_t)~(FI_CORKED | FI_CORK_VIRT);
 		if (r < 0 || !val || len < sizeof(int))
-			fi->flags &= (uint8_t)~FI_CORK_KNOWN;
+			fi->flags &= (uint16_t)~FI_CORK_KNOWN;
 		else if (*(const int *)val)
 			fi->flags |= FI_CORKED;
 	}
@@ -1062,7 +1065,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	if (op != EPOLL_CTL_DEL && ev && (ev->events & EPOLLIN))
 		fi->flags |= FI_EPOLLIN;
 	else if (op == EPOLL_CTL_DEL || op == EPOLL_CTL_MOD)
-		fi->flags &= (uint8_t)~FI_EPOLLIN;
+		fi->flags &= (uint16_t)~FI_EPOLLIN;
 	return (int)r;
 }
 
@@ -1148,14 +1151,18 @@ static void note_nonblock(int fd, long on)
 		if (on)
 			fi->flags |= FI_NONBLOCK;
 		else
-			fi->flags &= (uint8_t)~FI_NONBLOCK;
+			fi->flags &= (uint16_t)~FI_NONBLOCK;
 	}
 }
 
 static int fcntl_common(int fd, int cmd, long arg)
 {
-	long r = syscall(SYS_fcntl, fd, cmd, arg);
+	struct fdinfo *fi = fdi(fd);
+	long r;
 
+	if (fi && fi->kind == FK_BAD)
+		pre_fd(fd);	/* a deferred close of fd: EBADF, as without us */
+	r = syscall(SYS_fcntl, fd, cmd, arg);
 	if (r < 0) {
 		return -1;
 	}
@@ -1283,6 +1290,60 @@ EXPORT int dup2(int old, int newfd)
 		share_key(old, r);
 	return r;
 }
+
+/* An fd the program opens: its access mode is in the flags, so a write to
+ * it or a sendfile from it need not ask the kernel (fd_access_ok). */
+static int after_open(int fd, int flags)
+{
+	struct fdinfo *fi = fdi(fd);
+
+	if (fi) {
+		fd_forget(fi);
+		fd_note_access(fi, flags);
+	}
+	return fd;
+}
+
+static inline int open_mode(int flags, va_list ap)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ?
+	       va_arg(ap, int) : 0;
+}
+
+EXPORT int open64(const char *path, int flags, ...)
+{
+	va_list ap;
+	int mode;
+
+	va_start(ap, flags);
+	mode = open_mode(flags, ap);
+	va_end(ap);
+	return after_open((int)syscall(SYS_openat, AT_FDCWD, path, flags, mode),
+			  flags);
+}
+EXPORT int open(const char *path, int flags, ...) __attribute__((alias("open64")));
+
+EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	int mode;
+
+	va_start(ap, flags);
+	mode = open_mode(flags, ap);
+	va_end(ap);
+	return after_open((int)syscall(SYS_openat, dirfd, path, flags, mode),
+			  flags);
+}
+EXPORT int openat(int dirfd, const char *path, int flags, ...)
+	__attribute__((alias("openat64")));
+
+EXPORT int __open_2(const char *path, int flags)
+{
+	return after_open((int)syscall(SYS_openat, AT_FDCWD, path, flags, 0),
+			  flags);
+}
+EXPORT int __open64_2(const char *path, int flags)
+	__attribute__((alias("__open_2")));
 
 EXPORT int dup(int old)
 {

@@ -55,6 +55,9 @@ enum fd_kind {
 #define FI_CORK_KNOWN	0x20	/* we know the kernel's TCP_CORK of it */
 #define FI_CORKED	0x40	/* TCP_CORK as the program set it */
 #define FI_CORK_VIRT	0x80	/* ... on, but only in our queued MSG_MORE */
+#define FI_ACC		0x100	/* the two below are known (F_GETFL)       */
+#define FI_NOWRITE	0x200	/* not open for writing (O_RDONLY, O_PATH) */
+#define FI_NOREAD	0x400	/* not open for reading (O_WRONLY, O_PATH) */
 
 /* The levers beyond ESCA (ESCA_LEVERS), each one switchable for ablation. */
 enum lever {
@@ -65,12 +68,13 @@ enum lever {
 
 struct fdinfo {
 	uint8_t kind;
-	uint8_t flags;
+	uint8_t pad8;
 	uint16_t gen;		/* bumped at every close of this number */
 	int32_t err;		/* error of a deferred op, for the next call */
 	int32_t key1;		/* ordering key + 1 (0: the fd itself): fds
 				 * known to share one open file share a key */
-	int32_t pad;
+	uint16_t flags;		/* FI_* */
+	uint16_t pad16;
 	int64_t size;		/* FK_FILE: st_size when looked at */
 	uint64_t drained;	/* wait token of the thread whose read found
 				 * the socket empty, in that wait round */
@@ -175,6 +179,8 @@ extern HIDDEN struct reals real;
 HIDDEN void esca_lib_init(void);
 HIDDEN struct tstate *ts_slow(void);
 HIDDEN int fd_detect(int fd, struct fdinfo *fi);
+HIDDEN void fd_note_access(struct fdinfo *fi, long fl);
+HIDDEN int fd_access_ok(int fd, struct fdinfo *fi, uint16_t need);
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
 HIDDEN void lib_lifecycle_flush(void);

@@ -200,23 +200,31 @@ static unsigned parse_levers(const char *s)
 	return m;
 }
 
-static unsigned long env_num(const char *name, unsigned long def)
+/* A decimal number from the environment in [lo, hi]: anything else (not a
+ * number, a sign, out of range) says so on one line and gives def, or the
+ * nearer bound for a number out of range. */
+static unsigned long env_num(const char *name, unsigned long def,
+			     unsigned long lo, unsigned long hi)
 {
 	const char *v = getenv(name);
-	char *end;
+	char *end, m[200];
 	unsigned long r;
 
 	if (!v || !*v)
 		return def;
 	errno = 0;
 	r = strtoul(v, &end, 10);
-	if (errno || *end) {
-		char m[160];
-
+	if (errno || *end || *v < '0' || *v > '9') {
 		snprintf(m, sizeof(m), "%s=%.40s is not a number, using %lu",
 			 name, v, def);
 		say(m);
 		return def;
+	}
+	if (r < lo || r > hi) {
+		snprintf(m, sizeof(m), "%s=%lu is out of range [%lu, %lu], using %lu",
+			 name, r, lo, hi, r < lo ? lo : hi);
+		say(m);
+		return r < lo ? lo : hi;
 	}
 	return r;
 }
@@ -289,20 +297,25 @@ static void init_once(void)
 	cfg.implicit = !(v && !strcmp(v, "0"));
 	cfg.selected = parse_syscalls(getenv("ESCA_SYSCALLS"));
 	cfg.levers = parse_levers(getenv("ESCA_LEVERS"));
-	cfg.capacity = (unsigned)env_num("ESCA_CAPACITY", 256);
-	cfg.budget = (size_t)env_num("ESCA_BUDGET", 4ul << 20);
-	cfg.flush_ns = (uint64_t)env_num("ESCA_FLUSH_US", 2000) * 1000;
+	cfg.capacity = (unsigned)env_num("ESCA_CAPACITY", 256, 1, 32768);
+	cfg.budget = (size_t)env_num("ESCA_BUDGET", 4ul << 20, 16, 1ul << 30);
+	cfg.flush_ns = (uint64_t)env_num("ESCA_FLUSH_US", 2000, 0,
+					 60000000) * 1000;
 	cfg.stats_interval_ns =
-		(uint64_t)env_num("ESCA_STATS_INTERVAL_MS", 1000) * 1000000;
-	cfg.watchdog_ns = (uint64_t)env_num("ESCA_WATCHDOG_MS", 10) * 1000000;
+		(uint64_t)env_num("ESCA_STATS_INTERVAL_MS", 1000, 0, 3600000) *
+		1000000;
+	cfg.watchdog_ns = (uint64_t)env_num("ESCA_WATCHDOG_MS", 10, 0, 60000) *
+			  1000000;
 	cfg.timer_signal = (int)env_num("ESCA_TIMER_SIGNAL",
-					(unsigned long)(SIGRTMAX - 7));
-	if (cfg.timer_signal <= 0 || cfg.timer_signal > SIGRTMAX)
-		cfg.watchdog_ns = 0;
+					(unsigned long)(SIGRTMAX - 7),
+					(unsigned long)SIGRTMIN,
+					(unsigned long)SIGRTMAX);
 	v = getenv("ESCA_STATS");
 	if (v && *v && strlen(v) < sizeof(cfg.stats_path) - 32)
 		strcpy(cfg.stats_path, v);
-	cfg.stats_root_pid = (int)env_num("ESCA_STATS_PID", 0);
+	else if (v && *v)
+		say("ESCA_STATS is too long a path, no stats file");
+	cfg.stats_root_pid = (int)env_num("ESCA_STATS_PID", 0, 0, INT_MAX);
 	if (cfg.stats_path[0] && !cfg.stats_root_pid) {
 		char pid[24];
 
@@ -606,11 +619,37 @@ int fd_detect(int fd, struct fdinfo *fi)
 		fi->kind = FK_OTHER;
 	}
 	if (fi->kind == FK_FILE)
-		return 0;	/* O_NONBLOCK means nothing to a regular file */
+		return 0;	/* O_NONBLOCK means nothing to a regular file;
+				 * its access mode is asked when needed */
 	fl = syscall(SYS_fcntl, fd, F_GETFL);
 	if (fl >= 0 && (fl & O_NONBLOCK))
 		fi->flags |= FI_NONBLOCK;
+	fd_note_access(fi, fl);
 	return 0;
+}
+
+/* What the open file's access mode (F_GETFL flags fl, or -1) allows. */
+void fd_note_access(struct fdinfo *fi, long fl)
+{
+	if (fl < 0)
+		return;
+	fi->flags |= FI_ACC;
+	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_RDONLY)
+		fi->flags |= FI_NOWRITE;
+	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
+		fi->flags |= FI_NOREAD;
+}
+
+/* Is fd open for what need (FI_NOWRITE: writing, FI_NOREAD: reading)
+ * says?  A write to a read-only fd or a sendfile from a write-only one
+ * fails with EBADF, a result known in advance: such calls are never
+ * deferred (contract item 1).  Asked once per fd, and only for regular
+ * files (fd_detect learns it for the others). */
+int fd_access_ok(int fd, struct fdinfo *fi, uint16_t need)
+{
+	if (unlikely(!(fi->flags & FI_ACC)))
+		fd_note_access(fi, syscall(SYS_fcntl, fd, F_GETFL));
+	return (fi->flags & (FI_ACC | need)) == FI_ACC;
 }
 
 void lib_flush(struct tstate *ts, unsigned mode, int why)
@@ -842,10 +881,17 @@ static void write_stats(void)
 	else
 		snprintf(path, sizeof(path), "%s.%d", cfg.stats_path, pid);
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, pid);
-	/* never follow a link into someone else's file; 0600 */
-	fd = (int)syscall(SYS_openat, AT_FDCWD, tmp,
-			  O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-			  0600);
+	/* a new file of ours, 0600, then renamed over path (rename replaces
+	 * a link, never writes through it): O_EXCL never opens what is there
+	 * (a symlink or a hard link planted at tmp), which is removed once */
+	for (int tries = 0;; tries++) {
+		fd = (int)syscall(SYS_openat, AT_FDCWD, tmp,
+				  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+				  O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST || tries ||
+		    syscall(SYS_unlink, tmp) < 0)
+			break;
+	}
 	if (fd < 0)
 		return;
 	w = syscall(SYS_write, fd, text, b.n);
