@@ -209,6 +209,10 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 		cork_for_real(ts, fd);
 		return PASSED;
 	}
+	if (kind == FK_FILE) {
+		fi->flags |= FI_DIRTY;
+		ts->files_dirty = 1;
+	}
 	return (ssize_t)total;
 }
 
@@ -482,6 +486,13 @@ EXPORT int close(int fd)
 		return real.close(fd);
 	}
 	kind = deferrable_kind(fi, fd);
+	if (kind == FK_FILE && (fi->flags & FI_DIRTY)) {
+		/* its bytes must be in the file when the program, or another
+		 * process, opens it by its path next (write, close, rename) */
+		pass(ts, SC_CLOSE, fd, PASS_FD);
+		fd_forget(fi);
+		return real.close(fd);
+	}
 	if (kind != FK_STREAM && kind != FK_SOCKET && kind != FK_PIPE &&
 	    kind != FK_FILE) {
 		pass(ts, SC_CLOSE, fd, PASS_FD);
@@ -1304,6 +1315,16 @@ static int after_open(int fd, int flags)
 	return fd;
 }
 
+/* Before an open: writes queued to regular files are in them (the file
+ * opened may be one of them, under another name). */
+static inline void before_open(void)
+{
+	struct tstate *ts = tls_ts;
+
+	if (unlikely(ts && ts->files_dirty) && !ts->guard && ts->table)
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+}
+
 static inline int open_mode(int flags, va_list ap)
 {
 	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ?
@@ -1318,6 +1339,7 @@ EXPORT int open64(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode = open_mode(flags, ap);
 	va_end(ap);
+	before_open();
 	return after_open((int)syscall(SYS_openat, AT_FDCWD, path, flags, mode),
 			  flags);
 }
@@ -1331,6 +1353,7 @@ EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode = open_mode(flags, ap);
 	va_end(ap);
+	before_open();
 	return after_open((int)syscall(SYS_openat, dirfd, path, flags, mode),
 			  flags);
 }
@@ -1339,6 +1362,7 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...)
 
 EXPORT int __open_2(const char *path, int flags)
 {
+	before_open();
 	return after_open((int)syscall(SYS_openat, AT_FDCWD, path, flags, 0),
 			  flags);
 }

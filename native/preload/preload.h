@@ -58,6 +58,7 @@ enum fd_kind {
 #define FI_ACC		0x100	/* the two below are known (F_GETFL)       */
 #define FI_NOWRITE	0x200	/* not open for writing (O_RDONLY, O_PATH) */
 #define FI_NOREAD	0x400	/* not open for reading (O_WRONLY, O_PATH) */
+#define FI_DIRTY	0x800	/* a regular file with writes deferred */
 
 /* The levers beyond ESCA (ESCA_LEVERS), each one switchable for ablation. */
 enum lever {
@@ -97,6 +98,7 @@ struct tstate {
 				 * socket stays known empty until it changes */
 	uint64_t reads_seen, reads_answered;
 	uint64_t composed;	/* setsockopt calls composed into MSG_MORE */
+	int files_dirty;	/* writes to regular files are queued */
 	struct sc_stats sc[SC__COUNT];
 	struct { int fd; uint16_t gen; } epreg[MAX_EPREG];
 	int nepreg;

@@ -659,8 +659,10 @@ void lib_flush(struct tstate *ts, unsigned mode, int why)
 	ts->guard++;
 	esca_flush(ts->table, mode, why);
 	ts->guard--;
-	if (esca_table_pending(ts->table) == 0)
+	if (esca_table_pending(ts->table) == 0) {
 		ts->oldest_ns = 0;
+		ts->files_dirty = 0;
+	}
 	if (cfg.stats_path[0])
 		stats_maybe_write(0);
 }

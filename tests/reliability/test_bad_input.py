@@ -160,8 +160,6 @@ def run_code(mode: str, code: str) -> str:
     return p.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="a deferred write to a file is not seen by "
-                   "another open file of the same path until the next flush")
 @pytest.mark.parametrize("mode", EXECUTORS)
 def test_file_write_seen_through_another_open(mode: str, tmp_path: Path) -> None:
     code = (

@@ -14,6 +14,7 @@ uring executors, and compares (tests/reliability/test_bad_input.py).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import errno
 import json
 import mmap
@@ -158,7 +159,11 @@ def tmpfile(data: bytes = b"", flags: int = os.O_RDWR) -> int:
     os.close(fd)
     fd = os.open(path, flags)
     os.unlink(path)
-    return fd
+    # away from the low numbers: a closed fd's number, free at once plainly
+    # and only at the next flush under the library, is never this file's
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 200)
+    os.close(fd)
+    return high
 
 
 FILE_DATA = bytes(range(256)) * 16  # 4 KiB
