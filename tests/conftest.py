@@ -284,3 +284,12 @@ def read_pipe(fd: int) -> bytes:
         if not c:
             return b"".join(chunks)
         chunks.append(c)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="run the long variants of tests/reliability (also ESCA_LONG=1)",
+    )

@@ -143,6 +143,31 @@ static inline struct fdinfo *begin(struct tstate *ts, int sc, int fd, int *err)
 	return fi;
 }
 
+/* io_uring sends with MSG_NOSIGNAL whatever the program asked, so a
+ * deferred send that met a broken socket raised no SIGPIPE (the sequential
+ * executor's plain calls raise it themselves).  The call that surfaces the
+ * EPIPE raises it instead, as the plain call on the broken socket would,
+ * unless it asks for MSG_NOSIGNAL.  Where SIGPIPE would kill the process,
+ * the thread's pending bytes go out first, as at exit. */
+static void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags)
+{
+	struct fdinfo *fi;
+	struct sigaction sa;
+	sigset_t mask;
+
+	if (err != EPIPE || (flags & MSG_NOSIGNAL) || !ts->table ||
+	    esca_table_executor(ts->table) != ESCA_EXEC_URING)
+		return;
+	fi = fdi(fd);
+	if (!fi || fi->kind != FK_STREAM)
+		return;
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
+	    pthread_sigmask(SIG_BLOCK, NULL, &mask) == 0 &&
+	    !sigismember(&mask, SIGPIPE))
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+	raise(SIGPIPE);
+}
+
 /* After begin() said no: -1 with the fd's pending error, or PASSED. */
 static inline ssize_t refused(int err)
 {
@@ -170,8 +195,10 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 	if (unlikely(!ts))
 		return PASSED;
 	fi = begin(ts, sc, fd, &err);
-	if (!fi)
+	if (!fi) {
+		surfaced_sigpipe(ts, fd, err, flags);
 		return refused(err);
+	}
 	if (!selected(ts, sc))
 		return pass(ts, sc, fd, PASS_NOT_SELECTED);
 	kind = deferrable_kind(fi, fd);
@@ -291,8 +318,10 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 	if (unlikely(!ts))
 		return PASSED;
 	fi = begin(ts, SC_SENDFILE, out, &err);
-	if (!fi)
+	if (!fi) {
+		surfaced_sigpipe(ts, out, err, 0);
 		return refused(err);
+	}
 	if (!selected(ts, SC_SENDFILE))
 		return pass(ts, SC_SENDFILE, out, PASS_NOT_SELECTED);
 	fin = fdi(in);

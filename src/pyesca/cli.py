@@ -5,6 +5,7 @@
     esca stats PATH [--json]    the counters `esca run --stats PATH` wrote
     esca bench [OPTIONS]        the seed's experiment: wrk against a server,
                                 with and without pyesca, side by side
+    esca loadcheck URL ...      a load client that checks every body's sha256
 
 Messages go to stderr prefixed `esca: `; `main()` returns the exit status.
 """
@@ -352,7 +353,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="smoke run: 1 round, 2 s measured, 1 s counted (under a minute)",
     )
     be.set_defaults(func=_cmd_bench, argv=None)
+
+    lc = sub.add_parser(
+        "loadcheck",
+        help="a verifying load client: keep-alive connections, every body's sha256 checked",
+        add_help=False,  # --help goes to loadcheck's own parser
+        prefix_chars="\0",
+    )
+    lc.add_argument("args", nargs=argparse.REMAINDER)
+    lc.set_defaults(func=_cmd_loadcheck)
     return parser
+
+
+def _cmd_loadcheck(args: argparse.Namespace) -> int:
+    from pyesca import loadcheck
+
+    return loadcheck.main(args.args, prog=f"{PROG} loadcheck")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
