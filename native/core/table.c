@@ -144,6 +144,19 @@ int esca_fd_pending(const struct esca_table *t, int fd)
 	return t->fds[fd].pending > 0;
 }
 
+int esca_fd_inflight(const struct esca_table *t, int fd)
+{
+	if (!esca_fd_pending(t, fd))
+		return 0;
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		const struct esca_entry *e = &t->ents[i % t->cap];
+
+		if (e->state == ESCA_S_INFLIGHT && e->fd == fd)
+			return 1;
+	}
+	return 0;
+}
+
 int esca_amend_last(struct esca_table *t, int fd, int flags)
 {
 	for (uint32_t i = t->tail, n = 0; i != t->head && n < 64; n++) {

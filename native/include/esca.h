@@ -160,6 +160,9 @@ ESCA_API const char *esca_executor_name(int kind);
 ESCA_API const char *esca_op_name(int op);
 ESCA_API unsigned esca_table_pending(const struct esca_table *t);
 ESCA_API int esca_fd_pending(const struct esca_table *t, int fd);
+/* 1 when an entry of fd is in the kernel's hands (parked on a full socket
+ * after a reaping flush).  Looks at every entry: not for a fast path. */
+ESCA_API int esca_fd_inflight(const struct esca_table *t, int fd);
 ESCA_API const struct esca_stats *esca_table_stats(const struct esca_table *t);
 
 /* Clear the `flags` bits (MSG_MORE) of the newest entry of fd when it is a

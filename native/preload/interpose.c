@@ -168,6 +168,32 @@ static void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags)
 	raise(SIGPIPE);
 }
 
+/* A data call on a non-blocking socket whose earlier bytes are parked in
+ * flight (its peer does not read) would have to wait for them: the kernel
+ * would say EAGAIN (the send buffer is full, and ours come first), and
+ * waiting here would stop the program's event loop for every other client.
+ * 1: answer EAGAIN; the socket is owed an event (lib_pay_owed). */
+static int parked_eagain(struct tstate *ts, struct fdinfo *fi, int fd,
+			 int flags)
+{
+	if (fi->kind != FK_STREAM ||
+	    !((fi->flags & FI_NONBLOCK) || (flags & MSG_DONTWAIT)) ||
+	    !ts->table || !esca_fd_pending(ts->table, fd))
+		return 0;
+	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	if (!esca_fd_inflight(ts->table, fd))
+		return 0;
+	if (!(fi->flags & FI_OWED)) {
+		if (ts->nowed >= MAX_OWED)
+			return 0;	/* no room to remember: wait, as before */
+		ts->owed[ts->nowed++] = fd;
+		fi->flags |= FI_OWED;
+	}
+	ts->eagain_parked++;
+	errno = EAGAIN;
+	return 1;
+}
+
 /* After begin() said no: -1 with the fd's pending error, or PASSED. */
 static inline ssize_t refused(int err)
 {
@@ -216,8 +242,11 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 			return pass(ts, sc, fd, PASS_ARGS);
 		total += iov[i].iov_len;
 	}
-	if (total > cfg.budget)
+	if (total > cfg.budget) {
+		if (parked_eagain(ts, fi, fd, flags))
+			return -1;
 		return pass(ts, sc, fd, PASS_SIZE);
+	}
 	a = (struct esca_args){ .op = op, .fd = fd, .iov = iov, .iovcnt = iovcnt,
 				.flags = flags & ~MSG_DONTWAIT,
 				.order = fi->key1 };
@@ -232,6 +261,8 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 			a.op = ESCA_OP_SENDMSG;
 	}
 	if (queue(ts, &ts->sc[sc], &a, total) == PASSED) {
+		if (parked_eagain(ts, fi, fd, flags))
+			return -1;
 		lib_sync_fd(ts, fd);
 		cork_for_real(ts, fd);
 		return PASSED;
@@ -333,8 +364,11 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 	if (!off || *off < 0 || count > (size_t)SSIZE_MAX ||
 	    (int64_t)count > fin->size - (int64_t)*off)
 		return pass(ts, SC_SENDFILE, out, PASS_ARGS);
-	if (count > cfg.budget)
+	if (count > cfg.budget) {
+		if (parked_eagain(ts, fi, out, 0))
+			return -1;
 		return pass(ts, SC_SENDFILE, out, PASS_SIZE);
+	}
 	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = out, .fd2 = in,
 				.offset = *off, .count = count,
 				.flags = (fi->flags & FI_CORK_VIRT ? MSG_MORE : 0) |
@@ -342,6 +376,8 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 					  ESCA_F_NONBLOCK : 0),
 				.order = fi->key1 };
 	if (queue(ts, &ts->sc[SC_SENDFILE], &a, count) == PASSED) {
+		if (parked_eagain(ts, fi, out, 0))
+			return -1;
 		lib_sync_fd(ts, out);
 		cork_for_real(ts, out);
 		return PASSED;
@@ -492,6 +528,7 @@ static inline void fd_forget(struct fdinfo *fi)
 	fi->flags = 0;
 	fi->key1 = 0;
 	fi->drained = 0;
+	fi->ep_fd = 0;
 	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 
@@ -1106,6 +1143,13 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		fi->flags |= FI_EPOLLIN;
 	else if (op == EPOLL_CTL_DEL || op == EPOLL_CTL_MOD)
 		fi->flags &= (uint16_t)~FI_EPOLLIN;
+	if (op != EPOLL_CTL_DEL && ev) {
+		fi->ep_fd = epfd + 1;
+		fi->ep_events = ev->events;
+		fi->ep_data = ev->data.u64;
+	} else if (op == EPOLL_CTL_DEL && fi->ep_fd == epfd + 1) {
+		fi->ep_fd = 0;
+	}
 	return (int)r;
 }
 

@@ -59,6 +59,7 @@ enum fd_kind {
 #define FI_NOWRITE	0x200	/* not open for writing (O_RDONLY, O_PATH) */
 #define FI_NOREAD	0x400	/* not open for reading (O_WRONLY, O_PATH) */
 #define FI_DIRTY	0x800	/* a regular file with writes deferred */
+#define FI_OWED		0x1000	/* told EAGAIN while parked: owed an event */
 
 /* The levers beyond ESCA (ESCA_LEVERS), each one switchable for ablation. */
 enum lever {
@@ -79,9 +80,13 @@ struct fdinfo {
 	int64_t size;		/* FK_FILE: st_size when looked at */
 	uint64_t drained;	/* wait token of the thread whose read found
 				 * the socket empty, in that wait round */
+	int32_t ep_fd;		/* epoll fd + 1 of its last registration */
+	uint32_t ep_events;	/* ... and its events and data */
+	uint64_t ep_data;
 };
 
 #define MAX_EPREG 8
+#define MAX_OWED 64
 
 /* Per-thread state. */
 struct tstate {
@@ -99,6 +104,10 @@ struct tstate {
 	uint64_t reads_seen, reads_answered;
 	uint64_t composed;	/* setsockopt calls composed into MSG_MORE */
 	int files_dirty;	/* writes to regular files are queued */
+	int nowed;		/* fds told EAGAIN while their bytes were */
+	int owed[MAX_OWED];	/* parked: re-armed in their epoll set when
+				 * the bytes are out (lib_flush) */
+	uint64_t eagain_parked;	/* data calls answered EAGAIN so */
 	struct sc_stats sc[SC__COUNT];
 	struct { int fd; uint16_t gen; } epreg[MAX_EPREG];
 	int nepreg;
@@ -185,6 +194,7 @@ HIDDEN void fd_note_access(struct fdinfo *fi, long fl);
 HIDDEN int fd_access_ok(int fd, struct fdinfo *fi, uint16_t need);
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
+HIDDEN void lib_pay_owed(struct tstate *ts);
 HIDDEN void lib_lifecycle_flush(void);
 HIDDEN void stats_maybe_write(int force);
 HIDDEN uint64_t now_ns(void);

@@ -526,6 +526,7 @@ static void fold(struct tstate *into, struct tstate *ts)
 	into->reads_seen += ts->reads_seen;
 	into->reads_answered += ts->reads_answered;
 	into->composed += ts->composed;
+	into->eagain_parked += ts->eagain_parked;
 	for (int i = 0; i < SC__COUNT; i++) {
 		into->sc[i].seen += ts->sc[i].seen;
 		into->sc[i].deferred += ts->sc[i].deferred;
@@ -663,8 +664,45 @@ void lib_flush(struct tstate *ts, unsigned mode, int why)
 		ts->oldest_ns = 0;
 		ts->files_dirty = 0;
 	}
+	if (unlikely(ts->nowed))
+		lib_pay_owed(ts);
 	if (cfg.stats_path[0])
 		stats_maybe_write(0);
+}
+
+/* A program told EAGAIN on a socket whose earlier bytes were parked waits
+ * for it to turn writable; with an edge-triggered registration, the edge
+ * may have gone by while our bytes still filled the socket.  Once they are
+ * out, re-arm its registration (EPOLL_CTL_MOD with the program's own events
+ * and data): the kernel then reports the socket as it is now. */
+void lib_pay_owed(struct tstate *ts)
+{
+	int k = 0;
+
+	for (int i = 0; i < ts->nowed; i++) {
+		int fd = ts->owed[i];
+		struct fdinfo *fi = fdi(fd);
+
+		if (!fi || !(fi->flags & FI_OWED))
+			continue;		/* closed or re-used since */
+		if (esca_fd_pending(ts->table, fd)) {
+			ts->owed[k++] = fd;	/* still parked */
+			continue;
+		}
+		fi->flags &= (uint16_t)~FI_OWED;
+		/* level-triggered sets report it anyway; a one-shot one the
+		 * program re-arms itself */
+		if (fi->ep_fd > 0 && (fi->ep_events & EPOLLET) &&
+		    !(fi->ep_events & EPOLLONESHOT)) {
+			struct epoll_event ev = { .events = fi->ep_events,
+						  .data.u64 = fi->ep_data };
+
+			if (syscall(SYS_epoll_ctl, fi->ep_fd - 1, EPOLL_CTL_MOD,
+				    fd, &ev) < 0)
+				fi->ep_fd = 0;
+		}
+	}
+	ts->nowed = k;
 }
 
 void lib_sync_fd(struct tstate *ts, int fd)
@@ -857,7 +895,8 @@ static void write_stats(void)
 		"\"bytes_deferred\": %llu, "
 		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
 		" \"reads_seen\": %llu, \"reads_answered\": %llu, "
-		"\"setsockopt_composed\": %llu, \"levers\": [",
+		"\"setsockopt_composed\": %llu, \"eagain_parked\": %llu, "
+		"\"levers\": [",
 	    (unsigned long long)deferred, (unsigned long long)c->kernel_entries,
 	    (long long)(deferred + sum.reads_answered) -
 	    (long long)c->kernel_entries,
@@ -871,7 +910,8 @@ static void write_stats(void)
 	    (unsigned long long)c->flushes, nthreads_total, nthreads,
 	    (unsigned long long)sum.reads_seen,
 	    (unsigned long long)sum.reads_answered,
-	    (unsigned long long)sum.composed);
+	    (unsigned long long)sum.composed,
+	    (unsigned long long)sum.eagain_parked);
 	for (unsigned i = 0, k = 0; i < sizeof(lever_names) /
 	     sizeof(lever_names[0]); i++)
 		if (cfg.levers & (1u << i))
