@@ -48,6 +48,12 @@ COUNTERS: tuple[str, ...] = (
     "fallbacks",
     "bytes_deferred",
     "threads",
+    # the levers beyond ESCA (README, "Beyond ESCA")
+    "reads_seen",
+    "reads_answered",
+    "setsockopt_composed",
+    "sendfile_direct",
+    "eagain_parked",
 )
 
 
@@ -126,6 +132,11 @@ class ProcessStats:
     fallbacks: int = 0
     bytes_deferred: int = 0
     threads: int = 0
+    reads_seen: int = 0
+    reads_answered: int = 0
+    setsockopt_composed: int = 0
+    sendfile_direct: int = 0
+    eagain_parked: int = 0
 
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str = "") -> ProcessStats:
@@ -303,6 +314,12 @@ def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
         f" short writes completed {s.short_completed}, resubmitted {s.resubmitted}"
     )
     lines.append(f"  errors           {s.errors} ({s.errors_surfaced} surfaced to the program)")
+    lines.append(
+        f"  levers           {s.reads_answered} reads answered without the kernel"
+        f" (of {s.reads_seen} looked at), {s.setsockopt_composed} setsockopt composed"
+        f" into MSG_MORE, {s.sendfile_direct} sendfile run as themselves,"
+        f" {s.eagain_parked} sends EAGAIN behind parked bytes"
+    )
     fb = f"  fallbacks        {s.fallbacks}"
     if s.fallback_reason:
         fb += f" ({s.fallback_reason})"
