@@ -224,6 +224,11 @@ def check_report(data: dict[str, Any], server: str, modes: list[str]) -> None:
             assert epr["median"] > 0, name
         run = m["runs"][0]
         assert run["other_cpu"] is None or run["other_cpu"] >= 0
+        # the server's CPU per request, split user/system, and wrk's
+        assert run["server_user_us_per_request"] > 0, name
+        assert run["server_sys_us_per_request"] > 0, name
+        assert run["wrk_us_per_request"] > 0, name
+        assert m["server_sys_us_per_request"]["median"] > 0, name
         assert run["verified"] is True and run["problems"] == [], run["problems"]
         if name == "vanilla":
             assert run["stats"] is None and m["deferred_per_request"] is None

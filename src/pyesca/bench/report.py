@@ -60,6 +60,9 @@ class ModeSummary:
     mean_batch_size: Spread | None
     executor: str
     flags: list[str] = field(default_factory=list)
+    server_user_us: Spread | None = None  # CPU microseconds per request
+    server_sys_us: Spread | None = None
+    wrk_us: Spread | None = None
     notes: list[str] = field(default_factory=list)
     records: list[RunRecord] = field(default_factory=list)
 
@@ -94,6 +97,9 @@ class ModeSummary:
             "kernel_entries_reason": self.kernel_entries_reason,
             "deferred_per_request": sp(self.deferred_per_request),
             "mean_batch_size": sp(self.mean_batch_size),
+            "server_user_us_per_request": sp(self.server_user_us),
+            "server_sys_us_per_request": sp(self.server_sys_us),
+            "wrk_us_per_request": sp(self.wrk_us),
             "executor": self.executor,
             "flagged": self.flagged,
             "flags": self.flags,
@@ -181,6 +187,9 @@ def summarise_mode(
         kernel_entries_reason="; ".join(reasons),
         deferred_per_request=Spread.of(dprs),
         mean_batch_size=Spread.of(batches),
+        server_user_us=Spread.of([v for r in measured if (v := r.server_user_us) is not None]),
+        server_sys_us=Spread.of([v for r in measured if (v := r.server_sys_us) is not None]),
+        wrk_us=Spread.of([v for r in measured if (v := r.wrk_us) is not None]),
         executor=",".join(execs) if execs else "-",
         flags=flags,
         notes=[f"round {r.round}: {n}" for r in recs for n in r.notes],
@@ -299,6 +308,13 @@ def setup_lines(result: BenchResult) -> list[str]:
     return lines
 
 
+def _cpu(m: ModeSummary) -> str:
+    u, s = m.server_user_us, m.server_sys_us
+    if u is None or s is None:
+        return "-"
+    return f"{u.median + s.median:.2f} ({u.median:.2f}+{s.median:.2f})"
+
+
 def format_text(result: BenchResult) -> str:
     cfg = result.config
     out: list[str] = []
@@ -306,19 +322,22 @@ def format_text(result: BenchResult) -> str:
         out.append(f"esca bench: {case_title(result, case)}")
         out += [f"  {line}" for line in setup_lines(result)]
         out.append("")
+        w = max(9, *(len(m.mode) + 1 for m in case.modes))
         head = (
-            f"  {'mode':<9}{'requests/s':>11} {'(min - max)':<19}{'transfer/s':>10}"
-            f"{'ratio':>7}{'entries/req':>12}{'deferred/req':>13}{'batch':>7}{'errors':>8}"
+            f"  {'mode':<{w}}{'requests/s':>11} {'(min - max)':<19}{'transfer/s':>10}"
+            f"{'ratio':>7}{'entries/req':>12}{'deferred/req':>13}{'batch':>7}"
+            f"{'cpu us/req: server usr+sys':>28}{'wrk':>6}{'errors':>8}"
         )
         out.append(head)
         for m in case.modes:
             rps, tps = m.requests_per_sec, m.transfer_per_sec
             rng = f"({rps.min:,.0f} - {rps.max:,.0f})" if rps else ""
             out.append(
-                f"  {m.mode:<9}{_opt(rps, ',.0f'):>11} {rng:<19}"
+                f"  {m.mode:<{w}}{_opt(rps, ',.0f'):>11} {rng:<19}"
                 f"{fmt_bytes(tps.median) if tps else '-':>10}"
                 f"{_ratio(m, case.baseline):>7}{_epr(m):>12}"
                 f"{_opt(m.deferred_per_request, '.2f'):>13}{_opt(m.mean_batch_size, '.2f'):>7}"
+                f"{_cpu(m):>28}{_opt(m.wrk_us, '.1f'):>6}"
                 f"{m.errors:>8}"
             )
         out.append("")
@@ -373,6 +392,8 @@ def notes(result: BenchResult) -> list[str]:
         kern,
         "deferred/req, batch: the interposer's counters (esca stats): calls deferred per"
         " request, calls per flush that ran any",
+        "cpu us/req: CPU time per request in the measured run (medians over rounds): the"
+        " server's processes, user + system (from /proc/PID/stat), and wrk's",
         "errors: wrk's socket errors + non-2xx responses, over all wrk runs of the mode",
         "These are ratios on one machine, server and wrk sharing its cores over loopback;"
         " absolute requests/s are not comparable across machines.",
@@ -386,9 +407,10 @@ def format_markdown(result: BenchResult) -> str:
         out.append("")
         out.append(
             "| mode | requests/s (min–max) | transfer/s | ratio | kernel entries/req"
-            " | deferred/req | mean batch | latency avg | errors |"
+            " | deferred/req | mean batch | server CPU µs/req (usr+sys) | wrk CPU µs/req"
+            " | latency avg | errors |"
         )
-        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for m in case.modes:
             rps, tps = m.requests_per_sec, m.transfer_per_sec
             rng = f"{_opt(rps, ',.0f')} ({rps.min:,.0f}–{rps.max:,.0f})" if rps else "-"
@@ -397,7 +419,7 @@ def format_markdown(result: BenchResult) -> str:
                 f"| {m.mode} | {rng} | {fmt_bytes(tps.median) if tps else '-'}"
                 f" | {_ratio(m, case.baseline)} | {_epr(m)}"
                 f" | {_opt(m.deferred_per_request, '.2f')} | {_opt(m.mean_batch_size, '.2f')}"
-                f" | {lat} | {m.errors} |"
+                f" | {_cpu(m)} | {_opt(m.wrk_us, '.1f')} | {lat} | {m.errors} |"
             )
         if warn := disturbed_line(case):
             out += ["", warn[0].upper() + warn[1:] + "."]

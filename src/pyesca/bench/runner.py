@@ -220,6 +220,11 @@ class RunRecord:
     notes: list[str] = field(default_factory=list)
     other_cpu: float | None = None  # CPUs others used during the measured run
     seconds: float = 0.0
+    # CPU time per request in the measured run, microseconds: the server's
+    # user and system time (all its processes), and wrk's
+    server_user_us: float | None = None
+    server_sys_us: float | None = None
+    wrk_us: float | None = None
 
     @property
     def wrk_errors(self) -> int:
@@ -273,6 +278,9 @@ class RunRecord:
             "problems": self.problems,
             "notes": self.notes,
             "other_cpu": None if self.other_cpu is None else round(self.other_cpu, 3),
+            "server_user_us_per_request": self.server_user_us,
+            "server_sys_us_per_request": self.server_sys_us,
+            "wrk_us_per_request": self.wrk_us,
             "seconds": round(self.seconds, 3),
         }
 
@@ -332,21 +340,30 @@ class CpuSnapshot:
     busy: float  # all CPUs, busy time (not idle/iowait)
     server: float  # the server's processes (all their threads)
     children: float  # this process's waited-for children (wrk)
-
+    server_user: float = 0.0  # of server: user time
+    server_sys: float = 0.0  # of server: system time
     @classmethod
     def take(cls, pids: Sequence[int]) -> CpuSnapshot | None:
         tick = os.sysconf("SC_CLK_TCK")
         try:
             busy, _ = _cpu_times()
-            server = 0
+            user = system = 0
             for pid in pids:
                 stat = Path(f"/proc/{pid}/stat").read_text()
                 f = stat[stat.rfind(")") + 2 :].split()
-                server += int(f[11]) + int(f[12])  # utime, stime
+                user += int(f[11])  # utime
+                system += int(f[12])  # stime
         except (OSError, ValueError, IndexError):
             return None
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return cls(time.monotonic(), busy / tick, server / tick, ru.ru_utime + ru.ru_stime)
+        return cls(
+            time.monotonic(),
+            busy / tick,
+            (user + system) / tick,
+            ru.ru_utime + ru.ru_stime,
+            user / tick,
+            system / tick,
+        )
 
 
 def other_cpu(a: CpuSnapshot | None, b: CpuSnapshot | None) -> float | None:
@@ -494,7 +511,13 @@ def one_run(
             pids = srv.pids()
             before = CpuSnapshot.take(pids)
             rec.measured = wrk(cfg.duration)
-            rec.other_cpu = other_cpu(before, CpuSnapshot.take(pids))
+            after = CpuSnapshot.take(pids)
+            rec.other_cpu = other_cpu(before, after)
+            n = rec.measured.requests
+            if before is not None and after is not None and n > 0:
+                rec.server_user_us = round((after.server_user - before.server_user) / n * 1e6, 3)
+                rec.server_sys_us = round((after.server_sys - before.server_sys) / n * 1e6, 3)
+                rec.wrk_us = round((after.children - before.children) / n * 1e6, 3)
             if perf_reason:
                 rec.kernel_entries_reason = perf_reason
             else:
