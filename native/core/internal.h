@@ -68,6 +68,8 @@ struct esca_executor {
 	int (*progress_fd)(struct esca_table *t);	/* optional */
 	void (*progress_arm)(struct esca_table *t, int on);
 	int (*owns_fd)(struct esca_table *t, int fd);
+	int (*flush_epoll)(struct esca_table *t, int epfd, void *evs, int max,
+			   int timeout_ms, const void *sigmask);	/* optional */
 };
 
 struct esca_table {

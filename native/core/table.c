@@ -537,6 +537,26 @@ int esca_flush(struct esca_table *t, unsigned mode, int why)
 	return (int)(before - t->live);
 }
 
+int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
+			  struct epoll_event *evs, int max, int timeout_ms,
+			  const void *sigmask)
+{
+	unsigned queued = t->live - t->inflight;
+	int r;
+
+	if (!t->ex->flush_epoll || t->live == 0)
+		return -ENOSYS;
+	if (queued) {
+		t->st.flushes++;
+		if (why >= 0 && why < ESCA_WHY__COUNT)
+			t->st.flush_why[why]++;
+		t->st.batch_hist[hist_bucket(queued)]++;
+	}
+	r = t->ex->flush_epoll(t, epfd, evs, max, timeout_ms, sigmask);
+	esca__retire(t);
+	return r;
+}
+
 int esca_sync_fd(struct esca_table *t, int fd)
 {
 	int r = 0;

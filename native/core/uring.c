@@ -31,6 +31,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -43,6 +44,12 @@
 
 enum { STAGE_MAIN = 0, STAGE_READ = 1, STAGE_POLL = 2 };
 #define STAGE_MASK 3ull
+/* user_data of the SQEs that are no entry's: no entry lives at 8 or 16 */
+#define EPOLL_TAG 8ull		/* the folded epoll wait */
+#define CANCEL_TAG 16ull	/* its cancellation */
+#ifndef IORING_OP_EPOLL_WAIT
+#define IORING_OP_EPOLL_WAIT 59	/* Linux 6.15; Debian 12's liburing lacks it */
+#endif
 #define MAX_REAP_ROUNDS 4
 
 struct uring_state {
@@ -53,6 +60,8 @@ struct uring_state {
 	unsigned outstanding;		/* SQEs submitted, CQE not yet seen */
 	int evfd;			/* progress fd, -1 until asked for */
 	int sf_direct;			/* ESCA_CFG_SENDFILE_DIRECT */
+	int have_epwait;		/* IORING_OP_EPOLL_WAIT works */
+	int ep_busy, ep_done, ep_res;	/* the folded epoll wait */
 };
 
 static int probe_setsockopt = 0;	/* 0 not yet, 1 works, -1 does not */
@@ -137,6 +146,7 @@ static const unsigned char allowed_sqe_ops[] = {
 	IORING_OP_NOP, IORING_OP_POLL_ADD, IORING_OP_WRITE, IORING_OP_WRITEV,
 	IORING_OP_SEND, IORING_OP_SENDMSG, IORING_OP_READ, IORING_OP_SHUTDOWN,
 	IORING_OP_CLOSE, IORING_OP_FSYNC, IORING_OP_URING_CMD,
+	IORING_OP_ASYNC_CANCEL, IORING_OP_EPOLL_WAIT,
 };
 #define ALLOWED_SQE_FLAGS IOSQE_IO_LINK
 /* io_uring_register calls made after the ring is enabled; the last two
@@ -242,6 +252,14 @@ static int uring_init(struct esca_table *t)
 	}
 	u->sq_entries = u->ring.sq.ring_entries;
 	u->sf_direct = !!(t->cfg_flags & ESCA_CFG_SENDFILE_DIRECT);
+	if (t->cfg_flags & ESCA_CFG_FOLD_WAIT) {
+		struct io_uring_probe *p = io_uring_get_probe_ring(&u->ring);
+
+		u->have_epwait = p && io_uring_opcode_supported(p,
+							  IORING_OP_EPOLL_WAIT);
+		if (p)
+			io_uring_free_probe(p);
+	}
 	u->evfd = -1;
 	u->heads = calloc(t->cap, sizeof(*u->heads));
 	if (!u->heads) {
@@ -688,7 +706,12 @@ static void reap(struct esca_table *t, struct uring_state *u)
 		struct esca_entry *e = (struct esca_entry *)(uintptr_t)(d & ~STAGE_MASK);
 
 		n++;
-		if (!e)
+		if (d == EPOLL_TAG) {
+			u->ep_res = cqe->res;
+			u->ep_done = 1;
+			continue;
+		}
+		if (!e || d == CANCEL_TAG)
 			continue;
 		switch (d & STAGE_MASK) {
 		case STAGE_READ:
@@ -786,6 +809,114 @@ static int uring_flush(struct esca_table *t, unsigned mode)
 	return 0;
 }
 
+/* ESCA_CFG_FOLD_WAIT: flush and wait on the program's epoll set in the same
+ * io_uring_enter.  The IORING_OP_EPOLL_WAIT goes in with the first round:
+ * where events are ready it completes inline, and the flush and the wait
+ * cost one entry; else the flush finishes (direct sendfiles, later rounds)
+ * and the ring waits for it (parked sends move meanwhile), with the
+ * program's timeout and signal mask.  A timeout or a signal cancels it.
+ * Returns the number of events, -errno, or -ENOSYS (not here: the caller
+ * flushes and waits itself). */
+static int uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
+			     int max, int timeout_ms, const void *sigmask)
+{
+	struct uring_state *u = t->priv;
+	struct io_uring *ring = &u->ring;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct timespec now;
+	int64_t deadline = 0;
+	int rounds = 0, intr = 0, r;
+
+	if (!u->have_epwait || u->ep_busy || max <= 0)
+		return -ENOSYS;
+	sqe = io_uring_get_sqe(ring);
+	if (!sqe)
+		return -ENOSYS;
+	if (timeout_ms > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		deadline = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec +
+			   (int64_t)timeout_ms * 1000000;
+	}
+	io_uring_prep_rw(IORING_OP_EPOLL_WAIT, sqe, epfd, evs, (unsigned)max, 0);
+	io_uring_sqe_set_data64(sqe, EPOLL_TAG);
+	u->outstanding++;
+	u->ep_busy = 1;
+	u->ep_done = 0;
+	/* the flush: rounds as in uring_flush, the wait's SQE in the first */
+	for (;;) {
+		unsigned queued_before = t->live - t->inflight, queued_now;
+		unsigned used = build_round(t, u);
+
+		if (used == 0 && rounds > 0)
+			break;	/* nothing left for the ring (direct ops ran) */
+		r = enter(t, u, 0, 1);
+		if (r < 0)
+			break;
+		reap(t, u);
+		queued_now = t->live - t->inflight;
+		if (++rounds >= MAX_REAP_ROUNDS || queued_now == 0 ||
+		    (used == 0 && queued_now >= queued_before))
+			break;
+	}
+	/* the wait */
+	while (!u->ep_done && timeout_ms != 0) {
+		struct __kernel_timespec ts, *tsp = NULL;
+
+		if (timeout_ms > 0) {
+			int64_t left;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			left = deadline - ((int64_t)now.tv_sec * 1000000000 +
+					   now.tv_nsec);
+			if (left <= 0)
+				break;
+			ts.tv_sec = left / 1000000000;
+			ts.tv_nsec = left % 1000000000;
+			tsp = &ts;
+		}
+		t->st.kernel_entries++;
+		r = io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp,
+						     (sigset_t *)sigmask);
+		reap(t, u);
+		if (r == -EINTR) {
+			intr = 1;
+			break;
+		}
+		if (r == -ETIME)
+			continue;	/* the loop looks at the clock */
+		if (r < 0 && r != -EAGAIN && r != -EBUSY)
+			break;
+		build_round(t, u);	/* parked sends requeued: on */
+	}
+	if (!u->ep_done) {
+		sqe = io_uring_get_sqe(ring);
+		if (!sqe) {
+			t->st.kernel_entries++;
+			io_uring_submit(ring);
+			sqe = io_uring_get_sqe(ring);
+		}
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, EPOLL_TAG, 0);
+			io_uring_sqe_set_data64(sqe, CANCEL_TAG);
+			u->outstanding++;
+		}
+		while (!u->ep_done) {
+			t->st.kernel_entries++;
+			r = io_uring_submit_and_wait(ring, 1);
+			if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+				break;
+			reap(t, u);
+		}
+	}
+	u->ep_busy = 0;
+	if (!u->ep_done)
+		return -EIO;	/* the ring failed: cannot happen */
+	if (u->ep_res == -ECANCELED || u->ep_res == -EINTR)
+		return intr ? -EINTR : 0;
+	return u->ep_res;
+}
+
 /* With DEFER_TASKRUN, a parked send moves only while this thread is in
  * io_uring_enter; an eventfd registered with the ring is signalled when
  * such work is queued, so an event loop can wait on it beside its own fds. */
@@ -833,6 +964,7 @@ const struct esca_executor esca__uring = {
 	.flush = uring_flush,
 	.progress_fd = uring_progress_fd,
 	.progress_arm = uring_progress_arm,
+	.flush_epoll = uring_flush_epoll,
 	.owns_fd = uring_owns_fd,
 };
 

@@ -92,6 +92,9 @@ struct esca_config {
 };
 
 /* esca_config flags */
+#define ESCA_CFG_FOLD_WAIT	 (1u << 1) /* uring: esca_flush_epoll_wait()
+				   * folds the wait into the flush where the
+				   * kernel has IORING_OP_EPOLL_WAIT (6.15) */
 #define ESCA_CFG_SENDFILE_DIRECT (1u << 0) /* uring: a sendfile runs as the
 				   * syscall itself inside the flush (no copy of
 				   * the bytes), the rest of the batch in the
@@ -186,6 +189,15 @@ ESCA_API int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
  * Returns the number of entries that completed, or -errno if the executor
  * itself failed (entries then complete with that error). */
 ESCA_API int esca_flush(struct esca_table *t, unsigned mode, int why);
+/* A reaping flush and an epoll_pwait(epfd, evs, max, timeout_ms, sigmask)
+ * in as few kernel entries as the executor can (one, under uring with
+ * ESCA_CFG_FOLD_WAIT, when events are ready).  Returns what epoll_wait
+ * would (events, or -errno such as -EINTR), or -ENOSYS when the executor
+ * cannot: then flush and call epoll_wait yourself. */
+struct epoll_event;
+ESCA_API int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
+				   struct epoll_event *evs, int max,
+				   int timeout_ms, const void *sigmask);
 
 /* Wait until no entry on fd (as fd or fd2) is pending. */
 ESCA_API int esca_sync_fd(struct esca_table *t, int fd);

@@ -658,8 +658,39 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 {
 	struct tstate *ts = tls_ts;
 	uint64_t deadline = 0;
-	int pfd = before_wait(ts), n, filter;
+	int pfd, n, filter;
 	struct timespec left;
+
+	/* lever "fold": the flush and the wait in one kernel entry */
+	if ((cfg.levers & LV_FOLD) && ts && !ts->guard && ts->table &&
+	    esca_table_pending(ts->table) && kind != 2 && timeout != 0) {
+		uint64_t start = timeout > 0 ? now_ns() : 0;
+
+		ts->segment = 0;
+		ts->wait_token++;
+		n = lib_flush_epoll(ts, epfd, evs, max, timeout, mask);
+		if (n != -2) {
+			int m = 0;
+
+			if (n <= 0 || !__atomic_load_n(&epoll_magic_used,
+							__ATOMIC_RELAXED))
+				return n;
+			for (int i = 0; i < n; i++)
+				if (evs[i].data.u64 != EPOLL_MAGIC)
+					evs[m++] = evs[i];
+			if (m > 0)
+				return m;
+			/* only our progress fd woke it: wait on, below */
+			if (timeout > 0) {
+				int64_t used = (int64_t)((now_ns() - start) /
+							 1000000);
+
+				timeout = used >= timeout ? 0 :
+					  timeout - (int)used;
+			}
+		}
+	}
+	pfd = before_wait(ts);
 
 	if (pfd >= 0 && !epoll_has_ours(ts, epfd, pfd))
 		pfd = -1;

@@ -66,6 +66,7 @@ enum lever {
 	LV_READS = 1u << 0,	/* answer a read known to get EAGAIN */
 	LV_COMPOSE = 1u << 1,	/* TCP_CORK pairs become MSG_MORE */
 	LV_SENDFILE = 1u << 2,	/* sendfile runs as itself in the flush */
+	LV_FOLD = 1u << 3,	/* epoll wait folded into the flush */
 };
 
 struct fdinfo {
@@ -195,6 +196,9 @@ HIDDEN int fd_access_ok(int fd, struct fdinfo *fi, uint16_t need);
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
 HIDDEN void lib_pay_owed(struct tstate *ts);
+HIDDEN int lib_flush_epoll(struct tstate *ts, int epfd,
+			   struct epoll_event *evs, int max, int timeout,
+			   const sigset_t *mask);
 HIDDEN void lib_lifecycle_flush(void);
 HIDDEN void stats_maybe_write(int force);
 HIDDEN uint64_t now_ns(void);

@@ -147,7 +147,8 @@ static unsigned parse_syscalls(const char *s)
 	return m;
 }
 
-static const char *const lever_names[] = { "reads", "compose", "sendfile" };
+static const char *const lever_names[] = { "reads", "compose", "sendfile",
+					   "fold" };
 #define LV_ALL ((1u << (sizeof(lever_names) / sizeof(lever_names[0]))) - 1)
 
 /* ESCA_LEVERS: "all" (the default), "none", or a comma list of lever names,
@@ -470,6 +471,8 @@ struct tstate *ts_slow(void)
 	c.ctx = ts;
 	if (cfg.levers & LV_SENDFILE)
 		c.flags |= ESCA_CFG_SENDFILE_DIRECT;
+	if (cfg.levers & LV_FOLD)
+		c.flags |= ESCA_CFG_FOLD_WAIT;
 	ts->table = esca_table_new(&c, &err);
 	if (!ts->table && cfg.executor != ESCA_EXEC_SEQUENTIAL) {
 		/* contract item 8: say so once, use sequential */
@@ -668,6 +671,34 @@ void lib_flush(struct tstate *ts, unsigned mode, int why)
 		lib_pay_owed(ts);
 	if (cfg.stats_path[0])
 		stats_maybe_write(0);
+}
+
+/* The flush and the program's epoll wait in one go (lever "fold"): the
+ * number of events, -1 with errno, or -2 when the executor cannot. */
+int lib_flush_epoll(struct tstate *ts, int epfd, struct epoll_event *evs,
+		    int max, int timeout, const sigset_t *mask)
+{
+	int n;
+
+	ts->guard++;
+	n = esca_flush_epoll_wait(ts->table, ESCA_WHY_WAIT, epfd, evs, max,
+				  timeout, mask);
+	ts->guard--;
+	if (n == -ENOSYS)
+		return -2;
+	if (esca_table_pending(ts->table) == 0) {
+		ts->oldest_ns = 0;
+		ts->files_dirty = 0;
+	}
+	if (unlikely(ts->nowed))
+		lib_pay_owed(ts);
+	if (cfg.stats_path[0])
+		stats_maybe_write(0);
+	if (n < 0) {
+		errno = -n;
+		return -1;
+	}
+	return n;
 }
 
 /* A program told EAGAIN on a socket whose earlier bytes were parked waits

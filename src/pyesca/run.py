@@ -111,6 +111,7 @@ LEVERS = {
     "reads": "answer the read after a drained socket EAGAIN without the kernel",
     "compose": "TCP_CORK on, sends, TCP_CORK off become sends with MSG_MORE",
     "sendfile": "a sendfile runs as itself inside the flush (no copy of the body)",
+    "fold": "the epoll wait goes into the flush's kernel entry (IORING_OP_EPOLL_WAIT)",
 }
 
 
