@@ -48,10 +48,14 @@ struct esca_entry {
 /* Per-fd state; the table grows the array to the largest fd seen. */
 struct esca_fd {
 	uint32_t pending;	/* entries not done with fd or fd2 == this fd */
+	uint32_t keyed;		/* ... with this fd as key, made through another
+				 * fd of the same open file (a dup) */
 	uint32_t mark;		/* round in which the three below are valid */
 	uint8_t busy;		/* ESCA_FD_FREE, ESCA_FD_CHAIN, ESCA_FD_HELD */
 	uint8_t readers;	/* a pending sendfile reads this fd */
 	uint8_t type;		/* hint: ESCA_FT_UNKNOWN, _SOCKET, _OTHER */
+	int32_t broken;		/* as a key: errno (EPIPE, ECONNRESET) a data
+				 * op of it failed with; later ones fail so too */
 	void *tail;		/* uring: last entry of this fd's chain */
 };
 enum { ESCA_FD_FREE = 0, ESCA_FD_CHAIN, ESCA_FD_HELD };
@@ -91,6 +95,7 @@ struct esca_table {
 	esca_complete_fn complete;
 	void *ctx;
 	unsigned cfg_flags;		/* ESCA_CFG_* */
+	unsigned nbroken;		/* keys with broken set */
 	struct esca_stats st;
 	void *priv;			/* the executor's own state */
 };
@@ -110,6 +115,7 @@ ESCA_HIDDEN void esca__args_of(const struct esca_entry *e,
 ESCA_HIDDEN void esca__run_direct(struct esca_table *t, struct esca_entry *e,
 				  int fallback);
 ESCA_HIDDEN void esca__run_queued_direct(struct esca_table *t, int fallback);
+ESCA_HIDDEN int esca__skip_broken(struct esca_table *t, struct esca_entry *e);
 
 /* ops.c */
 ESCA_HIDDEN int esca__is_data(int op);

@@ -141,7 +141,7 @@ int esca_fd_pending(const struct esca_table *t, int fd)
 {
 	if (fd < 0 || fd >= t->nfds)
 		return 0;
-	return t->fds[fd].pending > 0;
+	return t->fds[fd].pending > 0 || t->fds[fd].keyed > 0;
 }
 
 int esca_fd_inflight(const struct esca_table *t, int fd)
@@ -262,6 +262,28 @@ static void fd_unref(struct esca_table *t, int fd)
 		t->fds[fd].pending--;
 }
 
+static int data_op(int op)
+{
+	return esca__is_data(op) || op == ESCA_OP_SENDFILE;
+}
+
+/* A data op of a key whose connection broke earlier in this table (EPIPE,
+ * ECONNRESET) would fail the same way: complete it so without running it
+ * (no SIGPIPE per queued op where the program would have stopped at the
+ * first error).  1: e is complete. */
+int esca__skip_broken(struct esca_table *t, struct esca_entry *e)
+{
+	int err;
+
+	if (!t->nbroken || !data_op(e->op) || e->key >= t->nfds)
+		return 0;
+	err = t->fds[e->key].broken;
+	if (!err)
+		return 0;
+	esca__complete(t, e, e->done ? (int64_t)e->done : -err);
+	return 1;
+}
+
 void esca__complete(struct esca_table *t, struct esca_entry *e, int64_t result)
 {
 	if (e->state == ESCA_S_INFLIGHT)
@@ -272,9 +294,25 @@ void esca__complete(struct esca_table *t, struct esca_entry *e, int64_t result)
 	t->st.completed++;
 	if (result < 0)
 		t->st.errors++;
+	if ((result == -EPIPE || result == -ECONNRESET) && data_op(e->op) &&
+	    e->key < t->nfds && !t->fds[e->key].broken) {
+		t->fds[e->key].broken = (int32_t)-result;
+		t->nbroken++;
+	} else if (e->op == ESCA_OP_CLOSE && e->key < t->nfds &&
+		   t->fds[e->key].broken) {
+		t->fds[e->key].broken = 0;	/* the number means anew */
+		t->nbroken--;
+	}
+	if (t->live == 0 && t->nbroken) {
+		for (int i = 0; i < t->nfds; i++)
+			t->fds[i].broken = 0;
+		t->nbroken = 0;
+	}
 	fd_unref(t, e->fd);
 	if (e->op == ESCA_OP_SENDFILE && e->fd2 != e->fd)
 		fd_unref(t, e->fd2);
+	if (e->key != e->fd && e->key < t->nfds && t->fds[e->key].keyed)
+		t->fds[e->key].keyed--;
 	if (e->op == ESCA_OP_CLOSE && e->fd < t->nfds)
 		t->fds[e->fd].type = ESCA_FT_UNKNOWN;
 	if (t->complete)
@@ -302,6 +340,8 @@ void esca__run_direct(struct esca_table *t, struct esca_entry *e, int fallback)
 	uint64_t n = 0;
 	int64_t r;
 
+	if (esca__skip_broken(t, e))
+		return;
 	esca__args_of(e, &a);
 	r = esca__direct(&a, e->done - e->dropped, &n);
 	if (r >= 0)
@@ -506,6 +546,8 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 	f->pending++;
 	if (f2 && a->fd2 != a->fd)
 		f2->pending++;
+	if (e->key != e->fd)
+		t->fds[e->key].keyed++;	/* mapped: checked above */
 	t->st.queued[a->op]++;
 	if (esca__is_data(a->op))
 		t->st.bytes_queued += bytes;
@@ -553,6 +595,8 @@ int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
 		t->st.batch_hist[hist_bucket(queued)]++;
 	}
 	r = t->ex->flush_epoll(t, epfd, evs, max, timeout_ms, sigmask);
+	if (r != -ENOSYS)
+		t->st.waits_folded++;
 	esca__retire(t);
 	return r;
 }

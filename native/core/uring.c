@@ -642,6 +642,8 @@ static unsigned build_round(struct esca_table *t, struct uring_state *u)
 				f2->readers = 1;
 			continue;
 		}
+		if (esca__skip_broken(t, e))
+			continue;	/* its connection broke: no SQE */
 		held = f->busy == ESCA_FD_HELD;
 		if (e->op != ESCA_OP_SENDFILE && f->readers)
 			held = 1;	/* a pending sendfile still reads it */

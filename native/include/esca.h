@@ -140,6 +140,7 @@ struct esca_stats {
 	uint64_t batch_hist[ESCA_HIST_BUCKETS];	/* entries per flush     */
 	uint64_t fallbacks;			/* ops run directly, not in ring */
 	uint64_t sendfile_direct;		/* sendfiles run as the syscall  */
+	uint64_t waits_folded;			/* epoll waits done in the flush */
 };
 
 struct esca_table;

@@ -736,12 +736,20 @@ void lib_pay_owed(struct tstate *ts)
 	ts->nowed = k;
 }
 
+/* Before a call that depends on fd's pending entries: run them, and those
+ * of the open file it shares with other fds (its ordering key). */
 void lib_sync_fd(struct tstate *ts, int fd)
 {
-	if (!ts->table || !esca_fd_pending(ts->table, fd))
+	struct fdinfo *fi = fdi(fd);
+	int key = fi && fi->key1 ? fi->key1 - 1 : fd;
+
+	if (!ts->table || (!esca_fd_pending(ts->table, fd) &&
+			   (key == fd || !esca_fd_pending(ts->table, key))))
 		return;
 	ts->guard++;
 	esca_sync_fd(ts->table, fd);
+	if (key != fd)
+		esca_sync_fd(ts->table, key);
 	ts->guard--;
 	if (esca_table_pending(ts->table) == 0)
 		ts->oldest_ns = 0;
@@ -923,6 +931,7 @@ static void write_stats(void)
 		"\"completed\": %llu, \"errors\": %llu, \"errors_surfaced\": %llu, "
 		"\"short_completed\": %llu, \"resubmitted\": %llu, "
 		"\"fallbacks\": %llu, \"sendfile_direct\": %llu, "
+		"\"waits_folded\": %llu, "
 		"\"bytes_deferred\": %llu, "
 		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
 		" \"reads_seen\": %llu, \"reads_answered\": %llu, "
@@ -937,7 +946,8 @@ static void write_stats(void)
 	    (unsigned long long)c->short_completed,
 	    (unsigned long long)c->resubmitted,
 	    (unsigned long long)c->fallbacks,
-	    (unsigned long long)c->sendfile_direct, (unsigned long long)bytes,
+	    (unsigned long long)c->sendfile_direct,
+	    (unsigned long long)c->waits_folded, (unsigned long long)bytes,
 	    (unsigned long long)c->flushes, nthreads_total, nthreads,
 	    (unsigned long long)sum.reads_seen,
 	    (unsigned long long)sum.reads_answered,

@@ -612,6 +612,79 @@ static void test_order_key(int kind)
 	close(p[0]);
 }
 
+/* Entries queued through a dup (its ordering key the other fd) count as
+ * pending on the key too: a sync of either fd runs them. */
+static void test_dup_pending(int kind)
+{
+	struct esca_table *t = table(kind, 0, 0);
+	struct iovec one;
+	struct esca_args a;
+	int p[2], d;
+
+	CHECK(t && pipe(p) == 0);
+	d = dup(p[1]);
+	CHECK(d >= 0);
+	a = data(ESCA_OP_WRITE, d, "dup", 3, &one);
+	a.order = p[1] + 1;
+	CHECK_EQ(esca_queue(t, &a, 0, 0), 3);
+	CHECK(esca_fd_pending(t, d));
+	CHECK(esca_fd_pending(t, p[1]));
+	CHECK_EQ(esca_sync_fd(t, p[1]), 0);
+	CHECK(!esca_fd_pending(t, p[1]) && !esca_fd_pending(t, d));
+	CHECK_EQ(results[0], 3);
+	esca_table_free(t);
+	close(d);
+	close(p[1]);
+	close(p[0]);
+}
+
+static volatile sig_atomic_t sigpipes;
+
+static void count_sigpipe(int sig)
+{
+	(void)sig;
+	sigpipes++;
+}
+
+/* After a send of one connection fails with EPIPE, its later queued sends
+ * complete with EPIPE without running: one SIGPIPE at most, as a program
+ * that stops at its first error gets. */
+static void test_broken_skips(int kind)
+{
+	struct esca_table *t;
+	struct iovec one;
+	struct esca_args a;
+	int s[2];
+
+	if (kind == ESCA_EXEC_LKM)
+		return;	/* the kernel module's sends are its own */
+	t = table(kind, 0, 0);
+	CHECK(t && socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
+	close(s[1]);
+	sigpipes = 0;
+	signal(SIGPIPE, count_sigpipe);
+	for (int i = 0; i < 5; i++) {
+		a = data(ESCA_OP_SEND, s[0], "lost", 4, &one);
+		CHECK_EQ(esca_queue(t, &a, 0, (uint64_t)i), 4);
+	}
+	CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 5);
+	for (int i = 0; i < 5; i++)
+		CHECK_EQ(results[i], -EPIPE);
+	CHECK(sigpipes <= 1);
+	CHECK(esca_table_stats(t)->kernel_entries <= 2);
+	/* a later batch on a new connection runs as usual */
+	close(s[0]);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
+	a = data(ESCA_OP_SEND, s[0], "ok", 2, &one);
+	CHECK_EQ(esca_queue(t, &a, 0, 9), 2);
+	CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 1);
+	CHECK_EQ(results[9], 2);
+	signal(SIGPIPE, SIG_IGN);
+	esca_table_free(t);
+	close(s[0]);
+	close(s[1]);
+}
+
 typedef void (*test_fn)(int kind);
 /* The uring executor's ring runs only its own operations (issue 5): an op
  * outside the allow-list, a flag it does not use and a register op it does
@@ -678,6 +751,8 @@ static const struct {
 	{ "arena_wrap", test_arena_wrap },
 	{ "direct", test_direct },
 	{ "uring_allow_list", test_uring_allow_list },
+	{ "dup_pending", test_dup_pending },
+	{ "broken_skips", test_broken_skips },
 };
 
 /* test_core [EXECUTOR...]: the executors named (default: every one). */

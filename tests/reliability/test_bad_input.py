@@ -187,8 +187,6 @@ def test_closed_number_is_lowest_free(mode: str) -> None:
     assert run_code(mode, code) == run_code("plain", code) == "True\n"
 
 
-@pytest.mark.xfail(strict=True, reason="a read syncs its own fd number only: a "
-                   "write queued through a dup of it (one open file) is not seen")
 @pytest.mark.parametrize("mode", EXECUTORS)
 def test_pread_sees_writes_of_a_dup(mode: str, tmp_path: Path) -> None:
     code = (
