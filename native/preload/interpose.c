@@ -144,6 +144,8 @@ static inline struct fdinfo *begin(struct tstate *ts, int sc, int fd, int *err)
 	*err = 0;
 	if (unlikely(ts->guard))
 		return NULL;	/* the library's own call: not the program's */
+	if (unlikely(lib_exiting))
+		return NULL;	/* exit handlers: their calls go straight in */
 	s->seen++;
 	fi = fdi(fd);
 	if (unlikely(!fi)) {
@@ -1522,6 +1524,21 @@ EXPORT int dup3(int old, int newfd, int flags)
 	if (real.dup3(old, newfd, flags) < 0)
 		return -1;
 	return share_key(old, newfd);
+}
+
+/* fclose closes its fd inside glibc, where close() is not interposed */
+EXPORT int fclose(FILE *fp)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	int fd = fp ? fileno(fp) : -1, r;
+	struct fdinfo *fi;
+
+	pre_fd(fd);
+	r = real.fclose(fp);
+	if ((fi = fdi(fd)))
+		fd_forget(fi);	/* the number means something new now */
+	return r;
 }
 
 EXPORT int fsync(int fd)

@@ -4,6 +4,7 @@
 #define ESCA_PRELOAD_INTERNAL_H
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -184,6 +185,11 @@ struct reals {
 	void (*exit_)(int) __attribute__((noreturn));
 	void (*Exit)(int) __attribute__((noreturn));
 	pid_t (*fork)(void);
+	void (*exit)(int) __attribute__((noreturn));
+	int (*fclose)(FILE *);
+	int (*libc_start_main)(int (*)(int, char **, char **), int, char **,
+			       void (*)(void), void (*)(void), void (*)(void),
+			       void *);
 };
 extern HIDDEN struct reals real;
 
@@ -205,6 +211,7 @@ HIDDEN uint64_t now_ns(void);
 HIDDEN void say(const char *msg);
 
 extern HIDDEN int lib_ready;
+extern HIDDEN int lib_exiting;	/* past main / in exit: nothing is deferred */
 
 static inline struct tstate *ts_get(void)
 {

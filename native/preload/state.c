@@ -277,6 +277,9 @@ static void init_once(void)
 	real.exit_ = next("_exit");
 	real.Exit = next("_Exit");
 	real.fork = next("fork");
+	real.exit = next("exit");
+	real.libc_start_main = next("__libc_start_main");
+	real.fclose = next("fclose");
 
 	v = getenv("ESCA_QUIET");
 	cfg.quiet = v && *v && strcmp(v, "0");
@@ -764,6 +767,49 @@ void lib_lifecycle_flush(void)
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
 	if (cfg.stats_path[0])
 		stats_maybe_write(1);
+}
+
+int lib_exiting;
+
+/* The program is ending (main returned, or exit): what it wrote is sent now,
+ * before the exit handlers and stdio's clean-up run (they close fds inside
+ * glibc, where no interposer sees it, and write stdio buffers), and from
+ * here on every call goes straight to the kernel. */
+static void lib_exit_flush(void)
+{
+	lib_lifecycle_flush();
+	__atomic_store_n(&lib_exiting, 1, __ATOMIC_RELEASE);
+}
+
+EXPORT void exit(int status)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_exit_flush();
+	real.exit(status);
+}
+
+static int (*program_main)(int, char **, char **);
+
+static int main_wrapper(int argc, char **argv, char **envp)
+{
+	int r = program_main(argc, argv, envp);
+
+	lib_exit_flush();
+	return r;
+}
+
+/* main's return goes to exit inside glibc: wrap main to see it */
+EXPORT int __libc_start_main(int (*main)(int, char **, char **), int argc,
+			     char **argv, void (*init)(void),
+			     void (*fini)(void), void (*rtld_fini)(void),
+			     void *stack_end)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	program_main = main;
+	return real.libc_start_main(main_wrapper, argc, argv, init, fini,
+				    rtld_fini, stack_end);
 }
 
 __attribute__((destructor)) static void dtor(void)

@@ -135,3 +135,61 @@ def test_fork_keeps_file_order(mode: str, tmp_path: Path) -> None:
                 timeout=30,
             )
         assert out.read_bytes() == b"hi\nthere\nchild\nend\n"
+
+
+STDIO_PROG = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	printf("A");			/* stdio: buffered until exit */
+	if (write(1, "B", 1) != 1)	/* deferred under the library */
+		return 2;
+	printf("C");
+	if (argc > 1 && !strcmp(argv[1], "exit"))
+		exit(0);
+	if (argc > 1 && !strcmp(argv[1], "fclose")) {
+		fclose(stdout);		/* closes fd 1 inside glibc */
+		return 0;
+	}
+	return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("how", ["return", "exit", "fclose"])
+def test_exit_paths_keep_stdout(how: str, tmp_path: Path) -> None:
+    """A C program's deferred write to stdout (a pipe) reaches it before
+    glibc's exit path writes the stdio buffer and closes fd 1 (gnulib's
+    close_stdout, fclose(stdout)): the same bytes, in the same order."""
+    src = tmp_path / "stdio.c"
+    src.write_text(STDIO_PROG)
+    exe = tmp_path / "stdio"
+    subprocess.run(["cc", "-O1", "-o", str(exe), str(src)], check=True)
+    outs = {}
+    for mode in MODES:
+        env = dict(os.environ)
+        if mode != "plain":
+            env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode)
+        outs[mode] = subprocess.run(
+            [str(exe), how], env=env, stdout=subprocess.PIPE, check=True, timeout=30
+        ).stdout
+    assert outs["plain"] == b"BAC"
+    assert outs["sequential"] == outs["plain"]
+    assert outs["uring"] == outs["plain"]
+
+
+def test_cat_to_a_pipe(tmp_path: Path) -> None:
+    """coreutils' cat writes with write(2) and closes stdout with fclose at
+    exit: every byte must arrive."""
+    data = bytes(range(256)) * 300
+    f = tmp_path / "data"
+    f.write_bytes(data)
+    for mode in ("sequential", "uring"):
+        env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode)
+        out = subprocess.run(
+            ["cat", str(f)], env=env, stdout=subprocess.PIPE, check=True, timeout=30
+        ).stdout
+        assert out == data, mode
