@@ -1465,6 +1465,13 @@ static inline int open_mode(int flags, va_list ap)
 	       va_arg(ap, int) : 0;
 }
 
+static int open_common(int dirfd, const char *path, int flags, int mode)
+{
+	before_open();
+	return after_open((int)syscall(SYS_openat, dirfd, path, flags, mode),
+			  flags);
+}
+
 EXPORT int open64(const char *path, int flags, ...)
 {
 	va_list ap;
@@ -1473,9 +1480,7 @@ EXPORT int open64(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode = open_mode(flags, ap);
 	va_end(ap);
-	before_open();
-	return after_open((int)syscall(SYS_openat, AT_FDCWD, path, flags, mode),
-			  flags);
+	return open_common(AT_FDCWD, path, flags, mode);
 }
 EXPORT int open(const char *path, int flags, ...) __attribute__((alias("open64")));
 
@@ -1487,18 +1492,14 @@ EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode = open_mode(flags, ap);
 	va_end(ap);
-	before_open();
-	return after_open((int)syscall(SYS_openat, dirfd, path, flags, mode),
-			  flags);
+	return open_common(dirfd, path, flags, mode);
 }
 EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	__attribute__((alias("openat64")));
 
 EXPORT int __open_2(const char *path, int flags)
 {
-	before_open();
-	return after_open((int)syscall(SYS_openat, AT_FDCWD, path, flags, 0),
-			  flags);
+	return open_common(AT_FDCWD, path, flags, 0);
 }
 EXPORT int __open64_2(const char *path, int flags)
 	__attribute__((alias("__open_2")));

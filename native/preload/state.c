@@ -100,103 +100,106 @@ static void *next_opt(const char *name)
 	return dlsym(RTLD_NEXT, name);
 }
 
+/* The comma list *s, one name at a time (its length in *n); NULL at the
+ * end. */
+static const char *list_next(const char **s, size_t *n)
+{
+	const char *tok = *s, *e;
+
+	if (!*tok)
+		return NULL;
+	e = strchr(tok, ',');
+	*n = e ? (size_t)(e - tok) : strlen(tok);
+	*s = tok + *n + (e ? 1 : 0);
+	return tok;
+}
+
+static int name_is(const char *tok, size_t n, const char *name)
+{
+	return strlen(name) == n && !strncmp(tok, name, n);
+}
+
+static void list_unknown(const char *what, const char *var, const char *tok,
+			 size_t n)
+{
+	char msg[160];
+
+	if (!n)
+		return;
+	snprintf(msg, sizeof(msg), "unknown %s '%.*s' in %s, ignored", what,
+		 (int)(n > 40 ? 40 : n), tok, var);
+	say(msg);
+}
+
 static unsigned parse_syscalls(const char *s)
 {
 	unsigned all = (1u << SC__COUNT) - 1, m = 0;
+	const char *tok;
+	size_t n;
 
 	if (!s || !*s || !strcmp(s, "all") || !strcmp(s, "default"))
 		return all;
 	if (!strcmp(s, "none"))
 		return 0;
-	while (*s) {
-		const char *e = strchr(s, ',');
-		size_t n = e ? (size_t)(e - s) : strlen(s);
-		int found = 0;
+	while ((tok = list_next(&s, &n))) {
+		int found = 1;
 
-		if (n == 4 && !strncmp(s, "seed", 4)) {
-			m |= 1u << SC_WRITEV | 1u << SC_SEND | 1u << SC_SENDFILE |
-			     1u << SC_SHUTDOWN;
-			found = 1;
-		}
-		if (n == 3 && !strncmp(s, "all", 3)) {
+		if (name_is(tok, n, "seed"))
+			m |= 1u << SC_WRITEV | 1u << SC_SEND |
+			     1u << SC_SENDFILE | 1u << SC_SHUTDOWN;
+		else if (name_is(tok, n, "all"))
 			m |= all;
-			found = 1;
-		}
+		else if (name_is(tok, n, "sendfile64"))
+			m |= 1u << SC_SENDFILE;
+		else
+			found = 0;
 		for (int i = 0; i < SC__COUNT && !found; i++) {
-			if (strlen(sc_names[i]) == n && !strncmp(s, sc_names[i], n)) {
+			if (name_is(tok, n, sc_names[i])) {
 				m |= 1u << i;
 				found = 1;
 			}
 		}
-		if (n == 10 && !strncmp(s, "sendfile64", 10)) {
-			m |= 1u << SC_SENDFILE;
-			found = 1;
-		}
-		if (!found && n) {
-			char msg[160];
-
-			snprintf(msg, sizeof(msg),
-				 "unknown syscall '%.*s' in ESCA_SYSCALLS, ignored",
-				 (int)(n > 40 ? 40 : n), s);
-			say(msg);
-		}
-		s += n;
-		if (*s == ',')
-			s++;
+		if (!found)
+			list_unknown("syscall", "ESCA_SYSCALLS", tok, n);
 	}
 	return m;
 }
 
 static const char *const lever_names[] = { "reads", "compose", "sendfile",
 					   "fold" };
-#define LV_ALL ((1u << (sizeof(lever_names) / sizeof(lever_names[0]))) - 1)
+#define NLEVERS (sizeof(lever_names) / sizeof(lever_names[0]))
+#define LV_ALL ((1u << NLEVERS) - 1)
 
 /* ESCA_LEVERS: "all" (the default), "none", or a comma list of lever names,
  * where "-name" takes one away: "all,-compose". */
 static unsigned parse_levers(const char *s)
 {
 	unsigned m = 0;
+	const char *tok;
+	size_t n;
 
 	if (!s || !*s)
 		return LV_ALL;
-	while (*s) {
-		const char *e = strchr(s, ',');
-		size_t n = e ? (size_t)(e - s) : strlen(s);
-		int neg = n && *s == '-', found = 0;
+	while ((tok = list_next(&s, &n))) {
+		int neg = n && *tok == '-';
 		unsigned bit = 0;
 
 		if (neg) {
-			s++;
+			tok++;
 			n--;
 		}
-		if (n == 3 && !strncmp(s, "all", 3)) {
+		if (name_is(tok, n, "all")) {
 			bit = LV_ALL;
-			found = 1;
-		} else if (n == 4 && !strncmp(s, "none", 4)) {
+		} else if (name_is(tok, n, "none")) {
 			bit = LV_ALL;
 			neg = 1;
-			found = 1;
 		}
-		for (unsigned i = 0; !found && i < sizeof(lever_names) /
-		     sizeof(lever_names[0]); i++) {
-			if (strlen(lever_names[i]) == n &&
-			    !strncmp(s, lever_names[i], n)) {
+		for (unsigned i = 0; !bit && i < NLEVERS; i++)
+			if (name_is(tok, n, lever_names[i]))
 				bit = 1u << i;
-				found = 1;
-			}
-		}
-		if (!found && n) {
-			char msg[160];
-
-			snprintf(msg, sizeof(msg),
-				 "unknown lever '%.*s' in ESCA_LEVERS, ignored",
-				 (int)(n > 40 ? 40 : n), s);
-			say(msg);
-		}
+		if (!bit)
+			list_unknown("lever", "ESCA_LEVERS", tok, n);
 		m = neg ? m & ~bit : m | bit;
-		s += n;
-		if (*s == ',')
-			s++;
 	}
 	return m;
 }
@@ -659,13 +662,10 @@ int fd_access_ok(int fd, struct fdinfo *fi, uint16_t need)
 	return (fi->flags & (FI_ACC | need)) == FI_ACC;
 }
 
-void lib_flush(struct tstate *ts, unsigned mode, int why)
+/* What a flush changes for the thread: its clocks and marks, the events
+ * owed, the stats file. */
+static void after_flush(struct tstate *ts)
 {
-	if (!ts->table)
-		return;
-	ts->guard++;
-	esca_flush(ts->table, mode, why);
-	ts->guard--;
 	if (esca_table_pending(ts->table) == 0) {
 		ts->oldest_ns = 0;
 		ts->files_dirty = 0;
@@ -674,6 +674,16 @@ void lib_flush(struct tstate *ts, unsigned mode, int why)
 		lib_pay_owed(ts);
 	if (cfg.stats_path[0])
 		stats_maybe_write(0);
+}
+
+void lib_flush(struct tstate *ts, unsigned mode, int why)
+{
+	if (!ts->table)
+		return;
+	ts->guard++;
+	esca_flush(ts->table, mode, why);
+	ts->guard--;
+	after_flush(ts);
 }
 
 /* The flush and the program's epoll wait in one go (lever "fold"): the
@@ -689,14 +699,7 @@ int lib_flush_epoll(struct tstate *ts, int epfd, struct epoll_event *evs,
 	ts->guard--;
 	if (n == -ENOSYS)
 		return -2;
-	if (esca_table_pending(ts->table) == 0) {
-		ts->oldest_ns = 0;
-		ts->files_dirty = 0;
-	}
-	if (unlikely(ts->nowed))
-		lib_pay_owed(ts);
-	if (cfg.stats_path[0])
-		stats_maybe_write(0);
+	after_flush(ts);
 	if (n < 0) {
 		errno = -n;
 		return -1;
@@ -999,8 +1002,7 @@ static void write_stats(void)
 	    (unsigned long long)sum.reads_answered,
 	    (unsigned long long)sum.composed,
 	    (unsigned long long)sum.eagain_parked);
-	for (unsigned i = 0, k = 0; i < sizeof(lever_names) /
-	     sizeof(lever_names[0]); i++)
+	for (unsigned i = 0, k = 0; i < NLEVERS; i++)
 		if (cfg.levers & (1u << i))
 			put(&b, "%s\"%s\"", k++ ? ", " : "", lever_names[i]);
 	put(&b, "]}\n");
