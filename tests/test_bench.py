@@ -197,8 +197,12 @@ def test_other_cpu() -> None:
     b = CpuSnapshot(when=12.0, busy=103.0, server=21.0, children=6.0)
     assert other_cpu(a, b) == pytest.approx(0.5)  # (3 - 1 - 1) CPU-s over 2 s
     assert other_cpu(a, None) is None
+    # ksoftirqd's time is the run's own network work, not other load
+    c = CpuSnapshot(when=10.0, busy=100.0, server=20.0, children=5.0, softirqd=1.0)
+    d = CpuSnapshot(when=12.0, busy=103.0, server=21.0, children=6.0, softirqd=1.8)
+    assert other_cpu(c, d) == pytest.approx(0.1)
     snap = CpuSnapshot.take([])
-    assert snap is not None and snap.busy > 0
+    assert snap is not None and snap.busy > 0 and snap.softirqd >= 0
 
 
 # ---------------------------------------------------------------- real runs
