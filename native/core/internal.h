@@ -119,6 +119,8 @@ ESCA_HIDDEN int esca__skip_broken(struct esca_table *t, struct esca_entry *e);
 
 /* ops.c */
 ESCA_HIDDEN int esca__is_data(int op);
+ESCA_HIDDEN int64_t esca__sendfile_once(int out, int in, int64_t offset,
+					size_t count);
 ESCA_HIDDEN int64_t esca__direct(const struct esca_args *a, size_t skip,
 				 uint64_t *nsys);
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -141,28 +142,35 @@ out:
 	return ret;
 }
 
+/* One sendfile system call of count bytes from offset (-1: the file's
+ * position); bytes sent or -errno.  The system call itself: inside
+ * libesca.so, sendfile() would be our own interposer. */
+int64_t esca__sendfile_once(int out, int in, int64_t offset, size_t count)
+{
+	off_t off = (off_t)offset;
+	long r = syscall(SYS_sendfile, out, in, offset >= 0 ? &off : NULL,
+			 count);
+
+	return r < 0 ? -errno : r;
+}
+
 static int64_t direct_sendfile(const struct esca_args *a, size_t skip,
 			       uint64_t *nsys)
 {
 	size_t done = skip;
-	off_t off = (off_t)a->offset + (off_t)skip;
 
 	while (done < a->count) {
-		ssize_t r = sendfile(a->fd, a->fd2,
-				     a->offset >= 0 ? &off : NULL,
-				     a->count - done);
+		int64_t r = esca__sendfile_once(a->fd, a->fd2, a->offset < 0 ?
+						-1 : a->offset + (int64_t)done,
+						a->count - done);
 
 		(*nsys)++;
 		if (r < 0) {
-			if (errno == EINTR)
+			if (r == -EINTR)
 				continue;
-			if (errno == EAGAIN) {
-				int w = wait_writable(a->fd, nsys);
-
-				if (w == 0)
-					continue;
-			}
-			return done > 0 ? (int64_t)done : -errno;
+			if (r == -EAGAIN && wait_writable(a->fd, nsys) == 0)
+				continue;
+			return done > 0 ? (int64_t)done : r;
 		}
 		if (r == 0)
 			break;	/* end of file */
@@ -170,12 +178,11 @@ static int64_t direct_sendfile(const struct esca_args *a, size_t skip,
 	}
 	if (a->count == 0 && skip == 0) {
 		/* sendfile of 0 bytes still checks its fds */
-		ssize_t r = sendfile(a->fd, a->fd2,
-				     a->offset >= 0 ? &off : NULL, 0);
+		int64_t r = esca__sendfile_once(a->fd, a->fd2, a->offset, 0);
 
 		(*nsys)++;
 		if (r < 0)
-			return -errno;
+			return r;
 	}
 	return (int64_t)done;
 }

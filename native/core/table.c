@@ -157,6 +157,11 @@ int esca_fd_inflight(const struct esca_table *t, int fd)
 	return 0;
 }
 
+static int data_op(int op)
+{
+	return esca__is_data(op) || op == ESCA_OP_SENDFILE;
+}
+
 int esca_amend_last(struct esca_table *t, int fd, int flags)
 {
 	for (uint32_t i = t->tail, n = 0; i != t->head && n < 64; n++) {
@@ -166,8 +171,7 @@ int esca_amend_last(struct esca_table *t, int fd, int flags)
 			return -ESRCH;
 		if (e->fd != fd && !(e->op == ESCA_OP_SENDFILE && e->fd2 == fd))
 			continue;
-		if (e->fd != fd || !(esca__is_data(e->op) ||
-				     e->op == ESCA_OP_SENDFILE))
+		if (e->fd != fd || !data_op(e->op))
 			return -ESRCH;
 		e->flags &= ~flags;
 		return 0;
@@ -260,11 +264,6 @@ static void fd_unref(struct esca_table *t, int fd)
 {
 	if (fd >= 0 && fd < t->nfds && t->fds[fd].pending > 0)
 		t->fds[fd].pending--;
-}
-
-static int data_op(int op)
-{
-	return esca__is_data(op) || op == ESCA_OP_SENDFILE;
 }
 
 /* A data op of a key whose connection broke earlier in this table (EPIPE,
@@ -556,6 +555,17 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 	return ret;
 }
 
+/* A flush that only collects entries already in flight is no batch. */
+static void count_flush(struct esca_table *t, unsigned queued, int why)
+{
+	if (!queued)
+		return;
+	t->st.flushes++;
+	if (why >= 0 && why < ESCA_WHY__COUNT)
+		t->st.flush_why[why]++;
+	t->st.batch_hist[hist_bucket(queued)]++;
+}
+
 int esca_flush(struct esca_table *t, unsigned mode, int why)
 {
 	unsigned before = t->live, queued = t->live - t->inflight;
@@ -565,13 +575,7 @@ int esca_flush(struct esca_table *t, unsigned mode, int why)
 		esca__retire(t);
 		return 0;
 	}
-	/* a flush that only collects entries already in flight is no batch */
-	if (queued) {
-		t->st.flushes++;
-		if (why >= 0 && why < ESCA_WHY__COUNT)
-			t->st.flush_why[why]++;
-		t->st.batch_hist[hist_bucket(queued)]++;
-	}
+	count_flush(t, queued, why);
 	r = t->ex->flush(t, mode);
 	esca__retire(t);
 	if (r < 0)
@@ -583,17 +587,11 @@ int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
 			  struct epoll_event *evs, int max, int timeout_ms,
 			  const void *sigmask)
 {
-	unsigned queued = t->live - t->inflight;
 	int r;
 
 	if (!t->ex->flush_epoll || t->live == 0)
 		return -ENOSYS;
-	if (queued) {
-		t->st.flushes++;
-		if (why >= 0 && why < ESCA_WHY__COUNT)
-			t->st.flush_why[why]++;
-		t->st.batch_hist[hist_bucket(queued)]++;
-	}
+	count_flush(t, t->live - t->inflight, why);
 	r = t->ex->flush_epoll(t, epfd, evs, max, timeout_ms, sigmask);
 	if (r != -ENOSYS)
 		t->st.waits_folded++;

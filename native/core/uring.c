@@ -582,18 +582,18 @@ static int needs_direct(const struct uring_state *u, const struct esca_entry *e)
  * (ESCA_F_NONBLOCK): MSG_DONTWAIT is no flag of sendfile's. */
 static int sendfile_now(struct esca_table *t, struct esca_entry *e)
 {
-	off_t off = (off_t)e->offset + (off_t)e->done;
 	size_t want = e->len - e->done;
-	ssize_t r;
+	int64_t r;
 
 	t->st.kernel_entries++;
 	t->st.sendfile_direct++;
-	r = syscall(SYS_sendfile, e->fd, e->fd2, &off, want);
+	r = esca__sendfile_once(e->fd, e->fd2, e->offset + (int64_t)e->done,
+				want);
 	if (r < 0) {
-		if (errno == EAGAIN || errno == EINTR)
+		if (r == -EAGAIN || r == -EINTR)
 			return 0;
 		t->st.entries_executed++;
-		esca__complete(t, e, e->done ? (int64_t)e->done : -errno);
+		esca__complete(t, e, e->done ? (int64_t)e->done : r);
 		return 1;
 	}
 	e->done += (size_t)r;
@@ -787,7 +787,8 @@ static int uring_flush(struct esca_table *t, unsigned mode)
 		unsigned used = build_round(t, u);
 		int r;
 
-		if (used == 0 && t->inflight == 0)
+		if (used == 0 && t->inflight == 0 &&
+		    !io_uring_sq_ready(&u->ring))
 			break;	/* nothing in flight, nothing to send */
 		if (mode == ESCA_FLUSH_WAIT && t->inflight > 0)
 			r = enter(t, u, u->outstanding, 0);	/* all of them */
@@ -828,7 +829,7 @@ static int uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 	struct io_uring_cqe *cqe;
 	struct timespec now;
 	int64_t deadline = 0;
-	int rounds = 0, intr = 0, r;
+	int intr = 0, r;
 
 	if (!u->have_epwait || u->ep_busy || max <= 0)
 		return -ENOSYS;
@@ -845,21 +846,11 @@ static int uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 	u->outstanding++;
 	u->ep_busy = 1;
 	u->ep_done = 0;
-	/* the flush: rounds as in uring_flush, the wait's SQE in the first */
-	for (;;) {
-		unsigned queued_before = t->live - t->inflight, queued_now;
-		unsigned used = build_round(t, u);
-
-		if (used == 0 && rounds > 0)
-			break;	/* nothing left for the ring (direct ops ran) */
-		r = enter(t, u, 0, 1);
-		if (r < 0)
-			break;
-		reap(t, u);
-		queued_now = t->live - t->inflight;
-		if (++rounds >= MAX_REAP_ROUNDS || queued_now == 0 ||
-		    (used == 0 && queued_now >= queued_before))
-			break;
+	/* the flush, the wait's SQE going in with its first round */
+	r = uring_flush(t, ESCA_FLUSH_REAP);
+	if (r < 0) {
+		u->ep_busy = 0;
+		return r;	/* the ring failed: entries were run plainly */
 	}
 	/* the wait */
 	while (!u->ep_done && timeout_ms != 0) {

@@ -1076,22 +1076,31 @@ static inline void read_end(struct fdinfo *fi, size_t n, ssize_t r)
 		fi->drained = 0;
 }
 
-EXPORT ssize_t read(int fd, void *buf, size_t n)
+/* The start of a read of n bytes on fd: 1 when it is answered EAGAIN here;
+ * else the call goes to the kernel and *fip (or NULL) is for read_done. */
+static inline int read_pre(int fd, size_t n, int flags, struct fdinfo **fip)
 {
-	struct fdinfo *fi;
-	ssize_t r;
-
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	pre_read(fd);
-	fi = read_begin(fd, 0);
-	if (!fi)
-		return real.read(fd, buf, n);
-	if (read_known_empty(fi, n))
-		return -1;
-	r = real.read(fd, buf, n);
-	read_end(fi, n, r);
+	*fip = read_begin(fd, flags);
+	return *fip && read_known_empty(*fip, n);
+}
+
+static inline ssize_t read_done(struct fdinfo *fi, size_t n, ssize_t r)
+{
+	if (fi)
+		read_end(fi, n, r);
 	return r;
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	struct fdinfo *fi;
+
+	if (read_pre(fd, n, 0, &fi))
+		return -1;
+	return read_done(fi, n, real.read(fd, buf, n));
 }
 EXPORT ssize_t __read(int fd, void *buf, size_t n)
 	__attribute__((alias("read")));
@@ -1107,43 +1116,27 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
 	struct fdinfo *fi;
 	size_t total = 0;
-	ssize_t r;
+	int ok = n > 0 && n <= IOV_MAX && iov;
 
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	pre_read(fd);
-	fi = n > 0 && n <= IOV_MAX && iov ? read_begin(fd, 0) : NULL;
-	for (int i = 0; fi && i < n; i++) {
+	for (int i = 0; ok && i < n; i++) {
 		if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
-			fi = NULL;
+			ok = 0;
 		else
 			total += iov[i].iov_len;
 	}
-	if (!fi)
-		return real.readv(fd, iov, n);
-	if (read_known_empty(fi, total))
+	/* flags -1: a bad iovec is the kernel's to answer, never ours */
+	if (read_pre(fd, total, ok ? 0 : -1, &fi))
 		return -1;
-	r = real.readv(fd, iov, n);
-	read_end(fi, total, r);
-	return r;
+	return read_done(fi, total, real.readv(fd, iov, n));
 }
 
 EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
 	struct fdinfo *fi;
-	ssize_t r;
 
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	pre_read(fd);
-	fi = read_begin(fd, flags);
-	if (!fi)
-		return real.recv(fd, buf, n, flags);
-	if (read_known_empty(fi, n))
+	if (read_pre(fd, n, flags, &fi))
 		return -1;
-	r = real.recv(fd, buf, n, flags);
-	read_end(fi, n, r);
-	return r;
+	return read_done(fi, n, real.recv(fd, buf, n, flags));
 }
 
 EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t len, int flags)
@@ -1157,19 +1150,10 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
 			struct sockaddr *from, socklen_t *fromlen)
 {
 	struct fdinfo *fi;
-	ssize_t r;
 
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	pre_read(fd);
-	fi = read_begin(fd, flags);
-	if (!fi)
-		return real.recvfrom(fd, buf, n, flags, from, fromlen);
-	if (read_known_empty(fi, n))
+	if (read_pre(fd, n, flags, &fi))
 		return -1;
-	r = real.recvfrom(fd, buf, n, flags, from, fromlen);
-	read_end(fi, n, r);
-	return r;
+	return read_done(fi, n, real.recvfrom(fd, buf, n, flags, from, fromlen));
 }
 
 EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t len,
