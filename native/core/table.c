@@ -274,8 +274,8 @@ int esca__skip_broken(struct esca_table *t, struct esca_entry *e)
 {
 	int err;
 
-	if (!t->nbroken || !data_op(e->op) || e->key >= t->nfds)
-		return 0;
+	if (!t->nbroken || !data_op(e->op) || e->len == 0 || e->key >= t->nfds)
+		return 0;	/* nothing to send: its own answer is exact */
 	err = t->fds[e->key].broken;
 	if (!err)
 		return 0;
