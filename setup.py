@@ -95,7 +95,7 @@ def extensions() -> list[Extension]:
         Extension(
             "pyesca._core",
             sources=["src/pyesca/_core.c", *CORE],
-            include_dirs=["native/include", "native/core"],
+            include_dirs=["native/include", "native/core", "native/preload"],
             libraries=["uring"],
             extra_compile_args=CFLAGS,
             depends=HEADERS,

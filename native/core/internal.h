@@ -63,6 +63,10 @@ enum { ESCA_FT_UNKNOWN = 0, ESCA_FT_SOCKET, ESCA_FT_OTHER };
 
 struct esca_table;
 
+/* Internal capability: a sendfile entry needs a bounce buffer in the
+ * arena (the executor reads the file and sends what it read). */
+#define ESCA__CAP_BOUNCE (1u << 16)
+
 struct esca_executor {
 	const char *name;
 	int (*init)(struct esca_table *t);	/* 0 or -errno */
@@ -95,6 +99,8 @@ struct esca_table {
 	esca_complete_fn complete;
 	void *ctx;
 	unsigned cfg_flags;		/* ESCA_CFG_* */
+	unsigned caps;			/* ESCA_CAP_* and ESCA__CAP_*, set by
+					 * the executor's init */
 	unsigned nbroken;		/* keys with broken set */
 	struct esca_stats st;
 	void *priv;			/* the executor's own state */

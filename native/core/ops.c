@@ -20,13 +20,12 @@
 
 #include "internal.h"
 
-static const char *const op_names[ESCA_OP__COUNT] = {
-	[ESCA_OP_WRITE] = "write",	 [ESCA_OP_WRITEV] = "writev",
-	[ESCA_OP_SEND] = "send",	 [ESCA_OP_SENDMSG] = "sendmsg",
-	[ESCA_OP_SENDFILE] = "sendfile", [ESCA_OP_SHUTDOWN] = "shutdown",
-	[ESCA_OP_CLOSE] = "close",	 [ESCA_OP_SETSOCKOPT] = "setsockopt",
-	[ESCA_OP_FSYNC] = "fsync",
-};
+#define OP_NAME(E, n, k) [ESCA_OP_##E] = #n,
+static const char *const op_names[ESCA_OP__COUNT] = { ESCA_OPS(OP_NAME) };
+#undef OP_NAME
+#define OP_KIND(E, n, k) [ESCA_OP_##E] = k,
+static const unsigned char op_kinds[ESCA_OP__COUNT] = { ESCA_OPS(OP_KIND) };
+#undef OP_KIND
 
 const char *esca_op_name(int op)
 {
@@ -35,12 +34,11 @@ const char *esca_op_name(int op)
 	return op_names[op];
 }
 
+#define EXEC_NAME(E, n) [ESCA_EXEC_##E] = #n,
 static const char *const exec_names[ESCA_EXEC__COUNT] = {
-	[ESCA_EXEC_AUTO] = "auto",
-	[ESCA_EXEC_SEQUENTIAL] = "sequential",
-	[ESCA_EXEC_URING] = "uring",
-	[ESCA_EXEC_LKM] = "lkm",
+	ESCA_EXECUTORS(EXEC_NAME)
 };
+#undef EXEC_NAME
 
 const char *esca_executor_name(int kind)
 {
@@ -49,10 +47,22 @@ const char *esca_executor_name(int kind)
 	return exec_names[kind];
 }
 
+#define WHY_NAME(E, n) [ESCA_WHY_##E] = #n,
+static const char *const why_names[ESCA_WHY__COUNT] = {
+	ESCA_FLUSH_REASONS(WHY_NAME)
+};
+#undef WHY_NAME
+
+const char *esca_flush_reason_name(int why)
+{
+	if (why < 0 || why >= ESCA_WHY__COUNT)
+		return "unknown";
+	return why_names[why];
+}
+
 int esca__is_data(int op)
 {
-	return op == ESCA_OP_WRITE || op == ESCA_OP_WRITEV ||
-	       op == ESCA_OP_SEND || op == ESCA_OP_SENDMSG;
+	return op >= 0 && op < ESCA_OP__COUNT && op_kinds[op] == ESCA_OPK_DATA;
 }
 
 /* Wait until fd is writable.  0, or -errno. */
@@ -204,14 +214,14 @@ int64_t esca__direct(const struct esca_args *a, size_t skip, uint64_t *nsys)
 		return direct_sendfile(a, skip, nsys);
 	case ESCA_OP_SHUTDOWN:
 		(*nsys)++;
-		return plain(shutdown(a->fd, a->flags));
+		return plain(shutdown(a->fd, a->how));
 	case ESCA_OP_CLOSE:
 		/* Linux: close() never retries on EINTR, the fd is gone */
 		(*nsys)++;
 		return plain(close(a->fd));
 	case ESCA_OP_SETSOCKOPT:
 		(*nsys)++;
-		return plain(setsockopt(a->fd, a->flags, a->optname,
+		return plain(setsockopt(a->fd, a->level, a->optname,
 					a->iov[0].iov_base,
 					(socklen_t)a->iov[0].iov_len));
 	case ESCA_OP_FSYNC:

@@ -75,6 +75,7 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 		for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 			t->kind = order[i];
 			t->ex = executor_of(t->kind);
+			t->caps = 0;
 			if (t->ex->init(t) == 0)
 				return t;
 		}
@@ -82,6 +83,7 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 	}
 	t->kind = kind;
 	t->ex = executor_of(kind);
+	t->caps = 0;
 	e = t->ex->init(t);
 	if (e == 0)
 		return t;
@@ -130,6 +132,11 @@ void esca_table_abandon(struct esca_table *t)
 int esca_table_executor(const struct esca_table *t)
 {
 	return t->kind;
+}
+
+unsigned esca_table_caps(const struct esca_table *t)
+{
+	return t->caps & ~ESCA__CAP_BOUNCE;
 }
 
 unsigned esca_table_pending(const struct esca_table *t)
@@ -453,8 +460,7 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 	if (f2)
 		f2 = &t->fds[a->fd2];
 	if (a->op == ESCA_OP_SENDFILE) {
-		/* only the uring executor needs a bounce buffer */
-		if (t->kind == ESCA_EXEC_URING)
+		if (t->caps & ESCA__CAP_BOUNCE)
 			bytes = a->count;
 		copy = 0;
 	} else {
@@ -470,8 +476,8 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 	e->fd = a->fd;
 	e->key = a->order ? a->order - 1 : a->fd;
 	e->fd2 = a->op == ESCA_OP_SENDFILE ? a->fd2 : -1;
-	e->flags = a->flags & ~(ESCA_F_NOTSOCK | ESCA_F_NONBLOCK);
-	e->nonblock = !!(a->flags & ESCA_F_NONBLOCK);
+	e->flags = a->flags;
+	e->nonblock = !!(a->hints & ESCA_HINT_NONBLOCK);
 	e->optname = a->optname;
 	e->offset = a->offset;
 	e->user = user;
@@ -535,7 +541,7 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 		}
 		e->iovcnt = 0;
 	}
-	if ((a->flags & ESCA_F_NOTSOCK) &&
+	if ((a->hints & ESCA_HINT_NOTSOCK) &&
 	    (a->op == ESCA_OP_WRITE || a->op == ESCA_OP_WRITEV))
 		f->type = ESCA_FT_OTHER;
 	e->arena_len = reserved;

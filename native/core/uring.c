@@ -270,6 +270,9 @@ static int uring_init(struct esca_table *t)
 	(void)io_uring_register_ring_fd(&u->ring);	/* an optimisation */
 	u->have_setsockopt = check_setsockopt(&u->ring);
 	t->priv = u;
+	t->caps = ESCA_CAP_PARKS | ESCA_CAP_NO_SIGPIPE | ESCA__CAP_BOUNCE |
+		  (u->sf_direct ? ESCA_CAP_SENDFILE_DIRECT : 0) |
+		  (u->have_epwait ? ESCA_CAP_FOLD_WAIT : 0);
 	return 0;
 }
 

@@ -30,36 +30,67 @@ extern "C" {
 
 #define ESCA_API __attribute__((visibility("default")))
 
-/* The ops the core can defer.  Keep ESCA_OP__COUNT last. */
+/* The ops the core can defer: the one list.  X(ENUM, name, kind), kind
+ * ESCA_OPK_DATA (bytes from iov), ESCA_OPK_FILE (bytes from fd2: sendfile)
+ * or ESCA_OPK_CTL (no bytes).  Append only: the numbers are also those of
+ * the kernel module's ops (esca_lkm.h). */
+#define ESCA_OPS(X)						\
+	X(WRITE, write, ESCA_OPK_DATA)		/* write(fd, buf, len) */	\
+	X(WRITEV, writev, ESCA_OPK_DATA)	/* writev(fd, iov, n)  */	\
+	X(SEND, send, ESCA_OPK_DATA)		/* send(fd, buf, len, flags) */	\
+	X(SENDMSG, sendmsg, ESCA_OPK_DATA)	/* {iov, n}, no name/control */	\
+	X(SENDFILE, sendfile, ESCA_OPK_FILE)	/* (fd, fd2, offset|-1, count) */ \
+	X(SHUTDOWN, shutdown, ESCA_OPK_CTL)	/* shutdown(fd, how)   */	\
+	X(CLOSE, close, ESCA_OPK_CTL)		/* close(fd)           */	\
+	X(SETSOCKOPT, setsockopt, ESCA_OPK_CTL)	/* (fd, level, optname, iov[0]) */ \
+	X(FSYNC, fsync, ESCA_OPK_CTL)		/* fsync(fd)           */
+
+enum esca_op_kind { ESCA_OPK_DATA = 1, ESCA_OPK_FILE, ESCA_OPK_CTL };
+
+#define ESCA__ENUM_OP(E, n, k) ESCA_OP_##E,
 enum esca_op {
-	ESCA_OP_WRITE = 0,	/* write(fd, buf, len)                         */
-	ESCA_OP_WRITEV,		/* writev(fd, iov, n)                          */
-	ESCA_OP_SEND,		/* send(fd, buf, len, flags)                   */
-	ESCA_OP_SENDMSG,	/* sendmsg(fd, {iov, n, no name, no control})  */
-	ESCA_OP_SENDFILE,	/* sendfile(fd, fd2, offset or -1, count)      */
-	ESCA_OP_SHUTDOWN,	/* shutdown(fd, how=flags)                     */
-	ESCA_OP_CLOSE,		/* close(fd)                                   */
-	ESCA_OP_SETSOCKOPT,	/* setsockopt(fd, level=flags, optname, iov[0])*/
-	ESCA_OP_FSYNC,		/* fsync(fd)                                   */
+	ESCA_OPS(ESCA__ENUM_OP)
 	ESCA_OP__COUNT
 };
+#undef ESCA__ENUM_OP
 
+/* The executors: X(ENUM, name).  AUTO picks lkm if /dev/esca is there,
+ * else uring if it works here, else sequential. */
+#define ESCA_EXECUTORS(X)						\
+	X(AUTO, auto)		/* the first of lkm, uring, sequential that works */ \
+	X(SEQUENTIAL, sequential) /* plain syscalls in order: the oracle     */ \
+	X(URING, uring)		/* io_uring: one io_uring_enter per flush    */ \
+	X(LKM, lkm)		/* kernel module /dev/esca: one ioctl a flush */
+
+#define ESCA__ENUM_EXEC(E, n) ESCA_EXEC_##E,
 enum esca_executor_kind {
-	ESCA_EXEC_AUTO = 0,	/* lkm if /dev/esca is there, else uring if it
-				 * works here, else sequential               */
-	ESCA_EXEC_SEQUENTIAL,	/* plain syscalls in order: the oracle      */
-	ESCA_EXEC_URING,	/* io_uring: one io_uring_enter per flush   */
-	ESCA_EXEC_LKM,		/* kernel module /dev/esca (lkm/): one ioctl
-				 * per flush                                 */
+	ESCA_EXECUTORS(ESCA__ENUM_EXEC)
 	ESCA_EXEC__COUNT
 };
+#undef ESCA__ENUM_EXEC
+
+/* What an executor can do (esca_table_caps); callers test these, never the
+ * executor's kind. */
+#define ESCA_CAP_PARKS		(1u << 0) /* a reaping flush may leave entries
+					   * in flight (parked on a full
+					   * socket): esca_table_progress_fd() */
+#define ESCA_CAP_SENDFILE_DIRECT (1u << 1) /* ESCA_CFG_SENDFILE_DIRECT works */
+#define ESCA_CAP_FOLD_WAIT	(1u << 2) /* esca_flush_epoll_wait() folds the
+					   * wait into the flush (probed)      */
+#define ESCA_CAP_NO_SIGPIPE	(1u << 3) /* its sends never raise SIGPIPE
+					   * (io_uring sends with MSG_NOSIGNAL):
+					   * the caller raises it for an EPIPE */
 
 /* Arguments of one op: the same struct queues an op or runs it directly. */
 struct esca_args {
 	int op;			/* enum esca_op */
 	int fd;
 	int fd2;		/* sendfile: in_fd; otherwise ignored          */
-	int flags;		/* send/sendmsg flags, shutdown how, sockopt level */
+	union {
+		int flags;	/* write/send/sendmsg: MSG_* flags             */
+		int how;	/* shutdown: SHUT_RD, SHUT_WR, SHUT_RDWR       */
+		int level;	/* setsockopt: SOL_SOCKET, IPPROTO_TCP, ...    */
+	};
 	int optname;		/* setsockopt optname                          */
 	int iovcnt;		/* data ops and setsockopt (optval = iov[0])    */
 	const struct iovec *iov;
@@ -68,15 +99,15 @@ struct esca_args {
 	int order;		/* 0: order by fd; else order with the entries of
 				 * fd order-1 (an fd sharing the same open file,
 				 * e.g. stdout and stderr on one pipe)           */
+	unsigned hints;		/* ESCA_HINT_*: what the caller knows of fd     */
 };
 
-/* In esca_args.flags of a write/writev: the caller knows fd is no socket
- * (a pipe, a file), so the executor need not try a send first.  Not a
- * MSG_* bit Linux uses for sends. */
-#define ESCA_F_NOTSOCK	0x40000000
-/* esca_args.flags hint: fd is a non-blocking socket (a sendfile may then run
- * as the syscall inside a flush: ESCA_CFG_SENDFILE_DIRECT). */
-#define ESCA_F_NONBLOCK	0x20000000
+/* esca_args.hints */
+#define ESCA_HINT_NOTSOCK  (1u << 0) /* write/writev: fd is no socket (a pipe,
+				      * a file): no send is tried first      */
+#define ESCA_HINT_NONBLOCK (1u << 1) /* fd is a non-blocking socket (a
+				      * sendfile may then run as the syscall
+				      * inside a flush: ESCA_CFG_SENDFILE_DIRECT) */
 
 /* Called once per entry when it is complete (from inside a flush). */
 typedef void (*esca_complete_fn)(void *ctx, uint64_t user, int op, int fd,
@@ -112,16 +143,22 @@ struct esca_config {
 #define ESCA_FLUSH_REAP	1u	  /* submit, collect what completed, leave ops
 				   * parked on a full socket in flight        */
 
-enum esca_flush_reason {	/* why a flush happened, for the stats */
-	ESCA_WHY_EXPLICIT = 0,
-	ESCA_WHY_WAIT,		/* event-loop boundary (epoll_wait, poll, ...) */
-	ESCA_WHY_BUDGET,	/* table or byte budget full                   */
-	ESCA_WHY_SYNC,		/* a call that needs the fd's earlier ops done */
-	ESCA_WHY_LIFECYCLE,	/* fork, exec, exit                            */
-	ESCA_WHY_TIMER,		/* an entry waited too long                    */
-	ESCA_WHY_RESULT,	/* a result was asked for                      */
+/* Why a flush happened, for the stats: X(ENUM, name). */
+#define ESCA_FLUSH_REASONS(X)						\
+	X(EXPLICIT, explicit)	/* batch_flush(), a segment's end            */ \
+	X(WAIT, wait)		/* event-loop boundary (epoll_wait, poll, ...) */ \
+	X(BUDGET, budget)	/* table or byte budget full                 */ \
+	X(SYNC, sync)		/* a call that needs the fd's earlier ops done */ \
+	X(LIFECYCLE, lifecycle)	/* fork, exec, exit                          */ \
+	X(TIMER, timer)		/* an entry waited too long                  */ \
+	X(RESULT, result)	/* a result was asked for                    */
+
+#define ESCA__ENUM_WHY(E, n) ESCA_WHY_##E,
+enum esca_flush_reason {
+	ESCA_FLUSH_REASONS(ESCA__ENUM_WHY)
 	ESCA_WHY__COUNT
 };
+#undef ESCA__ENUM_WHY
 
 #define ESCA_HIST_BUCKETS 12	/* batch sizes 1, 2-3, 4-7, ..., >= 2048 */
 
@@ -160,8 +197,12 @@ ESCA_API void esca_table_free(struct esca_table *t);
 ESCA_API void esca_table_abandon(struct esca_table *t);
 
 ESCA_API int esca_table_executor(const struct esca_table *t);
+/* ESCA_CAP_* bits of the table's executor (as set up on this machine). */
+ESCA_API unsigned esca_table_caps(const struct esca_table *t);
 ESCA_API const char *esca_executor_name(int kind);
 ESCA_API const char *esca_op_name(int op);
+/* Name of an enum esca_flush_reason, "unknown" out of range. */
+ESCA_API const char *esca_flush_reason_name(int why);
 ESCA_API unsigned esca_table_pending(const struct esca_table *t);
 ESCA_API int esca_fd_pending(const struct esca_table *t, int fd);
 /* 1 when an entry of fd is in the kernel's hands (parked on a full socket

@@ -111,7 +111,7 @@ static void cork_queued(struct tstate *ts, struct fdinfo *fi, int fd)
 	static const int one = 1;
 	struct iovec v = { (void *)&one, sizeof(one) };
 	struct esca_args a = { .op = ESCA_OP_SETSOCKOPT, .fd = fd,
-			       .flags = IPPROTO_TCP, .optname = TCP_CORK,
+			       .level = IPPROTO_TCP, .optname = TCP_CORK,
 			       .iov = &v, .iovcnt = 1, .order = fi->key1 };
 
 	ts->busy++;
@@ -182,7 +182,7 @@ static void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags)
 	sigset_t mask;
 
 	if (err != EPIPE || (flags & MSG_NOSIGNAL) || !ts->table ||
-	    esca_table_executor(ts->table) != ESCA_EXEC_URING)
+	    !(esca_table_caps(ts->table) & ESCA_CAP_NO_SIGPIPE))
 		return;
 	fi = fdi(fd);
 	if (!fi || fi->kind != FK_STREAM)
@@ -277,7 +277,7 @@ static ssize_t defer_data(int sc, int op, int fd, const struct iovec *iov,
 				.flags = flags & ~MSG_DONTWAIT,
 				.order = fi->key1 };
 	if (kind != FK_STREAM)
-		a.flags |= ESCA_F_NOTSOCK;
+		a.hints |= ESCA_HINT_NOTSOCK;
 	if (fi->flags & FI_CORK_VIRT) {
 		/* corked: the kernel holds it as MSG_MORE (a send's flag) */
 		a.flags |= MSG_MORE;
@@ -395,15 +395,14 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 			return -1;
 		return pass(ts, SC_SENDFILE, out, PASS_SIZE);
 	}
-	if ((fi->flags & FI_CORK_VIRT) && (cfg.levers & LV_SENDFILE) &&
-	    (fi->flags & FI_NONBLOCK) &&
-	    esca_table_executor(ts->table) == ESCA_EXEC_URING)
+	if ((fi->flags & FI_CORK_VIRT) && (fi->flags & FI_NONBLOCK) &&
+	    (esca_table_caps(ts->table) & ESCA_CAP_SENDFILE_DIRECT))
 		cork_queued(ts, fi, out);
 	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = out, .fd2 = in,
 				.offset = *off, .count = count,
-				.flags = (fi->flags & FI_CORK_VIRT ? MSG_MORE : 0) |
-					 (fi->flags & FI_NONBLOCK ?
-					  ESCA_F_NONBLOCK : 0),
+				.flags = fi->flags & FI_CORK_VIRT ? MSG_MORE : 0,
+				.hints = fi->flags & FI_NONBLOCK ?
+					 ESCA_HINT_NONBLOCK : 0,
 				.order = fi->key1 };
 	if (queue(ts, &ts->sc[SC_SENDFILE], &a, count) == PASSED) {
 		if (parked_eagain(ts, fi, out, 0))
@@ -456,7 +455,7 @@ EXPORT int shutdown(int fd, int how)
 		pass(ts, SC_SHUTDOWN, fd, PASS_ARGS);
 	} else {
 		a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = fd,
-					.flags = how, .order = fi->key1 };
+					.how = how, .order = fi->key1 };
 		if (queue(ts, &ts->sc[SC_SHUTDOWN], &a, 0) != PASSED)
 			return 0;
 		lib_sync_fd(ts, fd);
@@ -526,7 +525,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 		return 0;
 	} else {
 		a = (struct esca_args){ .op = ESCA_OP_SETSOCKOPT, .fd = fd,
-					.flags = level, .optname = name,
+					.level = level, .optname = name,
 					.iov = &v, .iovcnt = 1, .order = fi->key1 };
 		if (name == TCP_CORK) {
 			fi->flags &= (uint16_t)~FI_CORKED;

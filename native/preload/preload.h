@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "catalog.h"
 #include "esca.h"
 
 #define HIDDEN __attribute__((visibility("hidden")))
@@ -19,24 +20,14 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-/* The interposed calls that can be deferred, for the stats and the
- * ESCA_SYSCALLS selection. */
-enum sc {
-	SC_WRITE, SC_WRITEV, SC_SEND, SC_SENDTO, SC_SENDMSG, SC_SENDFILE,
-	SC_SHUTDOWN, SC_CLOSE, SC_SETSOCKOPT, SC__COUNT
-};
-
-/* Why a deferrable call was passed through to the kernel. */
-enum pass {
-	PASS_DISABLED,		/* ESCA_DISABLE, or no table on this thread   */
-	PASS_NOT_SELECTED,	/* not in ESCA_SYSCALLS / outside a segment   */
-	PASS_FD,		/* not a stream socket, pipe or regular file  */
-	PASS_ARGS,		/* flags, address, control data, options      */
-	PASS_SIZE,		/* bigger than the byte budget                */
-	PASS_FULL,		/* the table stayed full after a flush        */
-	PASS_REENTRANT,		/* called from inside the library / a handler */
-	PASS__COUNT
-};
+/* The interposed calls that can be deferred, and why one was passed
+ * through to the kernel (catalog.h). */
+#define SC_ENUM(E, n, seed, where) SC_##E,
+enum sc { ESCA_SYSCALLS(SC_ENUM) SC__COUNT };
+#undef SC_ENUM
+#define PASS_ENUM(E, n, help) PASS_##E,
+enum pass { ESCA_PASS_REASONS(PASS_ENUM) PASS__COUNT };
+#undef PASS_ENUM
 
 struct sc_stats {
 	uint64_t seen, deferred, surfaced;
@@ -62,13 +53,13 @@ enum fd_kind {
 #define FI_DIRTY	0x800	/* a regular file with writes deferred */
 #define FI_OWED		0x1000	/* told EAGAIN while parked: owed an event */
 
-/* The levers beyond ESCA (ESCA_LEVERS), each one switchable for ablation. */
-enum lever {
-	LV_READS = 1u << 0,	/* answer a read known to get EAGAIN */
-	LV_COMPOSE = 1u << 1,	/* TCP_CORK pairs become MSG_MORE */
-	LV_SENDFILE = 1u << 2,	/* sendfile runs as itself in the flush */
-	LV_FOLD = 1u << 3,	/* epoll wait folded into the flush */
-};
+/* The levers beyond ESCA (catalog.h), one bit each. */
+#define LV_BIT(E, n, help) LV_BIT_##E,
+enum { ESCA_LEVERS(LV_BIT) LV__COUNT };
+#undef LV_BIT
+#define LV_ENUM(E, n, help) LV_##E = 1u << LV_BIT_##E,
+enum lever { ESCA_LEVERS(LV_ENUM) };
+#undef LV_ENUM
 
 struct fdinfo {
 	uint8_t kind;

@@ -44,16 +44,14 @@ static int warned_fallback;
 static char fallback_reason[128];
 static int table_kind = -1;		/* the executor tables really got */
 
-static const char *const sc_names[SC__COUNT] = {
-	"write", "writev", "send", "sendto", "sendmsg", "sendfile",
-	"shutdown", "close", "setsockopt",
-};
+#define SC_NAME(E, n, seed, where) #n,
+static const char *const sc_names[SC__COUNT] = { ESCA_SYSCALLS(SC_NAME) };
+#undef SC_NAME
+#define PASS_NAME(E, n, help) #n,
 static const char *const pass_names[PASS__COUNT] = {
-	"disabled", "not_selected", "fd", "args", "size", "full", "reentrant",
+	ESCA_PASS_REASONS(PASS_NAME)
 };
-static const char *const why_names[ESCA_WHY__COUNT] = {
-	"explicit", "wait", "budget", "sync", "lifecycle", "timer", "result",
-};
+#undef PASS_NAME
 
 uint64_t now_ns(void)
 {
@@ -131,6 +129,9 @@ static void list_unknown(const char *what, const char *var, const char *tok,
 	say(msg);
 }
 
+#define SC_SEED_BIT(E, n, seed, where) | (seed ? 1u << SC_##E : 0)
+#define SC_SEED (0u ESCA_SYSCALLS(SC_SEED_BIT))
+
 static unsigned parse_syscalls(const char *s)
 {
 	unsigned all = (1u << SC__COUNT) - 1, m = 0;
@@ -145,8 +146,7 @@ static unsigned parse_syscalls(const char *s)
 		int found = 1;
 
 		if (name_is(tok, n, "seed"))
-			m |= 1u << SC_WRITEV | 1u << SC_SEND |
-			     1u << SC_SENDFILE | 1u << SC_SHUTDOWN;
+			m |= SC_SEED;
 		else if (name_is(tok, n, "all"))
 			m |= all;
 		else if (name_is(tok, n, "sendfile64"))
@@ -165,9 +165,10 @@ static unsigned parse_syscalls(const char *s)
 	return m;
 }
 
-static const char *const lever_names[] = { "reads", "compose", "sendfile",
-					   "fold" };
-#define NLEVERS (sizeof(lever_names) / sizeof(lever_names[0]))
+#define LV_NAME(E, n, help) #n,
+static const char *const lever_names[LV__COUNT] = { ESCA_LEVERS(LV_NAME) };
+#undef LV_NAME
+#define NLEVERS LV__COUNT
 #define LV_ALL ((1u << NLEVERS) - 1)
 
 /* ESCA_LEVERS: "all" (the default), "none", or a comma list of lever names,
@@ -969,7 +970,7 @@ static void write_stats(void)
 	}
 	put(&b, "},\n \"flushes\": {");
 	for (int i = 0; i < ESCA_WHY__COUNT; i++)
-		put(&b, "%s\"%s\": %llu", i ? ", " : "", why_names[i],
+		put(&b, "%s\"%s\": %llu", i ? ", " : "", esca_flush_reason_name(i),
 		    (unsigned long long)c->flush_why[i]);
 	put(&b, "},\n \"batch_hist\": [");
 	for (int i = 0; i < ESCA_HIST_BUCKETS; i++)

@@ -121,7 +121,7 @@ static void test_example(int kind)
 				.iovcnt = 2 };
 	CHECK_EQ(esca_queue(t, &a, 0, 1), 5);
 	a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = sv[0],
-				.flags = SHUT_WR };
+				.how = SHUT_WR };
 	CHECK_EQ(esca_queue(t, &a, 0, 2), 0);
 	CHECK_EQ(esca_table_pending(t), 3);
 	CHECK(esca_fd_pending(t, sv[0]));
@@ -205,7 +205,7 @@ static void test_errors(int kind)
 	CHECK_EQ(esca_queue(t, &a, 0, 0), 1);
 	a = data(ESCA_OP_SEND, p[1], "x", 1, &one);	/* not a socket */
 	CHECK_EQ(esca_queue(t, &a, 0, 1), 1);
-	a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = p[1], .flags = 0 };
+	a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = p[1], .how = 0 };
 	CHECK_EQ(esca_queue(t, &a, 0, 2), 0);
 	a = data(ESCA_OP_WRITE, -1, "x", 1, &one);
 	CHECK_EQ(esca_queue(t, &a, 0, 3), -EBADF);
@@ -245,7 +245,7 @@ static void test_close_and_sockopt(int kind)
 
 	CHECK(t && s >= 0 && pipe(p) == 0);
 	a = (struct esca_args){ .op = ESCA_OP_SETSOCKOPT, .fd = s,
-				.flags = IPPROTO_TCP, .optname = TCP_NODELAY,
+				.level = IPPROTO_TCP, .optname = TCP_NODELAY,
 				.iov = &opt, .iovcnt = 1 };
 	CHECK_EQ(esca_queue(t, &a, 0, 0), 0);
 	one = 0;	/* the table owns its copy */

@@ -49,13 +49,6 @@ static const char *const hist_labels[ESCA_HIST_BUCKETS] = {
 	"64-127",  "128-255",	"256-511", "512-1023",	"1024-2047", ">=2048",
 };
 
-static const char *const why_names[ESCA_WHY__COUNT] = {
-	[ESCA_WHY_EXPLICIT] = "explicit", [ESCA_WHY_WAIT] = "wait",
-	[ESCA_WHY_BUDGET] = "budget",	  [ESCA_WHY_SYNC] = "sync",
-	[ESCA_WHY_LIFECYCLE] = "lifecycle", [ESCA_WHY_TIMER] = "timer",
-	[ESCA_WHY_RESULT] = "result",
-};
-
 typedef struct BatchObject BatchObject;
 
 /* ------------------------------------------------------------------ */
@@ -1080,7 +1073,7 @@ static PyObject *batch_fd_op(BatchObject *b, int op, PyObject *fdo,
 	USABLE(b);
 	if (get_fd(fdo, &a.fd) < 0)
 		return NULL;
-	if (howo && get_int(howo, &a.flags, "how") < 0)
+	if (howo && get_int(howo, &a.how, "how") < 0)
 		return NULL;
 	return batch_queue(b, &a, 0);
 }
@@ -1122,7 +1115,7 @@ static PyObject *batch_setsockopt(BatchObject *b, PyObject *const *args,
 		return NULL;
 	USABLE(b);
 	if (get_fd(args[0], &a.fd) < 0 ||
-	    get_int(args[1], &a.flags, "level") < 0 ||
+	    get_int(args[1], &a.level, "level") < 0 ||
 	    get_int(args[2], &a.optname, "optname") < 0)
 		return NULL;
 	if (PyLong_Check(args[3])) {
@@ -1420,7 +1413,7 @@ static PyObject *stats_dict(const struct esca_stats *s, int executor,
 			goto error;
 	}
 	for (int i = 0; i < ESCA_WHY__COUNT; i++)
-		if (dict_set_u64(why, why_names[i], s->flush_why[i]) < 0)
+		if (dict_set_u64(why, esca_flush_reason_name(i), s->flush_why[i]) < 0)
 			goto error;
 	for (int i = 0; i < ESCA_HIST_BUCKETS; i++)
 		if (dict_set_u64(hist, hist_labels[i], s->batch_hist[i]) < 0)
