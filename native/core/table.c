@@ -15,8 +15,6 @@
 
 #include "internal.h"
 
-#define DEFAULT_CAPACITY 256u
-#define DEFAULT_BUDGET ((size_t)4 << 20)
 #define MAX_CAPACITY 32768u
 #define ARENA_ALIGN 16u
 #define MAX_SOCKOPT 256u
@@ -53,10 +51,10 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 		e = -ENOMEM;
 		goto fail;
 	}
-	t->cap = cfg->capacity ? cfg->capacity : DEFAULT_CAPACITY;
+	t->cap = cfg->capacity ? cfg->capacity : ESCA_DEFAULT_CAPACITY;
 	if (t->cap > MAX_CAPACITY)
 		t->cap = MAX_CAPACITY;
-	t->arena_cap = cfg->byte_budget ? cfg->byte_budget : DEFAULT_BUDGET;
+	t->arena_cap = cfg->byte_budget ? cfg->byte_budget : ESCA_DEFAULT_BYTE_BUDGET;
 	t->arena_cap = (t->arena_cap + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 	t->complete = cfg->complete;
 	t->ctx = cfg->ctx;

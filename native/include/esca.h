@@ -113,10 +113,14 @@ struct esca_args {
 typedef void (*esca_complete_fn)(void *ctx, uint64_t user, int op, int fd,
 				 int64_t result);
 
+/* Defaults of struct esca_config (0 there means these). */
+#define ESCA_DEFAULT_CAPACITY	 256u		   /* entries           */
+#define ESCA_DEFAULT_BYTE_BUDGET ((size_t)4 << 20) /* 4 MiB owned bytes */
+
 struct esca_config {
 	int executor;		/* enum esca_executor_kind                      */
-	unsigned capacity;	/* entries in the table (default 256)           */
-	size_t byte_budget;	/* bytes the table may own (default 4 MiB)      */
+	unsigned capacity;	/* entries in the table (ESCA_DEFAULT_CAPACITY) */
+	size_t byte_budget;	/* bytes it may own (ESCA_DEFAULT_BYTE_BUDGET) */
 	esca_complete_fn complete;
 	void *ctx;
 	unsigned flags;		/* ESCA_CFG_* */

@@ -40,7 +40,7 @@
 #include "esca.h"
 
 #define DEFAULT_CAPACITY 1024
-#define DEFAULT_BYTE_BUDGET ((Py_ssize_t)4 << 20)
+#define DEFAULT_BYTE_BUDGET ((Py_ssize_t)ESCA_DEFAULT_BYTE_BUDGET)
 #define IOV_STACK 16
 #define PENDING_FREELIST_MAX 4096
 
