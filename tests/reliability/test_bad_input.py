@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import EXECUTORS, executor_skip_reason
 
 import pyesca
 
 PROG = Path(__file__).parent / "progs" / "bad_input.py"
 LIB = Path(pyesca.__file__).parent / "libesca.so"
-EXECUTORS = ["sequential", "uring"]
 CASES = subprocess.run(
     [sys.executable, str(PROG), "--list"], capture_output=True, text=True, check=True
 ).stdout.split()
@@ -31,8 +31,9 @@ def env_for(mode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCA_")}
     env.pop("LD_PRELOAD", None)
     if mode != "plain":
-        if mode == "uring" and "uring" not in pyesca.executors():
-            pytest.skip("io_uring refused by this kernel")
+        reason = executor_skip_reason(mode)
+        if reason:
+            pytest.skip(reason)
         env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_BUDGET="65536")
     return env
 
