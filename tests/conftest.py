@@ -17,8 +17,14 @@ import pytest
 
 import pyesca
 from pyesca import _core
+from pyesca.doctor import LKM_DEVICE
 
-EXECUTORS = ["sequential", "uring"]
+# The one list of executors the tests run under: every executor of the core
+# but "auto" (which picks one of them), from the core itself (esca.h
+# ESCA_EXECUTORS).  Tests parametrise with executor_params(); the preload's
+# and the servers' tests with MODES ("plain", the control, first).
+EXECUTORS: list[str] = [name for name in _core.executor_names() if name != "auto"]
+MODES: list[str] = ["plain", *EXECUTORS]
 
 
 def uring_skip_reason() -> str | None:
@@ -32,18 +38,35 @@ def uring_skip_reason() -> str | None:
     return None
 
 
-def executor_params(*, plain: bool = False) -> list[Any]:
-    reason = uring_skip_reason()
-    params: list[Any] = []
-    if plain:
-        params.append("plain")
-    params.append("sequential")
-    params.append(
-        pytest.param(
-            "uring",
-            marks=pytest.mark.skipif(reason is not None, reason=reason or ""),
+def executor_skip_reason(name: str) -> str | None:
+    """Why the executor NAME (or "plain") cannot be tested here, or None."""
+    if name == "plain":
+        return None
+    if name == "uring":
+        return uring_skip_reason()
+    if name == "lkm" and not os.path.exists(LKM_DEVICE):
+        return (
+            f"the lkm executor needs {LKM_DEVICE}, the esca kernel module (lkm/),"
+            " not loaded here; `make test-lkm` tests it in a QEMU guest"
         )
-    )
+    if name not in _core.executors():
+        return f"the {name} executor cannot be set up here (see 'esca doctor')"
+    return None
+
+
+def usable_executors() -> list[str]:
+    """The executors of EXECUTORS that can be tested here."""
+    return [name for name in EXECUTORS if executor_skip_reason(name) is None]
+
+
+def executor_params(*, plain: bool = False) -> list[Any]:
+    """EXECUTORS (after "plain" if asked) as pytest params, each skipped
+    with its reason where it cannot be tested here."""
+    params: list[Any] = []
+    for name in MODES if plain else EXECUTORS:
+        reason = executor_skip_reason(name)
+        marks = [pytest.mark.skip(reason=reason)] if reason else []
+        params.append(pytest.param(name, marks=marks, id=name))
     return params
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import executor_params
 
 import pyesca
 from pyesca.run import library_path
@@ -41,7 +42,7 @@ def run(cmd: list[str], tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("flags", [[], ["--explicit-only"]], ids=["implicit", "explicit-only"])
-@pytest.mark.parametrize("executor", ["sequential", "uring"])
+@pytest.mark.parametrize("executor", executor_params())
 def test_same_output(example: Path, tmp_path: Path, executor: str, flags: list[str]) -> None:
     lib = library_path()
     if not lib.is_file():

@@ -19,12 +19,25 @@ plain call would raise.  The bytes of an op are copied when it is queued, so
 the caller may reuse its buffer at once.
 """
 
-from __future__ import annotations
+# Only the names of __all__ are public: the rest is private (underscored),
+# and no `from __future__ import annotations` (it binds `annotations`).
+import os as _os
+from typing import Any as _Any
 
-import os
-from typing import Any
+__all__ = [
+    "DEFAULT_BYTE_BUDGET",
+    "DEFAULT_CAPACITY",
+    "Batch",
+    "Pending",
+    "auto_executor",
+    "batch",
+    "batch_flush",
+    "batch_start",
+    "current",
+    "executors",
+]
 
-
+# The names __all__ takes from pyesca._core.
 _CORE_NAMES = (
     "DEFAULT_BYTE_BUDGET",
     "DEFAULT_CAPACITY",
@@ -42,7 +55,7 @@ class _Unavailable:
     def __init__(self, error: ImportError) -> None:
         self.error = error
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> _Any:
         raise ImportError(f"pyesca._core cannot be loaded: {self.error}") from self.error
 
 
@@ -57,28 +70,21 @@ try:
         current,
         executors,
     )
+
+    _capacity, _byte_budget = DEFAULT_CAPACITY, DEFAULT_BYTE_BUDGET
 except ImportError as _exc:  # `import pyesca` (and `esca doctor`) still work
     # not bound as `_core`: `from pyesca import _core` raises the real error
     _c = _Unavailable(_exc)  # type: ignore[assignment]
+    _capacity = _byte_budget = 0  # unused: batch() raises the ImportError first
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> _Any:
         if name in _CORE_NAMES:
             return getattr(_c, name)
         raise AttributeError(f"module 'pyesca' has no attribute {name!r}")
 
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
 
-__all__ = [
-    "DEFAULT_BYTE_BUDGET",
-    "DEFAULT_CAPACITY",
-    "Batch",
-    "Pending",
-    "auto_executor",
-    "batch",
-    "batch_flush",
-    "batch_start",
-    "current",
-    "executors",
-]
 
 __version__ = "0.1.0"
 
@@ -86,16 +92,19 @@ __version__ = "0.1.0"
 def batch(
     executor: str = "auto",
     *,
-    capacity: int = 1024,
-    byte_budget: int = 4 << 20,
-) -> Batch:
+    capacity: int = _capacity,
+    byte_budget: int = _byte_budget,
+) -> "Batch":
     """A new batch of this thread, to use as a context manager.
 
-    ``executor`` is ``"auto"`` (io_uring where the kernel allows it, else
-    sequential), ``"uring"`` (OSError if io_uring is refused here) or
-    ``"sequential"``.  ``capacity`` is the number of entries the table holds
-    and ``byte_budget`` the bytes it may own; when either is full the batch
-    flushes by itself.  Leaving the ``with`` block flushes and ends it.
+    ``executor`` is ``"auto"`` (the first of ``"lkm"``, ``"uring"`` and
+    ``"sequential"`` that can be set up here: :func:`auto_executor`),
+    ``"lkm"`` (the esca kernel module, /dev/esca), ``"uring"`` or
+    ``"sequential"`` (OSError if the one named cannot be set up here).
+    ``capacity`` (:data:`DEFAULT_CAPACITY`) is the number of entries the
+    table holds and ``byte_budget`` (:data:`DEFAULT_BYTE_BUDGET`) the bytes
+    it may own; when either is full the batch flushes by itself.  Leaving
+    the ``with`` block flushes and ends it.
     """
     return _c.Batch(executor, capacity=capacity, byte_budget=byte_budget)
 
@@ -103,9 +112,9 @@ def batch(
 def batch_start(
     executor: str = "auto",
     *,
-    capacity: int = 1024,
-    byte_budget: int = 4 << 20,
-) -> Batch:
+    capacity: int = _capacity,
+    byte_budget: int = _byte_budget,
+) -> "Batch":
     """Open a batch segment on this thread (ESCA's ``batch_start()``).
 
     The batch becomes :func:`current` until :func:`batch_flush`.
@@ -124,7 +133,7 @@ def batch_flush() -> None:
         b.finish()
 
 
-if hasattr(os, "register_at_fork") and not isinstance(_c, _Unavailable):
+if hasattr(_os, "register_at_fork") and not isinstance(_c, _Unavailable):
     # Run this thread's queued ops before fork, so the child does not
     # inherit them; the child's tables are dropped by the extension itself.
-    os.register_at_fork(before=_c._before_fork)
+    _os.register_at_fork(before=_c._before_fork)

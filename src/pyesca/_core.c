@@ -37,8 +37,11 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "catalog.h"
 #include "esca.h"
 
+/* A Batch's defaults (DEFAULT_CAPACITY, DEFAULT_BYTE_BUDGET in Python): a
+ * bigger table than the preload's (ESCA_DEFAULT_CAPACITY), the same bytes. */
 #define DEFAULT_CAPACITY 1024
 #define DEFAULT_BYTE_BUDGET ((Py_ssize_t)ESCA_DEFAULT_BYTE_BUDGET)
 #define IOV_STACK 16
@@ -1246,10 +1249,11 @@ static int parse_executor(PyObject *o, int *kind)
 			return 0;
 		}
 	}
+#define QUOTED_NAME(E, n) " '" #n "'"
 	PyErr_Format(PyExc_ValueError,
-		     "unknown executor %R (expected 'auto', 'uring', "
-		     "'sequential' or 'lkm')",
+		     "unknown executor %R (one of" ESCA_EXECUTORS(QUOTED_NAME) ")",
 		     o);
+#undef QUOTED_NAME
 	return -1;
 }
 
@@ -1579,7 +1583,7 @@ static PyMethodDef batch_methods[] = {
 
 static PyGetSetDef batch_getset[] = {
 	{ "executor", (getter)batch_get_executor, NULL,
-	  "the executor actually used ('uring' or 'sequential')", NULL },
+	  "the executor actually used (never 'auto')", NULL },
 	{ "closed", (getter)batch_get_closed, NULL, "True once finished",
 	  NULL },
 	{ "pending", (getter)batch_get_pending, NULL,
@@ -1594,7 +1598,8 @@ static PyTypeObject Batch_Type = {
 	.tp_dealloc = (destructor)batch_dealloc,
 	.tp_repr = (reprfunc)batch_repr,
 	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "Batch(executor='auto', *, capacity=1024, byte_budget=4 MiB)"
+	.tp_doc = "Batch(executor='auto', *, capacity=DEFAULT_CAPACITY, "
+		  "byte_budget=DEFAULT_BYTE_BUDGET)"
 		  "\n\nA batch segment: ops queue into a table and run in the "
 		  "kernel together when the batch is flushed (leaving the "
 		  "with block).",
@@ -1777,12 +1782,101 @@ static PyObject *mod_op_names(PyObject *m, PyObject *unused)
 	return t;
 }
 
+/* ---- the lists of esca.h and catalog.h, as tuples ---- */
+
+struct catalog_row {
+	const char *name;
+	const char *text;	/* help, or where a syscall is deferred */
+	int seed;
+};
+
+enum row_shape { ROW_NAME, ROW_NAME_TEXT, ROW_NAME_SEED_TEXT };
+
+#define ROW_NAME_ONLY(E, n) { #n, NULL, 0 },
+#define ROW_WITH_HELP(E, n, help) { #n, help, 0 },
+#define ROW_SYSCALL(E, n, seed, where) { #n, where, seed },
+static const struct catalog_row executor_rows[] = { ESCA_EXECUTORS(ROW_NAME_ONLY) };
+static const struct catalog_row flush_rows[] = { ESCA_FLUSH_REASONS(ROW_NAME_ONLY) };
+static const struct catalog_row lever_rows[] = { ESCA_LEVERS(ROW_WITH_HELP) };
+static const struct catalog_row pass_rows[] = { ESCA_PASS_REASONS(ROW_WITH_HELP) };
+static const struct catalog_row syscall_rows[] = { ESCA_SYSCALLS(ROW_SYSCALL) };
+#undef ROW_NAME_ONLY
+#undef ROW_WITH_HELP
+#undef ROW_SYSCALL
+
+static PyObject *rows_tuple(const struct catalog_row *rows, Py_ssize_t n,
+			    enum row_shape shape)
+{
+	PyObject *t = PyTuple_New(n);
+
+	for (Py_ssize_t i = 0; t && i < n; i++) {
+		const struct catalog_row *r = &rows[i];
+		PyObject *item;
+
+		if (shape == ROW_NAME)
+			item = PyUnicode_FromString(r->name);
+		else if (shape == ROW_NAME_TEXT)
+			item = Py_BuildValue("(ss)", r->name, r->text);
+		else
+			item = Py_BuildValue("(sOs)", r->name,
+					     r->seed ? Py_True : Py_False,
+					     r->text);
+		if (!item)
+			Py_CLEAR(t);
+		else
+			PyTuple_SET_ITEM(t, i, item);
+	}
+	return t;
+}
+
+#define ROWS(rows, shape) rows_tuple(rows, Py_ARRAY_LENGTH(rows), shape)
+
+static PyObject *mod_executor_names(PyObject *m, PyObject *unused)
+{
+	(void)m;
+	(void)unused;
+	return ROWS(executor_rows, ROW_NAME);
+}
+
+static PyObject *mod_flush_reasons(PyObject *m, PyObject *unused)
+{
+	(void)m;
+	(void)unused;
+	return ROWS(flush_rows, ROW_NAME);
+}
+
+static PyObject *mod_levers(PyObject *m, PyObject *unused)
+{
+	(void)m;
+	(void)unused;
+	return ROWS(lever_rows, ROW_NAME_TEXT);
+}
+
+static PyObject *mod_pass_reasons(PyObject *m, PyObject *unused)
+{
+	(void)m;
+	(void)unused;
+	return ROWS(pass_rows, ROW_NAME_TEXT);
+}
+
+static PyObject *mod_syscalls(PyObject *m, PyObject *unused)
+{
+	(void)m;
+	(void)unused;
+	return ROWS(syscall_rows, ROW_NAME_SEED_TEXT);
+}
+
 static PyMethodDef module_methods[] = {
 	{ "current", mod_current, METH_NOARGS,
 	  "current() -> Batch | None\n\nThe innermost open batch of this "
 	  "thread." },
 	{ "executors", mod_executors, METH_NOARGS,
-	  "executors() -> list[str]\n\nThe executors that work here." },
+	  "executors() -> list[str]\n\nThe executors that can be set up "
+	  "here, in executor_names() order ('auto' is not one: it picks "
+	  "one of them, see auto_executor())." },
+	{ "executor_names", mod_executor_names, METH_NOARGS,
+	  "executor_names() -> tuple[str, ...]\n\nEvery executor name "
+	  "Batch() accepts, usable here or not (esca.h ESCA_EXECUTORS)." },
 	{ "auto_executor", mod_auto_executor, METH_NOARGS,
 	  "auto_executor() -> str\n\nThe executor 'auto' selects here." },
 	{ "uring_probe", mod_uring_probe, METH_NOARGS,
@@ -1790,6 +1884,21 @@ static PyMethodDef module_methods[] = {
 	  "errno), opcodes (names), setsockopt_cmd (bool), setup_flags." },
 	{ "op_names", mod_op_names, METH_NOARGS,
 	  "op_names() -> tuple[str, ...]\n\nThe ops the core defers." },
+	{ "syscalls", mod_syscalls, METH_NOARGS,
+	  "syscalls() -> tuple[tuple[str, bool, str], ...]\n\nThe calls "
+	  "libesca.so can defer, in its order: (name, seed, where), seed "
+	  "True for the seed's four wrappers, where the fds it is deferred "
+	  "on (catalog.h ESCA_SYSCALLS)." },
+	{ "levers", mod_levers, METH_NOARGS,
+	  "levers() -> tuple[tuple[str, str], ...]\n\nThe levers beyond "
+	  "ESCA, each switchable: (name, help) (catalog.h ESCA_LEVERS)." },
+	{ "pass_reasons", mod_pass_reasons, METH_NOARGS,
+	  "pass_reasons() -> tuple[tuple[str, str], ...]\n\nWhy libesca.so "
+	  "passed a deferrable call to the kernel: (name, help) (catalog.h "
+	  "ESCA_PASS_REASONS)." },
+	{ "flush_reasons", mod_flush_reasons, METH_NOARGS,
+	  "flush_reasons() -> tuple[str, ...]\n\nThe flush triggers a "
+	  "table counts, in order (esca.h ESCA_FLUSH_REASONS)." },
 	{ "_before_fork", mod_before_fork, METH_NOARGS,
 	  "Flush this thread's open batches (os.register_at_fork)." },
 	{ NULL }

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 PROG = "esca"
 
@@ -179,53 +179,42 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="pyesca: ESCA-style system call batching for Linux.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    doc = sub.add_parser(
-        "doctor",
-        help="check io_uring support and which executor pyesca uses here",
-        description=(
-            "Report the kernel, io_uring sysctl and seccomp state, the io_uring probe, "
-            "and which executor 'auto' picks and why. Exit status 0 when the uring "
-            "executor is usable, 1 when only sequential is."
-        ),
-    )
-    doc.add_argument("--json", action="store_true", help="print the report as JSON")
-    doc.set_defaults(func=_cmd_doctor)
+def _add_run(sub: Any) -> None:
+    """`esca run`: its options and the tables of what it defers."""
+    import textwrap
 
-    from pyesca.run import EXECUTORS, LEVERS
+    from pyesca.run import EXECUTORS, LEVERS, SEED, SYSCALLS, help_tables
 
     run = sub.add_parser(
         "run",
         help="run a program with libesca.so preloaded",
         usage="%(prog)s [OPTIONS] -- CMD [ARG ...]",
-        description=(
-            "Run CMD with libesca.so preloaded: its writes, sends, sendfiles, shutdowns,"
-            " closes and setsockopts are batched and flushed at its event-loop waits."
+        description=textwrap.fill(
+            f"Run CMD with libesca.so preloaded: its {', '.join(SYSCALLS[:-1])} and"
+            f" {SYSCALLS[-1]} calls are batched and flushed at its event-loop waits."
             " CMD replaces esca (exec): the exit status and signals are its own."
         ),
+        epilog=help_tables(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
         "--executor",
         choices=EXECUTORS,
-        help="executor of the batch tables (default: auto = uring where usable)",
+        help="executor of the batch tables (default: auto = the first of lkm, uring,"
+        " sequential that can be set up)",
     )
     run.add_argument(
         "--syscalls",
         metavar="LIST",
-        help="comma list of calls to defer, or 'all' (default) or 'seed'"
-        " (writev,send,sendfile,shutdown)",
+        help="comma list of calls to defer (below), or 'all' (default) or 'seed'"
+        f" ({','.join(SEED)})",
     )
     run.add_argument(
         "--levers",
         metavar="LIST",
         help="the levers beyond ESCA: 'all' (default), 'none', or a comma list of "
-        + ", ".join(f"{k} ({v})" for k, v in LEVERS.items())
-        + "; '-name' takes one away: all,-compose",
+        + ", ".join(LEVERS)
+        + f" (below); '-name' takes one away: all,-{next(iter(LEVERS))}",
     )
     run.add_argument("--stats", metavar="PATH", help="write the library's counters to PATH")
     run.add_argument(
@@ -241,12 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="batch only within explicit batch_start()/batch_flush() segments",
     )
-    run.add_argument(
-        "--disable", action="store_true", help="preload the library as a pass-through"
-    )
+    run.add_argument("--disable", action="store_true", help="preload the library as a pass-through")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
 
+
+def _add_stats(sub: Any) -> None:
+    """`esca stats`."""
     st = sub.add_parser(
         "stats",
         help="show the counters written by 'esca run --stats PATH'",
@@ -268,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.set_defaults(func=_cmd_stats)
 
+
+def _add_bench(sub: Any) -> None:
+    """`esca bench`: its modes come from pyesca.bench.runner."""
     from pyesca.bench.runner import DEFAULT_MODES, MODES
 
     be = sub.add_parser(
@@ -354,6 +347,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     be.set_defaults(func=_cmd_bench, argv=None)
 
+
+def _add_unavailable(sub: Any, name: str, error: ImportError) -> None:
+    """`esca NAME` where the native core cannot be loaded: says so when used."""
+
+    def fail(args: argparse.Namespace) -> int:
+        print(
+            f"{PROG}: {name}: pyesca._core cannot be loaded: {error} (see 'esca doctor')",
+            file=sys.stderr,
+        )
+        return 1
+
+    p = sub.add_parser(
+        name, help="(unavailable: see 'esca doctor')", add_help=False, prefix_chars="\0"
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=fail)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="pyesca: ESCA-style system call batching for Linux.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    doc = sub.add_parser(
+        "doctor",
+        help="check io_uring support and which executor pyesca uses here",
+        description=(
+            "Report the kernel, io_uring sysctl and seccomp state, the io_uring probe, "
+            "and which executor 'auto' picks and why. Exit status 0 when the uring "
+            "executor is usable, 1 when only sequential is."
+        ),
+    )
+    doc.add_argument("--json", action="store_true", help="print the report as JSON")
+    doc.set_defaults(func=_cmd_doctor)
+
+    for name, add in (("run", _add_run), ("stats", _add_stats), ("bench", _add_bench)):
+        try:
+            add(sub)
+        except ImportError as exc:  # the native core cannot be loaded
+            _add_unavailable(sub, name, exc)
+
     lc = sub.add_parser(
         "loadcheck",
         help="a verifying load client: keep-alive connections, every body's sha256 checked",
@@ -387,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        return 1
+    except ImportError as exc:  # the native core cannot be loaded
+        print(f"{PROG}: {exc} (see 'esca doctor')", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

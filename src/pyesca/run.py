@@ -19,24 +19,31 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+from pyesca import _core
 
 PROG = "esca"
 
+
+class Syscall(NamedTuple):
+    """A call libesca.so can defer (catalog.h ESCA_SYSCALLS)."""
+
+    name: str
+    seed: bool  # one of the seed's four wrappers (`--syscalls seed`)
+    where: str  # the fds it is deferred on
+
+
+# The lists libesca.so is made of, from the native core (never copied here).
+SYSCALL_ROWS: tuple[Syscall, ...] = tuple(Syscall(*row) for row in _core.syscalls())
 # The calls libesca.so can defer, in the library's order.
-SYSCALLS: tuple[str, ...] = (
-    "write",
-    "writev",
-    "send",
-    "sendto",
-    "sendmsg",
-    "sendfile",
-    "shutdown",
-    "close",
-    "setsockopt",
-)
+SYSCALLS: tuple[str, ...] = tuple(s.name for s in SYSCALL_ROWS)
 # The seed's four wrappers.
-SEED: tuple[str, ...] = ("writev", "send", "sendfile", "shutdown")
-EXECUTORS: tuple[str, ...] = ("auto", "uring", "sequential", "lkm")
+SEED: tuple[str, ...] = tuple(s.name for s in SYSCALL_ROWS if s.seed)
+# Every executor name ESCA_EXECUTOR accepts, "auto" first.
+EXECUTORS: tuple[str, ...] = _core.executor_names()
+# The levers beyond ESCA (libesca's ESCA_LEVERS), each one switchable: name -> help.
+LEVERS: dict[str, str] = dict(_core.levers())
 
 # Overrides where libesca.so is looked for: a file, or a directory holding it.
 LIBRARY_ENV = "ESCA_LIBRARY"
@@ -106,13 +113,14 @@ def parse_syscalls(text: str) -> str:
     return ",".join(n for n in SYSCALLS if n in chosen)
 
 
-# The levers beyond ESCA (libesca's ESCA_LEVERS), each one switchable.
-LEVERS = {
-    "reads": "answer the read after a drained socket EAGAIN without the kernel",
-    "compose": "TCP_CORK on, sends, TCP_CORK off become sends with MSG_MORE",
-    "sendfile": "a sendfile runs as itself inside the flush (no copy of the body)",
-    "fold": "the epoll wait goes into the flush's kernel entry (IORING_OP_EPOLL_WAIT)",
-}
+def help_tables() -> str:
+    """The deferrable calls and the levers, as `esca run --help` shows them."""
+    width = max(len(n) for n in (*SYSCALLS, *LEVERS)) + 2
+    lines = ["deferrable calls (--syscalls; * in the seed set, 'seed'):"]
+    lines += [f"  {s.name:<{width}}{'*' if s.seed else ' '} {s.where}" for s in SYSCALL_ROWS]
+    lines.append("levers beyond ESCA (--levers):")
+    lines += [f"  {name:<{width}}  {about}" for name, about in LEVERS.items()]
+    return "\n".join(lines)
 
 
 def parse_levers(text: str) -> str:

@@ -14,26 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyesca import _core
 from pyesca.run import SYSCALLS
 
-PASS_REASONS: tuple[str, ...] = (
-    "disabled",
-    "not_selected",
-    "fd",
-    "args",
-    "size",
-    "full",
-    "reentrant",
-)
-FLUSH_TRIGGERS: tuple[str, ...] = (
-    "explicit",
-    "wait",
-    "budget",
-    "sync",
-    "lifecycle",
-    "timer",
-    "result",
-)
+# Why a deferrable call went to the kernel, and what flushed a table: the
+# native core's lists (catalog.h ESCA_PASS_REASONS, esca.h ESCA_FLUSH_REASONS).
+PASS_REASONS: tuple[str, ...] = tuple(name for name, _help in _core.pass_reasons())
+FLUSH_TRIGGERS: tuple[str, ...] = _core.flush_reasons()
 # Scalar counters of a stats file, summed over processes.
 COUNTERS: tuple[str, ...] = (
     "deferred",

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import executor_params, executor_skip_reason
 
 import pyesca
 from pyesca import _core
@@ -34,8 +35,9 @@ def start_server(
     stats = tmp_path / f"stats-{mode}-{levers}.json"
     env = dict(os.environ)
     if mode != "plain":
-        if mode == "uring" and "uring" not in pyesca.executors():
-            pytest.skip("io_uring refused by this kernel")
+        reason = executor_skip_reason(mode)
+        if reason:
+            pytest.skip(reason)
         env.update(
             LD_PRELOAD=str(LIB),
             ESCA_EXECUTOR=mode,
@@ -100,7 +102,7 @@ def one_by_one(port: int, conns: int, per_conn: int) -> list[float]:
     return took
 
 
-@pytest.mark.parametrize("mode", ["plain", "sequential", "uring"])
+@pytest.mark.parametrize("mode", executor_params(plain=True))
 @pytest.mark.parametrize("levers", ["none", "all", "all,-sendfile"])
 def test_cork_compose_same_bytes_and_cork_truthful(
     tmp_path: Path, mode: str, levers: str

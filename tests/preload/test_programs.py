@@ -11,19 +11,25 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import executor_params, executor_skip_reason, usable_executors
 
 import pyesca
 
 PROGS = Path(__file__).parent / "progs"
 LIB = Path(pyesca.__file__).parent / "libesca.so"
-MODES = ["plain", "sequential", "uring"]
+
+
+def modes() -> list[str]:
+    """"plain" (the oracle) and every executor that can be tested here."""
+    return ["plain", *usable_executors()]
 
 
 def run(mode: str, prog: str, *args: str, stats: Path | None = None) -> bytes:
     env = dict(os.environ)
     if mode != "plain":
-        if mode == "uring" and "uring" not in pyesca.executors():
-            pytest.skip("io_uring refused by this kernel")
+        reason = executor_skip_reason(mode)
+        if reason:
+            pytest.skip(reason)
         env["LD_PRELOAD"] = str(LIB)
         env["ESCA_EXECUTOR"] = mode
         if stats is not None:
@@ -41,9 +47,9 @@ def run(mode: str, prog: str, *args: str, stats: Path | None = None) -> bytes:
 
 @pytest.mark.parametrize("prog", ["order_mix.py", "fork_threads.py", "epoll_slow.py"])
 def test_same_bytes(prog: str, tmp_path: Path) -> None:
-    outs = {m: run(m, prog, stats=tmp_path / f"{m}.json") for m in MODES}
-    assert outs["sequential"] == outs["plain"]
-    assert outs["uring"] == outs["plain"]
+    outs = {m: run(m, prog, stats=tmp_path / f"{m}.json") for m in modes()}
+    for m in outs:
+        assert outs[m] == outs["plain"], m
 
 
 def test_calls_were_deferred(tmp_path: Path) -> None:
@@ -68,10 +74,10 @@ def test_parked_sends_progress(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("how", ["exec", "_exit", "exit"])
 def test_nothing_lost_at_exit(how: str) -> None:
-    outs = {m: run(m, "exec_exit.py", how) for m in MODES}
+    outs = {m: run(m, "exec_exit.py", how) for m in modes()}
     assert outs["plain"].count(b"\n") == 2
-    assert outs["sequential"] == outs["plain"]
-    assert outs["uring"] == outs["plain"]
+    for m in outs:
+        assert outs[m] == outs["plain"], m
 
 
 def test_disable_is_pass_through(tmp_path: Path) -> None:
@@ -117,12 +123,10 @@ def test_error_surfaces_on_next_call() -> None:
     assert got[first:] == ["EPIPE"] * (5 - first), got
 
 
-@pytest.mark.parametrize("mode", ["sequential", "uring"])
+@pytest.mark.parametrize("mode", executor_params())
 def test_fork_keeps_file_order(mode: str, tmp_path: Path) -> None:
     """What a shell wrote to a file before forking a subshell comes before
     what the subshell writes (one open file shared by both processes)."""
-    if mode == "uring" and "uring" not in pyesca.executors():
-        pytest.skip("io_uring refused by this kernel")
     out = tmp_path / "o.txt"
     env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode)
     for _ in range(5):
@@ -169,7 +173,7 @@ def test_exit_paths_keep_stdout(how: str, tmp_path: Path) -> None:
     exe = tmp_path / "stdio"
     subprocess.run(["cc", "-O1", "-o", str(exe), str(src)], check=True)
     outs = {}
-    for mode in MODES:
+    for mode in modes():
         env = dict(os.environ)
         if mode != "plain":
             env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode)
@@ -177,8 +181,8 @@ def test_exit_paths_keep_stdout(how: str, tmp_path: Path) -> None:
             [str(exe), how], env=env, stdout=subprocess.PIPE, check=True, timeout=30
         ).stdout
     assert outs["plain"] == b"BAC"
-    assert outs["sequential"] == outs["plain"]
-    assert outs["uring"] == outs["plain"]
+    for m in outs:
+        assert outs[m] == outs["plain"], m
 
 
 def test_cat_to_a_pipe(tmp_path: Path) -> None:
@@ -187,7 +191,7 @@ def test_cat_to_a_pipe(tmp_path: Path) -> None:
     data = bytes(range(256)) * 300
     f = tmp_path / "data"
     f.write_bytes(data)
-    for mode in ("sequential", "uring"):
+    for mode in usable_executors():
         env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode)
         out = subprocess.run(
             ["cat", str(f)], env=env, stdout=subprocess.PIPE, check=True, timeout=30

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyesca import loadcheck
+from pyesca import DEFAULT_BYTE_BUDGET, loadcheck
 from pyesca.bench.servers import SERVERS, Server, child_pids, esca_command, start_on_free_port
 
 # esca's byte budget per table (the default, stated so the RSS bound is explicit)
-BUDGET = 4 << 20
+BUDGET = DEFAULT_BYTE_BUDGET
 # connections a server must take: the load plus the fault clients and probes
 MAX_CONNECTIONS = 2048
 

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import EXECUTORS, executor_skip_reason
+
+from pyesca.run import SYSCALLS
 
 import pyesca
 
 PROG = Path(__file__).parent / "progs" / "bad_input.py"
 LIB = Path(pyesca.__file__).parent / "libesca.so"
-EXECUTORS = ["sequential", "uring"]
 CASES = subprocess.run(
     [sys.executable, str(PROG), "--list"], capture_output=True, text=True, check=True
 ).stdout.split()
@@ -31,8 +33,9 @@ def env_for(mode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCA_")}
     env.pop("LD_PRELOAD", None)
     if mode != "plain":
-        if mode == "uring" and "uring" not in pyesca.executors():
-            pytest.skip("io_uring refused by this kernel")
+        reason = executor_skip_reason(mode)
+        if reason:
+            pytest.skip(reason)
         env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_BUDGET="65536")
     return env
 
@@ -96,8 +99,7 @@ def test_documented_differences_are_real() -> None:
 
 def test_every_kind_of_call_was_exercised() -> None:
     names = " ".join(o[0] for c in outcomes("plain").values() for o in c)
-    for call in ("write", "writev", "send", "sendto", "sendmsg", "sendfile",
-                 "shutdown", "close", "setsockopt"):
+    for call in SYSCALLS:
         assert call in names
 
 

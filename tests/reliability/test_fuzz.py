@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from conftest import usable_executors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,7 @@ import pyesca
 
 PROG = Path(__file__).parent / "progs" / "fuzz_calls.py"
 LIB = Path(pyesca.__file__).parent / "libesca.so"
-MODES = ["plain", "sequential"] + (["uring"] if "uring" in pyesca.executors() else [])
+MODES = ["plain", *usable_executors()]
 EXAMPLES = int(os.environ.get("ESCA_FUZZ_EXAMPLES", "100"))
 
 OPS = ["write", "writev", "send", "sendmsg", "sendfile", "setsockopt", "fsync",

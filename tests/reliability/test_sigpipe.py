@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import EXECUTORS
 
 from servers.conftest import mode_skip_reason
 from servers.harness import esca_command
@@ -49,7 +50,7 @@ def under(executor: str, prog: Path, *args: str) -> list[str]:
     return [*esca_command(), "run", "--executor", executor, "--", str(prog), *args]
 
 
-@pytest.mark.parametrize("executor", ["sequential", "uring"])
+@pytest.mark.parametrize("executor", EXECUTORS)
 def test_sigpipe_outcome_as_plain(executor: str, prog: Path) -> None:
     reason = mode_skip_reason(executor)
     if reason:
@@ -70,7 +71,7 @@ def test_sigpipe_outcome_as_plain(executor: str, prog: Path) -> None:
 
 def _handler_params() -> list[object]:
     out: list[object] = []
-    for executor in ("sequential", "uring"):
+    for executor in EXECUTORS:
         for kind in ("unix", "tcp", "pipe"):
             # a write queued after one that failed with EPIPE completes with
             # EPIPE without running (it would raise its own SIGPIPE)

@@ -23,7 +23,7 @@ import pytest
 
 from pyesca.bench.servers import SERVERS, esca_command, start_on_free_port
 from servers.conftest import mode_skip_reason
-from servers.harness import HttpClient
+from servers.harness import MODES, HttpClient
 
 from .rel import make_docroot
 
@@ -41,7 +41,7 @@ STALL_BUG = pytest.mark.xfail(
 def params() -> list[object]:
     out: list[object] = []
     for kind in ("lighttpd", "nginx"):
-        for mode in ("plain", "sequential", "uring"):
+        for mode in MODES:
             marks = [STALL_BUG] if kind == "nginx" and mode == "sequential" else []
             out.append(pytest.param(kind, mode, marks=marks, id=f"{kind}-{mode}"))
     return out

@@ -1,7 +1,7 @@
 """Fixtures for the server tests: the docroot, the modes, a started server.
 
 A mode is "plain" (the server as it is: the control), or an executor of
-libesca.so ("sequential", "uring") under `esca run`.
+libesca.so (tests/conftest.py EXECUTORS) under `esca run`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import executor_skip_reason
 
-import pyesca
 from pyesca.run import library_path
 
 from .harness import MODES, Docroot, Server, make_docroot, running
@@ -25,9 +25,7 @@ def mode_skip_reason(mode: str) -> str | None:
     lib = library_path()
     if not lib.is_file():
         return f"libesca.so not built ({lib}): run 'make build'"
-    if mode not in pyesca.executors():
-        return f"the {mode} executor cannot be set up here (see 'esca doctor')"
-    return None
+    return executor_skip_reason(mode)
 
 
 def mode_params() -> list[Any]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import conftest  # tests/conftest.py: the executors tested
+
 from pyesca.bench import servers as _servers
 from pyesca.bench.servers import Docroot as Docroot
 from pyesca.bench.servers import Server as Server
@@ -51,7 +53,7 @@ FILES: dict[str, int] = {
 SMALL = ("empty.bin", "one.bin", "a100.html", "a20.html", "m1.bin")
 BIG = "m64.bin"
 
-MODES = ("plain", "sequential", "uring")
+MODES = tuple(conftest.MODES)  # "plain", then every executor
 
 # An upper bound that only catches hangs; the tests assert no timings.
 IO_TIMEOUT = 30.0
