@@ -199,7 +199,8 @@ void config_load(void)
 	cfg.selected = parse_syscalls(getenv("ESCA_SYSCALLS"));
 	cfg.levers = parse_levers(getenv("ESCA_LEVERS"));
 	cfg.capacity = (unsigned)env_num("ESCA_CAPACITY", 256, 1, 32768);
-	cfg.budget = (size_t)env_num("ESCA_BUDGET", ESCA_DEFAULT_BYTE_BUDGET, 16, 1ul << 30);
+	cfg.budget = (size_t)env_num("ESCA_BUDGET", ESCA_DEFAULT_BYTE_BUDGET,
+				     16, 1ul << 30);
 	cfg.flush_ns = (uint64_t)env_num("ESCA_FLUSH_US", 2000, 0,
 					 60000000) * 1000;
 	cfg.stats_interval_ns =

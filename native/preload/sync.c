@@ -77,16 +77,7 @@ EXPORT int fcntl(int fd, int cmd, ...)
 	return fcntl_common(fd, cmd, arg);
 }
 
-EXPORT int fcntl64(int fd, int cmd, ...)
-{
-	va_list ap;
-	long arg;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, long);
-	va_end(ap);
-	return fcntl_common(fd, cmd, arg);
-}
+EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
 EXPORT int __fcntl(int fd, int cmd, ...) __attribute__((alias("fcntl")));
 
 EXPORT int ioctl(int fd, unsigned long req, ...)
@@ -192,11 +183,18 @@ static inline void before_open(void)
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
 }
 
-static inline int open_mode(int flags, va_list ap)
-{
-	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ?
-	       va_arg(ap, int) : 0;
-}
+/* The mode argument of a variadic open, from the function's own "...":
+ * there only with O_CREAT or O_TMPFILE. */
+#define OPEN_MODE(flags) ({						\
+	va_list ap_;							\
+	int mode_ = 0;							\
+									\
+	va_start(ap_, flags);						\
+	if (((flags) & O_CREAT) || ((flags) & O_TMPFILE) == O_TMPFILE)	\
+		mode_ = va_arg(ap_, int);				\
+	va_end(ap_);							\
+	mode_;								\
+})
 
 static int open_common(int dirfd, const char *path, int flags, int mode)
 {
@@ -207,25 +205,14 @@ static int open_common(int dirfd, const char *path, int flags, int mode)
 
 EXPORT int open64(const char *path, int flags, ...)
 {
-	va_list ap;
-	int mode;
-
-	va_start(ap, flags);
-	mode = open_mode(flags, ap);
-	va_end(ap);
-	return open_common(AT_FDCWD, path, flags, mode);
+	return open_common(AT_FDCWD, path, flags, OPEN_MODE(flags));
 }
-EXPORT int open(const char *path, int flags, ...) __attribute__((alias("open64")));
+EXPORT int open(const char *path, int flags, ...)
+	__attribute__((alias("open64")));
 
 EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 {
-	va_list ap;
-	int mode;
-
-	va_start(ap, flags);
-	mode = open_mode(flags, ap);
-	va_end(ap);
-	return open_common(dirfd, path, flags, mode);
+	return open_common(dirfd, path, flags, OPEN_MODE(flags));
 }
 EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	__attribute__((alias("openat64")));

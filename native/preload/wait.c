@@ -46,6 +46,8 @@ static int before_wait(struct tstate *ts)
 	return pfd;
 }
 
+/* Is the progress fd pfd in the program's epoll set epfd?  Put it there
+ * (edge-triggered, EPOLL_MAGIC as its data) once per epoll fd's life. */
 static int epoll_has_ours(struct tstate *ts, int epfd, int pfd)
 {
 	struct fdinfo *fi = fdi(epfd);
@@ -89,11 +91,14 @@ static int64_t remaining_ms(uint64_t deadline)
  * progress fd must never reach the program: its data is no pointer). */
 static int epoll_magic_used;
 
+/* Which of the three an epoll wait is. */
+enum epoll_variant { VIA_EPOLL_WAIT, VIA_EPOLL_PWAIT, VIA_EPOLL_PWAIT2 };
+
 /* epoll_wait and friends: flush, wait; entries parked in flight wake the
  * wait through the progress fd, which the program never sees. */
 static int epoll_common(int epfd, struct epoll_event *evs, int max,
 			int timeout, const struct timespec *ts2,
-			const sigset_t *mask, int kind)
+			const sigset_t *mask, enum epoll_variant via)
 {
 	struct tstate *ts = tls_ts;
 	uint64_t deadline = 0;
@@ -102,7 +107,8 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 
 	/* lever "fold": the flush and the wait in one kernel entry */
 	if ((cfg.levers & LEVER_FOLD) && ts && !ts->guard && ts->table &&
-	    esca_table_pending(ts->table) && kind != 2 && timeout != 0) {
+	    esca_table_pending(ts->table) && via != VIA_EPOLL_PWAIT2 &&
+	    timeout != 0) {
 		uint64_t start = timeout > 0 ? now_ns() : 0;
 
 		ts->segment = 0;
@@ -136,7 +142,7 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 	if (pfd >= 0)
 		__atomic_store_n(&epoll_magic_used, 1, __ATOMIC_RELAXED);
 	filter = __atomic_load_n(&epoll_magic_used, __ATOMIC_RELAXED);
-	if (kind == 2 && ts2)
+	if (via == VIA_EPOLL_PWAIT2 && ts2)
 		deadline = now_ns() + (uint64_t)ts2->tv_sec * 1000000000ull +
 			   (uint64_t)ts2->tv_nsec;
 	else if (timeout > 0)
@@ -148,9 +154,9 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 			esca_table_progress_arm(ts->table, 1);
 			ts->in_wait = 1;
 		}
-		if (kind == 0)
+		if (via == VIA_EPOLL_WAIT)
 			n = real.epoll_wait(epfd, evs, max, timeout);
-		else if (kind == 1)
+		else if (via == VIA_EPOLL_PWAIT)
 			n = real.epoll_pwait(epfd, evs, max, timeout, mask);
 		else
 			n = real.epoll_pwait2(epfd, evs, max, ts2, mask);
@@ -170,7 +176,8 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 			return n;
 		if (ts && !ts->guard && ts->table)
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
-		if (m > 0 || timeout == 0 || (kind == 2 && ts2 && !deadline))
+		if (m > 0 || timeout == 0 ||
+		    (via == VIA_EPOLL_PWAIT2 && ts2 && !deadline))
 			return m;
 		if (pfd >= 0 && !esca_table_inflight(ts->table))
 			pfd = -1;
@@ -179,7 +186,7 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 
 			if (now >= deadline)
 				return 0;
-			if (kind == 2) {
+			if (via == VIA_EPOLL_PWAIT2) {
 				left.tv_sec = (time_t)((deadline - now) / 1000000000ull);
 				left.tv_nsec = (long)((deadline - now) % 1000000000ull);
 				ts2 = &left;
@@ -194,7 +201,8 @@ EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 {
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	return epoll_common(epfd, evs, max, timeout, NULL, NULL, 0);
+	return epoll_common(epfd, evs, max, timeout, NULL, NULL,
+			    VIA_EPOLL_WAIT);
 }
 
 EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max,
@@ -202,7 +210,8 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max,
 {
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	return epoll_common(epfd, evs, max, timeout, NULL, mask, 1);
+	return epoll_common(epfd, evs, max, timeout, NULL, mask,
+			    VIA_EPOLL_PWAIT);
 }
 
 EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max,
@@ -214,9 +223,11 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max,
 		errno = ENOSYS;
 		return -1;
 	}
-	return epoll_common(epfd, evs, max, t ? 1 : -1, t, mask, 2);
+	return epoll_common(epfd, evs, max, t ? 1 : -1, t, mask,
+			    VIA_EPOLL_PWAIT2);
 }
 
+/* Reset the progress fd's eventfd counter: a raw read, never our read(). */
 static void drain(int fd)
 {
 	uint64_t v;
@@ -225,8 +236,10 @@ static void drain(int fd)
 		return;
 }
 
+/* poll (timeout), or ppoll when masked (t, mask), watching the progress
+ * fd too when entries are parked. */
 static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
-		       const struct timespec *t, const sigset_t *mask, int kind)
+		       const struct timespec *t, const sigset_t *mask, int masked)
 {
 	struct tstate *ts = tls_ts;
 	int pfd = before_wait(ts), r;
@@ -244,7 +257,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 		}
 	}
 	if (pfd < 0) {
-		if (kind == 0)
+		if (!masked)
 			return real.poll(fds, n, timeout);
 		return real.ppoll(fds, n, t, mask);
 	}
@@ -258,7 +271,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 		ts->pbuf[n] = (struct pollfd){ .fd = pfd, .events = POLLIN };
 		esca_table_progress_arm(ts->table, 1);
 		ts->in_wait = 1;
-		if (kind == 0)
+		if (!masked)
 			r = real.poll(ts->pbuf, n + 1, timeout);
 		else
 			r = real.ppoll(ts->pbuf, n + 1, t, mask);
@@ -274,7 +287,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
 			r--;
 		}
-		if (r > 0 || timeout == 0 || kind == 1 || !hit)
+		if (r > 0 || timeout == 0 || masked || !hit)
 			return r;
 		if (!esca_table_inflight(ts->table)) {
 			timeout = timeout > 0 ? (int)remaining_ms(deadline) : timeout;
@@ -320,9 +333,10 @@ EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t,
 	return ppoll(fds, n, t, mask);
 }
 
+/* select (tv), or pselect when masked (t, mask), likewise. */
 static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 			 struct timeval *tv, const struct timespec *t,
-			 const sigset_t *mask, int kind)
+			 const sigset_t *mask, int masked)
 {
 	struct tstate *ts = tls_ts;
 	int pfd = before_wait(ts), n;
@@ -333,7 +347,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		pfd = -1;
 	}
 	if (pfd < 0) {
-		if (kind == 0)
+		if (!masked)
 			return real.select(nfds, r, w, e, tv);
 		return real.pselect(nfds, r, w, e, t, mask);
 	}
@@ -347,7 +361,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		FD_SET(pfd, &mine);
 		esca_table_progress_arm(ts->table, 1);
 		ts->in_wait = 1;
-		if (kind == 0)
+		if (!masked)
 			n = real.select(nfds > pfd ? nfds : pfd + 1, &mine, w, e, tv);
 		else
 			n = real.pselect(nfds > pfd ? nfds : pfd + 1, &mine, w, e,
@@ -366,7 +380,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		if (r)
 			*r = mine;
 		/* Linux select updates tv with the time left: loop on it */
-		if (n > 0 || !hit || kind == 1 ||
+		if (n > 0 || !hit || masked ||
 		    (tv && tv->tv_sec == 0 && tv->tv_usec == 0))
 			return n;
 		if (w || e)
