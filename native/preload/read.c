@@ -38,6 +38,7 @@ static inline void before_read(int fd)
 	if (!fi || (fi->kind != FK_FILE && !(fi->flags & FI_NONBLOCK)))
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
 }
+
 /* ---- lever "reads": a read whose answer is known ------------------------
  *
  * A server answers a request and reads its socket again before its next

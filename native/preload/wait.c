@@ -406,6 +406,10 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		esca_lib_init();
 	return select_common(nfds, r, w, e, NULL, t, mask, 1);
 }
+
+/* ---- events owed to sockets answered EAGAIN (DESIGN.md, "Contract: parked
+ * sends") ----------------------------------------------------------------- */
+
 /* A program told EAGAIN on a socket whose earlier bytes were parked waits
  * for it to turn writable; with an edge-triggered registration, the edge
  * may have gone by while our bytes still filled the socket.  Once they are
