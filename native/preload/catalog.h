@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * catalog.h - the lists libesca.so is made of, each written once:
- *   ESCA_SYSCALLS      the calls it can defer (enum sc, names, ESCA_SYSCALLS)
+ *   ESCA_SYSCALLS      the calls it can defer (enum esca_call, their names)
  *   ESCA_LEVERS        the levers beyond ESCA (enum lever, ESCA_LEVERS)
  *   ESCA_PASS_REASONS  why a deferrable call went to the kernel (stats)
  * The preload, pyesca._core (syscalls(), levers(), pass_reasons()) and

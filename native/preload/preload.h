@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT
- * preload.h - what the files of libesca.so share (not installed). */
+ * preload.h - what the files of libesca.so share (not installed): the
+ * calls, levers and pass reasons of catalog.h as enums, the fd map, the
+ * per-thread state, the configuration, and each file's entry points. */
 #ifndef ESCA_PRELOAD_INTERNAL_H
 #define ESCA_PRELOAD_INTERNAL_H
 
@@ -14,6 +16,7 @@
 
 #include "catalog.h"
 #include "esca.h"
+#include "reals.h"
 
 #define HIDDEN __attribute__((visibility("hidden")))
 #define EXPORT __attribute__((visibility("default")))
@@ -22,20 +25,35 @@
 
 /* The interposed calls that can be deferred, and why one was passed
  * through to the kernel (catalog.h). */
-#define SC_ENUM(E, n, seed, where) SC_##E,
-enum sc { ESCA_SYSCALLS(SC_ENUM) SC__COUNT };
-#undef SC_ENUM
+#define CALL_ENUM(E, n, seed, where) CALL_##E,
+enum esca_call { ESCA_SYSCALLS(CALL_ENUM) CALL__COUNT };
+#undef CALL_ENUM
 #define PASS_ENUM(E, n, help) PASS_##E,
-enum pass { ESCA_PASS_REASONS(PASS_ENUM) PASS__COUNT };
+enum pass_reason { ESCA_PASS_REASONS(PASS_ENUM) PASS__COUNT };
 #undef PASS_ENUM
 
-struct sc_stats {
+/* The levers beyond ESCA (catalog.h), one bit each. */
+#define LEVER_BIT(E, n, help) LEVER_BIT_##E,
+enum { ESCA_LEVERS(LEVER_BIT) LEVER__COUNT };
+#undef LEVER_BIT
+#define LEVER_ENUM(E, n, help) LEVER_##E = 1u << LEVER_BIT_##E,
+enum lever { ESCA_LEVERS(LEVER_ENUM) };
+#undef LEVER_ENUM
+#define LEVER_ALL ((1u << LEVER__COUNT) - 1)
+
+/* Their names, indexed by the enums (config.c). */
+extern HIDDEN const char *const call_names[CALL__COUNT];
+extern HIDDEN const char *const pass_names[PASS__COUNT];
+extern HIDDEN const char *const lever_names[LEVER__COUNT];
+
+/* One deferrable call's counters, per thread (the stats file). */
+struct call_stats {
 	uint64_t seen, deferred, surfaced;
 	uint64_t passed[PASS__COUNT];
 };
 
 /* What the library knows of an fd.  One array for the process, indexed by
- * fd, in lazily touched anonymous memory. */
+ * fd, in lazily touched anonymous memory (fdmap.c). */
 enum fd_kind {
 	FK_UNKNOWN = 0, FK_STREAM, FK_SOCKET, FK_PIPE, FK_FILE, FK_OTHER, FK_BAD
 };
@@ -53,21 +71,15 @@ enum fd_kind {
 #define FI_DIRTY	0x800	/* a regular file with writes deferred */
 #define FI_OWED		0x1000	/* told EAGAIN while parked: owed an event */
 
-/* The levers beyond ESCA (catalog.h), one bit each. */
-#define LV_BIT(E, n, help) LV_BIT_##E,
-enum { ESCA_LEVERS(LV_BIT) LV__COUNT };
-#undef LV_BIT
-#define LV_ENUM(E, n, help) LV_##E = 1u << LV_BIT_##E,
-enum lever { ESCA_LEVERS(LV_ENUM) };
-#undef LV_ENUM
-
 struct fdinfo {
 	uint8_t kind;
 	uint8_t pad8;
 	uint16_t gen;		/* bumped at every close of this number */
 	int32_t err;		/* error of a deferred op, for the next call */
-	int32_t key1;		/* ordering key + 1 (0: the fd itself): fds
-				 * known to share one open file share a key */
+	int32_t order_key;	/* esca_args.order: 0, the fd orders its own
+				 * entries; k > 0, they run in order with those
+				 * of fd k - 1, with which it shares an open
+				 * file (DESIGN.md, "Contract: order") */
 	uint16_t flags;		/* FI_* */
 	uint16_t pad16;
 	int64_t size;		/* FK_FILE: st_size when looked at */
@@ -81,7 +93,7 @@ struct fdinfo {
 #define MAX_EPREG 8
 #define MAX_OWED 64
 
-/* Per-thread state. */
+/* Per-thread state (thread.c). */
 struct tstate {
 	struct esca_table *table;
 	int guard;		/* inside the library: interposers pass through */
@@ -99,9 +111,9 @@ struct tstate {
 	int files_dirty;	/* writes to regular files are queued */
 	int nowed;		/* fds told EAGAIN while their bytes were */
 	int owed[MAX_OWED];	/* parked: re-armed in their epoll set when
-				 * the bytes are out (lib_flush) */
+				 * the bytes are out (lib_pay_owed) */
 	uint64_t eagain_parked;	/* data calls answered EAGAIN so */
-	struct sc_stats sc[SC__COUNT];
+	struct call_stats calls[CALL__COUNT];
 	struct { int fd; uint16_t gen; } epreg[MAX_EPREG];
 	int nepreg;
 	struct pollfd *pbuf;	/* poll() copy with the progress fd added */
@@ -111,6 +123,7 @@ struct tstate {
 	struct esca_stats core_dead;	/* the table's stats, once freed */
 };
 
+/* The ESCA_* environment, read once at start-up (config.c). */
 struct config {
 	int disabled;
 	int executor;
@@ -122,87 +135,60 @@ struct config {
 	uint64_t stats_interval_ns;
 	uint64_t watchdog_ns;	/* 0: no watchdog */
 	int timer_signal;
-	unsigned selected;	/* bit per enum sc */
+	unsigned selected;	/* bit per enum esca_call */
 	unsigned levers;	/* enum lever bits */
 	char stats_path[4096];
 	int stats_root_pid;
 };
 
 extern HIDDEN struct config cfg;
+extern HIDDEN struct reals real;
 extern HIDDEN struct fdinfo *fdtab;
 extern HIDDEN int fdtab_n;
 extern HIDDEN __thread struct tstate *tls_ts
 	__attribute__((tls_model("initial-exec")));
+extern HIDDEN int lib_ready;
+extern HIDDEN int lib_exiting;	/* past main / in exit: nothing is deferred */
 
-/* the real functions, from dlsym(RTLD_NEXT) */
-struct reals {
-	ssize_t (*write)(int, const void *, size_t);
-	ssize_t (*writev)(int, const struct iovec *, int);
-	ssize_t (*send)(int, const void *, size_t, int);
-	ssize_t (*sendto)(int, const void *, size_t, int,
-			  const struct sockaddr *, socklen_t);
-	ssize_t (*sendmsg)(int, const struct msghdr *, int);
-	ssize_t (*sendfile)(int, int, off_t *, size_t);
-	int (*shutdown)(int, int);
-	int (*close)(int);
-	int (*setsockopt)(int, int, int, const void *, socklen_t);
-	int (*epoll_wait)(int, struct epoll_event *, int, int);
-	int (*epoll_pwait)(int, struct epoll_event *, int, int,
-			   const sigset_t *);
-	int (*epoll_pwait2)(int, struct epoll_event *, int,
-			    const struct timespec *, const sigset_t *);
-	int (*poll)(struct pollfd *, unsigned long, int);
-	int (*ppoll)(struct pollfd *, unsigned long, const struct timespec *,
-		     const sigset_t *);
-	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
-	int (*pselect)(int, fd_set *, fd_set *, fd_set *,
-		       const struct timespec *, const sigset_t *);
-	ssize_t (*read)(int, void *, size_t);
-	ssize_t (*readv)(int, const struct iovec *, int);
-	ssize_t (*recv)(int, void *, size_t, int);
-	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *,
-			    socklen_t *);
-	ssize_t (*recvmsg)(int, struct msghdr *, int);
-	ssize_t (*pread)(int, void *, size_t, off_t);
-	int (*accept)(int, struct sockaddr *, socklen_t *);
-	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
-	int (*dup2)(int, int);
-	int (*dup3)(int, int, int);
-	int (*execve)(const char *, char *const[], char *const[]);
-	int (*execv)(const char *, char *const[]);
-	int (*execvp)(const char *, char *const[]);
-	int (*execvpe)(const char *, char *const[], char *const[]);
-	int (*fexecve)(int, char *const[], char *const[]);
-	void (*exit_)(int) __attribute__((noreturn));
-	void (*Exit)(int) __attribute__((noreturn));
-	pid_t (*fork)(void);
-	void (*exit)(int) __attribute__((noreturn));
-	int (*fclose)(FILE *);
-	int (*libc_start_main)(int (*)(int, char **, char **), int, char **,
-			       void (*)(void), void (*)(void), void (*)(void),
-			       void *);
-};
-extern HIDDEN struct reals real;
+/* config.c */
+HIDDEN void config_load(void);
+HIDDEN void say(const char *msg);
 
-/* state.c */
+/* lifecycle.c */
 HIDDEN void esca_lib_init(void);
-HIDDEN struct tstate *ts_slow(void);
+
+/* thread.c */
+HIDDEN struct tstate *tstate_create(void);
+HIDDEN void thread_init(void);
+HIDDEN int threads_sum(struct tstate *sum, int *total);
+HIDDEN uint64_t now_ns(void);
+extern HIDDEN int table_executor;	/* the executor tables really got */
+extern HIDDEN char fallback_reason[128];
+
+/* fdmap.c */
+HIDDEN void fdmap_init(void);
 HIDDEN int fd_detect(int fd, struct fdinfo *fi);
 HIDDEN void fd_note_access(struct fdinfo *fi, long fl);
 HIDDEN int fd_access_ok(int fd, struct fdinfo *fi, uint16_t need);
+HIDDEN int fd_share_key(int old, int newfd);
+HIDDEN void fd_note_nonblock(int fd, long on);
+HIDDEN void fd_on_complete(void *ctx, uint64_t user, int op, int fd,
+			   int64_t r);
+
+/* flush.c */
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
-HIDDEN void lib_pay_owed(struct tstate *ts);
 HIDDEN int lib_flush_epoll(struct tstate *ts, int epfd,
 			   struct epoll_event *evs, int max, int timeout,
 			   const sigset_t *mask);
 HIDDEN void lib_lifecycle_flush(void);
-HIDDEN void stats_maybe_write(int force);
-HIDDEN uint64_t now_ns(void);
-HIDDEN void say(const char *msg);
 
-extern HIDDEN int lib_ready;
-extern HIDDEN int lib_exiting;	/* past main / in exit: nothing is deferred */
+/* wait.c */
+HIDDEN void lib_pay_owed(struct tstate *ts);
+
+/* stats.c */
+HIDDEN void stats_maybe_write(int force);
+HIDDEN void stats_after_fork(void);
 
 static inline struct tstate *ts_get(void)
 {
@@ -210,7 +196,7 @@ static inline struct tstate *ts_get(void)
 
 	if (likely(ts))
 		return ts;
-	return ts_slow();
+	return tstate_create();
 }
 
 static inline struct fdinfo *fdi(int fd)
@@ -218,6 +204,30 @@ static inline struct fdinfo *fdi(int fd)
 	if (fd < 0 || fd >= fdtab_n || !fdtab)
 		return NULL;
 	return &fdtab[fd];
+}
+
+/* After a close or a dup2 onto it, an fd number means something new. */
+static inline void fd_forget(struct fdinfo *fi)
+{
+	fi->gen++;
+	fi->kind = FK_UNKNOWN;
+	fi->flags = 0;
+	fi->order_key = 0;
+	fi->drained = 0;
+	fi->ep_fd = 0;
+	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
+}
+
+/* Before a call that reads or changes state of fd that its pending entries
+ * touch: run them (DESIGN.md, "Flush triggers"). */
+static inline void before_fd_call(int fd)
+{
+	struct tstate *ts = tls_ts;
+
+	if (likely(!ts) || ts->guard || !ts->table ||
+	    !esca_table_pending(ts->table))
+		return;
+	lib_sync_fd(ts, fd);
 }
 
 #endif

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT
+ * cork.c - lever "compose" and the setsockopt interposer: cork_compose()
+ * turns TCP_CORK on/off around sends into MSG_MORE; cork_make_real() and
+ * cork_queued() give the kernel the program's cork when a call needs it. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "defer.h"
+
+/* cork_for_real (defer.h) found fd corked only in our MSG_MORE flags. */
+void cork_make_real(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	int one = 1;
+
+	fi->flags &= (uint16_t)~FI_CORK_VIRT;
+	ts->guard++;
+	if (real.setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) < 0)
+		fi->flags &= (uint16_t)~FI_CORK_KNOWN;
+	ts->guard--;
+}
+
+/* A composed cork made real in the queue, in order: a sendfile run as the
+ * syscall (lever "sendfile") would push its bytes, and wake the peer, at
+ * once; held by the kernel's cork, they go out with the TCP_CORK off, which
+ * the flush runs with every other socket's in one kernel entry (measured:
+ * pushing inside each sendfile cost ~2 us a request in context switches). */
+void cork_queued(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	static const int one = 1;
+	struct iovec v = { (void *)&one, sizeof(one) };
+	struct esca_args a = { .op = ESCA_OP_SETSOCKOPT, .fd = fd,
+			       .level = IPPROTO_TCP, .optname = TCP_CORK,
+			       .iov = &v, .iovcnt = 1, .order = fi->order_key };
+
+	ts->busy++;
+	if (esca_queue(ts->table, &a, 0, 0) >= 0) {
+		ts->busy--;
+		fi->flags &= (uint16_t)~FI_CORK_VIRT;	/* FI_CORKED stays */
+		ts->composed--;		/* the program's call runs after all */
+		return;
+	}
+	ts->busy--;
+	cork_for_real(ts, fd);
+}
+
+/* Lever "compose": TCP_CORK on, data, TCP_CORK off on a socket whose cork
+ * we know to be off becomes the same data sent with MSG_MORE on all but the
+ * last send; neither setsockopt reaches the kernel.  What the program can
+ * observe stays true: getsockopt(TCP_CORK) answers from the same state, and
+ * any call of the socket that goes to the kernel meanwhile first gets the
+ * real cork (cork_for_real).  1: the call was composed away. */
+static int cork_compose(struct tstate *ts, struct fdinfo *fi, int fd, int on)
+{
+	if (!(cfg.levers & LEVER_COMPOSE) || !(fi->flags & FI_CORK_KNOWN))
+		return 0;
+	if (on && !(fi->flags & FI_CORKED)) {
+		fi->flags |= FI_CORKED | FI_CORK_VIRT;
+		ts->composed++;
+		return 1;
+	}
+	if (!on && (fi->flags & FI_CORK_VIRT)) {
+		fi->flags &= (uint16_t)~(FI_CORKED | FI_CORK_VIRT);
+		/* the last send pushes; if it is gone to the kernel already,
+		 * the real TCP_CORK off (queued below) pushes what it left */
+		if (esca_amend_last(ts->table, fd, MSG_MORE) == 0) {
+			ts->composed++;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+EXPORT int setsockopt(int fd, int level, int name, const void *val,
+		      socklen_t len)
+{
+	struct tstate *ts = ts_get();
+	struct fdinfo *fi;
+	struct esca_args a;
+	struct iovec v = { (void *)val, len };
+	int err, r;
+
+	if (level == SOL_SOCKET && name == SO_RCVLOWAT && (fi = fdi(fd)))
+		fi->flags |= FI_NOANSWER;	/* a short read proves nothing */
+	if (unlikely(!ts))
+		return real.setsockopt(fd, level, name, val, len);
+	fi = defer_begin(ts, CALL_SETSOCKOPT, fd, &err);
+	if (!fi) {
+		if (level == IPPROTO_TCP && name == TCP_CORK && (fi = fdi(fd)))
+			fi->flags &= (uint16_t)~(FI_CORK_KNOWN | FI_CORKED |
+						FI_CORK_VIRT);
+		return defer_refused(err) == -1 ? -1 :
+		       real.setsockopt(fd, level, name, val, len);
+	}
+	if (!call_selected(ts, CALL_SETSOCKOPT)) {
+		pass_through(ts, CALL_SETSOCKOPT, fd, PASS_NOT_SELECTED);
+	} else if (deferrable_kind(fi, fd) != FK_STREAM ||
+		   !(fi->flags & FI_TCP)) {
+		pass_through(ts, CALL_SETSOCKOPT, fd, PASS_FD);
+	} else if (level != IPPROTO_TCP || !val || len != sizeof(int) ||
+		   (name != TCP_CORK && name != TCP_NODELAY)) {
+		pass_through(ts, CALL_SETSOCKOPT, fd, PASS_ARGS);	/* unknown: real */
+	} else if (name == TCP_CORK &&
+		   cork_compose(ts, fi, fd, *(const int *)val != 0)) {
+		ts->calls[CALL_SETSOCKOPT].deferred++;
+		return 0;
+	} else {
+		a = (struct esca_args){ .op = ESCA_OP_SETSOCKOPT, .fd = fd,
+					.level = level, .optname = name,
+					.iov = &v, .iovcnt = 1, .order = fi->order_key };
+		if (name == TCP_CORK) {
+			fi->flags &= (uint16_t)~FI_CORKED;
+			if (*(const int *)val)
+				fi->flags |= FI_CORKED;
+		}
+		if (defer_queue(ts, &ts->calls[CALL_SETSOCKOPT], &a, 0) != PASSED)
+			return 0;
+		lib_sync_fd(ts, fd);
+		cork_for_real(ts, fd);
+	}
+	r = real.setsockopt(fd, level, name, val, len);
+	if (level == IPPROTO_TCP && name == TCP_CORK && (fi = fdi(fd))) {
+		/* the kernel's cork is the program's now, if it took it */
+		fi->flags &= (uint16_t)~(FI_CORKED | FI_CORK_VIRT);
+		if (r < 0 || !val || len < sizeof(int))
+			fi->flags &= (uint16_t)~FI_CORK_KNOWN;
+		else if (*(const int *)val)
+			fi->flags |= FI_CORKED;
+	}
+	return r;
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT
+ * defer.h - the path every deferring interposer shares (defer.c, send.c,
+ * cork.c): defer_begin, call_selected, pass_through, defer_refused,
+ * defer_queue.  Inline where it is the fast path: no lock, no allocation. */
+#ifndef ESCA_PRELOAD_DEFER_H
+#define ESCA_PRELOAD_DEFER_H
+
+#include <errno.h>
+
+#include "preload.h"
+
+/* An interposer's "not deferred: make the real call" (never a result). */
+#define PASSED (-2)
+
+/* defer.c */
+HIDDEN int64_t defer_queue(struct tstate *ts, struct call_stats *s,
+			   const struct esca_args *a, uint64_t asked);
+HIDDEN int parked_eagain(struct tstate *ts, struct fdinfo *fi, int fd,
+			 int flags);
+HIDDEN void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags);
+
+/* cork.c */
+HIDDEN void cork_make_real(struct tstate *ts, struct fdinfo *fi, int fd);
+HIDDEN void cork_queued(struct tstate *ts, struct fdinfo *fi, int fd);
+
+static inline int take_err(struct fdinfo *fi)
+{
+	return __atomic_exchange_n(&fi->err, 0, __ATOMIC_RELAXED);
+}
+
+static inline int deferrable_kind(struct fdinfo *fi, int fd)
+{
+	if (fi->kind == FK_UNKNOWN)
+		fd_detect(fd, fi);
+	return fi->kind;
+}
+
+/* Lever "compose": a socket corked by the program while its cork lives
+ * only in our queued MSG_MORE flags gets the real cork before a call of its
+ * goes to the kernel, so the kernel holds the bytes as the program asked. */
+static inline void cork_for_real(struct tstate *ts, int fd)
+{
+	struct fdinfo *fi = fdi(fd);
+
+	if (likely(!fi || !(fi->flags & FI_CORK_VIRT)))
+		return;
+	cork_make_real(ts, fi, fd);
+}
+
+/* Pass through on fd: after its pending entries (DESIGN.md, "Contract:
+ * order"). */
+static inline ssize_t pass_through(struct tstate *ts, int call, int fd,
+				   int reason)
+{
+	ts->calls[call].passed[reason]++;
+	lib_sync_fd(ts, fd);
+	cork_for_real(ts, fd);
+	return PASSED;
+}
+
+/* The common start of a deferrable call on fd: NULL means pass through
+ * with no table involved; *err set means "return -1 with that errno"
+ * (DESIGN.md, "Contract: errors"). */
+static inline struct fdinfo *defer_begin(struct tstate *ts, int call, int fd,
+					 int *err)
+{
+	struct call_stats *s = &ts->calls[call];
+	struct fdinfo *fi;
+
+	*err = 0;
+	if (unlikely(ts->guard))
+		return NULL;	/* the library's own call: not the program's */
+	if (unlikely(lib_exiting))
+		return NULL;	/* exit handlers: their calls go straight in */
+	s->seen++;
+	fi = fdi(fd);
+	if (unlikely(!fi)) {
+		s->passed[PASS_FD]++;
+		return NULL;
+	}
+	if (unlikely(fi->err) && call != CALL_CLOSE) {
+		*err = take_err(fi);
+		if (*err) {
+			/* the fd is broken (EPIPE, ECONNRESET, ...): from now
+			 * on its calls go to the kernel, which says so itself */
+			fi->flags |= FI_FAILED;
+			s->surfaced++;
+			return NULL;
+		}
+	}
+	if (unlikely(fi->flags & FI_FAILED) && call != CALL_CLOSE) {
+		pass_through(ts, call, fd, PASS_FD);
+		return NULL;
+	}
+	return fi;
+}
+
+/* After defer_begin() said no: -1 with the fd's pending error, or
+ * PASSED. */
+static inline ssize_t defer_refused(int err)
+{
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return PASSED;
+}
+
+/* Is this call deferred here at all (ESCA_SYSCALLS, ESCA_IMPLICIT or an
+ * explicit segment)? */
+static inline int call_selected(struct tstate *ts, int call)
+{
+	return (cfg.selected & (1u << call)) && (cfg.implicit || ts->segment);
+}
+
+#endif

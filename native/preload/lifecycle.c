@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT
+ * lifecycle.c - the process's start and end: esca_lib_init() (lazy: the
+ * first interposed call, or the constructor), the real functions, exit and
+ * the main wrapper, exec*, _exit/_Exit, vfork (DESIGN.md, "Contract:
+ * threads and fork"). */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+HIDDEN struct reals real;
+HIDDEN int lib_ready;
+HIDDEN int lib_exiting;
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* The libc function after ours; a missing one is fatal. */
+static void *next(const char *name)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+
+	if (!p) {
+		char m[128];
+
+		snprintf(m, sizeof(m), "fatal: no %s in the next library", name);
+		say(m);
+		syscall(SYS_exit_group, 127);
+	}
+	return p;
+}
+
+static void *next_opt(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+#define REQUIRED next
+#define OPTIONAL next_opt
+#define REAL_RESOLVE(member, symbol, ret, params, need) \
+	real.member = (ret (*) params)need(symbol);
+
+static void init_once(void)
+{
+	REAL_FUNCTIONS(REAL_RESOLVE)
+	config_load();
+	fdmap_init();
+	thread_init();
+	__atomic_store_n(&lib_ready, 1, __ATOMIC_RELEASE);
+}
+
+#undef REAL_RESOLVE
+#undef REQUIRED
+#undef OPTIONAL
+
+void esca_lib_init(void)
+{
+	pthread_once(&once, init_once);
+}
+
+__attribute__((constructor)) static void ctor(void)
+{
+	esca_lib_init();
+}
+
+__attribute__((destructor)) static void dtor(void)
+{
+	lib_lifecycle_flush();
+}
+
+/* The program is ending (main returned, or exit): what it wrote is sent now,
+ * before the exit handlers and stdio's clean-up run (they close fds inside
+ * glibc, where no interposer sees it, and write stdio buffers), and from
+ * here on every call goes straight to the kernel. */
+static void lib_exit_flush(void)
+{
+	lib_lifecycle_flush();
+	__atomic_store_n(&lib_exiting, 1, __ATOMIC_RELEASE);
+}
+
+EXPORT void exit(int status)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_exit_flush();
+	real.exit(status);
+	__builtin_unreachable();
+}
+
+static int (*program_main)(int, char **, char **);
+
+static int main_wrapper(int argc, char **argv, char **envp)
+{
+	int r = program_main(argc, argv, envp);
+
+	lib_exit_flush();
+	return r;
+}
+
+/* main's return goes to exit inside glibc: wrap main to see it */
+EXPORT int __libc_start_main(int (*main)(int, char **, char **), int argc,
+			     char **argv, void (*init)(void),
+			     void (*fini)(void), void (*rtld_fini)(void),
+			     void *stack_end)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	program_main = main;
+	return real.libc_start_main(main_wrapper, argc, argv, init, fini,
+				    rtld_fini, stack_end);
+}
+
+/* ---- exec, _exit, vfork: nothing may stay behind ------------------------ */
+
+EXPORT int execve(const char *p, char *const argv[], char *const envp[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.execve(p, argv, envp);
+}
+
+EXPORT int execv(const char *p, char *const argv[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.execv(p, argv);
+}
+
+EXPORT int execvp(const char *p, char *const argv[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.execvp(p, argv);
+}
+
+EXPORT int execvpe(const char *p, char *const argv[], char *const envp[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.execvpe(p, argv, envp);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	return real.fexecve(fd, argv, envp);
+}
+
+EXPORT void _exit(int status)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	real.exit_(status);
+	__builtin_unreachable();
+}
+
+EXPORT void _Exit(int status)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_lifecycle_flush();
+	real.Exit(status);
+	__builtin_unreachable();
+}
+
+/* A vfork child shares our memory and our thread's table: make it a fork,
+ * which POSIX allows, so the child cannot touch the parent's ring. */
+EXPORT pid_t vfork(void)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return real.fork();
+}

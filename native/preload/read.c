@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT
+ * read.c - the read side: read, readv, recv, recvfrom, recvmsg (and their
+ * _chk forms), accept, accept4 run after what they depend on (before_read);
+ * lever "reads" answers a read known to find nothing; epoll_ctl records the
+ * program's registrations that lever and the owed events use. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+/* ---- what a read waits for ---------------------------------------------- */
+
+/* A read on fd.  On a non-blocking socket nothing pending changes what it
+ * returns; on a pipe or file our own pending writes do (sync the fd); a
+ * read that may block could wait for a peer that waits for our bytes
+ * (flush everything first). */
+static inline void before_read(int fd)
+{
+	struct tstate *ts = tls_ts;
+	struct fdinfo *fi;
+
+	if (likely(!ts) || ts->guard || !ts->table ||
+	    !esca_table_pending(ts->table))
+		return;
+	fi = fdi(fd);
+	if (fi && fi->kind == FK_UNKNOWN)
+		fd_detect(fd, fi);
+	if (fi && (fi->kind == FK_STREAM || fi->kind == FK_SOCKET) &&
+	    (fi->flags & FI_NONBLOCK)) {
+		if (ts->oldest_ns && now_ns() - ts->oldest_ns > cfg.flush_ns)
+			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+		return;
+	}
+	lib_sync_fd(ts, fd);
+	if (!fi || (fi->kind != FK_FILE && !(fi->flags & FI_NONBLOCK)))
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+}
+
+/* ---- lever "reads": a read whose answer is known ------------------------
+ *
+ * A server answers a request and reads its socket again before its next
+ * wait: when its previous read found the socket empty (EAGAIN, or fewer
+ * bytes than asked: TCP and unix stream reads stop only at an empty queue)
+ * and this thread has not waited since, the kernel says EAGAIN unless bytes
+ * arrived in between - and then the answer EAGAIN is the one the kernel
+ * would have given a moment earlier.  Nothing is lost: the socket is in one
+ * of the program's epoll sets, whose next wait reports it (level-triggered:
+ * it is readable; edge-triggered or one-shot: the arrival, or the re-arm,
+ * happened after the wait that reported it last).  Each such answer is given
+ * once; the read after it goes to the kernel, so a program that never waits
+ * cannot spin on us. */
+static inline struct fdinfo *read_begin(int fd, int flags)
+{
+	struct tstate *ts = tls_ts;
+	struct fdinfo *fi;
+
+	if (!(cfg.levers & LEVER_READS) || !ts || ts->guard ||
+	    (flags & ~MSG_DONTWAIT))
+		return NULL;
+	fi = fdi(fd);
+	if (!fi || fi->kind != FK_STREAM ||
+	    (fi->flags & (FI_EPOLLIN | FI_NOANSWER | FI_FAILED)) != FI_EPOLLIN ||
+	    !((fi->flags & FI_NONBLOCK) || (flags & MSG_DONTWAIT)))
+		return NULL;
+	ts->reads_seen++;
+	return fi;
+}
+
+/* 1: answer EAGAIN without the kernel */
+static inline int read_known_empty(struct fdinfo *fi, size_t n)
+{
+	struct tstate *ts = tls_ts;
+
+	if (fi->drained != ts->wait_token)
+		return 0;
+	fi->drained = 0;
+	if (!n)
+		return 0;
+	ts->reads_answered++;
+	errno = EAGAIN;
+	return 1;
+}
+
+static inline void read_end(struct fdinfo *fi, size_t n, ssize_t r)
+{
+	if (r < 0 ? errno == EAGAIN : (r > 0 && (size_t)r < n))
+		fi->drained = tls_ts->wait_token;
+	else
+		fi->drained = 0;
+}
+
+/* The start of a read of n bytes on fd: 1 when it is answered EAGAIN here;
+ * else the call goes to the kernel and *fip (or NULL) is for read_done. */
+static inline int read_pre(int fd, size_t n, int flags, struct fdinfo **fip)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	before_read(fd);
+	*fip = read_begin(fd, flags);
+	return *fip && read_known_empty(*fip, n);
+}
+
+static inline ssize_t read_done(struct fdinfo *fi, size_t n, ssize_t r)
+{
+	if (fi)
+		read_end(fi, n, r);
+	return r;
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	struct fdinfo *fi;
+
+	if (read_pre(fd, n, 0, &fi))
+		return -1;
+	return read_done(fi, n, real.read(fd, buf, n));
+}
+EXPORT ssize_t __read(int fd, void *buf, size_t n)
+	__attribute__((alias("read")));
+
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t len)
+{
+	if (len < n)
+		abort();
+	return read(fd, buf, n);
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
+{
+	struct fdinfo *fi;
+	size_t total = 0;
+	int ok = n > 0 && n <= IOV_MAX && iov;
+
+	for (int i = 0; ok && i < n; i++) {
+		if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
+			ok = 0;
+		else
+			total += iov[i].iov_len;
+	}
+	/* flags -1: a bad iovec is the kernel's to answer, never ours */
+	if (read_pre(fd, total, ok ? 0 : -1, &fi))
+		return -1;
+	return read_done(fi, total, real.readv(fd, iov, n));
+}
+
+EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	struct fdinfo *fi;
+
+	if (read_pre(fd, n, flags, &fi))
+		return -1;
+	return read_done(fi, n, real.recv(fd, buf, n, flags));
+}
+
+EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t len, int flags)
+{
+	if (len < n)
+		abort();
+	return recv(fd, buf, n, flags);
+}
+
+EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
+			struct sockaddr *from, socklen_t *fromlen)
+{
+	struct fdinfo *fi;
+
+	if (read_pre(fd, n, flags, &fi))
+		return -1;
+	return read_done(fi, n, real.recvfrom(fd, buf, n, flags, from, fromlen));
+}
+
+EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t len,
+			      int flags, struct sockaddr *from,
+			      socklen_t *fromlen)
+{
+	if (len < n)
+		abort();
+	return recvfrom(fd, buf, n, flags, from, fromlen);
+}
+
+EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	before_read(fd);
+	return real.recvmsg(fd, m, flags);
+}
+
+/* The program's epoll registrations: a socket in a set for reading is one
+ * whose reads the "reads" lever may answer. */
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	long r = syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+	struct fdinfo *fi = fdi(fd);
+
+	if (r < 0 || !fi)
+		return (int)r;
+	if (fi->kind == FK_UNKNOWN && op != EPOLL_CTL_DEL)
+		fd_detect(fd, fi);
+	if (op != EPOLL_CTL_DEL && ev && (ev->events & EPOLLIN))
+		fi->flags |= FI_EPOLLIN;
+	else if (op == EPOLL_CTL_DEL || op == EPOLL_CTL_MOD)
+		fi->flags &= (uint16_t)~FI_EPOLLIN;
+	if (op != EPOLL_CTL_DEL && ev) {
+		fi->ep_fd = epfd + 1;
+		fi->ep_events = ev->events;
+		fi->ep_data = ev->data.u64;
+	} else if (op == EPOLL_CTL_DEL && fi->ep_fd == epfd + 1) {
+		fi->ep_fd = 0;
+	}
+	return (int)r;
+}
+
+static void after_accept(int lfd, int fd, int flags)
+{
+	struct fdinfo *fi = fdi(fd), *li = fdi(lfd);
+
+	if (!fi)
+		return;
+	fd_forget(fi);
+	if (li && li->kind == FK_UNKNOWN)
+		fd_detect(lfd, li);
+	if (li && li->kind == FK_STREAM) {
+		fi->kind = FK_STREAM;
+		fi->flags = (li->flags & FI_TCP) |
+			    ((flags & SOCK_NONBLOCK) ? FI_NONBLOCK : 0);
+		/* a new connection's cork is off (unless it came corked
+		 * from a listener corked by the program) */
+		if ((li->flags & FI_TCP) && !(li->flags & FI_CORKED))
+			fi->flags |= FI_CORK_KNOWN;
+	}
+}
+
+EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
+{
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	before_read(fd);
+	r = real.accept4(fd, a, l, flags);
+	if (r >= 0)
+		after_accept(fd, r, flags);
+	return r;
+}
+
+EXPORT int accept(int fd, struct sockaddr *a, socklen_t *l)
+{
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	before_read(fd);
+	r = real.accept(fd, a, l);
+	if (r >= 0)
+		after_accept(fd, r, 0);
+	return r;
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT
+ * reals.h - libc's functions behind our interposers: REAL_FUNCTIONS is the
+ * one list; struct reals and reals_resolve() (lifecycle.c) are made from it. */
+#ifndef ESCA_PRELOAD_REALS_H
+#define ESCA_PRELOAD_REALS_H
+
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* X(member, symbol, return type, (parameters), REQUIRED or OPTIONAL): one
+ * row per libc function an interposer calls as real.member, found with
+ * dlsym(RTLD_NEXT, symbol) at start-up, in this order.  A REQUIRED one
+ * missing is fatal; an OPTIONAL one missing is NULL. */
+#define REAL_FUNCTIONS(X)						\
+	X(write, "write", ssize_t, (int, const void *, size_t), REQUIRED) \
+	X(writev, "writev", ssize_t, (int, const struct iovec *, int),	\
+	  REQUIRED)							\
+	X(send, "send", ssize_t, (int, const void *, size_t, int), REQUIRED) \
+	X(sendto, "sendto", ssize_t, (int, const void *, size_t, int,	\
+	  const struct sockaddr *, socklen_t), REQUIRED)		\
+	X(sendmsg, "sendmsg", ssize_t, (int, const struct msghdr *, int), \
+	  REQUIRED)							\
+	X(sendfile, "sendfile", ssize_t, (int, int, off_t *, size_t),	\
+	  REQUIRED)							\
+	X(shutdown, "shutdown", int, (int, int), REQUIRED)		\
+	X(close, "close", int, (int), REQUIRED)				\
+	X(setsockopt, "setsockopt", int,				\
+	  (int, int, int, const void *, socklen_t), REQUIRED)		\
+	X(epoll_wait, "epoll_wait", int,				\
+	  (int, struct epoll_event *, int, int), REQUIRED)		\
+	X(epoll_pwait, "epoll_pwait", int,				\
+	  (int, struct epoll_event *, int, int, const sigset_t *), REQUIRED) \
+	X(epoll_pwait2, "epoll_pwait2", int, (int, struct epoll_event *, \
+	  int, const struct timespec *, const sigset_t *), OPTIONAL)	\
+	X(poll, "poll", int, (struct pollfd *, unsigned long, int), REQUIRED) \
+	X(ppoll, "ppoll", int, (struct pollfd *, unsigned long,		\
+	  const struct timespec *, const sigset_t *), REQUIRED)		\
+	X(select, "select", int,					\
+	  (int, fd_set *, fd_set *, fd_set *, struct timeval *), REQUIRED) \
+	X(pselect, "pselect", int, (int, fd_set *, fd_set *, fd_set *,	\
+	  const struct timespec *, const sigset_t *), REQUIRED)		\
+	X(read, "read", ssize_t, (int, void *, size_t), REQUIRED)	\
+	X(readv, "readv", ssize_t, (int, const struct iovec *, int), REQUIRED) \
+	X(recv, "recv", ssize_t, (int, void *, size_t, int), REQUIRED)	\
+	X(recvfrom, "recvfrom", ssize_t, (int, void *, size_t, int,	\
+	  struct sockaddr *, socklen_t *), REQUIRED)			\
+	X(recvmsg, "recvmsg", ssize_t, (int, struct msghdr *, int), REQUIRED) \
+	X(pread, "pread64", ssize_t, (int, void *, size_t, off_t), REQUIRED) \
+	X(accept, "accept", int, (int, struct sockaddr *, socklen_t *),	\
+	  REQUIRED)							\
+	X(accept4, "accept4", int,					\
+	  (int, struct sockaddr *, socklen_t *, int), REQUIRED)		\
+	X(dup2, "dup2", int, (int, int), REQUIRED)			\
+	X(dup3, "dup3", int, (int, int, int), REQUIRED)			\
+	X(execve, "execve", int,					\
+	  (const char *, char *const[], char *const[]), REQUIRED)	\
+	X(execv, "execv", int, (const char *, char *const[]), REQUIRED)	\
+	X(execvp, "execvp", int, (const char *, char *const[]), REQUIRED) \
+	X(execvpe, "execvpe", int,					\
+	  (const char *, char *const[], char *const[]), REQUIRED)	\
+	X(fexecve, "fexecve", int, (int, char *const[], char *const[]),	\
+	  REQUIRED)							\
+	X(exit_, "_exit", void, (int), REQUIRED)			\
+	X(Exit, "_Exit", void, (int), REQUIRED)				\
+	X(fork, "fork", pid_t, (void), REQUIRED)			\
+	X(exit, "exit", void, (int), REQUIRED)				\
+	X(libc_start_main, "__libc_start_main", int,			\
+	  (int (*)(int, char **, char **), int, char **, void (*)(void),	\
+	   void (*)(void), void (*)(void), void *), REQUIRED)		\
+	X(fclose, "fclose", int, (FILE *), REQUIRED)
+
+struct pollfd;
+
+#define REAL_MEMBER(member, symbol, ret, params, need) ret (*member) params;
+struct reals {
+	REAL_FUNCTIONS(REAL_MEMBER)
+};
+#undef REAL_MEMBER
+
+#endif

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT
+ * sync.c - calls that must see an fd's pending entries first
+ * (before_fd_call): pread, lseek, fcntl, ioctl, fstat, getsockopt, fsync,
+ * fdatasync, ftruncate; and those that give an fd number a new meaning:
+ * dup, dup2, dup3, open, openat, fclose (DESIGN.md, "Contract: order"). */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	before_fd_call(fd);
+	return real.pread(fd, buf, n, off);
+}
+EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
+	__attribute__((alias("pread64")));
+
+EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off,
+			     size_t len)
+{
+	if (len < n)
+		abort();
+	return pread64(fd, buf, n, off);
+}
+
+EXPORT off_t lseek64(int fd, off_t off, int whence)
+{
+	before_fd_call(fd);
+	return (off_t)syscall(SYS_lseek, fd, off, whence);
+}
+EXPORT off_t lseek(int fd, off_t off, int whence)
+	__attribute__((alias("lseek64")));
+
+static int fcntl_common(int fd, int cmd, long arg)
+{
+	struct fdinfo *fi = fdi(fd);
+	long r;
+
+	if (fi && fi->kind == FK_BAD)
+		before_fd_call(fd);	/* a deferred close of fd: EBADF, as without us */
+	r = syscall(SYS_fcntl, fd, cmd, arg);
+	if (r < 0) {
+		return -1;
+	}
+	if (cmd == F_SETFL)
+		fd_note_nonblock(fd, arg & O_NONBLOCK);
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
+		struct fdinfo *fi = fdi((int)r);
+
+		if (fi) {
+			fd_forget(fi);
+			fd_share_key(fd, (int)r);
+		}
+	}
+	return (int)r;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	return fcntl_common(fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
+EXPORT int __fcntl(int fd, int cmd, ...) __attribute__((alias("fcntl")));
+
+EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+	long r;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (req != FIONBIO)
+		before_fd_call(fd);	/* FIONREAD, SIOCOUTQ, ... see pending bytes */
+	r = syscall(SYS_ioctl, fd, req, arg);
+	if (r >= 0 && req == FIONBIO && arg)
+		fd_note_nonblock(fd, *(int *)arg);
+	return (int)r;
+}
+
+/* The program's own fstat tells us what a regular file is (and its size,
+ * fresher than ours), so a file a server opens per request costs no look-up
+ * of our own. */
+EXPORT int fstat64(int fd, struct stat64 *st)
+{
+	struct fdinfo *fi;
+	long r;
+
+	before_fd_call(fd);	/* the size after our pending writes */
+	r = syscall(SYS_fstat, fd, st);
+	fi = fdi(fd);
+	if (r == 0 && fi && S_ISREG(st->st_mode) &&
+	    (fi->kind == FK_UNKNOWN || fi->kind == FK_FILE)) {
+		fi->kind = FK_FILE;
+		fi->size = st->st_size;
+	}
+	return (int)r;
+}
+EXPORT int fstat(int fd, struct stat *st)
+{
+	return fstat64(fd, (struct stat64 *)st);
+}
+
+EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	struct fdinfo *fi = fdi(fd);
+
+	if (level == IPPROTO_TCP && name == TCP_CORK && fi && val && len &&
+	    *len >= (socklen_t)sizeof(int) && (fi->flags & FI_CORK_KNOWN)) {
+		/* what the program set, in order: while composed, the
+		 * kernel's cork is off and the program's is on */
+		*(int *)val = !!(fi->flags & FI_CORKED);
+		*len = sizeof(int);
+		return 0;
+	}
+	before_fd_call(fd);	/* TCP_CORK and friends: what was set, in order */
+	return (int)syscall(SYS_getsockopt, fd, level, name, val, len);
+}
+
+/* dup2/dup3 onto newfd: its pending entries run, its number is new */
+static void before_replace(int newfd)
+{
+	struct fdinfo *fi = fdi(newfd);
+
+	before_fd_call(newfd);
+	if (fi)
+		fd_forget(fi);
+}
+
+EXPORT int dup2(int old, int newfd)
+{
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (old != newfd)
+		before_replace(newfd);
+	r = real.dup2(old, newfd);
+	if (r >= 0 && old != newfd)
+		fd_share_key(old, r);
+	return r;
+}
+
+/* An fd the program opens: its access mode is in the flags, so a write to
+ * it or a sendfile from it need not ask the kernel (fd_access_ok). */
+static int after_open(int fd, int flags)
+{
+	struct fdinfo *fi = fdi(fd);
+
+	if (fi) {
+		fd_forget(fi);
+		fd_note_access(fi, flags);
+	}
+	return fd;
+}
+
+/* Before an open: writes queued to regular files are in them (the file
+ * opened may be one of them, under another name). */
+static inline void before_open(void)
+{
+	struct tstate *ts = tls_ts;
+
+	if (unlikely(ts && ts->files_dirty) && !ts->guard && ts->table)
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+}
+
+/* The mode argument of a variadic open, from the function's own "...":
+ * there only with O_CREAT or O_TMPFILE. */
+#define OPEN_MODE(flags) ({						\
+	va_list ap_;							\
+	int mode_ = 0;							\
+									\
+	va_start(ap_, flags);						\
+	if (((flags) & O_CREAT) || ((flags) & O_TMPFILE) == O_TMPFILE)	\
+		mode_ = va_arg(ap_, int);				\
+	va_end(ap_);							\
+	mode_;								\
+})
+
+static int open_common(int dirfd, const char *path, int flags, int mode)
+{
+	before_open();
+	return after_open((int)syscall(SYS_openat, dirfd, path, flags, mode),
+			  flags);
+}
+
+EXPORT int open64(const char *path, int flags, ...)
+{
+	return open_common(AT_FDCWD, path, flags, OPEN_MODE(flags));
+}
+EXPORT int open(const char *path, int flags, ...)
+	__attribute__((alias("open64")));
+
+EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+	return open_common(dirfd, path, flags, OPEN_MODE(flags));
+}
+EXPORT int openat(int dirfd, const char *path, int flags, ...)
+	__attribute__((alias("openat64")));
+
+EXPORT int __open_2(const char *path, int flags)
+{
+	return open_common(AT_FDCWD, path, flags, 0);
+}
+EXPORT int __open64_2(const char *path, int flags)
+	__attribute__((alias("__open_2")));
+
+EXPORT int dup(int old)
+{
+	int r = (int)syscall(SYS_dup, old);
+	struct fdinfo *fi = fdi(r);
+
+	if (r >= 0 && fi) {
+		fd_forget(fi);
+		fd_share_key(old, r);
+	}
+	return r;
+}
+
+EXPORT int dup3(int old, int newfd, int flags)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (old != newfd)
+		before_replace(newfd);
+	if (real.dup3(old, newfd, flags) < 0)
+		return -1;
+	return fd_share_key(old, newfd);
+}
+
+/* fclose closes its fd inside glibc, where close() is not interposed */
+EXPORT int fclose(FILE *fp)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	int fd = fp ? fileno(fp) : -1, r;
+	struct fdinfo *fi;
+
+	before_fd_call(fd);
+	r = real.fclose(fp);
+	if ((fi = fdi(fd)))
+		fd_forget(fi);	/* the number means something new now */
+	return r;
+}
+
+EXPORT int fsync(int fd)
+{
+	before_fd_call(fd);
+	return (int)syscall(SYS_fsync, fd);
+}
+
+EXPORT int fdatasync(int fd)
+{
+	before_fd_call(fd);
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+EXPORT int ftruncate64(int fd, off_t len)
+{
+	before_fd_call(fd);
+	return (int)syscall(SYS_ftruncate, fd, len);
+}
+EXPORT int ftruncate(int fd, off_t len) __attribute__((alias("ftruncate64")));

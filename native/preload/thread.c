@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT
+ * thread.c - per-thread state: tstate_create() (a thread's first interposed
+ * call makes its table), its end, the watchdog and its timer signal,
+ * threads_sum() for the stats, and what fork does to them (thread_atfork_*). */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+HIDDEN __thread struct tstate *tls_ts
+	__attribute__((tls_model("initial-exec")));
+static __thread int tls_creating __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t ts_key;
+static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tstate *threads;		/* every live thread's state */
+static struct tstate dead;		/* counters of threads that ended */
+static int threads_total;
+static int warned_fallback;
+HIDDEN char fallback_reason[128];
+HIDDEN int table_executor = -1;		/* the executor tables really got */
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the time bound (DESIGN.md, "Flush triggers") ------------------------
+ * A thread that queued calls and then blocks somewhere the library does not
+ * see (a futex, a join, a long computation) must not hold its bytes.  A
+ * watchdog thread looks every ESCA_WATCHDOG_MS and sends such a thread the
+ * timer signal; its handler flushes unless the thread is inside the library
+ * (then the library flushes on its way out, at the next call). */
+static int watchdog_started;
+
+static void on_timer_signal(int sig)
+{
+	struct tstate *ts = tls_ts;
+	int saved = errno;
+
+	(void)sig;
+	if (ts && ts->table && !ts->guard && !ts->busy &&
+	    esca_table_pending(ts->table)) {
+		ts->guard++;
+		esca_flush(ts->table, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+		ts->guard--;
+		ts->oldest_ns = esca_table_pending(ts->table) ? now_ns() : 0;
+	}
+	if (ts)
+		ts->signaled = 0;
+	errno = saved;
+}
+
+static void *watchdog(void *arg)
+{
+	struct timespec period = { (time_t)(cfg.watchdog_ns / 1000000000ull),
+				   (long)(cfg.watchdog_ns % 1000000000ull) };
+
+	(void)arg;
+	for (;;) {
+		uint64_t now;
+
+		syscall(SYS_nanosleep, &period, NULL);
+		now = now_ns();
+		pthread_mutex_lock(&list_lock);
+		for (struct tstate *ts = threads; ts; ts = ts->next) {
+			uint64_t old = ts->oldest_ns;
+
+			if (old && now - old > cfg.flush_ns && !ts->in_wait &&
+			    !ts->signaled) {
+				ts->signaled = 1;
+				pthread_kill(ts->tid, cfg.timer_signal);
+			}
+		}
+		pthread_mutex_unlock(&list_lock);
+	}
+	return NULL;
+}
+
+static void start_watchdog(void)
+{
+	struct sigaction sa;
+	pthread_attr_t at;
+	pthread_t th;
+	sigset_t all, old;
+
+	if (!cfg.watchdog_ns ||
+	    __atomic_exchange_n(&watchdog_started, 1, __ATOMIC_ACQ_REL))
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_timer_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(cfg.timer_signal, &sa, NULL) < 0)
+		return;
+	/* the watchdog itself takes no signals */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 64 * 1024);
+	if (pthread_create(&th, &at, watchdog, NULL) != 0)
+		say("no watchdog thread: a blocked thread may hold its bytes");
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* First interposed call on a thread: make its table. */
+struct tstate *tstate_create(void)
+{
+	struct esca_config c = { 0 };
+	struct tstate *ts;
+	int err = 0;
+
+	if (!__atomic_load_n(&lib_ready, __ATOMIC_ACQUIRE))
+		esca_lib_init();
+	if (cfg.disabled || tls_creating)
+		return NULL;
+	tls_creating = 1;
+	ts = calloc(1, sizeof(*ts));
+	if (!ts)
+		goto out;
+	c.executor = cfg.executor;
+	c.capacity = cfg.capacity;
+	c.byte_budget = cfg.budget;
+	c.complete = fd_on_complete;
+	c.ctx = ts;
+	if (cfg.levers & LEVER_SENDFILE)
+		c.flags |= ESCA_CFG_SENDFILE_DIRECT;
+	if (cfg.levers & LEVER_FOLD)
+		c.flags |= ESCA_CFG_FOLD_WAIT;
+	ts->table = esca_table_new(&c, &err);
+	if (!ts->table && cfg.executor != ESCA_EXEC_SEQUENTIAL) {
+		/* DESIGN.md, "Contract: fallback": say so once, use
+		 * sequential */
+		if (!__atomic_exchange_n(&warned_fallback, 1, __ATOMIC_RELAXED)) {
+			snprintf(fallback_reason, sizeof(fallback_reason),
+				 "%s executor unavailable (%s)",
+				 esca_executor_name(cfg.executor), strerror(-err));
+			char m[200];
+
+			snprintf(m, sizeof(m), "%s; using sequential",
+				 fallback_reason);
+			say(m);
+		}
+		c.executor = ESCA_EXEC_SEQUENTIAL;
+		ts->table = esca_table_new(&c, &err);
+	}
+	if (!ts->table) {
+		free(ts);
+		ts = NULL;
+		goto out;
+	}
+	if (cfg.executor == ESCA_EXEC_AUTO &&
+	    esca_table_executor(ts->table) == ESCA_EXEC_SEQUENTIAL &&
+	    !__atomic_exchange_n(&warned_fallback, 1, __ATOMIC_RELAXED)) {
+		snprintf(fallback_reason, sizeof(fallback_reason),
+			 "io_uring unavailable; auto chose sequential");
+		say(fallback_reason);
+	}
+	table_executor = esca_table_executor(ts->table);
+	ts->tid = pthread_self();
+	ts->wait_token = ((uint64_t)(uint32_t)syscall(SYS_gettid) << 32) | 1;
+	pthread_mutex_lock(&list_lock);
+	ts->next = threads;
+	threads = ts;
+	threads_total++;
+	pthread_mutex_unlock(&list_lock);
+	pthread_setspecific(ts_key, ts);
+	tls_ts = ts;
+	start_watchdog();
+out:
+	tls_creating = 0;
+	return ts;
+}
+
+/* Add ts's counters (its table's, or the saved ones of a freed table) to
+ * into's. */
+static void tstate_fold(struct tstate *into, struct tstate *ts)
+{
+	const struct esca_stats *s = ts->table ? esca_table_stats(ts->table) :
+				     &ts->core_dead;
+	uint64_t *a = (uint64_t *)&into->core_dead;
+	const uint64_t *b = (const uint64_t *)s;
+
+	for (size_t i = 0; i < sizeof(*s) / sizeof(uint64_t); i++)
+		a[i] += b[i];
+	into->reads_seen += ts->reads_seen;
+	into->reads_answered += ts->reads_answered;
+	into->composed += ts->composed;
+	into->eagain_parked += ts->eagain_parked;
+	for (int i = 0; i < CALL__COUNT; i++) {
+		into->calls[i].seen += ts->calls[i].seen;
+		into->calls[i].deferred += ts->calls[i].deferred;
+		into->calls[i].surfaced += ts->calls[i].surfaced;
+		for (int k = 0; k < PASS__COUNT; k++)
+			into->calls[i].passed[k] += ts->calls[i].passed[k];
+	}
+}
+
+/* The counters of every thread, live or ended, into *sum (zeroed by the
+ * caller); *total: threads that ever had a table.  Returns those alive. */
+int threads_sum(struct tstate *sum, int *total)
+{
+	int alive = 0;
+
+	pthread_mutex_lock(&list_lock);
+	tstate_fold(sum, &dead);
+	for (struct tstate *ts = threads; ts; ts = ts->next) {
+		tstate_fold(sum, ts);
+		alive++;
+	}
+	*total = threads_total;
+	pthread_mutex_unlock(&list_lock);
+	return alive;
+}
+
+/* The thread ends: its bytes go out, its counters stay. */
+static void tstate_destroy(void *p)
+{
+	struct tstate *ts = p, **pp;
+
+	if (!ts)
+		return;
+	ts->guard++;
+	if (ts->table)
+		esca_flush(ts->table, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+	pthread_mutex_lock(&list_lock);
+	for (pp = &threads; *pp; pp = &(*pp)->next) {
+		if (*pp == ts) {
+			*pp = ts->next;
+			break;
+		}
+	}
+	tstate_fold(&dead, ts);
+	pthread_mutex_unlock(&list_lock);
+	tls_ts = NULL;		/* the timer signal must not find it now */
+	esca_table_free(ts->table);
+	ts->table = NULL;
+	free(ts->pbuf);
+	free(ts);
+}
+
+/* DESIGN.md, "Contract: threads and fork" */
+static void thread_atfork_prepare(void)
+{
+	struct tstate *ts = tls_ts;
+
+	/* the child must not inherit queued bytes it would send twice, and
+	 * what the parent wrote before fork must come before what the child
+	 * writes to the same file: wait for all of it */
+	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+	pthread_mutex_lock(&list_lock);
+}
+
+static void thread_atfork_parent(void)
+{
+	pthread_mutex_unlock(&list_lock);
+}
+
+static void thread_atfork_child(void)
+{
+	struct tstate *ts = threads, *nx;
+
+	/* the child starts clean: no table, no counters of the parent's */
+	pthread_mutex_init(&list_lock, NULL);
+	for (; ts; ts = nx) {
+		nx = ts->next;
+		esca_table_abandon(ts->table);
+		ts->table = NULL;
+		if (ts != tls_ts)
+			free(ts);	/* that thread does not exist here */
+	}
+	threads = NULL;
+	watchdog_started = 0;	/* no watchdog thread in the child */
+	memset(&dead, 0, sizeof(dead));
+	threads_total = 0;
+	stats_after_fork();
+	if (tls_ts) {
+		free(tls_ts->pbuf);
+		free(tls_ts);
+		tls_ts = NULL;
+		pthread_setspecific(ts_key, NULL);
+	}
+}
+
+/* At start-up, once. */
+void thread_init(void)
+{
+	pthread_key_create(&ts_key, tstate_destroy);
+	pthread_atfork(thread_atfork_prepare, thread_atfork_parent,
+		       thread_atfork_child);
+}
