@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT
+ * order.c - per-fd order (DESIGN.md, "Contract: order"), written once for
+ * every executor: the per-fd map (esca__fd, esca_fd_pending,
+ * esca_fd_inflight), completion (esca__complete, esca__skip_broken), and the
+ * round helpers (esca__round_start/next/hold/admit, esca__requeue,
+ * esca__fail_over); internal.h shows how an executor uses them.
+ *
+ * lkm/esca.c's hold() is the same rule inside one ESCA_IOC_FLUSH: an entry
+ * of a key whose earlier entry stopped short is left for the next round.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct esca_fd *esca__fd(struct esca_table *t, int fd)
+{
+	if (fd >= t->nfds) {
+		size_t n = t->nfds ? (size_t)t->nfds * 2 : 256;
+		struct esca_fd *f;
+
+		while (n <= (size_t)fd)
+			n *= 2;
+		if (n > (size_t)INT_MAX)
+			n = (size_t)INT_MAX;
+		f = realloc(t->fds, n * sizeof(*f));
+		if (!f)
+			return NULL;
+		memset(f + t->nfds, 0, (n - (size_t)t->nfds) * sizeof(*f));
+		t->fds = f;
+		t->nfds = (int)n;
+	}
+	return &t->fds[fd];
+}
+
+int esca_fd_pending(const struct esca_table *t, int fd)
+{
+	if (fd < 0 || fd >= t->nfds)
+		return 0;
+	return t->fds[fd].pending > 0 || t->fds[fd].keyed > 0;
+}
+
+int esca_fd_inflight(const struct esca_table *t, int fd)
+{
+	if (!esca_fd_pending(t, fd))
+		return 0;
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		const struct esca_entry *e = &t->ents[i % t->cap];
+
+		if (e->state == ESCA_S_INFLIGHT && e->fd == fd)
+			return 1;
+	}
+	return 0;
+}
+
+static void fd_unref(struct esca_table *t, int fd)
+{
+	if (fd >= 0 && fd < t->nfds && t->fds[fd].pending > 0)
+		t->fds[fd].pending--;
+}
+
+/* A data op of a key whose connection broke earlier in this table (EPIPE,
+ * ECONNRESET) would fail the same way: complete it so without running it
+ * (no SIGPIPE per queued op where the program would have stopped at the
+ * first error; DESIGN.md, "Contract: errors").  1: e is complete. */
+int esca__skip_broken(struct esca_table *t, struct esca_entry *e)
+{
+	int err;
+
+	if (!t->nbroken || !esca__sends(e->op) || e->len == 0 ||
+	    e->key >= t->nfds)
+		return 0;	/* nothing to send: its own answer is exact */
+	err = t->fds[e->key].broken;
+	if (!err)
+		return 0;
+	esca__complete(t, e, e->done ? (int64_t)e->done : -err);
+	return 1;
+}
+
+void esca__complete(struct esca_table *t, struct esca_entry *e, int64_t result)
+{
+	if (e->state == ESCA_S_INFLIGHT)
+		t->inflight--;
+	e->state = ESCA_S_DONE;
+	e->result = result;
+	t->live--;
+	t->st.completed++;
+	if (result < 0)
+		t->st.errors++;
+	if ((result == -EPIPE || result == -ECONNRESET) && esca__sends(e->op) &&
+	    e->key < t->nfds && !t->fds[e->key].broken) {
+		t->fds[e->key].broken = (int32_t)-result;
+		t->nbroken++;
+	} else if (e->op == ESCA_OP_CLOSE && e->key < t->nfds &&
+		   t->fds[e->key].broken) {
+		t->fds[e->key].broken = 0;	/* the number means anew */
+		t->nbroken--;
+	}
+	if (t->live == 0 && t->nbroken) {
+		for (int i = 0; i < t->nfds; i++)
+			t->fds[i].broken = 0;
+		t->nbroken = 0;
+	}
+	fd_unref(t, e->fd);
+	if (e->op == ESCA_OP_SENDFILE && e->fd2 != e->fd)
+		fd_unref(t, e->fd2);
+	if (e->key != e->fd && e->key < t->nfds && t->fds[e->key].keyed)
+		t->fds[e->key].keyed--;
+	if (e->op == ESCA_OP_CLOSE && e->fd < t->nfds)
+		t->fds[e->fd].type = ESCA_FT_UNKNOWN;
+	if (t->complete)
+		t->complete(t->ctx, e->user, e->op, e->fd, result);
+}
+
+/* ---- rounds ------------------------------------------------------------ */
+
+/* fd's state in this round, reset on first use in it */
+static struct esca_fd *fresh(struct esca_table *t, int fd)
+{
+	struct esca_fd *f = &t->fds[fd];
+
+	if (f->mark != t->round) {
+		f->mark = t->round;
+		f->busy = ESCA_FD_FREE;
+		f->readers = 0;
+		f->tail = NULL;
+	}
+	return f;
+}
+
+void esca__round_start(struct esca_table *t, struct esca_round *r,
+		       unsigned how)
+{
+	t->round++;
+	if (t->round == 0)
+		t->round = 1;
+	r->pos = t->head;
+	r->how = how;
+}
+
+/* The next queued entry, in table order, and whether it is held.  An entry
+ * in flight from an earlier round holds its key on the way.  0 at the end
+ * of the table. */
+int esca__round_next(struct esca_table *t, struct esca_round *r,
+		     struct esca_turn *turn)
+{
+	for (; r->pos != t->tail; r->pos++) {
+		struct esca_entry *e = esca__ent(t, r->pos);
+		struct esca_fd *f, *f2 = NULL;
+		int held;
+
+		if (e->state != ESCA_S_QUEUED && e->state != ESCA_S_INFLIGHT)
+			continue;
+		f = fresh(t, e->key);
+		if (e->op == ESCA_OP_SENDFILE)
+			f2 = fresh(t, e->fd2);
+		turn->e = e;
+		turn->pos = r->pos;
+		turn->f = f;
+		turn->f2 = f2;
+		if (e->state == ESCA_S_INFLIGHT) {
+			esca__round_hold(turn);
+			continue;
+		}
+		held = f->busy == ESCA_FD_HELD;
+		if (e->op != ESCA_OP_SENDFILE && f->readers)
+			held = 1;	/* a pending sendfile still reads it */
+		if (f2 && (r->how & ESCA_ROUND_SERIAL ?
+			   f2->busy == ESCA_FD_HELD : f2->busy != ESCA_FD_FREE))
+			held = 1;	/* an earlier op on the file is pending */
+		turn->held = held;
+		r->pos++;
+		return 1;
+	}
+	return 0;
+}
+
+/* turn's entry waits for a later round, and so do the later entries of its
+ * key and (a sendfile) the later writers of the file it reads. */
+void esca__round_hold(struct esca_turn *turn)
+{
+	turn->f->busy = ESCA_FD_HELD;
+	if (turn->f2)
+		turn->f2->readers = 1;
+}
+
+/* turn's entry goes into this round (its executor hands it to the kernel). */
+void esca__round_admit(struct esca_table *t, const struct esca_round *r,
+		       struct esca_turn *turn)
+{
+	turn->f->busy = ESCA_FD_CHAIN;
+	if (turn->f2 && !(r->how & ESCA_ROUND_SERIAL))
+		turn->f2->readers = 1;	/* its chain runs beside the file's */
+	turn->e->state = ESCA_S_INFLIGHT;
+	t->inflight++;
+	t->st.entries_executed++;
+}
+
+void esca__requeue(struct esca_table *t, struct esca_entry *e)
+{
+	e->state = ESCA_S_QUEUED;
+	t->inflight--;
+	t->st.resubmitted++;
+}
+
+int esca__fail_over(struct esca_table *t, int err)
+{
+	esca__run_queued_direct(t, 1);
+	return err;
+}
