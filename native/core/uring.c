@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * uring.c - the default executor: the table goes to the kernel through an
  * io_uring submission ring, one io_uring_enter per round.  Here: rounds
- * (build_round, prep_entry), reap, finalize, the flush (uring_flush) and
- * the fold of an epoll wait into it (uring_flush_epoll); the ring itself is
- * set up in uring_setup.c.
+ * (esca__uring_round, prep_entry), reap (esca__uring_reap), finalize, the
+ * flush (esca__uring_flush); the ring is set up in uring_setup.c, and an
+ * epoll wait folded into a flush in uring_fold.c.
  *
  * Order (DESIGN.md, "Contract: order"; order.c says which entries go into
  * a round).  Per key, the entries of one round form one chain linked with
@@ -31,16 +31,12 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "uring.h"
 
+/* user_data of an entry's SQE: (slot + 1) << 2 | stage (uring.h) */
 enum { STAGE_MAIN = 0, STAGE_READ = 1, STAGE_POLL = 2 };
 #define STAGE_MASK 3ull
-/* user_data: (slot + 1) << 2 | stage for an entry's SQE; those that are no
- * entry's have the top bit */
-#define EPOLL_TAG (1ull << 63)		/* the folded epoll wait */
-#define CANCEL_TAG (EPOLL_TAG | 4)	/* its cancellation */
 #define MAX_REAP_ROUNDS 4
 
 static uint32_t slot_of(const struct esca_table *t, const struct esca_entry *e)
@@ -330,7 +326,7 @@ static int needs_direct(const struct uring_state *u, const struct esca_entry *e)
 /* ESCA_CFG_SENDFILE_DIRECT: the sendfile syscall, now, without waiting for
  * the socket.  1: e is complete; 0: the ring does the
  * rest (a full socket, a partial send).  Only for a non-blocking socket
- * (ESCA_F_NONBLOCK): MSG_DONTWAIT is no flag of sendfile's. */
+ * (ESCA_HINT_NONBLOCK): MSG_DONTWAIT is no flag of sendfile's. */
 static int sendfile_now(struct esca_table *t, struct esca_entry *e)
 {
 	size_t want = e->len - e->done;
@@ -369,7 +365,7 @@ static int sendfile_direct(const struct uring_state *u,
  * into the SQ.  An io_uring link joins an SQE to the next one in the ring,
  * so each key's entries are gathered into a chain first and each chain is
  * laid out in consecutive SQEs.  Returns the number of SQEs prepared. */
-static unsigned build_round(struct esca_table *t, struct uring_state *u)
+unsigned esca__uring_round(struct esca_table *t, struct uring_state *u)
 {
 	unsigned space = io_uring_sq_space_left(&u->ring), used = 0, nheads = 0;
 	struct esca_round round;
@@ -432,7 +428,7 @@ static unsigned build_round(struct esca_table *t, struct uring_state *u)
 	return used;
 }
 
-static void reap(struct esca_table *t, struct uring_state *u)
+void esca__uring_reap(struct esca_table *t, struct uring_state *u)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
@@ -507,14 +503,14 @@ static int enter(struct esca_table *t, struct uring_state *u, unsigned wait,
 	return 0;
 }
 
-static int uring_flush(struct esca_table *t, unsigned mode)
+int esca__uring_flush(struct esca_table *t, unsigned mode)
 {
 	struct uring_state *u = t->priv;
 	int rounds = 0;
 
 	for (;;) {
 		unsigned queued_before = t->live - t->inflight;
-		unsigned used = build_round(t, u);
+		unsigned used = esca__uring_round(t, u);
 		int r;
 
 		if (used == 0 && t->inflight == 0 &&
@@ -526,7 +522,7 @@ static int uring_flush(struct esca_table *t, unsigned mode)
 			r = enter(t, u, 0, u->outstanding > 0);
 		if (r < 0)
 			return esca__fail_over(t, r);
-		reap(t, u);
+		esca__uring_reap(t, u);
 		if (t->live == 0)
 			break;
 		if (mode == ESCA_FLUSH_REAP) {
@@ -542,112 +538,14 @@ static int uring_flush(struct esca_table *t, unsigned mode)
 	return 0;
 }
 
-/* ESCA_CFG_FOLD_WAIT: flush and wait on the program's epoll set in the same
- * io_uring_enter.  The IORING_OP_EPOLL_WAIT goes in with the first round:
- * where events are ready it completes inline, and the flush and the wait
- * cost one entry; else the flush finishes (direct sendfiles, later rounds)
- * and the ring waits for it (parked sends move meanwhile), with the
- * program's timeout and signal mask.  A timeout or a signal cancels it.
- * Returns the number of events, -errno, or -ENOSYS (not here: the caller
- * flushes and waits itself). */
-static int uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
-			     int max, int timeout_ms, const void *sigmask)
-{
-	struct uring_state *u = t->priv;
-	struct io_uring *ring = &u->ring;
-	struct io_uring_sqe *sqe;
-	struct io_uring_cqe *cqe;
-	struct timespec now;
-	int64_t deadline = 0;
-	int intr = 0, r;
-
-	if (!u->have_epwait || u->ep_busy || max <= 0)
-		return -ENOSYS;
-	sqe = io_uring_get_sqe(ring);
-	if (!sqe)
-		return -ENOSYS;
-	if (timeout_ms > 0) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		deadline = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec +
-			   (int64_t)timeout_ms * 1000000;
-	}
-	io_uring_prep_rw(IORING_OP_EPOLL_WAIT, sqe, epfd, evs, (unsigned)max, 0);
-	io_uring_sqe_set_data64(sqe, EPOLL_TAG);
-	u->outstanding++;
-	u->ep_busy = 1;
-	u->ep_done = 0;
-	/* the flush, the wait's SQE going in with its first round */
-	r = uring_flush(t, ESCA_FLUSH_REAP);
-	if (r < 0) {
-		u->ep_busy = 0;
-		return r;	/* the ring failed: entries were run plainly */
-	}
-	/* the wait */
-	while (!u->ep_done && timeout_ms != 0) {
-		struct __kernel_timespec ts, *tsp = NULL;
-
-		if (timeout_ms > 0) {
-			int64_t left;
-
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			left = deadline - ((int64_t)now.tv_sec * 1000000000 +
-					   now.tv_nsec);
-			if (left <= 0)
-				break;
-			ts.tv_sec = left / 1000000000;
-			ts.tv_nsec = left % 1000000000;
-			tsp = &ts;
-		}
-		t->st.kernel_entries++;
-		r = io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp,
-						     (sigset_t *)sigmask);
-		reap(t, u);
-		if (r == -EINTR) {
-			intr = 1;
-			break;
-		}
-		if (r == -ETIME)
-			continue;	/* the loop looks at the clock */
-		if (r < 0 && r != -EAGAIN && r != -EBUSY)
-			break;
-		build_round(t, u);	/* parked sends requeued: on */
-	}
-	if (!u->ep_done) {
-		sqe = io_uring_get_sqe(ring);
-		if (!sqe) {
-			t->st.kernel_entries++;
-			io_uring_submit(ring);
-			sqe = io_uring_get_sqe(ring);
-		}
-		if (sqe) {
-			io_uring_prep_cancel64(sqe, EPOLL_TAG, 0);
-			io_uring_sqe_set_data64(sqe, CANCEL_TAG);
-			u->outstanding++;
-		}
-		while (!u->ep_done) {
-			t->st.kernel_entries++;
-			r = io_uring_submit_and_wait(ring, 1);
-			if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
-				break;
-			reap(t, u);
-		}
-	}
-	u->ep_busy = 0;
-	if (!u->ep_done)
-		return -EIO;	/* the ring failed: cannot happen */
-	if (u->ep_res == -ECANCELED || u->ep_res == -EINTR)
-		return intr ? -EINTR : 0;
-	return u->ep_res;
-}
-
 const struct esca_executor esca__uring = {
 	.name = "uring",
 	.init = esca__uring_init,
 	.fini = esca__uring_fini,
 	.abandon = esca__uring_fini,
-	.flush = uring_flush,
+	.flush = esca__uring_flush,
 	.progress_fd = esca__uring_progress_fd,
 	.progress_arm = esca__uring_progress_arm,
-	.flush_epoll = uring_flush_epoll,
+	.flush_epoll = esca__uring_flush_epoll,
 	.owns_fd = esca__uring_owns_fd,
 };

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * uring.h - what uring.c (rounds, reap, finalize, fold) and uring_setup.c
- * (ring set-up, allow-list, probe, progress fd) share: the executor's state
- * and its per-entry state (struct uring_slot). */
+ * uring.h - what uring.c (rounds, reap, finalize), uring_fold.c (an epoll
+ * wait folded into a flush) and uring_setup.c (ring set-up, allow-list,
+ * probe, progress fd) share: the executor's state and its per-entry state
+ * (struct uring_slot). */
 #ifndef ESCA_URING_H
 #define ESCA_URING_H
 
@@ -57,6 +58,22 @@ static inline void esca__prep_setsockopt(struct io_uring_sqe *sqe, int fd,
 	sqe->splice_fd_in = (int32_t)len;
 	sqe->addr3 = (uint64_t)(uintptr_t)val;
 }
+
+/* user_data: (slot + 1) << 2 | stage for an entry's SQE (uring.c); those
+ * that are no entry's have the top bit */
+#define EPOLL_TAG (1ull << 63)		/* the folded epoll wait */
+#define CANCEL_TAG (EPOLL_TAG | 4)	/* its cancellation */
+
+/* uring.c */
+ESCA_HIDDEN unsigned esca__uring_round(struct esca_table *t,
+				       struct uring_state *u);
+ESCA_HIDDEN void esca__uring_reap(struct esca_table *t, struct uring_state *u);
+ESCA_HIDDEN int esca__uring_flush(struct esca_table *t, unsigned mode);
+
+/* uring_fold.c */
+ESCA_HIDDEN int esca__uring_flush_epoll(struct esca_table *t, int epfd,
+					void *evs, int max, int timeout_ms,
+					const void *sigmask);
 
 /* uring_setup.c */
 ESCA_HIDDEN int esca__uring_init(struct esca_table *t);
