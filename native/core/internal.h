@@ -52,13 +52,13 @@ struct esca_fd {
 	uint32_t keyed;		/* ... with this fd as key, made through another
 				 * fd of the same open file (a dup) */
 	uint32_t mark;		/* round in which the three below are valid
-				 * (order.c)                                   */
+				 * (order.h)                                   */
 	uint8_t busy;		/* ESCA_FD_FREE, ESCA_FD_CHAIN, ESCA_FD_HELD */
 	uint8_t readers;	/* a pending sendfile reads this fd */
 	uint8_t type;		/* hint: ESCA_FT_UNKNOWN, _SOCKET, _OTHER */
 	int32_t broken;		/* as a key: errno (EPIPE, ECONNRESET) a data
 				 * op of it failed with; later ones fail so too */
-	void *tail;		/* uring: last entry of this fd's chain */
+	void *tail;		/* uring: its chain's last entry (struct uring_slot) */
 };
 enum { ESCA_FD_FREE = 0, ESCA_FD_CHAIN, ESCA_FD_HELD };
 enum { ESCA_FT_UNKNOWN = 0, ESCA_FT_SOCKET, ESCA_FT_OTHER };
@@ -128,62 +128,19 @@ ESCA_HIDDEN void esca__run_direct(struct esca_table *t, struct esca_entry *e,
 				  int fallback);
 ESCA_HIDDEN void esca__run_queued_direct(struct esca_table *t, int fallback);
 
-/* order.c: the per-fd map, completion, and which queued entries may go
- * into a round
- * (DESIGN.md, "Contract: order").  An executor's flush:
- *
- *	esca__round_start(t, &r, how);
- *	while (esca__round_next(t, &r, &turn)) {
- *		... turn.held = 1 for reasons of its own ...
- *		if (turn.held) { esca__round_hold(&turn); continue; }
- *		... hand turn.e to the kernel ...
- *		esca__round_admit(t, &r, &turn);
- *	}
- *
- * A queued entry is held (waits for a later round) while an earlier entry
- * of its key is held or in flight, while a sendfile admitted or held before
- * it still reads its fd, and (a sendfile) while an earlier op on the file
- * it reads is held (or, where a round's chains run side by side, pending at
- * all). */
-#define ESCA_ROUND_SERIAL 1u	/* the kernel runs a round's entries one after
-				 * another in table order (lkm); else each
-				 * key's entries form a chain and the chains
-				 * run side by side (uring) */
-struct esca_round {
-	uint32_t pos;		/* next table position to look at */
-	unsigned how;		/* ESCA_ROUND_* */
-};
-struct esca_turn {
-	struct esca_entry *e;	/* a queued entry */
-	uint32_t pos;		/* its table position */
-	struct esca_fd *f;	/* its key in this round */
-	struct esca_fd *f2;	/* sendfile: the file it reads, else NULL */
-	int held;		/* it waits for a later round */
-};
+/* order.c: the per-fd map and completion; order.h: which queued entries
+ * may go into a round */
 ESCA_HIDDEN struct esca_fd *esca__fd(struct esca_table *t, int fd);
-ESCA_HIDDEN void esca__round_start(struct esca_table *t, struct esca_round *r,
-				   unsigned how);
-ESCA_HIDDEN int esca__round_next(struct esca_table *t, struct esca_round *r,
-				 struct esca_turn *turn);
-ESCA_HIDDEN void esca__round_hold(struct esca_turn *turn);
-ESCA_HIDDEN void esca__round_admit(struct esca_table *t,
-				   const struct esca_round *r,
-				   struct esca_turn *turn);
-/* The key of turn has an entry admitted in this round. */
-static inline int esca__round_chained(const struct esca_turn *turn)
-{
-	return turn->f->busy == ESCA_FD_CHAIN;
-}
+ESCA_HIDDEN void esca__complete(struct esca_table *t, struct esca_entry *e,
+				int64_t result);
+/* A data op of a key whose connection broke earlier: 1, e is complete. */
+ESCA_HIDDEN int esca__skip_broken(struct esca_table *t, struct esca_entry *e);
 /* An entry handed to the kernel goes back to the queue (a link cancelled,
  * the rest of a short write, a signal). */
 ESCA_HIDDEN void esca__requeue(struct esca_table *t, struct esca_entry *e);
 /* The executor failed (should not happen): every queued entry runs as plain
  * syscalls; returns err. */
 ESCA_HIDDEN int esca__fail_over(struct esca_table *t, int err);
-/* A data op of a key whose connection broke earlier: 1, e is complete. */
-ESCA_HIDDEN int esca__skip_broken(struct esca_table *t, struct esca_entry *e);
-ESCA_HIDDEN void esca__complete(struct esca_table *t, struct esca_entry *e,
-				int64_t result);
 
 /* direct.c */
 ESCA_HIDDEN int64_t esca__sendfile_once(int out, int in, int64_t offset,

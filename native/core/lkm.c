@@ -12,7 +12,7 @@
  * Like sequential, a flush returns when every entry is complete (it never
  * leaves anything in flight).  Because the kernel runs the entries one
  * after another in table order, per-fd order (DESIGN.md, "Contract: order")
- * holds within a round (order.c, ESCA_ROUND_SERIAL); across rounds an entry
+ * holds within a round (order.h, ESCA_ROUND_SERIAL); across rounds an entry
  * waits while an earlier entry of its key (or a sendfile reading it) is
  * still pending; within a round, the module holds back the
  * later entries of an fd whose entry stopped short (esca_lkm.h, "Order"),
@@ -31,6 +31,7 @@
 
 #include "esca_lkm.h"
 #include "internal.h"
+#include "order.h"
 #include "sys.h"
 
 _Static_assert(sizeof(struct esca_lkm_entry) == 64, "esca_lkm_entry ABI");
@@ -165,7 +166,7 @@ static void wait_writable(struct esca_table *t, int fd)
 	}
 }
 
-/* Gather the entries whose turn it is (order.c) into the kernel table.
+/* Gather the entries whose turn it is (order.h) into the kernel table.
  * Returns how many; entries that ran in user space meanwhile are complete
  * already. */
 static unsigned build_round(struct esca_table *t, struct lkm_state *s)

@@ -1,12 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * order.c - per-fd order (DESIGN.md, "Contract: order"), written once for
- * every executor: the per-fd map (esca__fd, esca_fd_pending,
- * esca_fd_inflight), completion (esca__complete, esca__skip_broken), and the
- * round helpers (esca__round_start/next/hold/admit, esca__requeue,
- * esca__fail_over); internal.h shows how an executor uses them.
- *
- * lkm/esca.c's hold() is the same rule inside one ESCA_IOC_FLUSH: an entry
- * of a key whose earlier entry stopped short is left for the next round.
+ * order.c - per-fd order (DESIGN.md, "Contract: order") for every
+ * executor, with order.h (which queued entries go into a round): the per-fd
+ * map (esca__fd, esca_fd_pending, esca_fd_inflight), completion
+ * (esca__complete, esca__skip_broken), esca__requeue, esca__fail_over.
  */
 #include <errno.h>
 #include <limits.h>
@@ -112,90 +108,6 @@ void esca__complete(struct esca_table *t, struct esca_entry *e, int64_t result)
 		t->fds[e->fd].type = ESCA_FT_UNKNOWN;
 	if (t->complete)
 		t->complete(t->ctx, e->user, e->op, e->fd, result);
-}
-
-/* ---- rounds ------------------------------------------------------------ */
-
-/* fd's state in this round, reset on first use in it */
-static struct esca_fd *fresh(struct esca_table *t, int fd)
-{
-	struct esca_fd *f = &t->fds[fd];
-
-	if (f->mark != t->round) {
-		f->mark = t->round;
-		f->busy = ESCA_FD_FREE;
-		f->readers = 0;
-		f->tail = NULL;
-	}
-	return f;
-}
-
-void esca__round_start(struct esca_table *t, struct esca_round *r,
-		       unsigned how)
-{
-	t->round++;
-	if (t->round == 0)
-		t->round = 1;
-	r->pos = t->head;
-	r->how = how;
-}
-
-/* The next queued entry, in table order, and whether it is held.  An entry
- * in flight from an earlier round holds its key on the way.  0 at the end
- * of the table. */
-int esca__round_next(struct esca_table *t, struct esca_round *r,
-		     struct esca_turn *turn)
-{
-	for (; r->pos != t->tail; r->pos++) {
-		struct esca_entry *e = esca__ent(t, r->pos);
-		struct esca_fd *f, *f2 = NULL;
-		int held;
-
-		if (e->state != ESCA_S_QUEUED && e->state != ESCA_S_INFLIGHT)
-			continue;
-		f = fresh(t, e->key);
-		if (e->op == ESCA_OP_SENDFILE)
-			f2 = fresh(t, e->fd2);
-		turn->e = e;
-		turn->pos = r->pos;
-		turn->f = f;
-		turn->f2 = f2;
-		if (e->state == ESCA_S_INFLIGHT) {
-			esca__round_hold(turn);
-			continue;
-		}
-		held = f->busy == ESCA_FD_HELD;
-		if (e->op != ESCA_OP_SENDFILE && f->readers)
-			held = 1;	/* a pending sendfile still reads it */
-		if (f2 && (r->how & ESCA_ROUND_SERIAL ?
-			   f2->busy == ESCA_FD_HELD : f2->busy != ESCA_FD_FREE))
-			held = 1;	/* an earlier op on the file is pending */
-		turn->held = held;
-		r->pos++;
-		return 1;
-	}
-	return 0;
-}
-
-/* turn's entry waits for a later round, and so do the later entries of its
- * key and (a sendfile) the later writers of the file it reads. */
-void esca__round_hold(struct esca_turn *turn)
-{
-	turn->f->busy = ESCA_FD_HELD;
-	if (turn->f2)
-		turn->f2->readers = 1;
-}
-
-/* turn's entry goes into this round (its executor hands it to the kernel). */
-void esca__round_admit(struct esca_table *t, const struct esca_round *r,
-		       struct esca_turn *turn)
-{
-	turn->f->busy = ESCA_FD_CHAIN;
-	if (turn->f2 && !(r->how & ESCA_ROUND_SERIAL))
-		turn->f2->readers = 1;	/* its chain runs beside the file's */
-	turn->e->state = ESCA_S_INFLIGHT;
-	t->inflight++;
-	t->st.entries_executed++;
 }
 
 void esca__requeue(struct esca_table *t, struct esca_entry *e)

@@ -5,7 +5,7 @@
  * flush (esca__uring_flush); the ring is set up in uring_setup.c, and an
  * epoll wait folded into a flush in uring_fold.c.
  *
- * Order (DESIGN.md, "Contract: order"; order.c says which entries go into
+ * Order (DESIGN.md, "Contract: order"; order.h says which entries go into
  * a round).  Per key, the entries of one round form one chain linked with
  * IOSQE_IO_LINK, so the kernel runs them in order.  A link breaks on an
  * error or a short result and the rest of the chain completes -ECANCELED
@@ -32,29 +32,18 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "order.h"
 #include "uring.h"
 
-/* user_data of an entry's SQE: (slot + 1) << 2 | stage (uring.h) */
+/* user_data of an entry's SQE: its struct uring_slot's address | stage */
 enum { STAGE_MAIN = 0, STAGE_READ = 1, STAGE_POLL = 2 };
 #define STAGE_MASK 3ull
 #define MAX_REAP_ROUNDS 4
 
-static uint32_t slot_of(const struct esca_table *t, const struct esca_entry *e)
+static void tag(struct io_uring_sqe *sqe, const struct uring_slot *x,
+		int stage)
 {
-	return (uint32_t)(e - t->ents);
-}
-
-static struct uring_slot *xof(struct esca_table *t, struct uring_state *u,
-			      const struct esca_entry *e)
-{
-	return &u->x[slot_of(t, e)];
-}
-
-static void tag(struct esca_table *t, struct io_uring_sqe *sqe,
-		struct esca_entry *e, int stage)
-{
-	io_uring_sqe_set_data64(sqe, ((uint64_t)slot_of(t, e) + 1) << 2 |
-				     (uint64_t)stage);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)x | (uint64_t)stage);
 }
 
 /* Everything the kernel said about e is in; decide. */
@@ -212,11 +201,11 @@ static unsigned sqes_needed(const struct esca_entry *e,
 /* Prepare e's SQEs (the caller checked there is room); returns the last. */
 static struct io_uring_sqe *prep_entry(struct esca_table *t,
 				       struct uring_state *u,
-				       struct esca_entry *e)
+				       struct esca_entry *e,
+				       struct uring_slot *x)
 {
 	struct io_uring *ring = &u->ring;
 	struct io_uring_sqe *sqe, *first = NULL;
-	struct uring_slot *x = xof(t, u, e);
 
 	x->res_main = x->res_read = x->res_poll = 0;
 	x->nsqe = (uint8_t)sqes_needed(e, x);
@@ -235,7 +224,7 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 		if (e->need_poll) {
 			first = io_uring_get_sqe(ring);
 			io_uring_prep_poll_add(first, e->fd, POLLOUT);
-			tag(t, first, e, STAGE_POLL);
+			tag(first, x, STAGE_POLL);
 			first->flags |= IOSQE_IO_LINK;
 		}
 		data_slice(e, &iov, &n, &tmp);
@@ -260,7 +249,7 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 			io_uring_prep_writev(sqe, e->fd, iov, (unsigned)n,
 					     (uint64_t)-1);
 		}
-		tag(t, sqe, e, STAGE_MAIN);
+		tag(sqe, x, STAGE_MAIN);
 		return sqe;
 	}
 	case ESCA_OP_SENDFILE: {
@@ -273,7 +262,7 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 
 			first = io_uring_get_sqe(ring);
 			io_uring_prep_read(first, e->fd2, buf, (unsigned)want, off);
-			tag(t, first, e, STAGE_READ);
+			tag(first, x, STAGE_READ);
 			first->flags |= IOSQE_IO_LINK;
 			sqe = io_uring_get_sqe(ring);
 			io_uring_prep_send(sqe, e->fd, buf, want,
@@ -284,7 +273,7 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 					   x->staged - x->staged_sent,
 					   e->flags | MSG_WAITALL);
 		}
-		tag(t, sqe, e, STAGE_MAIN);
+		tag(sqe, x, STAGE_MAIN);
 		return sqe;
 	}
 	case ESCA_OP_SHUTDOWN:
@@ -309,7 +298,7 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 		io_uring_prep_nop(sqe);
 		break;
 	}
-	tag(t, sqe, e, STAGE_MAIN);
+	tag(sqe, x, STAGE_MAIN);
 	return sqe;
 }
 
@@ -361,7 +350,7 @@ static int sendfile_direct(const struct uring_state *u,
 	       e->offset >= 0 && !e->need_poll && e->done == 0;
 }
 
-/* One pass over the table: every entry whose turn it is (order.c) goes
+/* One pass over the table: every entry whose turn it is (order.h) goes
  * into the SQ.  An io_uring link joins an SQE to the next one in the ring,
  * so each key's entries are gathered into a chain first and each chain is
  * laid out in consecutive SQEs.  Returns the number of SQEs prepared. */
@@ -374,12 +363,13 @@ unsigned esca__uring_round(struct esca_table *t, struct uring_state *u)
 	esca__round_start(t, &round, 0);
 	while (esca__round_next(t, &round, &turn)) {
 		struct esca_entry *e = turn.e;
-		struct uring_slot *x = xof(t, u, e);
+		struct uring_slot *x = &u->x[e - t->ents];
 		unsigned need;
 
-		if (x->pos != turn.pos) {	/* a new entry in this slot */
-			memset(x, 0, sizeof(*x));
-			x->pos = turn.pos;
+		if (e->op == ESCA_OP_SENDFILE && x->pos != turn.pos) {
+			x->pos = turn.pos;	/* a new sendfile in this slot */
+			x->staged = x->staged_sent = 0;
+			x->eof = 0;
 		}
 		if (esca__skip_broken(t, e))
 			continue;	/* its connection broke: no SQE */
@@ -407,20 +397,18 @@ unsigned esca__uring_round(struct esca_table *t, struct uring_state *u)
 		used += need;
 		x->chain_next = NULL;
 		if (esca__round_chained(&turn))
-			xof(t, u, turn.f->tail)->chain_next = e;
+			((struct uring_slot *)turn.f->tail)->chain_next = x;
 		else
-			u->heads[nheads++] = e;
-		turn.f->tail = e;
+			u->heads[nheads++] = x;
+		turn.f->tail = x;
 		esca__round_admit(t, &round, &turn);
 	}
 	for (unsigned h = 0; h < nheads; h++) {
-		struct esca_entry *e, *next;
+		for (struct uring_slot *x = u->heads[h]; x; x = x->chain_next) {
+			struct io_uring_sqe *last;
 
-		for (e = u->heads[h]; e; e = next) {
-			struct io_uring_sqe *last = prep_entry(t, u, e);
-
-			next = xof(t, u, e)->chain_next;
-			if (next)
+			last = prep_entry(t, u, &t->ents[x->slot], x);
+			if (x->chain_next)
 				last->flags |= IOSQE_IO_LINK;
 		}
 	}
@@ -435,8 +423,7 @@ void esca__uring_reap(struct esca_table *t, struct uring_state *u)
 
 	io_uring_for_each_cqe(&u->ring, head, cqe) {
 		uint64_t d = io_uring_cqe_get_data64(cqe);
-		struct esca_entry *e;
-		struct uring_slot *x;
+		struct uring_slot *x = (struct uring_slot *)(uintptr_t)(d & ~STAGE_MASK);
 
 		n++;
 		if (d == EPOLL_TAG) {
@@ -444,10 +431,8 @@ void esca__uring_reap(struct esca_table *t, struct uring_state *u)
 			u->ep_done = 1;
 			continue;
 		}
-		if (d < (1u << 2) || d >= EPOLL_TAG)
-			continue;	/* no entry's (CANCEL_TAG) */
-		e = &t->ents[(d >> 2) - 1];
-		x = &u->x[(d >> 2) - 1];
+		if (!x || d == CANCEL_TAG)
+			continue;
 		switch (d & STAGE_MASK) {
 		case STAGE_READ:
 			x->res_read = cqe->res;
@@ -460,7 +445,7 @@ void esca__uring_reap(struct esca_table *t, struct uring_state *u)
 			break;
 		}
 		if (--x->nsqe == 0)
-			finalize(t, e, x);
+			finalize(t, &t->ents[x->slot], x);
 	}
 	io_uring_cq_advance(&u->ring, n);
 	u->outstanding -= n;

@@ -18,16 +18,19 @@
 #endif
 
 /* What the executor keeps of one entry, in u->x[] at the entry's slot (its
- * index in t->ents).  Valid for the entry at table position `pos` only:
- * build_round() clears it when a new entry took the slot. */
+ * index in t->ents).  What outlives a round (staged, staged_sent, eof: a
+ * sendfile's) is for the entry at table position `pos`: esca__uring_round()
+ * resets it when a new sendfile took the slot; the rest is set before each
+ * use. */
 struct uring_slot {
+	uint32_t slot;		/* its index, t->ents[slot] its entry */
 	uint32_t pos;		/* table position of the entry it is for */
 	uint8_t nsqe;		/* SQEs of the entry not yet completed */
 	uint8_t eof;		/* sendfile: a read came back short */
 	int32_t res_main, res_read, res_poll;	/* stage results */
 	size_t staged;		/* sendfile: bytes read into one.iov_base */
 	size_t staged_sent;	/* of those, sent */
-	struct esca_entry *chain_next;	/* next of its key in this round */
+	struct uring_slot *chain_next;	/* next of its key in this round */
 	struct msghdr msg;	/* SENDMSG of a multi-iov borrow */
 };
 
@@ -36,7 +39,7 @@ struct uring_state {
 	unsigned sq_entries;
 	int have_setsockopt;
 	struct uring_slot *x;		/* per entry slot, t->cap of them */
-	struct esca_entry **heads;	/* first entry of each chain, a round */
+	struct uring_slot **heads;	/* first entry of each chain, a round */
 	unsigned outstanding;		/* SQEs submitted, CQE not yet seen */
 	int evfd;			/* progress fd, -1 until asked for */
 	int sf_direct;			/* ESCA_CFG_SENDFILE_DIRECT */
@@ -59,10 +62,10 @@ static inline void esca__prep_setsockopt(struct io_uring_sqe *sqe, int fd,
 	sqe->addr3 = (uint64_t)(uintptr_t)val;
 }
 
-/* user_data: (slot + 1) << 2 | stage for an entry's SQE (uring.c); those
- * that are no entry's have the top bit */
-#define EPOLL_TAG (1ull << 63)		/* the folded epoll wait */
-#define CANCEL_TAG (EPOLL_TAG | 4)	/* its cancellation */
+/* user_data of the SQEs that are no entry's: no struct uring_slot lives
+ * at 8 or 16 (an entry's is its slot's address | stage, uring.c) */
+#define EPOLL_TAG 8ull		/* the folded epoll wait */
+#define CANCEL_TAG 16ull	/* its cancellation */
 
 /* uring.c */
 ESCA_HIDDEN unsigned esca__uring_round(struct esca_table *t,

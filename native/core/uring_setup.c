@@ -199,6 +199,8 @@ int esca__uring_init(struct esca_table *t)
 		free(u);
 		return -ENOMEM;
 	}
+	for (unsigned i = 0; i < t->cap; i++)
+		u->x[i].slot = i;
 	(void)io_uring_register_ring_fd(&u->ring);	/* an optimisation */
 	u->have_setsockopt = check_setsockopt(&u->ring);
 	t->priv = u;
