@@ -8,7 +8,7 @@
 
 #include "internal.h"
 
-void esca__args_of(const struct esca_entry *e, struct esca_args *a)
+static void args_of(const struct esca_entry *e, struct esca_args *a)
 {
 	a->op = e->op;
 	a->fd = e->fd;
@@ -31,7 +31,7 @@ void esca__run_direct(struct esca_table *t, struct esca_entry *e, int fallback)
 
 	if (esca__skip_broken(t, e))
 		return;
-	esca__args_of(e, &a);
+	args_of(e, &a);
 	r = esca__direct(&a, e->done - e->dropped, &n);
 	if (r >= 0)
 		r += (int64_t)e->dropped;

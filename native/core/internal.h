@@ -122,8 +122,6 @@ ESCA_HIDDEN int esca__is_data(int op);
 ESCA_HIDDEN int esca__sends(int op);
 
 /* flush.c: esca_flush and entries run as plain syscalls */
-ESCA_HIDDEN void esca__args_of(const struct esca_entry *e,
-			       struct esca_args *a);
 ESCA_HIDDEN void esca__run_direct(struct esca_table *t, struct esca_entry *e,
 				  int fallback);
 ESCA_HIDDEN void esca__run_queued_direct(struct esca_table *t, int fallback);
