@@ -39,6 +39,7 @@
 enum { STAGE_MAIN = 0, STAGE_READ = 1, STAGE_POLL = 2 };
 #define STAGE_MASK 3ull
 #define MAX_REAP_ROUNDS 4
+_Static_assert(_Alignof(struct uring_slot) > STAGE_MASK, "stage bits free");
 
 static void tag(struct io_uring_sqe *sqe, const struct uring_slot *x,
 		int stage)
