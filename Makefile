@@ -3,6 +3,8 @@
 #   deps    system packages (apt, only the missing ones) and .venv with .[test,bench]
 #   build   install pyesca into .venv (pip install .) and build the C test program
 #   ctest   the native core's C tests, plain and under ASan+UBSan
+#   check-core-calls  no native/core/*.c calls a name libesca.so interposes
+#           (tools/check_core_calls.sh)
 #   lint    ruff
 #   test-lkm  the kernel module (lkm/) built against Debian's kernel headers
 #           and tested in a QEMU guest booting that kernel (lkm/qemu/run.sh)
@@ -18,7 +20,7 @@ CC     ?= cc
 
 BUILD  := build
 CORE_SRC := $(sort $(wildcard native/core/*.c))
-CORE_HDR := $(wildcard native/include/*.h native/core/*.h)
+CORE_HDR := $(wildcard native/include/*.h native/core/*.h native/tests/*.h)
 TEST_SRC := native/tests/test_core.c
 
 CTEST_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Inative/include -Inative/core
@@ -29,7 +31,8 @@ CTEST_TIMEOUT ?= 300
 
 LINT_DIRS := $(wildcard src tests benchmarks)
 
-.PHONY: all deps build install ctest lint test test-lkm bench clean distclean
+.PHONY: all deps build install ctest check-core-calls lint test test-lkm bench \
+	clean distclean
 
 all: build
 
@@ -69,6 +72,11 @@ ctest: $(BUILD)/test_core $(BUILD)/test_core-asan
 	$(call run_ctest,$(BUILD)/test_core,)
 	$(call run_ctest,$(BUILD)/test_core-asan,ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
 
+# The core makes its system calls through native/core/sys.h, never through a
+# libc name the preload library interposes.
+check-core-calls:
+	@CC=$(CC) bash tools/check_core_calls.sh
+
 lint:
 	$(VENV)/bin/ruff check $(LINT_DIRS)
 
@@ -86,6 +94,7 @@ test-lkm: deps
 test: deps
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory ctest
+	@$(MAKE) --no-print-directory check-core-calls
 	$(run_lkm)
 	@$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest -q tests

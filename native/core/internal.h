@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT
- * internal.h - what the core's files share; not installed. */
+ * internal.h - what the core's files share; not installed: the entry, the
+ * per-fd state, the table, the executor interface, and each file's hidden
+ * entry points. */
 #ifndef ESCA_INTERNAL_H
 #define ESCA_INTERNAL_H
 
@@ -16,15 +18,17 @@ enum esca_state {
 };
 
 /* One table entry.  Its address is stable while it lives (the entries are
- * a fixed ring), so executors may use it as a completion tag. */
+ * a fixed ring), so executors may use it (or its slot, the index in
+ * t->ents) as a completion tag.  Only what every executor may read is here;
+ * an executor keeps its own per-entry state in an array of its own indexed
+ * by the slot (uring.h, struct uring_slot). */
 struct esca_entry {
 	uint8_t op;		/* enum esca_op */
 	uint8_t state;		/* enum esca_state */
 	uint8_t borrowed;	/* iov points at the caller's memory */
-	uint8_t need_poll;	/* uring: EAGAIN seen, wait for POLLOUT first */
-	uint8_t eof;		/* sendfile: a read came back short */
-	uint8_t nsqe;		/* uring: SQEs of this entry not yet completed */
-	uint8_t nonblock;	/* ESCA_F_NONBLOCK: fd is a non-blocking socket */
+	uint8_t need_poll;	/* EAGAIN seen: wait for POLLOUT before the next
+				 * try (uring and lkm)                         */
+	uint8_t nonblock;	/* ESCA_HINT_NONBLOCK: a non-blocking socket */
 	int fd, fd2;
 	int key;		/* ordering: entries with one key run in order */
 	int flags, optname;
@@ -34,15 +38,12 @@ struct esca_entry {
 	int64_t offset;		/* sendfile */
 	size_t len;		/* bytes asked (sendfile: count)              */
 	size_t done;		/* bytes completed so far                     */
-	size_t dropped;		/* uring: of those, cut off the front of iov    */
-	size_t staged;		/* sendfile/uring: bytes read into one.iov_base */
-	size_t staged_sent;	/* of those, sent                              */
+	size_t dropped;		/* of those, cut off the front of a borrowed
+				 * iov array (the array is the entry's: whoever
+				 * cuts it says so, esca__run_direct reads it) */
 	size_t arena_len;	/* bytes reserved in the arena (incl. skip)    */
 	int64_t result;		/* valid in ESCA_S_DONE */
 	uint64_t user;
-	int32_t res_main, res_read, res_poll;	/* uring stage results */
-	struct esca_entry *chain_next;	/* uring: next of its fd in this round */
-	struct msghdr msg;	/* uring: SENDMSG for a multi-iov borrow       */
 };
 
 /* Per-fd state; the table grows the array to the largest fd seen. */
@@ -50,13 +51,14 @@ struct esca_fd {
 	uint32_t pending;	/* entries not done with fd or fd2 == this fd */
 	uint32_t keyed;		/* ... with this fd as key, made through another
 				 * fd of the same open file (a dup) */
-	uint32_t mark;		/* round in which the three below are valid */
+	uint32_t mark;		/* round in which the three below are valid
+				 * (order.h)                                   */
 	uint8_t busy;		/* ESCA_FD_FREE, ESCA_FD_CHAIN, ESCA_FD_HELD */
 	uint8_t readers;	/* a pending sendfile reads this fd */
 	uint8_t type;		/* hint: ESCA_FT_UNKNOWN, _SOCKET, _OTHER */
 	int32_t broken;		/* as a key: errno (EPIPE, ECONNRESET) a data
 				 * op of it failed with; later ones fail so too */
-	void *tail;		/* uring: last entry of this fd's chain */
+	void *tail;		/* uring: its chain's last entry (struct uring_slot) */
 };
 enum { ESCA_FD_FREE = 0, ESCA_FD_CHAIN, ESCA_FD_HELD };
 enum { ESCA_FT_UNKNOWN = 0, ESCA_FT_SOCKET, ESCA_FT_OTHER };
@@ -111,26 +113,40 @@ static inline struct esca_entry *esca__ent(struct esca_table *t, uint32_t i)
 	return &t->ents[i % t->cap];
 }
 
-/* table.c */
-ESCA_HIDDEN struct esca_fd *esca__fd(struct esca_table *t, int fd);
-ESCA_HIDDEN void esca__complete(struct esca_table *t, struct esca_entry *e,
-				int64_t result);
+/* table.c: the table, its arena, esca_queue */
 ESCA_HIDDEN void esca__retire(struct esca_table *t);
-ESCA_HIDDEN void esca__args_of(const struct esca_entry *e,
-			       struct esca_args *a);
+
+/* registry.c */
+ESCA_HIDDEN const struct esca_executor *esca__executor_of(int kind);
+ESCA_HIDDEN int esca__is_data(int op);
+ESCA_HIDDEN int esca__sends(int op);
+
+/* flush.c: esca_flush and entries run as plain syscalls */
 ESCA_HIDDEN void esca__run_direct(struct esca_table *t, struct esca_entry *e,
 				  int fallback);
 ESCA_HIDDEN void esca__run_queued_direct(struct esca_table *t, int fallback);
-ESCA_HIDDEN int esca__skip_broken(struct esca_table *t, struct esca_entry *e);
 
-/* ops.c */
-ESCA_HIDDEN int esca__is_data(int op);
+/* order.c: the per-fd map and completion; order.h: which queued entries
+ * may go into a round */
+ESCA_HIDDEN struct esca_fd *esca__fd(struct esca_table *t, int fd);
+ESCA_HIDDEN void esca__complete(struct esca_table *t, struct esca_entry *e,
+				int64_t result);
+/* A data op of a key whose connection broke earlier: 1, e is complete. */
+ESCA_HIDDEN int esca__skip_broken(struct esca_table *t, struct esca_entry *e);
+/* An entry handed to the kernel goes back to the queue (a link cancelled,
+ * the rest of a short write, a signal). */
+ESCA_HIDDEN void esca__requeue(struct esca_table *t, struct esca_entry *e);
+/* The executor failed (should not happen): every queued entry runs as plain
+ * syscalls; returns err. */
+ESCA_HIDDEN int esca__fail_over(struct esca_table *t, int err);
+
+/* direct.c */
 ESCA_HIDDEN int64_t esca__sendfile_once(int out, int in, int64_t offset,
 					size_t count);
 ESCA_HIDDEN int64_t esca__direct(const struct esca_args *a, size_t skip,
 				 uint64_t *nsys);
 
-/* uring.c: an io_uring restricted to the executor's operations */
+/* uring_setup.c: an io_uring restricted to the executor's operations */
 struct io_uring;
 ESCA_HIDDEN int esca__ring_setup(struct io_uring *ring, unsigned entries,
 				 unsigned *flags);

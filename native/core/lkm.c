@@ -11,9 +11,10 @@
  *
  * Like sequential, a flush returns when every entry is complete (it never
  * leaves anything in flight).  Because the kernel runs the entries one
- * after another in table order, per-fd order holds within a round; across
- * rounds an entry waits while an earlier entry of its fd (or a sendfile
- * reading it) is still pending; within a round, the module holds back the
+ * after another in table order, per-fd order (DESIGN.md, "Contract: order")
+ * holds within a round (order.h, ESCA_ROUND_SERIAL); across rounds an entry
+ * waits while an earlier entry of its key (or a sendfile reading it) is
+ * still pending; within a round, the module holds back the
  * later entries of an fd whose entry stopped short (esca_lkm.h, "Order"),
  * and they go in the next round.  A round ends early at an entry that needs
  * user space first: a write whose non-blocking fd was full (it polls for
@@ -23,15 +24,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "esca_lkm.h"
 #include "internal.h"
+#include "order.h"
+#include "sys.h"
 
 _Static_assert(sizeof(struct esca_lkm_entry) == 64, "esca_lkm_entry ABI");
 _Static_assert((int)ESCA_LKM_WRITE == (int)ESCA_OP_WRITE &&
@@ -58,7 +59,7 @@ struct lkm_state {
 static void lkm_release(struct lkm_state *s)
 {
 	if (s->fd >= 0)
-		close(s->fd);
+		esca_sys_close(s->fd);
 	if (s->tab)
 		munmap(s->tab, s->tab_bytes);
 	free(s->iov);
@@ -76,9 +77,9 @@ static int lkm_init(struct esca_table *t)
 
 	if (!s)
 		return -ENOMEM;
-	s->fd = open(ESCA_LKM_DEVICE, O_RDWR | O_CLOEXEC);
+	s->fd = (int)esca_sys_open(ESCA_LKM_DEVICE, O_RDWR | O_CLOEXEC);
 	if (s->fd < 0) {
-		r = -errno;
+		r = s->fd;
 		free(s);
 		return r;	/* ENOENT: no module; auto moves on */
 	}
@@ -102,8 +103,8 @@ static int lkm_init(struct esca_table *t)
 	reg.table = (uint64_t)(uintptr_t)s->tab;
 	reg.nents = s->n;
 	reg.entry_size = sizeof(*s->tab);
-	if (ioctl(s->fd, ESCA_IOC_REGISTER, &reg) < 0) {
-		r = -errno;
+	r = (int)esca_sys_ioctl(s->fd, ESCA_IOC_REGISTER, &reg);
+	if (r < 0) {
 		lkm_release(s);
 		return r;
 	}
@@ -116,25 +117,6 @@ static void lkm_fini(struct esca_table *t)
 	if (t->priv)
 		lkm_release(t->priv);
 	t->priv = NULL;
-}
-
-static void requeue(struct esca_table *t, struct esca_entry *e)
-{
-	e->state = ESCA_S_QUEUED;
-	t->inflight--;
-	t->st.resubmitted++;
-}
-
-static struct esca_fd *fresh(struct esca_table *t, int fd)
-{
-	struct esca_fd *f = &t->fds[fd];
-
-	if (f->mark != t->round) {
-		f->mark = t->round;
-		f->busy = ESCA_FD_FREE;
-		f->readers = 0;
-	}
-	return f;
 }
 
 /* The data of e past what is done, as an iovec array in user memory. */
@@ -172,50 +154,36 @@ static int data_iov(struct lkm_state *s, unsigned k, struct esca_entry *e,
 	return 0;
 }
 
-/* Run e now as plain system calls (setsockopt; or everything, if the
- * module failed), finishing what is not done yet. */
 /* Wait until fd is writable (a write on it said EAGAIN). */
 static void wait_writable(struct esca_table *t, int fd)
 {
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
-
 	for (;;) {
-		int r = poll(&p, 1, -1);
+		long r = esca_sys_wait_writable(fd);
 
 		t->st.kernel_entries++;
-		if (r >= 0 || errno != EINTR)
+		if (r != -EINTR)
 			return;
 	}
 }
 
-/* Gather the entries whose turn it is into the kernel table.  Returns how
- * many; entries that ran in user space meanwhile are complete already. */
+/* Gather the entries whose turn it is (order.h) into the kernel table.
+ * Returns how many; entries that ran in user space meanwhile are complete
+ * already. */
 static unsigned build_round(struct esca_table *t, struct lkm_state *s)
 {
+	struct esca_round round;
+	struct esca_turn turn;
 	unsigned k = 0;
 
-	t->round++;
-	if (t->round == 0)
-		t->round = 1;
-	for (uint32_t i = t->head; i != t->tail && k < s->n; i++) {
-		struct esca_entry *e = esca__ent(t, i);
+	esca__round_start(t, &round, ESCA_ROUND_SERIAL);
+	while (k < s->n && esca__round_next(t, &round, &turn)) {
+		struct esca_entry *e = turn.e;
 		struct esca_lkm_entry *le;
-		struct esca_fd *f, *f2 = NULL;
-		int held;
 
-		if (e->state != ESCA_S_QUEUED)
-			continue;
-		f = fresh(t, e->key);
-		if (e->op == ESCA_OP_SENDFILE)
-			f2 = fresh(t, e->fd2);
-		held = f->busy == ESCA_FD_HELD;
-		if (e->op != ESCA_OP_SENDFILE && f->readers)
-			held = 1;	/* a held sendfile still reads it */
-		if (f2 && f2->busy == ESCA_FD_HELD)
-			held = 1;	/* an earlier op on the file is held */
-		if (!held && (e->need_poll || e->op == ESCA_OP_SETSOCKOPT)) {
+		if (!turn.held &&
+		    (e->need_poll || e->op == ESCA_OP_SETSOCKOPT)) {
 			if (k > 0) {
-				held = 1;	/* after what is gathered */
+				turn.held = 1;	/* after what is gathered */
 			} else if (e->op == ESCA_OP_SETSOCKOPT) {
 				esca__run_direct(t, e, 1);
 				continue;
@@ -224,10 +192,8 @@ static unsigned build_round(struct esca_table *t, struct lkm_state *s)
 				e->need_poll = 0;
 			}
 		}
-		if (held) {
-			f->busy = ESCA_FD_HELD;
-			if (f2)
-				f2->readers = 1;
+		if (turn.held) {
+			esca__round_hold(&turn);
 			continue;
 		}
 		le = &s->tab[k];
@@ -254,10 +220,7 @@ static unsigned build_round(struct esca_table *t, struct lkm_state *s)
 		}
 		le->state = ESCA_LKM_BUSY;
 		s->slot[k++] = e;
-		f->busy = ESCA_FD_CHAIN;
-		e->state = ESCA_S_INFLIGHT;
-		t->inflight++;
-		t->st.entries_executed++;
+		esca__round_admit(t, &round, &turn);
 	}
 	return k;
 }
@@ -274,17 +237,17 @@ static void finish(struct esca_table *t, struct esca_entry *e, int64_t r,
 {
 	if (e->op != ESCA_OP_SENDFILE && !esca__is_data(e->op)) {
 		if (r == -EINTR && e->op != ESCA_OP_CLOSE)
-			requeue(t, e);
+			esca__requeue(t, e);
 		else
 			esca__complete(t, e, r);
 		return;
 	}
 	if (r < 0) {
 		if (r == -EINTR) {
-			requeue(t, e);
+			esca__requeue(t, e);
 		} else if (would_block(e, (int32_t)r)) {
 			e->need_poll = 1;
-			requeue(t, e);
+			esca__requeue(t, e);
 		} else {
 			esca__complete(t, e, e->done ? (int64_t)e->done : r);
 		}
@@ -296,7 +259,7 @@ static void finish(struct esca_table *t, struct esca_entry *e, int64_t r,
 	} else if (would_block(e, err) || err == -EINTR) {
 		t->st.short_completed++;
 		e->need_poll = err != -EINTR;
-		requeue(t, e);	/* the rest, before anything after it */
+		esca__requeue(t, e);	/* the rest, before anything after it */
 	} else {
 		/* end of file (sendfile), no progress, or an error after
 		 * progress: the plain call returns the count */
@@ -304,13 +267,6 @@ static void finish(struct esca_table *t, struct esca_entry *e, int64_t r,
 			t->st.short_completed++;
 		esca__complete(t, e, (int64_t)e->done);
 	}
-}
-
-/* The module failed (should not happen): finish every entry plainly. */
-static int fail_over(struct esca_table *t, int err)
-{
-	esca__run_queued_direct(t, 1);
-	return err;
 }
 
 static int lkm_flush(struct esca_table *t, unsigned mode)
@@ -322,11 +278,13 @@ static int lkm_flush(struct esca_table *t, unsigned mode)
 		unsigned k = build_round(t, s);
 		struct esca_lkm_flush fl = { .first = 0, .count = k };
 		int err = 0;
+		long r;
 
-		while (k > 0 && ioctl(s->fd, ESCA_IOC_FLUSH, &fl) < 0) {
+		while (k > 0 && (r = esca_sys_ioctl(s->fd, ESCA_IOC_FLUSH,
+						    &fl)) < 0) {
 			t->st.kernel_entries++;
-			if (errno != EINTR) {	/* EINTR: nothing ran yet */
-				err = -errno;
+			if (r != -EINTR) {	/* EINTR: nothing ran yet */
+				err = (int)r;
 				break;
 			}
 		}
@@ -350,7 +308,7 @@ static int lkm_flush(struct esca_table *t, unsigned mode)
 			le->state = ESCA_LKM_FREE;
 		}
 		if (err < 0)
-			return fail_over(t, err);
+			return esca__fail_over(t, err);
 	}
 	return 0;
 }

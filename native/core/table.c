@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * table.c - the batch table: entries, the bytes they own, per-fd order.
+ * table.c - the batch table and the bytes it owns: esca_table_new/free/
+ * abandon, esca_queue, esca_amend_last, esca__retire, the table's queries.
  *
  * Entries form a fixed ring in program order.  Bytes a deferred call hands
  * over are copied into the arena, a FIFO ring of its own, so the caller may
- * reuse its memory as soon as the call returns (contract item 2).  An entry
+ * reuse its memory as soon as the call returns (DESIGN.md, "Contract:
+ * ownership").  An entry
  * is retired (its slot and bytes reused) once it and every older entry are
  * done.  No allocation happens on the queue path except when the per-fd
  * array has to grow to a larger fd than ever seen.
@@ -18,20 +20,6 @@
 #define MAX_CAPACITY 32768u
 #define ARENA_ALIGN 16u
 #define MAX_SOCKOPT 256u
-
-static const struct esca_executor *executor_of(int kind)
-{
-	switch (kind) {
-	case ESCA_EXEC_SEQUENTIAL:
-		return &esca__sequential;
-	case ESCA_EXEC_URING:
-		return &esca__uring;
-	case ESCA_EXEC_LKM:
-		return &esca__lkm;
-	default:
-		return NULL;
-	}
-}
 
 struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 {
@@ -72,7 +60,7 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 
 		for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 			t->kind = order[i];
-			t->ex = executor_of(t->kind);
+			t->ex = esca__executor_of(t->kind);
 			t->caps = 0;
 			if (t->ex->init(t) == 0)
 				return t;
@@ -80,7 +68,7 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 		kind = ESCA_EXEC_SEQUENTIAL;
 	}
 	t->kind = kind;
-	t->ex = executor_of(kind);
+	t->ex = esca__executor_of(kind);
 	t->caps = 0;
 	e = t->ex->init(t);
 	if (e == 0)
@@ -142,31 +130,6 @@ unsigned esca_table_pending(const struct esca_table *t)
 	return t->live;
 }
 
-int esca_fd_pending(const struct esca_table *t, int fd)
-{
-	if (fd < 0 || fd >= t->nfds)
-		return 0;
-	return t->fds[fd].pending > 0 || t->fds[fd].keyed > 0;
-}
-
-int esca_fd_inflight(const struct esca_table *t, int fd)
-{
-	if (!esca_fd_pending(t, fd))
-		return 0;
-	for (uint32_t i = t->head; i != t->tail; i++) {
-		const struct esca_entry *e = &t->ents[i % t->cap];
-
-		if (e->state == ESCA_S_INFLIGHT && e->fd == fd)
-			return 1;
-	}
-	return 0;
-}
-
-static int data_op(int op)
-{
-	return esca__is_data(op) || op == ESCA_OP_SENDFILE;
-}
-
 int esca_amend_last(struct esca_table *t, int fd, int flags)
 {
 	for (uint32_t i = t->tail, n = 0; i != t->head && n < 64; n++) {
@@ -176,7 +139,7 @@ int esca_amend_last(struct esca_table *t, int fd, int flags)
 			return -ESRCH;
 		if (e->fd != fd && !(e->op == ESCA_OP_SENDFILE && e->fd2 == fd))
 			continue;
-		if (e->fd != fd || !data_op(e->op))
+		if (e->fd != fd || !esca__sends(e->op))
 			return -ESRCH;
 		e->flags &= ~flags;
 		return 0;
@@ -187,26 +150,6 @@ int esca_amend_last(struct esca_table *t, int fd, int flags)
 const struct esca_stats *esca_table_stats(const struct esca_table *t)
 {
 	return &t->st;
-}
-
-struct esca_fd *esca__fd(struct esca_table *t, int fd)
-{
-	if (fd >= t->nfds) {
-		size_t n = t->nfds ? (size_t)t->nfds * 2 : 256;
-		struct esca_fd *f;
-
-		while (n <= (size_t)fd)
-			n *= 2;
-		if (n > (size_t)INT_MAX)
-			n = (size_t)INT_MAX;
-		f = realloc(t->fds, n * sizeof(*f));
-		if (!f)
-			return NULL;
-		memset(f + t->nfds, 0, (n - (size_t)t->nfds) * sizeof(*f));
-		t->fds = f;
-		t->nfds = (int)n;
-	}
-	return &t->fds[fd];
 }
 
 /* Reserve n bytes in the arena ring.  NULL when it does not fit now. */
@@ -265,111 +208,6 @@ void esca__retire(struct esca_table *t)
 	}
 }
 
-static void fd_unref(struct esca_table *t, int fd)
-{
-	if (fd >= 0 && fd < t->nfds && t->fds[fd].pending > 0)
-		t->fds[fd].pending--;
-}
-
-/* A data op of a key whose connection broke earlier in this table (EPIPE,
- * ECONNRESET) would fail the same way: complete it so without running it
- * (no SIGPIPE per queued op where the program would have stopped at the
- * first error).  1: e is complete. */
-int esca__skip_broken(struct esca_table *t, struct esca_entry *e)
-{
-	int err;
-
-	if (!t->nbroken || !data_op(e->op) || e->len == 0 || e->key >= t->nfds)
-		return 0;	/* nothing to send: its own answer is exact */
-	err = t->fds[e->key].broken;
-	if (!err)
-		return 0;
-	esca__complete(t, e, e->done ? (int64_t)e->done : -err);
-	return 1;
-}
-
-void esca__complete(struct esca_table *t, struct esca_entry *e, int64_t result)
-{
-	if (e->state == ESCA_S_INFLIGHT)
-		t->inflight--;
-	e->state = ESCA_S_DONE;
-	e->result = result;
-	t->live--;
-	t->st.completed++;
-	if (result < 0)
-		t->st.errors++;
-	if ((result == -EPIPE || result == -ECONNRESET) && data_op(e->op) &&
-	    e->key < t->nfds && !t->fds[e->key].broken) {
-		t->fds[e->key].broken = (int32_t)-result;
-		t->nbroken++;
-	} else if (e->op == ESCA_OP_CLOSE && e->key < t->nfds &&
-		   t->fds[e->key].broken) {
-		t->fds[e->key].broken = 0;	/* the number means anew */
-		t->nbroken--;
-	}
-	if (t->live == 0 && t->nbroken) {
-		for (int i = 0; i < t->nfds; i++)
-			t->fds[i].broken = 0;
-		t->nbroken = 0;
-	}
-	fd_unref(t, e->fd);
-	if (e->op == ESCA_OP_SENDFILE && e->fd2 != e->fd)
-		fd_unref(t, e->fd2);
-	if (e->key != e->fd && e->key < t->nfds && t->fds[e->key].keyed)
-		t->fds[e->key].keyed--;
-	if (e->op == ESCA_OP_CLOSE && e->fd < t->nfds)
-		t->fds[e->fd].type = ESCA_FT_UNKNOWN;
-	if (t->complete)
-		t->complete(t->ctx, e->user, e->op, e->fd, result);
-}
-
-void esca__args_of(const struct esca_entry *e, struct esca_args *a)
-{
-	a->op = e->op;
-	a->fd = e->fd;
-	a->fd2 = e->fd2;
-	a->flags = e->flags;
-	a->optname = e->optname;
-	a->iovcnt = e->iovcnt;
-	a->iov = e->iov;
-	a->offset = e->offset;
-	a->count = e->len;
-}
-
-/* Run e now as plain syscalls, from where it stopped (e->done bytes, of
- * which e->dropped were cut off the front of a borrowed iovec array). */
-void esca__run_direct(struct esca_table *t, struct esca_entry *e, int fallback)
-{
-	struct esca_args a;
-	uint64_t n = 0;
-	int64_t r;
-
-	if (esca__skip_broken(t, e))
-		return;
-	esca__args_of(e, &a);
-	r = esca__direct(&a, e->done - e->dropped, &n);
-	if (r >= 0)
-		r += (int64_t)e->dropped;
-	else if (e->done)
-		r = (int64_t)e->done;
-	t->st.kernel_entries += n;
-	t->st.entries_executed++;
-	if (fallback)
-		t->st.fallbacks++;
-	esca__complete(t, e, r);
-}
-
-/* Every queued entry, in table order, as plain syscalls. */
-void esca__run_queued_direct(struct esca_table *t, int fallback)
-{
-	for (uint32_t i = t->head; i != t->tail; i++) {
-		struct esca_entry *e = esca__ent(t, i);
-
-		if (e->state == ESCA_S_QUEUED)
-			esca__run_direct(t, e, fallback);
-	}
-}
-
 /* The result a queued op will have on full success, or -errno for
  * arguments the kernel would refuse whatever the fd is. */
 static int64_t check_args(const struct esca_args *a, size_t *bytes)
@@ -418,17 +256,6 @@ static int64_t check_args(const struct esca_args *a, size_t *bytes)
 	return -EINVAL;
 }
 
-static int hist_bucket(unsigned n)
-{
-	int b = 0;
-
-	while (n > 1 && b < ESCA_HIST_BUCKETS - 1) {
-		n >>= 1;
-		b++;
-	}
-	return b;
-}
-
 int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 		   unsigned qflags, uint64_t user)
 {
@@ -469,7 +296,7 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 			return -E2BIG;
 	}
 	e = esca__ent(t, t->tail);
-	memset(e, 0, offsetof(struct esca_entry, msg));
+	memset(e, 0, sizeof(*e));
 	e->op = (uint8_t)a->op;
 	e->fd = a->fd;
 	e->key = a->order ? a->order - 1 : a->fd;
@@ -559,83 +386,3 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 	return ret;
 }
 
-/* A flush that only collects entries already in flight is no batch. */
-static void count_flush(struct esca_table *t, unsigned queued, int why)
-{
-	if (!queued)
-		return;
-	t->st.flushes++;
-	if (why >= 0 && why < ESCA_WHY__COUNT)
-		t->st.flush_why[why]++;
-	t->st.batch_hist[hist_bucket(queued)]++;
-}
-
-int esca_flush(struct esca_table *t, unsigned mode, int why)
-{
-	unsigned before = t->live, queued = t->live - t->inflight;
-	int r;
-
-	if (t->live == 0) {
-		esca__retire(t);
-		return 0;
-	}
-	count_flush(t, queued, why);
-	r = t->ex->flush(t, mode);
-	esca__retire(t);
-	if (r < 0)
-		return r;
-	return (int)(before - t->live);
-}
-
-int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
-			  struct epoll_event *evs, int max, int timeout_ms,
-			  const void *sigmask)
-{
-	int r;
-
-	if (!t->ex->flush_epoll || t->live == 0)
-		return -ENOSYS;
-	count_flush(t, t->live - t->inflight, why);
-	r = t->ex->flush_epoll(t, epfd, evs, max, timeout_ms, sigmask);
-	if (r != -ENOSYS)
-		t->st.waits_folded++;
-	esca__retire(t);
-	return r;
-}
-
-int esca_sync_fd(struct esca_table *t, int fd)
-{
-	int r = 0;
-
-	while (esca_fd_pending(t, fd)) {
-		r = esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
-		if (r < 0)
-			break;
-	}
-	return r < 0 ? r : 0;
-}
-
-int esca_table_progress_fd(struct esca_table *t)
-{
-	if (!t->ex->progress_fd)
-		return -EOPNOTSUPP;
-	return t->ex->progress_fd(t);
-}
-
-void esca_table_progress_arm(struct esca_table *t, int on)
-{
-	if (t->ex->progress_arm)
-		t->ex->progress_arm(t, on);
-}
-
-unsigned esca_table_inflight(const struct esca_table *t)
-{
-	return t->inflight;
-}
-
-int esca_table_owns_fd(const struct esca_table *t, int fd)
-{
-	if (!t->ex->owns_fd)
-		return 0;
-	return t->ex->owns_fd((struct esca_table *)t, fd);
-}

@@ -10,7 +10,8 @@
  * Conventions (after liburing): functions return >= 0 or -errno and never
  * touch errno nor print.  Every result of an op is its own int64: bytes on
  * success, -errno on failure (or the partial count when some bytes went out
- * before an error, exactly as the plain call would report it).
+ * before an error, exactly as the plain call would report it; DESIGN.md,
+ * "Contract: results").
  *
  * The core contains no Python and no libc interposition; it is linked into
  * both the CPython extension pyesca._core and the LD_PRELOAD library
@@ -147,7 +148,8 @@ struct esca_config {
 #define ESCA_FLUSH_REAP	1u	  /* submit, collect what completed, leave ops
 				   * parked on a full socket in flight        */
 
-/* Why a flush happened, for the stats: X(ENUM, name). */
+/* Why a flush happened, for the stats: X(ENUM, name) (DESIGN.md, "Flush
+ * triggers"). */
 #define ESCA_FLUSH_REASONS(X)						\
 	X(EXPLICIT, explicit)	/* batch_flush(), a segment's end            */ \
 	X(WAIT, wait)		/* event-loop boundary (epoll_wait, poll, ...) */ \
@@ -189,14 +191,15 @@ struct esca_table;
 /* Create a table with its executor.  On failure returns NULL and stores
  * -errno in *err.  With ESCA_EXEC_AUTO a missing /dev/esca and a refused
  * io_uring (EPERM, ENOSYS, ...) silently select the next executor:
- * esca_table_executor() says which.  ESCA_EXEC_LKM fails with -ENOENT
- * where the module is not loaded. */
+ * esca_table_executor() says which (DESIGN.md, "Contract: fallback").
+ * ESCA_EXEC_LKM fails with -ENOENT where the module is not loaded. */
 ESCA_API struct esca_table *esca_table_new(const struct esca_config *cfg,
 					   int *err);
 /* Waits for every entry, then frees.  Safe on NULL. */
 ESCA_API void esca_table_free(struct esca_table *t);
 /* After fork, in the child: drop the table and free its memory without
- * running anything (the parent's entries are the parent's).  Do not call
+ * running anything (the parent's entries are the parent's; DESIGN.md,
+ * "Contract: threads and fork").  Do not call
  * esca_table_free() on it afterwards. */
 ESCA_API void esca_table_abandon(struct esca_table *t);
 
@@ -227,7 +230,9 @@ ESCA_API int esca_amend_last(struct esca_table *t, int fd, int flags);
  *   -ENOBUFS              table or byte budget full: flush and retry
  *   -E2BIG                bigger than the whole byte budget: do it directly
  *                         (esca_direct) after the fd's entries are flushed
- * The bytes are copied into the table unless ESCA_Q_BORROW. */
+ * The bytes are copied into the table unless ESCA_Q_BORROW (DESIGN.md,
+ * "Contract: ownership").  Entries of one order key run in queue order
+ * (DESIGN.md, "Contract: order"). */
 ESCA_API int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 			    unsigned qflags, uint64_t user);
 
@@ -249,11 +254,13 @@ ESCA_API int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
 ESCA_API int esca_sync_fd(struct esca_table *t, int fd);
 
 /* Run one op now with plain syscalls, completing short writes (poll on
- * EAGAIN).  Returns bytes / 0 or -errno.  Counts nothing. */
+ * EAGAIN; DESIGN.md, "Contract: short writes").  Returns bytes / 0 or
+ * -errno.  Counts nothing. */
 ESCA_API int64_t esca_direct(const struct esca_args *a);
 
 /* For an event loop that must not block on entries parked in flight (a
- * send waiting for room in a slow client's socket buffer).  Returns an fd
+ * send waiting for room in a slow client's socket buffer; DESIGN.md,
+ * "Contract: parked sends").  Returns an fd
  * that becomes readable when such entries can make progress: add it to the
  * loop's wait set (edge-triggered with epoll; with poll, read it to clear),
  * and when it fires call esca_flush(ESCA_FLUSH_REAP).  -errno if the

@@ -5,9 +5,9 @@
  * Under libesca.so an event-driven program is batched without any change:
  * deferrable calls (write, writev, send, sendto, sendmsg, sendfile, shutdown,
  * close, setsockopt) are queued and the event-loop wait (epoll_wait, poll,
- * select, ...) flushes them.  These functions, with the seed's names, mark
- * segments by hand.  Declare them weak and the program also runs without
- * the library:
+ * select, ...) flushes them (docs/DESIGN.md, "Flush triggers").  These
+ * functions, with the seed's names, mark segments by hand.  Declare them
+ * weak and the program also runs without the library:
  *
  *     #pragma weak batch_start
  *     #pragma weak batch_flush

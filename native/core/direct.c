@@ -1,83 +1,32 @@
 /* SPDX-License-Identifier: MIT
- * ops.c - what each op is and how it runs as plain system calls.
+ * direct.c - an op run with plain system calls: esca_direct(), esca__direct()
+ * (from `skip` bytes on), esca__sendfile_once().
  *
- * esca__direct() is the one place that knows how to run an op with ordinary
- * syscalls.  The sequential executor runs every entry through it; the uring
- * executor uses it for ops its kernel cannot take.  Short writes are
- * completed here (poll for POLLOUT on EAGAIN, retry on EINTR), and a result
- * is what the plain call would have said on full success: the bytes asked
- * for, or -errno, or the partial count when an error came after progress.
+ * The one place that knows how to run an op with ordinary syscalls (sys.h).
+ * The sequential executor runs every entry through it; uring and lkm use it
+ * for ops their kernel cannot take.  Short writes are completed here (wait
+ * for POLLOUT on EAGAIN, retry on EINTR), and a result is what the plain
+ * call would have said (DESIGN.md, "Contract: results"): the bytes asked
+ * for, or -errno, or the partial count when an error came after progress
+ * (DESIGN.md, "Contract: short writes").
  */
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "internal.h"
-
-#define OP_NAME(E, n, k) [ESCA_OP_##E] = #n,
-static const char *const op_names[ESCA_OP__COUNT] = { ESCA_OPS(OP_NAME) };
-#undef OP_NAME
-#define OP_KIND(E, n, k) [ESCA_OP_##E] = k,
-static const unsigned char op_kinds[ESCA_OP__COUNT] = { ESCA_OPS(OP_KIND) };
-#undef OP_KIND
-
-const char *esca_op_name(int op)
-{
-	if (op < 0 || op >= ESCA_OP__COUNT)
-		return "unknown";
-	return op_names[op];
-}
-
-#define EXEC_NAME(E, n) [ESCA_EXEC_##E] = #n,
-static const char *const exec_names[ESCA_EXEC__COUNT] = {
-	ESCA_EXECUTORS(EXEC_NAME)
-};
-#undef EXEC_NAME
-
-const char *esca_executor_name(int kind)
-{
-	if (kind < 0 || kind >= ESCA_EXEC__COUNT)
-		return "unknown";
-	return exec_names[kind];
-}
-
-#define WHY_NAME(E, n) [ESCA_WHY_##E] = #n,
-static const char *const why_names[ESCA_WHY__COUNT] = {
-	ESCA_FLUSH_REASONS(WHY_NAME)
-};
-#undef WHY_NAME
-
-const char *esca_flush_reason_name(int why)
-{
-	if (why < 0 || why >= ESCA_WHY__COUNT)
-		return "unknown";
-	return why_names[why];
-}
-
-int esca__is_data(int op)
-{
-	return op >= 0 && op < ESCA_OP__COUNT && op_kinds[op] == ESCA_OPK_DATA;
-}
+#include "sys.h"
 
 /* Wait until fd is writable.  0, or -errno. */
 static int wait_writable(int fd, uint64_t *nsys)
 {
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
-
 	for (;;) {
-		int r = poll(&p, 1, -1);
+		long r = esca_sys_wait_writable(fd);
 
 		(*nsys)++;
-		if (r >= 0)
-			return 0;
-		if (errno != EINTR)
-			return -errno;
+		if (r != -EINTR)
+			return (int)r;
 	}
 }
 
@@ -103,7 +52,7 @@ static int64_t direct_data(const struct esca_args *a, size_t skip,
 		total += iov[i].iov_len;
 
 	for (;;) {
-		ssize_t r;
+		long r;
 		size_t s = done;
 
 		/* the iovec past what is done */
@@ -123,22 +72,23 @@ static int64_t direct_data(const struct esca_args *a, size_t skip,
 		if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) {
 			struct msghdr m = { .msg_iov = iov + first,
 					    .msg_iovlen = (size_t)(n - first) };
-			r = sendmsg(a->fd, &m, a->flags);
+			r = esca_sys_sendmsg(a->fd, &m, a->flags);
 		} else if (a->op == ESCA_OP_WRITE && n - first == 1) {
 			/* write(fd, p, 0) reaches the fd (EPIPE on a shut
 			 * socket) where writev of nothing returns 0 */
-			r = write(a->fd, iov[first].iov_base, iov[first].iov_len);
+			r = esca_sys_write(a->fd, iov[first].iov_base,
+					   iov[first].iov_len);
 		} else {
-			r = writev(a->fd, iov + first, n - first);
+			r = esca_sys_writev(a->fd, iov + first, n - first);
 		}
 		(*nsys)++;
 		if (r < 0) {
-			if (errno == EINTR)
+			if (r == -EINTR)
 				continue;
-			if (errno == EAGAIN && !(a->flags & MSG_DONTWAIT) &&
+			if (r == -EAGAIN && !(a->flags & MSG_DONTWAIT) &&
 			    wait_writable(a->fd, nsys) == 0)
 				continue;
-			ret = done > 0 ? (int64_t)done : -errno;
+			ret = done > 0 ? (int64_t)done : r;
 			goto out;
 		}
 		done += (size_t)r;
@@ -153,15 +103,12 @@ out:
 }
 
 /* One sendfile system call of count bytes from offset (-1: the file's
- * position); bytes sent or -errno.  The system call itself: inside
- * libesca.so, sendfile() would be our own interposer. */
+ * position); bytes sent or -errno. */
 int64_t esca__sendfile_once(int out, int in, int64_t offset, size_t count)
 {
 	off_t off = (off_t)offset;
-	long r = syscall(SYS_sendfile, out, in, offset >= 0 ? &off : NULL,
-			 count);
 
-	return r < 0 ? -errno : r;
+	return esca_sys_sendfile(out, in, offset >= 0 ? &off : NULL, count);
 }
 
 static int64_t direct_sendfile(const struct esca_args *a, size_t skip,
@@ -197,11 +144,6 @@ static int64_t direct_sendfile(const struct esca_args *a, size_t skip,
 	return (int64_t)done;
 }
 
-static int64_t plain(long r)
-{
-	return r < 0 ? -errno : r;
-}
-
 int64_t esca__direct(const struct esca_args *a, size_t skip, uint64_t *nsys)
 {
 	switch (a->op) {
@@ -214,24 +156,22 @@ int64_t esca__direct(const struct esca_args *a, size_t skip, uint64_t *nsys)
 		return direct_sendfile(a, skip, nsys);
 	case ESCA_OP_SHUTDOWN:
 		(*nsys)++;
-		return plain(shutdown(a->fd, a->how));
+		return esca_sys_shutdown(a->fd, a->how);
 	case ESCA_OP_CLOSE:
-		/* Linux: close() never retries on EINTR, the fd is gone */
 		(*nsys)++;
-		return plain(close(a->fd));
+		return esca_sys_close(a->fd);	/* never retried on EINTR */
 	case ESCA_OP_SETSOCKOPT:
 		(*nsys)++;
-		return plain(setsockopt(a->fd, a->level, a->optname,
-					a->iov[0].iov_base,
-					(socklen_t)a->iov[0].iov_len));
+		return esca_sys_setsockopt(a->fd, a->level, a->optname,
+					   a->iov[0].iov_base,
+					   (socklen_t)a->iov[0].iov_len);
 	case ESCA_OP_FSYNC:
 		for (;;) {
-			long r = fsync(a->fd);
+			long r = esca_sys_fsync(a->fd);
 
 			(*nsys)++;
-			if (r < 0 && errno == EINTR)
-				continue;
-			return plain(r);
+			if (r != -EINTR)
+				return r;
 		}
 	}
 	return -EINVAL;

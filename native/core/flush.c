@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT
+ * flush.c - the table's side of a flush: esca_flush(),
+ * esca_flush_epoll_wait(), esca_sync_fd(), the progress fd; and entries run
+ * as plain syscalls (esca__run_direct, esca__run_queued_direct) by the
+ * executors that cannot take them (DESIGN.md, "Contract: fallback").
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+static void args_of(const struct esca_entry *e, struct esca_args *a)
+{
+	a->op = e->op;
+	a->fd = e->fd;
+	a->fd2 = e->fd2;
+	a->flags = e->flags;
+	a->optname = e->optname;
+	a->iovcnt = e->iovcnt;
+	a->iov = e->iov;
+	a->offset = e->offset;
+	a->count = e->len;
+}
+
+/* Run e now as plain syscalls, from where it stopped (e->done bytes, of
+ * which e->dropped were cut off the front of a borrowed iovec array). */
+void esca__run_direct(struct esca_table *t, struct esca_entry *e, int fallback)
+{
+	struct esca_args a;
+	uint64_t n = 0;
+	int64_t r;
+
+	if (esca__skip_broken(t, e))
+		return;
+	args_of(e, &a);
+	r = esca__direct(&a, e->done - e->dropped, &n);
+	if (r >= 0)
+		r += (int64_t)e->dropped;
+	else if (e->done)
+		r = (int64_t)e->done;
+	t->st.kernel_entries += n;
+	t->st.entries_executed++;
+	if (fallback)
+		t->st.fallbacks++;
+	esca__complete(t, e, r);
+}
+
+/* Every queued entry, in table order, as plain syscalls. */
+void esca__run_queued_direct(struct esca_table *t, int fallback)
+{
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+
+		if (e->state == ESCA_S_QUEUED)
+			esca__run_direct(t, e, fallback);
+	}
+}
+
+static int hist_bucket(unsigned n)
+{
+	int b = 0;
+
+	while (n > 1 && b < ESCA_HIST_BUCKETS - 1) {
+		n >>= 1;
+		b++;
+	}
+	return b;
+}
+
+/* A flush that only collects entries already in flight is no batch. */
+static void count_flush(struct esca_table *t, unsigned queued, int why)
+{
+	if (!queued)
+		return;
+	t->st.flushes++;
+	if (why >= 0 && why < ESCA_WHY__COUNT)
+		t->st.flush_why[why]++;
+	t->st.batch_hist[hist_bucket(queued)]++;
+}
+
+int esca_flush(struct esca_table *t, unsigned mode, int why)
+{
+	unsigned before = t->live, queued = t->live - t->inflight;
+	int r;
+
+	if (t->live == 0) {
+		esca__retire(t);
+		return 0;
+	}
+	count_flush(t, queued, why);
+	r = t->ex->flush(t, mode);
+	esca__retire(t);
+	if (r < 0)
+		return r;
+	return (int)(before - t->live);
+}
+
+int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
+			  struct epoll_event *evs, int max, int timeout_ms,
+			  const void *sigmask)
+{
+	int r;
+
+	if (!t->ex->flush_epoll || t->live == 0)
+		return -ENOSYS;
+	count_flush(t, t->live - t->inflight, why);
+	r = t->ex->flush_epoll(t, epfd, evs, max, timeout_ms, sigmask);
+	if (r != -ENOSYS)
+		t->st.waits_folded++;
+	esca__retire(t);
+	return r;
+}
+
+int esca_sync_fd(struct esca_table *t, int fd)
+{
+	int r = 0;
+
+	while (esca_fd_pending(t, fd)) {
+		r = esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+		if (r < 0)
+			break;
+	}
+	return r < 0 ? r : 0;
+}
+
+int esca_table_progress_fd(struct esca_table *t)
+{
+	if (!t->ex->progress_fd)
+		return -EOPNOTSUPP;
+	return t->ex->progress_fd(t);
+}
+
+void esca_table_progress_arm(struct esca_table *t, int on)
+{
+	if (t->ex->progress_arm)
+		t->ex->progress_arm(t, on);
+}
+
+unsigned esca_table_inflight(const struct esca_table *t)
+{
+	return t->inflight;
+}
+
+int esca_table_owns_fd(const struct esca_table *t, int fd)
+{
+	if (!t->ex->owns_fd)
+		return 0;
+	return t->ex->owns_fd((struct esca_table *)t, fd);
+}

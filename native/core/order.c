@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT
+ * order.c - per-fd order (DESIGN.md, "Contract: order") for every
+ * executor, with order.h (which queued entries go into a round): the per-fd
+ * map (esca__fd, esca_fd_pending, esca_fd_inflight), completion
+ * (esca__complete, esca__skip_broken), esca__requeue, esca__fail_over.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct esca_fd *esca__fd(struct esca_table *t, int fd)
+{
+	if (fd >= t->nfds) {
+		size_t n = t->nfds ? (size_t)t->nfds * 2 : 256;
+		struct esca_fd *f;
+
+		while (n <= (size_t)fd)
+			n *= 2;
+		if (n > (size_t)INT_MAX)
+			n = (size_t)INT_MAX;
+		f = realloc(t->fds, n * sizeof(*f));
+		if (!f)
+			return NULL;
+		memset(f + t->nfds, 0, (n - (size_t)t->nfds) * sizeof(*f));
+		t->fds = f;
+		t->nfds = (int)n;
+	}
+	return &t->fds[fd];
+}
+
+int esca_fd_pending(const struct esca_table *t, int fd)
+{
+	if (fd < 0 || fd >= t->nfds)
+		return 0;
+	return t->fds[fd].pending > 0 || t->fds[fd].keyed > 0;
+}
+
+int esca_fd_inflight(const struct esca_table *t, int fd)
+{
+	if (!esca_fd_pending(t, fd))
+		return 0;
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		const struct esca_entry *e = &t->ents[i % t->cap];
+
+		if (e->state == ESCA_S_INFLIGHT && e->fd == fd)
+			return 1;
+	}
+	return 0;
+}
+
+static void fd_unref(struct esca_table *t, int fd)
+{
+	if (fd >= 0 && fd < t->nfds && t->fds[fd].pending > 0)
+		t->fds[fd].pending--;
+}
+
+/* A data op of a key whose connection broke earlier in this table (EPIPE,
+ * ECONNRESET) would fail the same way: complete it so without running it
+ * (no SIGPIPE per queued op where the program would have stopped at the
+ * first error; DESIGN.md, "Contract: errors").  1: e is complete. */
+int esca__skip_broken(struct esca_table *t, struct esca_entry *e)
+{
+	int err;
+
+	if (!t->nbroken || !esca__sends(e->op) || e->len == 0 ||
+	    e->key >= t->nfds)
+		return 0;	/* nothing to send: its own answer is exact */
+	err = t->fds[e->key].broken;
+	if (!err)
+		return 0;
+	esca__complete(t, e, e->done ? (int64_t)e->done : -err);
+	return 1;
+}
+
+void esca__complete(struct esca_table *t, struct esca_entry *e, int64_t result)
+{
+	if (e->state == ESCA_S_INFLIGHT)
+		t->inflight--;
+	e->state = ESCA_S_DONE;
+	e->result = result;
+	t->live--;
+	t->st.completed++;
+	if (result < 0)
+		t->st.errors++;
+	if ((result == -EPIPE || result == -ECONNRESET) && esca__sends(e->op) &&
+	    e->key < t->nfds && !t->fds[e->key].broken) {
+		t->fds[e->key].broken = (int32_t)-result;
+		t->nbroken++;
+	} else if (e->op == ESCA_OP_CLOSE && e->key < t->nfds &&
+		   t->fds[e->key].broken) {
+		t->fds[e->key].broken = 0;	/* the number means anew */
+		t->nbroken--;
+	}
+	if (t->live == 0 && t->nbroken) {
+		for (int i = 0; i < t->nfds; i++)
+			t->fds[i].broken = 0;
+		t->nbroken = 0;
+	}
+	fd_unref(t, e->fd);
+	if (e->op == ESCA_OP_SENDFILE && e->fd2 != e->fd)
+		fd_unref(t, e->fd2);
+	if (e->key != e->fd && e->key < t->nfds && t->fds[e->key].keyed)
+		t->fds[e->key].keyed--;
+	if (e->op == ESCA_OP_CLOSE && e->fd < t->nfds)
+		t->fds[e->fd].type = ESCA_FT_UNKNOWN;
+	if (t->complete)
+		t->complete(t->ctx, e->user, e->op, e->fd, result);
+}
+
+void esca__requeue(struct esca_table *t, struct esca_entry *e)
+{
+	e->state = ESCA_S_QUEUED;
+	t->inflight--;
+	t->st.resubmitted++;
+}
+
+int esca__fail_over(struct esca_table *t, int err)
+{
+	esca__run_queued_direct(t, 1);
+	return err;
+}

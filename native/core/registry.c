@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT
+ * registry.c - the executors by kind (esca__executor_of) and the names of
+ * ops, executors and flush reasons: esca_op_name(), esca_executor_name(),
+ * esca_flush_reason_name(); what kind of op an op is (esca__is_data()).
+ * The lists themselves are esca.h's ESCA_OPS, ESCA_EXECUTORS and
+ * ESCA_FLUSH_REASONS. */
+#include <stddef.h>
+
+#include "internal.h"
+
+const struct esca_executor *esca__executor_of(int kind)
+{
+	switch (kind) {
+	case ESCA_EXEC_SEQUENTIAL:
+		return &esca__sequential;
+	case ESCA_EXEC_URING:
+		return &esca__uring;
+	case ESCA_EXEC_LKM:
+		return &esca__lkm;
+	default:
+		return NULL;
+	}
+}
+
+#define OP_NAME(E, n, k) [ESCA_OP_##E] = #n,
+static const char *const op_names[ESCA_OP__COUNT] = { ESCA_OPS(OP_NAME) };
+#undef OP_NAME
+#define OP_KIND(E, n, k) [ESCA_OP_##E] = k,
+static const unsigned char op_kinds[ESCA_OP__COUNT] = { ESCA_OPS(OP_KIND) };
+#undef OP_KIND
+
+const char *esca_op_name(int op)
+{
+	if (op < 0 || op >= ESCA_OP__COUNT)
+		return "unknown";
+	return op_names[op];
+}
+
+int esca__is_data(int op)
+{
+	return op >= 0 && op < ESCA_OP__COUNT && op_kinds[op] == ESCA_OPK_DATA;
+}
+
+/* A data op or a sendfile: an op that sends bytes. */
+int esca__sends(int op)
+{
+	return op >= 0 && op < ESCA_OP__COUNT && op_kinds[op] != ESCA_OPK_CTL;
+}
+
+#define EXEC_NAME(E, n) [ESCA_EXEC_##E] = #n,
+static const char *const exec_names[ESCA_EXEC__COUNT] = {
+	ESCA_EXECUTORS(EXEC_NAME)
+};
+#undef EXEC_NAME
+
+const char *esca_executor_name(int kind)
+{
+	if (kind < 0 || kind >= ESCA_EXEC__COUNT)
+		return "unknown";
+	return exec_names[kind];
+}
+
+#define WHY_NAME(E, n) [ESCA_WHY_##E] = #n,
+static const char *const why_names[ESCA_WHY__COUNT] = {
+	ESCA_FLUSH_REASONS(WHY_NAME)
+};
+#undef WHY_NAME
+
+const char *esca_flush_reason_name(int why)
+{
+	if (why < 0 || why >= ESCA_WHY__COUNT)
+		return "unknown";
+	return why_names[why];
+}

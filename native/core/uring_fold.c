@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT
+ * uring_fold.c - esca__uring_flush_epoll(): a reaping flush and the
+ * program's epoll wait in one io_uring_enter (ESCA_CFG_FOLD_WAIT, a lever;
+ * esca_flush_epoll_wait() in esca.h).
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "uring.h"
+
+/* ESCA_CFG_FOLD_WAIT: flush and wait on the program's epoll set in the same
+ * io_uring_enter.  The IORING_OP_EPOLL_WAIT goes in with the first round:
+ * where events are ready it completes inline, and the flush and the wait
+ * cost one entry; else the flush finishes (direct sendfiles, later rounds)
+ * and the ring waits for it (parked sends move meanwhile), with the
+ * program's timeout and signal mask.  A timeout or a signal cancels it.
+ * Returns the number of events, -errno, or -ENOSYS (not here: the caller
+ * flushes and waits itself). */
+int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
+			     int max, int timeout_ms, const void *sigmask)
+{
+	struct uring_state *u = t->priv;
+	struct io_uring *ring = &u->ring;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct timespec now;
+	int64_t deadline = 0;
+	int intr = 0, r;
+
+	if (!u->have_epwait || u->ep_busy || max <= 0)
+		return -ENOSYS;
+	sqe = io_uring_get_sqe(ring);
+	if (!sqe)
+		return -ENOSYS;
+	if (timeout_ms > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		deadline = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec +
+			   (int64_t)timeout_ms * 1000000;
+	}
+	io_uring_prep_rw(IORING_OP_EPOLL_WAIT, sqe, epfd, evs, (unsigned)max, 0);
+	io_uring_sqe_set_data64(sqe, EPOLL_TAG);
+	u->outstanding++;
+	u->ep_busy = 1;
+	u->ep_done = 0;
+	/* the flush, the wait's SQE going in with its first round */
+	r = esca__uring_flush(t, ESCA_FLUSH_REAP);
+	if (r < 0) {
+		u->ep_busy = 0;
+		return r;	/* the ring failed: entries were run plainly */
+	}
+	/* the wait */
+	while (!u->ep_done && timeout_ms != 0) {
+		struct __kernel_timespec ts, *tsp = NULL;
+
+		if (timeout_ms > 0) {
+			int64_t left;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			left = deadline - ((int64_t)now.tv_sec * 1000000000 +
+					   now.tv_nsec);
+			if (left <= 0)
+				break;
+			ts.tv_sec = left / 1000000000;
+			ts.tv_nsec = left % 1000000000;
+			tsp = &ts;
+		}
+		t->st.kernel_entries++;
+		r = io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp,
+						     (sigset_t *)sigmask);
+		esca__uring_reap(t, u);
+		if (r == -EINTR) {
+			intr = 1;
+			break;
+		}
+		if (r == -ETIME)
+			continue;	/* the loop looks at the clock */
+		if (r < 0 && r != -EAGAIN && r != -EBUSY)
+			break;
+		esca__uring_round(t, u);	/* parked sends requeued: on */
+	}
+	if (!u->ep_done) {
+		sqe = io_uring_get_sqe(ring);
+		if (!sqe) {
+			t->st.kernel_entries++;
+			io_uring_submit(ring);
+			sqe = io_uring_get_sqe(ring);
+		}
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, EPOLL_TAG, 0);
+			io_uring_sqe_set_data64(sqe, CANCEL_TAG);
+			u->outstanding++;
+		}
+		while (!u->ep_done) {
+			t->st.kernel_entries++;
+			r = io_uring_submit_and_wait(ring, 1);
+			if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+				break;
+			esca__uring_reap(t, u);
+		}
+	}
+	u->ep_busy = 0;
+	if (!u->ep_done)
+		return -EIO;	/* the ring failed: cannot happen */
+	if (u->ep_res == -ECANCELED || u->ep_res == -EINTR)
+		return intr ? -EINTR : 0;
+	return u->ep_res;
+}
+

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: MIT
+ * uring_setup.c - the uring executor's ring: set-up with the allow-list
+ * (IORING_REGISTER_RESTRICTIONS), the setsockopt probe, init/fini, the
+ * progress fd; esca_uring_probe() and esca_uring_opname() for esca doctor.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "sys.h"
+#include "uring.h"
+
+static int probe_setsockopt = 0;	/* 0 not yet, 1 works, -1 does not */
+
+/* Does the kernel take SOCKET_URING_OP_SETSOCKOPT?  Asked once. */
+static int check_setsockopt(struct io_uring *ring)
+{
+	struct io_uring_probe *p;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	int s, one = 1, ok = -1;
+
+	if (probe_setsockopt)
+		return probe_setsockopt > 0;
+	p = io_uring_get_probe_ring(ring);
+	if (!p)
+		return 0;
+	if (!io_uring_opcode_supported(p, IORING_OP_URING_CMD)) {
+		io_uring_free_probe(p);
+		probe_setsockopt = -1;
+		return 0;
+	}
+	io_uring_free_probe(p);
+	s = (int)esca_sys_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return 0;
+	sqe = io_uring_get_sqe(ring);
+	if (sqe) {
+		esca__prep_setsockopt(sqe, s, SOL_SOCKET, SO_KEEPALIVE, &one,
+				sizeof(one));
+		io_uring_sqe_set_data64(sqe, 0);
+		if (io_uring_submit_and_wait(ring, 1) >= 0 &&
+		    io_uring_peek_cqe(ring, &cqe) == 0) {
+			if (cqe->res == 0) {
+				int v = 0;
+				socklen_t l = sizeof(v);
+
+				if (esca_sys_getsockopt(s, SOL_SOCKET,
+							SO_KEEPALIVE, &v,
+							&l) == 0 && v == 1)
+					ok = 1;
+			}
+			io_uring_cqe_seen(ring, cqe);
+		}
+	}
+	esca_sys_close(s);
+	probe_setsockopt = ok;
+	return ok > 0;
+}
+
+static const unsigned flag_sets[] = {
+	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+		IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+		IORING_SETUP_DEFER_TASKRUN,
+	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+	0,
+};
+
+/* The allow-list (issue 5): a ring of ours runs only the operations the
+ * executor submits, whatever the memory holding its SQEs says.  The kernel
+ * refuses anything else with -EACCES (IORING_REGISTER_RESTRICTIONS on a ring
+ * created disabled).  Add an opcode here when the executor starts using it. */
+static const unsigned char allowed_sqe_ops[] = {
+	IORING_OP_NOP, IORING_OP_POLL_ADD, IORING_OP_WRITE, IORING_OP_WRITEV,
+	IORING_OP_SEND, IORING_OP_SENDMSG, IORING_OP_READ, IORING_OP_SHUTDOWN,
+	IORING_OP_CLOSE, IORING_OP_FSYNC, IORING_OP_URING_CMD,
+	IORING_OP_ASYNC_CANCEL, IORING_OP_EPOLL_WAIT,
+};
+#define ALLOWED_SQE_FLAGS IOSQE_IO_LINK
+/* io_uring_register calls made after the ring is enabled; the last two
+ * (Linux 5.18) go first when the kernel does not know them */
+static const unsigned char allowed_register_ops[] = {
+	IORING_REGISTER_PROBE, IORING_REGISTER_EVENTFD, IORING_UNREGISTER_EVENTFD,
+	IORING_REGISTER_RING_FDS, IORING_UNREGISTER_RING_FDS,
+};
+
+/* io_uring_register(2) itself: Debian 12's liburing 2.3 declares
+ * io_uring_register_restrictions() and io_uring_enable_rings() but does not
+ * export them. */
+static int ring_register(struct io_uring *ring, unsigned op, void *arg,
+			 unsigned n)
+{
+	return (int)esca_sys_ret(syscall(__NR_io_uring_register, ring->ring_fd,
+					 op, arg, n));
+}
+
+/* Restrict a ring created with IORING_SETUP_R_DISABLED, then enable it. */
+static int ring_restrict(struct io_uring *ring)
+{
+	struct io_uring_restriction res[sizeof(allowed_sqe_ops) +
+					sizeof(allowed_register_ops) + 1];
+	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+	unsigned n = 0, nreg = sizeof(allowed_register_ops);
+	int r;
+
+	if (!p)
+		return -EINVAL;
+	memset(res, 0, sizeof(res));
+	for (size_t i = 0; i < sizeof(allowed_sqe_ops); i++) {
+		if (allowed_sqe_ops[i] > p->last_op)
+			continue;	/* an op this kernel lacks: never usable */
+		res[n].opcode = IORING_RESTRICTION_SQE_OP;
+		res[n++].sqe_op = allowed_sqe_ops[i];
+	}
+	io_uring_free_probe(p);
+	res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+	res[n++].sqe_flags = ALLOWED_SQE_FLAGS;
+	for (;;) {
+		for (unsigned i = 0; i < nreg; i++) {
+			res[n + i].opcode = IORING_RESTRICTION_REGISTER_OP;
+			res[n + i].register_op = allowed_register_ops[i];
+		}
+		r = ring_register(ring, IORING_REGISTER_RESTRICTIONS, res,
+				  n + nreg);
+		if (r != -EINVAL || nreg != sizeof(allowed_register_ops))
+			break;
+		nreg -= 2;	/* no RING_FDS on this kernel */
+	}
+	if (r < 0)
+		return r;
+	return ring_register(ring, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+}
+
+/* A ring with the allow-list, trying the best setup flags first (also
+ * native/tests/test_core.c, which checks the allow-list). */
+int esca__ring_setup(struct io_uring *ring, unsigned entries, unsigned *flags)
+{
+	int r = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+		struct io_uring_params p = {
+			.flags = flag_sets[i] | IORING_SETUP_R_DISABLED,
+		};
+
+		r = io_uring_queue_init_params(entries, ring, &p);
+		if (r == 0) {
+			r = ring_restrict(ring);
+			if (r < 0) {
+				io_uring_queue_exit(ring);
+				return r;	/* no ring without the allow-list */
+			}
+			if (flags)
+				*flags = flag_sets[i];
+			return 0;
+		}
+		if (r != -EINVAL)
+			return r;	/* EPERM, ENOSYS, ENOMEM: no flags help */
+	}
+	return r;
+}
+
+int esca__uring_init(struct esca_table *t)
+{
+	struct uring_state *u = calloc(1, sizeof(*u));
+	unsigned want = t->cap * 2;
+	int r;
+
+	if (!u)
+		return -ENOMEM;
+	if (want > 32768)
+		want = 32768;
+	r = esca__ring_setup(&u->ring, want, NULL);
+	if (r < 0) {
+		free(u);
+		return r;
+	}
+	u->sq_entries = u->ring.sq.ring_entries;
+	u->sf_direct = !!(t->cfg_flags & ESCA_CFG_SENDFILE_DIRECT);
+	if (t->cfg_flags & ESCA_CFG_FOLD_WAIT) {
+		struct io_uring_probe *p = io_uring_get_probe_ring(&u->ring);
+
+		u->have_epwait = p && io_uring_opcode_supported(p,
+							  IORING_OP_EPOLL_WAIT);
+		if (p)
+			io_uring_free_probe(p);
+	}
+	u->evfd = -1;
+	u->heads = calloc(t->cap, sizeof(*u->heads));
+	u->x = calloc(t->cap, sizeof(*u->x));
+	if (!u->heads || !u->x) {
+		io_uring_queue_exit(&u->ring);
+		free(u->heads);
+		free(u->x);
+		free(u);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < t->cap; i++)
+		u->x[i].slot = i;
+	(void)io_uring_register_ring_fd(&u->ring);	/* an optimisation */
+	u->have_setsockopt = check_setsockopt(&u->ring);
+	t->priv = u;
+	t->caps = ESCA_CAP_PARKS | ESCA_CAP_NO_SIGPIPE | ESCA__CAP_BOUNCE |
+		  (u->sf_direct ? ESCA_CAP_SENDFILE_DIRECT : 0) |
+		  (u->have_epwait ? ESCA_CAP_FOLD_WAIT : 0);
+	return 0;
+}
+
+/* Also after fork, in the child: the child's copy of the ring is unmapped
+ * and closed, nothing submitted. */
+void esca__uring_fini(struct esca_table *t)
+{
+	struct uring_state *u = t->priv;
+
+	if (!u)
+		return;
+	io_uring_queue_exit(&u->ring);
+	if (u->evfd >= 0)
+		esca_sys_close(u->evfd);
+	free(u->heads);
+	free(u->x);
+	free(u);
+	t->priv = NULL;
+}
+
+/* With DEFER_TASKRUN, a parked send moves only while this thread is in
+ * io_uring_enter; an eventfd registered with the ring is signalled when
+ * such work is queued, so an event loop can wait on it beside its own fds. */
+int esca__uring_progress_fd(struct esca_table *t)
+{
+	struct uring_state *u = t->priv;
+	int fd, r;
+
+	if (u->evfd >= 0)
+		return u->evfd;
+	fd = (int)esca_sys_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	r = io_uring_register_eventfd(&u->ring, fd);
+	t->st.kernel_entries += 2;
+	if (r < 0) {
+		esca_sys_close(fd);
+		return r;
+	}
+	u->evfd = fd;
+	io_uring_cq_eventfd_toggle(&u->ring, false);
+	return fd;
+}
+
+void esca__uring_progress_arm(struct esca_table *t, int on)
+{
+	struct uring_state *u = t->priv;
+
+	if (u->evfd >= 0)
+		io_uring_cq_eventfd_toggle(&u->ring, on != 0);
+}
+
+int esca__uring_owns_fd(struct esca_table *t, int fd)
+{
+	struct uring_state *u = t->priv;
+
+	return u && fd >= 0 && (fd == u->ring.ring_fd || fd == u->evfd);
+}
+
+/* ---- for esca doctor --------------------------------------------------- */
+
+static const char *const opnames[] = {
+	"NOP", "READV", "WRITEV", "FSYNC", "READ_FIXED", "WRITE_FIXED",
+	"POLL_ADD", "POLL_REMOVE", "SYNC_FILE_RANGE", "SENDMSG", "RECVMSG",
+	"TIMEOUT", "TIMEOUT_REMOVE", "ACCEPT", "ASYNC_CANCEL", "LINK_TIMEOUT",
+	"CONNECT", "FALLOCATE", "OPENAT", "CLOSE", "FILES_UPDATE", "STATX",
+	"READ", "WRITE", "FADVISE", "MADVISE", "SEND", "RECV", "OPENAT2",
+	"EPOLL_CTL", "SPLICE", "PROVIDE_BUFFERS", "REMOVE_BUFFERS", "TEE",
+	"SHUTDOWN", "RENAMEAT", "UNLINKAT", "MKDIRAT", "SYMLINKAT", "LINKAT",
+	"MSG_RING", "FSETXATTR", "SETXATTR", "FGETXATTR", "GETXATTR", "SOCKET",
+	"URING_CMD", "SEND_ZC", "SENDMSG_ZC", "READ_MULTISHOT", "WAITID",
+	"FUTEX_WAIT", "FUTEX_WAKE", "FUTEX_WAITV", "FIXED_FD_INSTALL",
+	"FTRUNCATE", "BIND", "LISTEN", "RECV_ZC", "EPOLL_WAIT", "READV_FIXED",
+	"WRITEV_FIXED", "PIPE",
+};
+
+const char *esca_uring_opname(int opcode)
+{
+	if (opcode < 0 || (size_t)opcode >= sizeof(opnames) / sizeof(opnames[0]))
+		return NULL;
+	return opnames[opcode];
+}
+
+int esca_uring_probe(unsigned char *ops, int nops, int *last_op,
+		     int *setsockopt_cmd, unsigned *setup_flags)
+{
+	struct io_uring ring;
+	struct io_uring_probe *p;
+	unsigned flags = 0;
+	int r;
+
+	if (ops && nops > 0)
+		memset(ops, 0, (size_t)nops);
+	if (setsockopt_cmd)
+		*setsockopt_cmd = 0;
+	r = esca__ring_setup(&ring, 8, &flags);
+	if (r < 0)
+		return r;
+	if (setup_flags)
+		*setup_flags = flags;
+	p = io_uring_get_probe_ring(&ring);
+	if (p) {
+		if (last_op)
+			*last_op = p->last_op;
+		for (int i = 0; i < nops && i <= p->last_op; i++)
+			ops[i] = io_uring_opcode_supported(p, i) ? 1 : 0;
+		io_uring_free_probe(p);
+	}
+	if (setsockopt_cmd)
+		*setsockopt_cmd = check_setsockopt(&ring);
+	io_uring_queue_exit(&ring);
+	return 0;
+}
