@@ -21,7 +21,7 @@ CC     ?= cc
 BUILD  := build
 CORE_SRC := $(sort $(wildcard native/core/*.c))
 CORE_HDR := $(wildcard native/include/*.h native/core/*.h native/tests/*.h)
-TEST_SRC := native/tests/test_core.c
+TEST_SRC := $(sort $(wildcard native/tests/*.c))
 
 CTEST_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Inative/include -Inative/core
 CTEST_LIBS   := -luring -lpthread

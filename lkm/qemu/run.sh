@@ -80,13 +80,13 @@ say "built esca.ko"
 
 # The guest's programs: static, so the initramfs needs no libraries.
 CFLAGS="-std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -static -Inative/include -Inative/core"
-$CC $CFLAGS -o "$OUT/root/test_core" native/tests/test_core.c native/core/*.c \
+$CC $CFLAGS -o "$OUT/root/test_core" native/tests/*.c native/core/*.c \
 	"$LIBURING_A" -lpthread
 $CC $CFLAGS -o "$OUT/root/test_lkm" lkm/tests/test_lkm.c -lpthread
 # The lkm executor's user-space side under ASan+UBSan too (the host's
 # `make ctest` cannot run it): dynamic, with its libraries copied along.
 $CC ${CFLAGS/-static/} -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -g \
-	-o "$OUT/root/test_core-asan" native/tests/test_core.c native/core/*.c \
+	-o "$OUT/root/test_core-asan" native/tests/*.c native/core/*.c \
 	-luring -lpthread
 for lib in $(ldd "$OUT/root/test_core-asan" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
 	mkdir -p "$OUT/root$(dirname "$lib")"

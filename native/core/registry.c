@@ -29,11 +29,14 @@ static const char *const op_names[ESCA_OP__COUNT] = { ESCA_OPS(OP_NAME) };
 static const unsigned char op_kinds[ESCA_OP__COUNT] = { ESCA_OPS(OP_KIND) };
 #undef OP_KIND
 
+static const char *name_in(const char *const *names, int count, int i)
+{
+	return i >= 0 && i < count ? names[i] : "unknown";
+}
+
 const char *esca_op_name(int op)
 {
-	if (op < 0 || op >= ESCA_OP__COUNT)
-		return "unknown";
-	return op_names[op];
+	return name_in(op_names, ESCA_OP__COUNT, op);
 }
 
 int esca__is_data(int op)
@@ -55,9 +58,7 @@ static const char *const exec_names[ESCA_EXEC__COUNT] = {
 
 const char *esca_executor_name(int kind)
 {
-	if (kind < 0 || kind >= ESCA_EXEC__COUNT)
-		return "unknown";
-	return exec_names[kind];
+	return name_in(exec_names, ESCA_EXEC__COUNT, kind);
 }
 
 #define WHY_NAME(E, n) [ESCA_WHY_##E] = #n,
@@ -68,7 +69,5 @@ static const char *const why_names[ESCA_WHY__COUNT] = {
 
 const char *esca_flush_reason_name(int why)
 {
-	if (why < 0 || why >= ESCA_WHY__COUNT)
-		return "unknown";
-	return why_names[why];
+	return name_in(why_names, ESCA_WHY__COUNT, why);
 }

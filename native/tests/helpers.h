@@ -3,15 +3,21 @@
  * CHECK_EQ and SKIP inside a test function (void, returns on the first
  * failure), test_exit_status() for main.  Exit status: 0 pass, 1 fail,
  * 77 skip (liburing's and automake's convention; the Makefile's run_ctest).
- * One translation unit per program: the counters are static. */
+ * A program's counters are defined once, in the file that has main (with
+ * TEST_COUNTERS_HERE defined before including this header). */
 #ifndef ESCA_TEST_HELPERS_H
 #define ESCA_TEST_HELPERS_H
 
 #include <stdio.h>
 
-static int test_failures;	/* CHECKs that failed */
-static int test_skipped;	/* SKIPs */
-static const char *test_context = "";	/* printed with each failure */
+#ifdef TEST_COUNTERS_HERE
+int test_failures;		/* CHECKs that failed */
+int test_skipped;		/* SKIPs */
+const char *test_context = "";	/* printed with each failure */
+#else
+extern int test_failures, test_skipped;
+extern const char *test_context;
+#endif
 
 #define CHECK(cond)                                                          \
 	do {                                                                 \
