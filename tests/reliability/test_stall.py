@@ -4,7 +4,7 @@ Client A asks for 64 MiB and reads nothing; then client B asks for 20 KiB.
 Plainly, lighttpd and nginx (1 worker, so A and B share it) answer B at
 once.  Under esca, nginx does not: its deferred sendfile returns the whole
 chunk at once, nginx goes on sending, and the next call on A's socket waits
-in user space for the parked one (contract item 3), so the worker's event
+in user space for the parked one (DESIGN.md, "Contract: order"), so the worker's event
 loop stopped until A reads.  Now such a call on a non-blocking socket gets
 EAGAIN, as from a full socket, and the socket's edge-triggered registration
 is re-armed once the parked bytes are out.  The sequential executor runs

@@ -615,7 +615,7 @@ def shutdown_how(o: Obs) -> None:
         os.close(fd)
 
 
-# ---- errors known only when the batch runs (contract item 5) ---------------
+# ---- errors known only when the batch runs (DESIGN.md, "Contract: errors") ---------------
 
 @case
 def deferred_error_shutdown_unconnected(o: Obs) -> None:
