@@ -28,7 +28,7 @@ def test_d05_signal_handler_that_writes(
 ) -> None:
     exe = prog("d05_signal_write", tmp_path_factory)
     # plain: ~1 s (a timer every 100 us); the bound only catches the spin
-    r = run_on_sockets(mode, [exe, str(RECORDS)], tmp_path, timeout=40)
+    r = run_on_sockets(mode, [exe, str(RECORDS)], tmp_path, timeout=25)
     assert r.rc == 0, r
     assert r.out == b"".join(b"%08d\n" % i for i in range(RECORDS)), r
     assert r.err.startswith(b"records %d fired " % RECORDS), r

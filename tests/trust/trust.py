@@ -121,15 +121,18 @@ def run(
     env: dict[str, str] | None = None,
     timeout: float = TIMEOUT,
     tag: str = "run",
+    input: bytes | None = None,
     **popen: Any,
 ) -> Run:
     """Run argv in mode to completion; stdout/stderr captured unless given."""
     st = tmp / f"stats-{tag}-{mode}.json"
     kw: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    if input is not None:
+        kw["stdin"] = subprocess.PIPE
     kw.update(popen)
     p = subprocess.Popen(argv_for(mode, argv, st, *esca_opts), env=env_for(mode, env), **kw)
     try:
-        out, err = p.communicate(timeout=timeout)
+        out, err = p.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         p.kill()
         out, err = p.communicate()

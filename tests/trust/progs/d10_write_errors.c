@@ -23,7 +23,7 @@ static void show(const char *what, long r, int e)
 
 int main(int argc, char **argv)
 {
-	struct rlimit rl = { 10, 10 };
+	struct rlimit rl, old;
 	long r;
 	int fd;
 
@@ -31,7 +31,11 @@ int main(int argc, char **argv)
 		return 2;
 	signal(SIGXFSZ, SIG_IGN);
 	fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || setrlimit(RLIMIT_FSIZE, &rl))
+	if (fd < 0 || getrlimit(RLIMIT_FSIZE, &old))
+		return 1;
+	rl = old;
+	rl.rlim_cur = 10;	/* the soft limit only: put back before exit */
+	if (setrlimit(RLIMIT_FSIZE, &rl))
 		return 1;
 	if (!strcmp(argv[1], "short")) {
 		r = write(fd, "0123456789abcdef", 16);
@@ -51,5 +55,6 @@ int main(int argc, char **argv)
 	r = close(fd);
 	show("close", r, errno);
 	fflush(stdout);
+	setrlimit(RLIMIT_FSIZE, &old);	/* the stats file is written at exit */
 	return 0;
 }
