@@ -1,0 +1,98 @@
+"""Issue 12 defects 5, 6 and 7: bytes lost or stuck - a signal handler that
+writes, other threads' bytes at exit, the last words before a crash.
+stdout and stderr are stream sockets read by the test (the peer)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from .trust import assert_deferred, modes, prog, python, run_on_sockets
+
+RECORDS = 50000
+
+
+@pytest.mark.parametrize(
+    "mode",
+    modes(
+        sequential="issue 12 defect 5: a SIGALRM handler's write re-enters the queue:"
+        " the main thread spins in its flush",
+        uring="issue 12 defect 5: a SIGALRM handler's write re-enters the queue:"
+        " the main thread spins in its flush",
+    ),
+)
+def test_d05_signal_handler_that_writes(
+    mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exe = prog("d05_signal_write", tmp_path_factory)
+    # plain: ~1 s (a timer every 100 us); the bound only catches the spin
+    r = run_on_sockets(mode, [exe, str(RECORDS)], tmp_path, timeout=25)
+    assert r.rc == 0, r
+    assert r.out == b"".join(b"%08d\n" % i for i in range(RECORDS)), r
+    assert r.err.startswith(b"records %d fired " % RECORDS), r
+    fired = int(r.err.split()[3])
+    assert fired > 10, r  # the handler ran while records were written
+    assert_deferred(mode, r.stats_path, write=RECORDS // 2)
+
+
+@pytest.mark.parametrize("how", ["return", "exit"])
+@pytest.mark.parametrize(
+    "mode",
+    modes(
+        sequential="issue 12 defect 6: exit flushes only the calling thread's table",
+        uring="issue 12 defect 6: exit flushes only the calling thread's table",
+    ),
+)
+def test_d06_other_threads_bytes_at_exit(
+    mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exe = prog("d06_exit_threads", tmp_path_factory)
+    r = run_on_sockets(mode, [exe, how], tmp_path)
+    assert r.rc == 0, r
+    assert r.out == b"worker-bytes\nmain-bytes\n", r
+    assert_deferred(mode, r.stats_path, write=2)
+
+
+CRASH = "issue 12 defect 7: a fatal signal loses the pending bytes"
+
+
+@pytest.mark.parametrize("how,sig", [("abort", signal.SIGABRT), ("segv", signal.SIGSEGV)])
+@pytest.mark.parametrize("mode", modes(sequential=CRASH, uring=CRASH))
+def test_d07_last_words_before_a_crash(
+    mode: str, how: str, sig: int, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exe = prog("d07_crash", tmp_path_factory)
+    # the same writes with a normal exit: its stats show they are deferred
+    c = run_on_sockets(mode, [exe, "control"], tmp_path, tag="control")
+    assert (c.rc, c.out, c.err) == (0, b"working\n", b"fatal: cannot go on\n"), c
+    assert_deferred(mode, c.stats_path, write=2)
+    r = run_on_sockets(mode, [exe, how], tmp_path)
+    assert r.rc == -sig, r
+    assert r.out == b"working\n", r
+    assert r.err == b"fatal: cannot go on\n", r
+
+
+PY_LAST = (
+    "import os, signal, sys\n"
+    "print('last words', flush=True)\n"
+    "if sys.argv[1] == 'kill':\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+)
+
+
+@pytest.mark.parametrize(
+    "mode",
+    modes(
+        sequential="issue 12 defect 7: print(flush=True) then SIGKILL: nothing printed",
+        uring="issue 12 defect 7: print(flush=True) then SIGKILL: nothing printed",
+    ),
+)
+def test_d07_python_print_flush_then_sigkill(mode: str, tmp_path: Path) -> None:
+    c = run_on_sockets(mode, [python(), "-c", PY_LAST, "control"], tmp_path, tag="control")
+    assert (c.rc, c.out) == (0, b"last words\n"), c
+    assert_deferred(mode, c.stats_path, write=1)
+    r = run_on_sockets(mode, [python(), "-c", PY_LAST, "kill"], tmp_path)
+    assert r.rc == -signal.SIGKILL, r
+    assert r.out == b"last words\n", r

@@ -1,0 +1,254 @@
+"""Issue 12: the same small C program run plainly, under `esca run
+--executor sequential` and under `esca run --executor uring`.
+
+Each test compares what a peer, a file or the program itself sees in the
+three runs, and asserts from the stats file (`--stats PATH`) that the calls it
+is about were deferred, so that it fails when the library passes everything
+through (ESCA_DISABLE=1; `ESCA_TRUST_PASSTHROUGH=1 pytest tests/trust` forces
+that for the esca runs, to check that the tests would notice).
+
+A defect that today's library has is an xfail(strict=True) on that executor's
+case: the suite stays green and flips when the defect is fixed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyesca import stats as esca_stats
+from reliability.conftest import compile_c
+from servers.conftest import mode_skip_reason
+from servers.harness import esca_command
+
+HERE = Path(__file__).resolve().parent
+PROGS = HERE / "progs"
+MODES = ("plain", "sequential", "uring")
+TIMEOUT = 60.0
+
+_built: dict[str, Path] = {}
+
+
+def prog(name: str, tmp_factory: pytest.TempPathFactory, *extra: str) -> Path:
+    """progs/NAME.c compiled once per session (-Wall -Wextra -Werror)."""
+    if name not in _built:
+        out = tmp_factory.mktemp("trust-bin")
+        _built[name] = compile_c(PROGS / f"{name}.c", out, "-pthread", *extra)
+    return _built[name]
+
+
+def modes(**xfail: str) -> list[Any]:
+    """pytest params plain/sequential/uring; xfail={executor: reason} marks
+    that executor's case xfail(strict=True); skipped where it cannot run."""
+    out = []
+    for m in MODES:
+        marks: list[Any] = []
+        reason = mode_skip_reason(m)
+        if reason:
+            marks.append(pytest.mark.skip(reason=reason))
+        if m in xfail:
+            marks.append(pytest.mark.xfail(strict=True, reason=xfail[m]))
+        out.append(pytest.param(m, marks=marks, id=m))
+    return out
+
+
+def passthrough() -> bool:
+    return os.environ.get("ESCA_TRUST_PASSTHROUGH") == "1"
+
+
+def argv_for(mode: str, argv: Sequence[str], stats: Path, *esca_opts: str) -> list[str]:
+    if mode == "plain":
+        return [str(a) for a in argv]
+    return [
+        *esca_command(),
+        "run",
+        "--executor",
+        mode,
+        "--stats",
+        str(stats),
+        *esca_opts,
+        "--",
+        *[str(a) for a in argv],
+    ]
+
+
+def env_for(mode: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("ESCA_TRUST_PASSTHROUGH", None)
+    if mode != "plain" and passthrough():
+        env["ESCA_DISABLE"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Run:
+    mode: str
+    rc: int
+    out: bytes
+    err: bytes
+    stats_path: Path
+
+    def text(self) -> str:
+        return self.out.decode(errors="replace")
+
+    def lines(self) -> list[str]:
+        return self.text().splitlines()
+
+    def stats(self) -> esca_stats.ProcessStats:
+        return esca_stats.load(self.stats_path).total
+
+    def __str__(self) -> str:
+        return (
+            f"mode={self.mode} rc={self.rc}\nstdout={self.out[:2000]!r}\nstderr={self.err[:2000]!r}"
+        )
+
+
+def run(
+    mode: str,
+    argv: Sequence[str],
+    tmp: Path,
+    *,
+    esca_opts: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = TIMEOUT,
+    tag: str = "run",
+    input: bytes | None = None,
+    **popen: Any,
+) -> Run:
+    """Run argv in mode to completion; stdout/stderr captured unless given."""
+    st = tmp / f"stats-{tag}-{mode}.json"
+    kw: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    if input is not None:
+        kw["stdin"] = subprocess.PIPE
+    kw.update(popen)
+    p = subprocess.Popen(argv_for(mode, argv, st, *esca_opts), env=env_for(mode, env), **kw)
+    try:
+        out, err = p.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError(
+            f"{mode}: {argv} still running after {timeout}s"
+            f" (stdout {out[:500]!r}, stderr {err[:500]!r})"
+        ) from None
+    return Run(mode, p.returncode, out or b"", err or b"", st)
+
+
+def start(
+    mode: str,
+    argv: Sequence[str],
+    tmp: Path,
+    *,
+    esca_opts: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    tag: str = "run",
+    **popen: Any,
+) -> tuple[subprocess.Popen[bytes], Path]:
+    st = tmp / f"stats-{tag}-{mode}.json"
+    p = subprocess.Popen(argv_for(mode, argv, st, *esca_opts), env=env_for(mode, env), **popen)
+    return p, st
+
+
+def deferred(path: Path, *calls: str) -> dict[str, int]:
+    """{call: deferred count} summed over the processes of the stats file."""
+    tot = esca_stats.load(path).total
+    return {c: tot.syscalls[c].deferred for c in calls}
+
+
+def assert_deferred(mode: str, path: Path, **at_least: int) -> esca_stats.ProcessStats | None:
+    """Under an executor: each call deferred at least that many times."""
+    if mode == "plain":
+        return None
+    assert path.exists() or esca_stats.stats_files(path), f"{mode}: no stats file at {path}"
+    tot = esca_stats.load(path).total
+    got = {c: tot.syscalls[c].deferred for c in at_least}
+    for c, n in at_least.items():
+        assert got[c] >= n, (
+            f"{mode}: {c} deferred {got[c]} < {n}: the library passed it"
+            f" through ({got}); executor {tot.executor!r}"
+        )
+    return tot
+
+
+def read_until_eof(s: socket.socket, timeout: float = 20.0) -> tuple[bytes, bool]:
+    """Everything until EOF; (bytes, saw_eof) - no EOF within timeout is False."""
+    s.settimeout(timeout)
+    chunks = []
+    try:
+        while True:
+            c = s.recv(1 << 16)
+            if not c:
+                return b"".join(chunks), True
+            chunks.append(c)
+    except (TimeoutError, socket.timeout):
+        return b"".join(chunks), False
+    except ConnectionResetError:
+        return b"".join(chunks), True
+
+
+def python() -> str:
+    return sys.executable
+
+
+def run_on_sockets(
+    mode: str,
+    argv: Sequence[str],
+    tmp: Path,
+    *,
+    esca_opts: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = TIMEOUT,
+    tag: str = "run",
+) -> Run:
+    """Run argv with stdout and stderr each a stream socket (the deferral
+    every scope keeps) read by this process until EOF; a program still
+    running after timeout is killed and the test fails."""
+    import threading
+
+    st = tmp / f"stats-{tag}-{mode}.json"
+    o_mine, o_theirs = socket.socketpair()
+    e_mine, e_theirs = socket.socketpair()
+    got: dict[str, bytes] = {}
+
+    def reader(name: str, s: socket.socket) -> None:
+        got[name] = read_until_eof(s, timeout)[0]
+
+    p = subprocess.Popen(
+        argv_for(mode, argv, st, *esca_opts),
+        env=env_for(mode, env),
+        stdin=subprocess.DEVNULL,
+        stdout=o_theirs,
+        stderr=e_theirs,
+    )
+    o_theirs.close()
+    e_theirs.close()
+    ths = [
+        threading.Thread(target=reader, args=("out", o_mine), daemon=True),
+        threading.Thread(target=reader, args=("err", e_mine), daemon=True),
+    ]
+    for t in ths:
+        t.start()
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        for t in ths:
+            t.join(5)
+        raise AssertionError(
+            f"{mode}: {argv} still running after {timeout}s (stdout {got.get('out', b'')[-300:]!r})"
+        ) from None
+    for t in ths:
+        t.join(timeout)
+    o_mine.close()
+    e_mine.close()
+    return Run(mode, p.returncode, got.get("out", b""), got.get("err", b""), st)
