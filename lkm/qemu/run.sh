@@ -2,8 +2,9 @@
 # lkm/qemu/run.sh - build the esca kernel module against Debian's kernel
 # headers, boot that kernel in QEMU (TCG: no KVM) with a busybox initramfs,
 # load the module there and run the native core's C tests under every
-# executor (lkm included) and the module's bad-input tests
-# (lkm/tests/test_lkm.c); then check the guest's kernel log.
+# executor (lkm included) and the module's own tests (lkm/tests/test_*.c:
+# bad input, policy, interruption, memlock, read/write accounting); then
+# check the guest's kernel log.
 #
 # Exit status: 0 pass, 1 fail, 77 skip (with the reason; `make test-lkm`
 # installs what is needed first, so there it does not skip).
@@ -82,7 +83,20 @@ say "built esca.ko"
 CFLAGS="-std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -static -Inative/include -Inative/core"
 $CC $CFLAGS -o "$OUT/root/test_core" native/tests/test_core.c native/core/*.c \
 	"$LIBURING_A" -lpthread
-$CC $CFLAGS -o "$OUT/root/test_lkm" lkm/tests/test_lkm.c -lpthread
+# The module's own tests: each lkm/tests/test_*.c a program of its own.
+mkdir -p "$OUT/root/lkm-tests"
+LKM_TESTS=
+for src in lkm/tests/test_*.c; do
+	name=$(basename "$src" .c)
+	case $name in	# test_exec_*: through the native core's lkm executor
+	test_exec_*) core="native/core/*.c $LIBURING_A" ;;
+	*) core= ;;
+	esac
+	# shellcheck disable=SC2086
+	$CC $CFLAGS -Ilkm/tests -o "$OUT/root/lkm-tests/$name" "$src" $core -lpthread
+	chmod 755 "$OUT/root/lkm-tests/$name"
+	LKM_TESTS="$LKM_TESTS $name"
+done
 # The lkm executor's user-space side under ASan+UBSan too (the host's
 # `make ctest` cannot run it): dynamic, with its libraries copied along.
 $CC ${CFLAGS/-static/} -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -g \
@@ -100,7 +114,8 @@ cp "$BUSYBOX" "$R/bin/busybox"
 cp lkm/qemu/init "$R/init"
 chmod 755 "$R/init"
 cp "$OUT/src/lkm/esca.ko" "$R/esca.ko"
-printf 'EXECUTORS="%s"\nREPEAT=%d\n' "$EXECUTORS" "$REPEAT" >"$R/config"
+printf 'EXECUTORS="%s"\nREPEAT=%d\nLKM_TESTS="%s"\n' "$EXECUTORS" "$REPEAT" \
+	"$LKM_TESTS" >"$R/config"
 (cd "$R" && find . | cpio -o -H newc --quiet) | gzip -1 >"$OUT/initramfs.cpio.gz"
 
 # Boot.  TCG only: nested KVM hangs this guest at boot.
@@ -131,7 +146,9 @@ check() {	# name, wanted value
 grep -q '^ESCA-LKM: done' "$LOG.txt" || { say "the guest did not report" >&2; ok=0; }
 check insmod 'rc=0'
 check test_core 'rc=0'
-check test_lkm 'rc=0'
+for name in $LKM_TESTS; do
+	check "$name" 'rc=0'
+done
 check test_core-asan 'rc=0'
 check test_core-repeat 'fails=0'
 check rmmod 'rc=0'
