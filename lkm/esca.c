@@ -17,6 +17,10 @@
  *    before it is checked, so user space changing it meanwhile cannot get an
  *    unchecked value past the checks.  Data buffers are not pinned: they
  *    are read with the usual user-copy routines, in the caller's context.
+ *  - No policy bypass: a caller under a seccomp filter, ptrace, syscall
+ *    tracepoints, syscall user dispatch or syscall auditing gets -EACCES
+ *    from FLUSH (nothing run) and runs its calls as plain system calls:
+ *    those mechanisms would otherwise see one ioctl (see watched()).
  *  - An allow-list of ops (those the native core defers, less setsockopt);
  *    anything else, and out-of-bounds fields, complete with -EINVAL.
  *  - Per-fd order survives short writes: an entry that stops short (a full
@@ -51,6 +55,8 @@
  * refuse an option is not acceptable; the lkm executor runs it as a plain
  * system call at its turn.
  */
+#include <linux/audit.h>
+#include <linux/capability.h>
 #include <linux/compat.h>
 #include <linux/fdtable.h>
 #include <linux/file.h>
@@ -62,6 +68,10 @@
 #include <linux/mutex.h>
 #include <linux/net.h>
 #include <linux/nospec.h>
+#include <linux/ptrace.h>
+#include <linux/sched/user.h>
+#include <linux/sched/xacct.h>
+#include <linux/seccomp.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
@@ -607,6 +617,53 @@ free_pages:
 	return r;
 }
 
+/* Whether the caller's system calls are watched or filtered: a seccomp
+ * filter (or strict mode), a ptrace tracer, syscall tracepoints (perf,
+ * BPF), syscall user dispatch, or an audit context with rules to apply.
+ * Each of them sees or decides a system call at its entry, and would see
+ * only one ioctl: the module does not run calls past them.  (Running each
+ * entry through them instead is not possible from a module: seccomp's
+ * filter runner, the ptrace stops and the audit entry hooks take the
+ * system call's registers and are not exported.) */
+static bool watched(void)
+{
+#ifdef CONFIG_SECCOMP
+	if (READ_ONCE(current->seccomp.mode) != SECCOMP_MODE_DISABLED)
+		return true;
+#endif
+	if (READ_ONCE(current->ptrace))
+		return true;
+#ifdef CONFIG_GENERIC_ENTRY
+	if (READ_ONCE(current_thread_info()->syscall_work) &
+	    (SYSCALL_WORK_SECCOMP | SYSCALL_WORK_SYSCALL_TRACEPOINT |
+	     SYSCALL_WORK_SYSCALL_TRACE | SYSCALL_WORK_SYSCALL_EMU |
+	     SYSCALL_WORK_SYSCALL_USER_DISPATCH))
+		return true;
+	if (test_syscall_work(SYSCALL_AUDIT) && !audit_dummy_context())
+		return true;
+#else
+#ifdef TIF_SECCOMP
+	if (test_thread_flag(TIF_SECCOMP))
+		return true;
+#endif
+#ifdef TIF_SYSCALL_TRACEPOINT
+	if (test_thread_flag(TIF_SYSCALL_TRACEPOINT))
+		return true;
+#endif
+#ifdef TIF_SYSCALL_EMU
+	if (test_thread_flag(TIF_SYSCALL_EMU))
+		return true;
+#endif
+	if (test_thread_flag(TIF_SYSCALL_TRACE))
+		return true;
+#ifdef TIF_SYSCALL_AUDIT
+	if (test_thread_flag(TIF_SYSCALL_AUDIT) && !audit_dummy_context())
+		return true;
+#endif
+#endif
+	return false;
+}
+
 static long esca_flush(struct esca_ctx *ctx, void __user *arg)
 {
 	struct esca_hold h = { .n = 0 };
@@ -622,12 +679,16 @@ static long esca_flush(struct esca_ctx *ctx, void __user *arg)
 	if (fl.flags || fl.reserved || fl.first > ctx->nents ||
 	    fl.count > ctx->nents - fl.first)
 		return -EINVAL;
+	if (watched())
+		return -EACCES;
 	for (i = 0; i < fl.count; i++) {
 		struct esca_lkm_entry *slot = &ctx->tab[fl.first + i];
 
 		if (READ_ONCE(slot->state) != ESCA_LKM_BUSY)
 			continue;
-		if (fatal_signal_pending(current))
+		/* a tracer or filter that came meanwhile: the rest stay
+		 * BUSY, and the next flush says EACCES */
+		if (fatal_signal_pending(current) || watched())
 			break;
 		if (!run_entry(slot, &h))
 			break;	/* a signal: deliver it, the caller goes on */

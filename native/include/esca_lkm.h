@@ -28,6 +28,14 @@
  * before anything was done stays ESCA_LKM_BUSY: the flush stops there and
  * returns, the signal is delivered, and the caller flushes the rest again
  * (from a table it builds anew: what a walk held is not remembered).
+ *
+ * Policy.  The module does not run calls past the caller's system call
+ * policy or observers: while the calling thread has a seccomp filter (or
+ * strict mode), a ptrace tracer, syscall tracepoints enabled, syscall user
+ * dispatch, or an audit context with rules, FLUSH fails with EACCES and
+ * runs nothing; the caller then makes the calls as plain system calls
+ * (native/core/lkm.c does).  setsockopt is not run by the module (its LSM
+ * and cgroup-BPF hooks are out of a module's reach).
  */
 #ifndef ESCA_LKM_H
 #define ESCA_LKM_H
@@ -100,7 +108,8 @@ struct esca_lkm_flush {
 #define ESCA_IOC_REGISTER _IOW(ESCA_IOC_MAGIC, 1, struct esca_lkm_register)
 /* Entries walked (count, or fewer when a signal stopped the walk), or
  * -1/errno: EBADFD (no table registered), EINVAL (bounds), EPERM (another
- * process's table). */
+ * process's table), EACCES (the caller is filtered, traced or audited: see
+ * "Policy"; make the calls plainly). */
 #define ESCA_IOC_FLUSH _IOW(ESCA_IOC_MAGIC, 2, struct esca_lkm_flush)
 
 #endif /* ESCA_LKM_H */
