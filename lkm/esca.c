@@ -21,8 +21,9 @@
  *    tracepoints, syscall user dispatch or syscall auditing gets -EACCES
  *    from FLUSH (nothing run) and runs its calls as plain system calls:
  *    those mechanisms would otherwise see one ioctl (see watched()).
- *  - An allow-list of ops (those the native core defers, less setsockopt);
- *    anything else, and out-of-bounds fields, complete with -EINVAL.
+ *  - An allow-list of ops (those the native core defers, less setsockopt
+ *    and shutdown); anything else, and out-of-bounds fields, complete with
+ *    -EINVAL.
  *  - Per-fd order survives short writes: an entry that stops short (a full
  *    non-blocking socket) holds its key, and later entries with that key
  *    stay BUSY for the next flush instead of overtaking its rest.
@@ -44,16 +45,15 @@
  *   send, sendmsg   sockfd_lookup + sock_sendmsg (LSM socket_sendmsg);
  *                   O_NONBLOCK becomes MSG_DONTWAIT as in the system call
  *   sendfile        do_sendfile()'s steps with do_splice_direct
- *   shutdown        sockfd_lookup + kernel_sock_shutdown.  The LSM hook
- *                   security_socket_shutdown() is not exported, so it is
- *                   not consulted (the caller owns the fd it shuts down)
  *   close           close_fd, as close(2)
  *   fsync           fget + vfs_fsync
  *
  * setsockopt is not on the list: its LSM and cgroup-BPF hooks are not
  * reachable from a module, and skipping a BPF policy that may rewrite or
  * refuse an option is not acceptable; the lkm executor runs it as a plain
- * system call at its turn.
+ * system call at its turn.  shutdown neither: kernel_sock_shutdown() skips
+ * security_socket_shutdown(), which is not exported (an LSM may refuse
+ * shutdown(2): AppArmor and SELinux mediate it).
  */
 #include <linux/audit.h>
 #include <linux/capability.h>
@@ -409,21 +409,7 @@ static void run_sendfile(const struct esca_lkm_entry *e, struct esca_res *res)
 	settle(res, done, stop);
 }
 
-/* ---- shutdown, close, fsync ------------------------------------------- */
-
-static void run_shutdown(const struct esca_lkm_entry *e, struct esca_res *res)
-{
-	struct socket *sock;
-	int err = 0;
-
-	sock = sockfd_lookup(e->fd, &err);
-	if (!sock) {
-		res->result = err;
-		return;
-	}
-	res->result = kernel_sock_shutdown(sock, e->flags);
-	sockfd_put(sock);
-}
+/* ---- close, fsync ----------------------------------------------------- */
 
 static void run_close(const struct esca_lkm_entry *e, struct esca_res *res)
 {
@@ -448,14 +434,16 @@ static void run_fsync(const struct esca_lkm_entry *e, struct esca_res *res)
 typedef void (*esca_run_fn)(const struct esca_lkm_entry *e,
 			    struct esca_res *res);
 
-/* The allow-list. */
+/* The allow-list.  Not on it: setsockopt (see the top of the file) and
+ * shutdown: security_socket_shutdown() is not exported and
+ * kernel_sock_shutdown() skips it, so an LSM that refuses shutdown(2)
+ * would be bypassed; both run as plain system calls in user space. */
 static const esca_run_fn esca_ops[ESCA_LKM_OP__COUNT] = {
 	[ESCA_LKM_WRITE] = run_data,
 	[ESCA_LKM_WRITEV] = run_data,
 	[ESCA_LKM_SEND] = run_data,
 	[ESCA_LKM_SENDMSG] = run_data,
 	[ESCA_LKM_SENDFILE] = run_sendfile,
-	[ESCA_LKM_SHUTDOWN] = run_shutdown,
 	[ESCA_LKM_CLOSE] = run_close,
 	[ESCA_LKM_FSYNC] = run_fsync,
 };

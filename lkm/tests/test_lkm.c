@@ -189,7 +189,8 @@ static void test_bad_entries(void)
 	tab[i].count = 1;				want[i++] = -EBADF;
 	set_op(&tab[i], ESCA_LKM_SHUTDOWN, sv[0]);
 	tab[i].flags = 42;				want[i++] = -EINVAL;
-	set_op(&tab[i], ESCA_LKM_SHUTDOWN, p[1]);	want[i++] = -ENOTSOCK;
+	set_op(&tab[i], ESCA_LKM_SHUTDOWN, sv[0]);	/* not run (test_policy) */
+	tab[i].flags = SHUT_WR;				want[i++] = -EINVAL;
 	set_op(&tab[i], ESCA_LKM_CLOSE, -1);		want[i++] = -EBADF;
 	set_op(&tab[i], ESCA_LKM_FSYNC, p[1]);		want[i++] = -EINVAL;
 	set_op(&tab[i], ESCA_LKM_FSYNC, 99999);		want[i++] = -EBADF;
@@ -361,7 +362,7 @@ static void test_hold(void)
 	CHECK_EQ(flush(fd, 0, 8), 8);
 	CHECK(stopped_short(&tab[2], 4));
 	CHECK_EQ(tab[4].result, 0);		/* the file is closed */
-	CHECK_EQ(tab[6].result, 0);		/* a[0] shut down */
+	CHECK_EQ(tab[6].result, -EINVAL);	/* ran: shutdown is not run */
 	CHECK_EQ(tab[7].result, -EBADF);	/* after the close */
 	close(fd);
 	close(p[0]);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * test_policy.c - a FLUSH never runs calls past the caller's syscall policy: under a seccomp filter, ptrace or syscall tracepoints it refuses (EACCES, entries left BUSY).
+ * test_policy.c - a FLUSH never runs calls past the caller's syscall policy: under a seccomp filter, ptrace or syscall tracepoints it refuses (EACCES, entries left BUSY), and SHUTDOWN (whose LSM hook a module cannot reach) is not run by the module.
  *
  * Exit status: 0 pass, 1 fail, 77 skip (no /dev/esca); a case this guest
  * cannot set up (no tracefs) prints "skip" and passes. */
@@ -205,10 +205,34 @@ out:
 	munmap(tab, 4 * ENT);
 }
 
+/* SHUTDOWN is not on the allow-list: security_socket_shutdown() is out of
+ * a module's reach (kernel_sock_shutdown skips it), so an LSM that refuses
+ * shutdown(2) would be bypassed.  The entry ends -EINVAL, the socket is
+ * untouched; the user side runs shutdown as a plain system call. */
+static void test_shutdown_not_run(void)
+{
+	int fd = dev_open(), sv[2];
+	struct esca_lkm_entry *tab = table_map(4);
+
+	CHECK(fd >= 0 && tab && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	CHECK_EQ(reg(fd, tab, 4), 0);
+	set_op(&tab[0], ESCA_LKM_SHUTDOWN, sv[0]);
+	tab[0].flags = SHUT_WR;
+	CHECK_EQ(flush(fd, 0, 1), 1);
+	CHECK_EQ(tab[0].state, ESCA_LKM_DONE);
+	CHECK_EQ(tab[0].result, -EINVAL);
+	CHECK(nothing_arrived(sv[1]));	/* no end of file: not shut down */
+	close(sv[0]);
+	close(sv[1]);
+	close(fd);
+	munmap(tab, 4 * ENT);
+}
+
 static const struct lkm_test tests[] = {
 	{ "seccomp", test_seccomp },
 	{ "ptrace", test_ptrace },
 	{ "tracepoint", test_tracepoint },
+	{ "shutdown_not_run", test_shutdown_not_run },
 };
 
 int main(int argc, char **argv)

@@ -34,8 +34,8 @@
  * strict mode), a ptrace tracer, syscall tracepoints enabled, syscall user
  * dispatch, or an audit context with rules, FLUSH fails with EACCES and
  * runs nothing; the caller then makes the calls as plain system calls
- * (native/core/lkm.c does).  setsockopt is not run by the module (its LSM
- * and cgroup-BPF hooks are out of a module's reach).
+ * (native/core/lkm.c does).  shutdown and setsockopt are not run by the
+ * module (their LSM hooks are out of a module's reach).
  */
 #ifndef ESCA_LKM_H
 #define ESCA_LKM_H
@@ -53,7 +53,7 @@ enum esca_lkm_op {
 	ESCA_LKM_SEND,		/* send(fd, iov[0], flags)        iovcnt 1  */
 	ESCA_LKM_SENDMSG,	/* sendmsg(fd, {iov, iovcnt}, flags)       */
 	ESCA_LKM_SENDFILE,	/* sendfile(fd, fd2, offset or -1, count)  */
-	ESCA_LKM_SHUTDOWN,	/* shutdown(fd, how = flags)               */
+	ESCA_LKM_SHUTDOWN,	/* not executed by the module: -EINVAL     */
 	ESCA_LKM_CLOSE,		/* close(fd)                               */
 	ESCA_LKM_SETSOCKOPT,	/* not executed by the module: -EINVAL     */
 	ESCA_LKM_FSYNC,		/* fsync(fd)                               */
