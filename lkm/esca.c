@@ -24,6 +24,10 @@
  *  - An allow-list of ops (those the native core defers, less setsockopt
  *    and shutdown); anything else, and out-of-bounds fields, complete with
  *    -EINVAL.
+ *  - Interruptible: any signal (SIGSTOP, the cgroup freezer) stops a flush
+ *    between chunks of a write and between entries, the rest left pending,
+ *    as a plain write(2) would stop.  A sendfile entry moves at most
+ *    MAX_RW_COUNT bytes, as sendfile(2) does.
  *  - Per-fd order survives short writes: an entry that stops short (a full
  *    non-blocking socket) holds its key, and later entries with that key
  *    stay BUSY for the next flush instead of overtaking its rest.
@@ -298,8 +302,10 @@ static void run_data(const struct esca_lkm_entry *e, struct esca_res *res)
 		done += r;
 		if (r == 0 || done >= total)
 			break;	/* finished, or no progress: stop */
-		if (fatal_signal_pending(current))
+		if (signal_pending(current)) {
+			stop = -EINTR;	/* stop or freeze now, the rest later */
 			break;
+		}
 		cond_resched();
 	}
 out:
@@ -384,26 +390,31 @@ put_in:
 static void run_sendfile(const struct esca_lkm_entry *e, struct esca_res *res)
 {
 	loff_t off = e->offset;
-	size_t done = 0;
+	size_t count, done = 0;
 	long stop = 0;
 
 	if (e->offset < -1 || e->count > LLONG_MAX) {
 		res->result = -EINVAL;
 		return;
 	}
+	/* one sendfile(2) moves at most MAX_RW_COUNT bytes: so does one
+	 * entry (the caller sends the rest as it would after the call) */
+	count = min_t(u64, e->count, MAX_RW_COUNT);
 	for (;;) {
 		long r = sendfile_once(e->fd, e->fd2, e->offset >= 0 ? &off : NULL,
-				       e->count - done);
+				       count - done);
 
 		if (r < 0) {
 			stop = r;
 			break;
 		}
 		done += r;
-		if (r == 0 || done >= e->count)
+		if (r == 0 || done >= count)
 			break;	/* finished, or end of file */
-		if (fatal_signal_pending(current))
+		if (signal_pending(current)) {
+			stop = -EINTR;
 			break;
+		}
 		cond_resched();
 	}
 	settle(res, done, stop);
@@ -674,9 +685,11 @@ static long esca_flush(struct esca_ctx *ctx, void __user *arg)
 
 		if (READ_ONCE(slot->state) != ESCA_LKM_BUSY)
 			continue;
-		/* a tracer or filter that came meanwhile: the rest stay
-		 * BUSY, and the next flush says EACCES */
-		if (fatal_signal_pending(current) || watched())
+		/* a signal (SIGSTOP and the cgroup freezer too) is taken
+		 * between entries: the rest stay BUSY for the next flush;
+		 * a tracer or filter that came meanwhile: the same, and
+		 * that flush says EACCES */
+		if (signal_pending(current) || watched())
 			break;
 		if (!run_entry(slot, &h))
 			break;	/* a signal: deliver it, the caller goes on */

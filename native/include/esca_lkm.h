@@ -27,7 +27,10 @@
  * of bounds, completes with -EINVAL.  An entry interrupted by a signal
  * before anything was done stays ESCA_LKM_BUSY: the flush stops there and
  * returns, the signal is delivered, and the caller flushes the rest again
- * (from a table it builds anew: what a walk held is not remembered).
+ * (from a table it builds anew: what a walk held is not remembered).  Any
+ * signal counts (SIGSTOP, the cgroup freezer's too): a write that has done
+ * part of its bytes stops between chunks with the count done and error
+ * -EINTR, and the walk stops before the next entry.
  *
  * Policy.  The module does not run calls past the caller's system call
  * policy or observers: while the calling thread has a seccomp filter (or
@@ -52,7 +55,8 @@ enum esca_lkm_op {
 	ESCA_LKM_WRITEV,	/* writev(fd, iov, iovcnt)                 */
 	ESCA_LKM_SEND,		/* send(fd, iov[0], flags)        iovcnt 1  */
 	ESCA_LKM_SENDMSG,	/* sendmsg(fd, {iov, iovcnt}, flags)       */
-	ESCA_LKM_SENDFILE,	/* sendfile(fd, fd2, offset or -1, count)  */
+	ESCA_LKM_SENDFILE,	/* sendfile(fd, fd2, offset or -1, count);
+				 * at most MAX_RW_COUNT bytes, as the call */
 	ESCA_LKM_SHUTDOWN,	/* not executed by the module: -EINVAL     */
 	ESCA_LKM_CLOSE,		/* close(fd)                               */
 	ESCA_LKM_SETSOCKOPT,	/* not executed by the module: -EINVAL     */
