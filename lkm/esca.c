@@ -13,7 +13,9 @@
  *    that registered its table (a forked child gets -EPERM).
  *  - The table is private anonymous user memory pinned with
  *    pin_user_pages_fast(FOLL_LONGTERM) and mapped with vmap(); the pinned
- *    pages are charged to RLIMIT_MEMLOCK and unpinned on close.  Every entry is copied out of the shared table
+ *    pages are charged to the user's RLIMIT_MEMLOCK (user->locked_vm, as
+ *    io_uring does: the pins outlive the mm when the fd is kept across
+ *    exec) and unpinned on close.  Every entry is copied out of the shared table
  *    before it is checked, so user space changing it meanwhile cannot get an
  *    unchecked value past the checks.  Data buffers are not pinned: they
  *    are read with the usual user-copy routines, in the caller's context.
@@ -105,6 +107,7 @@
 struct esca_ctx {
 	struct mutex lock;		/* one flush or register at a time */
 	struct mm_struct *mm;		/* who registered (mmgrab'd)       */
+	struct user_struct *user;	/* charged for the pinned pages    */
 	struct page **pages;
 	unsigned long npages;
 	void *map;			/* vmap of pages                   */
@@ -529,15 +532,55 @@ static bool run_entry(struct esca_lkm_entry *slot, struct esca_hold *h)
 
 /* ---- the context: register, flush, release ---------------------------- */
 
+/* RLIMIT_MEMLOCK.  The pinned pages live as long as the file, which can
+ * outlive the mm that registered them (an fd kept across exec, passed on,
+ * or inherited), so they are charged to the user, whose count every
+ * process of theirs shares, as io_uring charges its registered buffers;
+ * mm->pinned_vm only shows them (VmPin).  CAP_IPC_LOCK: not limited.
+ * The user's reference, or NULL (nothing charged). */
+static struct user_struct *charge(struct mm_struct *mm, unsigned long npages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	struct user_struct *user = get_current_user();
+	long cur;
+
+	if (!capable(CAP_IPC_LOCK)) {
+		cur = atomic_long_read(&user->locked_vm);
+		do {
+			if (npages > limit || cur > limit - npages) {
+				free_uid(user);
+				return ERR_PTR(-ENOMEM);
+			}
+		} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur,
+						  cur + npages));
+	} else {
+		free_uid(user);
+		user = NULL;
+	}
+	atomic64_add(npages, &mm->pinned_vm);
+	return user;
+}
+
+static void uncharge(struct user_struct *user, struct mm_struct *mm,
+		     unsigned long npages)
+{
+	atomic64_sub(npages, &mm->pinned_vm);
+	if (user) {
+		atomic_long_sub(npages, &user->locked_vm);
+		free_uid(user);
+	}
+}
+
 static void esca_unregister(struct esca_ctx *ctx)
 {
 	if (!ctx->map)
 		return;
 	vunmap(ctx->map);
 	unpin_user_pages_dirty_lock(ctx->pages, ctx->npages, true);
-	account_locked_vm(ctx->mm, ctx->npages, false);
+	uncharge(ctx->user, ctx->mm, ctx->npages);
 	kvfree(ctx->pages);
 	mmdrop(ctx->mm);
+	ctx->user = NULL;
 	ctx->map = NULL;
 	ctx->tab = NULL;
 	ctx->pages = NULL;
@@ -550,6 +593,7 @@ static long esca_register(struct esca_ctx *ctx, void __user *arg)
 {
 	struct esca_lkm_register reg;
 	unsigned long start, first, npages;
+	struct user_struct *user;
 	struct page **pages;
 	size_t bytes;
 	long pinned, r;
@@ -575,9 +619,11 @@ static long esca_register(struct esca_ctx *ctx, void __user *arg)
 	pages = kvmalloc_array(npages, sizeof(*pages), GFP_KERNEL);
 	if (!pages)
 		return -ENOMEM;
-	r = account_locked_vm(current->mm, npages, true);
-	if (r)
+	user = charge(current->mm, npages);
+	if (IS_ERR(user)) {
+		r = PTR_ERR(user);
 		goto free_pages;
+	}
 	pinned = pin_user_pages_fast(first, npages, FOLL_WRITE | FOLL_LONGTERM,
 				     pages);
 	if (pinned != (long)npages) {
@@ -601,6 +647,7 @@ static long esca_register(struct esca_ctx *ctx, void __user *arg)
 	}
 	mmgrab(current->mm);
 	ctx->mm = current->mm;
+	ctx->user = user;
 	ctx->pages = pages;
 	ctx->npages = npages;
 	ctx->map = map;
@@ -610,7 +657,7 @@ static long esca_register(struct esca_ctx *ctx, void __user *arg)
 unpin:
 	unpin_user_pages(pages, npages);
 unaccount:
-	account_locked_vm(current->mm, npages, false);
+	uncharge(user, current->mm, npages);
 free_pages:
 	kvfree(pages);
 	return r;

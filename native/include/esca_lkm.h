@@ -108,7 +108,8 @@ struct esca_lkm_flush {
 #define ESCA_IOC_MAGIC 0xE5
 /* 0 or -1/errno: EINVAL (bounds; memory not private anonymous), EFAULT
  * (table not writable user memory),
- * EBUSY (a table is registered already), ENOMEM (RLIMIT_MEMLOCK). */
+ * EBUSY (a table is registered already), ENOMEM (RLIMIT_MEMLOCK, charged
+ * to the user: every process of the uid shares it, as with io_uring). */
 #define ESCA_IOC_REGISTER _IOW(ESCA_IOC_MAGIC, 1, struct esca_lkm_register)
 /* Entries walked (count, or fewer when a signal stopped the walk), or
  * -1/errno: EBADFD (no table registered), EINVAL (bounds), EPERM (another
