@@ -145,52 +145,43 @@ static void settle(struct esca_res *res, size_t done, long stop)
 
 /* ---- write, writev: the file's own write path ------------------------- */
 
-/* A file with ->write but no ->write_iter (some procfs and device files):
- * write(2)'s steps, one segment of the caller's iovec at a time, `skip`
- * bytes already written. */
-static ssize_t write_loop(struct file *file, const struct esca_lkm_entry *e,
-			  size_t skip, loff_t *ppos)
+/* The current segment of an iovec iterator. */
+static struct iovec iter_segment(const struct iov_iter *it)
 {
-	const struct iovec __user *uv = u64_to_user_ptr(e->iov);
-	ssize_t r = 0, done = 0;
-	u32 i;
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 4, 0)
+	return iov_iter_iovec(it);
+#else
+	return (struct iovec){ .iov_base = iter_iov_addr(it),
+			       .iov_len = iter_iov_len(it) };
+#endif
+}
+
+/* A file with ->write but no ->write_iter (some procfs and device files):
+ * writev(2)'s steps (do_loop_readv_writev), one segment at a time, over
+ * the iterator import_iovec() checked and truncated to MAX_RW_COUNT; the
+ * user's iovec is not read again. */
+static ssize_t write_loop(struct file *file, struct iov_iter *it, loff_t *ppos)
+{
+	ssize_t r, done = 0;
 
 	if (!(file->f_mode & FMODE_WRITE))
 		return -EBADF;
 	if (!(file->f_mode & FMODE_CAN_WRITE) || !file->f_op->write)
 		return -EINVAL;
-	if (in_compat_syscall())
-		return -EINVAL;	/* a compat iovec: not worth the code */
+	r = rw_verify_area(WRITE, file, ppos, iov_iter_count(it));
+	if (r < 0)
+		return r;
 	file_start_write(file);
-	for (i = 0; i < e->iovcnt; i++) {
-		struct iovec v;
+	while (iov_iter_count(it)) {
+		struct iovec v = iter_segment(it);
 
-		if (copy_from_user(&v, &uv[i], sizeof(v))) {
-			r = -EFAULT;
-			break;
-		}
-		if (v.iov_len <= skip) {
-			skip -= v.iov_len;
-			continue;
-		}
-		v.iov_base = (char __user *)v.iov_base + skip;
-		v.iov_len -= skip;
-		skip = 0;
-		if (v.iov_len > MAX_RW_COUNT)
-			v.iov_len = MAX_RW_COUNT;
-		if (!access_ok(v.iov_base, v.iov_len)) {
-			r = -EFAULT;
-			break;
-		}
-		r = rw_verify_area(WRITE, file, ppos, v.iov_len);
-		if (r < 0)
-			break;
 		r = file->f_op->write(file, v.iov_base, v.iov_len, ppos);
 		if (r <= 0)
 			break;
 		done += r;
-		if ((size_t)r < v.iov_len)
-			break;
+		if ((size_t)r != v.iov_len)
+			break;	/* short: the rest goes in again */
+		iov_iter_advance(it, r);
 	}
 	if (done > 0)
 		fsnotify_modify(file);
@@ -199,8 +190,7 @@ static ssize_t write_loop(struct file *file, const struct esca_lkm_entry *e,
 }
 
 /* write(2)/writev(2) of the iterator `it` (the entry's data past `done`). */
-static ssize_t file_write(struct file *file, struct iov_iter *it,
-			  const struct esca_lkm_entry *e, size_t done)
+static ssize_t file_write(struct file *file, struct iov_iter *it)
 {
 	bool lock = file->f_mode & FMODE_ATOMIC_POS;
 	loff_t pos = 0, *ppos = NULL;
@@ -219,7 +209,7 @@ static ssize_t file_write(struct file *file, struct iov_iter *it,
 		if (ESCA_CALLER_START_WRITE)
 			file_end_write(file);
 	} else {
-		r = write_loop(file, e, done, ppos);
+		r = write_loop(file, it, ppos);
 	}
 	if (r >= 0 && ppos)
 		file->f_pos = pos;
@@ -296,7 +286,7 @@ static void run_data(const struct esca_lkm_entry *e, struct esca_res *res)
 			if (r == 0)
 				r = sock_send(sock, &it, 0);
 		} else {
-			r = file_write(file, &it, e, done);
+			r = file_write(file, &it);
 		}
 		if (r < 0) {
 			stop = r;
