@@ -19,17 +19,18 @@
  *    before it is checked, so user space changing it meanwhile cannot get an
  *    unchecked value past the checks.  Data buffers are not pinned: they
  *    are read with the usual user-copy routines, in the caller's context.
+ *  - An allow-list of ops (those the native core defers, less setsockopt
+ *    and shutdown); anything else, and out-of-bounds fields, complete with
+ *    -EINVAL.
  *  - No policy bypass: a caller under a seccomp filter, ptrace, syscall
  *    tracepoints, syscall user dispatch or syscall auditing gets -EACCES
  *    from FLUSH (nothing run) and runs its calls as plain system calls:
  *    those mechanisms would otherwise see one ioctl (see watched()).
- *  - An allow-list of ops (those the native core defers, less setsockopt
- *    and shutdown); anything else, and out-of-bounds fields, complete with
- *    -EINVAL.
  *  - Interruptible: any signal (SIGSTOP, the cgroup freezer) stops a flush
  *    between chunks of a write and between entries, the rest left pending,
  *    as a plain write(2) would stop.  A sendfile entry moves at most
- *    MAX_RW_COUNT bytes, as sendfile(2) does.
+ *    MAX_RW_COUNT bytes, as sendfile(2) does.  /proc/PID/io counts the
+ *    writes (and sendfile's reads) as their system calls count them.
  *  - Per-fd order survives short writes: an entry that stops short (a full
  *    non-blocking socket) holds its key, and later entries with that key
  *    stay BUSY for the next flush instead of overtaking its rest.
@@ -301,6 +302,11 @@ static void run_data(const struct esca_lkm_entry *e, struct esca_res *res)
 		}
 		cond_resched();
 	}
+	if (!is_send) {	/* as write(2) and writev(2) count */
+		if (done > 0)
+			add_wchar(current, done);
+		inc_syscw(current);
+	}
 out:
 	settle(res, done, stop);
 	kfree(iov);
@@ -410,6 +416,12 @@ static void run_sendfile(const struct esca_lkm_entry *e, struct esca_res *res)
 		}
 		cond_resched();
 	}
+	if (done > 0) {	/* as sendfile(2) counts */
+		add_rchar(current, done);
+		add_wchar(current, done);
+	}
+	inc_syscr(current);
+	inc_syscw(current);
 	settle(res, done, stop);
 }
 
@@ -579,9 +591,9 @@ static void esca_unregister(struct esca_ctx *ctx)
 	ctx->mm = NULL;
 }
 
-static long esca_register(struct esca_ctx *ctx, void __user *arg)
+static long esca_register(struct esca_ctx *ctx,
+			  const struct esca_lkm_register reg)
 {
-	struct esca_lkm_register reg;
 	unsigned long start, first, npages;
 	struct user_struct *user;
 	struct page **pages;
@@ -589,8 +601,6 @@ static long esca_register(struct esca_ctx *ctx, void __user *arg)
 	long pinned, r;
 	void *map;
 
-	if (copy_from_user(&reg, arg, sizeof(reg)))
-		return -EFAULT;
 	if (reg.flags || reg.reserved ||
 	    reg.entry_size != sizeof(struct esca_lkm_entry) ||
 	    reg.nents == 0 || reg.nents > ESCA_LKM_MAX_ENTRIES ||
@@ -606,7 +616,7 @@ static long esca_register(struct esca_ctx *ctx, void __user *arg)
 		return -EBUSY;
 	first = start & PAGE_MASK;
 	npages = (PAGE_ALIGN(start + bytes) - first) >> PAGE_SHIFT;
-	pages = kvmalloc_array(npages, sizeof(*pages), GFP_KERNEL);
+	pages = kvmalloc_array(npages, sizeof(*pages), GFP_KERNEL_ACCOUNT);
 	if (!pages)
 		return -ENOMEM;
 	user = charge(current->mm, npages);
@@ -700,14 +710,11 @@ static bool watched(void)
 	return false;
 }
 
-static long esca_flush(struct esca_ctx *ctx, void __user *arg)
+static long esca_flush(struct esca_ctx *ctx, const struct esca_lkm_flush fl)
 {
 	struct esca_hold h = { .n = 0 };
-	struct esca_lkm_flush fl;
 	u32 i;
 
-	if (copy_from_user(&fl, arg, sizeof(fl)))
-		return -EFAULT;
 	if (!ctx->map)
 		return -EBADFD;
 	if (current->mm != ctx->mm)
@@ -718,7 +725,8 @@ static long esca_flush(struct esca_ctx *ctx, void __user *arg)
 	if (watched())
 		return -EACCES;
 	for (i = 0; i < fl.count; i++) {
-		struct esca_lkm_entry *slot = &ctx->tab[fl.first + i];
+		u32 k = array_index_nospec(fl.first + i, ctx->nents);
+		struct esca_lkm_entry *slot = &ctx->tab[k];
 
 		if (READ_ONCE(slot->state) != ESCA_LKM_BUSY)
 			continue;
@@ -738,23 +746,32 @@ static long esca_flush(struct esca_ctx *ctx, void __user *arg)
 static long esca_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 {
 	struct esca_ctx *ctx = filp->private_data;
+	union {
+		struct esca_lkm_register reg;
+		struct esca_lkm_flush fl;
+	} a;
 	long r;
 
 	if (cmd != ESCA_IOC_REGISTER && cmd != ESCA_IOC_FLUSH)
 		return -ENOTTY;
+	/* the arguments before the lock: a fault on them (userfaultfd,
+	 * FUSE) stalls this thread, not the context's other users */
+	if (copy_from_user(&a, (void __user *)arg, cmd == ESCA_IOC_REGISTER ?
+			   sizeof(a.reg) : sizeof(a.fl)))
+		return -EFAULT;
 	if (mutex_lock_interruptible(&ctx->lock))
 		return -ERESTARTSYS;
 	if (cmd == ESCA_IOC_REGISTER)
-		r = esca_register(ctx, (void __user *)arg);
+		r = esca_register(ctx, a.reg);
 	else
-		r = esca_flush(ctx, (void __user *)arg);
+		r = esca_flush(ctx, a.fl);
 	mutex_unlock(&ctx->lock);
 	return r;
 }
 
 static int esca_open(struct inode *inode, struct file *filp)
 {
-	struct esca_ctx *ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
+	struct esca_ctx *ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
 
 	if (!ctx)
 		return -ENOMEM;
