@@ -97,12 +97,27 @@ for src in lkm/tests/test_*.c; do
 	chmod 755 "$OUT/root/lkm-tests/$name"
 	LKM_TESTS="$LKM_TESTS $name"
 done
+# libesca.so (as setup.py builds it) and programs to preload it into,
+# dynamic: lkm/tests/test_preload.c runs them under the lkm executor.
+P=$OUT/root/lkm-tests/progs
+mkdir -p "$P"
+PRE_CFLAGS="-std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2"
+# shellcheck disable=SC2086
+$CC $PRE_CFLAGS -fvisibility=hidden -fPIC -shared -Inative/include -Inative/core \
+	-Inative/preload -o "$P/libesca.so" native/preload/*.c native/core/*.c \
+	-Wl,--version-script=native/preload/libesca.map -luring -ldl -lpthread
+# shellcheck disable=SC2086
+$CC -O2 -o "$P/threaded_server" tests/reliability/threaded_server.c -lpthread
+for src in lkm/tests/progs/*.c; do
+	# shellcheck disable=SC2086
+	$CC $PRE_CFLAGS -o "$P/$(basename "$src" .c)" "$src"
+done
 # The lkm executor's user-space side under ASan+UBSan too (the host's
 # `make ctest` cannot run it): dynamic, with its libraries copied along.
 $CC ${CFLAGS/-static/} -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -g \
 	-o "$OUT/root/test_core-asan" native/tests/test_core.c native/core/*.c \
 	-luring -lpthread
-for lib in $(ldd "$OUT/root/test_core-asan" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
+for lib in $(ldd "$OUT/root/test_core-asan" "$P"/* | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
 	mkdir -p "$OUT/root$(dirname "$lib")"
 	cp -L "$lib" "$OUT/root$lib"
 done
