@@ -671,6 +671,16 @@ free_pages:
  * entry through them instead is not possible from a module: seccomp's
  * filter runner, the ptrace stops and the audit entry hooks take the
  * system call's registers and are not exported.) */
+/* Whether this system call is being audited: audit on, and a context
+ * that records (audit_syscall_entry() sets "dummy" from the number of
+ * rules, but only while audit is on: with audit off a context keeps the
+ * value it had, so audit_enabled is looked at first; every task forked
+ * after audit was once enabled has a context). */
+static bool audited(void)
+{
+	return READ_ONCE(audit_enabled) && !audit_dummy_context();
+}
+
 static bool watched(void)
 {
 #ifdef CONFIG_SECCOMP
@@ -685,7 +695,7 @@ static bool watched(void)
 	     SYSCALL_WORK_SYSCALL_TRACE | SYSCALL_WORK_SYSCALL_EMU |
 	     SYSCALL_WORK_SYSCALL_USER_DISPATCH))
 		return true;
-	if (test_syscall_work(SYSCALL_AUDIT) && !audit_dummy_context())
+	if (test_syscall_work(SYSCALL_AUDIT) && audited())
 		return true;
 #else
 #ifdef TIF_SECCOMP
@@ -703,7 +713,7 @@ static bool watched(void)
 	if (test_thread_flag(TIF_SYSCALL_TRACE))
 		return true;
 #ifdef TIF_SYSCALL_AUDIT
-	if (test_thread_flag(TIF_SYSCALL_AUDIT) && !audit_dummy_context())
+	if (test_thread_flag(TIF_SYSCALL_AUDIT) && audited())
 		return true;
 #endif
 #endif

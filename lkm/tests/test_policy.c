@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * test_policy.c - a FLUSH never runs calls past the caller's syscall policy: under a seccomp filter, ptrace or syscall tracepoints it refuses (EACCES, entries left BUSY), and SHUTDOWN (whose LSM hook a module cannot reach) is not run by the module.
+ * test_policy.c - a FLUSH never runs calls past the caller's syscall policy: under a seccomp filter, ptrace, syscall tracepoints or syscall audit rules it refuses (EACCES, entries left BUSY), and SHUTDOWN (whose LSM hook a module cannot reach) is not run by the module.
  *
  * Exit status: 0 pass, 1 fail, 77 skip (no /dev/esca); a case this guest
  * cannot set up (no tracefs) prints "skip" and passes. */
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/mount.h>
@@ -205,6 +206,112 @@ out:
 	munmap(tab, 4 * ENT);
 }
 
+/* One audit netlink request; 0 or the kernel's -errno. */
+static int audit_req(int nl, int type, const void *data, size_t len)
+{
+	static unsigned seq;
+	struct {
+		struct nlmsghdr h;
+		char data[sizeof(struct audit_rule_data) + 64];
+	} m;
+	char reply[8192];
+	struct nlmsghdr *h = (struct nlmsghdr *)reply;
+	ssize_t n;
+
+	memset(&m, 0, sizeof(m));
+	m.h.nlmsg_len = NLMSG_LENGTH(len);
+	m.h.nlmsg_type = (unsigned short)type;
+	m.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	m.h.nlmsg_seq = ++seq;
+	memcpy(NLMSG_DATA(&m.h), data, len);
+	if (send(nl, &m, m.h.nlmsg_len, 0) < 0)
+		return -errno;
+	for (;;) {	/* skip anything but our ack */
+		n = recv(nl, reply, sizeof(reply), 0);
+		if (n < 0)
+			return -errno;
+		if (NLMSG_OK(h, (unsigned)n) && h->nlmsg_type == NLMSG_ERROR &&
+		    h->nlmsg_seq == seq)
+			return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+	}
+}
+
+static int audit_enable(int nl, int on)
+{
+	struct audit_status st = { .mask = AUDIT_STATUS_ENABLED,
+				   .enabled = (unsigned)on };
+
+	return audit_req(nl, AUDIT_SET, &st, sizeof(st));
+}
+
+/* always,exit for acct(2), which nothing here calls: any syscall rule
+ * makes audit contexts record (non-dummy). */
+static int audit_rule(int nl, int add)
+{
+	struct audit_rule_data r;
+
+	memset(&r, 0, sizeof(r));
+	r.flags = AUDIT_FILTER_EXIT;
+	r.action = AUDIT_ALWAYS;
+	r.mask[SYS_acct / 32] |= 1u << (SYS_acct % 32);
+	return audit_req(nl, add ? AUDIT_ADD_RULE : AUDIT_DEL_RULE, &r,
+			 sizeof(r));
+}
+
+/* A child's flush of one write to p[1]: its result or -errno. */
+static int child_flush(int wfd)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = dev_open(), r;
+		struct esca_lkm_entry *tab = table_map(4);
+		static struct iovec iov;
+
+		if (fd < 0 || !tab || reg(fd, tab, 4) < 0)
+			_exit(C_SETUP);
+		set_data(&tab[0], ESCA_LKM_WRITE, wfd, &iov, "a", 1);
+		r = flush(fd, 0, 1);
+		if (r == -EACCES)
+			_exit(tab[0].state == ESCA_LKM_BUSY ? 50 : C_NOT_BUSY);
+		_exit(r == 1 && tab[0].result == 1 ? 0 : C_FLUSH_RAN);
+	}
+	return wait_child(pid);
+}
+
+/* Syscall auditing with a rule loaded: FLUSH refuses in a process that
+ * has an audit context (forked after audit was enabled); once the rules
+ * are gone and audit is off again, such a process flushes as before. */
+static void test_audit(void)
+{
+	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_AUDIT);
+	int p[2], r1, r2;
+	char b[8];
+
+	CHECK(pipe(p) == 0);
+	if (nl < 0 || audit_enable(nl, 1) < 0) {
+		printf("skip lkm-policy/audit: audit netlink: %s\n",
+		       strerror(errno));
+		goto out;
+	}
+	if (audit_rule(nl, 1) < 0) {
+		audit_enable(nl, 0);
+		CHECK(!"an audit rule");
+	}
+	r1 = child_flush(p[1]);
+	audit_rule(nl, 0);
+	CHECK(audit_enable(nl, 0) == 0);
+	r2 = child_flush(p[1]);
+	CHECK_EQ(r1, 50);	/* refused, entry BUSY */
+	CHECK_EQ(r2, 0);	/* ran */
+	CHECK_EQ(read(p[0], b, sizeof(b)), 1);
+out:
+	if (nl >= 0)
+		close(nl);
+	close(p[0]);
+	close(p[1]);
+}
+
 /* SHUTDOWN is not on the allow-list: security_socket_shutdown() is out of
  * a module's reach (kernel_sock_shutdown skips it), so an LSM that refuses
  * shutdown(2) would be bypassed.  The entry ends -EINVAL, the socket is
@@ -232,6 +339,7 @@ static const struct lkm_test tests[] = {
 	{ "seccomp", test_seccomp },
 	{ "ptrace", test_ptrace },
 	{ "tracepoint", test_tracepoint },
+	{ "audit", test_audit },
 	{ "shutdown_not_run", test_shutdown_not_run },
 };
 
