@@ -144,6 +144,16 @@ static void settle(struct esca_res *res, size_t done, long stop)
 	}
 }
 
+/* A signal to deliver (any: SIGSTOP and the cgroup freezer's trap too):
+ * a flush stops between chunks and entries for it, the rest left for the
+ * next one.  Not signal_pending(): it also counts TIF_NOTIFY_SIGNAL alone
+ * (io_uring task_work), where there is nothing to deliver and stopping
+ * would only split the batch (the calls themselves still see it). */
+static bool to_deliver(void)
+{
+	return task_sigpending(current);
+}
+
 /* ---- write, writev: the file's own write path ------------------------- */
 
 /* The current segment of an iovec iterator. */
@@ -296,7 +306,7 @@ static void run_data(const struct esca_lkm_entry *e, struct esca_res *res)
 		done += r;
 		if (r == 0 || done >= total)
 			break;	/* finished, or no progress: stop */
-		if (signal_pending(current)) {
+		if (to_deliver()) {
 			stop = -EINTR;	/* stop or freeze now, the rest later */
 			break;
 		}
@@ -410,7 +420,7 @@ static void run_sendfile(const struct esca_lkm_entry *e, struct esca_res *res)
 		done += r;
 		if (r == 0 || done >= count)
 			break;	/* finished, or end of file */
-		if (signal_pending(current)) {
+		if (to_deliver()) {
 			stop = -EINTR;
 			break;
 		}
@@ -744,7 +754,7 @@ static long esca_flush(struct esca_ctx *ctx, const struct esca_lkm_flush fl)
 		 * between entries: the rest stay BUSY for the next flush;
 		 * a tracer or filter that came meanwhile: the same, and
 		 * that flush says EACCES */
-		if (signal_pending(current) || watched())
+		if (to_deliver() || watched())
 			break;
 		if (!run_entry(slot, &h))
 			break;	/* a signal: deliver it, the caller goes on */
