@@ -13,12 +13,24 @@
  *    that registered its table (a forked child gets -EPERM).
  *  - The table is private anonymous user memory pinned with
  *    pin_user_pages_fast(FOLL_LONGTERM) and mapped with vmap(); the pinned
- *    pages are charged to RLIMIT_MEMLOCK and unpinned on close.  Every entry is copied out of the shared table
+ *    pages are charged to the user's RLIMIT_MEMLOCK (user->locked_vm, as
+ *    io_uring does: the pins outlive the mm when the fd is kept across
+ *    exec) and unpinned on close.  Every entry is copied out of the shared table
  *    before it is checked, so user space changing it meanwhile cannot get an
  *    unchecked value past the checks.  Data buffers are not pinned: they
  *    are read with the usual user-copy routines, in the caller's context.
- *  - An allow-list of ops (those the native core defers, less setsockopt);
- *    anything else, and out-of-bounds fields, complete with -EINVAL.
+ *  - An allow-list of ops (those the native core defers, less setsockopt
+ *    and shutdown); anything else, and out-of-bounds fields, complete with
+ *    -EINVAL.
+ *  - No policy bypass: a caller under a seccomp filter, ptrace, syscall
+ *    tracepoints, syscall user dispatch or syscall auditing gets -EACCES
+ *    from FLUSH (nothing run) and runs its calls as plain system calls:
+ *    those mechanisms would otherwise see one ioctl (see watched()).
+ *  - Interruptible: any signal (SIGSTOP, the cgroup freezer) stops a flush
+ *    between chunks of a write and between entries, the rest left pending,
+ *    as a plain write(2) would stop.  A sendfile entry moves at most
+ *    MAX_RW_COUNT bytes, as sendfile(2) does.  /proc/PID/io counts the
+ *    writes (and sendfile's reads) as their system calls count them.
  *  - Per-fd order survives short writes: an entry that stops short (a full
  *    non-blocking socket) holds its key, and later entries with that key
  *    stay BUSY for the next flush instead of overtaking its rest.
@@ -40,17 +52,18 @@
  *   send, sendmsg   sockfd_lookup + sock_sendmsg (LSM socket_sendmsg);
  *                   O_NONBLOCK becomes MSG_DONTWAIT as in the system call
  *   sendfile        do_sendfile()'s steps with do_splice_direct
- *   shutdown        sockfd_lookup + kernel_sock_shutdown.  The LSM hook
- *                   security_socket_shutdown() is not exported, so it is
- *                   not consulted (the caller owns the fd it shuts down)
  *   close           close_fd, as close(2)
  *   fsync           fget + vfs_fsync
  *
  * setsockopt is not on the list: its LSM and cgroup-BPF hooks are not
  * reachable from a module, and skipping a BPF policy that may rewrite or
  * refuse an option is not acceptable; the lkm executor runs it as a plain
- * system call at its turn.
+ * system call at its turn.  shutdown neither: kernel_sock_shutdown() skips
+ * security_socket_shutdown(), which is not exported (an LSM may refuse
+ * shutdown(2): AppArmor and SELinux mediate it).
  */
+#include <linux/audit.h>
+#include <linux/capability.h>
 #include <linux/compat.h>
 #include <linux/fdtable.h>
 #include <linux/file.h>
@@ -62,6 +75,10 @@
 #include <linux/mutex.h>
 #include <linux/net.h>
 #include <linux/nospec.h>
+#include <linux/ptrace.h>
+#include <linux/sched/user.h>
+#include <linux/sched/xacct.h>
+#include <linux/seccomp.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
@@ -91,6 +108,7 @@
 struct esca_ctx {
 	struct mutex lock;		/* one flush or register at a time */
 	struct mm_struct *mm;		/* who registered (mmgrab'd)       */
+	struct user_struct *user;	/* charged for the pinned pages    */
 	struct page **pages;
 	unsigned long npages;
 	void *map;			/* vmap of pages                   */
@@ -126,54 +144,55 @@ static void settle(struct esca_res *res, size_t done, long stop)
 	}
 }
 
+/* A signal to deliver (any: SIGSTOP and the cgroup freezer's trap too):
+ * a flush stops between chunks and entries for it, the rest left for the
+ * next one.  Not signal_pending(): it also counts TIF_NOTIFY_SIGNAL alone
+ * (io_uring task_work), where there is nothing to deliver and stopping
+ * would only split the batch (the calls themselves still see it). */
+static bool to_deliver(void)
+{
+	return task_sigpending(current);
+}
+
 /* ---- write, writev: the file's own write path ------------------------- */
 
-/* A file with ->write but no ->write_iter (some procfs and device files):
- * write(2)'s steps, one segment of the caller's iovec at a time, `skip`
- * bytes already written. */
-static ssize_t write_loop(struct file *file, const struct esca_lkm_entry *e,
-			  size_t skip, loff_t *ppos)
+/* The current segment of an iovec iterator. */
+static struct iovec iter_segment(const struct iov_iter *it)
 {
-	const struct iovec __user *uv = u64_to_user_ptr(e->iov);
-	ssize_t r = 0, done = 0;
-	u32 i;
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 4, 0)
+	return iov_iter_iovec(it);
+#else
+	return (struct iovec){ .iov_base = iter_iov_addr(it),
+			       .iov_len = iter_iov_len(it) };
+#endif
+}
+
+/* A file with ->write but no ->write_iter (some procfs and device files):
+ * writev(2)'s steps (do_loop_readv_writev), one segment at a time, over
+ * the iterator import_iovec() checked and truncated to MAX_RW_COUNT; the
+ * user's iovec is not read again. */
+static ssize_t write_loop(struct file *file, struct iov_iter *it, loff_t *ppos)
+{
+	ssize_t r, done = 0;
 
 	if (!(file->f_mode & FMODE_WRITE))
 		return -EBADF;
 	if (!(file->f_mode & FMODE_CAN_WRITE) || !file->f_op->write)
 		return -EINVAL;
-	if (in_compat_syscall())
-		return -EINVAL;	/* a compat iovec: not worth the code */
+	r = rw_verify_area(WRITE, file, ppos, iov_iter_count(it));
+	if (r < 0)
+		return r;
 	file_start_write(file);
-	for (i = 0; i < e->iovcnt; i++) {
-		struct iovec v;
+	while (iov_iter_count(it)) {
+		struct iovec v = iter_segment(it);
 
-		if (copy_from_user(&v, &uv[i], sizeof(v))) {
-			r = -EFAULT;
-			break;
-		}
-		if (v.iov_len <= skip) {
-			skip -= v.iov_len;
-			continue;
-		}
-		v.iov_base = (char __user *)v.iov_base + skip;
-		v.iov_len -= skip;
-		skip = 0;
-		if (v.iov_len > MAX_RW_COUNT)
-			v.iov_len = MAX_RW_COUNT;
-		if (!access_ok(v.iov_base, v.iov_len)) {
-			r = -EFAULT;
-			break;
-		}
-		r = rw_verify_area(WRITE, file, ppos, v.iov_len);
-		if (r < 0)
-			break;
 		r = file->f_op->write(file, v.iov_base, v.iov_len, ppos);
 		if (r <= 0)
 			break;
 		done += r;
-		if ((size_t)r < v.iov_len)
-			break;
+		if ((size_t)r != v.iov_len)
+			break;	/* short: the rest goes in again */
+		iov_iter_advance(it, r);
 	}
 	if (done > 0)
 		fsnotify_modify(file);
@@ -182,8 +201,7 @@ static ssize_t write_loop(struct file *file, const struct esca_lkm_entry *e,
 }
 
 /* write(2)/writev(2) of the iterator `it` (the entry's data past `done`). */
-static ssize_t file_write(struct file *file, struct iov_iter *it,
-			  const struct esca_lkm_entry *e, size_t done)
+static ssize_t file_write(struct file *file, struct iov_iter *it)
 {
 	bool lock = file->f_mode & FMODE_ATOMIC_POS;
 	loff_t pos = 0, *ppos = NULL;
@@ -202,7 +220,7 @@ static ssize_t file_write(struct file *file, struct iov_iter *it,
 		if (ESCA_CALLER_START_WRITE)
 			file_end_write(file);
 	} else {
-		r = write_loop(file, e, done, ppos);
+		r = write_loop(file, it, ppos);
 	}
 	if (r >= 0 && ppos)
 		file->f_pos = pos;
@@ -279,7 +297,7 @@ static void run_data(const struct esca_lkm_entry *e, struct esca_res *res)
 			if (r == 0)
 				r = sock_send(sock, &it, 0);
 		} else {
-			r = file_write(file, &it, e, done);
+			r = file_write(file, &it);
 		}
 		if (r < 0) {
 			stop = r;
@@ -288,9 +306,16 @@ static void run_data(const struct esca_lkm_entry *e, struct esca_res *res)
 		done += r;
 		if (r == 0 || done >= total)
 			break;	/* finished, or no progress: stop */
-		if (fatal_signal_pending(current))
+		if (to_deliver()) {
+			stop = -EINTR;	/* stop or freeze now, the rest later */
 			break;
+		}
 		cond_resched();
+	}
+	if (!is_send) {	/* as write(2) and writev(2) count */
+		if (done > 0)
+			add_wchar(current, done);
+		inc_syscw(current);
 	}
 out:
 	settle(res, done, stop);
@@ -374,46 +399,43 @@ put_in:
 static void run_sendfile(const struct esca_lkm_entry *e, struct esca_res *res)
 {
 	loff_t off = e->offset;
-	size_t done = 0;
+	size_t count, done = 0;
 	long stop = 0;
 
 	if (e->offset < -1 || e->count > LLONG_MAX) {
 		res->result = -EINVAL;
 		return;
 	}
+	/* one sendfile(2) moves at most MAX_RW_COUNT bytes: so does one
+	 * entry (the caller sends the rest as it would after the call) */
+	count = min_t(u64, e->count, MAX_RW_COUNT);
 	for (;;) {
 		long r = sendfile_once(e->fd, e->fd2, e->offset >= 0 ? &off : NULL,
-				       e->count - done);
+				       count - done);
 
 		if (r < 0) {
 			stop = r;
 			break;
 		}
 		done += r;
-		if (r == 0 || done >= e->count)
+		if (r == 0 || done >= count)
 			break;	/* finished, or end of file */
-		if (fatal_signal_pending(current))
+		if (to_deliver()) {
+			stop = -EINTR;
 			break;
+		}
 		cond_resched();
 	}
+	if (done > 0) {	/* as sendfile(2) counts */
+		add_rchar(current, done);
+		add_wchar(current, done);
+	}
+	inc_syscr(current);
+	inc_syscw(current);
 	settle(res, done, stop);
 }
 
-/* ---- shutdown, close, fsync ------------------------------------------- */
-
-static void run_shutdown(const struct esca_lkm_entry *e, struct esca_res *res)
-{
-	struct socket *sock;
-	int err = 0;
-
-	sock = sockfd_lookup(e->fd, &err);
-	if (!sock) {
-		res->result = err;
-		return;
-	}
-	res->result = kernel_sock_shutdown(sock, e->flags);
-	sockfd_put(sock);
-}
+/* ---- close, fsync ----------------------------------------------------- */
 
 static void run_close(const struct esca_lkm_entry *e, struct esca_res *res)
 {
@@ -438,14 +460,16 @@ static void run_fsync(const struct esca_lkm_entry *e, struct esca_res *res)
 typedef void (*esca_run_fn)(const struct esca_lkm_entry *e,
 			    struct esca_res *res);
 
-/* The allow-list. */
+/* The allow-list.  Not on it: setsockopt (see the top of the file) and
+ * shutdown: security_socket_shutdown() is not exported and
+ * kernel_sock_shutdown() skips it, so an LSM that refuses shutdown(2)
+ * would be bypassed; both run as plain system calls in user space. */
 static const esca_run_fn esca_ops[ESCA_LKM_OP__COUNT] = {
 	[ESCA_LKM_WRITE] = run_data,
 	[ESCA_LKM_WRITEV] = run_data,
 	[ESCA_LKM_SEND] = run_data,
 	[ESCA_LKM_SENDMSG] = run_data,
 	[ESCA_LKM_SENDFILE] = run_sendfile,
-	[ESCA_LKM_SHUTDOWN] = run_shutdown,
 	[ESCA_LKM_CLOSE] = run_close,
 	[ESCA_LKM_FSYNC] = run_fsync,
 };
@@ -520,15 +544,55 @@ static bool run_entry(struct esca_lkm_entry *slot, struct esca_hold *h)
 
 /* ---- the context: register, flush, release ---------------------------- */
 
+/* RLIMIT_MEMLOCK.  The pinned pages live as long as the file, which can
+ * outlive the mm that registered them (an fd kept across exec, passed on,
+ * or inherited), so they are charged to the user, whose count every
+ * process of theirs shares, as io_uring charges its registered buffers;
+ * mm->pinned_vm only shows them (VmPin).  CAP_IPC_LOCK: not limited.
+ * The user's reference, or NULL (nothing charged). */
+static struct user_struct *charge(struct mm_struct *mm, unsigned long npages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	struct user_struct *user = get_current_user();
+	long cur;
+
+	if (!capable(CAP_IPC_LOCK)) {
+		cur = atomic_long_read(&user->locked_vm);
+		do {
+			if (npages > limit || cur > limit - npages) {
+				free_uid(user);
+				return ERR_PTR(-ENOMEM);
+			}
+		} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur,
+						  cur + npages));
+	} else {
+		free_uid(user);
+		user = NULL;
+	}
+	atomic64_add(npages, &mm->pinned_vm);
+	return user;
+}
+
+static void uncharge(struct user_struct *user, struct mm_struct *mm,
+		     unsigned long npages)
+{
+	atomic64_sub(npages, &mm->pinned_vm);
+	if (user) {
+		atomic_long_sub(npages, &user->locked_vm);
+		free_uid(user);
+	}
+}
+
 static void esca_unregister(struct esca_ctx *ctx)
 {
 	if (!ctx->map)
 		return;
 	vunmap(ctx->map);
 	unpin_user_pages_dirty_lock(ctx->pages, ctx->npages, true);
-	account_locked_vm(ctx->mm, ctx->npages, false);
+	uncharge(ctx->user, ctx->mm, ctx->npages);
 	kvfree(ctx->pages);
 	mmdrop(ctx->mm);
+	ctx->user = NULL;
 	ctx->map = NULL;
 	ctx->tab = NULL;
 	ctx->pages = NULL;
@@ -537,17 +601,16 @@ static void esca_unregister(struct esca_ctx *ctx)
 	ctx->mm = NULL;
 }
 
-static long esca_register(struct esca_ctx *ctx, void __user *arg)
+static long esca_register(struct esca_ctx *ctx,
+			  const struct esca_lkm_register reg)
 {
-	struct esca_lkm_register reg;
 	unsigned long start, first, npages;
+	struct user_struct *user;
 	struct page **pages;
 	size_t bytes;
 	long pinned, r;
 	void *map;
 
-	if (copy_from_user(&reg, arg, sizeof(reg)))
-		return -EFAULT;
 	if (reg.flags || reg.reserved ||
 	    reg.entry_size != sizeof(struct esca_lkm_entry) ||
 	    reg.nents == 0 || reg.nents > ESCA_LKM_MAX_ENTRIES ||
@@ -563,12 +626,14 @@ static long esca_register(struct esca_ctx *ctx, void __user *arg)
 		return -EBUSY;
 	first = start & PAGE_MASK;
 	npages = (PAGE_ALIGN(start + bytes) - first) >> PAGE_SHIFT;
-	pages = kvmalloc_array(npages, sizeof(*pages), GFP_KERNEL);
+	pages = kvmalloc_array(npages, sizeof(*pages), GFP_KERNEL_ACCOUNT);
 	if (!pages)
 		return -ENOMEM;
-	r = account_locked_vm(current->mm, npages, true);
-	if (r)
+	user = charge(current->mm, npages);
+	if (IS_ERR(user)) {
+		r = PTR_ERR(user);
 		goto free_pages;
+	}
 	pinned = pin_user_pages_fast(first, npages, FOLL_WRITE | FOLL_LONGTERM,
 				     pages);
 	if (pinned != (long)npages) {
@@ -592,6 +657,7 @@ static long esca_register(struct esca_ctx *ctx, void __user *arg)
 	}
 	mmgrab(current->mm);
 	ctx->mm = current->mm;
+	ctx->user = user;
 	ctx->pages = pages;
 	ctx->npages = npages;
 	ctx->map = map;
@@ -601,20 +667,74 @@ static long esca_register(struct esca_ctx *ctx, void __user *arg)
 unpin:
 	unpin_user_pages(pages, npages);
 unaccount:
-	account_locked_vm(current->mm, npages, false);
+	uncharge(user, current->mm, npages);
 free_pages:
 	kvfree(pages);
 	return r;
 }
 
-static long esca_flush(struct esca_ctx *ctx, void __user *arg)
+/* Whether the caller's system calls are watched or filtered: a seccomp
+ * filter (or strict mode), a ptrace tracer, syscall tracepoints (perf,
+ * BPF), syscall user dispatch, or an audit context with rules to apply.
+ * Each of them sees or decides a system call at its entry, and would see
+ * only one ioctl: the module does not run calls past them.  (Running each
+ * entry through them instead is not possible from a module: seccomp's
+ * filter runner, the ptrace stops and the audit entry hooks take the
+ * system call's registers and are not exported.) */
+/* Whether this system call is being audited: audit on, and a context
+ * that records (audit_syscall_entry() sets "dummy" from the number of
+ * rules, but only while audit is on: with audit off a context keeps the
+ * value it had, so audit_enabled is looked at first; every task forked
+ * after audit was once enabled has a context). */
+static bool audited(void)
+{
+	return READ_ONCE(audit_enabled) && !audit_dummy_context();
+}
+
+static bool watched(void)
+{
+#ifdef CONFIG_SECCOMP
+	if (READ_ONCE(current->seccomp.mode) != SECCOMP_MODE_DISABLED)
+		return true;
+#endif
+	if (READ_ONCE(current->ptrace))
+		return true;
+#ifdef CONFIG_GENERIC_ENTRY
+	if (READ_ONCE(current_thread_info()->syscall_work) &
+	    (SYSCALL_WORK_SECCOMP | SYSCALL_WORK_SYSCALL_TRACEPOINT |
+	     SYSCALL_WORK_SYSCALL_TRACE | SYSCALL_WORK_SYSCALL_EMU |
+	     SYSCALL_WORK_SYSCALL_USER_DISPATCH))
+		return true;
+	if (test_syscall_work(SYSCALL_AUDIT) && audited())
+		return true;
+#else
+#ifdef TIF_SECCOMP
+	if (test_thread_flag(TIF_SECCOMP))
+		return true;
+#endif
+#ifdef TIF_SYSCALL_TRACEPOINT
+	if (test_thread_flag(TIF_SYSCALL_TRACEPOINT))
+		return true;
+#endif
+#ifdef TIF_SYSCALL_EMU
+	if (test_thread_flag(TIF_SYSCALL_EMU))
+		return true;
+#endif
+	if (test_thread_flag(TIF_SYSCALL_TRACE))
+		return true;
+#ifdef TIF_SYSCALL_AUDIT
+	if (test_thread_flag(TIF_SYSCALL_AUDIT) && audited())
+		return true;
+#endif
+#endif
+	return false;
+}
+
+static long esca_flush(struct esca_ctx *ctx, const struct esca_lkm_flush fl)
 {
 	struct esca_hold h = { .n = 0 };
-	struct esca_lkm_flush fl;
 	u32 i;
 
-	if (copy_from_user(&fl, arg, sizeof(fl)))
-		return -EFAULT;
 	if (!ctx->map)
 		return -EBADFD;
 	if (current->mm != ctx->mm)
@@ -622,12 +742,19 @@ static long esca_flush(struct esca_ctx *ctx, void __user *arg)
 	if (fl.flags || fl.reserved || fl.first > ctx->nents ||
 	    fl.count > ctx->nents - fl.first)
 		return -EINVAL;
+	if (watched())
+		return -EACCES;
 	for (i = 0; i < fl.count; i++) {
-		struct esca_lkm_entry *slot = &ctx->tab[fl.first + i];
+		u32 k = array_index_nospec(fl.first + i, ctx->nents);
+		struct esca_lkm_entry *slot = &ctx->tab[k];
 
 		if (READ_ONCE(slot->state) != ESCA_LKM_BUSY)
 			continue;
-		if (fatal_signal_pending(current))
+		/* a signal (SIGSTOP and the cgroup freezer too) is taken
+		 * between entries: the rest stay BUSY for the next flush;
+		 * a tracer or filter that came meanwhile: the same, and
+		 * that flush says EACCES */
+		if (to_deliver() || watched())
 			break;
 		if (!run_entry(slot, &h))
 			break;	/* a signal: deliver it, the caller goes on */
@@ -639,23 +766,32 @@ static long esca_flush(struct esca_ctx *ctx, void __user *arg)
 static long esca_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 {
 	struct esca_ctx *ctx = filp->private_data;
+	union {
+		struct esca_lkm_register reg;
+		struct esca_lkm_flush fl;
+	} a;
 	long r;
 
 	if (cmd != ESCA_IOC_REGISTER && cmd != ESCA_IOC_FLUSH)
 		return -ENOTTY;
+	/* the arguments before the lock: a fault on them (userfaultfd,
+	 * FUSE) stalls this thread, not the context's other users */
+	if (copy_from_user(&a, (void __user *)arg, cmd == ESCA_IOC_REGISTER ?
+			   sizeof(a.reg) : sizeof(a.fl)))
+		return -EFAULT;
 	if (mutex_lock_interruptible(&ctx->lock))
 		return -ERESTARTSYS;
 	if (cmd == ESCA_IOC_REGISTER)
-		r = esca_register(ctx, (void __user *)arg);
+		r = esca_register(ctx, a.reg);
 	else
-		r = esca_flush(ctx, (void __user *)arg);
+		r = esca_flush(ctx, a.fl);
 	mutex_unlock(&ctx->lock);
 	return r;
 }
 
 static int esca_open(struct inode *inode, struct file *filp)
 {
-	struct esca_ctx *ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
+	struct esca_ctx *ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
 
 	if (!ctx)
 		return -ENOMEM;

@@ -2,8 +2,9 @@
 # lkm/qemu/run.sh - build the esca kernel module against Debian's kernel
 # headers, boot that kernel in QEMU (TCG: no KVM) with a busybox initramfs,
 # load the module there and run the native core's C tests under every
-# executor (lkm included) and the module's bad-input tests
-# (lkm/tests/test_lkm.c); then check the guest's kernel log.
+# executor (lkm included) and the module's own tests (lkm/tests/test_*.c:
+# bad input, policy, interruption, memlock, read/write accounting); then
+# check the guest's kernel log.
 #
 # Exit status: 0 pass, 1 fail, 77 skip (with the reason; `make test-lkm`
 # installs what is needed first, so there it does not skip).
@@ -12,7 +13,8 @@
 # with both /boot/vmlinuz-R and its headers), ESCA_LKM_TIMEOUT (seconds for
 # the guest, default 540), ESCA_LKM_EXECUTORS (test_core's executors in the
 # guest, default "sequential uring lkm"), ESCA_LKM_REPEAT (further runs of
-# `test_core lkm`, default 5), ESCA_LKM_OUT (build folder).
+# `test_core lkm`, default 5), ESCA_LKM_TESTS (the lkm/tests programs to
+# run, e.g. "test_policy test_rw"; default all), ESCA_LKM_OUT (build folder).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -69,26 +71,75 @@ rm -rf "$OUT"
 mkdir -p "$OUT/src/lkm" "$OUT/src/native/include" "$OUT/root"
 cp lkm/esca.c lkm/Kbuild "$OUT/src/lkm/"
 cp native/include/esca_lkm.h "$OUT/src/native/include/"
-if ! make -C "$KDIR" M="$ROOT/$OUT/src/lkm" modules >"$OUT/module.log" 2>&1; then
-	cat "$OUT/module.log" >&2
-	fail "the module does not build against $KDIR"
-fi
+# Builds run side by side (2 cores): the module, the ASan test program and
+# libesca.so in the background, the rest in the foreground; each
+# background build is waited for and its log shown if it fails.
+bg() {	# log-name command...: run in the background, pid in BG_PID
+	local log=$OUT/$1.log
+	shift
+	"$@" >"$log" 2>&1 &
+	BG_PID=$!
+}
+bg_wait() {	# pid log-name what
+	wait "$1" || { cat "$OUT/$2.log" >&2; fail "$3"; }
+}
+bg module make -C "$KDIR" M="$ROOT/$OUT/src/lkm" modules
+module_pid=$BG_PID
+
+# The guest's programs: static, so the initramfs needs no libraries.
+CFLAGS="-std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -static -Inative/include -Inative/core"
+P=$OUT/root/lkm-tests/progs
+mkdir -p "$P" "$OUT/core"
+# The lkm executor's user-space side under ASan+UBSan too (the host's
+# `make ctest` cannot run it): dynamic, with its libraries copied along.
+# shellcheck disable=SC2086
+bg asan $CC ${CFLAGS/-static/} -O1 -fsanitize=address,undefined \
+	-fno-omit-frame-pointer -g -o "$OUT/root/test_core-asan" \
+	native/tests/*.c native/core/*.c -luring -lpthread
+asan_pid=$BG_PID
+# libesca.so (as setup.py builds it), for lkm/tests/test_preload.c.
+# shellcheck disable=SC2086
+bg libesca $CC -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 \
+	-fvisibility=hidden -fPIC -shared -Inative/include -Inative/core \
+	-Inative/preload -o "$P/libesca.so" native/preload/*.c native/core/*.c \
+	-Wl,--version-script=native/preload/libesca.map -luring -ldl -lpthread
+libesca_pid=$BG_PID
+# The core once, for test_core and the test_exec_* programs.
+for c in native/core/*.c; do
+	# shellcheck disable=SC2086
+	$CC ${CFLAGS/-static/} -c -o "$OUT/core/$(basename "$c" .c).o" "$c"
+done
+ar rcs "$OUT/libcore.a" "$OUT"/core/*.o
+$CC $CFLAGS -o "$OUT/root/test_core" native/tests/*.c "$OUT/libcore.a" \
+	"$LIBURING_A" -lpthread
+# The module's own tests: each lkm/tests/test_*.c a program of its own.
+LKM_TESTS=
+for src in lkm/tests/test_*.c; do
+	name=$(basename "$src" .c)
+	case " ${ESCA_LKM_TESTS:-$name} " in *" $name "*) ;; *) continue ;; esac
+	case $name in	# test_exec_*: through the native core's lkm executor
+	test_exec_*) core="$OUT/libcore.a $LIBURING_A" ;;
+	*) core= ;;
+	esac
+	# shellcheck disable=SC2086
+	$CC $CFLAGS -Ilkm/tests -o "$OUT/root/lkm-tests/$name" "$src" $core -lpthread
+	chmod 755 "$OUT/root/lkm-tests/$name"
+	LKM_TESTS="$LKM_TESTS $name"
+done
+# Programs to preload libesca.so into (dynamic).
+$CC -O2 -o "$P/threaded_server" tests/reliability/threaded_server.c -lpthread
+for src in lkm/tests/progs/*.c; do
+	$CC -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 \
+		-o "$P/$(basename "$src" .c)" "$src"
+done
+bg_wait "$module_pid" module "the module does not build against $KDIR"
 if grep -E 'warning:' "$OUT/module.log" >&2; then
 	fail "the module builds with warnings"
 fi
 say "built esca.ko"
-
-# The guest's programs: static, so the initramfs needs no libraries.
-CFLAGS="-std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -static -Inative/include -Inative/core"
-$CC $CFLAGS -o "$OUT/root/test_core" native/tests/*.c native/core/*.c \
-	"$LIBURING_A" -lpthread
-$CC $CFLAGS -o "$OUT/root/test_lkm" lkm/tests/test_lkm.c -lpthread
-# The lkm executor's user-space side under ASan+UBSan too (the host's
-# `make ctest` cannot run it): dynamic, with its libraries copied along.
-$CC ${CFLAGS/-static/} -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -g \
-	-o "$OUT/root/test_core-asan" native/tests/*.c native/core/*.c \
-	-luring -lpthread
-for lib in $(ldd "$OUT/root/test_core-asan" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
+bg_wait "$asan_pid" asan "test_core-asan does not build"
+bg_wait "$libesca_pid" libesca "libesca.so does not build"
+for lib in $(ldd "$OUT/root/test_core-asan" "$P"/* | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
 	mkdir -p "$OUT/root$(dirname "$lib")"
 	cp -L "$lib" "$OUT/root$lib"
 done
@@ -100,11 +151,12 @@ cp "$BUSYBOX" "$R/bin/busybox"
 cp lkm/qemu/init "$R/init"
 chmod 755 "$R/init"
 cp "$OUT/src/lkm/esca.ko" "$R/esca.ko"
-printf 'EXECUTORS="%s"\nREPEAT=%d\n' "$EXECUTORS" "$REPEAT" >"$R/config"
+printf 'EXECUTORS="%s"\nREPEAT=%d\nLKM_TESTS="%s"\n' "$EXECUTORS" "$REPEAT" \
+	"$LKM_TESTS" >"$R/config"
 (cd "$R" && find . | cpio -o -H newc --quiet) | gzip -1 >"$OUT/initramfs.cpio.gz"
 
 # Boot.  TCG only: nested KVM hangs this guest at boot.
-say "booting QEMU (TCG), at most ${TIMEOUT}s"
+say "built in $(($(date +%s) - start))s; booting QEMU (TCG), at most ${TIMEOUT}s"
 LOG=$OUT/console.log
 rc=0
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
@@ -131,7 +183,9 @@ check() {	# name, wanted value
 grep -q '^ESCA-LKM: done' "$LOG.txt" || { say "the guest did not report" >&2; ok=0; }
 check insmod 'rc=0'
 check test_core 'rc=0'
-check test_lkm 'rc=0'
+for name in $LKM_TESTS; do
+	check "$name" 'rc=0'
+done
 check test_core-asan 'rc=0'
 check test_core-repeat 'fails=0'
 check rmmod 'rc=0'

@@ -23,101 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "esca_lkm.h"
-
-static int failures;
-static const char *cur = "";
-
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "FAIL [%s] %s:%d: %s\n", cur,        \
-				__FILE__, __LINE__, #cond);                  \
-			failures++;                                          \
-			return;                                              \
-		}                                                            \
-	} while (0)
-#define CHECK_EQ(a, b)                                                       \
-	do {                                                                 \
-		long long _a = (long long)(a), _b = (long long)(b);          \
-		if (_a != _b) {                                              \
-			fprintf(stderr, "FAIL [%s] %s:%d: %s == %lld, want " \
-				"%s == %lld\n", cur, __FILE__, __LINE__, #a, \
-				_a, #b, _b);                                 \
-			failures++;                                          \
-			return;                                              \
-		}                                                            \
-	} while (0)
-
-#define KERNEL_ADDR 0xffff888000000000ull
-#define ENT sizeof(struct esca_lkm_entry)
-
-static int dev_open(void)
-{
-	return open(ESCA_LKM_DEVICE, O_RDWR | O_CLOEXEC);
-}
-
-static struct esca_lkm_entry *table_map(unsigned n)
-{
-	void *p = mmap(NULL, n * ENT, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
-static int reg_raw(int fd, uint64_t table, unsigned n, unsigned size,
-		   unsigned flags)
-{
-	struct esca_lkm_register r = { .table = table, .nents = n,
-				       .entry_size = size, .flags = flags };
-
-	return ioctl(fd, ESCA_IOC_REGISTER, &r) < 0 ? -errno : 0;
-}
-
-static int reg(int fd, struct esca_lkm_entry *tab, unsigned n)
-{
-	return reg_raw(fd, (uintptr_t)tab, n, ENT, 0);
-}
-
-static int flush_raw(int fd, unsigned first, unsigned count, unsigned flags)
-{
-	struct esca_lkm_flush f = { .first = first, .count = count,
-				    .flags = flags };
-	int r = ioctl(fd, ESCA_IOC_FLUSH, &f);
-
-	return r < 0 ? -errno : r;
-}
-
-static int flush(int fd, unsigned first, unsigned count)
-{
-	return flush_raw(fd, first, count, 0);
-}
-
-/* An entry of a one-buffer op (iov is where its iovec lives). */
-static void set_data(struct esca_lkm_entry *e, int op, int fd,
-		     struct iovec *iov, const void *buf, size_t len)
-{
-	iov->iov_base = (void *)buf;
-	iov->iov_len = len;
-	memset(e, 0, ENT);
-	e->op = op;
-	e->fd = fd;
-	e->key = fd;
-	e->iov = (uintptr_t)iov;
-	e->iovcnt = 1;
-	e->result = 12345;
-	e->state = ESCA_LKM_BUSY;
-}
-
-static void set_op(struct esca_lkm_entry *e, int op, int fd)
-{
-	memset(e, 0, ENT);
-	e->op = op;
-	e->fd = fd;
-	e->key = fd;
-	e->result = 12345;
-	e->state = ESCA_LKM_BUSY;
-}
+#include "lkm_test.h"
 
 /* ---- registering ------------------------------------------------------- */
 
@@ -283,7 +189,8 @@ static void test_bad_entries(void)
 	tab[i].count = 1;				want[i++] = -EBADF;
 	set_op(&tab[i], ESCA_LKM_SHUTDOWN, sv[0]);
 	tab[i].flags = 42;				want[i++] = -EINVAL;
-	set_op(&tab[i], ESCA_LKM_SHUTDOWN, p[1]);	want[i++] = -ENOTSOCK;
+	set_op(&tab[i], ESCA_LKM_SHUTDOWN, sv[0]);	/* not run (test_policy) */
+	tab[i].flags = SHUT_WR;				want[i++] = -EINVAL;
 	set_op(&tab[i], ESCA_LKM_CLOSE, -1);		want[i++] = -EBADF;
 	set_op(&tab[i], ESCA_LKM_FSYNC, p[1]);		want[i++] = -EINVAL;
 	set_op(&tab[i], ESCA_LKM_FSYNC, 99999);		want[i++] = -EBADF;
@@ -455,7 +362,7 @@ static void test_hold(void)
 	CHECK_EQ(flush(fd, 0, 8), 8);
 	CHECK(stopped_short(&tab[2], 4));
 	CHECK_EQ(tab[4].result, 0);		/* the file is closed */
-	CHECK_EQ(tab[6].result, 0);		/* a[0] shut down */
+	CHECK_EQ(tab[6].result, -EINVAL);	/* ran: shutdown is not run */
 	CHECK_EQ(tab[7].result, -EBADF);	/* after the close */
 	close(fd);
 	close(p[0]);
@@ -772,11 +679,7 @@ static void test_threads_one_context(void)
 	munmap(tab, N * ENT);
 }
 
-typedef void (*test_fn)(void);
-static const struct {
-	const char *name;
-	test_fn fn;
-} tests[] = {
+static const struct lkm_test tests[] = {
 	{ "unregistered_flush", test_unregistered },
 	{ "register_bounds", test_register_bounds },
 	{ "flush_bounds", test_flush_bounds },
@@ -796,28 +699,6 @@ static const struct {
 /* test_lkm [TEST...]: the tests named (default: every one). */
 int main(int argc, char **argv)
 {
-	int fd = dev_open(), ran = 0;
-
-	setvbuf(stdout, NULL, _IONBF, 0);
-	if (fd < 0) {
-		printf("SKIP test_lkm: %s: %s\n", ESCA_LKM_DEVICE, strerror(errno));
-		return 77;
-	}
-	close(fd);
-	signal(SIGPIPE, SIG_IGN);
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		int before = failures, want = argc < 2;
-
-		for (int a = 1; a < argc; a++)
-			want |= !strcmp(argv[a], tests[i].name);
-		if (!want)
-			continue;
-		cur = tests[i].name;
-		tests[i].fn();
-		printf("%s lkm-input/%s\n", failures == before ? "ok  " : "FAIL",
-		       cur);
-		ran++;
-	}
-	printf("%d passed, %d failed\n", ran - failures, failures);
-	return failures ? 1 : 0;
+	return run_tests("lkm-input", tests, sizeof(tests) / sizeof(tests[0]),
+			 argc, argv);
 }

@@ -18,9 +18,11 @@
  * later entries of an fd whose entry stopped short (esca_lkm.h, "Order"),
  * and they go in the next round.  A round ends early at an entry that needs
  * user space first: a write whose non-blocking fd was full (it polls for
- * POLLOUT, then goes in) and setsockopt, which the module does not run (its
- * LSM and cgroup-BPF hooks are out of a module's reach): it runs as a plain
- * system call at its turn.  Short results go in again for the rest.
+ * POLLOUT, then goes in) and setsockopt and shutdown, which the module does
+ * not run (their LSM and cgroup-BPF hooks are out of a module's reach): they
+ * run as plain system calls at their turn.  Short results go in again for
+ * the rest.  A FLUSH that says EACCES (the thread is under seccomp, ptrace
+ * or syscall audit/tracing) runs nothing: the entries run plainly.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -180,11 +182,12 @@ static unsigned build_round(struct esca_table *t, struct lkm_state *s)
 		struct esca_entry *e = turn.e;
 		struct esca_lkm_entry *le;
 
-		if (!turn.held &&
-		    (e->need_poll || e->op == ESCA_OP_SETSOCKOPT)) {
+		if (!turn.held && (e->need_poll || e->op == ESCA_OP_SETSOCKOPT ||
+				   e->op == ESCA_OP_SHUTDOWN)) {
 			if (k > 0) {
 				turn.held = 1;	/* after what is gathered */
-			} else if (e->op == ESCA_OP_SETSOCKOPT) {
+			} else if (e->op == ESCA_OP_SETSOCKOPT ||
+				   e->op == ESCA_OP_SHUTDOWN) {
 				esca__run_direct(t, e, 1);
 				continue;
 			} else {
@@ -307,8 +310,8 @@ static int lkm_flush(struct esca_table *t, unsigned mode)
 			}
 			le->state = ESCA_LKM_FREE;
 		}
-		if (err < 0)
-			return esca__fail_over(t, err);
+		if (err < 0)	/* EACCES: filtered, traced or audited */
+			return esca__fail_over(t, err == -EACCES ? 0 : err);
 	}
 	return 0;
 }

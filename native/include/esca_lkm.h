@@ -27,7 +27,18 @@
  * of bounds, completes with -EINVAL.  An entry interrupted by a signal
  * before anything was done stays ESCA_LKM_BUSY: the flush stops there and
  * returns, the signal is delivered, and the caller flushes the rest again
- * (from a table it builds anew: what a walk held is not remembered).
+ * (from a table it builds anew: what a walk held is not remembered).  Any
+ * signal counts (SIGSTOP, the cgroup freezer's too): a write that has done
+ * part of its bytes stops between chunks with the count done and error
+ * -EINTR, and the walk stops before the next entry.
+ *
+ * Policy.  The module does not run calls past the caller's system call
+ * policy or observers: while the calling thread has a seccomp filter (or
+ * strict mode), a ptrace tracer, syscall tracepoints enabled, syscall user
+ * dispatch, or an audit context with rules, FLUSH fails with EACCES and
+ * runs nothing; the caller then makes the calls as plain system calls
+ * (native/core/lkm.c does).  shutdown and setsockopt are not run by the
+ * module (their LSM hooks are out of a module's reach).
  */
 #ifndef ESCA_LKM_H
 #define ESCA_LKM_H
@@ -44,8 +55,9 @@ enum esca_lkm_op {
 	ESCA_LKM_WRITEV,	/* writev(fd, iov, iovcnt)                 */
 	ESCA_LKM_SEND,		/* send(fd, iov[0], flags)        iovcnt 1  */
 	ESCA_LKM_SENDMSG,	/* sendmsg(fd, {iov, iovcnt}, flags)       */
-	ESCA_LKM_SENDFILE,	/* sendfile(fd, fd2, offset or -1, count)  */
-	ESCA_LKM_SHUTDOWN,	/* shutdown(fd, how = flags)               */
+	ESCA_LKM_SENDFILE,	/* sendfile(fd, fd2, offset or -1, count);
+				 * at most MAX_RW_COUNT bytes, as the call */
+	ESCA_LKM_SHUTDOWN,	/* not executed by the module: -EINVAL     */
 	ESCA_LKM_CLOSE,		/* close(fd)                               */
 	ESCA_LKM_SETSOCKOPT,	/* not executed by the module: -EINVAL     */
 	ESCA_LKM_FSYNC,		/* fsync(fd)                               */
@@ -96,11 +108,13 @@ struct esca_lkm_flush {
 #define ESCA_IOC_MAGIC 0xE5
 /* 0 or -1/errno: EINVAL (bounds; memory not private anonymous), EFAULT
  * (table not writable user memory),
- * EBUSY (a table is registered already), ENOMEM (RLIMIT_MEMLOCK). */
+ * EBUSY (a table is registered already), ENOMEM (RLIMIT_MEMLOCK, charged
+ * to the user: every process of the uid shares it, as with io_uring). */
 #define ESCA_IOC_REGISTER _IOW(ESCA_IOC_MAGIC, 1, struct esca_lkm_register)
 /* Entries walked (count, or fewer when a signal stopped the walk), or
  * -1/errno: EBADFD (no table registered), EINVAL (bounds), EPERM (another
- * process's table). */
+ * process's table), EACCES (the caller is filtered, traced or audited: see
+ * "Policy"; make the calls plainly). */
 #define ESCA_IOC_FLUSH _IOW(ESCA_IOC_MAGIC, 2, struct esca_lkm_flush)
 
 #endif /* ESCA_LKM_H */

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT
+ * test_preload.c - libesca.so preloaded with ESCA_EXECUTOR=lkm on real programs in the guest: the multi-threaded record server of tests/reliability and a small epoll server answer byte-exact and in order; a client that stops reading must not stall the epoll server's other clients (checked under uring; under lkm a known gap, reported XFAIL).
+ *
+ * Exit status: 0 pass, 1 fail, 77 skip (no /dev/esca, or the programs or
+ * libesca.so are not in /lkm-tests/progs). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "lkm_test.h"
+
+#define PROGS "/lkm-tests/progs"
+#define STATS "/tmp/esca-preload-stats.json"
+
+struct server {
+	pid_t pid;
+	int port;
+};
+
+/* Start PROGS/name under libesca.so with `executor`; its port. */
+static int start(struct server *s, const char *executor, char *const argv[])
+{
+	int out[2];
+	char buf[32] = "", ex[64];
+	ssize_t n;
+
+	if (pipe(out) < 0)
+		return -1;
+	unlink(STATS);
+	s->pid = fork();
+	if (s->pid < 0)
+		return -1;
+	if (s->pid == 0) {
+		snprintf(ex, sizeof(ex), "ESCA_EXECUTOR=%s", executor);
+		char *env[] = { "LD_PRELOAD=" PROGS "/libesca.so", ex,
+				"ESCA_STATS=" STATS, "ESCA_STATS_INTERVAL_MS=50",
+				"PATH=/bin", NULL };
+
+		dup2(out[1], 1);
+		close(out[0]);
+		close(out[1]);
+		execve(argv[0], argv, env);
+		_exit(127);
+	}
+	close(out[1]);
+	n = read(out[0], buf, sizeof(buf) - 1);
+	close(out[0]);
+	s->port = n > 0 ? atoi(buf) : 0;
+	return s->port > 0 ? 0 : -1;
+}
+
+static int stop(struct server *s, int sig)
+{
+	int st = 0;
+
+	if (sig)
+		kill(s->pid, sig);
+	if (waitpid(s->pid, &st, 0) != s->pid)
+		return -1;
+	return st;
+}
+
+static int dial(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The stats file names the executor the library used. */
+static int used(const char *executor)
+{
+	char buf[256] = "", want[64];
+	int fd = open(STATS, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	snprintf(want, sizeof(want), "\"executor\": \"%s\"", executor);
+	return strstr(buf, want) != NULL;
+}
+
+static int have_progs(void)
+{
+	if (access(PROGS "/libesca.so", R_OK) == 0 &&
+	    access(PROGS "/epoll_server", X_OK) == 0 &&
+	    access(PROGS "/threaded_server", X_OK) == 0)
+		return 1;
+	printf("skip: no %s\n", PROGS);
+	return 0;
+}
+
+/* ---- the record server ------------------------------------------------ */
+
+enum { T = 3, C = 2, R = 500 };
+
+/* Connection i of threaded_server: thread i % T, its connection i / T. */
+static int expect_record(char *buf, size_t cap, int t, int c, int seq)
+{
+	size_t len = (size_t)((seq * 131 + t * 17 + c * 29) % 3000);
+	int hl = snprintf(buf, cap, "T%d C%d S%d L%zu|", t, c, seq, len);
+
+	memset(buf + hl, 'a' + (t * 7 + c * 3 + seq) % 26, len);
+	buf[hl + len] = '\n';
+	return hl + (int)len + 1;
+}
+
+static void test_threaded_server(void)
+{
+	char *argv[] = { PROGS "/threaded_server", "3", "2", "500", NULL };
+	struct server s;
+	struct pollfd p[T * C];
+	int seq[T * C] = { 0 }, off[T * C] = { 0 }, open_n = T * C, st;
+	static char want[T * C][4096];
+	int wlen[T * C];
+	double t0;
+
+	if (!have_progs())
+		return;
+	CHECK(start(&s, "lkm", argv) == 0);
+	for (int i = 0; i < T * C; i++) {
+		p[i].fd = dial(s.port);
+		p[i].events = POLLIN;
+		CHECK(p[i].fd >= 0);
+		wlen[i] = expect_record(want[i], sizeof(want[i]), i % T, i / T, 0);
+	}
+	t0 = now_s();
+	while (open_n > 0 && now_s() - t0 < 30) {
+		if (poll(p, T * C, 1000) <= 0)
+			continue;
+		for (int i = 0; i < T * C; i++) {
+			char b[8192];
+			ssize_t n;
+
+			if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
+				continue;
+			n = read(p[i].fd, b, sizeof(b));
+			if (n <= 0) {
+				CHECK_EQ(seq[i], R);	/* all records, then EOF */
+				close(p[i].fd);
+				p[i].fd = -1;
+				open_n--;
+				continue;
+			}
+			for (ssize_t k = 0; k < n; k++) {
+				if (seq[i] >= R || b[k] != want[i][off[i]]) {
+					fprintf(stderr, "[%s] conn %d record %d byte %d\n",
+						cur, i, seq[i], off[i]);
+					stop(&s, SIGKILL);
+					CHECK(!"bytes as sent, in order");
+				}
+				if (++off[i] == wlen[i]) {
+					off[i] = 0;
+					if (++seq[i] < R)
+						wlen[i] = expect_record(want[i], sizeof(want[i]),
+									i % T, i / T, seq[i]);
+				}
+			}
+		}
+	}
+	st = stop(&s, open_n ? SIGKILL : 0);
+	CHECK_EQ(open_n, 0);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(used("lkm"));
+}
+
+/* ---- the epoll server --------------------------------------------------- */
+
+/* Ask for n bytes on fd and check them; 0, or -1 (wrong or timed out). */
+static int request(int fd, size_t n, double timeout)
+{
+	char line[32], b[65536];
+	size_t got = 0;
+	double t0 = now_s();
+	int l = snprintf(line, sizeof(line), "%zu\n", n);
+
+	if (write(fd, line, (size_t)l) != l)
+		return -1;
+	while (got < n) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (now_s() - t0 > timeout)
+			return -1;
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		r = read(fd, b, sizeof(b));
+		if (r <= 0)
+			return -1;
+		for (ssize_t k = 0; k < r; k++)
+			if (b[k] != (char)('A' + (got + (size_t)k) % 23))
+				return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+static void test_epoll_server(void)
+{
+	char *argv[] = { PROGS "/epoll_server", NULL };
+	static const size_t sizes[] = { 1, 100, 4096, 20000, 65536, 300000, 7 };
+	struct server s;
+	int fds[4];
+
+	if (!have_progs())
+		return;
+	CHECK(start(&s, "lkm", argv) == 0);
+	for (int i = 0; i < 4; i++)
+		fds[i] = dial(s.port);
+	for (int round = 0; round < 5; round++)
+		for (int i = 0; i < 4; i++) {
+			if (fds[i] < 0 ||
+			    request(fds[i], sizes[(round + i) % 7], 10) < 0) {
+				stop(&s, SIGKILL);
+				CHECK(!"an answer, byte-exact");
+			}
+		}
+	sleep_ms(200);	/* a stats rewrite */
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	CHECK(used("lkm"));
+	stop(&s, SIGKILL);
+}
+
+/* A client asks for 16 MiB and never reads; another asks for 1000 bytes
+ * five times: each answer must come within 1.5 s. */
+static int never_stall(const char *executor, int *was_used)
+{
+	char *argv[] = { PROGS "/epoll_server", NULL };
+	struct server s;
+	int slow, fast, bad = 0;
+	char line[] = "16777216\n";
+
+	if (start(&s, executor, argv) < 0)
+		return -1;
+	slow = dial(s.port);
+	fast = dial(s.port);
+	if (slow < 0 || fast < 0 ||
+	    write(slow, line, sizeof(line) - 1) != (ssize_t)sizeof(line) - 1)
+		bad = 1;
+	sleep_ms(300);
+	for (int i = 0; i < 5 && !bad; i++)
+		bad = request(fast, 1000, 1.5) < 0;
+	sleep_ms(100);
+	*was_used = used(executor);
+	close(slow);
+	close(fast);
+	stop(&s, SIGKILL);
+	return bad ? 1 : 0;
+}
+
+static void test_never_stall(void)
+{
+	int u = 0, r;
+
+	if (!have_progs())
+		return;
+	/* the rule, under uring (a send to the full socket parks) */
+	r = never_stall("uring", &u);
+	if (!u) {
+		printf("skip lkm-preload/never_stall uring: not used\n");
+	} else {
+		CHECK_EQ(r, 0);
+	}
+	r = never_stall("lkm", &u);
+	CHECK(u);
+	if (r)
+		printf("XFAIL lkm-preload/never_stall lkm: a client that stops "
+		       "reading holds the server (no parked sends under lkm: "
+		       "issue 15, 'Also', not done)\n");
+	else
+		printf("# never_stall lkm: not stalled\n");
+}
+
+static const struct lkm_test tests[] = {
+	{ "threaded_server", test_threaded_server },
+	{ "epoll_server", test_epoll_server },
+	{ "never_stall", test_never_stall },
+};
+
+int main(int argc, char **argv)
+{
+	return run_tests("lkm-preload", tests, sizeof(tests) / sizeof(tests[0]),
+			 argc, argv);
+}
