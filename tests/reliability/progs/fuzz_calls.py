@@ -3,8 +3,12 @@ so under LD_PRELOAD through libesca.so's interposers) and prints, as JSON,
 every call's result and errno, the bytes each reader got and the file.
 
 fds (writer side): 0-2 unix socketpairs, 3 a TCP loopback pair, 4-5 pipes,
-6 a regular file; dups of them are appended as they are made.  Each
-writer's bytes carry its own letter, so a byte on the wrong fd shows."""
+6 a regular file; dups of them, and new socketpairs made by "reopen" after a
+close (their writer takes the lowest free number: a number closed a moment
+ago, possibly with its close still deferred), are appended as they are made.
+Each writer's bytes carry its own letter, so a byte on the wrong fd shows.
+The real fd numbers are printed apart ("fds"): they may differ from a plain
+run while a deferred close holds a number."""
 
 from __future__ import annotations
 
@@ -57,6 +61,8 @@ def main() -> int:
     dead: set[int] = set()  # closed or shut down: no more calls on it
     closed: set[int] = set()
     out: list[Any] = []
+    fdnums: list[int] = list(writers)  # the real numbers, in order of making
+    n_orig = len(writers)
 
     def rec(name: str, r: int) -> None:
         e = ctypes.get_errno() if r < 0 else 0
@@ -65,6 +71,15 @@ def main() -> int:
     for seq, (op, i, n) in enumerate(ops):
         i %= len(writers)
         fd, w = writers[i], owner[i]
+        if op == "reopen":
+            if i in closed and len(readers) < 26:  # letters A-Z
+                a, b = socket.socketpair()
+                writers.append(a.detach())
+                readers.append(b.detach())
+                owner.append(len(readers) - 1)
+                fdnums.append(writers[-1])
+                out.append(["reopen", len(readers) - 1])
+            continue
         if i in dead:
             continue
         ctypes.set_errno(0)
@@ -90,7 +105,7 @@ def main() -> int:
         elif op == "fsync":
             rec(op, libc.fsync(fd))
         elif op == "read":  # our own file, which our pending writes change
-            if FILE in owner[len(readers):]:
+            if FILE in closed or FILE in owner[n_orig:]:
                 continue  # a dup of it wrote: test_pread_sees_writes_of_a_dup
             got = os.pread(writers[FILE], n, 0)
             out.append(["pread", got.decode("latin-1")])
@@ -98,6 +113,7 @@ def main() -> int:
             d = libc.dup(fd)
             out.append(["dup", d >= 0])
             if d >= 0:
+                fdnums.append(d)
                 writers.append(d)
                 owner.append(w)
         elif op in ("shutdown", "close"):
@@ -128,11 +144,12 @@ def main() -> int:
         strays = sum(1 for x in data if 65 <= x <= 90 and x != 65 + w)
         got[str(w)] = data.decode("latin-1")
         out.append(["reader", w, len(data), strays])
-    os.lseek(writers[FILE], 0, os.SEEK_SET)
-    out.append(["file", os.read(writers[FILE], 1 << 22).decode("latin-1")])
+    if FILE not in closed:
+        os.close(writers[FILE])
+    with open(path, "rb") as f:  # the file's bytes, whoever closed it
+        out.append(["file", f.read(1 << 22).decode("latin-1")])
     os.unlink(path)
-    os.close(writers[FILE])
-    print(json.dumps({"calls": out, "readers": got}))
+    print(json.dumps({"calls": out, "readers": got, "fds": fdnums}))
     return 0
 
 
