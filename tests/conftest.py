@@ -54,6 +54,22 @@ def executor_skip_reason(name: str) -> str | None:
     return None
 
 
+# Without io_uring every uring test would skip and the suite would pass on
+# the sequential executor alone: that is a failed run unless it is asked for.
+NO_URING_OPT_OUT = "ESCA_TEST_WITHOUT_URING"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    reason = uring_skip_reason()
+    if reason and os.environ.get(NO_URING_OPT_OUT) != "1":
+        pytest.exit(
+            f"{reason}: the uring executor, pyesca's default, cannot be tested on"
+            f" this machine. Set {NO_URING_OPT_OUT}=1 to run the suite without it"
+            " (its tests are then skipped, each with this reason).",
+            returncode=3,
+        )
+
+
 def usable_executors() -> list[str]:
     """The executors of EXECUTORS that can be tested here."""
     return [name for name in EXECUTORS if executor_skip_reason(name) is None]
