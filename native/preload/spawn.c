@@ -134,8 +134,10 @@ static void before_write(int fd)
 
 /* A FILE on fd: what was queued on it goes first, then nothing more is.
  * Only a FILE that can write: one opened "r" never writes the fd.  The
- * mark stays on the number (fd_forget keeps it): passing a later fd of that
- * number through is always correct, and fclose closes inside glibc. */
+ * mark goes on fd and on the first fd of its open file (its order key),
+ * which every dup of it names (fd_never_deferred).  It stays on the number
+ * (fd_forget keeps it): passing a later fd of that number through is
+ * always correct, and fclose closes inside glibc. */
 EXPORT FILE *fdopen(int fd, const char *mode)
 {
 	struct fdinfo *fi;
@@ -144,8 +146,13 @@ EXPORT FILE *fdopen(int fd, const char *mode)
 	before_write(fd);
 	fp = real.fdopen(fd, mode);
 	fi = fdi(fd);
-	if (fp && fi && (mode[0] != 'r' || strchr(mode, '+')))
+	if (fp && fi && (mode[0] != 'r' || strchr(mode, '+'))) {
+		/* and the first fd of its open file, which its dups name */
 		__atomic_store_n(&fi->stdio, 1, __ATOMIC_RELAXED);
+		if (fi->order_key)
+			__atomic_store_n(&fdtab[fi->order_key - 1].stdio, 1,
+					 __ATOMIC_RELAXED);
+	}
 	return fp;
 }
 

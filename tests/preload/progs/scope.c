@@ -4,7 +4,8 @@
  *
  *   scope CASE FD   writes "1", "2", "3" (and "4", "5" for fdopen) to the
  *                   stream socket FD, the middle ones by a way no deferring
- *                   interposer sees: stdio (FD 1), fdopen, dprintf,
+ *                   interposer sees: stdio (FD 1, or a dup of it),
+ *                   fdopen (writes by FD or a dup of it), dprintf,
  *                   sendmmsg, splice, system, popen, posix_spawn(p)
  *                   (a child's printf); or "1" then exit/_exit, or exec
  *                   of a shell that writes "23".  The peer, read by the
@@ -115,6 +116,30 @@ static int ordered(const char *how, int fd)
 		printf("2");
 		fflush(stdout);
 		put(1, "3");
+		return 0;
+	}
+	if (!strcmp(how, "stdio-dup")) {	/* fd is 1; a dup of it */
+		fd = dup(1);
+		if (fd < 0)
+			die("dup");
+		put(fd, "1");
+		printf("2");
+		fflush(stdout);
+		put(fd, "3");
+		return 0;
+	}
+	if (!strcmp(how, "fdopen-dup")) {	/* a FILE on fd, writes by a dup */
+		int d = dup(fd);
+
+		if (d < 0)
+			die("dup");
+		put(d, "1");
+		f = fdopen(fd, "w");
+		if (!f)
+			die("fdopen");
+		fputs("2", f);
+		fflush(f);
+		put(d, "3");
 		return 0;
 	}
 	put(fd, "1");
