@@ -98,7 +98,7 @@ def extensions() -> list[Extension]:
             include_dirs=["native/include", "native/core", "native/preload"],
             libraries=["uring"],
             extra_compile_args=CFLAGS,
-            depends=HEADERS,
+            depends=[*HEADERS, "native/preload/catalog.h"],  # its lists
         )
     ]
     if PRELOAD:

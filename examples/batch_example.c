@@ -4,8 +4,10 @@
  * Writes a deterministic sequence of messages to a socketpair, a pipe and
  * a regular file inside batch_start()/batch_flush() segments, reusing one
  * buffer for every call (the library copies what it defers), then prints
- * what each call returned and every byte the other ends received.  The
- * output is the same with and without the library:
+ * what each call returned and every byte the other ends received.  Only
+ * the socket's calls are deferred: libesca.so passes the pipe's and the
+ * file's through (docs/DESIGN.md, "Deferral scope").  The output is the
+ * same with and without the library:
  *
  *     cc -O2 -Wall -I native/include -o batch_example examples/batch_example.c
  *     ./batch_example DIR                               # plain

@@ -11,10 +11,12 @@
 
 /* X(ENUM, name, seed, where): one row per deferrable call, in the order
  * the stats show them.  seed: 1 for the seed's four wrappers (ESCA's own
- * set, `--syscalls seed`).  where: the fds it is deferred on. */
+ * set, `--syscalls seed`).  where: the fds it is deferred on: stream
+ * sockets only, never fds 0-2 nor one a FILE is open on (DESIGN.md,
+ * "Deferral scope"). */
 #define ESCA_SYSCALLS(X)						\
-	X(WRITE, write, 0, "a stream socket, a pipe or a regular file")	\
-	X(WRITEV, writev, 1, "a stream socket, a pipe or a regular file") \
+	X(WRITE, write, 0, "a stream socket")				\
+	X(WRITEV, writev, 1, "a stream socket")			\
 	X(SEND, send, 1, "a stream socket")				\
 	X(SENDTO, sendto, 0, "a stream socket, without an address")	\
 	X(SENDMSG, sendmsg, 0,						\
@@ -22,7 +24,7 @@
 	X(SENDFILE, sendfile, 1,					\
 	  "a stream socket, from a regular file, explicit offset")	\
 	X(SHUTDOWN, shutdown, 1, "a stream socket")			\
-	X(CLOSE, close, 0, "a socket, a pipe or a regular file")	\
+	X(CLOSE, close, 0, "a stream socket")				\
 	X(SETSOCKOPT, setsockopt, 0, "TCP_CORK, TCP_NODELAY on TCP")
 
 /* X(ENUM, name, help): the levers beyond ESCA, each switchable
@@ -43,7 +45,8 @@
 	X(DISABLED, disabled, "ESCA_DISABLE, or no table on this thread") \
 	X(NOT_SELECTED, not_selected,					\
 	  "not in ESCA_SYSCALLS, or outside an explicit segment")	\
-	X(FD, fd, "not a fd kind the call is deferred on")		\
+	X(FD, fd, "not a fd kind the call is deferred on, "		\
+	  "or fd 0-2, or a FILE's (fdopen)")				\
 	X(ARGS, args, "flags, address, control data or options")	\
 	X(SIZE, size, "bigger than the byte budget")			\
 	X(FULL, full, "the table stayed full after a flush")		\

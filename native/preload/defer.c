@@ -151,15 +151,8 @@ EXPORT int close(int fd)
 		return real.close(fd);
 	}
 	kind = deferrable_kind(fi, fd);
-	if (kind == FK_FILE && (fi->flags & FI_DIRTY)) {
-		/* its bytes must be in the file when the program, or another
-		 * process, opens it by its path next (write, close, rename) */
-		pass_through(ts, CALL_CLOSE, fd, PASS_FD);
-		fd_forget(fi);
-		return real.close(fd);
-	}
-	if (kind != FK_STREAM && kind != FK_SOCKET && kind != FK_PIPE &&
-	    kind != FK_FILE) {
+	if (kind != FK_STREAM || fd_never_deferred(fd, fi)) {
+		/* stream sockets only (DESIGN.md, "Deferral scope") */
 		pass_through(ts, CALL_CLOSE, fd, PASS_FD);
 		fd_forget(fi);
 		return real.close(fd);

@@ -28,6 +28,20 @@ static inline int take_err(struct fdinfo *fi)
 	return __atomic_exchange_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 
+/* fds 0, 1, 2, a FILE's fd (fdopen) and every fd sharing their open file
+ * (a dup: its order key names the first fd of it) are never deferred to:
+ * stdio writes them inside glibc, where no interposer sees it, and a
+ * deferred write would come out after bytes written later (DESIGN.md,
+ * "Deferral scope").  Two compares and a byte on the fast path. */
+static inline int fd_never_deferred(int fd, const struct fdinfo *fi)
+{
+	int root = fi->order_key ? fi->order_key - 1 : fd;
+
+	if (fd <= 2 || root <= 2 || fi->stdio)
+		return 1;
+	return root != fd && fdtab[root].stdio;	/* order keys < fdtab_n */
+}
+
 static inline int deferrable_kind(struct fdinfo *fi, int fd)
 {
 	if (fi->kind == FK_UNKNOWN)
@@ -89,6 +103,10 @@ static inline struct fdinfo *defer_begin(struct tstate *ts, int call, int fd,
 		}
 	}
 	if (unlikely(fi->flags & FI_FAILED) && call != CALL_CLOSE) {
+		pass_through(ts, call, fd, PASS_FD);
+		return NULL;
+	}
+	if (unlikely(fd_never_deferred(fd, fi)) && call != CALL_CLOSE) {
 		pass_through(ts, call, fd, PASS_FD);
 		return NULL;
 	}

@@ -35,22 +35,8 @@ void fdmap_init(void)
 		say("no memory for the fd map; every call passes through");
 		cfg.disabled = 1;
 	}
-	/* stdin, stdout and stderr are often one pipe or one terminal: find
-	 * which of them share an open file, to keep their bytes in order */
-	for (int i = 1; i <= 2 && fdtab; i++) {
-		struct stat a, b;
-
-		if (syscall(SYS_fstat, i, &a) < 0)
-			continue;
-		for (int j = 0; j < i; j++) {
-			if (syscall(SYS_fstat, j, &b) == 0 && a.st_dev == b.st_dev &&
-			    a.st_ino == b.st_ino) {
-				fdtab[i].order_key = fdtab[j].order_key ?
-						     fdtab[j].order_key : j + 1;
-				break;
-			}
-		}
-	}
+	/* stdin, stdout and stderr (and their dups) are never deferred to
+	 * (fd_never_deferred): no order key to find for them */
 }
 
 /* What a deferred op's completion means for its fd (DESIGN.md,
@@ -128,17 +114,16 @@ void fd_note_access(struct fdinfo *fi, long fl)
 	if (fl < 0)
 		return;
 	fi->flags |= FI_ACC;
-	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_RDONLY)
-		fi->flags |= FI_NOWRITE;
 	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
 		fi->flags |= FI_NOREAD;
 }
 
-/* Is fd open for what need (FI_NOWRITE: writing, FI_NOREAD: reading)
- * says?  A write to a read-only fd or a sendfile from a write-only one
- * fails with EBADF, a result known in advance: such calls are never
+/* Is fd open for what need (FI_NOREAD: reading) says?  A sendfile from a
+ * write-only file fails with EBADF, a result known in advance: it is never
  * deferred (DESIGN.md, "Contract: results").  Asked once per fd, and only
- * for regular files (fd_detect learns it for the others). */
+ * for regular files (fd_detect learns it for the others).  Writes are
+ * deferred only to stream sockets, always open for writing (DESIGN.md,
+ * "Deferral scope"). */
 int fd_access_ok(int fd, struct fdinfo *fi, uint16_t need)
 {
 	if (unlikely(!(fi->flags & FI_ACC)))

@@ -10,10 +10,8 @@
  * owed, the stats file. */
 static void after_flush(struct tstate *ts)
 {
-	if (esca_table_pending(ts->table) == 0) {
+	if (esca_table_pending(ts->table) == 0)
 		ts->oldest_ns = 0;
-		ts->files_dirty = 0;
-	}
 	if (unlikely(ts->nowed))
 		lib_pay_owed(ts);
 	if (cfg.stats_path[0])

@@ -65,15 +65,16 @@ enum fd_kind {
 #define FI_CORK_KNOWN	0x20	/* we know the kernel's TCP_CORK of it */
 #define FI_CORKED	0x40	/* TCP_CORK as the program set it */
 #define FI_CORK_VIRT	0x80	/* ... on, but only in our queued MSG_MORE */
-#define FI_ACC		0x100	/* the two below are known (F_GETFL)       */
-#define FI_NOWRITE	0x200	/* not open for writing (O_RDONLY, O_PATH) */
-#define FI_NOREAD	0x400	/* not open for reading (O_WRONLY, O_PATH) */
-#define FI_DIRTY	0x800	/* a regular file with writes deferred */
+#define FI_ACC		0x100	/* the one below is known (F_GETFL)        */
+#define FI_NOREAD	0x400	/* not open for reading (O_WRONLY, O_PATH):
+				 * a sendfile from it is not deferred      */
 #define FI_OWED		0x1000	/* told EAGAIN while parked: owed an event */
 
 struct fdinfo {
 	uint8_t kind;
-	uint8_t pad8;
+	uint8_t stdio;		/* a FILE is open on it (fdopen): never
+				 * deferred; kept over closes (fd_forget), a
+				 * number once marked stays passed through */
 	uint16_t gen;		/* bumped at every close of this number */
 	int32_t err;		/* error of a deferred op, for the next call */
 	int32_t order_key;	/* esca_args.order: 0, the fd orders its own
@@ -108,7 +109,6 @@ struct tstate {
 				 * socket stays known empty until it changes */
 	uint64_t reads_seen, reads_answered;
 	uint64_t composed;	/* setsockopt calls composed into MSG_MORE */
-	int files_dirty;	/* writes to regular files are queued */
 	int nowed;		/* fds told EAGAIN while their bytes were */
 	int owed[MAX_OWED];	/* parked: re-armed in their epoll set when
 				 * the bytes are out (lib_pay_owed) */

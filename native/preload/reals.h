@@ -4,6 +4,8 @@
 #ifndef ESCA_PRELOAD_REALS_H
 #define ESCA_PRELOAD_REALS_H
 
+#include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -71,7 +73,23 @@
 	X(libc_start_main, "__libc_start_main", int,			\
 	  (int (*)(int, char **, char **), int, char **, void (*)(void),	\
 	   void (*)(void), void (*)(void), void *), REQUIRED)		\
-	X(fclose, "fclose", int, (FILE *), REQUIRED)
+	X(fclose, "fclose", int, (FILE *), REQUIRED)			\
+	X(system, "system", int, (const char *), REQUIRED)		\
+	X(popen, "popen", FILE *, (const char *, const char *), REQUIRED) \
+	X(posix_spawn, "posix_spawn", int, (pid_t *, const char *,	\
+	  const posix_spawn_file_actions_t *, const posix_spawnattr_t *, \
+	  char *const[], char *const[]), REQUIRED)			\
+	X(posix_spawnp, "posix_spawnp", int, (pid_t *, const char *,	\
+	  const posix_spawn_file_actions_t *, const posix_spawnattr_t *, \
+	  char *const[], char *const[]), REQUIRED)			\
+	X(fdopen, "fdopen", FILE *, (int, const char *), REQUIRED)	\
+	X(vdprintf, "vdprintf", int, (int, const char *, va_list), REQUIRED) \
+	X(vdprintf_chk, "__vdprintf_chk", int,				\
+	  (int, int, const char *, va_list), OPTIONAL)			\
+	X(sendmmsg, "sendmmsg", int, (int, struct mmsghdr *, unsigned int, \
+	  int), REQUIRED)						\
+	X(splice, "splice", ssize_t, (int, loff_t *, int, loff_t *, size_t, \
+	  unsigned int), REQUIRED)
 
 struct pollfd;
 

@@ -5,6 +5,7 @@
  * writes"). */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -13,35 +14,62 @@
 /* the flags a deferred send may carry (MSG_DONTWAIT is dropped) */
 #define SEND_FLAGS_OK (MSG_NOSIGNAL | MSG_MORE | MSG_DONTWAIT)
 
-/* A data call of iovcnt iovecs on fd: the bytes queued (their count returned),
- * -1 with errno, or PASSED. */
-static ssize_t defer_data(int call, int op, int fd, const struct iovec *iov,
-			  int iovcnt, int flags)
+/* The checks of a data call on fd that need none of its arguments but
+ * flags: this thread's fd entry when the call may be deferred, else NULL
+ * with *r the answer (PASSED, or -1 with errno: the fd's pending error).
+ * Only stream sockets (DESIGN.md, "Deferral scope"). */
+static struct fdinfo *data_begin(struct tstate **tsp, int call, int fd,
+				 int flags, ssize_t *r)
 {
 	struct tstate *ts = ts_get();
 	struct fdinfo *fi;
-	struct esca_args a;
-	size_t total = 0;
-	int err, kind;
+	int err;
 
+	*tsp = ts;
+	*r = PASSED;
 	if (unlikely(!ts))
-		return PASSED;
+		return NULL;	/* ESCA_DISABLE, or no table */
 	fi = defer_begin(ts, call, fd, &err);
 	if (!fi) {
 		surfaced_sigpipe(ts, fd, err, flags);
-		return defer_refused(err);
+		*r = defer_refused(err);
+		return NULL;
 	}
-	if (!call_selected(ts, call))
-		return pass_through(ts, call, fd, PASS_NOT_SELECTED);
-	kind = deferrable_kind(fi, fd);
-	if (kind != FK_STREAM &&
-	    !((kind == FK_PIPE || kind == FK_FILE) &&
-	      (op == ESCA_OP_WRITE || op == ESCA_OP_WRITEV)))
-		return pass_through(ts, call, fd, PASS_FD);
-	if (kind != FK_STREAM && !fd_access_ok(fd, fi, FI_NOWRITE))
-		return pass_through(ts, call, fd, PASS_FD);	/* EBADF: not deferred */
+	if (!call_selected(ts, call)) {
+		*r = pass_through(ts, call, fd, PASS_NOT_SELECTED);
+		return NULL;
+	}
+	if (deferrable_kind(fi, fd) != FK_STREAM) {
+		*r = pass_through(ts, call, fd, PASS_FD);
+		return NULL;
+	}
+	return fi;
+}
+
+/* Could p point into this process's memory?  Not the first page (NULL
+ * and small integers), nor the kernel's half of the address space, nor
+ * past the end of the user half (x86-64: 47 bits; arm64 and others at most
+ * 52-56).  A yes proves nothing: a pointer to unmapped memory still faults
+ * (README, Limits), as a buffer pointer does; only the call that may be
+ * deferred reads it at all. */
+static inline int plausible_ptr(const void *p, size_t n)
+{
+	uintptr_t u = (uintptr_t)p;
+
+	return u >= 4096 && u < ((uintptr_t)1 << 56) - n;
+}
+
+/* Queue a data call of iovcnt iovecs on fd, whose data_begin() said yes:
+ * the bytes queued (their count returned), -1 with errno, or PASSED. */
+static ssize_t data_queue(struct tstate *ts, struct fdinfo *fi, int call,
+			  int op, int fd, const struct iovec *iov, int iovcnt,
+			  int flags)
+{
+	struct esca_args a;
+	size_t total = 0;
+
 	if ((flags & ~SEND_FLAGS_OK) || iovcnt < 0 || iovcnt > IOV_MAX ||
-	    (iovcnt && !iov))
+	    (iovcnt && !plausible_ptr(iov, (size_t)iovcnt * sizeof(*iov))))
 		return pass_through(ts, call, fd, PASS_ARGS);
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
@@ -56,8 +84,6 @@ static ssize_t defer_data(int call, int op, int fd, const struct iovec *iov,
 	a = (struct esca_args){ .op = op, .fd = fd, .iov = iov, .iovcnt = iovcnt,
 				.flags = flags & ~MSG_DONTWAIT,
 				.order = fi->order_key };
-	if (kind != FK_STREAM)
-		a.hints |= ESCA_HINT_NOTSOCK;
 	if (fi->flags & FI_CORK_VIRT) {
 		/* corked: the kernel holds it as MSG_MORE (a send's flag) */
 		a.flags |= MSG_MORE;
@@ -73,11 +99,21 @@ static ssize_t defer_data(int call, int op, int fd, const struct iovec *iov,
 		cork_for_real(ts, fd);
 		return PASSED;
 	}
-	if (kind == FK_FILE) {
-		fi->flags |= FI_DIRTY;
-		ts->files_dirty = 1;
-	}
 	return (ssize_t)total;
+}
+
+/* A data call of iovcnt iovecs on fd: data_begin, then data_queue. */
+static ssize_t defer_data(int call, int op, int fd, const struct iovec *iov,
+			  int iovcnt, int flags)
+{
+	struct tstate *ts;
+	struct fdinfo *fi;
+	ssize_t r;
+
+	fi = data_begin(&ts, call, fd, flags, &r);
+	if (!fi)
+		return r;
+	return data_queue(ts, fi, call, op, fd, iov, iovcnt, flags);
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)
@@ -126,22 +162,28 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 	return r != PASSED ? r : real.sendto(fd, buf, n, flags, to, tolen);
 }
 
+/* The msghdr is read only once the fd is one the call may be deferred on:
+ * with ESCA_DISABLE, on another kind of fd, or with a pointer that cannot
+ * be one, the kernel answers (EFAULT, ENOTSOCK) as without the library. */
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
+	struct tstate *ts;
+	struct fdinfo *fi;
 	ssize_t r;
 
-	if (!m || m->msg_name || m->msg_namelen || m->msg_control ||
-	    m->msg_controllen || m->msg_iovlen > (size_t)IOV_MAX) {
-		struct tstate *ts = ts_get();
-
-		if (ts && !ts->guard) {
-			ts->calls[CALL_SENDMSG].seen++;
-			pass_through(ts, CALL_SENDMSG, fd, PASS_ARGS);
-		}
-		return real.sendmsg(fd, m, flags);
-	}
-	r = defer_data(CALL_SENDMSG, ESCA_OP_SENDMSG, fd, m->msg_iov,
-		       (int)m->msg_iovlen, flags);
+	fi = data_begin(&ts, CALL_SENDMSG, fd, flags, &r);
+	if (!fi)
+		return r != PASSED ? r : real.sendmsg(fd, m, flags);
+	if (!plausible_ptr(m, sizeof(*m)) || m->msg_name || m->msg_namelen ||
+	    m->msg_control || m->msg_controllen ||
+	    m->msg_iovlen > (size_t)IOV_MAX)
+		r = pass_through(ts, CALL_SENDMSG, fd, PASS_ARGS);
+	else if (m->msg_iovlen && !plausible_ptr(m->msg_iov, m->msg_iovlen *
+						  sizeof(struct iovec)))
+		r = pass_through(ts, CALL_SENDMSG, fd, PASS_ARGS);
+	else
+		r = data_queue(ts, fi, CALL_SENDMSG, ESCA_OP_SENDMSG, fd,
+			       m->msg_iov, (int)m->msg_iovlen, flags);
 	return r != PASSED ? r : real.sendmsg(fd, m, flags);
 }
 
@@ -195,20 +237,13 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 	return (ssize_t)count;
 }
 
-static ssize_t sendfile_pass(int out, int in, off_t *off, size_t count)
-{
-	struct tstate *ts = tls_ts;
-
-	if (ts && !ts->guard)
-		lib_sync_fd(ts, in);	/* its file position, its contents */
-	return real.sendfile(out, in, off, count);
-}
-
+/* A sendfile not deferred: its out fd's entries ran (pass_through); its
+ * in fd is a regular file, whose writes are never deferred. */
 EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
 {
 	ssize_t r = defer_sendfile(out, in, off, count);
 
-	return r != PASSED ? r : sendfile_pass(out, in, off, count);
+	return r != PASSED ? r : real.sendfile(out, in, off, count);
 }
 EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t count)
 	__attribute__((alias("sendfile")));

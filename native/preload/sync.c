@@ -160,8 +160,10 @@ EXPORT int dup2(int old, int newfd)
 	return r;
 }
 
-/* An fd the program opens: its access mode is in the flags, so a write to
- * it or a sendfile from it need not ask the kernel (fd_access_ok). */
+/* An fd the program opens: its access mode is in the flags, so a sendfile
+ * from it need not ask the kernel (fd_access_ok).  Nothing is flushed
+ * before an open: writes to files are never deferred (DESIGN.md,
+ * "Deferral scope"). */
 static int after_open(int fd, int flags)
 {
 	struct fdinfo *fi = fdi(fd);
@@ -171,16 +173,6 @@ static int after_open(int fd, int flags)
 		fd_note_access(fi, flags);
 	}
 	return fd;
-}
-
-/* Before an open: writes queued to regular files are in them (the file
- * opened may be one of them, under another name). */
-static inline void before_open(void)
-{
-	struct tstate *ts = tls_ts;
-
-	if (unlikely(ts && ts->files_dirty) && !ts->guard && ts->table)
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
 }
 
 /* The mode argument of a variadic open, from the function's own "...":
@@ -198,7 +190,6 @@ static inline void before_open(void)
 
 static int open_common(int dirfd, const char *path, int flags, int mode)
 {
-	before_open();
 	return after_open((int)syscall(SYS_openat, dirfd, path, flags, mode),
 			  flags);
 }

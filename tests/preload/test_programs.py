@@ -54,7 +54,8 @@ def test_same_bytes(prog: str, tmp_path: Path) -> None:
 
 def test_calls_were_deferred(tmp_path: Path) -> None:
     """The differential test above is only worth something if the library
-    really deferred the calls."""
+    really deferred the calls (the socket's), and passed the others (stdout,
+    stderr, the pipe, the file: DESIGN.md, "Deferral scope")."""
     stats = tmp_path / "s.json"
     run("uring", "order_mix.py", stats=stats)
     s = json.loads(stats.read_text())
@@ -62,6 +63,19 @@ def test_calls_were_deferred(tmp_path: Path) -> None:
     for name in ("write", "writev", "send", "sendmsg", "shutdown"):
         assert s["syscalls"][name]["deferred"] > 0, name
     assert s["kernel_entries"] < s["deferred"]
+    # 400 rounds: 58 writes each to stdout and stderr, 57 each to the file
+    # and the pipe, 57 pipe writevs passed; the socket's write and writev
+    # (57 each) deferred
+    assert s["syscalls"]["write"]["passed"]["fd"] >= 4 * 57, s["syscalls"]["write"]
+    assert s["syscalls"]["writev"]["passed"]["fd"] >= 57, s["syscalls"]["writev"]
+
+
+def not_deferred(stats: Path, call: str = "write") -> None:
+    """The library saw the calls and passed them all: files, pipes and fds
+    0-2 are never deferred (DESIGN.md, "Deferral scope").  Fails in
+    pass-through (ESCA_DISABLE=1: the library sees nothing)."""
+    c = json.loads(stats.read_text())["syscalls"][call]
+    assert c["seen"] > 0 and c["deferred"] == 0 and c["passed"]["fd"] > 0, c
 
 
 def test_parked_sends_progress(tmp_path: Path) -> None:
@@ -73,11 +87,16 @@ def test_parked_sends_progress(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["exec", "_exit", "exit"])
-def test_nothing_lost_at_exit(how: str) -> None:
-    outs = {m: run(m, "exec_exit.py", how) for m in modes()}
+def test_nothing_lost_at_exit(how: str, tmp_path: Path) -> None:
+    """stdout (a pipe) is never deferred: the same bytes as plain, and the
+    library passed them (tests/preload/test_scope.py has the socket's exit
+    paths, deferred)."""
+    outs = {m: run(m, "exec_exit.py", how, stats=tmp_path / m) for m in modes()}
     assert outs["plain"].count(b"\n") == 2
     for m in outs:
         assert outs[m] == outs["plain"], m
+        if m != "plain" and how != "exec":  # exec: the stats are echo's
+            not_deferred(tmp_path / m)
 
 
 def test_disable_is_pass_through(tmp_path: Path) -> None:
@@ -126,9 +145,11 @@ def test_error_surfaces_on_next_call() -> None:
 @pytest.mark.parametrize("mode", executor_params())
 def test_fork_keeps_file_order(mode: str, tmp_path: Path) -> None:
     """What a shell wrote to a file before forking a subshell comes before
-    what the subshell writes (one open file shared by both processes)."""
+    what the subshell writes (one open file shared by both processes): a
+    file, and fd 1, are never deferred; the shell's writes were passed."""
     out = tmp_path / "o.txt"
-    env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode)
+    stats = tmp_path / "s.json"
+    env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_STATS=str(stats))
     for _ in range(5):
         with out.open("wb") as f:
             subprocess.run(
@@ -139,6 +160,7 @@ def test_fork_keeps_file_order(mode: str, tmp_path: Path) -> None:
                 timeout=30,
             )
         assert out.read_bytes() == b"hi\nthere\nchild\nend\n"
+        not_deferred(stats)
 
 
 STDIO_PROG = r"""
@@ -167,7 +189,9 @@ int main(int argc, char **argv)
 def test_exit_paths_keep_stdout(how: str, tmp_path: Path) -> None:
     """A C program's deferred write to stdout (a pipe) reaches it before
     glibc's exit path writes the stdio buffer and closes fd 1 (gnulib's
-    close_stdout, fclose(stdout)): the same bytes, in the same order."""
+    close_stdout, fclose(stdout)): the same bytes, in the same order.  fd 1
+    is never deferred now (DESIGN.md, "Deferral scope"): the library saw
+    the write and passed it."""
     src = tmp_path / "stdio.c"
     src.write_text(STDIO_PROG)
     exe = tmp_path / "stdio"
@@ -176,24 +200,30 @@ def test_exit_paths_keep_stdout(how: str, tmp_path: Path) -> None:
     for mode in modes():
         env = dict(os.environ)
         if mode != "plain":
-            env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode)
+            env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode,
+                       ESCA_STATS=str(tmp_path / f"{mode}.json"))
         outs[mode] = subprocess.run(
             [str(exe), how], env=env, stdout=subprocess.PIPE, check=True, timeout=30
         ).stdout
     assert outs["plain"] == b"BAC"
     for m in outs:
         assert outs[m] == outs["plain"], m
+        if m != "plain":
+            not_deferred(tmp_path / f"{m}.json")
 
 
 def test_cat_to_a_pipe(tmp_path: Path) -> None:
     """coreutils' cat writes with write(2) and closes stdout with fclose at
-    exit: every byte must arrive."""
+    exit: every byte must arrive.  fd 1 (a pipe) is never deferred: the
+    library saw the writes and passed them."""
     data = bytes(range(256)) * 300
     f = tmp_path / "data"
     f.write_bytes(data)
     for mode in usable_executors():
-        env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode)
+        stats = tmp_path / f"{mode}.json"
+        env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_STATS=str(stats))
         out = subprocess.run(
             ["cat", str(f)], env=env, stdout=subprocess.PIPE, check=True, timeout=30
         ).stdout
         assert out == data, mode
+        not_deferred(stats)

@@ -1,5 +1,7 @@
 """Interleaved writes on stdout, stderr (one pipe), a file, a socketpair and
-a pipe, with every deferrable call; prints what arrived, byte for byte."""
+a pipe, with every deferrable call; prints what arrived, byte for byte.  Only
+the socket's calls are deferred (DESIGN.md, "Deferral scope"): the others
+pass through, in order with them."""
 
 import hashlib
 import os
@@ -41,6 +43,7 @@ for i in range(400):
         a.send(msg)
     elif k == 3:
         os.writev(w, [msg, b"|", msg])
+        os.writev(a.fileno(), [msg, b"|"])
     elif k == 4:
         a.sendmsg([msg, b"/"])
     elif k == 5:
@@ -48,6 +51,7 @@ for i in range(400):
     else:
         a.sendall(msg)
         os.write(w, msg)
+        os.write(a.fileno(), msg)
 a.shutdown(socket.SHUT_WR)
 os.close(w)
 for t in ts:
