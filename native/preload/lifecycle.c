@@ -201,6 +201,7 @@ __asm__(".text\n"
 	".globl vfork\n"
 	".type vfork, @function\n"
 	"vfork:\n"
+	"	endbr64\n"
 	"	sub $8, %rsp\n"		/* the call's stack alignment */
 	"	call esca_vfork_prepare\n"
 	"	add $8, %rsp\n"

@@ -199,6 +199,7 @@ static void tstate_fold(struct tstate *into, struct tstate *ts)
 	into->reads_answered += ts->reads_answered;
 	into->composed += ts->composed;
 	into->eagain_parked += ts->eagain_parked;
+	into->held_closes += ts->held_closes;
 	for (int i = 0; i < CALL__COUNT; i++) {
 		into->calls[i].seen += ts->calls[i].seen;
 		into->calls[i].deferred += ts->calls[i].deferred;

@@ -89,6 +89,9 @@ def test_same_as_plain(case: str, executor: str, prog: Path, tmp_path: Path) -> 
     got = run(prog, executor, args, stats, **env)
     assert got == plain, f"plain:\n{plain}\n{executor}:\n{got}"
     assert deferred(stats, "write") > 0
+    if case == "threads":
+        # the I/O thread's close waited for the worker's queued reply
+        assert json.loads(stats.read_text())["closes_held"] >= 1
 
 
 def test_threads_plain_is_what_we_think(prog: Path) -> None:
