@@ -47,6 +47,10 @@ static int fcntl_common(int fd, int cmd, long arg)
 	struct fdinfo *fi = fdi(fd);
 	long r;
 
+	if (fi && unlikely(fi->internal) && !(tls_ts && tls_ts->guard)) {
+		errno = EBADF;	/* the library's own: a free number to the program */
+		return -1;
+	}
 	if (fi && fi->kind == FK_BAD)
 		before_fd_call(fd);	/* a deferred close of fd: EBADF, as without us */
 	r = syscall(SYS_fcntl, fd, cmd, arg);

@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import executor_params
+from conftest import executor_params, executor_skip_reason
 
 import pyesca
 
@@ -124,21 +125,31 @@ def test_listening_socket_closed_at_once(executor: str, prog: Path, tmp_path: Pa
 
 def test_internal_fds_are_high(tmp_path: Path) -> None:
     """The ring (and the lkm fd, the eventfd) are at the top of the fd
-    range, away from what a program counts on getting."""
+    range, away from what a program counts on getting; a fork child does not
+    inherit them."""
     code = (
-        "import os, socket\n"
+        "import os, socket, sys\n"
         "a, b = socket.socketpair()\n"
         "a.send(b'x'); b.recv(1)\n"
-        "print(sorted(int(f) for f in os.listdir('/proc/self/fd')))\n"
+        "print(sorted(int(f) for f in os.listdir('/proc/self/fd')), flush=True)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    fds = [int(f) for f in os.listdir('/proc/self/fd')]\n"
+        "    os._exit(0 if max(fds) < 512 else 1)\n"
+        "print(os.waitpid(pid, 0)[1], flush=True)\n"
     )
+    reason = executor_skip_reason("uring")
+    if reason:
+        pytest.skip(reason)
     env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR="uring", ESCA_QUIET="1")
-    import sys
-
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                        timeout=30, check=False)
-    fds = eval(p.stdout.decode())  # noqa: S307 - our own program's repr
+    lines = p.stdout.decode().splitlines()
+    fds = eval(lines[0])  # noqa: S307 - our own program's repr
     low = [f for f in fds if 2 < f < 64]
     assert max(fds) >= 512, fds
+    # a fork child has none of them (closed, forgotten: its closes are its own)
+    assert lines[1] == "0", lines
     # the socketpair, the listing's own fd; nothing of the library's
     assert len(low) <= 3, fds
 
