@@ -61,7 +61,10 @@ def test_same_output(example: Path, tmp_path: Path, executor: str, flags: list[s
     ).read_bytes()
     s = json.loads(stats.read_text())
     assert s["executor"] == executor
-    assert s["flushes"]["explicit"] >= 6  # one per segment
+    # one per segment; the last one's close of the pipe is not deferred
+    # (DESIGN.md, "Contract: fd lifetime") and runs what the segment queued
+    # before it (a sync flush), which can leave batch_flush() nothing to do
+    assert s["flushes"]["explicit"] + s["flushes"]["sync"] >= 6
     # the socket's write and send are deferred; the pipe's writev and the
     # file's write never are (DESIGN.md, "Deferral scope")
     assert s["syscalls"]["send"]["deferred"] > 0

@@ -150,6 +150,15 @@ ESCA_HIDDEN int64_t esca__direct(const struct esca_args *a, size_t skip,
 struct io_uring;
 ESCA_HIDDEN int esca__ring_setup(struct io_uring *ring, unsigned entries,
 				 unsigned *flags);
+/* The table's own fds (ring, progress eventfd, /dev/esca) live at the top
+ * of the fd range, away from the numbers a program uses (DESIGN.md,
+ * "Contract: fd lifetime"): esca__fd_high(fd) moves fd there (close-on-exec)
+ * and returns its new number (fd itself if it cannot move); esca__fd_gone(fd)
+ * before the table closes one.  Both tell esca__fd_hook, when set (libesca.so
+ * keeps its internal fds invisible to the program with it). */
+ESCA_HIDDEN int esca__fd_high(int fd);
+ESCA_HIDDEN void esca__fd_gone(int fd);
+extern ESCA_HIDDEN void (*esca__fd_hook)(int fd, int open);
 
 /* executors */
 extern ESCA_HIDDEN const struct esca_executor esca__sequential;

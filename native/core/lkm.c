@@ -60,8 +60,10 @@ struct lkm_state {
 
 static void lkm_release(struct lkm_state *s)
 {
-	if (s->fd >= 0)
+	if (s->fd >= 0) {
+		esca__fd_gone(s->fd);
 		esca_sys_close(s->fd);
+	}
 	if (s->tab)
 		munmap(s->tab, s->tab_bytes);
 	free(s->iov);
@@ -85,6 +87,7 @@ static int lkm_init(struct esca_table *t)
 		free(s);
 		return r;	/* ENOENT: no module; auto moves on */
 	}
+	s->fd = esca__fd_high(s->fd);
 	s->n = t->cap < ESCA_LKM_MAX_ENTRIES ? t->cap : ESCA_LKM_MAX_ENTRIES;
 	s->tab_bytes = (s->n * sizeof(*s->tab) + (size_t)pg - 1) &
 		       ~((size_t)pg - 1);

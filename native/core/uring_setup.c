@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -136,6 +138,48 @@ static int ring_restrict(struct io_uring *ring)
 	return ring_register(ring, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
 }
 
+void (*esca__fd_hook)(int fd, int open);
+
+/* The highest number an internal fd takes: the top of RLIMIT_NOFILE, at most
+ * FD_SETSIZE - 1 (the progress eventfd must fit a select() set, and a higher
+ * number would make the kernel's fd table of the process that large). */
+#define FD_HIGH_CAP 1024L
+
+int esca__fd_high(int fd)
+{
+	struct rlimit rl;
+	long top = FD_HIGH_CAP;
+
+	if (fd < 0)
+		return fd;
+	if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < top)
+		top = (long)rl.rlim_cur;
+	/* F_DUPFD gives the lowest free number >= its argument: try the top
+	 * slot, then ever larger ranges below it */
+	for (long step = 1; top - step > fd; step *= 2) {
+		long nfd = esca_sys_ret(syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC,
+						top - step));
+
+		if (nfd >= 0) {
+			esca_sys_close(fd);
+			fd = (int)nfd;
+			break;
+		}
+		if (nfd != -EMFILE && nfd != -EINVAL)
+			break;	/* keep the number it has */
+	}
+	if (esca__fd_hook)
+		esca__fd_hook(fd, 1);
+	return fd;
+}
+
+void esca__fd_gone(int fd)
+{
+	if (fd >= 0 && esca__fd_hook)
+		esca__fd_hook(fd, 0);
+}
+
 /* A ring with the allow-list, trying the best setup flags first (also
  * native/tests/test_core.c, which checks the allow-list). */
 int esca__ring_setup(struct io_uring *ring, unsigned entries, unsigned *flags)
@@ -179,6 +223,10 @@ int esca__uring_init(struct esca_table *t)
 		free(u);
 		return r;
 	}
+	/* liburing enters through enter_ring_fd until the ring fd is
+	 * registered below */
+	u->ring.ring_fd = esca__fd_high(u->ring.ring_fd);
+	u->ring.enter_ring_fd = u->ring.ring_fd;
 	u->sq_entries = u->ring.sq.ring_entries;
 	u->sf_direct = !!(t->cfg_flags & ESCA_CFG_SENDFILE_DIRECT);
 	if (t->cfg_flags & ESCA_CFG_FOLD_WAIT) {
@@ -193,6 +241,7 @@ int esca__uring_init(struct esca_table *t)
 	u->heads = calloc(t->cap, sizeof(*u->heads));
 	u->x = calloc(t->cap, sizeof(*u->x));
 	if (!u->heads || !u->x) {
+		esca__fd_gone(u->ring.ring_fd);
 		io_uring_queue_exit(&u->ring);
 		free(u->heads);
 		free(u->x);
@@ -218,9 +267,12 @@ void esca__uring_fini(struct esca_table *t)
 
 	if (!u)
 		return;
+	esca__fd_gone(u->ring.ring_fd);
 	io_uring_queue_exit(&u->ring);
-	if (u->evfd >= 0)
+	if (u->evfd >= 0) {
+		esca__fd_gone(u->evfd);
 		esca_sys_close(u->evfd);
+	}
 	free(u->heads);
 	free(u->x);
 	free(u);
@@ -240,9 +292,11 @@ int esca__uring_progress_fd(struct esca_table *t)
 	fd = (int)esca_sys_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fd < 0)
 		return fd;
+	fd = esca__fd_high(fd);
 	r = io_uring_register_eventfd(&u->ring, fd);
 	t->st.kernel_entries += 2;
 	if (r < 0) {
+		esca__fd_gone(fd);
 		esca_sys_close(fd);
 		return r;
 	}

@@ -24,7 +24,7 @@
 	X(SENDFILE, sendfile, 1,					\
 	  "a stream socket, from a regular file, explicit offset")	\
 	X(SHUTDOWN, shutdown, 1, "a stream socket")			\
-	X(CLOSE, close, 0, "a stream socket")				\
+	X(CLOSE, close, 0, "a connected stream socket")		\
 	X(SETSOCKOPT, setsockopt, 0, "TCP_CORK, TCP_NODELAY on TCP")
 
 /* X(ENUM, name, help): the levers beyond ESCA, each switchable

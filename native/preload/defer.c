@@ -10,6 +10,8 @@
  * a TLS pointer, the fd map, and a copy into the table's arena. */
 #include <errno.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include "defer.h"
@@ -29,21 +31,46 @@ static inline void note_queued(struct tstate *ts)
 int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 		    const struct esca_args *a, uint64_t asked)
 {
+	struct fdinfo *fi = fdi(a->fd), *in = NULL;
+	uint64_t user = asked;
 	int64_t r;
 
+	/* counted before it is queued: a timer signal's flush may complete it
+	 * as soon as it is (DESIGN.md, "Contract: fd lifetime") */
+	if (a->op == ESCA_OP_CLOSE) {
+		__atomic_fetch_or(&fi->users, FU_QCLOSE, __ATOMIC_ACQ_REL);
+	} else {
+		if (a->op == ESCA_OP_SENDFILE) {
+			in = fdi(a->fd2);
+			if (!in || asked >= (1ull << 40)) {
+				s->passed[PASS_SIZE]++;
+				return PASSED;
+			}
+			user |= (uint64_t)(a->fd2 + 1) << 40;
+			fd_use(ts, in);
+		}
+		fd_use(ts, fi);
+	}
 	ts->busy++;
-	r = esca_queue(ts->table, a, 0, asked);
+	r = esca_queue(ts->table, a, 0, user);
 	ts->busy--;
 	if (unlikely(r == -ENOBUFS)) {
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_BUDGET);
 		ts->busy++;
-		r = esca_queue(ts->table, a, 0, asked);
+		r = esca_queue(ts->table, a, 0, user);
 		ts->busy--;
 	}
 	if (likely(r >= 0)) {
 		s->deferred++;
 		note_queued(ts);
 		return r;
+	}
+	if (a->op == ESCA_OP_CLOSE) {
+		__atomic_fetch_and(&fi->users, ~FU_QCLOSE, __ATOMIC_ACQ_REL);
+	} else {
+		__atomic_fetch_sub(&fi->users, 1, __ATOMIC_ACQ_REL);
+		if (in)
+			__atomic_fetch_sub(&in->users, 1, __ATOMIC_ACQ_REL);
 	}
 	s->passed[r == -ENOBUFS ? PASS_FULL : r == -E2BIG ? PASS_SIZE :
 		  PASS_ARGS]++;
@@ -131,31 +158,57 @@ EXPORT int shutdown(int fd, int how)
 	return real.shutdown(fd, how);
 }
 
+/* Does a table of another thread than ts still name fd?  Its entries are
+ * counted in fi->users with the first one's thread, or marked shared. */
+static int others_use(struct tstate *ts, struct fdinfo *fi)
+{
+	uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+
+	return (w & FU_COUNT) &&
+	       ((w & FU_SHARED) || FU_OWNER(w) != (uint32_t)(ts->wait_token >> 32));
+}
+
+/* close: deferred only for a connected stream socket, and only while no
+ * other thread's entries name the fd (DESIGN.md, "Contract: fd lifetime");
+ * otherwise closed now, or held for those entries (fd_close_ordered). */
 EXPORT int close(int fd)
 {
 	struct tstate *ts = ts_get();
-	struct fdinfo *fi;
+	struct fdinfo *fi = fdi(fd), *f;
 	struct esca_args a;
-	int err, kind;
+	int err;
 
+	if (unlikely(ts && (ts->guard || vfork_child(ts))))
+		return real.close(fd);	/* the library's own; a vfork child */
+	if (fi && unlikely(fi->internal ||
+			   (__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) &
+			    FU_CLOSING))) {
+		/* our ring or eventfd, or a number the program closed whose
+		 * close is still pending: free, as far as the program knows */
+		errno = EBADF;
+		return -1;
+	}
 	if (unlikely(!ts))
-		return real.close(fd);
-	if (ts->table && !ts->guard && esca_table_owns_fd(ts->table, fd))
-		return 0;	/* the program closing our ring: keep it */
-	fi = defer_begin(ts, CALL_CLOSE, fd, &err);
-	if (!fi)
-		return real.close(fd);
+		return fd_close_ordered(NULL, fi, fd);
+	f = defer_begin(ts, CALL_CLOSE, fd, &err);
+	if (!f)
+		return fd_close_ordered(ts, fi, fd);
 	if (!call_selected(ts, CALL_CLOSE)) {
 		pass_through(ts, CALL_CLOSE, fd, PASS_NOT_SELECTED);
-		fd_forget(fi);
-		return real.close(fd);
+		return fd_close_ordered(ts, fi, fd);
 	}
-	kind = deferrable_kind(fi, fd);
-	if (kind != FK_STREAM || fd_never_deferred(fd, fi)) {
-		/* stream sockets only (DESIGN.md, "Deferral scope") */
+	if (deferrable_kind(fi, fd) != FK_STREAM || !(fi->flags & FI_CONN) ||
+	    fd_never_deferred(fd, fi)) {
+		/* stream sockets only (DESIGN.md, "Deferral scope"); a listening
+		 * or unconnected socket (its port), a file (its locks), a pipe:
+		 * never closed late */
 		pass_through(ts, CALL_CLOSE, fd, PASS_FD);
-		fd_forget(fi);
-		return real.close(fd);
+		return fd_close_ordered(ts, fi, fd);
+	}
+	if (others_use(ts, fi)) {
+		/* held for them; this thread's own entries are counted too */
+		ts->calls[CALL_CLOSE].passed[PASS_FD]++;
+		return fd_close_ordered(ts, fi, fd);
 	}
 	a = (struct esca_args){ .op = ESCA_OP_CLOSE, .fd = fd,
 				.order = fi->order_key };
@@ -165,6 +218,78 @@ EXPORT int close(int fd)
 		return 0;
 	lib_sync_fd(ts, fd);
 	fi->kind = FK_UNKNOWN;
-	return real.close(fd);
+	return fd_close_ordered(ts, fi, fd);
 }
 EXPORT int __close(int fd) __attribute__((alias("close")));
+
+/* close_range, closefrom: the program's own numbers in the range are
+ * closed as close() would close each (held where entries still name it);
+ * the library's fds and numbers whose close is already pending are left
+ * alone (DESIGN.md, "Contract: fd lifetime").  CLOSE_RANGE_CLOEXEC closes
+ * nothing: it passes through.  CLOSE_RANGE_UNSHARE goes with the first
+ * piece. */
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static int close_range_piece(unsigned lo, unsigned hi, unsigned *flags)
+{
+	long r = syscall(SYS_close_range, lo, hi, *flags);
+
+	if (r == 0)
+		*flags &= ~CLOSE_RANGE_UNSHARE;
+	return (int)r;
+}
+
+EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	struct tstate *ts = ts_get();
+	unsigned fl = (unsigned)flags, lo = first, top;
+
+	if (!ts || ts->guard || vfork_child(ts) || first > last ||
+	    (fl & CLOSE_RANGE_CLOEXEC) || (fl & ~CLOSE_RANGE_UNSHARE) ||
+	    !fdtab)
+		return (int)syscall(SYS_close_range, first, last, fl);
+	top = (unsigned)__atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED);
+	if (top >= (unsigned)fdtab_n)
+		top = (unsigned)fdtab_n - 1;
+	for (unsigned fd = first; fd <= last && fd <= top; fd++) {
+		struct fdinfo *fi = &fdtab[fd];
+		uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+
+		if (!fi->internal && !w) {
+			if (fi->kind != FK_UNKNOWN)
+				fd_forget(fi);	/* the number is new after */
+			continue;
+		}
+		/* a number of ours, or one still named by entries: the
+		 * numbers before it in one piece, then it alone */
+		if (fd > lo && close_range_piece(lo, fd - 1, &fl) < 0)
+			return -1;
+		lo = fd + 1;
+		if (fi->internal || (w & FU_CLOSING))
+			continue;
+		if (fi->kind != FK_STREAM || !(fi->flags & FI_CONN))
+			lib_sync_fd(ts, fd);	/* as close(): not held for us */
+		fd_close_ordered(ts, fi, fd);
+	}
+	if (lo > last)
+		return (fl & CLOSE_RANGE_UNSHARE) ?
+		       close_range_piece(~0U, ~0U, &fl) : 0;
+	return close_range_piece(lo, last, &fl);
+}
+
+EXPORT void closefrom(int lowfd)
+{
+	if (lowfd < 0)
+		lowfd = 0;
+	if (close_range((unsigned)lowfd, ~0U, 0) == 0)
+		return;
+	/* no close_range in this kernel: one close per number we may know */
+	for (int fd = lowfd; fd < fdtab_n &&
+	     fd <= __atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED); fd++)
+		close(fd);
+}

@@ -86,6 +86,8 @@ static inline struct fdinfo *defer_begin(struct tstate *ts, int call, int fd,
 		return NULL;	/* the library's own call: not the program's */
 	if (unlikely(lib_exiting))
 		return NULL;	/* exit handlers: their calls go straight in */
+	if (unlikely(vfork_child(ts)))
+		return NULL;	/* the parent's table is not the child's */
 	s->seen++;
 	fi = fdi(fd);
 	if (unlikely(!fi)) {

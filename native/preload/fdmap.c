@@ -8,12 +8,30 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "preload.h"
 
+/* native/core/internal.h */
+extern HIDDEN void (*esca__fd_hook)(int fd, int open);
+
 HIDDEN struct fdinfo *fdtab;
 HIDDEN int fdtab_n;
+HIDDEN int fd_hiwater;
+
+/* The core's report of the table's own fds (esca__fd_hook, internal.h):
+ * they are marked, so that the program's close, close_range, dup2 and dup3
+ * treat their numbers as free (DESIGN.md, "Contract: fd lifetime"). */
+static void note_internal(int fd, int open)
+{
+	struct fdinfo *fi = fdi(fd);
+
+	if (fi) {
+		fd_note_max(fi);
+		__atomic_store_n(&fi->internal, (uint8_t)open, __ATOMIC_RELEASE);
+	}
+}
 
 /* The fd map: as many entries as fds may exist, untouched until used. */
 void fdmap_init(void)
@@ -35,6 +53,7 @@ void fdmap_init(void)
 		say("no memory for the fd map; every call passes through");
 		cfg.disabled = 1;
 	}
+	esca__fd_hook = note_internal;
 	/* stdin, stdout and stderr (and their dups) are never deferred to
 	 * (fd_never_deferred): no order key to find for them */
 }
@@ -54,7 +73,16 @@ void fd_on_complete(void *ctx, uint64_t user, int op, int fd, int64_t r)
 		__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 		fi->kind = FK_UNKNOWN;
 		fi->flags = 0;
+		__atomic_fetch_and(&fi->users, ~FU_QCLOSE, __ATOMIC_ACQ_REL);
 		return;
+	}
+	if (op == ESCA_OP_SENDFILE) {
+		/* defer_queue: the in_fd + 1 above bit 40 */
+		struct fdinfo *in = fdi((int)(user >> 40) - 1);
+
+		user &= (1ull << 40) - 1;
+		if (in)
+			fd_unuse(in, (int)(in - fdtab));
 	}
 	if (r < 0)
 		err = (int)-r;
@@ -62,6 +90,124 @@ void fd_on_complete(void *ctx, uint64_t user, int op, int fd, int64_t r)
 		err = EPIPE;	/* some bytes went out, then the fd failed */
 	if (err)
 		__atomic_store_n(&fi->err, err, __ATOMIC_RELAXED);
+	fd_unuse(fi, fd);
+}
+
+/* ---- fd lifetime (DESIGN.md, "Contract: fd lifetime") --------------------
+ * A queued entry names its fd by number.  The number must keep meaning the
+ * same open file until the entry is done, whichever thread closes it: each
+ * entry counts in fdinfo.users from its queueing (fd_use, before it can
+ * complete) to its completion (fd_unuse); a close while another thread's
+ * entries are counted is held (FU_HOLD), and the completion of the last of
+ * them closes the number.  One atomic read-modify-write per entry each way. */
+void fd_use(struct tstate *ts, struct fdinfo *fi)
+{
+	uint64_t me = ts->wait_token >> 32;
+	uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_RELAXED), nw;
+
+	do {
+		if ((w & FU_COUNT) == 0)
+			nw = (me << 32) | ((w & 0xffffffffull & ~FU_SHARED) + 1);
+		else
+			nw = (w + 1) | (FU_OWNER(w) != me ? FU_SHARED : 0);
+	} while (!__atomic_compare_exchange_n(&fi->users, &w, nw, 1,
+					      __ATOMIC_ACQ_REL,
+					      __ATOMIC_RELAXED));
+}
+
+void fd_unuse(struct fdinfo *fi, int fd)
+{
+	uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_RELAXED), nw;
+
+	do {
+		if ((w & FU_COUNT) == 0)
+			return;	/* counted before a fork, or a bug: never wrap */
+		nw = w - 1;
+		if ((nw & FU_COUNT) == 0)
+			nw &= ~(FU_SHARED | FU_HOLD);
+	} while (!__atomic_compare_exchange_n(&fi->users, &w, nw, 1,
+					      __ATOMIC_ACQ_REL,
+					      __ATOMIC_RELAXED));
+	if ((w & FU_HOLD) && !(nw & FU_HOLD)) {
+		/* the program closed it while these entries named it: now */
+		__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
+		fi->kind = FK_UNKNOWN;
+		fi->flags = 0;
+		syscall(SYS_close, fd);
+	}
+}
+
+/* The program's close of fd, not deferred: now, unless entries of a table
+ * still name fd (another thread's, or this thread's parked ones); then the
+ * completion of the last of them closes it, and the number stays taken
+ * until then (no open, accept or dup can get it meanwhile).  Returns what
+ * close returns. */
+int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	uint64_t w;
+
+	if (!fi)
+		return real.close(fd);
+	fd_forget(fi);
+	w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+	do {
+		if ((w & FU_COUNT) == 0)
+			return real.close(fd);
+	} while (!__atomic_compare_exchange_n(&fi->users, &w, w | FU_HOLD, 1,
+					      __ATOMIC_ACQ_REL,
+					      __ATOMIC_ACQUIRE));
+	if (ts)
+		ts->held_closes++;
+	return 0;
+}
+
+/* Before the number fd is given a new file by the program (dup2, dup3 onto
+ * it): the entries of other threads that name it, and a close of it pending
+ * in another thread's table, must be done first.  Such a thread flushes at
+ * its next trigger, at the latest when the watchdog's timer signal finds
+ * its oldest entry too old (DESIGN.md, "Flush triggers"): wait for that,
+ * bounded (2 s; past it, a held close is dropped, since its number is about
+ * to mean the new file). */
+void fd_wait_unused(int fd)
+{
+	struct fdinfo *fi = fdi(fd);
+	struct timespec nap = { 0, 200000 };
+
+	if (!fi)
+		return;
+	for (int i = 0; i < 10000; i++) {
+		uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+
+		if (!(w & (FU_COUNT | FU_CLOSING)))
+			return;
+		syscall(SYS_nanosleep, &nap, NULL);
+	}
+	__atomic_fetch_and(&fi->users, ~FU_HOLD, __ATOMIC_ACQ_REL);
+}
+
+/* In a fork child: no table of the parent's exists here.  What the parent
+ * had closed while entries named it (held, or a close queued in another
+ * thread's table that the fork did not flush) is closed now, and no count
+ * is left. */
+void fdmap_after_fork(void)
+{
+	int top = __atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED);
+
+	if (!fdtab)
+		return;
+	for (int fd = 0; fd <= top && fd < fdtab_n; fd++) {
+		struct fdinfo *fi = &fdtab[fd];
+		uint64_t w = fi->users;
+
+		if (!w && !fi->internal)
+			continue;
+		if ((w & FU_CLOSING) || fi->internal)
+			syscall(SYS_close, fd);
+		fi->users = 0;
+		fi->internal = 0;
+		fi->kind = FK_UNKNOWN;
+		fi->flags = 0;
+	}
 }
 
 /* Look an fd up: kind, O_NONBLOCK, size.  Raw syscalls: never our own
@@ -71,6 +217,7 @@ int fd_detect(int fd, struct fdinfo *fi)
 	struct stat st;
 	long fl;
 
+	fd_note_max(fi);
 	if (syscall(SYS_fstat, fd, &st) < 0) {
 		fi->kind = FK_BAD;
 		return -1;
@@ -90,6 +237,15 @@ int fd_detect(int fd, struct fdinfo *fi)
 		    syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) == 0 &&
 		    (dom == AF_INET || dom == AF_INET6))
 			fi->flags |= FI_TCP;
+		if (fi->kind == FK_STREAM) {
+			/* connected (has a peer): a listening or a merely bound
+			 * socket has none, and its close is never deferred */
+			struct sockaddr_storage sa;
+
+			l = sizeof(sa);
+			if (syscall(SYS_getpeername, fd, &sa, &l) == 0)
+				fi->flags |= FI_CONN;
+		}
 	} else if (S_ISFIFO(st.st_mode)) {
 		fi->kind = FK_PIPE;
 	} else if (S_ISREG(st.st_mode)) {

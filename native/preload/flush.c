@@ -73,6 +73,8 @@ void lib_lifecycle_flush(void)
 {
 	struct tstate *ts = tls_ts;
 
+	if (vfork_child(ts))
+		return;		/* its parent's state, flushed before vfork */
 	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
 	if (cfg.stats_path[0])

@@ -172,11 +172,56 @@ EXPORT void _Exit(int status)
 	__builtin_unreachable();
 }
 
-/* A vfork child shares our memory and our thread's table: make it a fork,
- * which POSIX allows, so the child cannot touch the parent's ring. */
-EXPORT pid_t vfork(void)
+/* vfork stays vfork (DESIGN.md, "Contract: threads and fork"): the child
+ * runs in our memory, on our stack, until it execs or exits, and may store
+ * into the parent's memory, as vfork allows.  So nothing may be left in
+ * this thread's table (flushed, waiting), the thread's state must exist
+ * before (a table the child made would be the parent's), it is marked so
+ * that the child's calls pass through (vfork_child), and the real vfork is
+ * entered by a jump from our frame-less vfork: a C function that called it
+ * would return in the child, and its frame, which the parent returns
+ * through, would be the child's to overwrite. */
+HIDDEN void *esca_vfork_prepare(void)
 {
+	struct tstate *ts;
+
 	if (unlikely(!lib_ready))
 		esca_lib_init();
+	ts = ts_get();
+	if (ts && !ts->guard) {
+		if (ts->table && esca_table_pending(ts->table))
+			lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+		ts->vfork_tid = (int)syscall(SYS_gettid);
+	}
+	return (void *)real.vfork;
+}
+
+#if defined(__x86_64__)
+__asm__(".text\n"
+	".globl vfork\n"
+	".type vfork, @function\n"
+	"vfork:\n"
+	"	endbr64\n"
+	"	sub $8, %rsp\n"		/* the call's stack alignment */
+	"	call esca_vfork_prepare\n"
+	"	add $8, %rsp\n"
+	"	jmp *%rax\n"
+	".size vfork, .-vfork\n");
+#elif defined(__aarch64__)
+__asm__(".text\n"
+	".globl vfork\n"
+	".type vfork, %function\n"
+	"vfork:\n"
+	"	stp x29, x30, [sp, #-16]!\n"
+	"	bl esca_vfork_prepare\n"
+	"	ldp x29, x30, [sp], #16\n"
+	"	br x0\n"
+	".size vfork, .-vfork\n");
+#else
+/* elsewhere: a fork, which POSIX allows (a child's stores are not seen) */
+EXPORT pid_t vfork(void)
+{
+	esca_vfork_prepare();
 	return real.fork();
 }
+#endif

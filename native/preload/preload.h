@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -69,12 +71,32 @@ enum fd_kind {
 #define FI_NOREAD	0x400	/* not open for reading (O_WRONLY, O_PATH):
 				 * a sendfile from it is not deferred      */
 #define FI_OWED		0x1000	/* told EAGAIN while parked: owed an event */
+#define FI_CONN		0x2000	/* a connected stream socket (accept, connect,
+				 * socketpair, or a peer at detection): the
+				 * only kind whose close is deferred */
+
+/* fdinfo.users: who still names the fd number in a table (DESIGN.md,
+ * "Contract: fd lifetime").  One atomic word for the process: entries of any
+ * thread not yet complete with fd (or sendfile's in_fd), whether another
+ * thread than the first one has some, and whether a close of the number is
+ * pending (queued in a table, or held until those entries are done).  The
+ * high 32 bits: the kernel tid of the thread that queued the first of them. */
+#define FU_COUNT	0x0fffffffull
+#define FU_SHARED	(1ull << 28)	/* entries of more than one thread */
+#define FU_HOLD		(1ull << 29)	/* closed by the program: the last
+					 * entry's completion closes it */
+#define FU_QCLOSE	(1ull << 30)	/* a deferred close is queued */
+#define FU_CLOSING	(FU_HOLD | FU_QCLOSE)
+#define FU_OWNER(w)	((uint32_t)((w) >> 32))
 
 struct fdinfo {
 	uint8_t kind;
 	uint8_t stdio;		/* a FILE is open on it (fdopen): never
 				 * deferred; kept over closes (fd_forget), a
 				 * number once marked stays passed through */
+	uint8_t internal;	/* one of the library's own fds (a ring, an
+				 * eventfd, /dev/esca): invisible to the
+				 * program (esca__fd_hook) */
 	uint16_t gen;		/* bumped at every close of this number */
 	int32_t err;		/* error of a deferred op, for the next call */
 	int32_t order_key;	/* esca_args.order: 0, the fd orders its own
@@ -86,6 +108,7 @@ struct fdinfo {
 	int64_t size;		/* FK_FILE: st_size when looked at */
 	uint64_t drained;	/* wait token of the thread whose read found
 				 * the socket empty, in that wait round */
+	uint64_t users;		/* FU_*: atomic */
 	int32_t ep_fd;		/* epoll fd + 1 of its last registration */
 	uint32_t ep_events;	/* ... and its events and data */
 	uint64_t ep_data;
@@ -113,6 +136,9 @@ struct tstate {
 	int owed[MAX_OWED];	/* parked: re-armed in their epoll set when
 				 * the bytes are out (lib_pay_owed) */
 	uint64_t eagain_parked;	/* data calls answered EAGAIN so */
+	uint64_t held_closes;	/* closes held for other entries naming the fd */
+	int vfork_tid;		/* in vfork: the parent's tid; a vfork child
+				 * shares this memory and passes through */
 	struct call_stats calls[CALL__COUNT];
 	struct { int fd; uint16_t gen; } epreg[MAX_EPREG];
 	int nepreg;
@@ -149,6 +175,7 @@ extern HIDDEN __thread struct tstate *tls_ts
 	__attribute__((tls_model("initial-exec")));
 extern HIDDEN int lib_ready;
 extern HIDDEN int lib_exiting;	/* past main / in exit: nothing is deferred */
+extern HIDDEN int fd_hiwater;	/* no fd above it has ever been known */
 
 /* config.c */
 HIDDEN void config_load(void);
@@ -174,6 +201,11 @@ HIDDEN int fd_share_key(int old, int newfd);
 HIDDEN void fd_note_nonblock(int fd, long on);
 HIDDEN void fd_on_complete(void *ctx, uint64_t user, int op, int fd,
 			   int64_t r);
+HIDDEN void fd_use(struct tstate *ts, struct fdinfo *fi);
+HIDDEN void fd_unuse(struct fdinfo *fi, int fd);
+HIDDEN int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd);
+HIDDEN void fd_wait_unused(int fd);
+HIDDEN void fdmap_after_fork(void);
 
 /* flush.c */
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
@@ -206,9 +238,31 @@ static inline struct fdinfo *fdi(int fd)
 	return &fdtab[fd];
 }
 
+/* In a vfork child, which shares the parent's memory and this thread's
+ * state until it execs or exits: everything passes through (the parent
+ * flushed before vfork; the child must not queue into its table). */
+static inline int vfork_child(struct tstate *ts)
+{
+	if (likely(!ts || !ts->vfork_tid))
+		return 0;
+	if ((int)syscall(SYS_gettid) != ts->vfork_tid)
+		return 1;
+	ts->vfork_tid = 0;	/* the parent, back: the child is gone */
+	return 0;
+}
+
+static inline void fd_note_max(struct fdinfo *fi)
+{
+	int fd = (int)(fi - fdtab);
+
+	if (unlikely(fd > __atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED)))
+		__atomic_store_n(&fd_hiwater, fd, __ATOMIC_RELAXED);
+}
+
 /* After a close or a dup2 onto it, an fd number means something new. */
 static inline void fd_forget(struct fdinfo *fi)
 {
+	fd_note_max(fi);
 	fi->gen++;
 	fi->kind = FK_UNKNOWN;
 	fi->flags = 0;

@@ -225,7 +225,7 @@ static void after_accept(int lfd, int fd, int flags)
 		fd_detect(lfd, li);
 	if (li && li->kind == FK_STREAM) {
 		fi->kind = FK_STREAM;
-		fi->flags = (li->flags & FI_TCP) |
+		fi->flags = (li->flags & FI_TCP) | FI_CONN |
 			    ((flags & SOCK_NONBLOCK) ? FI_NONBLOCK : 0);
 		/* a new connection's cork is off (unless it came corked
 		 * from a listener corked by the program) */

@@ -69,6 +69,9 @@
 	X(exit_, "_exit", void, (int), REQUIRED)			\
 	X(Exit, "_Exit", void, (int), REQUIRED)				\
 	X(fork, "fork", pid_t, (void), REQUIRED)			\
+	X(vfork, "vfork", pid_t, (void), REQUIRED)			\
+	X(connect, "connect", int,					\
+	  (int, const struct sockaddr *, socklen_t), REQUIRED)		\
 	X(exit, "exit", void, (int), REQUIRED)				\
 	X(libc_start_main, "__libc_start_main", int,			\
 	  (int (*)(int, char **, char **), int, char **, void (*)(void),	\

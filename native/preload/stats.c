@@ -89,6 +89,7 @@ static void write_stats(void)
 		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
 		" \"reads_seen\": %llu, \"reads_answered\": %llu, "
 		"\"setsockopt_composed\": %llu, \"eagain_parked\": %llu, "
+		"\"closes_held\": %llu, "
 		"\"levers\": [",
 	    (unsigned long long)deferred, (unsigned long long)c->kernel_entries,
 	    (long long)(deferred + sum.reads_answered) -
@@ -105,7 +106,8 @@ static void write_stats(void)
 	    (unsigned long long)sum.reads_seen,
 	    (unsigned long long)sum.reads_answered,
 	    (unsigned long long)sum.composed,
-	    (unsigned long long)sum.eagain_parked);
+	    (unsigned long long)sum.eagain_parked,
+	    (unsigned long long)sum.held_closes);
 	for (unsigned i = 0, k = 0; i < LEVER__COUNT; i++)
 		if (cfg.levers & (1u << i))
 			put(&b, "%s\"%s\"", k++ ? ", " : "", lever_names[i]);

@@ -47,6 +47,10 @@ static int fcntl_common(int fd, int cmd, long arg)
 	struct fdinfo *fi = fdi(fd);
 	long r;
 
+	if (fi && unlikely(fi->internal) && !(tls_ts && tls_ts->guard)) {
+		errno = EBADF;	/* the library's own: a free number to the program */
+		return -1;
+	}
 	if (fi && fi->kind == FK_BAD)
 		before_fd_call(fd);	/* a deferred close of fd: EBADF, as without us */
 	r = syscall(SYS_fcntl, fd, cmd, arg);
@@ -136,14 +140,55 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 	return (int)syscall(SYS_getsockopt, fd, level, name, val, len);
 }
 
-/* dup2/dup3 onto newfd: its pending entries run, its number is new */
-static void before_replace(int newfd)
+/* A connect makes a connected stream socket: its close may be deferred
+ * (a non-blocking one is connected when EINPROGRESS ends; if it fails, its
+ * deferred close still closes it, as the plain close would). */
+EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
-	struct fdinfo *fi = fdi(newfd);
+	struct fdinfo *fi;
+	int r;
 
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	r = real.connect(fd, sa, len);
+	fi = fdi(fd);
+	if (fi && (r == 0 || errno == EINPROGRESS) &&
+	    (fi->kind == FK_STREAM || fi->kind == FK_UNKNOWN)) {
+		if (fi->kind == FK_UNKNOWN)
+			fd_detect(fd, fi);
+		fi->flags |= FI_CONN;
+	}
+	return r;
+}
+
+/* dup2/dup3 onto newfd: every entry that names it runs first, this
+ * thread's and (bounded) other threads' (DESIGN.md, "Contract: fd
+ * lifetime"); its number is new after.  0, or -1 with errno: onto one of
+ * the library's own fds, EBUSY; from one, EBADF (a free number). */
+static int before_replace(int old, int newfd)
+{
+	struct fdinfo *fi = fdi(newfd), *o = fdi(old);
+	struct tstate *ts = tls_ts;
+
+	if (ts && (ts->guard || vfork_child(ts)))
+		return 0;
+	if (o && o->internal) {
+		errno = EBADF;
+		return -1;
+	}
+	if (!fi)
+		return 0;
+	if (fi->internal) {
+		errno = EBUSY;	/* as Linux says in a race with open */
+		return -1;
+	}
+	if (old == newfd)
+		return 0;
 	before_fd_call(newfd);
-	if (fi)
-		fd_forget(fi);
+	if (__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE))
+		fd_wait_unused(newfd);
+	fd_forget(fi);
+	return 0;
 }
 
 EXPORT int dup2(int old, int newfd)
@@ -152,8 +197,8 @@ EXPORT int dup2(int old, int newfd)
 
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	if (old != newfd)
-		before_replace(newfd);
+	if (before_replace(old, newfd) < 0)
+		return -1;
 	r = real.dup2(old, newfd);
 	if (r >= 0 && old != newfd)
 		fd_share_key(old, r);
@@ -217,8 +262,15 @@ EXPORT int __open64_2(const char *path, int flags)
 
 EXPORT int dup(int old)
 {
-	int r = (int)syscall(SYS_dup, old);
-	struct fdinfo *fi = fdi(r);
+	struct fdinfo *o = fdi(old), *fi;
+	int r;
+
+	if (o && o->internal) {
+		errno = EBADF;	/* the library's: a free number to the program */
+		return -1;
+	}
+	r = (int)syscall(SYS_dup, old);
+	fi = fdi(r);
 
 	if (r >= 0 && fi) {
 		fd_forget(fi);
@@ -231,8 +283,8 @@ EXPORT int dup3(int old, int newfd, int flags)
 {
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	if (old != newfd)
-		before_replace(newfd);
+	if (before_replace(old, newfd) < 0)
+		return -1;
 	if (real.dup3(old, newfd, flags) < 0)
 		return -1;
 	return fd_share_key(old, newfd);

@@ -199,6 +199,7 @@ static void tstate_fold(struct tstate *into, struct tstate *ts)
 	into->reads_answered += ts->reads_answered;
 	into->composed += ts->composed;
 	into->eagain_parked += ts->eagain_parked;
+	into->held_closes += ts->held_closes;
 	for (int i = 0; i < CALL__COUNT; i++) {
 		into->calls[i].seen += ts->calls[i].seen;
 		into->calls[i].deferred += ts->calls[i].deferred;
@@ -273,8 +274,13 @@ static void thread_atfork_child(void)
 {
 	struct tstate *ts = threads, *nx;
 
-	/* the child starts clean: no table, no counters of the parent's */
+	/* the child starts clean: no table, no counters of the parent's, none
+	 * of the parent's ring and eventfd numbers (closed, forgotten: the
+	 * child's close of a number reused is its own), no close of the
+	 * parent's left pending (fdmap_after_fork) */
 	pthread_mutex_init(&list_lock, NULL);
+	if (tls_ts)
+		tls_ts->guard++;
 	for (; ts; ts = nx) {
 		nx = ts->next;
 		esca_table_abandon(ts->table);
@@ -282,6 +288,7 @@ static void thread_atfork_child(void)
 		if (ts != tls_ts)
 			free(ts);	/* that thread does not exist here */
 	}
+	fdmap_after_fork();
 	threads = NULL;
 	watchdog_started = 0;	/* no watchdog thread in the child */
 	memset(&dead, 0, sizeof(dead));

@@ -188,18 +188,29 @@ def test_file_write_seen_through_another_open(mode: str, tmp_path: Path) -> None
     assert run_code(mode, code) == run_code("plain", code) == "b'hello' 5\n"
 
 
+@pytest.mark.parametrize("mode", EXECUTORS)
+def test_closed_number_is_lowest_free(mode: str) -> None:
+    """A pipe's close is never deferred (DESIGN.md, "Deferral scope", "Contract:
+    fd lifetime"): its number is free when close returns."""
+    code = (
+        "import os\n"
+        "r, w = os.pipe()\n"
+        "os.close(r)\n"
+        "print(os.open('/dev/null', os.O_RDONLY) == r)\n"
+    )
+    assert run_code(mode, code) == run_code("plain", code) == "True\n"
+
+
 @pytest.mark.xfail(strict=True, reason="a deferred close frees its fd number only "
                    "at the next flush: the next open gets a higher number")
 @pytest.mark.parametrize("mode", EXECUTORS)
-def test_closed_number_is_lowest_free(mode: str) -> None:
-    # a socket: the close of a pipe is no longer deferred (DESIGN.md,
-    # "Deferral scope") and passes
+def test_closed_socket_number_is_lowest_free(mode: str) -> None:
     code = (
         "import os, socket\n"
         "a, b = socket.socketpair()\n"
-        "r = a.detach()\n"
-        "os.close(r)\n"
-        "print(os.open('/dev/null', os.O_RDONLY) == r)\n"
+        "n = a.fileno()\n"
+        "a.close()\n"
+        "print(os.open('/dev/null', os.O_RDONLY) == n)\n"
     )
     assert run_code(mode, code) == run_code("plain", code) == "True\n"
 
