@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -332,3 +335,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the long variants of tests/reliability (also ESCA_LONG=1)",
     )
+
+
+def compile_c(src: Path, out_dir: Path, *extra: str) -> Path:
+    """cc -Wall -Wextra -Werror SRC -> out_dir/NAME (the one helper every test
+    that builds a C program uses); skip when there is no C compiler."""
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler (cc)")
+    exe = out_dir / src.stem
+    p = subprocess.run(
+        [cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(src), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    return exe

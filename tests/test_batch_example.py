@@ -4,13 +4,12 @@ without libesca.so, under each executor."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import executor_params
+from conftest import compile_c, executor_params
 
 import pyesca
 from pyesca.run import library_path
@@ -22,17 +21,8 @@ ESCA = [sys.executable, "-m", "pyesca.cli"]
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cc = shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler (cc)")
-    exe = tmp_path_factory.mktemp("example") / "batch_example"
-    subprocess.run(
-        [cc, "-O2", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'native' / 'include'}",
-         "-o", str(exe), str(SOURCE)],
-        check=True,
-        timeout=120,
-    )
-    return exe
+    return compile_c(SOURCE, tmp_path_factory.mktemp("example"),
+                     f"-I{ROOT / 'native' / 'include'}")
 
 
 def run(cmd: list[str], tmp_path: Path) -> str:

@@ -5,25 +5,19 @@ to run without it: a suite whose uring tests all skip is no pass."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import compile_c
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def no_uring(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cc = shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler (cc)")
-    exe = tmp_path_factory.mktemp("no_uring") / "no_uring"
-    subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
-                    str(HERE / "progs" / "no_uring.c")], check=True, timeout=120)
-    return exe
+    return compile_c(HERE / "progs" / "no_uring.c", tmp_path_factory.mktemp("no_uring"))
 
 
 def pytest_run(no_uring: Path, opt_out: bool) -> subprocess.CompletedProcess[str]:

@@ -122,7 +122,7 @@ for src in lkm/tests/test_*.c; do
 	*) core= ;;
 	esac
 	# shellcheck disable=SC2086
-	$CC $CFLAGS -Ilkm/tests -o "$OUT/root/lkm-tests/$name" "$src" $core -lpthread
+	$CC $CFLAGS -Ilkm/tests -Inative/tests -o "$OUT/root/lkm-tests/$name" "$src" $core -lpthread
 	chmod 755 "$OUT/root/lkm-tests/$name"
 	LKM_TESTS="$LKM_TESTS $name"
 done

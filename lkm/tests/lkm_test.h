@@ -21,29 +21,12 @@
 
 #include "esca_lkm.h"
 
-static int failures;
-static const char *cur = "";
-
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "FAIL [%s] %s:%d: %s\n", cur,        \
-				__FILE__, __LINE__, #cond);                  \
-			failures++;                                          \
-			return;                                              \
-		}                                                            \
-	} while (0)
-#define CHECK_EQ(a, b)                                                       \
-	do {                                                                 \
-		long long _a = (long long)(a), _b = (long long)(b);          \
-		if (_a != _b) {                                              \
-			fprintf(stderr, "FAIL [%s] %s:%d: %s == %lld, want " \
-				"%s == %lld\n", cur, __FILE__, __LINE__, #a, \
-				_a, #b, _b);                                 \
-			failures++;                                          \
-			return;                                              \
-		}                                                            \
-	} while (0)
+/* CHECK, CHECK_EQ: native/tests/helpers.h, the one set for every C test
+ * program; each lkm test is one translation unit, so its counters are here. */
+#define TEST_COUNTERS_HERE
+#include "helpers.h"
+#define failures test_failures
+#define cur test_context
 
 #define KERNEL_ADDR 0xffff888000000000ull
 #define ENT sizeof(struct esca_lkm_entry)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import executor_params, executor_skip_reason
+from conftest import compile_c, executor_params, executor_skip_reason
 
 import pyesca
 
@@ -27,17 +26,7 @@ LIB = Path(pyesca.__file__).parent / "libesca.so"
 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cc = shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler (cc)")
-    exe = tmp_path_factory.mktemp("fdlife") / "fd_lifetime"
-    p = subprocess.run(
-        [cc, "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", str(exe),
-         str(PROGS / "fd_lifetime.c")],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert p.returncode == 0, p.stderr
-    return exe
+    return compile_c(PROGS / "fd_lifetime.c", tmp_path_factory.mktemp("fdlife"), "-pthread")
 
 
 def run(prog: Path, mode: str, case: list[str], stats: Path | None = None,

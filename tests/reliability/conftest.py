@@ -7,12 +7,11 @@ of 10 s); the default suite runs the short ones.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import compile_c  # noqa: F401  (the one C-compiling helper)
 from servers.conftest import mode_params
 
 HERE = Path(__file__).resolve().parent
@@ -35,20 +34,3 @@ def long_run(request: pytest.FixtureRequest) -> bool:
 def mode(request: pytest.FixtureRequest) -> str:
     """"plain" (the control) or an executor of libesca.so under `esca run`."""
     return str(request.param)
-
-
-def compile_c(src: Path, out_dir: Path, *extra: str) -> Path:
-    """cc SRC -> out_dir/NAME; skip when there is no C compiler."""
-    cc = shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler (cc)")
-    exe = out_dir / src.stem
-    p = subprocess.run(
-        [cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(src), *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert p.returncode == 0, p.stderr
-    return exe
