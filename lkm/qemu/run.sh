@@ -3,7 +3,8 @@
 # headers, boot that kernel in QEMU (TCG: no KVM) with a busybox initramfs,
 # load the module there and run the native core's C tests under every
 # executor (lkm included) and the module's own tests (lkm/tests/test_*.c:
-# bad input, policy, interruption, memlock, read/write accounting); then
+# bad input, policy, interruption, memlock, read/write accounting, parked
+# sends, libesca.so preloaded); then
 # check the guest's kernel log.
 #
 # Exit status: 0 pass, 1 fail, 77 skip (with the reason; `make test-lkm`

@@ -9,25 +9,37 @@
  * arena) or the caller's borrowed memory, read by the module in this
  * process's context, so only the table itself is pinned.
  *
- * Like sequential, a flush returns when every entry is complete (it never
- * leaves anything in flight).  Because the kernel runs the entries one
- * after another in table order, per-fd order (DESIGN.md, "Contract: order")
- * holds within a round (order.h, ESCA_ROUND_SERIAL); across rounds an entry
- * waits while an earlier entry of its key (or a sendfile reading it) is
- * still pending; within a round, the module holds back the
- * later entries of an fd whose entry stopped short (esca_lkm.h, "Order"),
- * and they go in the next round.  A round ends early at an entry that needs
- * user space first: a write whose non-blocking fd was full (it polls for
- * POLLOUT, then goes in) and setsockopt and shutdown, which the module does
- * not run (their LSM and cgroup-BPF hooks are out of a module's reach): they
- * run as plain system calls at their turn.  Short results go in again for
- * the rest.  A FLUSH that says EACCES (the thread is under seccomp, ptrace
- * or syscall audit/tracing) runs nothing: the entries run plainly.
+ * A waiting flush (ESCA_FLUSH_WAIT) returns when every entry is complete.
+ * Because the kernel runs the entries one after another in table order,
+ * per-fd order (DESIGN.md, "Contract: order") holds within a round
+ * (order.h, ESCA_ROUND_SERIAL); across rounds an entry waits while an
+ * earlier entry of its key (or a sendfile reading it) is still pending;
+ * within a round, the module holds back the later entries of an fd whose
+ * entry stopped short (esca_lkm.h, "Order"), and they go in the next round.
+ * A round ends early at an entry that needs user space first: a write whose
+ * non-blocking fd was full (a waiting flush polls for POLLOUT, then it goes
+ * in) and setsockopt and shutdown, which the module does not run (their LSM
+ * and cgroup-BPF hooks are out of a module's reach): they run as plain
+ * system calls at their turn.  Short results go in again for the rest.  A
+ * FLUSH that says EACCES (the thread is under seccomp, ptrace or syscall
+ * audit/tracing) runs nothing: the entries run plainly.
+ *
+ * Parked entries (DESIGN.md, "Contract: parked sends").  Under a reaping
+ * flush (ESCA_FLUSH_REAP) an entry the module stopped on a full fd (-EAGAIN)
+ * is parked: it stays ESCA_S_INFLIGHT with its progress (e->done), so it
+ * counts as in flight for esca_table_inflight and esca_fd_inflight, and it
+ * holds its key (order.h): what follows it on that open file stays behind
+ * it, other fds go on.  Its fd is registered, EPOLLOUT | EPOLLONESHOT, in an
+ * epoll fd of the executor's own, the progress fd: readable when a parked
+ * fd can take bytes.  The next reaping flush collects those events (a zero
+ * timeout) and puts the entries of those fds back in the queue; a waiting
+ * flush takes every parked entry back and waits for its fd as above.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -56,6 +68,9 @@ struct lkm_state {
 	struct iovec *iov;		/* per slot: the data past what is done */
 	struct iovec **rest;		/* per slot: a multi-iovec remainder */
 	struct esca_entry **slot;	/* per slot: its core entry */
+	int epfd;			/* progress fd: the parked fds, or -1 */
+	unsigned nparked;		/* entries parked */
+	uint8_t *parked;		/* per core entry (t->ents): parked */
 };
 
 static void lkm_release(struct lkm_state *s)
@@ -64,11 +79,16 @@ static void lkm_release(struct lkm_state *s)
 		esca__fd_gone(s->fd);
 		esca_sys_close(s->fd);
 	}
+	if (s->epfd >= 0) {
+		esca__fd_gone(s->epfd);
+		esca_sys_close(s->epfd);
+	}
 	if (s->tab)
 		munmap(s->tab, s->tab_bytes);
 	free(s->iov);
 	free(s->rest);
 	free(s->slot);
+	free(s->parked);
 	free(s);
 }
 
@@ -81,6 +101,7 @@ static int lkm_init(struct esca_table *t)
 
 	if (!s)
 		return -ENOMEM;
+	s->epfd = -1;
 	s->fd = (int)esca_sys_open(ESCA_LKM_DEVICE, O_RDWR | O_CLOEXEC);
 	if (s->fd < 0) {
 		r = s->fd;
@@ -96,12 +117,13 @@ static int lkm_init(struct esca_table *t)
 	s->iov = calloc(s->n, sizeof(*s->iov));
 	s->rest = calloc(s->n, sizeof(*s->rest));
 	s->slot = calloc(s->n, sizeof(*s->slot));
+	s->parked = calloc(t->cap, 1);
 	if (s->tab == MAP_FAILED) {
 		s->tab = NULL;
 		lkm_release(s);
 		return -ENOMEM;
 	}
-	if (!s->iov || !s->rest || !s->slot) {
+	if (!s->iov || !s->rest || !s->slot || !s->parked) {
 		lkm_release(s);
 		return -ENOMEM;
 	}
@@ -114,6 +136,7 @@ static int lkm_init(struct esca_table *t)
 		return r;
 	}
 	t->priv = s;
+	t->caps |= ESCA_CAP_PARKS;
 	return 0;
 }
 
@@ -169,6 +192,112 @@ static void wait_writable(struct esca_table *t, int fd)
 		if (r != -EINTR)
 			return;
 	}
+}
+
+/* ---- parked entries ----------------------------------------------------- */
+
+/* The progress fd: an epoll fd in which each parked fd waits for EPOLLOUT
+ * (one-shot).  A plain number, as the ring's fds: a number past FD_SETSIZE
+ * would keep it out of a select() wait set (native/preload/wait.c). */
+static int lkm_progress_fd(struct esca_table *t)
+{
+	struct lkm_state *s = t->priv;
+
+	if (!s)
+		return -EBADF;
+	if (s->epfd < 0) {
+		long fd = esca_sys_epoll_create1(EPOLL_CLOEXEC);
+
+		t->st.kernel_entries++;
+		if (fd < 0)
+			return (int)fd;
+		/* high and invisible to the program, like the ring's eventfd
+		 * (below FD_SETSIZE: it must fit a select() set) */
+		s->epfd = esca__fd_high((int)fd);
+	}
+	return s->epfd;
+}
+
+/* Park e (in flight, stopped on its full fd): it stays in flight, and its
+ * fd waits in the progress fd for room.  0, or -errno (then the caller
+ * waits for the fd in user space, as a waiting flush does). */
+static int park(struct esca_table *t, struct lkm_state *s, struct esca_entry *e)
+{
+	struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT,
+				  .data.u64 = (uint64_t)(uint32_t)e->fd };
+	long r = lkm_progress_fd(t);
+
+	if (r < 0)
+		return (int)r;
+	/* a registration left by an earlier park of this fd is disarmed
+	 * (one-shot): re-arm it, else add one */
+	r = esca_sys_epoll_ctl(s->epfd, EPOLL_CTL_MOD, e->fd, &ev);
+	t->st.kernel_entries++;
+	if (r == -ENOENT) {
+		r = esca_sys_epoll_ctl(s->epfd, EPOLL_CTL_ADD, e->fd, &ev);
+		t->st.kernel_entries++;
+	}
+	if (r < 0)
+		return (int)r;
+	e->need_poll = 0;
+	s->parked[e - t->ents] = 1;
+	s->nparked++;
+	return 0;
+}
+
+/* e, parked, goes back to the queue (its fd may have room). */
+static void unpark(struct esca_table *t, struct lkm_state *s,
+		   struct esca_entry *e, int need_poll)
+{
+	s->parked[e - t->ents] = 0;
+	s->nparked--;
+	e->state = ESCA_S_QUEUED;
+	e->need_poll = (uint8_t)need_poll;
+	t->inflight--;
+}
+
+/* Every parked entry back to the queue, its fd out of the progress fd
+ * (still armed): a waiting flush, or the fall back to plain calls. */
+static void unpark_all(struct esca_table *t, struct lkm_state *s)
+{
+	for (uint32_t i = t->head; i != t->tail && s->nparked; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+
+		if (!s->parked[e - t->ents])
+			continue;
+		esca_sys_epoll_ctl(s->epfd, EPOLL_CTL_DEL, e->fd, NULL);
+		t->st.kernel_entries++;
+		unpark(t, s, e, 1);
+	}
+}
+
+/* A reaping flush: the parked entries whose fd has room go back to the
+ * queue (their registration fired, so it is disarmed). */
+static void harvest(struct esca_table *t, struct lkm_state *s)
+{
+	struct epoll_event ev[64];
+	long n;
+
+	do {
+		n = esca_sys_epoll_wait(s->epfd, ev, 64, 0);
+		t->st.kernel_entries++;
+		if (n == -EINTR)
+			continue;
+		if (n < 0) {	/* should not happen: try them all */
+			unpark_all(t, s);
+			return;
+		}
+		for (long j = 0; j < n; j++) {
+			int fd = (int)ev[j].data.u64;
+
+			for (uint32_t i = t->head; i != t->tail; i++) {
+				struct esca_entry *e = esca__ent(t, i);
+
+				if (s->parked[e - t->ents] && e->fd == fd)
+					unpark(t, s, e, 0);
+			}
+		}
+	} while ((n == 64 || n == -EINTR) && s->nparked);
 }
 
 /* Gather the entries whose turn it is (order.h) into the kernel table.
@@ -237,9 +366,20 @@ static int would_block(const struct esca_entry *e, int32_t err)
 	       !(e->flags & MSG_DONTWAIT);
 }
 
+/* e stopped on its full fd: park it (a reaping flush), else it waits for
+ * POLLOUT at its next turn.  The rest goes before anything after it. */
+static void stopped_full(struct esca_table *t, struct lkm_state *s,
+			 struct esca_entry *e, unsigned mode)
+{
+	if (mode == ESCA_FLUSH_REAP && park(t, s, e) == 0)
+		return;
+	e->need_poll = 1;
+	esca__requeue(t, e);
+}
+
 /* What the kernel said about e. */
-static void finish(struct esca_table *t, struct esca_entry *e, int64_t r,
-		   int32_t err)
+static void finish(struct esca_table *t, struct lkm_state *s,
+		   struct esca_entry *e, int64_t r, int32_t err, unsigned mode)
 {
 	if (e->op != ESCA_OP_SENDFILE && !esca__is_data(e->op)) {
 		if (r == -EINTR && e->op != ESCA_OP_CLOSE)
@@ -252,8 +392,7 @@ static void finish(struct esca_table *t, struct esca_entry *e, int64_t r,
 		if (r == -EINTR) {
 			esca__requeue(t, e);
 		} else if (would_block(e, (int32_t)r)) {
-			e->need_poll = 1;
-			esca__requeue(t, e);
+			stopped_full(t, s, e, mode);
 		} else {
 			esca__complete(t, e, e->done ? (int64_t)e->done : r);
 		}
@@ -262,10 +401,12 @@ static void finish(struct esca_table *t, struct esca_entry *e, int64_t r,
 	e->done += (size_t)r;
 	if (e->done >= e->len) {
 		esca__complete(t, e, (int64_t)e->done);
-	} else if (would_block(e, err) || err == -EINTR) {
+	} else if (err == -EINTR) {
 		t->st.short_completed++;
-		e->need_poll = err != -EINTR;
 		esca__requeue(t, e);	/* the rest, before anything after it */
+	} else if (would_block(e, err)) {
+		t->st.short_completed++;
+		stopped_full(t, s, e, mode);
 	} else {
 		/* end of file (sendfile), no progress, or an error after
 		 * progress: the plain call returns the count */
@@ -279,22 +420,38 @@ static int lkm_flush(struct esca_table *t, unsigned mode)
 {
 	struct lkm_state *s = t->priv;
 
-	(void)mode;	/* every entry completes, as with sequential */
-	while (t->live > 0) {
+	if (s->nparked) {
+		if (mode == ESCA_FLUSH_REAP)
+			harvest(t, s);
+		else
+			unpark_all(t, s);	/* every entry completes */
+	}
+	for (;;) {
+		unsigned before = t->live;
 		unsigned k = build_round(t, s);
 		struct esca_lkm_flush fl = { .first = 0, .count = k };
 		int err = 0;
 		long r;
 
-		while (k > 0 && (r = esca_sys_ioctl(s->fd, ESCA_IOC_FLUSH,
-						    &fl)) < 0) {
+		if (k == 0) {
+			if (t->live == 0)
+				break;
+			if (t->live != before)
+				continue;	/* ran in user space: go on */
+			/* the rest is parked or behind what is parked */
+			if (mode == ESCA_FLUSH_REAP || t->inflight)
+				break;
+			esca__run_queued_direct(t, 1);	/* cannot happen */
+			break;
+		}
+		while ((r = esca_sys_ioctl(s->fd, ESCA_IOC_FLUSH, &fl)) < 0) {
 			t->st.kernel_entries++;
 			if (r != -EINTR) {	/* EINTR: nothing ran yet */
 				err = (int)r;
 				break;
 			}
 		}
-		if (k > 0 && err == 0)
+		if (err == 0)
 			t->st.kernel_entries++;
 		/* Entries still BUSY did not run: held behind an entry of
 		 * their fd that stopped short, or after a signal stopped the
@@ -306,15 +463,18 @@ static int lkm_flush(struct esca_table *t, unsigned mode)
 			free(s->rest[j]);
 			s->rest[j] = NULL;
 			if (le->state == ESCA_LKM_DONE) {
-				finish(t, e, le->result, le->error);
+				finish(t, s, e, le->result, le->error, mode);
 			} else {
 				e->state = ESCA_S_QUEUED;	/* not run */
 				t->inflight--;
 			}
 			le->state = ESCA_LKM_FREE;
 		}
-		if (err < 0)	/* EACCES: filtered, traced or audited */
+		if (err < 0) {	/* EACCES: filtered, traced or audited */
+			/* plain calls in table order: parked ones first */
+			unpark_all(t, s);
 			return esca__fail_over(t, err == -EACCES ? 0 : err);
+		}
 	}
 	return 0;
 }
@@ -323,7 +483,7 @@ static int lkm_owns_fd(struct esca_table *t, int fd)
 {
 	struct lkm_state *s = t->priv;
 
-	return s && fd >= 0 && fd == s->fd;
+	return s && fd >= 0 && (fd == s->fd || fd == s->epfd);
 }
 
 const struct esca_executor esca__lkm = {
@@ -334,5 +494,8 @@ const struct esca_executor esca__lkm = {
 	 * the parent's context and pinned pages are the parent's */
 	.abandon = lkm_fini,
 	.flush = lkm_flush,
+	/* no progress_arm: the epoll fd is readable whenever a parked fd has
+	 * room, and the reaping flush that follows collects it */
+	.progress_fd = lkm_progress_fd,
 	.owns_fd = lkm_owns_fd,
 };

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -94,6 +95,27 @@ static inline long esca_sys_ioctl(int fd, unsigned long req, void *arg)
 static inline long esca_sys_eventfd(unsigned initval, int flags)
 {
 	return esca_sys_ret(syscall(SYS_eventfd2, initval, flags));
+}
+
+/* epoll: the lkm executor's progress fd (native/core/lkm.c) */
+static inline long esca_sys_epoll_create1(int flags)
+{
+	return esca_sys_ret(syscall(SYS_epoll_create1, flags));
+}
+
+static inline long esca_sys_epoll_ctl(int epfd, int op, int fd,
+				      struct epoll_event *ev)
+{
+	return esca_sys_ret(syscall(SYS_epoll_ctl, epfd, op, fd, ev));
+}
+
+/* epoll_pwait with no mask (every Linux architecture has it, epoll_wait
+ * not all): events, or -errno. */
+static inline long esca_sys_epoll_wait(int epfd, struct epoll_event *evs,
+				       int max, int timeout_ms)
+{
+	return esca_sys_ret(syscall(SYS_epoll_pwait, epfd, evs, max,
+				    timeout_ms, NULL, (size_t)_NSIG / 8));
 }
 
 /* Wait until fd is writable, however long it takes (ppoll: every Linux

@@ -262,7 +262,8 @@ ESCA_API int64_t esca_direct(const struct esca_args *a);
  * send waiting for room in a slow client's socket buffer; DESIGN.md,
  * "Contract: parked sends").  Returns an fd
  * that becomes readable when such entries can make progress: add it to the
- * loop's wait set (edge-triggered with epoll; with poll, read it to clear),
+ * loop's wait set (edge-triggered with epoll; with poll, read it to clear:
+ * uring's is an eventfd; lkm's is an epoll fd, which the flush clears),
  * and when it fires call esca_flush(ESCA_FLUSH_REAP).  -errno if the
  * executor never leaves anything in flight (sequential).  Made on first use;
  * the table owns it. */
