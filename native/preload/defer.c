@@ -31,14 +31,14 @@ int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 {
 	int64_t r;
 
-	ts->busy++;
+	ts->guard++;
 	r = esca_queue(ts->table, a, 0, asked);
-	ts->busy--;
+	lib_leave(ts);
 	if (unlikely(r == -ENOBUFS)) {
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_BUDGET);
-		ts->busy++;
+		ts->guard++;
 		r = esca_queue(ts->table, a, 0, asked);
-		ts->busy--;
+		lib_leave(ts);
 	}
 	if (likely(r >= 0)) {
 		s->deferred++;

@@ -4,6 +4,8 @@
 #ifndef ESCA_PRELOAD_REALS_H
 #define ESCA_PRELOAD_REALS_H
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -71,7 +73,17 @@
 	X(libc_start_main, "__libc_start_main", int,			\
 	  (int (*)(int, char **, char **), int, char **, void (*)(void),	\
 	   void (*)(void), void (*)(void), void *), REQUIRED)		\
-	X(fclose, "fclose", int, (FILE *), REQUIRED)
+	X(fclose, "fclose", int, (FILE *), REQUIRED)			\
+	X(sigaction, "sigaction", int, (int, const struct sigaction *,	\
+	  struct sigaction *), REQUIRED)				\
+	X(kill, "kill", int, (pid_t, int), REQUIRED)			\
+	X(killpg, "killpg", int, (pid_t, int), REQUIRED)		\
+	X(raise, "raise", int, (int), REQUIRED)				\
+	X(tgkill, "tgkill", int, (pid_t, pid_t, int), OPTIONAL)	\
+	X(pthread_kill, "pthread_kill", int, (pthread_t, int), REQUIRED) \
+	X(sigqueue, "sigqueue", int, (pid_t, int, const union sigval),	\
+	  REQUIRED)							\
+	X(abort, "abort", void, (void), REQUIRED)
 
 struct pollfd;
 

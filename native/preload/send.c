@@ -26,6 +26,8 @@ static ssize_t defer_data(int call, int op, int fd, const struct iovec *iov,
 
 	if (unlikely(!ts))
 		return PASSED;
+	if (unlikely(ts->guard))	/* a signal handler's, inside the library */
+		return stash_data(ts, call, fd, iov, iovcnt, flags);
 	fi = defer_begin(ts, call, fd, &err);
 	if (!fi) {
 		surfaced_sigpipe(ts, fd, err, flags);
