@@ -270,6 +270,40 @@ static void drain(int fd)
 		return;
 }
 
+/* poll and select with nothing of ours to watch: the library's own timer
+ * signal (sent just before the thread began to wait) is no EINTR of the
+ * program's, the wait goes on (select: Linux left the time remaining in tv).
+ * ppoll and pselect return it: their timeouts are the program's to
+ * recompute. */
+static int poll_plain(struct tstate *ts, struct pollfd *fds, nfds_t n,
+		      int timeout)
+{
+	uint64_t deadline = timeout > 0 ?
+			    now_ns() + (uint64_t)timeout * 1000000ull : 0;
+
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		int r = real.poll(fds, n, timeout);
+
+		if (r >= 0 || errno != EINTR || !ts || ts->timer_hits == hits)
+			return r;
+		if (timeout > 0)
+			timeout = (int)remaining_ms(deadline);
+	}
+}
+
+static int select_plain(struct tstate *ts, int nfds, fd_set *r, fd_set *w,
+			fd_set *e, struct timeval *tv)
+{
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		int n = real.select(nfds, r, w, e, tv);
+
+		if (n >= 0 || errno != EINTR || !ts || ts->timer_hits == hits)
+			return n;
+	}
+}
+
 /* poll (timeout), or ppoll when masked (t, mask), watching the progress
  * fd too when entries are parked. */
 static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
@@ -292,7 +326,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 	}
 	if (pfd < 0) {
 		if (!masked)
-			return real.poll(fds, n, timeout);
+			return poll_plain(ts, fds, n, timeout);
 		return real.ppoll(fds, n, t, mask);
 	}
 	if (timeout > 0)
@@ -382,7 +416,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	}
 	if (pfd < 0) {
 		if (!masked)
-			return real.select(nfds, r, w, e, tv);
+			return select_plain(ts, nfds, r, w, e, tv);
 		return real.pselect(nfds, r, w, e, t, mask);
 	}
 	for (;;) {

@@ -166,6 +166,7 @@ def test_bytes_out_before_a_crash(mode: str, how: str, prog: Path, tmp_path: Pat
     assert got.deferred("write") >= 1
     # stderr never waits: fd 2 is never deferred
     assert got.stats is not None
+    assert got.stats["syscalls"]["write"]["passed"]["fd"] >= 1
 
 
 @pytest.mark.parametrize("mode", MODES)
