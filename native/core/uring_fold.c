@@ -8,12 +8,35 @@
 
 #include "uring.h"
 
+/* Is a CLOSE among the queued entries?  A close takes its fd out of every
+ * epoll set; a wait that ran before it would report events for an fd the
+ * program closed (and whose data.ptr it freed). */
+static int close_queued(struct esca_table *t)
+{
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		const struct esca_entry *e = esca__ent(t, i);
+
+		if (e->state == ESCA_S_QUEUED && e->op == ESCA_OP_CLOSE)
+			return 1;
+	}
+	return 0;
+}
+
 /* ESCA_CFG_FOLD_WAIT: flush and wait on the program's epoll set in the same
  * io_uring_enter.  The IORING_OP_EPOLL_WAIT goes in with the first round:
  * where events are ready it completes inline, and the flush and the wait
  * cost one entry; else the flush finishes (direct sendfiles, later rounds)
  * and the ring waits for it (parked sends move meanwhile), with the
  * program's timeout and signal mask.  A timeout or a signal cancels it.
+ *
+ * The wait must see what plain Linux shows after every entry of the batch
+ * ran.  An SQE's place in the ring does not give that (a CLOSE linked
+ * behind its fd's sends runs as task work, after an inline wait), and
+ * IOSQE_IO_DRAIN would hold the wait behind every send parked on a slow
+ * client.  So when the batch holds a CLOSE the wait goes in only after the
+ * flush's round was reaped (one more entry: as many as flush + epoll_wait);
+ * a batch without one, the common keep-alive case, keeps the one-entry
+ * fold (its writes change no epoll set's membership).
  * Returns the number of events, -errno, or -ENOSYS (not here: the caller
  * flushes and waits itself). */
 int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
@@ -25,28 +48,37 @@ int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 	struct io_uring_cqe *cqe;
 	struct timespec now;
 	int64_t deadline = 0;
-	int intr = 0, r;
+	int intr = 0, late, r;
 
 	if (!u->have_epwait || u->ep_busy || max <= 0)
-		return -ENOSYS;
-	sqe = io_uring_get_sqe(ring);
-	if (!sqe)
 		return -ENOSYS;
 	if (timeout_ms > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		deadline = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec +
 			   (int64_t)timeout_ms * 1000000;
 	}
+	late = close_queued(t);
+	if (late) {
+		/* the batch first, reaped: its closes are done */
+		r = esca__uring_flush(t, ESCA_FLUSH_REAP);
+		if (r < 0)
+			return r;	/* the ring failed: entries run plainly */
+	}
+	sqe = io_uring_get_sqe(ring);
+	if (!sqe)
+		return -ENOSYS;	/* the caller flushes (again) and waits */
 	io_uring_prep_rw(IORING_OP_EPOLL_WAIT, sqe, epfd, evs, (unsigned)max, 0);
 	io_uring_sqe_set_data64(sqe, EPOLL_TAG);
 	u->outstanding++;
 	u->ep_busy = 1;
 	u->ep_done = 0;
-	/* the flush, the wait's SQE going in with its first round */
-	r = esca__uring_flush(t, ESCA_FLUSH_REAP);
-	if (r < 0) {
-		u->ep_busy = 0;
-		return r;	/* the ring failed: entries were run plainly */
+	if (!late) {
+		/* the flush, the wait's SQE going in with its first round */
+		r = esca__uring_flush(t, ESCA_FLUSH_REAP);
+		if (r < 0) {
+			u->ep_busy = 0;
+			return r;	/* the ring failed: entries run plainly */
+		}
 	}
 	/* the wait */
 	while (!u->ep_done && timeout_ms != 0) {

@@ -17,7 +17,7 @@ void cork_make_real(struct tstate *ts, struct fdinfo *fi, int fd)
 	ts->guard++;
 	if (real.setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) < 0)
 		fi->flags &= (uint16_t)~FI_CORK_KNOWN;
-	ts->guard--;
+	lib_leave(ts);
 }
 
 /* A composed cork made real in the queue, in order: a sendfile run as the
@@ -33,14 +33,14 @@ void cork_queued(struct tstate *ts, struct fdinfo *fi, int fd)
 			       .level = IPPROTO_TCP, .optname = TCP_CORK,
 			       .iov = &v, .iovcnt = 1, .order = fi->order_key };
 
-	ts->busy++;
+	ts->guard++;
 	if (esca_queue(ts->table, &a, 0, 0) >= 0) {
-		ts->busy--;
+		lib_leave(ts);
 		fi->flags &= (uint16_t)~FI_CORK_VIRT;	/* FI_CORKED stays */
 		ts->composed--;		/* the program's call runs after all */
 		return;
 	}
-	ts->busy--;
+	lib_leave(ts);
 	cork_for_real(ts, fd);
 }
 
@@ -60,10 +60,15 @@ static int cork_compose(struct tstate *ts, struct fdinfo *fi, int fd, int on)
 		return 1;
 	}
 	if (!on && (fi->flags & FI_CORK_VIRT)) {
+		int am;
+
 		fi->flags &= (uint16_t)~(FI_CORKED | FI_CORK_VIRT);
 		/* the last send pushes; if it is gone to the kernel already,
 		 * the real TCP_CORK off (queued below) pushes what it left */
-		if (esca_amend_last(ts->table, fd, MSG_MORE) == 0) {
+		ts->guard++;	/* a change of the table */
+		am = esca_amend_last(ts->table, fd, MSG_MORE);
+		lib_leave(ts);
+		if (am == 0) {
 			ts->composed++;
 			return 1;
 		}

@@ -36,13 +36,17 @@ int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 	int64_t r;
 
 	/* counted before it is queued: a timer signal's flush may complete it
-	 * as soon as it is (DESIGN.md, "Contract: fd lifetime") */
+	 * as soon as it is (DESIGN.md, "Contract: fd lifetime"); the guard
+	 * covers the count and the queue: a signal handler's call meanwhile
+	 * is stashed (signals.c) */
+	ts->guard++;
 	if (a->op == ESCA_OP_CLOSE) {
 		__atomic_fetch_or(&fi->users, FU_QCLOSE, __ATOMIC_ACQ_REL);
 	} else {
 		if (a->op == ESCA_OP_SENDFILE) {
 			in = fdi(a->fd2);
 			if (!in || asked >= (1ull << 40)) {
+				lib_leave(ts);
 				s->passed[PASS_SIZE]++;
 				return PASSED;
 			}
@@ -51,14 +55,13 @@ int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 		}
 		fd_use(ts, fi);
 	}
-	ts->busy++;
 	r = esca_queue(ts->table, a, 0, user);
-	ts->busy--;
+	lib_leave(ts);
 	if (unlikely(r == -ENOBUFS)) {
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_BUDGET);
-		ts->busy++;
+		ts->guard++;
 		r = esca_queue(ts->table, a, 0, user);
-		ts->busy--;
+		lib_leave(ts);
 	}
 	if (likely(r >= 0)) {
 		s->deferred++;

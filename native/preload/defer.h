@@ -83,15 +83,27 @@ static inline struct fdinfo *defer_begin(struct tstate *ts, int call, int fd,
 
 	*err = 0;
 	if (unlikely(ts->guard))
-		return NULL;	/* the library's own call: not the program's */
-	if (unlikely(lib_exiting))
-		return NULL;	/* exit handlers: their calls go straight in */
+		return NULL;	/* the library's own call, or a signal handler's
+				 * inside it (send.c stashes its data calls) */
 	if (unlikely(vfork_child(ts)))
 		return NULL;	/* the parent's table is not the child's */
+	if (unlikely(lib_exiting)) {
+		/* exit handlers, other threads at the end: their calls go
+		 * straight in, after what their thread queued before */
+		if (ts->table && esca_table_pending(ts->table))
+			lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+		return NULL;
+	}
 	s->seen++;
 	fi = fdi(fd);
 	if (unlikely(!fi)) {
 		s->passed[PASS_FD]++;
+		return NULL;
+	}
+	if (unlikely(fd == 2) && call != CALL_CLOSE) {
+		/* stderr never waits: what a program says before it dies
+		 * must be out when it dies (DESIGN.md, "Flush triggers") */
+		pass_through(ts, call, fd, PASS_FD);
 		return NULL;
 	}
 	if (unlikely(fi->err) && call != CALL_CLOSE) {

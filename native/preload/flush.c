@@ -24,7 +24,7 @@ void lib_flush(struct tstate *ts, unsigned mode, int why)
 		return;
 	ts->guard++;
 	esca_flush(ts->table, mode, why);
-	ts->guard--;
+	lib_leave(ts);
 	after_flush(ts);
 }
 
@@ -38,7 +38,7 @@ int lib_flush_epoll(struct tstate *ts, int epfd, struct epoll_event *evs,
 	ts->guard++;
 	n = esca_flush_epoll_wait(ts->table, ESCA_WHY_WAIT, epfd, evs, max,
 				  timeout, mask);
-	ts->guard--;
+	lib_leave(ts);
 	if (n == -ENOSYS)
 		return -2;
 	after_flush(ts);
@@ -63,22 +63,18 @@ void lib_sync_fd(struct tstate *ts, int fd)
 	esca_sync_fd(ts->table, fd);
 	if (key != fd)
 		esca_sync_fd(ts->table, key);
-	ts->guard--;
+	lib_leave(ts);
 	if (esca_table_pending(ts->table) == 0)
 		ts->oldest_ns = 0;
 }
 
-/* exec, exit, _exit: nothing may stay behind (this thread's table). */
+/* exec, exit, _exit: nothing may stay behind, in any thread's table
+ * (signals.c, lib_end_flush). */
 void lib_lifecycle_flush(void)
 {
-	struct tstate *ts = tls_ts;
-
-	if (vfork_child(ts))
+	if (vfork_child(tls_ts))
 		return;		/* its parent's state, flushed before vfork */
-	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
-	if (cfg.stats_path[0])
-		stats_maybe_write(1);
+	lib_end_flush(0);
 }
 
 /* ---- explicit segments, the seed's API ---------------------------------- */

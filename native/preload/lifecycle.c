@@ -48,6 +48,7 @@ static void init_once(void)
 	config_load();
 	fdmap_init();
 	thread_init();
+	signals_init();
 	__atomic_store_n(&lib_ready, 1, __ATOMIC_RELEASE);
 }
 
@@ -76,8 +77,10 @@ __attribute__((destructor)) static void dtor(void)
  * here on every call goes straight to the kernel. */
 static void lib_exit_flush(void)
 {
-	lib_lifecycle_flush();
+	/* first: other threads' calls from now on go straight in (after their
+	 * queued ones), so that draining them ends */
 	__atomic_store_n(&lib_exiting, 1, __ATOMIC_RELEASE);
+	lib_lifecycle_flush();
 }
 
 EXPORT void exit(int status)

@@ -115,15 +115,27 @@ struct fdinfo {
 };
 
 #define MAX_EPREG 8
+#define STASH_SLOTS 16	/* a signal handler's data calls held, per thread */
+#define STASH_BYTES 4096
 #define MAX_OWED 64
 
 /* Per-thread state (thread.c). */
 struct tstate {
 	struct esca_table *table;
-	int guard;		/* inside the library: interposers pass through */
-	int busy;		/* changing the table: the timer signal waits */
+	int guard;		/* inside the library: set across every change
+				 * of the table, the fast path's esca_queue
+				 * included; an interposer reached meanwhile
+				 * (a signal handler's call) passes through
+				 * or waits in the stash (signals.c) */
 	int in_wait;		/* in an event-loop wait that watches parked ops */
 	int signaled;		/* the watchdog sent the timer signal */
+	unsigned timer_hits;	/* the timer signal's handler ran on it */
+	uint64_t stash_res;	/* calls stashed: count << 32 | bytes */
+	struct stash_slot {
+		int fd, call, flags;
+		uint32_t off, len;
+	} stash[STASH_SLOTS];
+	char stash_buf[STASH_BYTES];
 	pthread_t tid;
 	int segment;		/* explicit batch_start() open */
 	int nexplicit;
@@ -176,6 +188,9 @@ extern HIDDEN __thread struct tstate *tls_ts
 extern HIDDEN int lib_ready;
 extern HIDDEN int lib_exiting;	/* past main / in exit: nothing is deferred */
 extern HIDDEN int fd_hiwater;	/* no fd above it has ever been known */
+extern HIDDEN int lib_fatal;	/* in a fatal signal's handler */
+extern HIDDEN int lib_draining;	/* the timer signal's handler waits for
+				 * everything (the end of the process) */
 
 /* config.c */
 HIDDEN void config_load(void);
@@ -186,6 +201,8 @@ HIDDEN void esca_lib_init(void);
 
 /* thread.c */
 HIDDEN struct tstate *tstate_create(void);
+HIDDEN void threads_drain_others(int in_handler);
+HIDDEN int timer_handler_ours(void);
 HIDDEN void thread_init(void);
 HIDDEN int threads_sum(struct tstate *sum, int *total);
 HIDDEN uint64_t now_ns(void);
@@ -218,9 +235,25 @@ HIDDEN void lib_lifecycle_flush(void);
 /* wait.c */
 HIDDEN void lib_pay_owed(struct tstate *ts);
 
+/* signals.c */
+HIDDEN void signals_init(void);
+HIDDEN void stash_run(struct tstate *ts);
+HIDDEN ssize_t stash_data(struct tstate *ts, int call, int fd,
+			  const struct iovec *iov, int iovcnt, int flags);
+HIDDEN void lib_end_flush(int in_handler);
+
 /* stats.c */
 HIDDEN void stats_maybe_write(int force);
 HIDDEN void stats_after_fork(void);
+
+/* Leave the library (ts->guard++ was entering it): calls a signal handler
+ * made meanwhile, held in the stash, run now, in order (signals.c). */
+static inline void lib_leave(struct tstate *ts)
+{
+	if (--ts->guard == 0 &&
+	    unlikely(__atomic_load_n(&ts->stash_res, __ATOMIC_RELAXED)))
+		stash_run(ts);
+}
 
 static inline struct tstate *ts_get(void)
 {

@@ -6,6 +6,8 @@
 
 #include <spawn.h>
 #include <stdarg.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -92,7 +94,17 @@
 	X(sendmmsg, "sendmmsg", int, (int, struct mmsghdr *, unsigned int, \
 	  int), REQUIRED)						\
 	X(splice, "splice", ssize_t, (int, loff_t *, int, loff_t *, size_t, \
-	  unsigned int), REQUIRED)
+	  unsigned int), REQUIRED)	\
+	X(sigaction, "sigaction", int, (int, const struct sigaction *,	\
+	  struct sigaction *), REQUIRED)				\
+	X(kill, "kill", int, (pid_t, int), REQUIRED)			\
+	X(killpg, "killpg", int, (pid_t, int), REQUIRED)		\
+	X(raise, "raise", int, (int), REQUIRED)				\
+	X(tgkill, "tgkill", int, (pid_t, pid_t, int), OPTIONAL)	\
+	X(pthread_kill, "pthread_kill", int, (pthread_t, int), REQUIRED) \
+	X(sigqueue, "sigqueue", int, (pid_t, int, const union sigval),	\
+	  REQUIRED)							\
+	X(abort, "abort", void, (void), REQUIRED)
 
 struct pollfd;
 

@@ -13,10 +13,14 @@
 
 /* the flags a deferred send may carry (MSG_DONTWAIT is dropped) */
 #define SEND_FLAGS_OK (MSG_NOSIGNAL | MSG_MORE | MSG_DONTWAIT)
+/* data_begin's answer for a call to give to stash_data (signals.c) */
+#define STASHED (-3)
 
 /* The checks of a data call on fd that need none of its arguments but
  * flags: this thread's fd entry when the call may be deferred, else NULL
- * with *r the answer (PASSED, or -1 with errno: the fd's pending error).
+ * with *r the answer (PASSED, or -1 with errno: the fd's pending error, or
+ * STASHED: a signal handler's call while the thread is inside the library,
+ * for stash_data).
  * Only stream sockets (DESIGN.md, "Deferral scope"). */
 static struct fdinfo *data_begin(struct tstate **tsp, int call, int fd,
 				 int flags, ssize_t *r)
@@ -29,6 +33,10 @@ static struct fdinfo *data_begin(struct tstate **tsp, int call, int fd,
 	*r = PASSED;
 	if (unlikely(!ts))
 		return NULL;	/* ESCA_DISABLE, or no table */
+	if (unlikely(ts->guard)) {	/* a signal handler's, inside the library */
+		*r = STASHED;
+		return NULL;
+	}
 	fi = defer_begin(ts, call, fd, &err);
 	if (!fi) {
 		surfaced_sigpipe(ts, fd, err, flags);
@@ -111,6 +119,8 @@ static ssize_t defer_data(int call, int op, int fd, const struct iovec *iov,
 	ssize_t r;
 
 	fi = data_begin(&ts, call, fd, flags, &r);
+	if (r == STASHED)
+		return stash_data(ts, call, fd, iov, iovcnt, flags);
 	if (!fi)
 		return r;
 	return data_queue(ts, fi, call, op, fd, iov, iovcnt, flags);
@@ -172,8 +182,12 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 	ssize_t r;
 
 	fi = data_begin(&ts, CALL_SENDMSG, fd, flags, &r);
+	if (r == STASHED && plausible_ptr(m, sizeof(*m)) && !m->msg_name &&
+	    !m->msg_control && m->msg_iovlen <= (size_t)IOV_MAX)
+		r = stash_data(ts, CALL_SENDMSG, fd, m->msg_iov,
+			       (int)m->msg_iovlen, flags);
 	if (!fi)
-		return r != PASSED ? r : real.sendmsg(fd, m, flags);
+		return r >= 0 || r == -1 ? r : real.sendmsg(fd, m, flags);
 	if (!plausible_ptr(m, sizeof(*m)) || m->msg_name || m->msg_namelen ||
 	    m->msg_control || m->msg_controllen ||
 	    m->msg_iovlen > (size_t)IOV_MAX)

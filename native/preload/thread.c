@@ -22,6 +22,7 @@ static pthread_key_t ts_key;
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tstate *threads;		/* every live thread's state */
 static struct tstate dead;		/* counters of threads that ended */
+HIDDEN int lib_draining;
 static int threads_total;
 static int warned_fallback;
 HIDDEN char fallback_reason[128];
@@ -49,12 +50,21 @@ static void on_timer_signal(int sig)
 	int saved = errno;
 
 	(void)sig;
-	if (ts && ts->table && !ts->guard && !ts->busy &&
-	    esca_table_pending(ts->table)) {
+	if (ts)
+		ts->timer_hits++;	/* an EINTR of ours, not the program's */
+	if (ts && ts->table && !ts->guard) {
+		/* at the end of the process (threads_drain_others) the
+		 * thread's bytes must all be out, parked ones included */
+		int end = __atomic_load_n(&lib_draining, __ATOMIC_ACQUIRE) > 0;
+
 		ts->guard++;
-		esca_flush(ts->table, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
-		ts->guard--;
-		ts->oldest_ns = esca_table_pending(ts->table) ? now_ns() : 0;
+		if (esca_table_pending(ts->table))
+			esca_flush(ts->table, end ? ESCA_FLUSH_WAIT :
+				   ESCA_FLUSH_REAP, end ? ESCA_WHY_LIFECYCLE :
+				   ESCA_WHY_TIMER);
+		lib_leave(ts);	/* and what a handler stashed */
+		__atomic_store_n(&ts->oldest_ns, esca_table_pending(ts->table) ?
+				 now_ns() : 0, __ATOMIC_RELEASE);
 	}
 	if (ts)
 		ts->signaled = 0;
@@ -79,7 +89,7 @@ static void *watchdog(void *arg)
 			if (old && now - old > cfg.flush_ns && !ts->in_wait &&
 			    !ts->signaled) {
 				ts->signaled = 1;
-				pthread_kill(ts->tid, cfg.timer_signal);
+				real.pthread_kill(ts->tid, cfg.timer_signal);
 			}
 		}
 		pthread_mutex_unlock(&list_lock);
@@ -87,6 +97,20 @@ static void *watchdog(void *arg)
 	return NULL;
 }
 
+/* The timer signal's handler is ours (the program did not take the signal
+ * since): it may be sent. */
+int timer_handler_ours(void)
+{
+	struct sigaction sa;
+
+	return real.sigaction(cfg.timer_signal, NULL, &sa) == 0 &&
+	       sa.sa_handler == on_timer_signal;
+}
+
+/* The timer signal's handler (for the watchdog, and for the end of the
+ * process: threads_drain_others), and the watchdog thread if asked for.
+ * With the watchdog off, the handler is installed only where the program
+ * left the signal alone. */
 static void start_watchdog(void)
 {
 	struct sigaction sa;
@@ -94,14 +118,17 @@ static void start_watchdog(void)
 	pthread_t th;
 	sigset_t all, old;
 
-	if (!cfg.watchdog_ns ||
-	    __atomic_exchange_n(&watchdog_started, 1, __ATOMIC_ACQ_REL))
+	if (__atomic_exchange_n(&watchdog_started, 1, __ATOMIC_ACQ_REL))
+		return;
+	if (!cfg.watchdog_ns &&
+	    (real.sigaction(cfg.timer_signal, NULL, &sa) < 0 ||
+	     sa.sa_handler != SIG_DFL))
 		return;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_timer_signal;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(cfg.timer_signal, &sa, NULL) < 0)
+	if (real.sigaction(cfg.timer_signal, &sa, NULL) < 0 || !cfg.watchdog_ns)
 		return;
 	/* the watchdog itself takes no signals */
 	sigfillset(&all);
@@ -113,6 +140,51 @@ static void start_watchdog(void)
 		say("no watchdog thread: a blocked thread may hold its bytes");
 	pthread_attr_destroy(&at);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* ---- the end of the process: every thread's bytes (DESIGN.md, "Contract:
+ * threads and fork") -------------------------------------------------------
+ * exit, the return from main, exec, _exit, a fatal signal: other threads may
+ * hold queued entries, and may be running.  Their tables are theirs alone (an
+ * io_uring of SINGLE_ISSUER takes no other task's submissions, and a table
+ * is changed without a lock), so the exiting thread asks each to flush: the
+ * timer signal, whose handler, while lib_draining is set, flushes and waits
+ * for all (parked sends included), or, where the signal found the thread
+ * inside the library, the thread flushes on its way out and is signalled
+ * again.  It waits at most DRAIN_NS, looking every 2 ms: a thread that
+ * blocks the signal, or whose peer never reads, does not hold the exit. */
+#define DRAIN_NS 1000000000ull
+
+void threads_drain_others(int in_handler)
+{
+	struct tstate *self = tls_ts;
+	struct timespec nap = { 0, 2000000 };
+	uint64_t deadline;
+
+	if (!timer_handler_ours())
+		return;
+	__atomic_add_fetch(&lib_draining, 1, __ATOMIC_ACQ_REL);
+	deadline = now_ns() + DRAIN_NS;
+	for (;;) {
+		int left = 0;
+
+		/* in a fatal signal's handler the thread may hold the lock */
+		if (in_handler ? pthread_mutex_trylock(&list_lock) :
+				 pthread_mutex_lock(&list_lock))
+			break;
+		for (struct tstate *ts = threads; ts; ts = ts->next) {
+			if (ts == self ||
+			    !__atomic_load_n(&ts->oldest_ns, __ATOMIC_ACQUIRE))
+				continue;
+			left++;
+			real.pthread_kill(ts->tid, cfg.timer_signal);
+		}
+		pthread_mutex_unlock(&list_lock);
+		if (!left || now_ns() >= deadline)
+			break;
+		syscall(SYS_nanosleep, &nap, NULL);
+	}
+	__atomic_sub_fetch(&lib_draining, 1, __ATOMIC_ACQ_REL);
 }
 
 /* First interposed call on a thread: make its table. */
@@ -213,16 +285,20 @@ static void tstate_fold(struct tstate *into, struct tstate *ts)
  * caller); *total: threads that ever had a table.  Returns those alive. */
 int threads_sum(struct tstate *sum, int *total)
 {
-	int alive = 0;
+	int alive = 0, locked;
 
-	pthread_mutex_lock(&list_lock);
+	/* in a fatal signal's handler the crashed thread may hold the lock:
+	 * read the list without it rather than hang */
+	locked = lib_fatal ? pthread_mutex_trylock(&list_lock) == 0 :
+			     pthread_mutex_lock(&list_lock) == 0;
 	tstate_fold(sum, &dead);
 	for (struct tstate *ts = threads; ts; ts = ts->next) {
 		tstate_fold(sum, ts);
 		alive++;
 	}
 	*total = threads_total;
-	pthread_mutex_unlock(&list_lock);
+	if (locked)
+		pthread_mutex_unlock(&list_lock);
 	return alive;
 }
 
@@ -233,9 +309,14 @@ static void tstate_destroy(void *p)
 
 	if (!ts)
 		return;
-	ts->guard++;
+	ts->guard++;	/* for good: its calls from here on pass through */
 	if (ts->table)
 		esca_flush(ts->table, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+	if (__atomic_load_n(&ts->stash_res, __ATOMIC_ACQUIRE)) {
+		ts->guard = 1;
+		lib_leave(ts);	/* what a handler stashed: run it */
+		ts->guard = 1;
+	}
 	pthread_mutex_lock(&list_lock);
 	for (pp = &threads; *pp; pp = &(*pp)->next) {
 		if (*pp == ts) {

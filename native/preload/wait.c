@@ -18,6 +18,15 @@
 /* an epoll_event.data no program makes: a non-canonical address */
 #define EPOLL_MAGIC 0xe5ca5e9a0000e5caull
 
+/* Arm or disarm the progress fd: a change of the executor's state, inside
+ * the library. */
+static void progress_arm(struct tstate *ts, int on)
+{
+	ts->guard++;
+	esca_table_progress_arm(ts->table, on);
+	lib_leave(ts);
+}
+
 /* Flush before a wait.  Returns the progress fd when entries stay in flight
  * (parked on full sockets) and the wait must also watch it, else -1. */
 static int before_wait(struct tstate *ts)
@@ -36,7 +45,7 @@ static int before_wait(struct tstate *ts)
 		return -1;
 	ts->guard++;
 	pfd = esca_table_progress_fd(ts->table);
-	ts->guard--;
+	lib_leave(ts);
 	if (pfd < 0) {
 		/* no way to be woken: finish them now (sequential never
 		 * leaves anything in flight, so this is a safety net) */
@@ -110,22 +119,39 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 	    esca_table_pending(ts->table) && via != VIA_EPOLL_PWAIT2 &&
 	    timeout != 0) {
 		uint64_t start = timeout > 0 ? now_ns() : 0;
+		unsigned hits = ts->timer_hits;
+		int resumed = 0;
 
 		ts->segment = 0;
 		ts->wait_token++;
+		/* an event-loop wait: the watchdog leaves it alone (the wait
+		 * flushed; parked sends move while the ring waits) */
+		ts->in_wait = 1;
 		n = lib_flush_epoll(ts, epfd, evs, max, timeout, mask);
+		ts->in_wait = 0;
+		if (n == -1 && errno == EINTR && ts->timer_hits != hits) {
+			/* the library's own timer signal (sent before the
+			 * watchdog saw in_wait, or by the end of the process)
+			 * is no EINTR of the program's: wait on, below, for
+			 * what is left of the timeout */
+			n = 0;
+			resumed = 1;
+		}
 		if (n != -2) {
 			int m = 0;
 
-			if (n <= 0 || !__atomic_load_n(&epoll_magic_used,
-							__ATOMIC_RELAXED))
+			if (n < 0 || (n == 0 && !resumed))
+				return n;
+			if (n > 0 && !__atomic_load_n(&epoll_magic_used,
+						       __ATOMIC_RELAXED))
 				return n;
 			for (int i = 0; i < n; i++)
 				if (evs[i].data.u64 != EPOLL_MAGIC)
 					evs[m++] = evs[i];
 			if (m > 0)
 				return m;
-			/* only our progress fd woke it: wait on, below */
+			/* only our progress fd or our signal woke it: wait
+			 * on, below */
 			if (timeout > 0) {
 				int64_t used = (int64_t)((now_ns() - start) /
 							 1000000);
@@ -149,9 +175,10 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 		deadline = now_ns() + (uint64_t)timeout * 1000000ull;
 	for (;;) {
 		int m = 0, hit = 0;
+		unsigned hits = ts ? ts->timer_hits : 0;
 
 		if (pfd >= 0) {
-			esca_table_progress_arm(ts->table, 1);
+			progress_arm(ts, 1);
 			ts->in_wait = 1;
 		}
 		if (via == VIA_EPOLL_WAIT)
@@ -162,7 +189,13 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 			n = real.epoll_pwait2(epfd, evs, max, ts2, mask);
 		if (pfd >= 0) {
 			ts->in_wait = 0;
-			esca_table_progress_arm(ts->table, 0);
+			progress_arm(ts, 0);
+		}
+		if (n < 0 && errno == EINTR && ts && ts->timer_hits != hits) {
+			/* our timer signal, not the program's: wait on */
+			if (timeout == 0)
+				return 0;
+			goto again;
 		}
 		if (!filter || n <= 0)
 			return n;
@@ -179,6 +212,7 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 		if (m > 0 || timeout == 0 ||
 		    (via == VIA_EPOLL_PWAIT2 && ts2 && !deadline))
 			return m;
+again:
 		if (pfd >= 0 && !esca_table_inflight(ts->table))
 			pfd = -1;
 		if (deadline) {
@@ -236,6 +270,40 @@ static void drain(int fd)
 		return;
 }
 
+/* poll and select with nothing of ours to watch: the library's own timer
+ * signal (sent just before the thread began to wait) is no EINTR of the
+ * program's, the wait goes on (select: Linux left the time remaining in tv).
+ * ppoll and pselect return it: their timeouts are the program's to
+ * recompute. */
+static int poll_plain(struct tstate *ts, struct pollfd *fds, nfds_t n,
+		      int timeout)
+{
+	uint64_t deadline = timeout > 0 ?
+			    now_ns() + (uint64_t)timeout * 1000000ull : 0;
+
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		int r = real.poll(fds, n, timeout);
+
+		if (r >= 0 || errno != EINTR || !ts || ts->timer_hits == hits)
+			return r;
+		if (timeout > 0)
+			timeout = (int)remaining_ms(deadline);
+	}
+}
+
+static int select_plain(struct tstate *ts, int nfds, fd_set *r, fd_set *w,
+			fd_set *e, struct timeval *tv)
+{
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		int n = real.select(nfds, r, w, e, tv);
+
+		if (n >= 0 || errno != EINTR || !ts || ts->timer_hits == hits)
+			return n;
+	}
+}
+
 /* poll (timeout), or ppoll when masked (t, mask), watching the progress
  * fd too when entries are parked. */
 static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
@@ -258,7 +326,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 	}
 	if (pfd < 0) {
 		if (!masked)
-			return real.poll(fds, n, timeout);
+			return poll_plain(ts, fds, n, timeout);
 		return real.ppoll(fds, n, t, mask);
 	}
 	if (timeout > 0)
@@ -269,14 +337,14 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 		if (n)
 			memcpy(ts->pbuf, fds, n * sizeof(*fds));
 		ts->pbuf[n] = (struct pollfd){ .fd = pfd, .events = POLLIN };
-		esca_table_progress_arm(ts->table, 1);
+		progress_arm(ts, 1);
 		ts->in_wait = 1;
 		if (!masked)
 			r = real.poll(ts->pbuf, n + 1, timeout);
 		else
 			r = real.ppoll(ts->pbuf, n + 1, t, mask);
 		ts->in_wait = 0;
-		esca_table_progress_arm(ts->table, 0);
+		progress_arm(ts, 0);
 		if (r < 0)
 			return r;
 		for (nfds_t i = 0; i < n; i++)
@@ -348,7 +416,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	}
 	if (pfd < 0) {
 		if (!masked)
-			return real.select(nfds, r, w, e, tv);
+			return select_plain(ts, nfds, r, w, e, tv);
 		return real.pselect(nfds, r, w, e, t, mask);
 	}
 	for (;;) {
@@ -359,7 +427,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		else
 			FD_ZERO(&mine);
 		FD_SET(pfd, &mine);
-		esca_table_progress_arm(ts->table, 1);
+		progress_arm(ts, 1);
 		ts->in_wait = 1;
 		if (!masked)
 			n = real.select(nfds > pfd ? nfds : pfd + 1, &mine, w, e, tv);
@@ -367,7 +435,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 			n = real.pselect(nfds > pfd ? nfds : pfd + 1, &mine, w, e,
 					 t, mask);
 		ts->in_wait = 0;
-		esca_table_progress_arm(ts->table, 0);
+		progress_arm(ts, 0);
 		if (n < 0)
 			return n;
 		hit = FD_ISSET(pfd, &mine);

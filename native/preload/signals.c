@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: MIT
+ * signals.c - signals and the library: the stash of a signal handler's data
+ * calls (stash_data, stash_run), the end of the process (lib_end_flush),
+ * the fatal signals' handler, and the interposers that see the program end
+ * itself or take a fatal signal: sigaction, signal, kill, killpg, raise,
+ * tgkill, pthread_kill, sigqueue, abort (DESIGN.md, "Flush triggers",
+ * "Contract: threads and fork"). */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+HIDDEN int lib_fatal;
+
+/* ---- a signal handler's data calls (DESIGN.md, "Contract: order") --------
+ * A handler that runs while its thread is inside the library (the guard
+ * held: the table half changed, a flush running) must not touch the table.
+ * Its call on an fd with nothing queued goes straight to the kernel: in
+ * order.  On an fd whose earlier bytes are queued, plain Linux would have
+ * written those first; straight to the kernel would put the handler's
+ * bytes ahead of them, and waiting for them is impossible (the thread is
+ * the one that would run them).  So the call is held in the thread's stash
+ * (16 calls, 4 KiB, in its tstate: no allocation in a handler) and returns
+ * its full count, as a deferred call does; the thread runs the stash, after
+ * that fd's entries, when it leaves the library (lib_leave).  Blocking
+ * signals across every table change instead would cost two system calls
+ * on the fast path.  A call that does not fit goes straight to the kernel
+ * (counted as passed, "reentrant"). */
+
+#define STASH_FLAGS_OK (MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE)
+
+ssize_t stash_data(struct tstate *ts, int call, int fd,
+		   const struct iovec *iov, int iovcnt, int flags)
+{
+	struct fdinfo *fi = fdi(fd);
+	struct stash_slot *sl;
+	uint64_t res, want;
+	size_t total = 0;
+	uint32_t n, used;
+	int key;
+
+	if (!ts->table || !fi || lib_exiting)
+		return -2;
+	key = fi->order_key ? fi->order_key - 1 : fd;
+	if (!esca_fd_pending(ts->table, fd) &&
+	    (key == fd || !esca_fd_pending(ts->table, key)))
+		return -2;	/* nothing of its file queued: in order */
+	ts->calls[call].seen++;
+	if ((flags & ~STASH_FLAGS_OK) || iovcnt < 0 || iovcnt > IOV_MAX ||
+	    (iovcnt && !iov))
+		goto pass;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > STASH_BYTES - total)
+			goto pass;
+		total += iov[i].iov_len;
+	}
+	/* take a slot and its bytes: a nested handler may take the next */
+	res = __atomic_load_n(&ts->stash_res, __ATOMIC_ACQUIRE);
+	do {
+		n = (uint32_t)(res >> 32);
+		used = (uint32_t)res;
+		if (n >= STASH_SLOTS || used + total > STASH_BYTES)
+			goto pass;
+		want = ((uint64_t)(n + 1) << 32) | (used + total);
+	} while (!__atomic_compare_exchange_n(&ts->stash_res, &res, want, 0,
+					      __ATOMIC_ACQ_REL,
+					      __ATOMIC_ACQUIRE));
+	sl = &ts->stash[n];
+	sl->fd = fd;
+	sl->call = call;
+	sl->flags = flags & ~MSG_DONTWAIT;
+	sl->off = used;
+	sl->len = (uint32_t)total;
+	for (int i = 0, o = (int)used; i < iovcnt; i++) {
+		memcpy(ts->stash_buf + o, iov[i].iov_base, iov[i].iov_len);
+		o += (int)iov[i].iov_len;
+	}
+	ts->calls[call].deferred++;
+	return (ssize_t)total;
+pass:
+	ts->calls[call].passed[PASS_REENTRANT]++;
+	return -2;
+}
+
+/* One stashed call, after its fd's entries; an error is kept for the fd's
+ * next call (DESIGN.md, "Contract: errors"). */
+static void stash_one(struct tstate *ts, const struct stash_slot *sl)
+{
+	const char *p = ts->stash_buf + sl->off;
+	size_t left = sl->len;
+	struct fdinfo *fi = fdi(sl->fd);
+
+	lib_sync_fd(ts, sl->fd);
+	while (left > 0) {
+		long r;
+
+		if (sl->call == CALL_WRITE || sl->call == CALL_WRITEV)
+			r = syscall(SYS_write, sl->fd, p, left);
+		else
+			r = syscall(SYS_sendto, sl->fd, p, left, sl->flags,
+				    NULL, 0);
+		if (r > 0) {
+			p += r;
+			left -= (size_t)r;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pf = { .fd = sl->fd, .events = POLLOUT };
+
+			if (syscall(SYS_ppoll, &pf, 1, NULL, NULL, 0) >= 0 ||
+			    errno == EINTR)
+				continue;
+		}
+		if (fi)
+			__atomic_store_n(&fi->err, r < 0 ? errno : EIO,
+					 __ATOMIC_RELAXED);
+		return;
+	}
+}
+
+/* The thread left the library (guard 0) with calls stashed: run them, in
+ * the order they were made; handlers that run meanwhile stash behind. */
+void stash_run(struct tstate *ts)
+{
+	int saved = errno;
+
+	do {
+		uint32_t done = 0;
+
+		ts->guard++;
+		for (;;) {
+			uint64_t res = __atomic_load_n(&ts->stash_res,
+						       __ATOMIC_ACQUIRE);
+			uint32_t n = (uint32_t)(res >> 32);
+
+			while (done < n)
+				stash_one(ts, &ts->stash[done++]);
+			if (__atomic_compare_exchange_n(&ts->stash_res, &res, 0,
+							0, __ATOMIC_ACQ_REL,
+							__ATOMIC_ACQUIRE))
+				break;
+		}
+		ts->guard--;
+	} while (ts->guard == 0 &&
+		 __atomic_load_n(&ts->stash_res, __ATOMIC_ACQUIRE));
+	errno = saved;
+}
+
+/* ---- the end of the process ----------------------------------------------
+ * Everything queued goes out: this thread's table (unless a signal found it
+ * inside the library: the table may be half changed), every other thread's
+ * (threads_drain_others), then the stats file. */
+void lib_end_flush(int in_handler)
+{
+	struct tstate *ts = tls_ts;
+
+	if (ts && ts->table && !ts->guard &&
+	    (esca_table_pending(ts->table) ||
+	     __atomic_load_n(&ts->stash_res, __ATOMIC_ACQUIRE)))
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+	threads_drain_others(in_handler);
+	if (cfg.stats_path[0])
+		stats_maybe_write(1);
+}
+
+/* ---- fatal signals -------------------------------------------------------
+ * SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS end the process
+ * where the program left them at their default: our handler (installed only
+ * there) flushes, restores the default and raises the signal again, so the
+ * process ends as it would have (the status, the core).  A program that
+ * installs its own handler later replaces ours; sigaction() and signal()
+ * report ours as SIG_DFL, and setting SIG_DFL puts ours back. */
+static const int fatal_sigs[] = { SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+				  SIGTRAP, SIGSYS };
+
+static int is_fatal(int sig)
+{
+	for (size_t i = 0; i < sizeof(fatal_sigs) / sizeof(fatal_sigs[0]); i++)
+		if (fatal_sigs[i] == sig)
+			return 1;
+	return 0;
+}
+
+static void on_fatal(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction dfl;
+	int saved = errno;
+
+	(void)si;
+	(void)uc;
+	if (!__atomic_exchange_n(&lib_fatal, 1, __ATOMIC_ACQ_REL))
+		lib_end_flush(1);
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	real.sigaction(sig, &dfl, NULL);
+	/* blocked while this handler runs: delivered, with the default
+	 * action, as it returns (a fault's own signal, or a raise's) */
+	syscall(SYS_tgkill, (int)getpid(), (int)syscall(SYS_gettid), sig);
+	errno = saved;
+}
+
+static void fatal_action(struct sigaction *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sa_sigaction = on_fatal;
+	sa->sa_flags = SA_SIGINFO;
+	sigemptyset(&sa->sa_mask);
+}
+
+static int is_ours(const struct sigaction *sa)
+{
+	return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_fatal;
+}
+
+void signals_init(void)
+{
+	struct sigaction cur, mine;
+
+	if (cfg.disabled)
+		return;
+	fatal_action(&mine);
+	for (size_t i = 0; i < sizeof(fatal_sigs) / sizeof(fatal_sigs[0]); i++) {
+		if (real.sigaction(fatal_sigs[i], NULL, &cur) == 0 &&
+		    !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL)
+			real.sigaction(fatal_sigs[i], &mine, NULL);
+	}
+}
+
+EXPORT int sigaction(int sig, const struct sigaction *act,
+		     struct sigaction *old)
+{
+	struct sigaction mine, prev;
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (cfg.disabled || !is_fatal(sig))
+		return real.sigaction(sig, act, old);
+	if (act && !(act->sa_flags & SA_SIGINFO) &&
+	    act->sa_handler == SIG_DFL) {
+		fatal_action(&mine);	/* the default, flushing first */
+		act = &mine;
+	}
+	r = real.sigaction(sig, act, &prev);
+	if (r == 0 && old) {
+		if (is_ours(&prev)) {
+			memset(&prev, 0, sizeof(prev));
+			prev.sa_handler = SIG_DFL;
+			sigemptyset(&prev.sa_mask);
+		}
+		*old = prev;
+	}
+	return r;
+}
+
+/* glibc's signal(): BSD semantics (the handler stays, calls restart) */
+EXPORT sighandler_t signal(int sig, sighandler_t h)
+{
+	struct sigaction sa, old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = h;
+	sigemptyset(&sa.sa_mask);
+	if (sig > 0 && sig < NSIG)
+		sigaddset(&sa.sa_mask, sig);
+	sa.sa_flags = SA_RESTART;
+	if (sigaction(sig, &sa, &old) < 0)
+		return SIG_ERR;
+	if (old.sa_flags & SA_SIGINFO)	/* (void (*)(void)): any function */
+		return (sighandler_t)(void (*)(void))old.sa_sigaction;
+	return old.sa_handler;
+}
+
+EXPORT sighandler_t bsd_signal(int sig, sighandler_t h)
+{
+	return signal(sig, h);
+}
+
+/* ---- the program signalling itself ----------------------------------------
+ * A signal the process sends itself that ends or stops it where no handler
+ * of ours runs first (SIGKILL and SIGSTOP, which none can catch; any other
+ * at its default action, which ends the process, SIGTERM say) must find
+ * the bytes out already: plain Linux wrote them when the calls were made. */
+static int ends_us(int sig)
+{
+	struct sigaction sa;
+
+	if (sig <= 0 || sig >= NSIG || cfg.disabled || lib_fatal)
+		return 0;
+	if (sig == SIGKILL || sig == SIGSTOP)
+		return 1;
+	if (sig == SIGCHLD || sig == SIGCONT || sig == SIGURG ||
+	    sig == SIGWINCH)
+		return 0;	/* ignored by default */
+	if (real.sigaction(sig, NULL, &sa) < 0)
+		return 0;
+	return !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL;
+}
+
+static void before_self_signal(int sig)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (ends_us(sig))
+		lib_end_flush(0);
+}
+
+EXPORT int kill(pid_t pid, int sig)
+{
+	if (pid == 0 || pid == getpid() || (pid < -1 && -pid == getpgrp()))
+		before_self_signal(sig);
+	return real.kill(pid, sig);
+}
+
+EXPORT int killpg(pid_t pg, int sig)
+{
+	if (pg == 0 || pg == getpgrp())
+		before_self_signal(sig);
+	return real.killpg(pg, sig);
+}
+
+EXPORT int raise(int sig)
+{
+	before_self_signal(sig);
+	return real.raise(sig);
+}
+
+EXPORT int tgkill(pid_t tgid, pid_t tid, int sig)
+{
+	if (tgid == getpid())
+		before_self_signal(sig);
+	if (!real.tgkill)
+		return (int)syscall(SYS_tgkill, tgid, tid, sig);
+	return real.tgkill(tgid, tid, sig);
+}
+
+EXPORT int pthread_kill(pthread_t th, int sig)
+{
+	before_self_signal(sig);
+	return real.pthread_kill(th, sig);
+}
+
+EXPORT int sigqueue(pid_t pid, int sig, const union sigval v)
+{
+	if (pid == 0 || pid == getpid())
+		before_self_signal(sig);
+	return real.sigqueue(pid, sig, v);
+}
+
+/* abort() ends the process with SIGABRT even past a handler of the
+ * program's that returns: flush first, whatever SIGABRT's disposition. */
+EXPORT void abort(void)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (!cfg.disabled &&
+	    !__atomic_exchange_n(&lib_fatal, 1, __ATOMIC_ACQ_REL)) {
+		lib_end_flush(0);
+		__atomic_store_n(&lib_fatal, 0, __ATOMIC_RELEASE);
+	}
+	real.abort();
+	__builtin_unreachable();
+}
