@@ -1,6 +1,6 @@
 """Found while rewriting tests/trust for the deferral scope (not one of issue
-12's defects): a send parked on a full non-blocking socket holds up a call
-that waits for another socket's entries (progs/found_parked.c).
+12's defects): sends to a full non-blocking self-pipe, a call that waits
+for another socket's entries, then exit (progs/found_parked.c).
 
 Plain: the full self-pipe answers EAGAIN; `dup2` over (or `fcntl` on)
 another socket and then the exit return at once.  `uring`: the calls
@@ -30,7 +30,7 @@ IN_PLACE = (
 
 @pytest.mark.parametrize("how", ["dup2", "fcntl"])
 @pytest.mark.parametrize("mode", modes(sequential=IN_PLACE, uring=PARKED))
-def test_found_parked_send_holds_up_another_sockets_sync(
+def test_found_send_to_a_full_self_pipe_then_exit(
     mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     exe = prog("found_parked", tmp_path_factory)
