@@ -1,6 +1,7 @@
 """Issue 12 defects 5, 6 and 7: bytes lost or stuck - a signal handler that
 writes, other threads' bytes at exit, the last words before a crash.
-stdout and stderr are stream sockets read by the test (the peer)."""
+The bytes go to the peer, a stream socket read by the test that is not fd
+0-2 (those are never deferred: DESIGN.md, "Deferral scope")."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import pytest
 from .trust import assert_deferred, modes, prog, python, run_on_sockets
 
 RECORDS = 50000
+# the watchdog's bound far away: the bytes of d06 and d07 must be flushed by
+# the exit path or the fatal signal, not by the watchdog racing them (under
+# load it sometimes won: a strict xfail passed)
+NO_WATCHDOG = {"ESCA_FLUSH_US": "20000000"}
 
 
 @pytest.mark.parametrize(
@@ -30,7 +35,7 @@ def test_d05_signal_handler_that_writes(
     # plain: ~1 s (a timer every 100 us); the bound only catches the spin
     r = run_on_sockets(mode, [exe, str(RECORDS)], tmp_path, timeout=25)
     assert r.rc == 0, r
-    assert r.out == b"".join(b"%08d\n" % i for i in range(RECORDS)), r
+    assert r.peer == b"".join(b"%08d\n" % i for i in range(RECORDS)), r
     assert r.err.startswith(b"records %d fired " % RECORDS), r
     fired = int(r.err.split()[3])
     assert fired > 10, r  # the handler ran while records were written
@@ -49,13 +54,14 @@ def test_d06_other_threads_bytes_at_exit(
     mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     exe = prog("d06_exit_threads", tmp_path_factory)
-    r = run_on_sockets(mode, [exe, how], tmp_path)
+    r = run_on_sockets(mode, [exe, how], tmp_path, env=NO_WATCHDOG)
     assert r.rc == 0, r
-    assert r.out == b"worker-bytes\nmain-bytes\n", r
+    assert r.peer == b"worker-bytes\nmain-bytes\n", r
     assert_deferred(mode, r.stats_path, write=2)
 
 
 CRASH = "issue 12 defect 7: a fatal signal loses the pending bytes"
+LAST_WORDS = b"working\nfatal: cannot go on\n"
 
 
 @pytest.mark.parametrize("how,sig", [("abort", signal.SIGABRT), ("segv", signal.SIGSEGV)])
@@ -65,18 +71,20 @@ def test_d07_last_words_before_a_crash(
 ) -> None:
     exe = prog("d07_crash", tmp_path_factory)
     # the same writes with a normal exit: its stats show they are deferred
-    c = run_on_sockets(mode, [exe, "control"], tmp_path, tag="control")
-    assert (c.rc, c.out, c.err) == (0, b"working\n", b"fatal: cannot go on\n"), c
+    c = run_on_sockets(mode, [exe, "control"], tmp_path, tag="control", env=NO_WATCHDOG)
+    assert (c.rc, c.peer) == (0, LAST_WORDS), c
     assert_deferred(mode, c.stats_path, write=2)
-    r = run_on_sockets(mode, [exe, how], tmp_path)
+    r = run_on_sockets(mode, [exe, how], tmp_path, env=NO_WATCHDOG)
     assert r.rc == -sig, r
-    assert r.out == b"working\n", r
-    assert r.err == b"fatal: cannot go on\n", r
+    assert r.peer == LAST_WORDS, r
 
 
+# print(flush=True) on a file object over the peer socket: io's write() goes
+# through libc's write(), which the library defers (sys.stdout is fd 1)
 PY_LAST = (
     "import os, signal, sys\n"
-    "print('last words', flush=True)\n"
+    "peer = open(int(os.environ['TRUST_OUT']), 'w', closefd=False)\n"
+    "print('last words', file=peer, flush=True)\n"
     "if sys.argv[1] == 'kill':\n"
     "    os.kill(os.getpid(), signal.SIGKILL)\n"
 )
@@ -90,9 +98,11 @@ PY_LAST = (
     ),
 )
 def test_d07_python_print_flush_then_sigkill(mode: str, tmp_path: Path) -> None:
-    c = run_on_sockets(mode, [python(), "-c", PY_LAST, "control"], tmp_path, tag="control")
-    assert (c.rc, c.out) == (0, b"last words\n"), c
+    c = run_on_sockets(
+        mode, [python(), "-c", PY_LAST, "control"], tmp_path, tag="control", env=NO_WATCHDOG
+    )
+    assert (c.rc, c.peer) == (0, b"last words\n"), c
     assert_deferred(mode, c.stats_path, write=1)
-    r = run_on_sockets(mode, [python(), "-c", PY_LAST, "kill"], tmp_path)
+    r = run_on_sockets(mode, [python(), "-c", PY_LAST, "kill"], tmp_path, env=NO_WATCHDOG)
     assert r.rc == -signal.SIGKILL, r
-    assert r.out == b"last words\n", r
+    assert r.peer == b"last words\n", r

@@ -96,6 +96,7 @@ class Run:
     out: bytes
     err: bytes
     stats_path: Path
+    peer: bytes = b""
 
     def text(self) -> str:
         return self.out.decode(errors="replace")
@@ -108,7 +109,8 @@ class Run:
 
     def __str__(self) -> str:
         return (
-            f"mode={self.mode} rc={self.rc}\nstdout={self.out[:2000]!r}\nstderr={self.err[:2000]!r}"
+            f"mode={self.mode} rc={self.rc}\npeer={self.peer[:2000]!r}"
+            f"\nstdout={self.out[:2000]!r}\nstderr={self.err[:2000]!r}"
         )
 
 
@@ -179,6 +181,24 @@ def assert_deferred(mode: str, path: Path, **at_least: int) -> esca_stats.Proces
     return tot
 
 
+def assert_passed(mode: str, path: Path, **at_least: int) -> esca_stats.ProcessStats | None:
+    """Under an executor: each call passed through to the kernel at least
+    that many times and never deferred (calls on files, pipes, listening
+    sockets: DESIGN.md, "Deferral scope")."""
+    if mode == "plain":
+        return None
+    assert path.exists() or esca_stats.stats_files(path), f"{mode}: no stats file at {path}"
+    tot = esca_stats.load(path).total
+    got = {c: (tot.syscalls[c].deferred, tot.syscalls[c].passed_total) for c in at_least}
+    for c, n in at_least.items():
+        deferred, passed = got[c]
+        assert deferred == 0 and passed >= n, (
+            f"{mode}: {c} deferred {deferred} (want 0), passed {passed} (want >= {n}):"
+            f" {got}; executor {tot.executor!r}"
+        )
+    return tot
+
+
 def read_until_eof(s: socket.socket, timeout: float = 20.0) -> tuple[bytes, bool]:
     """Everything until EOF; (bytes, saw_eof) - no EOF within timeout is False."""
     s.settimeout(timeout)
@@ -209,31 +229,35 @@ def run_on_sockets(
     timeout: float = TIMEOUT,
     tag: str = "run",
 ) -> Run:
-    """Run argv with stdout and stderr each a stream socket (the deferral
-    every scope keeps) read by this process until EOF; a program still
-    running after timeout is killed and the test fails."""
+    """Run argv with stdout, stderr and a third fd, the peer (its number in
+    $TRUST_OUT: progs/trust_out.h), each a stream socket read by this
+    process until EOF; a program still running after timeout is killed and
+    the test fails.  fds 0-2 are never deferred (DESIGN.md, "Deferral
+    scope"): the bytes a test is about go to the peer."""
     import threading
 
     st = tmp / f"stats-{tag}-{mode}.json"
-    o_mine, o_theirs = socket.socketpair()
-    e_mine, e_theirs = socket.socketpair()
+    pairs = {name: socket.socketpair() for name in ("out", "err", "peer")}
     got: dict[str, bytes] = {}
 
     def reader(name: str, s: socket.socket) -> None:
         got[name] = read_until_eof(s, timeout)[0]
 
+    theirs = {name: pair[1] for name, pair in pairs.items()}
+    peer_fd = theirs["peer"].fileno()
     p = subprocess.Popen(
         argv_for(mode, argv, st, *esca_opts),
-        env=env_for(mode, env),
+        env=env_for(mode, {"TRUST_OUT": str(peer_fd), **(env or {})}),
         stdin=subprocess.DEVNULL,
-        stdout=o_theirs,
-        stderr=e_theirs,
+        stdout=theirs["out"],
+        stderr=theirs["err"],
+        pass_fds=(peer_fd,),
     )
-    o_theirs.close()
-    e_theirs.close()
+    for s in theirs.values():
+        s.close()
     ths = [
-        threading.Thread(target=reader, args=("out", o_mine), daemon=True),
-        threading.Thread(target=reader, args=("err", e_mine), daemon=True),
+        threading.Thread(target=reader, args=(name, pair[0]), daemon=True)
+        for name, pair in pairs.items()
     ]
     for t in ths:
         t.start()
@@ -245,10 +269,12 @@ def run_on_sockets(
         for t in ths:
             t.join(5)
         raise AssertionError(
-            f"{mode}: {argv} still running after {timeout}s (stdout {got.get('out', b'')[-300:]!r})"
+            f"{mode}: {argv} still running after {timeout}s"
+            f" (peer {got.get('peer', b'')[-300:]!r}, stdout {got.get('out', b'')[-300:]!r})"
         ) from None
     for t in ths:
         t.join(timeout)
-    o_mine.close()
-    e_mine.close()
-    return Run(mode, p.returncode, got.get("out", b""), got.get("err", b""), st)
+    for pair in pairs.values():
+        pair[0].close()
+    out, err, peer = (got.get(k, b"") for k in ("out", "err", "peer"))
+    return Run(mode, p.returncode, out, err, st, peer)

@@ -1,11 +1,14 @@
 /* Issue 12 defect 6: a worker thread's pending write at exit.  The worker
  * writes, tells main, and blocks; main writes and returns (or exit()s).
- * The peer must see both.  argv[1] = return | exit. */
+ * The peer (a stream socket, not stdout: trust_out.h) must see both.
+ * argv[1] = return | exit. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "trust_out.h"
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -14,7 +17,7 @@ static int done;
 static void *worker(void *arg)
 {
 	(void)arg;
-	if (write(1, "worker-bytes\n", 13) != 13)
+	if (write(trust_out(), "worker-bytes\n", 13) != 13)
 		_exit(3);
 	pthread_mutex_lock(&mu);
 	done = 1;
@@ -35,7 +38,7 @@ int main(int argc, char **argv)
 	while (!done)
 		pthread_cond_wait(&cv, &mu);
 	pthread_mutex_unlock(&mu);
-	if (write(1, "main-bytes\n", 11) != 11)
+	if (write(trust_out(), "main-bytes\n", 11) != 11)
 		return 3;
 	if (!strcmp(argv[1], "exit"))
 		exit(0);

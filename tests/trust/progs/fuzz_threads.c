@@ -3,7 +3,8 @@
  * run by three threads that take turns in the order of the lines (a turn
  * is handed over with a mutex and a condition variable, which the library
  * does not see: each thread's deferred calls stay pending across turns),
- * while a SIGALRM handler writes to its own socket every 200 us.
+ * while a SIGALRM handler writes to its own socket every 200 us (not with
+ * FUZZ_NO_SIGNAL set: tells issue 12 defect 5 from the rest).
  *   open A     slot A gets a new stream (socketpair if A is even, else a
  *              pipe); its writer end is the lowest free number, as a
  *              program's would be
@@ -53,7 +54,36 @@ static int bad;
 static char results[MAXOPS][96];
 
 static int sigw, sigr;
-static volatile sig_atomic_t fired;
+static unsigned long fired;	/* atomic: handlers run on any thread */
+static volatile int drain_stop;
+static unsigned long sig_got;
+
+/* The event loop's side of the self-pipe: drained while the ops run, so
+ * it never fills (plain, a full one answers the handler EAGAIN; under the
+ * library a send parked on it holds up a waiting flush of its thread: a
+ * library bug of its own, tests/trust/test_found_parked.py). */
+static void drain(int wait_ms)
+{
+	char buf[4096];
+	struct pollfd p = { .fd = sigr, .events = POLLIN };
+	ssize_t n;
+
+	if (poll(&p, 1, wait_ms) <= 0)
+		return;
+	while ((n = read(sigr, buf, sizeof(buf))) > 0)
+		for (ssize_t j = 0; j < n; j++)
+			sig_got += buf[j] == 'S';
+	if (n == 0)
+		drain_stop = 2;		/* EOF */
+}
+
+static void *drainer(void *arg)
+{
+	(void)arg;
+	while (!drain_stop)
+		drain(20);
+	return NULL;
+}
 
 static void on_alarm(int s)
 {
@@ -61,7 +91,7 @@ static void on_alarm(int s)
 
 	(void)s;
 	if (write(sigw, "S", 1) == 1)
-		fired++;
+		__atomic_fetch_add(&fired, 1, __ATOMIC_RELAXED);
 	errno = e;
 }
 
@@ -191,9 +221,8 @@ int main(void)
 {
 	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_RESTART };
 	struct itimerval it = { { 0, 200 }, { 0, 200 } };
-	pthread_t th[3];
+	pthread_t th[3], dr;
 	int sv[2];
-	unsigned long sig_got = 0;
 
 	while (nops < MAXOPS && scanf("%d %7s %d %d %d", &ops[nops].t, ops[nops].name,
 				      &ops[nops].a, &ops[nops].b, &ops[nops].n) == 5)
@@ -205,13 +234,18 @@ int main(void)
 	close(sv[0]);
 	close(sv[1]);
 	sigaction(SIGALRM, &sa, NULL);
-	setitimer(ITIMER_REAL, &it, NULL);
+	if (!getenv("FUZZ_NO_SIGNAL"))	/* to tell defect 5 from the rest */
+		setitimer(ITIMER_REAL, &it, NULL);
+	pthread_create(&dr, NULL, drainer, NULL);
 	for (int i = 0; i < 3; i++)
 		pthread_create(&th[i], NULL, thread, (void *)(intptr_t)i);
 	for (int i = 0; i < 3; i++)
 		pthread_join(th[i], NULL);
 	memset(&it, 0, sizeof(it));
 	setitimer(ITIMER_REAL, &it, NULL);
+	drain_stop = 1;
+	pthread_join(dr, NULL);
+	drain_stop = 0;
 
 	for (int k = 0; k < nops; k++)
 		printf("op %d t%d: %s\n", k, ops[k].t, results[k]);
@@ -249,17 +283,13 @@ int main(void)
 			BAD("stream %d: %lu bytes (%lu written), %lu strays, %s\n", i, len,
 			    exp_len[i], strays, sum == exp_sum[i] ? "same sum" : "other bytes");
 	}
-	for (;;) {
-		char buf[4096];
-		ssize_t n = read(sigr, buf, sizeof(buf));
-
-		if (n <= 0)
-			break;
-		for (ssize_t j = 0; j < n; j++)
-			sig_got += buf[j] == 'S';
-	}
-	if (sig_got != (unsigned long)fired)
-		BAD("signal handler: wrote %d bytes, %lu arrived\n", (int)fired, sig_got);
+	for (int i = 0; i < 500 && drain_stop != 2; i++)
+		drain(20);			/* to EOF (10 s at most) */
+	if (drain_stop != 2)
+		BAD("signal socket: no EOF\n");
+	if (sig_got != __atomic_load_n(&fired, __ATOMIC_RELAXED))
+		BAD("signal handler: wrote %lu bytes, %lu arrived\n",
+		    __atomic_load_n(&fired, __ATOMIC_RELAXED), sig_got);
 	printf("%s\n", bad ? "FAILED" : "all ok");
 	fflush(stdout);
 	return 0;

@@ -1,0 +1,43 @@
+"""Found while rewriting tests/trust for the deferral scope (not one of issue
+12's defects): sends to a full non-blocking self-pipe, a call that waits
+for another socket's entries, then exit (progs/found_parked.c).
+
+Plain: the full self-pipe answers EAGAIN; `dup2` over (or `fcntl` on)
+another socket and then the exit return at once.  `uring`: the calls
+return, but the exit path waits for the send parked on the full self-pipe
+(told success; its reader is the program that is exiting) and the program
+hangs until its alarm kills it.  `sequential` completes each send in place
+(README, Limits), so the write to its own full self-pipe blocks the thread
+for good."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .trust import assert_deferred, modes, prog, run
+
+PARKED = (
+    "found with the trust fuzz: the exit path waits for a send parked on a full"
+    " socket whose reader is the exiting program: hangs"
+)
+IN_PLACE = (
+    "README, Limits: sequential completes a send to a full socket in place; a"
+    " self-pipe the thread itself drains later blocks it for good"
+)
+
+
+@pytest.mark.parametrize("how", ["dup2", "fcntl"])
+@pytest.mark.parametrize("mode", modes(sequential=IN_PLACE, uring=PARKED))
+def test_found_send_to_a_full_self_pipe_then_exit(
+    mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exe = prog("found_parked", tmp_path_factory)
+    r = run(mode, [exe, how], tmp_path, timeout=30)
+    # the program's alarm(10) kills a hang with SIGALRM (rc -14)
+    assert r.rc == 0, r
+    call = "fcntl(conn)" if how == "fcntl" else "dup2 over conn"
+    # the call itself must not wait for the parked send (1 s is generous)
+    assert r.lines() == ["self-pipe full: Resource temporarily unavailable", f"{call} = 1"], r
+    assert_deferred(mode, r.stats_path, write=2)

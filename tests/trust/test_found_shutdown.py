@@ -1,0 +1,36 @@
+"""Found while rewriting tests/trust (not one of issue 12's defects): a
+worker's queued write is lost when another thread shuts the socket down
+(progs/found_shutdown.c).  Plain, the peer reads the worker's "A", the I/O
+thread's "B", then EOF.  Under the library the I/O thread's flush runs its
+`shutdown(SHUT_WR)` while the worker's "A" is still in the worker's table;
+"A" then fails with EPIPE, counted in the stats, never seen by the program.
+Cross-thread order is a documented limit (README, Limits: "ordered between
+the threads only at flushes"); losing the bytes is more than a reorder.
+`close` is held until other threads' entries are done (DESIGN.md, "Contract:
+fd lifetime"); `shutdown` is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .trust import assert_deferred, modes, prog, run_on_sockets
+
+LOST = (
+    "found with the trust suite: a shutdown by one thread runs before another"
+    " thread's queued write on that socket, which fails with EPIPE and is lost"
+)
+
+
+@pytest.mark.parametrize("mode", modes(sequential=LOST, uring=LOST))
+def test_found_shutdown_keeps_another_threads_queued_write(
+    mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exe = prog("found_shutdown", tmp_path_factory)
+    # the watchdog's bound far away: only the threads' own flushes move the
+    # bytes, so the outcome does not depend on timing
+    r = run_on_sockets(mode, [exe], tmp_path, env={"ESCA_FLUSH_US": "20000000"})
+    assert r.rc == 0, r
+    assert r.peer == b"AB", r
+    assert_deferred(mode, r.stats_path, write=2, shutdown=1)
