@@ -129,6 +129,7 @@ ESCA_HIDDEN void esca__run_queued_direct(struct esca_table *t, int fallback);
 /* order.c: the per-fd map and completion; order.h: which queued entries
  * may go into a round */
 ESCA_HIDDEN struct esca_fd *esca__fd(struct esca_table *t, int fd);
+ESCA_HIDDEN void esca__fd_map_free(struct esca_table *t);
 ESCA_HIDDEN void esca__complete(struct esca_table *t, struct esca_entry *e,
 				int64_t result);
 /* A data op of a key whose connection broke earlier: 1, e is complete. */

@@ -8,27 +8,46 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
+/* The per-fd map grows by mmap/mremap, never malloc: esca__fd is on the
+ * queue path, which a signal handler may reach while the thread it
+ * interrupted is inside malloc (a self-pipe handler's write). */
 struct esca_fd *esca__fd(struct esca_table *t, int fd)
 {
 	if (fd >= t->nfds) {
 		size_t n = t->nfds ? (size_t)t->nfds * 2 : 256;
-		struct esca_fd *f;
+		void *f;
 
 		while (n <= (size_t)fd)
 			n *= 2;
 		if (n > (size_t)INT_MAX)
 			n = (size_t)INT_MAX;
-		f = realloc(t->fds, n * sizeof(*f));
-		if (!f)
+		if (t->fds)
+			f = mremap(t->fds, (size_t)t->nfds * sizeof(*t->fds),
+				   n * sizeof(*t->fds), MREMAP_MAYMOVE);
+		else
+			f = mmap(NULL, n * sizeof(*t->fds),
+				 PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (f == MAP_FAILED)
 			return NULL;
-		memset(f + t->nfds, 0, (n - (size_t)t->nfds) * sizeof(*f));
+		/* new anonymous pages are zero: nothing to clear */
 		t->fds = f;
 		t->nfds = (int)n;
 	}
 	return &t->fds[fd];
+}
+
+/* Give the map back (esca_table_free, esca_table_abandon). */
+void esca__fd_map_free(struct esca_table *t)
+{
+	if (t->fds)
+		munmap(t->fds, (size_t)t->nfds * sizeof(*t->fds));
+	t->fds = NULL;
+	t->nfds = 0;
 }
 
 int esca_fd_pending(const struct esca_table *t, int fd)

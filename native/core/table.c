@@ -93,7 +93,7 @@ static void free_memory(struct esca_table *t)
 	}
 	free(t->ents);
 	free(t->arena);
-	free(t->fds);
+	esca__fd_map_free(t);
 	free(t);
 }
 

@@ -19,10 +19,7 @@ def _folded(mode: str, tot: object) -> None:
 
 @pytest.mark.parametrize(
     "mode",
-    modes(
-        uring="issue 12 defect 3: the folded wait runs before the batch's close:"
-        " an event for the fd the program closed"
-    ),
+    modes(),
 )
 def test_d03_no_event_for_a_closed_fd(
     mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
@@ -37,7 +34,7 @@ def test_d03_no_event_for_a_closed_fd(
 
 @pytest.mark.parametrize(
     "mode",
-    modes(uring="issue 12 defect 4: the folded epoll_wait(500) returns EINTR after ~10 ms"),
+    modes(),
 )
 def test_d04_folded_wait_keeps_its_timeout(
     mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory

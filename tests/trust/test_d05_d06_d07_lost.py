@@ -19,15 +19,7 @@ RECORDS = 50000
 NO_WATCHDOG = {"ESCA_FLUSH_US": "20000000"}
 
 
-@pytest.mark.parametrize(
-    "mode",
-    modes(
-        sequential="issue 12 defect 5: a SIGALRM handler's write re-enters the queue:"
-        " the main thread spins in its flush",
-        uring="issue 12 defect 5: a SIGALRM handler's write re-enters the queue:"
-        " the main thread spins in its flush",
-    ),
-)
+@pytest.mark.parametrize("mode", modes())
 def test_d05_signal_handler_that_writes(
     mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -43,20 +35,17 @@ def test_d05_signal_handler_that_writes(
 
 
 @pytest.mark.parametrize("how", ["return", "exit"])
-@pytest.mark.parametrize(
-    "mode",
-    modes(
-        sequential="issue 12 defect 6: exit flushes only the calling thread's table",
-        uring="issue 12 defect 6: exit flushes only the calling thread's table",
-    ),
-)
+@pytest.mark.parametrize("mode", modes())
 def test_d06_other_threads_bytes_at_exit(
     mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     exe = prog("d06_exit_threads", tmp_path_factory)
     r = run_on_sockets(mode, [exe, how], tmp_path, env=NO_WATCHDOG)
     assert r.rc == 0, r
-    assert r.peer == b"worker-bytes\nmain-bytes\n", r
+    # every thread's bytes are out; their order across threads is kept only
+    # at flushes (README, Limits: the worker's hand-over is a mutex the
+    # library does not see), so the exiting thread's may come first
+    assert sorted(r.peer.splitlines()) == [b"main-bytes", b"worker-bytes"], r
     assert_deferred(mode, r.stats_path, write=2)
 
 
@@ -65,7 +54,7 @@ LAST_WORDS = b"working\nfatal: cannot go on\n"
 
 
 @pytest.mark.parametrize("how,sig", [("abort", signal.SIGABRT), ("segv", signal.SIGSEGV)])
-@pytest.mark.parametrize("mode", modes(sequential=CRASH, uring=CRASH))
+@pytest.mark.parametrize("mode", modes())
 def test_d07_last_words_before_a_crash(
     mode: str, how: str, sig: int, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -92,10 +81,7 @@ PY_LAST = (
 
 @pytest.mark.parametrize(
     "mode",
-    modes(
-        sequential="issue 12 defect 7: print(flush=True) then SIGKILL: nothing printed",
-        uring="issue 12 defect 7: print(flush=True) then SIGKILL: nothing printed",
-    ),
+    modes(),
 )
 def test_d07_python_print_flush_then_sigkill(mode: str, tmp_path: Path) -> None:
     c = run_on_sockets(
