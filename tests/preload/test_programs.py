@@ -14,6 +14,7 @@ import pytest
 from conftest import executor_params, executor_skip_reason, usable_executors
 
 import pyesca
+from pyesca.stats import load as load_stats
 
 PROGS = Path(__file__).parent / "progs"
 LIB = Path(pyesca.__file__).parent / "libesca.so"
@@ -45,11 +46,60 @@ def run(mode: str, prog: str, *args: str, stats: Path | None = None) -> bytes:
     return p.stdout
 
 
+# What each program of test_same_bytes is about, from the stats counters (all
+# processes: fork_threads' child writes PATH.<pid>): the socket calls that
+# must have been deferred, and the calls on stdout/stderr, a pipe or a file
+# that must have been seen and passed (never deferred: DESIGN.md, "Deferral
+# scope"), with how many at least.
+SAME_BYTES_DEFERRED: dict[str, tuple[str, ...]] = {
+    # the socketpair's write, writev, send, sendmsg (and sendall's send) and
+    # its shutdown
+    "order_mix.py": ("write", "writev", "send", "sendmsg", "shutdown"),
+    # four threads' 500 sends each, the forked child's send
+    "fork_threads.py": ("send",),
+    # the event loop's sends to the slow and the fast socket
+    "epoll_slow.py": ("send",),
+}
+SAME_BYTES_PASSED: dict[str, dict[str, int]] = {
+    # 400 rounds: 58 writes each to stdout and stderr, 57 each to the file
+    # and the pipe; 57 writevs to the pipe
+    "order_mix.py": {"write": 4 * 57, "writev": 57},
+    # "before fork", "child writes", "child exit" on stdout (a pipe)
+    "fork_threads.py": {"write": 3},
+    "epoll_slow.py": {},
+}
+
+
+def check_deferred(prog: str, mode: str, stats: Path) -> None:
+    """The calls prog is about were deferred by the executor mode, the
+    others passed: fails in pass-through (ESCA_DISABLE=1 defers nothing
+    and sees nothing)."""
+    report = load_stats(stats)
+    t = report.total
+    assert t.executor == mode, (prog, t.executor, t.fallback_reason)
+    if prog == "fork_threads.py":
+        # the forked child deferred its own send (PATH.<pid>), which went out
+        # once, before its os._exit
+        sends = [p.syscalls["send"].deferred for p in report.processes]
+        assert len(sends) == 2 and all(sends), (mode, sends)
+    for call in SAME_BYTES_DEFERRED[prog]:
+        c = t.syscalls[call]
+        assert c.deferred > 0, (prog, mode, call, c)
+    for call, least in SAME_BYTES_PASSED[prog].items():
+        c = t.syscalls[call]
+        assert c.passed["fd"] >= least, (prog, mode, call, c)
+    assert t.deferred > 0 and t.completed >= t.deferred, (prog, mode, t.deferred, t.completed)
+
+
 @pytest.mark.parametrize("prog", ["order_mix.py", "fork_threads.py", "epoll_slow.py"])
 def test_same_bytes(prog: str, tmp_path: Path) -> None:
+    """The same bytes plainly and under each executor, which deferred the
+    socket calls the program is about (and passed the rest)."""
     outs = {m: run(m, prog, stats=tmp_path / f"{m}.json") for m in modes()}
     for m in outs:
         assert outs[m] == outs["plain"], m
+        if m != "plain":
+            check_deferred(prog, m, tmp_path / f"{m}.json")
 
 
 def test_calls_were_deferred(tmp_path: Path) -> None:

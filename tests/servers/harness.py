@@ -37,6 +37,8 @@ from pyesca.bench.wrk import WrkResult as WrkResult
 from pyesca.bench.wrk import parse_wrk as parse_wrk
 from pyesca.bench.wrk import run_wrk as _run_wrk
 from pyesca.bench.wrk import wrk_path as wrk_path
+from pyesca.stats import format_text
+from pyesca.stats import load as load_stats
 
 HERE = Path(__file__).resolve().parent
 ASYNCIO_SERVER = HERE / "asyncio_server.py"
@@ -345,6 +347,23 @@ def check_resets(srv: Server, docroot: Docroot, resetters: int = 4, rounds: int 
         ]
     )
     fetch_all(srv.port, docroot, SMALL, rounds=1)
+
+
+def check_deferred(srv: Server, *calls: str) -> None:
+    """Under esca (a no-op for the plain control): stop the server, then the
+    stats of all its processes (nginx's workers write PATH.<pid>) say its
+    executor was the mode's and deferred each of `calls` (the replies: the
+    test above proved the bytes right, this proves they went out deferred).
+    Fails in pass-through (ESCA_DISABLE=1 defers nothing)."""
+    if srv.stats is None:
+        return
+    srv.check_stopped()
+    report = load_stats(srv.stats)
+    execs = {p.executor for p in report.processes}
+    assert execs == {srv.mode}, (execs, [p.fallback_reason for p in report.processes])
+    t = report.total
+    got = {c: t.syscalls[c].deferred for c in calls}
+    assert all(got.values()), (srv.kind, srv.mode, got, format_text(report))
 
 
 def check_wrk(srv: Server, docroot: Docroot, seconds: int = 3) -> dict[str, Any] | None:

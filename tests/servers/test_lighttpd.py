@@ -9,6 +9,7 @@ import pytest
 from .harness import (
     Docroot,
     Server,
+    check_deferred,
     check_every_file,
     check_resets,
     check_slow_client,
@@ -17,18 +18,26 @@ from .harness import (
 )
 
 KIND = "lighttpd"
+# lighttpd answers with writev (the head) and sendfile (the body)
+REPLY_CALLS = ("writev", "sendfile")
 
 
 def test_every_file_byte_exact(start_server: Callable[[str], Server], docroot: Docroot) -> None:
-    check_every_file(start_server(KIND), docroot)
+    srv = start_server(KIND)
+    check_every_file(srv, docroot)
+    check_deferred(srv, *REPLY_CALLS)
 
 
 def test_slow_client(start_server: Callable[[str], Server], docroot: Docroot) -> None:
-    check_slow_client(start_server(KIND), docroot)
+    srv = start_server(KIND)
+    check_slow_client(srv, docroot)
+    check_deferred(srv, *REPLY_CALLS)
 
 
 def test_resets_mid_response(start_server: Callable[[str], Server], docroot: Docroot) -> None:
-    check_resets(start_server(KIND), docroot)
+    srv = start_server(KIND)
+    check_resets(srv, docroot)
+    check_deferred(srv, *REPLY_CALLS)
 
 
 @pytest.mark.skipif(wrk_path() is None, reason="wrk not installed (tools/deps.sh)")
