@@ -143,7 +143,13 @@ EXPORT int shutdown(int fd, int how)
 	fi = defer_begin(ts, CALL_SHUTDOWN, fd, &err);
 	if (!fi)
 		return defer_refused(err) == -1 ? -1 : real.shutdown(fd, how);
-	if (!call_selected(ts, CALL_SHUTDOWN)) {
+	if (others_use(ts, fi)) {
+		/* another thread's queued writes go out before the shutdown
+		 * that follows them (a worker's reply, then the I/O thread's
+		 * lingering close): not deferred, and waited for */
+		pass_through(ts, CALL_SHUTDOWN, fd, PASS_FD);
+		fd_wait_others(ts, fi, fd);
+	} else if (!call_selected(ts, CALL_SHUTDOWN)) {
 		pass_through(ts, CALL_SHUTDOWN, fd, PASS_NOT_SELECTED);
 	} else if (deferrable_kind(fi, fd) != FK_STREAM) {
 		pass_through(ts, CALL_SHUTDOWN, fd, PASS_FD);
@@ -159,16 +165,6 @@ EXPORT int shutdown(int fd, int how)
 		lib_sync_fd(ts, fd);
 	}
 	return real.shutdown(fd, how);
-}
-
-/* Does a table of another thread than ts still name fd?  Its entries are
- * counted in fi->users with the first one's thread, or marked shared. */
-static int others_use(struct tstate *ts, struct fdinfo *fi)
-{
-	uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
-
-	return (w & FU_COUNT) &&
-	       ((w & FU_SHARED) || FU_OWNER(w) != (uint32_t)(ts->wait_token >> 32));
 }
 
 /* close: deferred only for a connected stream socket, and only while no

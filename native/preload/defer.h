@@ -145,4 +145,18 @@ static inline int call_selected(struct tstate *ts, int call)
 	return (cfg.selected & (1u << call)) && (cfg.implicit || ts->segment);
 }
 
+/* Does a table of another thread than ts still name fd?  Its entries are
+ * counted in fi->users with the first one's thread, or marked shared.  One
+ * atomic load: a call that finds so waits for them (fd_wait_others) and goes
+ * to the kernel, so bytes two threads hand a socket over with keep their
+ * order (DESIGN.md, "Contract: order"). */
+static inline int others_use(struct tstate *ts, struct fdinfo *fi)
+{
+	uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+
+	return (w & FU_COUNT) &&
+	       ((w & FU_SHARED) ||
+		FU_OWNER(w) != (uint32_t)(ts->wait_token >> 32));
+}
+
 #endif

@@ -185,6 +185,30 @@ void fd_wait_unused(int fd)
 	__atomic_fetch_and(&fi->users, ~FU_HOLD, __ATOMIC_ACQ_REL);
 }
 
+/* Before a call that changes what queued entries of fd would do (shutdown:
+ * a write queued by another thread before it must still go out): this
+ * thread's entries of fd run first, then the other threads' are waited
+ * for, bounded (2 s, as fd_wait_unused), their owner nudged every 10 ms
+ * with the timer signal, whose handler flushes its table (DESIGN.md,
+ * "Contract: order"). */
+void fd_wait_others(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	struct timespec nap = { 0, 200000 };
+	uint32_t me = (uint32_t)(ts->wait_token >> 32);
+
+	lib_sync_fd(ts, fd);
+	for (int i = 0; i < 10000; i++) {
+		uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+
+		if (!(w & FU_COUNT))
+			return;
+		if (i % 50 == 0 && FU_OWNER(w) && FU_OWNER(w) != me)
+			syscall(SYS_tgkill, (int)getpid(), (int)FU_OWNER(w),
+				cfg.timer_signal);
+		syscall(SYS_nanosleep, &nap, NULL);
+	}
+}
+
 /* In a fork child: no table of the parent's exists here.  What the parent
  * had closed while entries named it (held, or a close queued in another
  * thread's table that the fork did not flush) is closed now, and no count

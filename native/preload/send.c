@@ -51,6 +51,13 @@ static struct fdinfo *data_begin(struct tstate **tsp, int call, int fd,
 		*r = pass_through(ts, call, fd, PASS_FD);
 		return NULL;
 	}
+	if (unlikely(others_use(ts, fi))) {
+		/* another thread's bytes of this socket are queued: they go
+		 * first, then this call, plainly */
+		fd_wait_others(ts, fi, fd);
+		*r = pass_through(ts, call, fd, PASS_FD);
+		return NULL;
+	}
 	return fi;
 }
 

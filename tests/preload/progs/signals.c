@@ -4,6 +4,7 @@
  * stream socket (a kind of fd the library always defers to). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -264,6 +265,10 @@ static int exit_threads(const char *how)
 	pthread_t th;
 
 	say("main line\n");
+	/* main's line out first (a flush trigger): a write of main's while the
+	 * worker's is queued would wait for it (DESIGN.md, "Contract: order")
+	 * and leave the exit path nothing to drain */
+	poll(NULL, 0, 0);
 	if (pthread_create(&th, NULL, worker, NULL) != 0)
 		die("pthread_create");
 	while (!__atomic_load_n(&worker_wrote, __ATOMIC_ACQUIRE))

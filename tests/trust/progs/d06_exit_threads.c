@@ -1,7 +1,12 @@
-/* Issue 12 defect 6: a worker thread's pending write at exit.  The worker
- * writes, tells main, and blocks; main writes and returns (or exit()s).
+/* Issue 12 defect 6: a worker thread's pending write at exit.  Main writes
+ * and turns its loop (poll: its bytes go out); the worker writes, tells
+ * main, and blocks; main returns (or exit()s) with the worker's write still
+ * queued in the worker's table.  (Main writes first: a write of main's
+ * after the worker's would wait for it, DESIGN.md "Contract: order", and
+ * leave nothing for the exit path to drain.)
  * The peer (a stream socket, not stdout: trust_out.h) must see both.
  * argv[1] = return | exit. */
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,13 +38,14 @@ int main(int argc, char **argv)
 
 	if (argc < 2)
 		return 2;
+	if (write(trust_out(), "main-bytes\n", 11) != 11)
+		return 3;
+	poll(NULL, 0, 0);
 	pthread_create(&th, NULL, worker, NULL);
 	pthread_mutex_lock(&mu);
 	while (!done)
 		pthread_cond_wait(&cv, &mu);
 	pthread_mutex_unlock(&mu);
-	if (write(trust_out(), "main-bytes\n", 11) != 11)
-		return 3;
 	if (!strcmp(argv[1], "exit"))
 		exit(0);
 	return 0;
