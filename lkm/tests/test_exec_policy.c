@@ -14,28 +14,8 @@
 
 #include "esca.h"
 #include "lkm_test.h"
+#include "lkm_exec.h"
 
-#define MAXR 8
-static int64_t results[MAXR];
-
-static void on_complete(void *ctx, uint64_t user, int op, int fd,
-			int64_t result)
-{
-	(void)ctx, (void)op, (void)fd;
-	if (user < MAXR)
-		results[user] = result;
-}
-
-static struct esca_table *lkm_table(void)
-{
-	struct esca_config c = { .executor = ESCA_EXEC_LKM,
-				 .complete = on_complete };
-	int err = 0;
-
-	for (int i = 0; i < MAXR; i++)
-		results[i] = 12345;
-	return esca_table_new(&c, &err);
-}
 
 static int deny_writes(void)
 {
