@@ -85,7 +85,10 @@ struct esca_executor {
 struct esca_table {
 	const struct esca_executor *ex;
 	int kind;
-	unsigned cap;			/* entries */
+	unsigned cap;			/* entries: the table is full at cap */
+	unsigned slots;			/* the ring's length: cap rounded up to a
+					 * power of two, so a free-running index
+					 * keeps its slot when it wraps at 2^32 */
 	uint32_t head, tail;		/* ring of entries, free-running */
 	struct esca_entry *ents;
 	unsigned live;			/* entries not ESCA_S_DONE */
@@ -110,7 +113,7 @@ struct esca_table {
 
 static inline struct esca_entry *esca__ent(struct esca_table *t, uint32_t i)
 {
-	return &t->ents[i % t->cap];
+	return &t->ents[i & (t->slots - 1)];
 }
 
 /* table.c: the table, its arena, esca_queue */

@@ -117,7 +117,7 @@ static int lkm_init(struct esca_table *t)
 	s->iov = calloc(s->n, sizeof(*s->iov));
 	s->rest = calloc(s->n, sizeof(*s->rest));
 	s->slot = calloc(s->n, sizeof(*s->slot));
-	s->parked = calloc(t->cap, 1);
+	s->parked = calloc(t->slots, 1);
 	if (s->tab == MAP_FAILED) {
 		s->tab = NULL;
 		lkm_release(s);

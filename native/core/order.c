@@ -62,7 +62,7 @@ int esca_fd_inflight(const struct esca_table *t, int fd)
 	if (!esca_fd_pending(t, fd))
 		return 0;
 	for (uint32_t i = t->head; i != t->tail; i++) {
-		const struct esca_entry *e = &t->ents[i % t->cap];
+		const struct esca_entry *e = &t->ents[i & (t->slots - 1)];
 
 		if (e->state == ESCA_S_INFLIGHT && e->fd == fd)
 			return 1;

@@ -47,7 +47,10 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 	t->complete = cfg->complete;
 	t->ctx = cfg->ctx;
 	t->cfg_flags = cfg->flags;
-	t->ents = calloc(t->cap, sizeof(*t->ents));
+	t->slots = 1;
+	while (t->slots < t->cap)
+		t->slots <<= 1;
+	t->ents = calloc(t->slots, sizeof(*t->ents));
 	/* malloc, not calloc: untouched pages of the arena cost nothing */
 	t->arena = malloc(t->arena_cap);
 	if (!t->ents || !t->arena) {

@@ -38,7 +38,7 @@ struct uring_state {
 	struct io_uring ring;
 	unsigned sq_entries;
 	int have_setsockopt;
-	struct uring_slot *x;		/* per entry slot, t->cap of them */
+	struct uring_slot *x;		/* per entry slot, t->slots of them */
 	struct uring_slot **heads;	/* first entry of each chain, a round */
 	unsigned outstanding;		/* SQEs submitted, CQE not yet seen */
 	int evfd;			/* progress fd, -1 until asked for */

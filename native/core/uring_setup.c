@@ -238,8 +238,8 @@ int esca__uring_init(struct esca_table *t)
 			io_uring_free_probe(p);
 	}
 	u->evfd = -1;
-	u->heads = calloc(t->cap, sizeof(*u->heads));
-	u->x = calloc(t->cap, sizeof(*u->x));
+	u->heads = calloc(t->slots, sizeof(*u->heads));
+	u->x = calloc(t->slots, sizeof(*u->x));
 	if (!u->heads || !u->x) {
 		esca__fd_gone(u->ring.ring_fd);
 		io_uring_queue_exit(&u->ring);
@@ -248,7 +248,7 @@ int esca__uring_init(struct esca_table *t)
 		free(u);
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < t->cap; i++)
+	for (unsigned i = 0; i < t->slots; i++)
 		u->x[i].slot = i;
 	(void)io_uring_register_ring_fd(&u->ring);	/* an optimisation */
 	u->have_setsockopt = check_setsockopt(&u->ring);

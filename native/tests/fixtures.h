@@ -28,5 +28,6 @@ void test_parked(int kind);
 void test_borrow(int kind);
 void test_borrow_pipe(int kind);
 void test_arena_wrap(int kind);
+void test_index_wrap(int kind);
 
 #endif

@@ -481,6 +481,7 @@ static const struct {
 	{ "borrow", test_borrow },
 	{ "borrow_pipe", test_borrow_pipe },
 	{ "arena_wrap", test_arena_wrap },
+	{ "index_wrap", test_index_wrap },
 	{ "direct", test_direct },
 	{ "uring_allow_list", test_uring_allow_list },
 	{ "dup_pending", test_dup_pending },

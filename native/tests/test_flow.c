@@ -3,7 +3,7 @@
  * short writes completed, entries parked on a full socket, borrowed bytes
  * and the arena wrapping around.  Entry points: test_short_socket,
  * test_short_pipe, test_parked, test_borrow, test_borrow_pipe,
- * test_arena_wrap (run by test_core.c's main). */
+ * test_arena_wrap, test_index_wrap (run by test_core.c's main). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "esca.h"
+#include "internal.h"	/* test_index_wrap sets head and tail */
 #include "helpers.h"
 #include "fixtures.h"
 
@@ -267,3 +268,39 @@ void test_arena_wrap(int kind)
 	close(p[0]);
 }
 
+
+/* The table's free-running entry index wraps at 2^32: with a capacity that
+ * is no power of two, i % cap would put the entries on either side of the
+ * wrap in one slot (the later one overwriting a queued one).  Starts a
+ * table of 3 just before the wrap and sends across it, in order. */
+void test_index_wrap(int kind)
+{
+	struct esca_table *t = table(kind, 3, 0);
+	int sv[2];
+	char want[64], buf[64];
+	size_t n = 0;
+
+	CHECK(t && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	t->head = t->tail = UINT32_MAX - 4;
+	for (int round = 0; round < 4; round++) {
+		for (int k = 0; k < 3; k++) {
+			struct iovec one;
+			struct esca_args a;
+
+			want[n] = (char)('a' + n);
+			a = data(ESCA_OP_SEND, sv[0], &want[n], 1, &one);
+			CHECK_EQ(esca_queue(t, &a, 0, n), 1);
+			n++;
+		}
+		CHECK_EQ(esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_EXPLICIT), 3);
+	}
+	CHECK(t->head == 7 && t->tail == 7);	/* it did wrap */
+	for (size_t i = 0; i < n; i++)
+		CHECK_EQ(results[i], 1);
+	shutdown(sv[0], SHUT_WR);
+	CHECK_EQ(read_all(sv[1], buf, sizeof(buf)), n);
+	CHECK(memcmp(buf, want, n) == 0);
+	esca_table_free(t);
+	close(sv[0]);
+	close(sv[1]);
+}
