@@ -546,6 +546,23 @@ def server_argv(
     return [*pin.prefix(), *cmd]
 
 
+WORKERS_TIMEOUT = 5.0
+
+
+def wait_processes(srv: Server, sc: ServerConfig) -> bool:
+    """Wait until nginx's master has forked all its workers (the port accepts
+    before they exist), so the CPU and perf accounting covers them all."""
+    if sc.kind != "nginx" or not sc.workers:
+        return True
+    workers = (os.cpu_count() or 1) if sc.workers == "auto" else int(sc.workers)
+    deadline = time.monotonic() + WORKERS_TIMEOUT
+    while len(srv.pids()) < 1 + workers:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def fetch_and_compare(port: int, name: str, sha256: str, timeout: float = 10.0) -> str:
     """'' when GET /name returns 200 and the file's bytes, else what differed
     (name '' is GET /, the index page)."""
@@ -601,6 +618,8 @@ def one_run(
         rec.seconds = time.monotonic() - t0
         return rec
     url = f"{srv.url}/{path}"
+    if not wait_processes(srv, cfg.server_config):
+        rec.notes.append(f"not all nginx workers were up after {WORKERS_TIMEOUT:.0f} s")
 
     def wrk(seconds: int) -> WrkResult:
         return run_wrk(
