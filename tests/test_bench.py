@@ -1,15 +1,18 @@
 """`esca bench`: the report's shape and that no errors occurred, never the speed.
 
-The two `--quick` runs start real servers (lighttpd, nginx) and wrk; each
-takes about 15 s.  The rest checks parsing and formatting without servers.
+The `--quick` run and one short run per `--config` (1 round, 1 s, vanilla and
+esca, about 8 s each) start real servers and wrk.  The rest checks parsing,
+formatting and the measured kernel-entry cost without servers.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from pyesca.bench.runner import (
     other_cpu,
 )
 from pyesca.bench.runner import BenchResult as Result
-from pyesca.bench.servers import file_name
+from pyesca.bench.servers import CONFIGS, file_name, start_on_free_port
 from pyesca.bench.wrk import WrkError, parse_bytes, parse_time_us, parse_wrk, wrk_argv
 from pyesca.cli import main
 from pyesca.run import library_path
@@ -120,7 +123,7 @@ def test_config_bounds() -> None:
         BenchConfig(rounds=0),
         BenchConfig(duration=100000),
         BenchConfig(connections=(0,)),
-        BenchConfig(server="apache"),
+        BenchConfig(config="apache"),
     ):
         with pytest.raises(BenchError):
             bad.check()
@@ -208,11 +211,19 @@ def test_other_cpu() -> None:
 # ---------------------------------------------------------------- real runs
 
 
-def check_report(data: dict[str, Any], server: str, modes: list[str]) -> None:
-    assert data["schema"] == 1 and not data["interrupted"]
-    assert data["config"]["server"] == server and data["config"]["modes"] == modes
+def check_report(
+    data: dict[str, Any], config: str, modes: list[str], file: str = "a20.html"
+) -> None:
+    assert data["schema"] == report.SCHEMA and not data["interrupted"]
+    assert data["config"]["config"] == config and data["config"]["modes"] == modes
+    assert data["command"].startswith("esca bench")
+    machine = data["machine"]
+    assert machine["commit"] and machine["kernel"] and machine["cpus"] >= 1
+    assert "cpu_model" in machine and machine["loadavg_start"] and machine["loadavg_end"]
+    assert 10 < machine["kernel_entry"]["ns"] < 100_000, machine["kernel_entry"]
+    assert "getppid" in machine["kernel_entry"]["method"]
     (case,) = data["cases"]
-    assert case["file"] == "a20.html" and case["baseline"] == "vanilla"
+    assert case["file"] == file and case["baseline"] == "vanilla"
     assert list(case["modes"]) == modes
     for name, m in case["modes"].items():
         assert m["rounds"] == 1 and len(m["runs"]) == 1, name
@@ -229,11 +240,16 @@ def check_report(data: dict[str, Any], server: str, modes: list[str]) -> None:
         run = m["runs"][0]
         assert run["other_cpu"] is None or run["other_cpu"] >= 0
         # the server's CPU per request, split user/system, and wrk's
-        assert run["server_user_us_per_request"] > 0, name
+        # (user time may round to 0 ticks in a 1 s run on a loaded machine)
+        assert run["server_user_us_per_request"] >= 0, name
         assert run["server_sys_us_per_request"] > 0, name
         assert run["wrk_us_per_request"] > 0, name
         assert m["server_sys_us_per_request"]["median"] > 0, name
         assert run["verified"] is True and run["problems"] == [], run["problems"]
+        if epr != "n/a":
+            # entries x cost as a share of vanilla's CPU per request
+            assert 0 < m["entries_cpu_share_of_baseline"] < 10, name
+        assert isinstance(m["cpu_saved_vs_baseline"], float), name
         if name == "vanilla":
             assert run["stats"] is None and m["deferred_per_request"] is None
         else:
@@ -252,6 +268,7 @@ def test_bench_quick_lighttpd(tmp_path: Path) -> None:
     p = subprocess.run([*esca(), *args], capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     check_report(json.loads(out.read_text()), "lighttpd", ["vanilla", "seed", "esca"])
+    assert "a kernel entry costs" in p.stderr
     assert "vanilla" in p.stdout and "ratio" in p.stdout and "entries/req" in p.stdout
     assert "round 1/1 esca" in p.stderr  # progress
     assert md.read_text().count("\n| ") >= 4
@@ -259,21 +276,105 @@ def test_bench_quick_lighttpd(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.skipif(skip_reason("nginx") is not None, reason=skip_reason("nginx") or "")
-def test_bench_quick_nginx(tmp_path: Path) -> None:
+CONFIG_NAMES = tuple(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_bench_config(name: str, tmp_path: Path) -> None:
+    """One short real run of each config, vanilla and esca: zero errors, the
+    fetched body byte-exact, the JSON's fields, and markdown from the JSON."""
+    sc = CONFIGS[name]
+    why = skip_reason(sc.binary) if sc.kind != "asyncio" else skip_reason("wrk")
+    if why:
+        pytest.skip(why)
     out = tmp_path / "out.json"
-    p = subprocess.run(
-        [*esca(), "bench", "--server", "nginx", "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    argv = [
+        "bench", "--config", name, "--modes", "vanilla,esca", "--rounds", "1",
+        "--duration", "1", "--warmup", "0", "--perf-seconds", "1", "--json", str(out),
+    ]  # fmt: skip
+    p = subprocess.run([*esca(), *argv], capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     data = json.loads(out.read_text())
-    check_report(data, "nginx", ["vanilla", "seed", "esca"])
-    assert data["config"]["nginx_workers"] == 1
-    for m in data["cases"][0]["modes"].values():
+    page = sc.index_page
+    check_report(data, name, ["vanilla", "esca"], page[0] if page else "a20.html")
+    assert data["command"] == "esca " + " ".join(argv)
+    assert data["config"]["server"] == sc.kind
+    case = data["cases"][0]
+    assert case["url_path"] == ("/" if page else "/a20.html")
+    assert "ceiling:" in p.stdout and "kernel entries a request" in p.stdout
+    for m in case["modes"].values():
         run = m["runs"][0]
-        if run["kernel_entries"] is not None:
-            assert len(run["perf_pids"]) == 2  # master and its one worker
+        if sc.kind == "nginx":
+            workers = sc.workers if sc.workers != "auto" else str(os.cpu_count())
+            assert run["server_processes"] == 1 + int(workers), m["mode"]
+            if run["kernel_entries"] is not None:
+                assert len(run["perf_pids"]) == run["server_processes"]
+        else:
+            assert run["server_processes"] == 1
+    # README tables come from the JSON: they say which file and command made them
+    md = subprocess.run(
+        [*esca(), "bench", "--from", str(out)], capture_output=True, text=True, check=False
+    )
+    assert md.returncode == 0, md.stderr
+    assert f"`esca bench --from {out}`" in md.stdout and data["command"] in md.stdout
+    assert data["machine"]["commit"] in md.stdout and "| vanilla |" in md.stdout
+
+
+@pytest.mark.parametrize("name", [n for n, c in CONFIGS.items() if c.access_log])
+def test_access_log_written(name: str, tmp_path: Path) -> None:
+    """The access-log configs do log: one line a request, in the work directory."""
+    sc = CONFIGS[name]
+    if shutil.which(sc.binary) is None:
+        pytest.skip(f"{sc.binary} not installed")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "a.html").write_bytes(b"hello\n")
+    srv = start_on_free_port(
+        sc.kind, "vanilla", tmp_path / "w", lambda port: sc.make(www, port, tmp_path / "w")
+    )
+    try:
+        for _ in range(3):
+            with urllib.request.urlopen(f"{srv.url}/a.html", timeout=10) as r:
+                assert r.read() == b"hello\n"
+    finally:
+        srv.check_stopped()
+    lines = (tmp_path / "w" / "access.log").read_text().splitlines()
+    assert len(lines) == 3 and all("GET /a.html" in ln for ln in lines), lines
+
+
+def test_entry_cost() -> None:
+    """The C loop of getppid: a positive cost in a sane range, the loop's own
+    cost beside it and much smaller."""
+    cost = perf.entry_cost(iterations=20_000, repeats=3)
+    assert 10 < cost.ns < 100_000, cost
+    assert 0 <= cost.loop_ns < cost.ns
+    assert "getppid" in cost.method and "pyesca._core" in cost.method
+
+
+def test_missing_server_binary(tmp_path: Path) -> None:
+    """No nginx on PATH: one line naming it and the package, exit 2."""
+    p = subprocess.run(
+        [*esca(), "bench", "--config", "nginx-debian"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PATH": str(tmp_path)},
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "esca bench: nginx not found (apt-get install nginx)\n"
+
+
+def test_help_lists_configs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--help"]) == 0
+    text = capsys.readouterr().out.split("configs (--config NAME):\n", 1)[1]
+    for name, sc in CONFIGS.items():
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(name + " "))
+        assert sc.about.split()[0] in line, line
+
+
+def test_cli_config_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--config", "nginx-debian", "--size", "100"]) == 2
+    assert "serves its own 615 B page" in capsys.readouterr().err
+    assert main(["bench", "--config", "nginx", "--server", "lighttpd"]) == 2
+    assert main(["bench", "--config", "apache"]) == 2

@@ -35,7 +35,10 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "catalog.h"
 #include "esca.h"
@@ -1866,6 +1869,63 @@ static PyObject *mod_syscalls(PyObject *m, PyObject *unused)
 	return ROWS(syscall_rows, ROW_NAME_SEED_TEXT);
 }
 
+/* _kernel_entry_ns(): what one kernel entry costs here, for `esca bench`.
+ * A tight loop of the raw getppid system call (no work in the kernel beyond
+ * entry and exit), timed with CLOCK_MONOTONIC (vDSO: no entry of its own),
+ * best of `repeats` runs of `iterations`; the same loop without the call is
+ * timed too, so the caller can say what the loop itself costs. */
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return -1.0;
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static PyObject *mod_kernel_entry_ns(PyObject *m, PyObject *args)
+{
+	long iterations = 200000, repeats = 5;
+	double best_call = -1.0, best_loop = -1.0;
+	int failed = 0;
+
+	(void)m;
+	if (!PyArg_ParseTuple(args, "|ll", &iterations, &repeats))
+		return NULL;
+	if (iterations < 1 || iterations > 100000000 || repeats < 1 ||
+	    repeats > 1000) {
+		PyErr_SetString(PyExc_ValueError,
+				"iterations 1..1e8, repeats 1..1000");
+		return NULL;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	for (long r = 0; r < repeats && !failed; r++) {
+		double t0 = now_ns(), t1, t2;
+		volatile long sink = 0;
+
+		for (long i = 0; i < iterations; i++)
+			if (syscall(SYS_getppid) < 0)
+				failed = 1;
+		t1 = now_ns();
+		for (long i = 0; i < iterations; i++)
+			sink += i;
+		t2 = now_ns();
+		if (t0 < 0 || t1 < 0 || t2 < 0) {
+			failed = 1;
+			break;
+		}
+		if (best_call < 0 || t1 - t0 < best_call)
+			best_call = t1 - t0;
+		if (best_loop < 0 || t2 - t1 < best_loop)
+			best_loop = t2 - t1;
+	}
+	Py_END_ALLOW_THREADS
+	if (failed)
+		return PyErr_SetFromErrno(PyExc_OSError);
+	return Py_BuildValue("(dd)", best_call / (double)iterations,
+			     best_loop / (double)iterations);
+}
+
 static PyMethodDef module_methods[] = {
 	{ "current", mod_current, METH_NOARGS,
 	  "current() -> Batch | None\n\nThe innermost open batch of this "
@@ -1899,6 +1959,11 @@ static PyMethodDef module_methods[] = {
 	{ "flush_reasons", mod_flush_reasons, METH_NOARGS,
 	  "flush_reasons() -> tuple[str, ...]\n\nThe flush triggers a "
 	  "table counts, in order (esca.h ESCA_FLUSH_REASONS)." },
+	{ "_kernel_entry_ns", mod_kernel_entry_ns, METH_VARARGS,
+	  "_kernel_entry_ns(iterations=200000, repeats=5) -> (call_ns, "
+	  "loop_ns)\n\nNanoseconds per raw getppid system call in a tight C "
+	  "loop (best of repeats; the loop included), and per iteration of "
+	  "the same loop without the call." },
 	{ "_before_fork", mod_before_fork, METH_NOARGS,
 	  "Flush this thread's open batches (os.register_at_fork)." },
 	{ NULL }

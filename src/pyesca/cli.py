@@ -115,7 +115,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import shlex
 
     from pyesca.bench import report, runner
+    from pyesca.bench.servers import CONFIGS
 
+    def fail(message: str, status: int = 2) -> int:
+        print(f"{PROG} bench: {message}", file=sys.stderr)
+        return status
+
+    if args.from_json:
+        return _bench_from_json(args.from_json, args.markdown)
+    config = args.config or args.server or "lighttpd"
+    if args.config and args.server and args.config != args.server:
+        return fail(f"--server {args.server} and --config {args.config}: give one")
+    page = CONFIGS[config].index_page
+    if page and args.size is not None:
+        return fail(
+            f"--size: {config} serves its own {len(page[1])} B page ({page[0]}) at /"
+        )
     base = _QUICK if args.quick else _DEFAULTS
     if args.modes == "ablation":
         args.modes = ",".join(runner.ABLATION_MODES)
@@ -123,7 +138,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.executor == "sequential" and "esca-seq" not in modes:
         modes = (*modes, "esca-seq")
     cfg = runner.BenchConfig(
-        server=args.server,
+        config=config,
         modes=modes,
         rounds=args.rounds if args.rounds is not None else base["rounds"],
         duration=args.duration if args.duration is not None else base["duration"],
@@ -131,7 +146,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         perf_seconds=(args.perf_seconds if args.perf_seconds is not None else base["perf_seconds"]),
         threads=args.threads,
         connections=args.connections,
-        sizes=args.size,
+        sizes=args.size if args.size is not None else (20 << 10,),
         pin=not args.no_pin,
     )
     try:
@@ -140,8 +155,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise runner.BenchError(why)
         result = runner.run(cfg)
     except runner.BenchError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return exc.status
+        return fail(str(exc), exc.status)
     argv = sys.argv[1:] if args.argv is None else args.argv
     result.command = "esca " + shlex.join(argv)
     print(report.format_text(result), flush=True)
@@ -167,6 +181,33 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _bench_from_json(path: str, markdown: str | None) -> int:
+    """`esca bench --from JSON`: the markdown tables of a saved run."""
+    from pyesca.bench import report
+
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG} bench: --from {path}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(data, dict) or data.get("schema") != report.SCHEMA:
+        print(
+            f"{PROG} bench: --from {path}: not esca bench --json output of schema"
+            f" {report.SCHEMA}",
+            file=sys.stderr,
+        )
+        return 2
+    text = report.format_markdown_json(data, source=path)
+    if markdown:
+        with open(markdown, "w") as f:
+            f.write(text)
+        print(f"{PROG}: wrote {markdown}", file=sys.stderr)
+    else:
+        print(text)
     return 0
 
 
@@ -261,12 +302,27 @@ def _add_stats(sub: Any) -> None:
 
 def _add_bench(sub: Any) -> None:
     """`esca bench`: its modes come from pyesca.bench.runner."""
-    from pyesca.bench.runner import DEFAULT_MODES, MODES
+    import textwrap
 
+    from pyesca.bench.runner import DEFAULT_MODES, MODES
+    from pyesca.bench.servers import CONFIGS
+
+    width = max(len(c) for c in CONFIGS) + 2
+    configs = "\n".join(
+        textwrap.fill(
+            c.about,
+            width=79,
+            initial_indent=f"  {c.name:<{width}}",
+            subsequent_indent=" " * (width + 2),
+        )
+        for c in CONFIGS.values()
+    )
     be = sub.add_parser(
         "bench",
         help="the seed's experiment: wrk against lighttpd/nginx with and without pyesca",
-        description=(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="configs (--config NAME):\n" + configs,
+        description=textwrap.fill(
             "Start the server from a generated config on 127.0.0.1 (a fresh process per run),"
             " pinned to one CPU and wrk to the others (unless --no-pin), and run wrk against"
             " it in each mode,"
@@ -274,16 +330,33 @@ def _add_bench(sub: Any) -> None:
             " of requests/s and transfer/s, wrk's latency line, socket errors and non-2xx"
             " responses (a mode with any is flagged), the ratio to vanilla, kernel entries"
             " per request (perf stat -e raw_syscalls:sys_enter, in a separate wrk run) and"
-            " the interposer's counters. Modes: "
+            " the interposer's counters. It measures what a kernel entry costs here (a C"
+            " loop of getppid) and prints, per mode, the share of vanilla's server CPU per"
+            " request its kernel entries account for beside the CPU it saved: the ceiling"
+            " on this machine. Modes: "
             + "; ".join(f"{m.name}: {m.about}" for m in MODES.values())
-            + ". Exit status 0, or 1 when a mode had errors."
+            + ". Exit status 0, 1 when a mode had errors, 2 on a bad option or a missing"
+            " server binary or wrk.",
+            width=79,
         ),
     )
     be.add_argument(
+        "--config",
+        choices=tuple(CONFIGS),
+        metavar="NAME",
+        help="the server configuration (default lighttpd; listed below)",
+    )
+    be.add_argument(
         "--server",
-        choices=("lighttpd", "nginx"),
-        default="lighttpd",
-        help="the server (default lighttpd; nginx runs master + 1 worker)",
+        choices=("lighttpd", "nginx", "asyncio"),
+        help="the minimal config of that server: --config lighttpd, nginx or asyncio",
+    )
+    be.add_argument(
+        "--from",
+        dest="from_json",
+        metavar="JSON",
+        help="run nothing: print (or --markdown PATH: write) the markdown tables of a"
+        " saved --json output, saying which file and command produced them",
     )
     be.add_argument(
         "--modes",
@@ -332,7 +405,6 @@ def _add_bench(sub: Any) -> None:
     be.add_argument(
         "--size",
         type=_size_list,
-        default=(20 << 10,),
         metavar="LIST",
         help="comma list of file sizes in bytes (20K, 1M understood; default 20480, the"
         " seed's a20.html)",

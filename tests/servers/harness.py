@@ -41,7 +41,7 @@ from pyesca.stats import format_text
 from pyesca.stats import load as load_stats
 
 HERE = Path(__file__).resolve().parent
-ASYNCIO_SERVER = HERE / "asyncio_server.py"
+ASYNCIO_SERVER = _servers.ASYNCIO_SERVER  # src/pyesca/bench/asyncio_server.py
 
 # name -> size of the files of the docroot
 FILES: dict[str, int] = {

@@ -20,7 +20,7 @@ from pyesca.bench.runner import MODES, BenchResult, RunRecord
 from pyesca.bench.servers import file_name
 from pyesca.bench.wrk import Latency
 
-SCHEMA = 1
+SCHEMA = 2
 FLAG = "!"
 # CPUs other processes may use during a measured run before the report warns.
 OTHER_CPU_WARN = 0.10
@@ -65,6 +65,17 @@ class ModeSummary:
     wrk_us: Spread | None = None
     notes: list[str] = field(default_factory=list)
     records: list[RunRecord] = field(default_factory=list)
+    # Against the baseline's server CPU per request (usr+sys medians): what
+    # this mode's kernel entries cost (entries/req x the measured entry cost),
+    # what the entries it removed would save at that cost, and what it saved.
+    entries_cpu_share: float | None = None
+    entries_saved_share: float | None = None
+    cpu_saved: float | None = None
+
+    @property
+    def server_cpu_us(self) -> float | None:
+        u, s = self.server_user_us, self.server_sys_us
+        return None if u is None or s is None else u.median + s.median
 
     @property
     def errors(self) -> int:
@@ -100,6 +111,10 @@ class ModeSummary:
             "server_user_us_per_request": sp(self.server_user_us),
             "server_sys_us_per_request": sp(self.server_sys_us),
             "wrk_us_per_request": sp(self.wrk_us),
+            "server_cpu_us_per_request": self.server_cpu_us,
+            "entries_cpu_share_of_baseline": self.entries_cpu_share,
+            "entries_saved_share_of_baseline": self.entries_saved_share,
+            "cpu_saved_vs_baseline": self.cpu_saved,
             "executor": self.executor,
             "flagged": self.flagged,
             "flags": self.flags,
@@ -114,10 +129,15 @@ class CaseSummary:
     size: int
     baseline: str
     modes: list[ModeSummary]
+    page: str = ""  # a config's own index page, requested as GET /
 
     @property
     def file(self) -> str:
-        return file_name(self.size)
+        return self.page or file_name(self.size)
+
+    @property
+    def url_path(self) -> str:
+        return "/" if self.page else f"/{self.file}"
 
 
 def _median_record(recs: Sequence[RunRecord]) -> RunRecord | None:
@@ -197,9 +217,36 @@ def summarise_mode(
     )
 
 
+def entry_ns(result: BenchResult) -> float | None:
+    e = result.info.get("kernel_entry")
+    return float(e["ns"]) if isinstance(e, dict) and e.get("ns") else None
+
+
+def add_entry_shares(case: CaseSummary, ns: float | None) -> None:
+    """Each mode's entries x entry cost, and its saving, as shares of the
+    baseline's server CPU per request."""
+    base = next((m for m in case.modes if m.mode == case.baseline), None)
+    if base is None or not base.server_cpu_us:
+        return
+    base_cpu_ns = base.server_cpu_us * 1000.0
+    base_epr = base.kernel_entries_per_request
+    for m in case.modes:
+        cpu = m.server_cpu_us
+        if cpu is not None:
+            m.cpu_saved = 1.0 - cpu * 1000.0 / base_cpu_ns
+        epr = m.kernel_entries_per_request
+        if ns is None or epr is None:
+            continue
+        m.entries_cpu_share = epr.median * ns / base_cpu_ns
+        if base_epr is not None:
+            m.entries_saved_share = (base_epr.median - epr.median) * ns / base_cpu_ns
+
+
 def summarise(result: BenchResult) -> list[CaseSummary]:
     cfg = result.config
     baseline = "vanilla" if "vanilla" in cfg.modes else cfg.modes[0]
+    page = cfg.server_config.index_page
+    ns = entry_ns(result)
     out = []
     for conns, size in cfg.cases:
         recs = [r for r in result.records if (r.connections, r.size) == (conns, size)]
@@ -211,7 +258,9 @@ def summarise(result: BenchResult) -> list[CaseSummary]:
             for m in cfg.modes
             if any(r.mode == m for r in recs)
         ]
-        out.append(CaseSummary(conns, size, baseline, modes))
+        case = CaseSummary(conns, size, baseline, modes, page[0] if page else "")
+        add_entry_shares(case, ns)
+        out.append(case)
     return out
 
 
@@ -279,8 +328,9 @@ def _epr(m: ModeSummary) -> str:
 def case_title(result: BenchResult, case: CaseSummary) -> str:
     cfg = result.config
     threads = max(1, min(cfg.threads, case.connections))
+    page = f" ({case.file})" if case.page else ""
     return (
-        f"{result.info.get('server_version', cfg.server)}, GET /{case.file}"
+        f"{cfg.config}: {result.info.get('server_version', cfg.server)}, GET {case.url_path}{page}"
         f" ({case.size:,} B), wrk -t{threads} -c{case.connections} -d{cfg.duration}s,"
         f" {cfg.rounds} round{'s' if cfg.rounds > 1 else ''} interleaved"
     )
@@ -292,20 +342,58 @@ def command_line(result: BenchResult) -> str:
 
 def setup_lines(result: BenchResult) -> list[str]:
     cfg, info = result.config, result.info
-    lines = [f"pinning: {result.pinning.note}"]
-    if cfg.server == "nginx":
-        lines.append(
-            f"nginx: master + {cfg.nginx_workers} worker{'s' if cfg.nginx_workers > 1 else ''}"
-            " (worker_processes 1: one core for the server, one for wrk)"
-        )
+    sc = cfg.server_config
+    lines = [f"config {sc.name}: {sc.about}", f"pinning: {result.pinning.note}"]
+    if sc.kind == "nginx":
+        procs = sorted({r.server_processes for r in result.records if r.server_processes})
+        seen = f", {'/'.join(str(p - 1) for p in procs)} seen" if procs else ""
+        lines.append(f"nginx: master + workers (worker_processes {sc.workers}{seen})")
     busy = info.get("busy_before_start_pct")
     if busy is not None and busy > 10:
         lines.append(f"warning: the CPUs were {busy:.0f}% busy before the start (other load)")
-    lines.append(
-        f"machine: Linux {info.get('kernel')}, {info.get('cpus')} CPUs"
-        f" ({info.get('cpu_model') or '?'}), {info.get('wrk_version')}, pyesca {info.get('pyesca')}"
-    )
+    lines.append(machine_line(info))
     return lines
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    entry = info.get("kernel_entry") or {}
+    cost = f", a kernel entry {entry['ns']:.0f} ns (getppid)" if entry.get("ns") else ""
+    load = info.get("loadavg_start")
+    end = info.get("loadavg_end")
+    loads = f", load average {load}" + (f" -> {end}" if end else "") if load else ""
+    return (
+        f"machine: Linux {info.get('kernel')}, {info.get('cpus')} CPUs"
+        f" ({info.get('cpu_model') or '?'}){cost}{loads}; {info.get('wrk_version')};"
+        f" pyesca {info.get('commit') or info.get('pyesca')}"
+    )
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:+.0f}%" if v < 0 else f"{100 * v:.0f}%"
+
+
+def ceiling_lines(case: CaseSummary, ns: float | None) -> list[str]:
+    """What kernel entries account for in the baseline's CPU per request,
+    and how much of it each mode removed and saved."""
+    base = next((m for m in case.modes if m.mode == case.baseline), None)
+    if base is None or ns is None:
+        return []
+    epr, cpu = base.kernel_entries_per_request, base.server_cpu_us
+    if epr is None or not cpu:
+        return ["ceiling: n/a (no kernel entry count or no CPU time for " + case.baseline + ")"]
+    out = [
+        f"ceiling: {case.baseline} makes {epr.median:.2f} kernel entries a request x {ns:.0f} ns"
+        f" = {epr.median * ns / 1000:.2f} us of its {cpu:.2f} us server CPU a request"
+        f" ({_pct(base.entries_cpu_share)}): removing every entry would save at most that"
+    ]
+    for m in case.modes:
+        if m.mode == case.baseline or m.entries_saved_share is None:
+            continue
+        out.append(
+            f"  {m.mode}: {_epr(m)} entries/req, their cost saved {_pct(m.entries_saved_share)}"
+            f" of {case.baseline}'s CPU/req; CPU/req measured saved {_pct(m.cpu_saved)}"
+        )
+    return out
 
 
 def _cpu(m: ModeSummary) -> str:
@@ -326,7 +414,8 @@ def format_text(result: BenchResult) -> str:
         head = (
             f"  {'mode':<{w}}{'requests/s':>11} {'(min - max)':<19}{'transfer/s':>10}"
             f"{'ratio':>7}{'entries/req':>12}{'deferred/req':>13}{'batch':>7}"
-            f"{'cpu us/req: server usr+sys':>28}{'wrk':>6}{'errors':>8}"
+            f"{'cpu us/req: server usr+sys':>28}{'wrk':>6}{'entries':>9}{'saved':>7}"
+            f"{'errors':>8}"
         )
         out.append(head)
         for m in case.modes:
@@ -338,8 +427,11 @@ def format_text(result: BenchResult) -> str:
                 f"{_ratio(m, case.baseline):>7}{_epr(m):>12}"
                 f"{_opt(m.deferred_per_request, '.2f'):>13}{_opt(m.mean_batch_size, '.2f'):>7}"
                 f"{_cpu(m):>28}{_opt(m.wrk_us, '.1f'):>6}"
+                f"{_pct(m.entries_cpu_share):>9}{_pct(m.cpu_saved):>7}"
                 f"{m.errors:>8}"
             )
+        out.append("")
+        out += [f"  {line}" for line in ceiling_lines(case, entry_ns(result))]
         out.append("")
         out.append(
             f"  {'wrk latency (median round)':<28}{'Avg':>9}{'Stdev':>10}{'Max':>10}"
@@ -394,34 +486,81 @@ def notes(result: BenchResult) -> list[str]:
         " request, calls per flush that ran any",
         "cpu us/req: CPU time per request in the measured run (medians over rounds): the"
         " server's processes, user + system (from /proc/PID/stat), and wrk's",
+        "entries: entries/req x the kernel entry cost (a bare getppid, measured at the start"
+        f" and end; the lower kept), as a share of {baseline}'s server CPU per request"
+        f" (for {baseline}: the ceiling of what removing entries can save; a real call costs"
+        " more than getppid inside the kernel, but that work stays when calls are batched);"
+        f" saved: 1 - server CPU/req over {baseline}'s",
         "errors: wrk's socket errors + non-2xx responses, over all wrk runs of the mode",
         "These are ratios on one machine, server and wrk sharing its cores over loopback;"
         " absolute requests/s are not comparable across machines.",
     ]
 
 
-def format_markdown(result: BenchResult) -> str:
-    out: list[str] = []
-    for case in summarise(result):
-        out.append(f"`{command_line(result)}`: {case_title(result, case)}; {result.pinning.note}.")
+def format_markdown(result: BenchResult, source: str = "") -> str:
+    """The markdown table(s) of a run: those of its JSON (format_markdown_json)."""
+    return format_markdown_json(to_json(result), source)
+
+
+def _md_spread(d: dict[str, float] | None, spec: str) -> str:
+    return "-" if not d else format(d["median"], spec)
+
+
+def _md_pct(v: float | None) -> str:
+    return _pct(v)
+
+
+def format_markdown_json(data: dict[str, Any], source: str = "") -> str:
+    """Markdown tables from `esca bench --json` output: a paragraph saying what
+    produced them (command, commit, machine, entry cost, load, and `source`,
+    the JSON file when rendered by `esca bench --from`), then one table per case."""
+    info = data.get("machine", {})
+    entry = info.get("kernel_entry") or {}
+    cost = f"{entry['ns']:.0f} ns" if entry.get("ns") else "n/a"
+    by = f"`esca bench --from {source}`, from " if source else ""
+    out = [
+        f"{by}`{data.get('command', 'esca bench')}` at pyesca {info.get('commit', '?')}:"
+        f" {info.get('cpu_model') or '?'}, {info.get('cpus')} vCPUs, Linux {info.get('kernel')},"
+        f" a kernel entry (getppid) {cost}, load average {info.get('loadavg_start', '?')}"
+        f" at the start, {info.get('loadavg_end', '?')} at the end;"
+        f" {data.get('pinning', {}).get('note', '')}.",
+        "",
+    ]
+    for case in data.get("cases", []):
+        out.append(f"{case.get('title', '')}.")
         out.append("")
         out.append(
             "| mode | requests/s (min–max) | transfer/s | ratio | kernel entries/req"
+            " | entries x cost / base CPU | CPU/req saved"
             " | deferred/req | mean batch | server CPU µs/req (usr+sys) | wrk CPU µs/req"
             " | latency avg | errors |"
         )
-        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for m in case.modes:
-            rps, tps = m.requests_per_sec, m.transfer_per_sec
-            rng = f"{_opt(rps, ',.0f')} ({rps.min:,.0f}–{rps.max:,.0f})" if rps else "-"
-            lat = fmt_time(m.latency.avg_us) if m.latency else "-"
-            out.append(
-                f"| {m.mode} | {rng} | {fmt_bytes(tps.median) if tps else '-'}"
-                f" | {_ratio(m, case.baseline)} | {_epr(m)}"
-                f" | {_opt(m.deferred_per_request, '.2f')} | {_opt(m.mean_batch_size, '.2f')}"
-                f" | {_cpu(m)} | {_opt(m.wrk_us, '.1f')} | {lat} | {m.errors} |"
+        out.append("| --- |" + " ---: |" * 12)
+        for name, m in case["modes"].items():
+            rps, tps = m.get("requests_per_sec"), m.get("transfer_per_sec")
+            rng = f"{rps['median']:,.0f} ({rps['min']:,.0f}–{rps['max']:,.0f})" if rps else "-"
+            ratio = "-" if m.get("ratio") is None else f"{m['ratio']:.2f}"
+            if m.get("flagged") and m.get("ratio") is not None:
+                ratio += FLAG
+            epr = m.get("kernel_entries_per_request")
+            epr_s = "n/a" if not isinstance(epr, dict) else f"{epr['median']:.2f}"
+            u, sy = m.get("server_user_us_per_request"), m.get("server_sys_us_per_request")
+            cpu = (
+                f"{u['median'] + sy['median']:.2f} ({u['median']:.2f}+{sy['median']:.2f})"
+                if u and sy
+                else "-"
             )
-        if warn := disturbed_line(case):
+            lat = m.get("latency")
+            out.append(
+                f"| {name} | {rng} | {fmt_bytes(tps['median']) if tps else '-'} | {ratio}"
+                f" | {epr_s} | {_md_pct(m.get('entries_cpu_share_of_baseline'))}"
+                f" | {_md_pct(m.get('cpu_saved_vs_baseline'))}"
+                f" | {_md_spread(m.get('deferred_per_request'), '.2f')}"
+                f" | {_md_spread(m.get('mean_batch_size'), '.2f')}"
+                f" | {cpu} | {_md_spread(m.get('wrk_us_per_request'), '.1f')}"
+                f" | {fmt_time(lat['avg_us']) if lat else '-'} | {m.get('errors', 0)} |"
+            )
+        if warn := case.get("warning"):
             out += ["", warn[0].upper() + warn[1:] + "."]
         out.append("")
     return "\n".join(out)
@@ -429,12 +568,16 @@ def format_markdown(result: BenchResult) -> str:
 
 def to_json(result: BenchResult) -> dict[str, Any]:
     cfg = result.config
+    sc = cfg.server_config
+    ns = entry_ns(result)
     return {
         "schema": SCHEMA,
         "command": command_line(result),
         "interrupted": result.interrupted,
         "config": {
-            "server": cfg.server,
+            "config": sc.name,
+            "about": sc.about,
+            "server": sc.kind,
             "modes": list(cfg.modes),
             "rounds": cfg.rounds,
             "duration": cfg.duration,
@@ -442,8 +585,9 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             "perf_seconds": cfg.perf_seconds,
             "threads": cfg.threads,
             "connections": list(cfg.connections),
-            "sizes": list(cfg.sizes),
-            "nginx_workers": cfg.nginx_workers if cfg.server == "nginx" else None,
+            "sizes": sorted({s for _, s in cfg.cases}),
+            "nginx_workers": sc.workers or None,
+            "access_log": sc.access_log,
         },
         "pinning": {
             "server_cpus": list(result.pinning.server_cpus),
@@ -456,7 +600,11 @@ def to_json(result: BenchResult) -> dict[str, Any]:
                 "connections": c.connections,
                 "size": c.size,
                 "file": c.file,
+                "url_path": c.url_path,
+                "title": case_title(result, c),
                 "baseline": c.baseline,
+                "ceiling": ceiling_lines(c, ns),
+                "warning": disturbed_line(c),
                 "modes": {m.mode: m.to_dict() for m in c.modes},
             }
             for c in summarise(result)

@@ -14,9 +14,11 @@ import hashlib
 import http.client
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +30,9 @@ from typing import Any
 
 from pyesca.bench import perf
 from pyesca.bench.servers import (
-    SERVERS,
+    CONFIGS,
     Docroot,
+    ServerConfig,
     Server,
     ServerError,
     esca_command,
@@ -111,7 +114,7 @@ class BenchError(Exception):
 
 @dataclass
 class BenchConfig:
-    server: str = "lighttpd"
+    config: str = "lighttpd"  # a name of servers.CONFIGS
     modes: tuple[str, ...] = DEFAULT_MODES
     rounds: int = 3
     duration: int = 5
@@ -120,12 +123,20 @@ class BenchConfig:
     threads: int = 4
     connections: tuple[int, ...] = (50,)
     sizes: tuple[int, ...] = (20 << 10,)
-    nginx_workers: int = 1
     pin: bool = True
 
+    @property
+    def server_config(self) -> ServerConfig:
+        return CONFIGS[self.config]
+
+    @property
+    def server(self) -> str:
+        """lighttpd, nginx or asyncio: the program the config runs."""
+        return self.server_config.kind
+
     def check(self) -> None:
-        if self.server not in SERVERS:
-            raise BenchError(f"--server: choose from {', '.join(SERVERS)}", 2)
+        if self.config not in CONFIGS:
+            raise BenchError(f"--config: choose from {', '.join(CONFIGS)}", 2)
         if not self.modes:
             raise BenchError("--modes: empty list", 2)
         for m in self.modes:
@@ -152,8 +163,11 @@ class BenchConfig:
 
     @property
     def cases(self) -> list[tuple[int, int]]:
-        """(connections, size) pairs, in order."""
-        return [(c, s) for c in self.connections for s in self.sizes]
+        """(connections, size) pairs, in order; a config with a page of its
+        own (nginx-debian) has that page's size only."""
+        page = self.server_config.index_page
+        sizes = (len(page[1]),) if page else self.sizes
+        return [(c, s) for c in self.connections for s in sizes]
 
     @property
     def runs(self) -> int:
@@ -225,6 +239,7 @@ class RunRecord:
     server_user_us: float | None = None
     server_sys_us: float | None = None
     wrk_us: float | None = None
+    server_processes: int = 0  # the server's processes during the measured run
 
     @property
     def wrk_errors(self) -> int:
@@ -281,6 +296,7 @@ class RunRecord:
             "server_user_us_per_request": self.server_user_us,
             "server_sys_us_per_request": self.server_sys_us,
             "wrk_us_per_request": self.wrk_us,
+            "server_processes": self.server_processes,
             "seconds": round(self.seconds, 3),
         }
 
@@ -302,6 +318,52 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _checkout(start: Path) -> Path | None:
+    """The pyesca source checkout `start` is in, if any."""
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d if (d / "src" / "pyesca" / "cli.py").is_file() else None
+    return None
+
+
+def source_commit() -> dict[str, str]:
+    """What was measured: `git describe` of the pyesca checkout this runs from
+    (the installed package's directory, else the current directory, when it is
+    inside one), else the installed package's version."""
+    import pyesca
+
+    version = str(getattr(pyesca, "__version__", "?"))
+    for start in (Path(pyesca.__file__).resolve().parent, Path.cwd()):
+        root = _checkout(start)
+        if root is None:
+            continue
+        try:
+            p = subprocess.run(
+                ["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if p.returncode == 0 and p.stdout.strip():
+            return {
+                "commit": p.stdout.strip(),
+                "source": f"git describe in {root}",
+                "version": version,
+            }
+    return {"commit": f"pyesca {version}", "source": "package version", "version": version}
+
+
+def loadavg() -> str:
+    """/proc/loadavg's three load averages, as `uptime` prints them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def machine_info(cfg: BenchConfig) -> dict[str, Any]:
     model = ""
     try:
@@ -311,17 +373,28 @@ def machine_info(cfg: BenchConfig) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    import pyesca
-
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except OSError:
+        usable = os.cpu_count() or 0
+    commit = source_commit()
     return {
         "kernel": platform.release(),
         "machine": platform.machine(),
         "cpu_model": model,
         "cpus": os.cpu_count(),
+        "vcpus_usable": usable,
         "python": platform.python_version(),
-        "pyesca": getattr(pyesca, "__version__", "?"),
-        "server_version": server_version(cfg.server),
+        "pyesca": commit["version"],
+        "commit": commit["commit"],
+        "commit_source": commit["source"],
+        "server_version": (
+            f"Python {platform.python_version()} asyncio"
+            if cfg.server == "asyncio"
+            else server_version(cfg.server)
+        ),
         "wrk_version": wrk_version(),
+        "loadavg_start": loadavg(),
     }
 
 
@@ -416,10 +489,12 @@ def busy_percent(seconds: float = 1.0) -> float | None:
 
 
 def check_tools(cfg: BenchConfig) -> None:
-    if shutil.which(cfg.server) is None:
-        raise BenchError(f"{cfg.server} not installed (tools/deps.sh installs it)")
+    """BenchError (status 2, one line) for a missing server binary or wrk."""
+    sc = cfg.server_config
+    if sc.kind != "asyncio" and shutil.which(sc.binary) is None:
+        raise BenchError(f"{sc.binary} not found ({sc.install_hint})", 2)
     if shutil.which("wrk") is None:
-        raise BenchError("wrk not installed (tools/deps.sh installs it)")
+        raise BenchError("wrk not found (apt-get install wrk)", 2)
     if any(MODES[m].esca_args is not None for m in cfg.modes):
         from pyesca.run import library_path
 
@@ -465,18 +540,32 @@ def server_argv(
     stats: Path,
     connections: int,
 ) -> list[str]:
-    make = SERVERS[cfg.server]
-    opts: dict[str, int] = {"max_connections": connections}
-    if cfg.server == "nginx":
-        opts["workers"] = cfg.nginx_workers
-    cmd = make(docroot, port, workdir, **opts)
+    cmd = cfg.server_config.make(docroot, port, workdir, max_connections=connections)
     if mode.esca_args is not None:
         cmd = [*esca_command(), "run", *mode.esca_args, "--stats", str(stats), "--", *cmd]
     return [*pin.prefix(), *cmd]
 
 
+WORKERS_TIMEOUT = 5.0
+
+
+def wait_processes(srv: Server, sc: ServerConfig) -> bool:
+    """Wait until nginx's master has forked all its workers (the port accepts
+    before they exist), so the CPU and perf accounting covers them all."""
+    if sc.kind != "nginx" or not sc.workers:
+        return True
+    workers = (os.cpu_count() or 1) if sc.workers == "auto" else int(sc.workers)
+    deadline = time.monotonic() + WORKERS_TIMEOUT
+    while len(srv.pids()) < 1 + workers:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def fetch_and_compare(port: int, name: str, sha256: str, timeout: float = 10.0) -> str:
-    """'' when GET /name returns 200 and the file's bytes, else what differed."""
+    """'' when GET /name returns 200 and the file's bytes, else what differed
+    (name '' is GET /, the index page)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", f"/{name}")
@@ -505,7 +594,9 @@ def one_run(
     perf_reason: str,
 ) -> RunRecord:
     rec = RunRecord(mode.name, rnd, connections, size)
-    name = file_name(size)
+    page = cfg.server_config.index_page
+    name = page[0] if page else file_name(size)
+    path = "" if page else name  # GET / for a config's own index page
     stats = workdir / "esca-stats.json"
     t0 = time.monotonic()
     try:
@@ -519,10 +610,16 @@ def one_run(
             stats if mode.esca_args is not None else None,
         )
     except ServerError as exc:
-        rec.problems.append(f"server did not start: {str(exc).splitlines()[0]}")
+        lines = str(exc).splitlines()
+        why = next((ln for ln in lines[1:] if re.search(r"emerg|error|Error", ln)), "")
+        rec.problems.append(
+            f"server did not start: {lines[0]}" + (f": {why.strip()}" if why else "")
+        )
         rec.seconds = time.monotonic() - t0
         return rec
-    url = f"{srv.url}/{name}"
+    url = f"{srv.url}/{path}"
+    if not wait_processes(srv, cfg.server_config):
+        rec.notes.append(f"not all nginx workers were up after {WORKERS_TIMEOUT:.0f} s")
 
     def wrk(seconds: int) -> WrkResult:
         return run_wrk(
@@ -538,6 +635,7 @@ def one_run(
             if cfg.warmup:
                 rec.warmup = wrk(cfg.warmup)
             pids = srv.pids()
+            rec.server_processes = len(pids)
             before = CpuSnapshot.take(pids)
             rec.measured = wrk(cfg.duration)
             after = CpuSnapshot.take(pids)
@@ -553,7 +651,7 @@ def one_run(
                 rec.perf_pids = tuple(srv.pids())
                 rec.count_run, pc = perf.count_during(rec.perf_pids, lambda: wrk(cfg.perf_seconds))
                 rec.kernel_entries, rec.kernel_entries_reason = pc.count, pc.reason
-            why = fetch_and_compare(srv.port, name, docroot.sha256[name])
+            why = fetch_and_compare(srv.port, path, docroot.sha256[name])
             rec.verified = not why
             if why:
                 rec.problems.append(why)
@@ -597,9 +695,15 @@ def run(cfg: BenchConfig, progress: Progress = _stderr) -> BenchResult:
     info["perf"] = perf_reason or f"perf stat -e {perf.EVENT} -p PID"
     result = BenchResult(cfg, pin, info, [])
     progress(
-        f"esca bench: {info['server_version']}, modes {', '.join(cfg.modes)};"
+        f"esca bench: {cfg.config} ({info['server_version']}), modes {', '.join(cfg.modes)};"
         f" {cfg.runs} runs of ~{cfg.warmup + cfg.duration + cfg.perf_seconds} s,"
         f" about {cfg.estimate_seconds() / 60:.1f} min"
+    )
+    cost = perf.entry_cost()
+    info["kernel_entry"] = cost.to_dict()
+    progress(
+        f"esca bench: a kernel entry costs {cost.ns:.0f} ns here ({cost.method});"
+        f" load average {info['loadavg_start']}"
     )
     progress(f"esca bench: pinning: {pin.note}")
     busy = busy_percent()
@@ -614,8 +718,14 @@ def run(cfg: BenchConfig, progress: Progress = _stderr) -> BenchResult:
     done = 0
     with tempfile.TemporaryDirectory(prefix="esca-bench-") as tmp, _sigterm_as_interrupt():
         root = Path(tmp)
-        files = {file_name(s): s for s in cfg.sizes}
-        docroot = make_docroot(root / "www", files)
+        page = cfg.server_config.index_page
+        if page:
+            docroot = make_docroot(root / "www", {})
+            (docroot.path / page[0]).write_bytes(page[1])
+            docroot.sha256[page[0]] = hashlib.sha256(page[1]).hexdigest()
+            docroot.sizes[page[0]] = len(page[1])
+        else:
+            docroot = make_docroot(root / "www", {file_name(s): s for s in cfg.sizes})
         try:
             for ci, (conns, size) in enumerate(cfg.cases):
                 for rnd in range(1, cfg.rounds + 1):
@@ -629,11 +739,17 @@ def run(cfg: BenchConfig, progress: Progress = _stderr) -> BenchResult:
                         progress(_progress_line(cfg, rec, done, conns, size))
         except KeyboardInterrupt:  # what ran is reported; the caller exits 130
             result.interrupted = True
+    # measured again at the end: the lower of the two is the less disturbed
+    again = perf.entry_cost()
+    info["kernel_entry"]["ns_end"] = round(again.ns, 1)
+    if again.ns < cost.ns:
+        info["kernel_entry"].update(again.to_dict(), ns_end=round(again.ns, 1))
+    info["loadavg_end"] = loadavg()
     return result
 
 
 def _progress_line(cfg: BenchConfig, rec: RunRecord, done: int, conns: int, size: int) -> str:
-    case = f" c{conns} {file_name(size)}" if len(cfg.cases) > 1 else ""
+    case = f" c{conns} {size} B" if len(cfg.cases) > 1 else ""
     rps = rec.measured.requests_per_sec if rec.measured else 0.0
     epr = rec.entries_per_request
     bits = [f"{rps:,.0f} req/s"]

@@ -81,11 +81,19 @@ def free_port() -> int:
 
 
 def lighttpd_conf(
-    docroot: Path, port: int, workdir: Path, *, max_connections: int = 1024
+    docroot: Path,
+    port: int,
+    workdir: Path,
+    *,
+    max_connections: int = 1024,
+    access_log: bool = False,
 ) -> list[str]:
-    """The lighttpd config file and its command line (foreground, one process)."""
+    """The lighttpd config file and its command line (foreground, one process);
+    `access_log`: mod_accesslog writing one line per request to a file."""
     conf = workdir / "lighttpd.conf"
     conns = max(1024, max_connections)
+    modules = '"mod_accesslog"' if access_log else ""
+    log = f'accesslog.filename = "{workdir / "access.log"}"\n' if access_log else ""
     conf.write_text(
         f"""\
 server.bind = "127.0.0.1"
@@ -96,13 +104,13 @@ server.max-keep-alive-requests = 100000
 server.max-keep-alive-idle = 60
 server.max-connections = {conns}
 server.max-fds = {max(4096, 4 * conns)}
-server.modules = ()
+server.modules = ({modules})
 index-file.names = ("index.html")
 mimetype.assign = (
   ".html" => "text/html",
   ".bin" => "application/octet-stream",
 )
-"""
+{log}"""
     )
     return ["lighttpd", "-D", "-f", str(conf)]
 
@@ -114,18 +122,19 @@ def nginx_conf(
     *,
     workers: int = 2,
     max_connections: int = 1024,
+    sendfile: bool = True,
+    access_log: bool = False,
 ) -> list[str]:
-    """The nginx config (master + `workers` workers, foreground) and its command line.
+    """The nginx config (master + `workers` workers, foreground) and its command line;
+    `access_log`: nginx's default `combined` log to a file in `workdir`.
 
     As root the workers run as root too (`user root root;`): nginx's default
     user (www-data) could not write esca's stats files into a root-owned
     temporary directory."""
-    prefix = workdir / "nginx"
-    prefix.mkdir(exist_ok=True)
-    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / d).mkdir(exist_ok=True)
+    prefix = _nginx_prefix(workdir)
     user = "user root root;" if os.geteuid() == 0 else ""
     conns = max(1024, 2 * max_connections + 64)
+    log = f"access_log {workdir / 'access.log'};" if access_log else "access_log off;"
     conf = workdir / "nginx.conf"
     conf.write_text(
         f"""\
@@ -143,16 +152,12 @@ http {{
         application/octet-stream bin;
     }}
     default_type application/octet-stream;
-    access_log off;
-    sendfile on;
+    {log}
+    sendfile {"on" if sendfile else "off"};
     tcp_nopush on;
     keepalive_requests 100000;
     keepalive_timeout 60;
-    client_body_temp_path {prefix / "client_body"};
-    proxy_temp_path {prefix / "proxy"};
-    fastcgi_temp_path {prefix / "fastcgi"};
-    uwsgi_temp_path {prefix / "uwsgi"};
-    scgi_temp_path {prefix / "scgi"};
+{_nginx_temp_paths(prefix)}
     server {{
         listen 127.0.0.1:{port};
         root {docroot};
@@ -160,13 +165,227 @@ http {{
 }}
 """
     )
+    return _nginx_argv(prefix, workdir, conf)
+
+
+def _nginx_prefix(workdir: Path) -> Path:
+    prefix = workdir / "nginx"
+    prefix.mkdir(exist_ok=True)
+    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / d).mkdir(exist_ok=True)
+    return prefix
+
+
+def _nginx_temp_paths(prefix: Path) -> str:
+    return "\n".join(
+        f"    {d}_temp_path {prefix / d};"
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+
+
+def _nginx_argv(prefix: Path, workdir: Path, conf: Path) -> list[str]:
     return ["nginx", "-p", str(prefix), "-e", str(workdir / "nginx-error.log"), "-c", str(conf)]
+
+
+# Debian 12's /var/www/html/index.nginx-debian.html (nginx-common), 615 bytes.
+DEBIAN_INDEX_NAME = "index.nginx-debian.html"
+DEBIAN_INDEX = b"""<!DOCTYPE html>
+<html>
+<head>
+<title>Welcome to nginx!</title>
+<style>
+html { color-scheme: light dark; }
+body { width: 35em; margin: 0 auto;
+font-family: Tahoma, Verdana, Arial, sans-serif; }
+</style>
+</head>
+<body>
+<h1>Welcome to nginx!</h1>
+<p>If you see this page, the nginx web server is successfully installed and
+working. Further configuration is required.</p>
+
+<p>For online documentation and support please refer to
+<a href="http://nginx.org/">nginx.org</a>.<br/>
+Commercial support is available at
+<a href="http://nginx.com/">nginx.com</a>.</p>
+
+<p><em>Thank you for using nginx.</em></p>
+</body>
+</html>
+"""
+
+
+def nginx_debian_conf(
+    docroot: Path, port: int, workdir: Path, *, max_connections: int = 768
+) -> list[str]:
+    """Debian 12's /etc/nginx/nginx.conf with sites-enabled/default, line for line,
+    but: 127.0.0.1 on `port` (not *:80 and [::]:80), `daemon off` (foreground,
+    a child of esca bench), pid, error and access log in `workdir`, the root
+    `docroot`, workers as root (esca's stats files go into a root-owned
+    directory), and worker_connections raised above Debian's 768 only when
+    --connections needs it.  Kept: worker_processes auto, sendfile and
+    tcp_nopush on, the access log (combined format, one line a request),
+    gzip on, mime.types, the modules Debian enables, the index list and
+    `try_files $uri $uri/ =404`."""
+    prefix = _nginx_prefix(workdir)
+    user = "user root root;" if os.geteuid() == 0 else ""
+    conns = max(768, 2 * max_connections + 64)
+    modules = ""
+    if Path("/etc/nginx/modules-enabled").is_dir():
+        # Debian's load_module lines name modules/*.so under its prefix
+        # (/usr/share/nginx), this prefix is the work directory's
+        debian_modules = Path("/usr/share/nginx/modules")
+        if debian_modules.is_dir() and not (prefix / "modules").exists():
+            (prefix / "modules").symlink_to(debian_modules)
+        modules = "include /etc/nginx/modules-enabled/*.conf;"
+    mime = Path("/etc/nginx/mime.types")
+    types = f"include {mime};" if mime.is_file() else "types { text/html html; }"
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        f"""\
+daemon off;
+{user}
+worker_processes auto;
+worker_rlimit_nofile {2 * conns};
+pid {prefix / "nginx.pid"};
+error_log {workdir / "nginx-error.log"};
+{modules}
+events {{
+    worker_connections {conns};
+}}
+http {{
+    sendfile on;
+    tcp_nopush on;
+    types_hash_max_size 2048;
+    {types}
+    default_type application/octet-stream;
+    ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers on;
+    access_log {workdir / "access.log"};
+    gzip on;
+{_nginx_temp_paths(prefix)}
+    server {{
+        listen 127.0.0.1:{port} default_server;
+        root {docroot};
+        index index.html index.htm {DEBIAN_INDEX_NAME};
+        server_name _;
+        location / {{
+            try_files $uri $uri/ =404;
+        }}
+    }}
+}}
+"""
+    )
+    return _nginx_argv(prefix, workdir, conf)
+
+
+# The Python server: a file run by path, so the server process imports
+# nothing of pyesca (it runs under `esca run` like any program).
+ASYNCIO_SERVER = Path(__file__).resolve().parent / "asyncio_server.py"
+
+
+def asyncio_cmd(
+    docroot: Path, port: int, workdir: Path, *, max_connections: int = 1024
+) -> list[str]:
+    """asyncio_server.py (one process, one thread) with this Python."""
+    return [sys.executable, str(ASYNCIO_SERVER), "--root", str(docroot), "--port", str(port)]
 
 
 # kind -> config generator: (docroot, port, workdir, **options) -> argv
 SERVERS: dict[str, Callable[..., list[str]]] = {
     "lighttpd": lighttpd_conf,
     "nginx": nginx_conf,
+}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """A named server configuration for `esca bench --config NAME`."""
+
+    name: str
+    kind: str  # lighttpd, nginx, asyncio
+    about: str  # one line, for --help
+    make: Callable[..., list[str]]  # (docroot, port, workdir, *, max_connections) -> argv
+    # A page of its own, served at "/" through the index list (nginx-debian's),
+    # instead of the --size files requested by name.
+    index_page: tuple[str, bytes] | None = None
+    workers: str = ""  # nginx's worker_processes, as configured
+    access_log: bool = False  # one line a request to workdir/access.log
+
+    @property
+    def binary(self) -> str:
+        return "python3" if self.kind == "asyncio" else self.kind
+
+    @property
+    def install_hint(self) -> str:
+        return {"lighttpd": "apt-get install lighttpd", "nginx": "apt-get install nginx"}.get(
+            self.kind, ""
+        )
+
+
+def _with(fn: Callable[..., list[str]], **fixed: object) -> Callable[..., list[str]]:
+    def make(docroot: Path, port: int, workdir: Path, **opts: object) -> list[str]:
+        return fn(docroot, port, workdir, **opts, **fixed)
+
+    return make
+
+
+CONFIGS: dict[str, ServerConfig] = {
+    c.name: c
+    for c in (
+        ServerConfig(
+            "lighttpd",
+            "lighttpd",
+            "minimal lighttpd (no module, no access log), the seed's setting",
+            lighttpd_conf,
+        ),
+        ServerConfig(
+            "lighttpd-accesslog",
+            "lighttpd",
+            "the minimal lighttpd plus mod_accesslog: one log line a request, to a file",
+            _with(lighttpd_conf, access_log=True),
+            access_log=True,
+        ),
+        ServerConfig(
+            "nginx",
+            "nginx",
+            "minimal nginx: master + 1 worker, sendfile on, tcp_nopush on, access_log off",
+            _with(nginx_conf, workers=1),
+            workers="1",
+        ),
+        ServerConfig(
+            "nginx-accesslog",
+            "nginx",
+            "the minimal nginx (1 worker, sendfile on) with nginx's default access log to a file",
+            _with(nginx_conf, workers=1, access_log=True),
+            workers="1",
+            access_log=True,
+        ),
+        ServerConfig(
+            "nginx-4w-nosendfile",
+            "nginx",
+            "nginx, 4 workers, sendfile off (the writev path), default access log to a file",
+            _with(nginx_conf, workers=4, sendfile=False, access_log=True),
+            workers="4",
+            access_log=True,
+        ),
+        ServerConfig(
+            "nginx-debian",
+            "nginx",
+            "nginx as Debian 12 ships it (nginx.conf + sites-enabled/default): worker_processes"
+            " auto, access log, gzip, GET / -> its 615 B index page",
+            nginx_debian_conf,
+            index_page=(DEBIAN_INDEX_NAME, DEBIAN_INDEX),
+            workers="auto",
+            access_log=True,
+        ),
+        ServerConfig(
+            "asyncio",
+            "asyncio",
+            "asyncio_server.py: Python's asyncio streams, one process (this Python)",
+            asyncio_cmd,
+        ),
+    )
 }
 
 
