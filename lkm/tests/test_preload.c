@@ -237,7 +237,11 @@ static void test_epoll_server(void)
 }
 
 /* A client asks for 16 MiB and never reads; another asks for 1000 bytes
- * five times: each answer must come within 1.5 s. */
+ * five times: each answer must come within 5 s.  A stall is an answer that
+ * never comes while the first client does not read; the bound is wide for
+ * TCG, where the server's first pass over the 16 MiB takes up to 0.75 s
+ * (120 answers measured in a loop, the host loaded) and one CI run saw
+ * more than 1.5 s. */
 static int never_stall(const char *executor, int *was_used)
 {
 	char *argv[] = { PROGS "/epoll_server", NULL };
@@ -254,7 +258,7 @@ static int never_stall(const char *executor, int *was_used)
 		bad = 1;
 	sleep_ms(300);
 	for (int i = 0; i < 5 && !bad; i++)
-		bad = request(fast, 1000, 1.5) < 0;
+		bad = request(fast, 1000, 5) < 0;
 	sleep_ms(100);
 	*was_used = used(executor);
 	close(slow);
