@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 from pathlib import Path
 
@@ -27,8 +28,26 @@ def build(tmp_path: Path, name: str, *extra: str) -> Path:
     return compile_c(PROGS / f"{name}.c", tmp_path, *extra)
 
 
+def raise_nofile(n: int) -> None:
+    """In the child: RLIMIT_NOFILE up to n (the hard limit too, where root may)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+            return
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
+
+
 def run(
-    mode: str, argv: list[str], stats: Path | None = None, timeout: float = 60, **env: str
+    mode: str,
+    argv: list[str],
+    stats: Path | None = None,
+    timeout: float = 60,
+    nofile: int = 0,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     e = dict(os.environ)
     if mode != "plain":
@@ -39,7 +58,14 @@ def run(
         if stats is not None:
             e["ESCA_STATS"] = str(stats)
     e.update(env)
-    return subprocess.run(argv, env=e, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        argv,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=(lambda: raise_nofile(nofile)) if nofile else None,
+    )
 
 
 def modes_with_sequential_stall() -> list[object]:
@@ -56,24 +82,37 @@ def modes_with_sequential_stall() -> list[object]:
 # ---------------------------------------------------------------- defect 2
 
 
+# README, Limits: plain RSS + ESCA_BUDGET per thread + 4 MiB + 72 B per fd
+BUDGET_KIB = 4096
+LIBRARY_KIB = 4096
+PER_FD_BYTES = 72
+
+
 @pytest.mark.parametrize("n", [200, 10000], ids=["200", "10000"])
 @pytest.mark.parametrize("mode", modes_with_sequential_stall())
 def test_many_stalled_clients_do_not_stall_the_server(tmp_path: Path, mode: str, n: int) -> None:
     """More stalled non-blocking sockets than any fixed table holds (there
-    was one of 64 owed fds): the active client is still served at once."""
+    was one of 64 owed fds): the active client is still served at once, and
+    the server's RSS stays within the budget README Limits states."""
     exe = build(tmp_path, "stalled_many")
     stats = tmp_path / "s.json"
+    nofile = n + 1024
+    plain = run("plain", [str(exe), str(n)], timeout=40, nofile=nofile)
+    if plain.returncode == 77:
+        pytest.skip(plain.stderr.strip())
+    assert plain.returncode == 0, plain.stderr
     try:
-        p = run(mode, [str(exe), str(n)], stats, timeout=40)
+        p = run(mode, [str(exe), str(n)], stats, timeout=40, nofile=nofile)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{mode}: the server stalled with {n} clients that do not read")
-    if p.returncode == 77:
-        pytest.skip(p.stderr.strip())
     assert p.returncode == 0, p.stderr
     words = p.stdout.split()
     assert words[:2] == ["stalled", str(n)], p.stdout
     # served well within a second of the stall (plain: a few ms)
     assert float(words[3]) < 1000, p.stdout
+    rss, plain_rss = int(words[5]), int(plain.stdout.split()[5])
+    limit = plain_rss + BUDGET_KIB + LIBRARY_KIB + (2 * n + 64) * PER_FD_BYTES // 1024
+    assert rss <= limit, (rss, plain_rss, limit)
     if mode != "plain":
         s = json.loads(stats.read_text())
         # sends were deferred, and once the table was full of bytes parked
@@ -175,3 +214,30 @@ def test_threads_sharing_one_epoll_set(tmp_path: Path, mode: str) -> None:
     if mode != "plain":
         s = json.loads(stats.read_text())
         assert s["syscalls"]["send"]["deferred"] > 0, s["syscalls"]["send"]
+
+
+# ---------------------------------------------------------------- defect 3
+
+
+@pytest.mark.parametrize("mode", executor_params())
+def test_nonblocking_pipe_written_until_eagain(tmp_path: Path, mode: str) -> None:
+    """A single-threaded program writes a non-blocking pipe nobody reads
+    until EAGAIN: the same bytes taken, the same EAGAIN, as plainly (it once
+    deadlocked, a pipe's bytes parked behind themselves; pipes are now never
+    deferred, README "What is deferred"), and every byte back in order."""
+    exe = build(tmp_path, "pipe_eagain")
+    plain = run("plain", [str(exe)], timeout=20)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.split()[2:4] == ["then", "EAGAIN"], plain.stdout
+    stats = tmp_path / "s.json"
+    try:
+        got = run(mode, [str(exe)], stats, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{mode}: a write to a full non-blocking pipe never returned")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == plain.stdout
+    s = json.loads(stats.read_text())
+    write = s["syscalls"]["write"]
+    # every write was seen and passed to the kernel (a pipe: "fd")
+    assert write["seen"] >= 2 and write["deferred"] == 0, write
+    assert write["passed"]["fd"] == write["seen"], write

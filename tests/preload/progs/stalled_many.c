@@ -1,8 +1,9 @@
 /* stalled_many.c N: a server with N clients that never read, each written
  * to until EAGAIN, and one active client that must be answered within a
  * bound.  The clients are a child process: it connects the N, which never
- * read, then (at SIGUSR1) the active one.  Prints "served <ms>" and exits 0 when the active
- * client got its answer; exits 1 on any failure.  Everything on 127.0.0.1,
+ * read, then (at SIGUSR1) the active one.  Prints "stalled N served <ms>
+ * rss_kib <peak RSS of the server>" and exits 0 when the active client got
+ * its answer; exits 1 on any failure.  Everything on 127.0.0.1,
  * one epoll set, edge-triggered, non-blocking: an ordinary event loop. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -214,7 +215,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "client failed: %d\n", status);
 		return 1;
 	}
-	printf("stalled %d served %.0f\n", nstalled, t_served - t_go);
+	{
+		struct rusage ru;
+
+		if (getrusage(RUSAGE_SELF, &ru) < 0)
+			die("getrusage");
+		/* the server's peak resident set, KiB (the clients are a
+		 * child: not counted) */
+		printf("stalled %d served %.0f rss_kib %ld\n", nstalled,
+		       t_served - t_go, ru.ru_maxrss);
+	}
 	/* the clients are gone: what was parked on them fails, and the exit
 	 * has nothing to wait for */
 	return 0;
