@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * stats.c - the ESCA_STATS file: stats_maybe_write() (at most once per
- * ESCA_STATS_INTERVAL_MS, or forced at exit/exec), stats_after_fork().
+ * ESCA_STATS_INTERVAL_MS, or forced at exit/exec), stats_after_fork(), and
+ * setuid/seteuid/setreuid/setresuid (root keeps its file open first).
  * Its own I/O is raw syscalls: never our interposers. */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,10 +17,10 @@
 static uint64_t stats_last_ns;
 static int stats_busy;
 
-/* A fork child of root may drop its privileges (nginx's workers become
- * nobody) and then can create nothing in the stats directory: it makes its
- * file while it still can and keeps it open, to write into at the end when
- * a new file cannot be made (stats_after_fork). */
+/* A process of root's may drop its privileges (nginx's workers become
+ * nobody) and then can create nothing in the stats directory: just before
+ * it does (setuid & co, below) it makes its file and keeps it open, to
+ * write into at the end when a new file cannot be made. */
 static int held_fd = -1;
 static dev_t held_dev;
 static ino_t held_ino;
@@ -208,9 +209,7 @@ void stats_maybe_write(int force)
 }
 
 /* The child writes its own file, from its own clock (a write of another
- * thread of the parent's, busy at the fork, is not the child's).  A child
- * of root makes its file now and holds it (held_fd, O_CLOEXEC): a worker
- * that drops its privileges still leaves its counters. */
+ * thread of the parent's, busy at the fork, is not the child's). */
 void stats_after_fork(void)
 {
 	stats_last_ns = 0;
@@ -223,6 +222,46 @@ void stats_after_fork(void)
 			held_close();	/* (fdmap_after_fork closed it) */
 		held_fd = -1;
 	}
-	if (cfg.stats_path[0] && geteuid() == 0)
-		write_stats(1);
+}
+
+/* ---- root giving up its privileges ---------------------------------------
+ * Before the effective uid of a root process becomes another: its stats file
+ * made now and held (held_fd: close-on-exec, high, invisible to the
+ * program), so that its counters are still written at the end (DESIGN.md,
+ * "Contract: threads and fork").  A process that never drops holds nothing. */
+static void before_uid_drop(uid_t euid)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (!cfg.stats_path[0] || held_fd >= 0 || euid == (uid_t)-1 ||
+	    euid == 0 || geteuid() != 0)
+		return;
+	if (__atomic_exchange_n(&stats_busy, 1, __ATOMIC_ACQUIRE))
+		return;
+	write_stats(1);
+	__atomic_store_n(&stats_busy, 0, __ATOMIC_RELEASE);
+}
+
+EXPORT int setuid(uid_t uid)
+{
+	before_uid_drop(uid);
+	return real.setuid(uid);
+}
+
+EXPORT int seteuid(uid_t euid)
+{
+	before_uid_drop(euid);
+	return real.seteuid(euid);
+}
+
+EXPORT int setreuid(uid_t ruid, uid_t euid)
+{
+	before_uid_drop(euid);
+	return real.setreuid(ruid, euid);
+}
+
+EXPORT int setresuid(uid_t ruid, uid_t euid, uid_t suid)
+{
+	before_uid_drop(euid);
+	return real.setresuid(ruid, euid, suid);
 }
