@@ -37,8 +37,8 @@ static int close_queued(struct esca_table *t)
  * flush's round was reaped (one more entry: as many as flush + epoll_wait);
  * a batch without one, the common keep-alive case, keeps the one-entry
  * fold (its writes change no epoll set's membership).
- * Returns the number of events, -errno, or -ENOSYS (not here: the caller
- * flushes and waits itself). */
+ * Returns the number of events, -errno, or -ENOSYS (not here, or parked
+ * sends moved before any event came: the caller flushes and waits itself). */
 int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 			     int max, int timeout_ms, const void *sigmask)
 {
@@ -48,7 +48,7 @@ int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 	struct io_uring_cqe *cqe;
 	struct timespec now;
 	int64_t deadline = 0;
-	int intr = 0, late, r;
+	int intr = 0, moved = 0, late, r;
 
 	if (!u->have_epwait || u->ep_busy || max <= 0)
 		return -ENOSYS;
@@ -109,6 +109,14 @@ int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 		if (r < 0 && r != -EAGAIN && r != -EBUSY)
 			break;
 		esca__uring_round(t, u);	/* parked sends requeued: on */
+		if (!u->ep_done && r >= 0) {
+			/* parked sends moved, no event yet: the caller waits
+			 * on, unfolded (between two entries here a signal of
+			 * the program's would run its handler unseen, and the
+			 * wait go on where Linux's returns EINTR) */
+			moved = 1;
+			break;
+		}
 	}
 	if (!u->ep_done) {
 		sqe = io_uring_get_sqe(ring);
@@ -134,7 +142,7 @@ int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 	if (!u->ep_done)
 		return -EIO;	/* the ring failed: cannot happen */
 	if (u->ep_res == -ECANCELED || u->ep_res == -EINTR)
-		return intr ? -EINTR : 0;
+		return intr ? -EINTR : moved ? -ENOSYS : 0;
 	return u->ep_res;
 }
 

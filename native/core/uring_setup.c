@@ -161,6 +161,13 @@ int esca__fd_high(int fd)
 		long nfd = esca_sys_ret(syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC,
 						top - step));
 
+		if (nfd >= top) {
+			/* the slots from top - step up are taken: F_DUPFD
+			 * went past the top (past FD_SETSIZE, where select
+			 * cannot watch it); a range lower down */
+			esca_sys_close((int)nfd);
+			continue;
+		}
 		if (nfd >= 0) {
 			esca_sys_close(fd);
 			fd = (int)nfd;

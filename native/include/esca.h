@@ -244,7 +244,8 @@ ESCA_API int esca_flush(struct esca_table *t, unsigned mode, int why);
  * in as few kernel entries as the executor can (one, under uring with
  * ESCA_CFG_FOLD_WAIT, when events are ready).  Returns what epoll_wait
  * would (events, or -errno such as -EINTR), or -ENOSYS when the executor
- * cannot: then flush and call epoll_wait yourself. */
+ * cannot, or when parked sends moved before any event came (the flush ran;
+ * time passed): then flush and call epoll_wait yourself. */
 struct epoll_event;
 ESCA_API int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
 				   struct epoll_event *evs, int max,

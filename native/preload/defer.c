@@ -120,12 +120,8 @@ int parked_eagain(struct tstate *ts, struct fdinfo *fi, int fd, int flags)
 	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
 	if (!esca_fd_inflight(ts->table, fd))
 		return 0;
-	if (!(fi->flags & FI_OWED)) {
-		if (ts->nowed >= MAX_OWED)
-			return 0;	/* no room to remember: wait, as before */
-		ts->owed[ts->nowed++] = fd;
-		fi->flags |= FI_OWED;
-	}
+	if (!(fi->flags & FI_OWED) && lib_owe(ts, fi, fd) < 0)
+		return 0;	/* no memory to remember it: wait, as before */
 	ts->eagain_parked++;
 	errno = EAGAIN;
 	return 1;

@@ -117,7 +117,6 @@ struct fdinfo {
 #define MAX_EPREG 8
 #define STASH_SLOTS 16	/* a signal handler's data calls held, per thread */
 #define STASH_BYTES 4096
-#define MAX_OWED 64
 
 /* Per-thread state (thread.c). */
 struct tstate {
@@ -130,12 +129,15 @@ struct tstate {
 	int in_wait;		/* in an event-loop wait that watches parked ops */
 	int signaled;		/* the watchdog sent the timer signal */
 	unsigned timer_hits;	/* the timer signal's handler ran on it */
+	unsigned sig_hits;	/* a handler of the program's ran on it: a
+				 * wait that runs again returns EINTR */
 	uint64_t stash_res;	/* calls stashed: count << 32 | bytes */
 	struct stash_slot {
 		int fd, call, flags;
 		uint32_t off, len;
 	} stash[STASH_SLOTS];
 	char stash_buf[STASH_BYTES];
+	int pfd;		/* its progress fd once made, else -1 */
 	pthread_t tid;
 	int segment;		/* explicit batch_start() open */
 	int nexplicit;
@@ -144,9 +146,11 @@ struct tstate {
 				 * socket stays known empty until it changes */
 	uint64_t reads_seen, reads_answered;
 	uint64_t composed;	/* setsockopt calls composed into MSG_MORE */
-	int nowed;		/* fds told EAGAIN while their bytes were */
-	int owed[MAX_OWED];	/* parked: re-armed in their epoll set when
-				 * the bytes are out (lib_pay_owed) */
+	int nowed, owed_cap;	/* fds told EAGAIN while their bytes were
+				 * parked: re-armed in their epoll set when
+				 * the bytes are out (lib_pay_owed); grown by
+				 * lib_owe, off the fast path, no limit */
+	struct owed { int fd; uint16_t gen; } *owed;
 	uint64_t eagain_parked;	/* data calls answered EAGAIN so */
 	uint64_t held_closes;	/* closes held for other entries naming the fd */
 	int vfork_tid;		/* in vfork: the parent's tid; a vfork child
@@ -206,6 +210,7 @@ HIDDEN int timer_handler_ours(void);
 HIDDEN void thread_init(void);
 HIDDEN int threads_sum(struct tstate *sum, int *total);
 HIDDEN uint64_t now_ns(void);
+HIDDEN int thread_pfd_waiting(struct tstate *self, int pfd);
 extern HIDDEN int table_executor;	/* the executor tables really got */
 extern HIDDEN char fallback_reason[128];
 
@@ -233,8 +238,14 @@ HIDDEN int lib_flush_epoll(struct tstate *ts, int epfd,
 			   const sigset_t *mask);
 HIDDEN void lib_lifecycle_flush(void);
 
-/* wait.c */
+/* wait.c (and poll.c, which shares its helpers) */
 HIDDEN void lib_pay_owed(struct tstate *ts);
+HIDDEN int lib_owe(struct tstate *ts, struct fdinfo *fi, int fd);
+HIDDEN int before_wait(struct tstate *ts);
+HIDDEN void progress_arm(struct tstate *ts, int on);
+HIDDEN void progress_drain(int fd);
+HIDDEN uint64_t wait_clock_ns(void);
+HIDDEN uint64_t wait_left_ns(uint64_t deadline);
 
 /* signals.c */
 HIDDEN void signals_init(void);

@@ -42,16 +42,23 @@ static inline void before_read(int fd)
 /* ---- lever "reads": a read whose answer is known ------------------------
  *
  * A server answers a request and reads its socket again before its next
- * wait: when its previous read found the socket empty (EAGAIN, or fewer
- * bytes than asked: TCP and unix stream reads stop only at an empty queue)
- * and this thread has not waited since, the kernel says EAGAIN unless bytes
- * arrived in between - and then the answer EAGAIN is the one the kernel
- * would have given a moment earlier.  Nothing is lost: the socket is in one
- * of the program's epoll sets, whose next wait reports it (level-triggered:
- * it is readable; edge-triggered or one-shot: the arrival, or the re-arm,
- * happened after the wait that reported it last).  Each such answer is given
- * once; the read after it goes to the kernel, so a program that never waits
- * cannot spin on us. */
+ * wait: when its previous read found the socket empty and this thread has
+ * not waited since, the kernel says EAGAIN unless bytes arrived in between -
+ * and then the answer EAGAIN is the one the kernel would have given a moment
+ * earlier.  Nothing is lost: the socket is in one of the program's epoll
+ * sets, whose next wait reports it (level-triggered: it is readable;
+ * edge-triggered or one-shot: the arrival, or the re-arm, happened after the
+ * wait that reported it last).  Each such answer is given once; the read
+ * after it goes to the kernel, so a program that never waits cannot spin on
+ * us.
+ *
+ * "Found the socket empty": EAGAIN on any stream socket; a read shorter
+ * than asked only on TCP.  A unix stream read stops short at an SCM_RIGHTS
+ * or SO_PASSCRED message boundary with bytes left, which an edge-triggered
+ * loop would then never be told of.  TCP's urgent mark stops a read short
+ * too: there the lever can still answer EAGAIN with bytes left (a known
+ * limit, README "Limits"; telling it apart costs a syscall per read, which
+ * is what the lever saves).  DESIGN.md, "Vocabulary" (lever). */
 static inline struct fdinfo *read_begin(int fd, int flags)
 {
 	struct tstate *ts = tls_ts;
@@ -84,9 +91,13 @@ static inline int read_known_empty(struct fdinfo *fi, size_t n)
 	return 1;
 }
 
+/* Did the read find the socket empty?  EAGAIN, on any stream socket; a
+ * short read, on TCP only (unix stream reads stop short at SCM_RIGHTS and
+ * SO_PASSCRED message boundaries with bytes left). */
 static inline void read_end(struct fdinfo *fi, size_t n, ssize_t r)
 {
-	if (r < 0 ? errno == EAGAIN : (r > 0 && (size_t)r < n))
+	if (r < 0 ? errno == EAGAIN :
+	    (r > 0 && (size_t)r < n && (fi->flags & FI_TCP)))
 		fi->drained = tls_ts->wait_token;
 	else
 		fi->drained = 0;

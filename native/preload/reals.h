@@ -104,7 +104,11 @@
 	X(pthread_kill, "pthread_kill", int, (pthread_t, int), REQUIRED) \
 	X(sigqueue, "sigqueue", int, (pid_t, int, const union sigval),	\
 	  REQUIRED)							\
-	X(abort, "abort", void, (void), REQUIRED)
+	X(abort, "abort", void, (void), REQUIRED)			\
+	X(setuid, "setuid", int, (uid_t), REQUIRED)			\
+	X(seteuid, "seteuid", int, (uid_t), REQUIRED)			\
+	X(setreuid, "setreuid", int, (uid_t, uid_t), REQUIRED)		\
+	X(setresuid, "setresuid", int, (uid_t, uid_t, uid_t), REQUIRED)
 
 struct pollfd;
 

@@ -235,6 +235,83 @@ void signals_init(void)
 	}
 }
 
+/* ---- the program's handlers, seen to run (DESIGN.md, "Flush triggers") ---
+ * A wait of the library's may be several kernel entries (parked sends move
+ * between them); a program's signal that arrives between two runs its
+ * handler where no wait sees it, and plain Linux's wait would have returned
+ * EINTR.  So each handler the program installs runs through on_prog_signal,
+ * which counts it on the thread (tstate.sig_hits: a wait that would run
+ * again returns EINTR instead).  sigaction() reports the program's own
+ * handler back.  Not the fatal signals (above), nor the timer signal. */
+static void (*prog_plain[NSIG])(int);
+static void (*prog_info[NSIG])(int, siginfo_t *, void *);
+
+static void on_prog_signal(int sig, siginfo_t *si, void *uc)
+{
+	struct tstate *ts = tls_ts;
+	void (*info)(int, siginfo_t *, void *) =
+		__atomic_load_n(&prog_info[sig], __ATOMIC_ACQUIRE);
+	void (*plain)(int) = __atomic_load_n(&prog_plain[sig], __ATOMIC_ACQUIRE);
+
+	if (ts)
+		ts->sig_hits++;
+	if (info)
+		info(sig, si, uc);
+	else if (plain)
+		plain(sig);
+}
+
+static int is_prog_tramp(const struct sigaction *sa)
+{
+	return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_prog_signal;
+}
+
+static int sigaction_counted(int sig, const struct sigaction *act,
+			     struct sigaction *old)
+{
+	void (*was_plain)(int) = prog_plain[sig];
+	void (*was_info)(int, siginfo_t *, void *) = prog_info[sig];
+	struct sigaction mine, prev;
+	int r;
+
+	if (act && ((act->sa_flags & SA_SIGINFO) ?
+		    act->sa_sigaction != NULL :
+		    act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN)) {
+		/* the new one first, then the other cleared: a signal
+		 * meanwhile runs one of the two */
+		if (act->sa_flags & SA_SIGINFO) {
+			__atomic_store_n(&prog_info[sig], act->sa_sigaction,
+					 __ATOMIC_RELEASE);
+		} else {
+			__atomic_store_n(&prog_plain[sig], act->sa_handler,
+					 __ATOMIC_RELEASE);
+			__atomic_store_n(&prog_info[sig], NULL, __ATOMIC_RELEASE);
+		}
+		mine = *act;
+		mine.sa_sigaction = on_prog_signal;
+		mine.sa_flags |= SA_SIGINFO;
+		act = &mine;
+	}
+	r = real.sigaction(sig, act, &prev);
+	if (r < 0) {
+		prog_plain[sig] = was_plain;
+		prog_info[sig] = was_info;
+		return r;
+	}
+	if (old) {
+		*old = prev;
+		if (is_prog_tramp(&prev)) {
+			if (was_info) {
+				old->sa_sigaction = was_info;
+			} else {
+				old->sa_flags &= ~SA_SIGINFO;
+				old->sa_handler = was_plain;
+			}
+		}
+	}
+	return 0;
+}
+
 EXPORT int sigaction(int sig, const struct sigaction *act,
 		     struct sigaction *old)
 {
@@ -243,6 +320,9 @@ EXPORT int sigaction(int sig, const struct sigaction *act,
 
 	if (unlikely(!lib_ready))
 		esca_lib_init();
+	if (!cfg.disabled && sig > 0 && sig < NSIG && !is_fatal(sig) &&
+	    sig != cfg.timer_signal)
+		return sigaction_counted(sig, act, old);
 	if (cfg.disabled || !is_fatal(sig))
 		return real.sigaction(sig, act, old);
 	if (act && !(act->sa_flags & SA_SIGINFO) &&

@@ -1,18 +1,41 @@
 /* SPDX-License-Identifier: MIT
  * stats.c - the ESCA_STATS file: stats_maybe_write() (at most once per
- * ESCA_STATS_INTERVAL_MS, or forced at exit/exec), stats_after_fork().
+ * ESCA_STATS_INTERVAL_MS, or forced at exit/exec), stats_after_fork(), and
+ * setuid/seteuid/setreuid/setresuid (root keeps its file open first).
  * Its own I/O is raw syscalls: never our interposers. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "preload.h"
 
 static uint64_t stats_last_ns;
+static int stats_busy;
+
+/* A process of root's may drop its privileges (nginx's workers become
+ * nobody) and then can create nothing in the stats directory: just before
+ * it does (setuid & co, below) it makes its file and keeps it open, to
+ * write into at the end when a new file cannot be made. */
+static int held_fd = -1;
+static dev_t held_dev;
+static ino_t held_ino;
+
+/* native/core/internal.h: the library's own fds sit high and are invisible
+ * to the program (DESIGN.md, "Contract: fd lifetime"); the held file is one */
+extern HIDDEN int esca__fd_high(int fd);
+extern HIDDEN void esca__fd_gone(int fd);
+
+static void held_close(void)
+{
+	esca__fd_gone(held_fd);
+	syscall(SYS_close, held_fd);
+	held_fd = -1;
+}
 
 struct sbuf {
 	char *p;
@@ -36,7 +59,20 @@ static void put(struct sbuf *b, const char *fmt, ...)
 		b->n += (size_t)r < b->cap - b->n ? (size_t)r : b->cap - b->n;
 }
 
-static void write_stats(void)
+/* The held file, still ours (the program may have closed the number and
+ * opened something else under it)?  Then the text replaces its content. */
+static void write_held(const char *text, size_t n)
+{
+	struct stat st;
+
+	if (held_fd < 0 || syscall(SYS_fstat, held_fd, &st) < 0 ||
+	    st.st_dev != held_dev || st.st_ino != held_ino)
+		return;
+	if (syscall(SYS_pwrite64, held_fd, text, n, 0) == (ssize_t)n)
+		syscall(SYS_ftruncate, held_fd, (off_t)n);
+}
+
+static void write_stats(int hold)
 {
 	static char text[16384];
 	struct sbuf b = { text, 0, sizeof(text) };
@@ -129,17 +165,34 @@ static void write_stats(void)
 		    syscall(SYS_unlink, tmp) < 0)
 			break;
 	}
-	if (fd < 0)
+	if (fd < 0) {
+		if (errno == EACCES || errno == EPERM)
+			write_held(text, b.n);
 		return;
+	}
 	w = syscall(SYS_write, fd, text, b.n);
-	syscall(SYS_close, fd);
-	if (w != (ssize_t)b.n || syscall(SYS_rename, tmp, path) < 0)
+	if (hold && w == (ssize_t)b.n) {
+		struct stat st;
+
+		fd = esca__fd_high(fd);
+		if (syscall(SYS_fstat, fd, &st) == 0) {
+			held_fd = fd;
+			held_dev = st.st_dev;
+			held_ino = st.st_ino;
+			fd = -1;
+		}
+	}
+	if (fd >= 0)
+		syscall(SYS_close, fd);
+	if (w != (ssize_t)b.n || syscall(SYS_rename, tmp, path) < 0) {
 		syscall(SYS_unlink, tmp);
+		if (held_fd >= 0 && hold)
+			held_close();
+	}
 }
 
 void stats_maybe_write(int force)
 {
-	static int busy;
 	uint64_t now;
 
 	if (!cfg.stats_path[0])
@@ -148,15 +201,67 @@ void stats_maybe_write(int force)
 	if (!force && now - __atomic_load_n(&stats_last_ns, __ATOMIC_RELAXED) <
 			      cfg.stats_interval_ns)
 		return;
-	if (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE))
+	if (__atomic_exchange_n(&stats_busy, 1, __ATOMIC_ACQUIRE))
 		return;
 	__atomic_store_n(&stats_last_ns, now, __ATOMIC_RELAXED);
-	write_stats();
-	__atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
+	write_stats(0);
+	__atomic_store_n(&stats_busy, 0, __ATOMIC_RELEASE);
 }
 
-/* The child writes its own file, from its own clock. */
+/* The child writes its own file, from its own clock (a write of another
+ * thread of the parent's, busy at the fork, is not the child's). */
 void stats_after_fork(void)
 {
 	stats_last_ns = 0;
+	stats_busy = 0;
+	if (held_fd >= 0) {	/* the parent's copy: not the child's file */
+		struct stat st;
+
+		if (syscall(SYS_fstat, held_fd, &st) == 0 &&
+		    st.st_dev == held_dev && st.st_ino == held_ino)
+			held_close();	/* (fdmap_after_fork closed it) */
+		held_fd = -1;
+	}
+}
+
+/* ---- root giving up its privileges ---------------------------------------
+ * Before the effective uid of a root process becomes another: its stats file
+ * made now and held (held_fd: close-on-exec, high, invisible to the
+ * program), so that its counters are still written at the end (DESIGN.md,
+ * "Contract: threads and fork").  A process that never drops holds nothing. */
+static void before_uid_drop(uid_t euid)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (!cfg.stats_path[0] || held_fd >= 0 || euid == (uid_t)-1 ||
+	    euid == 0 || geteuid() != 0)
+		return;
+	if (__atomic_exchange_n(&stats_busy, 1, __ATOMIC_ACQUIRE))
+		return;
+	write_stats(1);
+	__atomic_store_n(&stats_busy, 0, __ATOMIC_RELEASE);
+}
+
+EXPORT int setuid(uid_t uid)
+{
+	before_uid_drop(uid);
+	return real.setuid(uid);
+}
+
+EXPORT int seteuid(uid_t euid)
+{
+	before_uid_drop(euid);
+	return real.seteuid(euid);
+}
+
+EXPORT int setreuid(uid_t ruid, uid_t euid)
+{
+	before_uid_drop(euid);
+	return real.setreuid(ruid, euid);
+}
+
+EXPORT int setresuid(uid_t ruid, uid_t euid, uid_t suid)
+{
+	before_uid_drop(euid);
+	return real.setresuid(ruid, euid, suid);
 }

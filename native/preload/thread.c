@@ -97,6 +97,24 @@ static void *watchdog(void *arg)
 	return NULL;
 }
 
+/* Is the thread whose progress fd is pfd in a wait that watches it?  Asked
+ * when another thread's wait took that fd's event from a shared epoll set
+ * (wait.c); a rare path: the list's lock. */
+int thread_pfd_waiting(struct tstate *self, int pfd)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&list_lock);
+	for (struct tstate *ts = threads; ts; ts = ts->next) {
+		if (ts != self && ts->table && ts->pfd == pfd) {
+			r = __atomic_load_n(&ts->in_wait, __ATOMIC_ACQUIRE);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&list_lock);
+	return r;
+}
+
 /* The timer signal's handler is ours (the program did not take the signal
  * since): it may be sent. */
 int timer_handler_ours(void)
@@ -242,6 +260,7 @@ struct tstate *tstate_create(void)
 	}
 	table_executor = esca_table_executor(ts->table);
 	ts->tid = pthread_self();
+	ts->pfd = -1;
 	ts->wait_token = ((uint64_t)(uint32_t)syscall(SYS_gettid) << 32) | 1;
 	pthread_mutex_lock(&list_lock);
 	ts->next = threads;
@@ -330,6 +349,7 @@ static void tstate_destroy(void *p)
 	esca_table_free(ts->table);
 	ts->table = NULL;
 	free(ts->pbuf);
+	free(ts->owed);
 	free(ts);
 }
 
@@ -377,6 +397,7 @@ static void thread_atfork_child(void)
 	stats_after_fork();
 	if (tls_ts) {
 		free(tls_ts->pbuf);
+		free(tls_ts->owed);
 		free(tls_ts);
 		tls_ts = NULL;
 		pthread_setspecific(ts_key, NULL);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT
- * wait.c - flush triggers where the thread waits: the event-loop waits
- * (epoll_wait/pwait/pwait2, poll, ppoll, select, pselect) with the progress
- * fd, the events owed to sockets (lib_pay_owed), and the calls that block
- * without a wait set (sleeps, pause, wait*): DESIGN.md, "Flush triggers". */
+ * wait.c - flush triggers where the thread waits: the epoll waits
+ * (epoll_wait/pwait/pwait2) with the progress fd, what poll.c shares with
+ * them (before_wait, progress_arm, the clock), the events owed to sockets
+ * (lib_owe, lib_pay_owed), and the calls that block without a wait set
+ * (sleeps, pause, wait*): DESIGN.md, "Flush triggers". */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -15,21 +16,50 @@
 
 #include "preload.h"
 
-/* an epoll_event.data no program makes: a non-canonical address */
-#define EPOLL_MAGIC 0xe5ca5e9a0000e5caull
+/* an epoll_event.data no program makes: a non-canonical address, with the
+ * progress fd in its low 32 bits (whose it is, in a set threads share) */
+#define EPOLL_MAGIC 0xe5ca5e9a00000000ull
+#define EPOLL_MAGIC_MASK 0xffffffff80000000ull
+
+static inline int is_ours(uint64_t data)
+{
+	return (data & EPOLL_MAGIC_MASK) == EPOLL_MAGIC;
+}
 
 /* Arm or disarm the progress fd: a change of the executor's state, inside
- * the library. */
-static void progress_arm(struct tstate *ts, int on)
+ * the library.  errno is the wait's, kept. */
+void progress_arm(struct tstate *ts, int on)
 {
+	int e = errno;
+
 	ts->guard++;
 	esca_table_progress_arm(ts->table, on);
 	lib_leave(ts);
+	errno = e;
+}
+
+/* The precise monotonic clock, for the deadlines of waits that run again
+ * (the coarse one lags by up to a tick: a wait would end before its
+ * timeout).  Read only on those slow paths. */
+uint64_t wait_clock_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* The time left to deadline, ns (0 when past). */
+uint64_t wait_left_ns(uint64_t deadline)
+{
+	uint64_t now = wait_clock_ns();
+
+	return now >= deadline ? 0 : deadline - now;
 }
 
 /* Flush before a wait.  Returns the progress fd when entries stay in flight
  * (parked on full sockets) and the wait must also watch it, else -1. */
-static int before_wait(struct tstate *ts)
+int before_wait(struct tstate *ts)
 {
 	int pfd;
 
@@ -52,16 +82,26 @@ static int before_wait(struct tstate *ts)
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
 		return -1;
 	}
+	__atomic_store_n(&ts->pfd, pfd, __ATOMIC_RELEASE);
 	return pfd;
 }
 
+/* Reset the progress fd's eventfd counter: a raw read, never our read(). */
+void progress_drain(int fd)
+{
+	uint64_t v;
+
+	if (syscall(SYS_read, fd, &v, sizeof(v)) < 0)
+		return;
+}
+
 /* Is the progress fd pfd in the program's epoll set epfd?  Put it there
- * (edge-triggered, EPOLL_MAGIC as its data) once per epoll fd's life. */
+ * (edge-triggered, EPOLL_MAGIC | pfd as its data) once per epoll fd's life. */
 static int epoll_has_ours(struct tstate *ts, int epfd, int pfd)
 {
 	struct fdinfo *fi = fdi(epfd);
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
-				  .data.u64 = EPOLL_MAGIC };
+				  .data.u64 = EPOLL_MAGIC | (uint32_t)pfd };
 	int slot = -1;
 
 	if (!fi)
@@ -88,11 +128,27 @@ static int epoll_has_ours(struct tstate *ts, int epfd, int pfd)
 
 static int64_t remaining_ms(uint64_t deadline)
 {
-	uint64_t now = now_ns();
+	return (int64_t)((wait_left_ns(deadline) + 999999) / 1000000);
+}
 
-	if (now >= deadline)
-		return 0;
-	return (int64_t)((deadline - now + 999999) / 1000000);
+/* A progress fd's event that a wait of ts took from epoll set epfd: its own
+ * (1), or another thread's (0): in a set threads share, whose wait takes an
+ * edge-triggered event is the kernel's choice.  If its owner is in a wait
+ * that watches it, a new edge is made for it (EPOLL_CTL_MOD reports a ready
+ * fd again; the eventfd was not read); out of one, the owner's next wait
+ * flushes first. */
+static int progress_event(struct tstate *ts, int epfd, uint64_t data)
+{
+	int pfd = (int)(uint32_t)data;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
+				  .data.u64 = data };
+
+	if (ts && ts->pfd == pfd)
+		return 1;
+	if (thread_pfd_waiting(ts, pfd) &&
+	    syscall(SYS_epoll_ctl, epfd, EPOLL_CTL_MOD, pfd, &ev) < 0)
+		return 0;	/* gone from the set: its owner put it back */
+	return 0;
 }
 
 /* Set once any thread put its progress fd in an epoll set: from then on
@@ -113,12 +169,13 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 	uint64_t deadline = 0;
 	int pfd, n, filter;
 	struct timespec left;
+	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
 
 	/* lever "fold": the flush and the wait in one kernel entry */
 	if ((cfg.levers & LEVER_FOLD) && ts && !ts->guard && ts->table &&
 	    esca_table_pending(ts->table) && via != VIA_EPOLL_PWAIT2 &&
 	    timeout != 0) {
-		uint64_t start = timeout > 0 ? now_ns() : 0;
+		uint64_t start = timeout > 0 ? wait_clock_ns() : 0;
 		unsigned hits = ts->timer_hits;
 		int resumed = 0;
 
@@ -146,19 +203,25 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 						       __ATOMIC_RELAXED))
 				return n;
 			for (int i = 0; i < n; i++)
-				if (evs[i].data.u64 != EPOLL_MAGIC)
+				if (!is_ours(evs[i].data.u64))
 					evs[m++] = evs[i];
+				else
+					progress_event(ts, epfd, evs[i].data.u64);
 			if (m > 0)
 				return m;
-			/* only our progress fd or our signal woke it: wait
-			 * on, below */
-			if (timeout > 0) {
-				int64_t used = (int64_t)((now_ns() - start) /
-							 1000000);
+		}
+		/* only our progress fd or our signal woke it, or parked
+		 * sends moved (-2): wait on, below, for the time left - unless
+		 * a handler of the program's ran meanwhile (Linux: EINTR) */
+		if (ts->sig_hits != sigs) {
+			errno = EINTR;
+			return -1;
+		}
+		if (timeout > 0) {
+			int64_t used = (int64_t)((wait_clock_ns() - start) /
+						 1000000);
 
-				timeout = used >= timeout ? 0 :
-					  timeout - (int)used;
-			}
+			timeout = used >= timeout ? 0 : timeout - (int)used;
 		}
 	}
 	pfd = before_wait(ts);
@@ -169,10 +232,11 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 		__atomic_store_n(&epoll_magic_used, 1, __ATOMIC_RELAXED);
 	filter = __atomic_load_n(&epoll_magic_used, __ATOMIC_RELAXED);
 	if (via == VIA_EPOLL_PWAIT2 && ts2)
-		deadline = now_ns() + (uint64_t)ts2->tv_sec * 1000000000ull +
+		deadline = wait_clock_ns() +
+			   (uint64_t)ts2->tv_sec * 1000000000ull +
 			   (uint64_t)ts2->tv_nsec;
 	else if (timeout > 0)
-		deadline = now_ns() + (uint64_t)timeout * 1000000ull;
+		deadline = wait_clock_ns() + (uint64_t)timeout * 1000000ull;
 	for (;;) {
 		int m = 0, hit = 0;
 		unsigned hits = ts ? ts->timer_hits : 0;
@@ -200,29 +264,34 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 		if (!filter || n <= 0)
 			return n;
 		for (int i = 0; i < n; i++) {
-			if (evs[i].data.u64 == EPOLL_MAGIC)
-				hit = 1;
+			if (is_ours(evs[i].data.u64))
+				hit |= 1 + progress_event(ts, epfd,
+							  evs[i].data.u64);
 			else
 				evs[m++] = evs[i];
 		}
 		if (!hit)
 			return n;
-		if (ts && !ts->guard && ts->table)
+		if ((hit & 2) && !ts->guard && ts->table)
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
 		if (m > 0 || timeout == 0 ||
 		    (via == VIA_EPOLL_PWAIT2 && ts2 && !deadline))
 			return m;
 again:
+		if (ts && ts->sig_hits != sigs) {
+			errno = EINTR;	/* a handler of the program's ran */
+			return -1;
+		}
 		if (pfd >= 0 && !esca_table_inflight(ts->table))
 			pfd = -1;
 		if (deadline) {
-			uint64_t now = now_ns();
+			uint64_t ns = wait_left_ns(deadline);
 
-			if (now >= deadline)
+			if (!ns)
 				return 0;
 			if (via == VIA_EPOLL_PWAIT2) {
-				left.tv_sec = (time_t)((deadline - now) / 1000000000ull);
-				left.tv_nsec = (long)((deadline - now) % 1000000000ull);
+				left.tv_sec = (time_t)(ns / 1000000000ull);
+				left.tv_nsec = (long)(ns % 1000000000ull);
 				ts2 = &left;
 			} else {
 				timeout = (int)remaining_ms(deadline);
@@ -261,220 +330,6 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max,
 			    VIA_EPOLL_PWAIT2);
 }
 
-/* Reset the progress fd's eventfd counter: a raw read, never our read(). */
-static void drain(int fd)
-{
-	uint64_t v;
-
-	if (syscall(SYS_read, fd, &v, sizeof(v)) < 0)
-		return;
-}
-
-/* poll and select with nothing of ours to watch: the library's own timer
- * signal (sent just before the thread began to wait) is no EINTR of the
- * program's, the wait goes on (select: Linux left the time remaining in tv).
- * ppoll and pselect return it: their timeouts are the program's to
- * recompute. */
-static int poll_plain(struct tstate *ts, struct pollfd *fds, nfds_t n,
-		      int timeout)
-{
-	uint64_t deadline = timeout > 0 ?
-			    now_ns() + (uint64_t)timeout * 1000000ull : 0;
-
-	for (;;) {
-		unsigned hits = ts ? ts->timer_hits : 0;
-		int r = real.poll(fds, n, timeout);
-
-		if (r >= 0 || errno != EINTR || !ts || ts->timer_hits == hits)
-			return r;
-		if (timeout > 0)
-			timeout = (int)remaining_ms(deadline);
-	}
-}
-
-static int select_plain(struct tstate *ts, int nfds, fd_set *r, fd_set *w,
-			fd_set *e, struct timeval *tv)
-{
-	for (;;) {
-		unsigned hits = ts ? ts->timer_hits : 0;
-		int n = real.select(nfds, r, w, e, tv);
-
-		if (n >= 0 || errno != EINTR || !ts || ts->timer_hits == hits)
-			return n;
-	}
-}
-
-/* poll (timeout), or ppoll when masked (t, mask), watching the progress
- * fd too when entries are parked. */
-static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
-		       const struct timespec *t, const sigset_t *mask, int masked)
-{
-	struct tstate *ts = tls_ts;
-	int pfd = before_wait(ts), r;
-	uint64_t deadline = 0;
-
-	if (pfd >= 0 && ts->pbuf_n < n + 1) {
-		struct pollfd *nb = realloc(ts->pbuf, (n + 1) * sizeof(*nb));
-
-		if (nb) {
-			ts->pbuf = nb;
-			ts->pbuf_n = n + 1;
-		} else {
-			lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
-			pfd = -1;
-		}
-	}
-	if (pfd < 0) {
-		if (!masked)
-			return poll_plain(ts, fds, n, timeout);
-		return real.ppoll(fds, n, t, mask);
-	}
-	if (timeout > 0)
-		deadline = now_ns() + (uint64_t)timeout * 1000000ull;
-	for (;;) {
-		int hit;
-
-		if (n)
-			memcpy(ts->pbuf, fds, n * sizeof(*fds));
-		ts->pbuf[n] = (struct pollfd){ .fd = pfd, .events = POLLIN };
-		progress_arm(ts, 1);
-		ts->in_wait = 1;
-		if (!masked)
-			r = real.poll(ts->pbuf, n + 1, timeout);
-		else
-			r = real.ppoll(ts->pbuf, n + 1, t, mask);
-		ts->in_wait = 0;
-		progress_arm(ts, 0);
-		if (r < 0)
-			return r;
-		for (nfds_t i = 0; i < n; i++)
-			fds[i].revents = ts->pbuf[i].revents;
-		hit = ts->pbuf[n].revents != 0;
-		if (hit) {
-			drain(pfd);
-			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
-			r--;
-		}
-		if (r > 0 || timeout == 0 || masked || !hit)
-			return r;
-		if (!esca_table_inflight(ts->table)) {
-			timeout = timeout > 0 ? (int)remaining_ms(deadline) : timeout;
-			return real.poll(fds, n, timeout);
-		}
-		if (timeout > 0) {
-			timeout = (int)remaining_ms(deadline);
-			if (timeout == 0)
-				return 0;
-		}
-	}
-}
-
-EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
-{
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	return poll_common(fds, n, timeout, NULL, NULL, 0);
-}
-EXPORT int __poll(struct pollfd *fds, nfds_t n, int timeout)
-	__attribute__((alias("poll")));
-
-EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t len)
-{
-	if (len / sizeof(*fds) < n)
-		abort();	/* what glibc's fortified poll does */
-	return poll(fds, n, timeout);
-}
-
-EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
-		 const sigset_t *mask)
-{
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	return poll_common(fds, n, -1, t, mask, 1);
-}
-
-EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t,
-		       const sigset_t *mask, size_t len)
-{
-	if (len / sizeof(*fds) < n)
-		abort();
-	return ppoll(fds, n, t, mask);
-}
-
-/* select (tv), or pselect when masked (t, mask), likewise. */
-static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
-			 struct timeval *tv, const struct timespec *t,
-			 const sigset_t *mask, int masked)
-{
-	struct tstate *ts = tls_ts;
-	int pfd = before_wait(ts), n;
-	fd_set mine;
-
-	if (pfd >= FD_SETSIZE) {
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
-		pfd = -1;
-	}
-	if (pfd < 0) {
-		if (!masked)
-			return select_plain(ts, nfds, r, w, e, tv);
-		return real.pselect(nfds, r, w, e, t, mask);
-	}
-	for (;;) {
-		int hit;
-
-		if (r)
-			mine = *r;
-		else
-			FD_ZERO(&mine);
-		FD_SET(pfd, &mine);
-		progress_arm(ts, 1);
-		ts->in_wait = 1;
-		if (!masked)
-			n = real.select(nfds > pfd ? nfds : pfd + 1, &mine, w, e, tv);
-		else
-			n = real.pselect(nfds > pfd ? nfds : pfd + 1, &mine, w, e,
-					 t, mask);
-		ts->in_wait = 0;
-		progress_arm(ts, 0);
-		if (n < 0)
-			return n;
-		hit = FD_ISSET(pfd, &mine);
-		if (hit) {
-			FD_CLR(pfd, &mine);
-			n--;
-			drain(pfd);
-			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
-		}
-		if (r)
-			*r = mine;
-		/* Linux select updates tv with the time left: loop on it */
-		if (n > 0 || !hit || masked ||
-		    (tv && tv->tv_sec == 0 && tv->tv_usec == 0))
-			return n;
-		if (w || e)
-			return n;	/* their sets were consumed */
-		if (!esca_table_inflight(ts->table))
-			return real.select(nfds, r, w, e, tv);
-	}
-}
-
-EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
-{
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	return select_common(nfds, r, w, e, tv, NULL, NULL, 0);
-}
-EXPORT int __select(int nfds, fd_set *r, fd_set *w, fd_set *e,
-		    struct timeval *tv) __attribute__((alias("select")));
-
-EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
-		   const struct timespec *t, const sigset_t *mask)
-{
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	return select_common(nfds, r, w, e, NULL, t, mask, 1);
-}
-
 /* ---- events owed to sockets answered EAGAIN (DESIGN.md, "Contract: parked
  * sends") ----------------------------------------------------------------- */
 
@@ -488,13 +343,13 @@ void lib_pay_owed(struct tstate *ts)
 	int k = 0;
 
 	for (int i = 0; i < ts->nowed; i++) {
-		int fd = ts->owed[i];
+		int fd = ts->owed[i].fd;
 		struct fdinfo *fi = fdi(fd);
 
-		if (!fi || !(fi->flags & FI_OWED))
+		if (!fi || !(fi->flags & FI_OWED) || fi->gen != ts->owed[i].gen)
 			continue;		/* closed or re-used since */
 		if (esca_fd_pending(ts->table, fd)) {
-			ts->owed[k++] = fd;	/* still parked */
+			ts->owed[k++] = ts->owed[i];	/* still parked */
 			continue;
 		}
 		fi->flags &= (uint16_t)~FI_OWED;
@@ -511,6 +366,28 @@ void lib_pay_owed(struct tstate *ts)
 		}
 	}
 	ts->nowed = k;
+}
+
+/* Remember that fd is owed an event (DESIGN.md, "Contract: parked sends").
+ * The list has no fixed size: it doubles when full.  This runs only when a
+ * data call is answered EAGAIN behind parked bytes, after a flush, never on
+ * a call's fast path.  -1 (ENOMEM) when it cannot grow. */
+int lib_owe(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	if (ts->nowed == ts->owed_cap) {
+		int cap = ts->owed_cap ? 2 * ts->owed_cap : 64;
+		struct owed *nb = realloc(ts->owed, (size_t)cap * sizeof(*nb));
+
+		if (!nb)
+			return -1;
+		ts->owed = nb;
+		ts->owed_cap = cap;
+	}
+	ts->owed[ts->nowed].fd = fd;
+	ts->owed[ts->nowed].gen = fi->gen;
+	ts->nowed++;
+	fi->flags |= FI_OWED;
+	return 0;
 }
 
 /* ---- calls that block without a wait set: finish everything first ------- */

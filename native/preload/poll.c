@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: MIT
+ * poll.c - the waits on fd sets: poll, ppoll, select, pselect (and their
+ * __*_chk forms).  Like the epoll waits (wait.c), they flush, watch the
+ * progress fd while sends are parked, and return what Linux's would
+ * (DESIGN.md, "Flush triggers"). */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <time.h>
+
+#include "preload.h"
+
+/* The program's timeout across the rounds of one wait: a deadline on the
+ * precise monotonic clock, read only once the wait has to run again (a
+ * wake-up by the progress fd alone, or by the library's timer signal). */
+struct wtime {
+	uint64_t ns;		/* the program's timeout; UINT64_MAX: none */
+	uint64_t deadline;	/* 0 until a round needs it */
+	uint64_t start;
+};
+
+static void wt_start(struct wtime *w, uint64_t ns)
+{
+	w->ns = ns;
+	w->deadline = 0;
+	/* the clock only when a round may follow and the timeout is finite */
+	w->start = ns && ns != UINT64_MAX ? wait_clock_ns() : 0;
+}
+
+/* Before waiting again: the time left (UINT64_MAX: no timeout), 0 when the
+ * program's timeout has expired. */
+static uint64_t wt_left(struct wtime *w)
+{
+	if (w->ns == UINT64_MAX)
+		return UINT64_MAX;
+	if (!w->ns)
+		return 0;
+	if (!w->deadline)
+		w->deadline = w->start + w->ns;
+	return wait_left_ns(w->deadline);
+}
+
+static uint64_t ts_to_ns(const struct timespec *t)
+{
+	if (!t)
+		return UINT64_MAX;
+	if (t->tv_sec < 0 || t->tv_nsec < 0)
+		return 0;	/* the kernel says EINVAL: let it */
+	return (uint64_t)t->tv_sec * 1000000000ull + (uint64_t)t->tv_nsec;
+}
+
+static struct timespec ns_to_ts(uint64_t ns)
+{
+	return (struct timespec){ (time_t)(ns / 1000000000ull),
+				  (long)(ns % 1000000000ull) };
+}
+
+static int ns_to_ms(uint64_t ns)
+{
+	if (ns == UINT64_MAX)
+		return -1;
+	ns = (ns + 999999) / 1000000;
+	return ns > 0x7fffffff ? 0x7fffffff : (int)ns;
+}
+
+/* Was the wait's -1 EINTR the library's own timer signal (sent by the
+ * watchdog just before the thread began to wait, or by another thread
+ * waiting for this one's bytes), not a signal of the program's? */
+static inline int our_eintr(struct tstate *ts, int r, unsigned hits)
+{
+	return r < 0 && errno == EINTR && ts && ts->timer_hits != hits;
+}
+
+/* poll (timeout ms), or ppoll when masked (t, mask), watching the progress
+ * fd too when entries are parked.  The program never sees the progress fd:
+ * a wake-up by it alone flushes and waits again for the time left, so 0
+ * comes only after the timeout; the library's timer signal likewise. */
+static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
+		       const struct timespec *t, const sigset_t *mask, int masked)
+{
+	struct tstate *ts = tls_ts;
+	int pfd = before_wait(ts), r;
+	struct wtime w;
+	struct timespec left;
+	const struct timespec *tp = t;
+	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
+
+	if (pfd >= 0 && ts->pbuf_n < n + 1) {
+		struct pollfd *nb = realloc(ts->pbuf, (n + 1) * sizeof(*nb));
+
+		if (nb) {
+			ts->pbuf = nb;
+			ts->pbuf_n = n + 1;
+		} else {
+			lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
+			pfd = -1;
+		}
+	}
+	if (pfd < 0 && !masked && timeout == 0)
+		return real.poll(fds, n, 0);
+	if (pfd < 0 && masked && !t)	/* no time to recompute */
+		for (;;) {
+			unsigned hits = ts ? ts->timer_hits : 0;
+
+			r = real.ppoll(fds, n, NULL, mask);
+			if (!our_eintr(ts, r, hits) || ts->sig_hits != sigs)
+				return r;
+		}
+	wt_start(&w, masked ? ts_to_ns(t) :
+		 timeout < 0 ? UINT64_MAX : (uint64_t)timeout * 1000000ull);
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		uint64_t ns;
+		int hit;
+
+		if (pfd < 0) {		/* nothing parked (any more) */
+			r = masked ? real.ppoll(fds, n, tp, mask) :
+				     real.poll(fds, n, timeout);
+			if (!our_eintr(ts, r, hits))
+				return r;
+			goto again;
+		}
+		if (n)
+			memcpy(ts->pbuf, fds, n * sizeof(*fds));
+		ts->pbuf[n] = (struct pollfd){ .fd = pfd, .events = POLLIN };
+		progress_arm(ts, 1);
+		ts->in_wait = 1;
+		if (!masked)
+			r = real.poll(ts->pbuf, n + 1, timeout);
+		else
+			r = real.ppoll(ts->pbuf, n + 1, tp, mask);
+		ts->in_wait = 0;
+		progress_arm(ts, 0);
+		if (r < 0) {
+			if (!our_eintr(ts, r, hits))
+				return r;
+			goto again;
+		}
+		for (nfds_t i = 0; i < n; i++)
+			fds[i].revents = ts->pbuf[i].revents;
+		hit = ts->pbuf[n].revents != 0;
+		if (hit) {
+			progress_drain(pfd);
+			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
+			r--;
+		}
+		if (r > 0 || !hit)
+			return r;
+again:
+		if (ts->sig_hits != sigs) {
+			errno = EINTR;	/* a handler of the program's ran */
+			return -1;
+		}
+		ns = wt_left(&w);
+		if (!ns) {		/* the program's timeout is over */
+			for (nfds_t i = 0; i < n; i++)
+				fds[i].revents = 0;
+			return 0;
+		}
+		timeout = ns_to_ms(ns);
+		if (masked && ns != UINT64_MAX) {
+			left = ns_to_ts(ns);
+			tp = &left;
+		}
+		if (pfd >= 0 && !esca_table_inflight(ts->table))
+			pfd = -1;
+	}
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return poll_common(fds, n, timeout, NULL, NULL, 0);
+}
+EXPORT int __poll(struct pollfd *fds, nfds_t n, int timeout)
+	__attribute__((alias("poll")));
+
+EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t len)
+{
+	if (len / sizeof(*fds) < n)
+		abort();	/* what glibc's fortified poll does */
+	return poll(fds, n, timeout);
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
+		 const sigset_t *mask)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return poll_common(fds, n, -1, t, mask, 1);
+}
+
+EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t,
+		       const sigset_t *mask, size_t len)
+{
+	if (len / sizeof(*fds) < n)
+		abort();
+	return ppoll(fds, n, t, mask);
+}
+
+/* select (tv), or pselect when masked (t, mask), likewise.  The program's
+ * sets are restored for each round (a round's result is not the program's
+ * question); select's tv says the time left at the end, as Linux's does. */
+static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
+			 struct timeval *tv, const struct timespec *t,
+			 const sigset_t *mask, int masked)
+{
+	struct tstate *ts = tls_ts;
+	int pfd = before_wait(ts), n;
+	fd_set mine, r0, w0, e0;
+	struct wtime wt;
+	struct timeval tvl, *tvp = tv;
+	struct timespec left;
+	const struct timespec *tp = t;
+	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
+
+	if (pfd >= FD_SETSIZE) {
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
+		pfd = -1;
+	}
+	if (pfd < 0 && (!masked || !t))
+		for (;;) {	/* Linux's select leaves the time left in tv */
+			unsigned hits = ts ? ts->timer_hits : 0;
+
+			n = masked ? real.pselect(nfds, r, w, e, NULL, mask) :
+				     real.select(nfds, r, w, e, tv);
+			if (!our_eintr(ts, n, hits) || ts->sig_hits != sigs)
+				return n;
+		}
+	if (!masked && tv && (tv->tv_sec < 0 || tv->tv_usec < 0 ||
+			      tv->tv_usec >= 1000000)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (r)
+		r0 = *r;
+	if (w)
+		w0 = *w;
+	if (e)
+		e0 = *e;
+	wt_start(&wt, masked ? ts_to_ns(t) : !tv ? UINT64_MAX :
+		 (uint64_t)tv->tv_sec * 1000000000ull +
+		 (uint64_t)tv->tv_usec * 1000ull);
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		uint64_t ns;
+		int hit, top;
+
+		if (pfd < 0) {		/* nothing parked (any more) */
+			n = masked ? real.pselect(nfds, r, w, e, tp, mask) :
+				     real.select(nfds, r, w, e, tvp);
+			if (!our_eintr(ts, n, hits))
+				break;
+			goto again;
+		}
+		if (r)
+			mine = *r;
+		else
+			FD_ZERO(&mine);
+		FD_SET(pfd, &mine);
+		top = nfds > pfd ? nfds : pfd + 1;
+		progress_arm(ts, 1);
+		ts->in_wait = 1;
+		if (!masked)
+			n = real.select(top, &mine, w, e, tvp);
+		else
+			n = real.pselect(top, &mine, w, e, tp, mask);
+		ts->in_wait = 0;
+		progress_arm(ts, 0);
+		if (n < 0) {
+			if (!our_eintr(ts, n, hits))
+				break;
+			goto again;
+		}
+		hit = FD_ISSET(pfd, &mine);
+		if (hit) {
+			FD_CLR(pfd, &mine);
+			n--;
+			progress_drain(pfd);
+			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
+		}
+		if (r)
+			*r = mine;
+		if (n > 0 || !hit)
+			break;
+again:
+		if (r)
+			*r = r0;
+		if (w)
+			*w = w0;
+		if (e)
+			*e = e0;
+		if (ts->sig_hits != sigs) {
+			errno = EINTR;	/* a handler of the program's ran */
+			n = -1;
+			break;
+		}
+		ns = wt_left(&wt);
+		if (!ns) {		/* the program's timeout is over */
+			if (r)
+				FD_ZERO(r);
+			if (w)
+				FD_ZERO(w);
+			if (e)
+				FD_ZERO(e);
+			n = 0;
+			break;
+		}
+		if (ns != UINT64_MAX) {
+			left = ns_to_ts(ns);
+			tp = &left;
+			tvl.tv_sec = left.tv_sec;
+			tvl.tv_usec = (suseconds_t)((left.tv_nsec + 999) / 1000);
+			tvp = &tvl;
+		}
+		if (pfd >= 0 && !esca_table_inflight(ts->table))
+			pfd = -1;
+	}
+	if (!masked && tv && tvp != tv) {	/* Linux: tv is the time left */
+		int err = errno;
+		uint64_t ns = wt_left(&wt);
+
+		tv->tv_sec = (time_t)(ns / 1000000000ull);
+		tv->tv_usec = (suseconds_t)((ns % 1000000000ull) / 1000);
+		errno = err;
+	}
+	return n;
+}
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return select_common(nfds, r, w, e, tv, NULL, NULL, 0);
+}
+EXPORT int __select(int nfds, fd_set *r, fd_set *w, fd_set *e,
+		    struct timeval *tv) __attribute__((alias("select")));
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
+		   const struct timespec *t, const sigset_t *mask)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return select_common(nfds, r, w, e, NULL, t, mask, 1);
+}
