@@ -17,6 +17,12 @@
 HIDDEN __thread struct tstate *tls_ts
 	__attribute__((tls_model("initial-exec")));
 static __thread int tls_creating __attribute__((tls_model("initial-exec")));
+/* The thread's state was destroyed (its end): never made again, its calls
+ * pass through.  A signal handler that runs after the key's destructor
+ * (glibc blocks signals only at the very end of a thread) would otherwise
+ * make a new table (calloc in a handler) whose entries nobody flushes, and
+ * whose dead owner other threads wait for (fd_wait_others). */
+static __thread int tls_ended __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t ts_key;
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -196,7 +202,7 @@ struct tstate *tstate_create(void)
 
 	if (!__atomic_load_n(&lib_ready, __ATOMIC_ACQUIRE))
 		esca_lib_init();
-	if (cfg.disabled || tls_creating)
+	if (cfg.disabled || tls_creating || tls_ended)
 		return NULL;
 	tls_creating = 1;
 	ts = calloc(1, sizeof(*ts));
@@ -309,6 +315,7 @@ static void tstate_destroy(void *p)
 
 	if (!ts)
 		return;
+	tls_ended = 1;	/* no table again on this thread (tstate_create) */
 	ts->guard++;	/* for good: its calls from here on pass through */
 	if (ts->table)
 		esca_flush(ts->table, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
