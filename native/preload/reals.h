@@ -104,7 +104,10 @@
 	X(pthread_kill, "pthread_kill", int, (pthread_t, int), REQUIRED) \
 	X(sigqueue, "sigqueue", int, (pid_t, int, const union sigval),	\
 	  REQUIRED)							\
-	X(abort, "abort", void, (void), REQUIRED)
+	X(abort, "abort", void, (void), REQUIRED)			\
+	X(pthread_create, "pthread_create", int, (pthread_t *,		\
+	  const pthread_attr_t *, void *(*)(void *), void *), REQUIRED)	\
+	X(pthread_exit, "pthread_exit", void, (void *), REQUIRED)
 
 struct pollfd;
 

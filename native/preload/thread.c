@@ -142,7 +142,7 @@ static void start_watchdog(void)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 64 * 1024);
-	if (pthread_create(&th, &at, watchdog, NULL) != 0)
+	if (real.pthread_create(&th, &at, watchdog, NULL) != 0)
 		say("no watchdog thread: a blocked thread may hold its bytes");
 	pthread_attr_destroy(&at);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -338,6 +338,55 @@ static void tstate_destroy(void *p)
 	ts->table = NULL;
 	free(ts->pbuf);
 	free(ts);
+}
+
+/* A thread whose start routine returned, or that called pthread_exit,
+ * never gets a table: one made then (by a signal handler's call, the first
+ * of a thread that made none before) would be made after the key's
+ * destructor, never flushed, and its dead owner waited for by the other
+ * threads (fd_wait_others).  A thread that has a table keeps it until the
+ * destructor flushes it. */
+struct thread_start {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *thread_start(void *p)
+{
+	struct thread_start st = *(struct thread_start *)p;
+	void *r;
+
+	free(p);
+	r = st.fn(st.arg);
+	tls_ended = 1;
+	return r;
+}
+
+EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *at,
+			  void *(*fn)(void *), void *arg)
+{
+	struct thread_start *st;
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (cfg.disabled || !(st = malloc(sizeof(*st))))
+		return real.pthread_create(th, at, fn, arg);
+	st->fn = fn;
+	st->arg = arg;
+	r = real.pthread_create(th, at, thread_start, st);
+	if (r)
+		free(st);
+	return r;
+}
+
+EXPORT void pthread_exit(void *ret)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	tls_ended = 1;
+	real.pthread_exit(ret);
+	__builtin_unreachable();
 }
 
 /* DESIGN.md, "Contract: threads and fork" */
