@@ -6,10 +6,11 @@ every "S" the handler wrote arrives, in well under a second.
 
 Two defects, seen with gdb on the hung program:
 - a handler running on an ending thread after the library's end-of-thread
-  hook (glibc blocks signals only at the very end of a thread) made the thread
-  a new table (calloc in a handler), queued its "S" there and died: nobody
-  flushed it, and every later write to that socket waited 2 s for the dead
-  owner (fd_wait_others), re-entered by the next alarm: a hang;
+  hook (glibc blocks signals only at the very end of a thread), or on an
+  ending thread that had made no interposed call (the odd workers), made the
+  thread a new table (calloc in a handler), queued its "S" there and died:
+  nobody flushed it, and every later write to that socket waited 2 s for the
+  dead owner (fd_wait_others), re-entered by the next alarm: a hang;
 - a handler's write on the drainer thread, to the socket whose bytes another
   thread had queued, waited for them (fd_wait_others) while they were parked
   until the drainer itself read: a hang.  A non-blocking socket that is full
@@ -36,9 +37,9 @@ def test_found_threads_end_while_a_handler_writes(
     exe = prog("found_thread_end", tmp_path_factory)
     r = run_on_sockets(mode, [exe, str(THREADS)], tmp_path, timeout=40)
     assert r.rc == 0, r
-    assert r.peer == b"".join(b"%08d\n" % i for i in range(THREADS)), r
+    assert r.peer == b"".join(b"%08d\n" % i for i in range(0, THREADS, 2)), r
     words = r.err.split()
     assert words[:2] == [b"threads", str(THREADS).encode()], r
     fired, got = int(words[3]), int(words[5])
     assert fired == got and fired > 10, r  # the handler ran, all its bytes arrived
-    assert_deferred(mode, r.stats_path, write=THREADS // 2)
+    assert_deferred(mode, r.stats_path, write=THREADS // 4)
