@@ -253,3 +253,27 @@ def test_readme_run_section() -> None:
     executors = re.search(r"`--executor ([a-z|]+)`", sec)
     assert executors, "README, Running a server: no `--executor a|b|...`"
     assert set(executors.group(1).split("|")) == set(_core.executor_names())
+
+
+# ---- the exports -----------------------------------------------------------
+
+NATIVE_PRELOAD = README.parent / "native" / "preload"
+
+
+def test_every_interposer_is_exported() -> None:
+    """Each EXPORT function of native/preload/*.c is a dynamic symbol of the
+    built libesca.so: the version script (libesca.map) hides anything it does
+    not list, and an interposer it hides is silently never called."""
+    from pyesca.run import library_path
+
+    defined = set()
+    for c in sorted(NATIVE_PRELOAD.glob("*.c")):
+        text = c.read_text()
+        defined |= set(re.findall(r"^EXPORT\b[^(;]*?\b(\w+)\s*\(", text, re.M))
+    assert {"write", "close", "epoll_wait"} <= defined, sorted(defined)
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", str(library_path())],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    exported = {line.split()[-1].split("@")[0] for line in out.splitlines() if line.strip()}
+    assert sorted(defined - exported) == []

@@ -144,7 +144,7 @@ EXPORT int shutdown(int fd, int how)
 		 * that follows them (a worker's reply, then the I/O thread's
 		 * lingering close): not deferred, and waited for */
 		pass_through(ts, CALL_SHUTDOWN, fd, PASS_FD);
-		fd_wait_others(ts, fi, fd);
+		fd_wait_others(ts, fi, fd, 0);
 	} else if (!call_selected(ts, CALL_SHUTDOWN)) {
 		pass_through(ts, CALL_SHUTDOWN, fd, PASS_NOT_SELECTED);
 	} else if (deferrable_kind(fi, fd) != FK_STREAM) {

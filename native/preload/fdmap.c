@@ -4,6 +4,7 @@
  * order keys (fd_share_key) and what a completion means (fd_on_complete). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -190,23 +191,43 @@ void fd_wait_unused(int fd)
  * thread's entries of fd run first, then the other threads' are waited
  * for, bounded (2 s, as fd_wait_unused), their owner nudged every 10 ms
  * with the timer signal, whose handler flushes its table (DESIGN.md,
- * "Contract: order"). */
-void fd_wait_others(struct tstate *ts, struct fdinfo *fi, int fd)
+ * "Contract: order").  0 when done (or past the bound).
+ * nonblock (a data call on a non-blocking socket, or MSG_DONTWAIT): while
+ * the socket is full, -1 with EAGAIN at once, as the kernel would answer
+ * the call now: waiting could be for the caller itself (the owner's bytes
+ * parked until a reader makes room, the caller that reader, a signal
+ * handler's write on the self-pipe it drains: the threaded fuzz's hang). */
+static int fd_full(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	struct timespec zero = { 0, 0 };
+
+	return syscall(SYS_ppoll, &p, 1, &zero, NULL, 0) == 0;
+}
+
+int fd_wait_others(struct tstate *ts, struct fdinfo *fi, int fd, int nonblock)
 {
 	struct timespec nap = { 0, 200000 };
 	uint32_t me = (uint32_t)(ts->wait_token >> 32);
 
-	lib_sync_fd(ts, fd);
 	for (int i = 0; i < 10000; i++) {
 		uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
 
+		if (nonblock && fd_full(fd)) {
+			errno = EAGAIN;
+			return -1;
+		}
+		if (i == 0)
+			lib_sync_fd(ts, fd);
 		if (!(w & FU_COUNT))
-			return;
-		if (i % 50 == 0 && FU_OWNER(w) && FU_OWNER(w) != me)
-			syscall(SYS_tgkill, (int)getpid(), (int)FU_OWNER(w),
-				cfg.timer_signal);
+			return 0;
+		if (i % 50 == 0 && FU_OWNER(w) && FU_OWNER(w) != me &&
+		    syscall(SYS_tgkill, (int)getpid(), (int)FU_OWNER(w),
+			    cfg.timer_signal) < 0 && errno == ESRCH)
+			return 0;	/* the owner is gone: none will flush */
 		syscall(SYS_nanosleep, &nap, NULL);
 	}
+	return 0;
 }
 
 /* In a fork child: no table of the parent's exists here.  What the parent

@@ -227,7 +227,8 @@ HIDDEN void fd_use(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void fd_unuse(struct fdinfo *fi, int fd);
 HIDDEN int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd);
 HIDDEN void fd_wait_unused(int fd);
-HIDDEN void fd_wait_others(struct tstate *ts, struct fdinfo *fi, int fd);
+HIDDEN int fd_wait_others(struct tstate *ts, struct fdinfo *fi, int fd,
+			  int nonblock);
 HIDDEN void fdmap_after_fork(void);
 
 /* flush.c */

@@ -108,7 +108,10 @@
 	X(setuid, "setuid", int, (uid_t), REQUIRED)			\
 	X(seteuid, "seteuid", int, (uid_t), REQUIRED)			\
 	X(setreuid, "setreuid", int, (uid_t, uid_t), REQUIRED)		\
-	X(setresuid, "setresuid", int, (uid_t, uid_t, uid_t), REQUIRED)
+	X(setresuid, "setresuid", int, (uid_t, uid_t, uid_t), REQUIRED)	\
+	X(pthread_create, "pthread_create", int, (pthread_t *,		\
+	  const pthread_attr_t *, void *(*)(void *), void *), REQUIRED)	\
+	X(pthread_exit, "pthread_exit", void, (void *), REQUIRED)
 
 struct pollfd;
 

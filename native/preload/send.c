@@ -53,8 +53,14 @@ static struct fdinfo *data_begin(struct tstate **tsp, int call, int fd,
 	}
 	if (unlikely(others_use(ts, fi))) {
 		/* another thread's bytes of this socket are queued: they go
-		 * first, then this call, plainly */
-		fd_wait_others(ts, fi, fd);
+		 * first, then this call, plainly; a non-blocking socket that
+		 * is full answers EAGAIN, as the kernel would */
+		if (fd_wait_others(ts, fi, fd, (fi->flags & FI_NONBLOCK) ||
+				   (flags & MSG_DONTWAIT)) < 0) {
+			ts->eagain_parked++;
+			*r = -1;
+			return NULL;
+		}
 		*r = pass_through(ts, call, fd, PASS_FD);
 		return NULL;
 	}

@@ -17,6 +17,12 @@
 HIDDEN __thread struct tstate *tls_ts
 	__attribute__((tls_model("initial-exec")));
 static __thread int tls_creating __attribute__((tls_model("initial-exec")));
+/* The thread's state was destroyed (its end): never made again, its calls
+ * pass through.  A signal handler that runs after the key's destructor
+ * (glibc blocks signals only at the very end of a thread) would otherwise
+ * make a new table (calloc in a handler) whose entries nobody flushes, and
+ * whose dead owner other threads wait for (fd_wait_others). */
+static __thread int tls_ended __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t ts_key;
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -154,7 +160,7 @@ static void start_watchdog(void)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 64 * 1024);
-	if (pthread_create(&th, &at, watchdog, NULL) != 0)
+	if (real.pthread_create(&th, &at, watchdog, NULL) != 0)
 		say("no watchdog thread: a blocked thread may hold its bytes");
 	pthread_attr_destroy(&at);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -214,7 +220,7 @@ struct tstate *tstate_create(void)
 
 	if (!__atomic_load_n(&lib_ready, __ATOMIC_ACQUIRE))
 		esca_lib_init();
-	if (cfg.disabled || tls_creating)
+	if (cfg.disabled || tls_creating || tls_ended)
 		return NULL;
 	tls_creating = 1;
 	ts = calloc(1, sizeof(*ts));
@@ -328,6 +334,7 @@ static void tstate_destroy(void *p)
 
 	if (!ts)
 		return;
+	tls_ended = 1;	/* no table again on this thread (tstate_create) */
 	ts->guard++;	/* for good: its calls from here on pass through */
 	if (ts->table)
 		esca_flush(ts->table, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
@@ -351,6 +358,55 @@ static void tstate_destroy(void *p)
 	free(ts->pbuf);
 	free(ts->owed);
 	free(ts);
+}
+
+/* A thread whose start routine returned, or that called pthread_exit,
+ * never gets a table: one made then (by a signal handler's call, the first
+ * of a thread that made none before) would be made after the key's
+ * destructor, never flushed, and its dead owner waited for by the other
+ * threads (fd_wait_others).  A thread that has a table keeps it until the
+ * destructor flushes it. */
+struct thread_start {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *thread_start(void *p)
+{
+	struct thread_start st = *(struct thread_start *)p;
+	void *r;
+
+	free(p);
+	r = st.fn(st.arg);
+	tls_ended = 1;
+	return r;
+}
+
+EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *at,
+			  void *(*fn)(void *), void *arg)
+{
+	struct thread_start *st;
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (cfg.disabled || !(st = malloc(sizeof(*st))))
+		return real.pthread_create(th, at, fn, arg);
+	st->fn = fn;
+	st->arg = arg;
+	r = real.pthread_create(th, at, thread_start, st);
+	if (r)
+		free(st);
+	return r;
+}
+
+EXPORT void pthread_exit(void *ret)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	tls_ended = 1;
+	real.pthread_exit(ret);
+	__builtin_unreachable();
 }
 
 /* DESIGN.md, "Contract: threads and fork" */

@@ -28,8 +28,16 @@ IN_PLACE = (
 )
 
 
+LKM_PARKED = (
+    "lkm parks sends on a full socket as uring does (issue 15): expected to hang"
+    " the same way; not strict, never run here (no /dev/esca)"
+)
+
+
 @pytest.mark.parametrize("how", ["dup2", "fcntl"])
-@pytest.mark.parametrize("mode", modes(sequential=IN_PLACE, uring=PARKED))
+@pytest.mark.parametrize(
+    "mode", modes(maybe={"lkm": LKM_PARKED}, sequential=IN_PLACE, uring=PARKED)
+)
 def test_found_send_to_a_full_self_pipe_then_exit(
     mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

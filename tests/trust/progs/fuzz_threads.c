@@ -243,9 +243,19 @@ int main(void)
 		pthread_join(th[i], NULL);
 	memset(&it, 0, sizeof(it));
 	setitimer(ITIMER_REAL, &it, NULL);
+	/* the self-pipe closed while the drainer still reads it: the
+	 * handler's sends queued in this thread's table may not fit the
+	 * socket (1-byte sends fill a unix socket's buffer after a few
+	 * hundred); with no reader left they would park for good, and this
+	 * thread's next waiting flush would wait for them (the library bug
+	 * of test_found_parked.py, seen here 2 in 3000 examples) */
+	close(sigw);
+	for (int i = 0; i < 500 && drain_stop != 2; i++)
+		usleep(20000);		/* to EOF (10 s at most) */
+	if (drain_stop != 2)
+		BAD("signal socket: no EOF\n");
 	drain_stop = 1;
 	pthread_join(dr, NULL);
-	drain_stop = 0;
 
 	for (int k = 0; k < nops; k++)
 		printf("op %d t%d: %s\n", k, ops[k].t, results[k]);
@@ -256,7 +266,6 @@ int main(void)
 				if (slot_fd[u] == slot_fd[s])
 					slot_fd[u] = -1;
 		}
-	close(sigw);
 	for (int i = 0; i < nstreams; i++) {
 		char buf[65536];
 		unsigned long len = 0, strays = 0, sum = 0;
@@ -283,10 +292,6 @@ int main(void)
 			BAD("stream %d: %lu bytes (%lu written), %lu strays, %s\n", i, len,
 			    exp_len[i], strays, sum == exp_sum[i] ? "same sum" : "other bytes");
 	}
-	for (int i = 0; i < 500 && drain_stop != 2; i++)
-		drain(20);			/* to EOF (10 s at most) */
-	if (drain_stop != 2)
-		BAD("signal socket: no EOF\n");
 	if (sig_got != __atomic_load_n(&fired, __ATOMIC_RELAXED))
 		BAD("signal handler: wrote %lu bytes, %lu arrived\n",
 		    __atomic_load_n(&fired, __ATOMIC_RELAXED), sig_got);
