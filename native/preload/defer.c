@@ -101,7 +101,7 @@ void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags)
 	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
 	    pthread_sigmask(SIG_BLOCK, NULL, &mask) == 0 &&
 	    !sigismember(&mask, SIGPIPE))
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+		lib_flush_drain(ts, ESCA_WHY_LIFECYCLE);
 	raise(SIGPIPE);
 }
 

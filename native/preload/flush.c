@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: MIT
  * flush.c - what every flush trigger runs: lib_flush, lib_flush_epoll,
- * lib_sync_fd, lib_lifecycle_flush (one after_flush step for all), and the
- * seed's explicit segments: esca_init, batch_start, batch_flush. */
+ * lib_sync_fd (one fd's entries), lib_flush_handover (fork, spawn),
+ * lib_flush_drain (exit, exec: bounded), lib_lifecycle_flush (one
+ * after_flush step for all), and the seed's explicit segments: esca_init,
+ * batch_start, batch_flush.  DESIGN.md, "Flush triggers". */
 #include <errno.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "preload.h"
 
@@ -66,6 +72,85 @@ void lib_sync_fd(struct tstate *ts, int fd)
 	lib_leave(ts);
 	if (esca_table_pending(ts->table) == 0)
 		ts->oldest_ns = 0;
+}
+
+/* fork, vfork, system, popen, posix_spawn: everything this thread queued
+ * goes to the kernel, and whatever completes without waiting for a peer
+ * completes; sends parked on a full socket stay in flight, the parent's
+ * (the child abandons its copy of the table: DESIGN.md, "Contract: parked
+ * sends").  A peer that never reads holds up nothing. */
+void lib_flush_handover(struct tstate *ts, int why)
+{
+	for (int i = 0; ts->table && i < 8; i++) {
+		unsigned before = esca_table_pending(ts->table);
+
+		if (before == 0 || before == esca_table_inflight(ts->table))
+			break;
+		lib_flush(ts, ESCA_FLUSH_REAP, why);
+		if (esca_table_pending(ts->table) == before)
+			break;	/* the rest waits behind parked sends */
+	}
+}
+
+/* Bytes not yet read by the peers of the sockets with entries in flight
+ * (SIOCOUTQ): a change means some peer reads. */
+static uint64_t parked_outq(struct tstate *ts)
+{
+	int top = __atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED);
+	uint64_t sum = 0;
+
+	for (int fd = 3; fd <= top && fd < fdtab_n; fd++) {
+		int q = 0;
+
+		if (esca_fd_inflight(ts->table, fd) &&
+		    syscall(SYS_ioctl, fd, SIOCOUTQ, &q) == 0)
+			sum += (uint64_t)q * 65537u + (uint64_t)fd;
+	}
+	return sum;
+}
+
+/* The last drain (exit, exec, a SIGPIPE that kills): wait for every entry
+ * while some peer makes progress; a drain that saw none for DRAIN_IDLE_NS
+ * (no entry completed, no parked socket's queue moved) gives up, and so
+ * does every later one at once: Linux's exit does not wait for a peer to
+ * read (DESIGN.md, "Contract: parked sends"). */
+#define DRAIN_IDLE_NS 1000000000ull
+#define DRAIN_TICK_MS 100
+static int drain_gave_up;
+
+void lib_flush_drain(struct tstate *ts, int why)
+{
+	uint64_t since, outq;
+
+	if (!ts->table)
+		return;
+	lib_flush(ts, ESCA_FLUSH_REAP, why);
+	if (__atomic_load_n(&drain_gave_up, __ATOMIC_ACQUIRE))
+		return;
+	since = now_ns();
+	outq = parked_outq(ts);
+	while (esca_table_pending(ts->table)) {
+		uint64_t o;
+		int r;
+
+		if (!esca_table_inflight(ts->table)) {
+			/* queued behind nothing parked: they complete */
+			lib_flush(ts, ESCA_FLUSH_WAIT, why);
+			break;
+		}
+		ts->guard++;
+		r = esca_table_wait(ts->table, DRAIN_TICK_MS);
+		lib_leave(ts);
+		lib_flush(ts, ESCA_FLUSH_REAP, why);
+		o = parked_outq(ts);
+		if (r > 0 || o != outq) {
+			since = now_ns();
+			outq = o;
+		} else if (now_ns() - since >= DRAIN_IDLE_NS) {
+			__atomic_store_n(&drain_gave_up, 1, __ATOMIC_RELEASE);
+			break;
+		}
+	}
 }
 
 /* exec, exit, _exit: nothing may stay behind, in any thread's table

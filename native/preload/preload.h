@@ -228,6 +228,8 @@ HIDDEN void fdmap_after_fork(void);
 /* flush.c */
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
+HIDDEN void lib_flush_handover(struct tstate *ts, int why);
+HIDDEN void lib_flush_drain(struct tstate *ts, int why);
 HIDDEN int lib_flush_epoll(struct tstate *ts, int epfd,
 			   struct epoll_event *evs, int max, int timeout,
 			   const sigset_t *mask);
