@@ -1,15 +1,20 @@
-/* A server holding 3 MiB for a client that never reads (tests/preload/
- * test_stalled.py): an epoll loop on 127.0.0.1; the first request ("A")
- * gets 3 MiB in one write (deferred, parked on the full socket); a later
- * request ("B") runs the flush trigger argv[1] and is answered "ok\n".
- * Prints the port.  Triggers: wait read open fork exec exit sleep dup2
- * fcntl lseek fsync timer budget capacity explicit.  exec re-runs this
- * program as "execd FD" to answer the request's socket FD. */
+/* A server holding 16 MiB for a client that never reads (tests/preload/
+ * test_stalled.py): an epoll loop on 127.0.0.1 (a non-blocking listening
+ * socket); the first request ("A") gets 16 MiB in one write (deferred with
+ * ESCA_BUDGET above 16 MiB: parked on the full socket; plain: a short
+ * count); a later request ("B") runs the flush trigger argv[1] and is
+ * answered "ok\n".  Prints the port.  Triggers: wait read open fork exec
+ * exit sleep dup2 fcntl lseek fsync timer budget capacity explicit, and
+ * the other calls that block without a wait set: accept (blocking), wait4,
+ * pause.  exec re-runs this program as "execd FD" to answer the request's
+ * socket FD. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BIG (3 << 20)
+#define BIG (16 << 20)
 static char *big;
 
 static void die(const char *m)
@@ -39,6 +44,11 @@ static int queued_socket(void)
 	return sv[0];
 }
 
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
 static void trigger(const char *t, int b, char *argv0)
 {
 	if (!strcmp(t, "read")) {		/* a read that may block */
@@ -48,6 +58,44 @@ static void trigger(const char *t, int b, char *argv0)
 		if (pipe(p) < 0 || write(p[1], "r", 1) != 1 ||
 		    read(p[0], &c, 1) != 1)
 			die("read");
+	} else if (!strcmp(t, "accept")) {	/* a blocking accept */
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+			.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t len = sizeof(sa);
+		int l = socket(AF_INET, SOCK_STREAM, 0), c, a;
+
+		if (l < 0 || bind(l, (struct sockaddr *)&sa, len) ||
+		    listen(l, 1) ||
+		    getsockname(l, (struct sockaddr *)&sa, &len))
+			die("accept listen");
+		c = socket(AF_INET, SOCK_STREAM, 0);
+		if (c < 0 || connect(c, (struct sockaddr *)&sa, len))
+			die("accept connect");
+		a = accept(l, NULL, NULL);
+		if (a < 0)
+			die("accept");
+		close(a);
+		close(c);
+		close(l);
+	} else if (!strcmp(t, "wait4")) {	/* a blocking waitpid */
+		pid_t pid;
+
+		signal(SIGCHLD, SIG_DFL);
+		pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (pid == 0)
+			_exit(0);
+		if (waitpid(pid, NULL, 0) != pid)
+			die("waitpid");
+		signal(SIGCHLD, SIG_IGN);
+	} else if (!strcmp(t, "pause")) {	/* until the program's SIGALRM */
+		struct sigaction sa = { .sa_handler = on_alarm };
+
+		sigaction(SIGALRM, &sa, NULL);
+		ualarm(2000, 0);
+		if (pause() != -1)
+			die("pause");
 	} else if (!strcmp(t, "open")) {
 		int fd = open("/dev/null", O_RDONLY);
 
@@ -95,7 +143,8 @@ static void trigger(const char *t, int b, char *argv0)
 		while ((t1.tv_sec - t0.tv_sec) * 1000000000L +
 		       (t1.tv_nsec - t0.tv_nsec) < 30000000L);
 	} else if (!strcmp(t, "budget")) {
-		for (int i = 0; i < 24; i++)	/* past ESCA_BUDGET (4 MiB) */
+		for (int i = 0; i < 24; i++)	/* past ESCA_BUDGET (32 MiB,
+						 * 16 of them parked) */
 			if (write(queued_socket(), big, 1 << 20) < 0)
 				break;
 	} else if (!strcmp(t, "capacity")) {
@@ -132,7 +181,7 @@ int main(int argc, char **argv)
 	if (!big)
 		return 2;
 	memset(big, 'x', BIG);
-	ls = socket(AF_INET, SOCK_STREAM, 0);
+	ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, 4) ||
 	    bind(ls, (struct sockaddr *)&sa, len) || listen(ls, 16) ||
 	    getsockname(ls, (struct sockaddr *)&sa, &len))
@@ -155,6 +204,8 @@ int main(int argc, char **argv)
 			if (fd == ls) {
 				int c = accept4(ls, NULL, NULL, SOCK_NONBLOCK);
 
+				if (c < 0 && errno == EAGAIN)
+					continue;
 				ev.events = EPOLLIN;
 				ev.data.fd = c;
 				if (c < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev))
