@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT
  * flush.c - what every flush trigger runs: lib_flush, lib_flush_epoll,
  * lib_sync_fd (one fd's entries), lib_flush_handover (fork, spawn),
- * lib_flush_drain (exit, exec: bounded), lib_lifecycle_flush (one
- * after_flush step for all), and the seed's explicit segments: esca_init,
- * batch_start, batch_flush.  DESIGN.md, "Flush triggers". */
+ * lib_flush_drain (exit, exec: bounded), lib_flush_block and lib_sleep,
+ * lib_pause (calls that block without a wait set), lib_lifecycle_flush
+ * (one after_flush step for all), and the seed's explicit segments:
+ * esca_init, batch_start, batch_flush.  DESIGN.md, "Flush triggers". */
 #include <errno.h>
 #include <linux/sockios.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "preload.h"
@@ -89,6 +93,96 @@ void lib_flush_handover(struct tstate *ts, int why)
 		lib_flush(ts, ESCA_FLUSH_REAP, why);
 		if (esca_table_pending(ts->table) == before)
 			break;	/* the rest waits behind parked sends */
+	}
+}
+
+/* Can the watchdog's timer signal reach this thread while it blocks in a
+ * call on fd (-1: none), and does the kernel restart that call after it?
+ * A socket with a receive timeout (SO_RCVTIMEO) gets EINTR instead. */
+static int timer_keeps_moving(int fd)
+{
+	uint64_t mask = 0;
+	struct timeval tv = { 0, 0 };
+	socklen_t len = sizeof(tv);
+
+	if (!cfg.watchdog_ns || !timer_handler_ours() ||
+	    syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &mask,
+		    sizeof(mask)) < 0 ||
+	    (mask & (1ull << (cfg.timer_signal - 1))))
+		return 0;
+	if (fd >= 0 && syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_RCVTIMEO,
+			       &tv, &len) == 0 && (tv.tv_sec || tv.tv_usec))
+		return 0;
+	return 1;
+}
+
+/* A call that blocks without a wait set: sleep, pause, wait4, a read or
+ * accept on fd that may block (fd -1: none).  A reaping flush, not a
+ * waiting one: a peer that never reads holds up nothing.  What stays parked
+ * keeps moving while the thread blocks, as for a thread blocked anywhere
+ * else: the watchdog sends it the timer signal (SA_RESTART) after
+ * ESCA_FLUSH_US, whose handler flushes; the kernel restarts the call after
+ * it, and the sleeps and pause, which it does not restart, go on in
+ * lib_sleep, lib_pause.  Where that signal cannot come or would end the call
+ * (no watchdog, the program took the signal or blocks it here, a receive
+ * timeout) the flush waits for everything, as before: a blocking read may
+ * wait for a peer that waits for our bytes (DESIGN.md, "Flush triggers"). */
+void lib_flush_block(struct tstate *ts, int fd)
+{
+	if (!ts || ts->guard || !ts->table || !esca_table_pending(ts->table))
+		return;
+	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	if (esca_table_pending(ts->table) && !timer_keeps_moving(fd))
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+}
+
+/* clock_nanosleep as the kernel runs it (0 or the error number), but the
+ * library's own timer signal (lib_flush_block) is no EINTR of the
+ * program's: the sleep goes on for what is left (an absolute one, to the
+ * same deadline). */
+int lib_sleep(clockid_t clk, int flags, const struct timespec *req,
+	      struct timespec *rem)
+{
+	struct tstate *ts = tls_ts;
+	struct timespec left, again;
+
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		struct timespec *out = rem ? rem : &left;
+
+		if (syscall(SYS_clock_nanosleep, clk, flags, req, out) == 0)
+			return 0;
+		if (errno != EINTR || !ts || ts->timer_hits == hits)
+			return errno;
+		if (!(flags & TIMER_ABSTIME)) {
+			again = *out;
+			req = &again;
+		}
+	}
+}
+
+/* nanosleep: the kernel's runs on CLOCK_MONOTONIC. */
+int lib_nanosleep(const struct timespec *req, struct timespec *rem)
+{
+	int e = lib_sleep(CLOCK_MONOTONIC, 0, req, rem);
+
+	if (!e)
+		return 0;
+	errno = e;
+	return -1;
+}
+
+/* pause, likewise: only the program's signal ends it. */
+int lib_pause(void)
+{
+	struct tstate *ts = tls_ts;
+
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		int r = (int)syscall(SYS_pause);
+
+		if (r >= 0 || errno != EINTR || !ts || ts->timer_hits == hits)
+			return r;
 	}
 }
 

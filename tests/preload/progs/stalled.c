@@ -6,8 +6,9 @@
  * answered "ok\n".  Prints the port.  Triggers: wait read open fork exec
  * exit sleep dup2 fcntl lseek fsync timer budget capacity explicit, and
  * the other calls that block without a wait set: accept (blocking), wait4,
- * pause.  exec re-runs this program as "execd FD" to answer the request's
- * socket FD. */
+ * pause; and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
+ * the same calls blocking 500 ms (blocked()).  exec re-runs this program as
+ * "execd FD" to answer the request's socket FD. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -47,6 +48,65 @@ static int queued_socket(void)
 static void on_alarm(int sig)
 {
 	(void)sig;
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	       (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* "long-X": a call that blocks LONG_MS without a wait set; it must end as
+ * on Linux (no EINTR but the program's own, not sooner) while A's parked
+ * bytes go on moving.  Dies (no answer to B) otherwise. */
+#define LONG_MS 500
+static void blocked(const char *t)
+{
+	struct timespec t0, req = { 0, LONG_MS * 1000000L }, rem;
+	int p[2];
+	pid_t pid;
+	char c;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!strcmp(t, "sleep")) {
+		if (usleep(LONG_MS * 1000) != 0)
+			die("usleep");
+	} else if (!strcmp(t, "nanosleep")) {
+		if (nanosleep(&req, &rem) != 0)
+			die("nanosleep");
+	} else if (!strcmp(t, "pause")) {
+		struct sigaction sa = { .sa_handler = on_alarm };
+
+		sigaction(SIGALRM, &sa, NULL);	/* no SA_RESTART */
+		ualarm(LONG_MS * 1000, 0);
+		if (pause() != -1 || errno != EINTR)
+			die("pause");
+	} else if (!strcmp(t, "read") || !strcmp(t, "wait4")) {
+		signal(SIGCHLD, SIG_DFL);
+		if (pipe(p) < 0)
+			die("pipe");
+		pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (pid == 0) {
+			usleep(LONG_MS * 1000);
+			_exit(write(p[1], "r", 1) == 1 ? 0 : 1);
+		}
+		if (!strcmp(t, "read") && read(p[0], &c, 1) != 1)
+			die("read");
+		if (waitpid(pid, NULL, 0) != pid)
+			die("waitpid");
+		close(p[0]);
+		close(p[1]);
+		signal(SIGCHLD, SIG_IGN);
+	}
+	if (ms_since(&t0) < LONG_MS - 1) {
+		fprintf(stderr, "%s ended after %ld ms\n", t, ms_since(&t0));
+		exit(3);
+	}
 }
 
 static void trigger(const char *t, int b, char *argv0)
@@ -96,6 +156,8 @@ static void trigger(const char *t, int b, char *argv0)
 		ualarm(2000, 0);
 		if (pause() != -1)
 			die("pause");
+	} else if (!strncmp(t, "long-", 5)) {
+		blocked(t + 5);
 	} else if (!strcmp(t, "open")) {
 		int fd = open("/dev/null", O_RDONLY);
 
