@@ -6,7 +6,7 @@
  * answered "ok\n".  Prints the port.  Triggers: wait read open fork exec
  * exit sleep dup2 fcntl lseek fsync timer budget capacity explicit, and
  * the other calls that block without a wait set: accept (blocking), wait4,
- * pause; and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
+ * pause; batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
  * the same calls blocking 500 ms (blocked()).  exec re-runs this program as
  * "execd FD" to answer the request's socket FD. */
 #define _GNU_SOURCE
@@ -158,6 +158,12 @@ static void trigger(const char *t, int b, char *argv0)
 			die("pause");
 	} else if (!strncmp(t, "long-", 5)) {
 		blocked(t + 5);
+	} else if (!strcmp(t, "batch")) {	/* 200 writes, no trigger */
+		int q = queued_socket();
+
+		for (int i = 0; i < 200; i++)
+			if (write(q, "c", 1) != 1)
+				die("batch");
 	} else if (!strcmp(t, "open")) {
 		int fd = open("/dev/null", O_RDONLY);
 
@@ -289,7 +295,7 @@ int main(int argc, char **argv)
 			trigger(argv[1], fd, argv[0]);
 			if (write(fd, "ok\n", 3) != 3)
 				die("write B");
-			if (!strcmp(argv[1], "exit"))
+			if (!strcmp(argv[1], "exit") || !strcmp(argv[1], "batch"))
 				exit(0);
 		}
 	}
