@@ -172,18 +172,39 @@ int lib_nanosleep(const struct timespec *req, struct timespec *rem)
 	return -1;
 }
 
-/* pause, likewise: only the program's signal ends it. */
+/* pause, likewise: only the program's signal ends it.  While sends are
+ * parked the timer signal is blocked and taken here (sigtimedwait), its
+ * flush run in its place: a timer signal and the program's arriving in one
+ * wake-up would otherwise look like ours alone, and pause would go on past
+ * the program's. */
 int lib_pause(void)
 {
 	struct tstate *ts = tls_ts;
+	uint64_t timer, old;
+	int r;
 
+	if (!ts || ts->guard || !ts->table || !esca_table_inflight(ts->table) ||
+	    !timer_keeps_moving(-1))
+		return (int)syscall(SYS_pause);
+	timer = 1ull << (cfg.timer_signal - 1);
+	if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, &timer, &old, sizeof(old)))
+		return (int)syscall(SYS_pause);
 	for (;;) {
-		unsigned hits = ts ? ts->timer_hits : 0;
-		int r = (int)syscall(SYS_pause);
-
-		if (r >= 0 || errno != EINTR || !ts || ts->timer_hits == hits)
-			return r;
+		r = (int)syscall(SYS_rt_sigtimedwait, &timer, NULL, NULL,
+				 sizeof(timer));
+		if (r < 0)
+			break;	/* EINTR: the program's signal ran */
+		ts->timer_hits++;
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+		__atomic_store_n(&ts->oldest_ns, esca_table_pending(ts->table) ?
+				 now_ns() : 0, __ATOMIC_RELEASE);
+		ts->signaled = 0;
 	}
+	r = errno;
+	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof(old)))
+		r = errno;
+	errno = r;
+	return -1;
 }
 
 /* Bytes not yet read by the peers of the sockets with entries in flight

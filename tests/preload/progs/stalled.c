@@ -6,7 +6,7 @@
  * answered "ok\n".  Prints the port.  Triggers: wait read open fork exec
  * exit sleep dup2 fcntl lseek fsync timer budget capacity explicit, and
  * the other calls that block without a wait set: accept (blocking), wait4,
- * pause; batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
+ * pause; thread (a thread that parks 1 MiB and ends); batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
  * the same calls blocking 500 ms (blocked()).  exec re-runs this program as
  * "execd FD" to answer the request's socket FD. */
 #define _GNU_SOURCE
@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -48,6 +49,15 @@ static int queued_socket(void)
 static void on_alarm(int sig)
 {
 	(void)sig;
+}
+
+/* "thread": 1 MiB to a socket whose peer never reads (parked), then the
+ * thread ends; plain: a short count, and the join returns at once. */
+static void *thread_writes(void *arg)
+{
+	if (write(queued_socket(), big, 1 << 20) < 0)
+		die("thread write");
+	return arg;
 }
 
 static long ms_since(const struct timespec *t0)
@@ -158,6 +168,12 @@ static void trigger(const char *t, int b, char *argv0)
 			die("pause");
 	} else if (!strncmp(t, "long-", 5)) {
 		blocked(t + 5);
+	} else if (!strcmp(t, "thread")) {	/* a thread that ends */
+		pthread_t th;
+
+		if (pthread_create(&th, NULL, thread_writes, NULL) ||
+		    pthread_join(th, NULL))
+			die("thread");
 	} else if (!strcmp(t, "batch")) {	/* 200 writes, no trigger */
 		int q = queued_socket();
 
