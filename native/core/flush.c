@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT
  * flush.c - the table's side of a flush: esca_flush(),
- * esca_flush_epoll_wait(), esca_sync_fd(), the progress fd; and entries run
+ * esca_flush_epoll_wait(), esca_sync_fd(), esca_table_wait(), the progress fd; and entries run
  * as plain syscalls (esca__run_direct, esca__run_queued_direct) by the
  * executors that cannot take them (DESIGN.md, "Contract: fallback").
  */
 #include <errno.h>
 
 #include "internal.h"
+#include "sys.h"
 
 static void args_of(const struct esca_entry *e, struct esca_args *a)
 {
@@ -110,16 +111,55 @@ int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
 	return r;
 }
 
+/* Wait for fd's entries only (DESIGN.md, "Flush triggers"): a reaping
+ * flush sends everything; while an entry of fd is still in flight, block
+ * until some entry completes and reap again.  Sends of other fds parked on
+ * a peer that does not read are never waited for. */
 int esca_sync_fd(struct esca_table *t, int fd)
 {
 	int r = 0;
 
 	while (esca_fd_pending(t, fd)) {
-		r = esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
-		if (r < 0)
+		unsigned live = t->live;
+
+		r = esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+		if (r < 0 || !esca_fd_pending(t, fd))
 			break;
+		if (esca_fd_inflight(t, fd)) {
+			r = esca_table_wait(t, -1);
+			if (r < 0 && r != -EINTR)
+				break;
+		} else if (t->live == live) {
+			/* queued, nothing of fd's in flight, no progress:
+			 * cannot happen; the old way, all of it */
+			r = esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+			if (r < 0)
+				break;
+		}
+		r = 0;
 	}
 	return r < 0 ? r : 0;
+}
+
+int esca_table_wait(struct esca_table *t, int timeout_ms)
+{
+	int r, pfd;
+
+	if (!t->inflight)
+		return 1;
+	if (t->ex->wait) {
+		r = t->ex->wait(t, timeout_ms);
+		esca__retire(t);
+		return r;
+	}
+	pfd = esca_table_progress_fd(t);	/* lkm: readable when a parked
+						 * fd has room */
+	if (pfd < 0) {
+		r = esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+		return r < 0 ? r : 1;
+	}
+	t->st.kernel_entries++;
+	return (int)esca_sys_wait_readable(pfd, timeout_ms);
 }
 
 int esca_table_progress_fd(struct esca_table *t)

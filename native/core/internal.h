@@ -80,6 +80,9 @@ struct esca_executor {
 	int (*owns_fd)(struct esca_table *t, int fd);
 	int (*flush_epoll)(struct esca_table *t, int epfd, void *evs, int max,
 			   int timeout_ms, const void *sigmask);	/* optional */
+	/* optional: block until an entry in flight completes, at most
+	 * timeout_ms (-1: no bound); 1, 0 on timeout, -errno */
+	int (*wait)(struct esca_table *t, int timeout_ms);
 };
 
 struct esca_table {

@@ -129,4 +129,17 @@ static inline long esca_sys_wait_writable(int fd)
 	return r < 0 ? r : 0;
 }
 
+/* Wait until fd is readable, at most timeout_ms (-1: however long).
+ * 1 readable, 0 timed out, or -errno (-EINTR included). */
+static inline long esca_sys_wait_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct timespec t = { timeout_ms / 1000,
+			      (long)(timeout_ms % 1000) * 1000000 };
+
+	return esca_sys_ret(syscall(SYS_ppoll, &p, 1,
+				    timeout_ms < 0 ? NULL : &t, NULL,
+				    (size_t)_NSIG / 8));
+}
+
 #endif

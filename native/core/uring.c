@@ -524,6 +524,29 @@ int esca__uring_flush(struct esca_table *t, unsigned mode)
 	return 0;
 }
 
+/* Block for one completion, at most timeout_ms (-1: no bound), and reap:
+ * with DEFER_TASKRUN this is also what moves parked sends meanwhile. */
+static int uring_wait(struct esca_table *t, int timeout_ms)
+{
+	struct uring_state *u = t->priv;
+	struct __kernel_timespec ts = { timeout_ms / 1000,
+					(long long)(timeout_ms % 1000) * 1000000 };
+	struct io_uring_cqe *cqe;
+	int r;
+
+	if (!u->outstanding)
+		return 1;
+	t->st.kernel_entries++;
+	r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
+					     timeout_ms < 0 ? NULL : &ts, NULL);
+	esca__uring_reap(t, u);
+	if (r == -ETIME)
+		return 0;
+	if (r == -EINTR)
+		return r;
+	return r < 0 && r != -EAGAIN && r != -EBUSY ? r : 1;
+}
+
 const struct esca_executor esca__uring = {
 	.name = "uring",
 	.init = esca__uring_init,
@@ -534,4 +557,5 @@ const struct esca_executor esca__uring = {
 	.progress_arm = esca__uring_progress_arm,
 	.flush_epoll = esca__uring_flush_epoll,
 	.owns_fd = esca__uring_owns_fd,
+	.wait = uring_wait,
 };

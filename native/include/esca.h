@@ -251,8 +251,15 @@ ESCA_API int esca_flush_epoll_wait(struct esca_table *t, int why, int epfd,
 				   struct epoll_event *evs, int max,
 				   int timeout_ms, const void *sigmask);
 
-/* Wait until no entry on fd (as fd or fd2) is pending. */
+/* Wait until no entry on fd (as fd or fd2) is pending: only for those
+ * (and what runs before them), never for entries of other fds parked on
+ * a full socket (DESIGN.md, "Flush triggers"). */
 ESCA_API int esca_sync_fd(struct esca_table *t, int fd);
+
+/* Block until an entry in flight completes or may move (its socket has
+ * room), at most timeout_ms (-1: no bound); then esca_flush(REAP) collects
+ * it.  1, 0 when the time ran out, -EINTR on a signal, other -errno. */
+ESCA_API int esca_table_wait(struct esca_table *t, int timeout_ms);
 
 /* Run one op now with plain syscalls, completing short writes (poll on
  * EAGAIN; DESIGN.md, "Contract: short writes").  Returns bytes / 0 or

@@ -20,10 +20,20 @@ static inline void note_queued(struct tstate *ts)
 {
 	uint64_t now = now_ns();
 
-	if (!ts->oldest_ns)
+	if (!ts->oldest_ns) {
 		ts->oldest_ns = now;
-	else if (now - ts->oldest_ns > cfg.flush_ns)
-		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+	} else if (now - ts->oldest_ns > cfg.flush_ns) {
+		/* an old time may be a parked entry's (in the kernel's hands
+		 * since the last flush; kept so that the watchdog moves it):
+		 * when this call is the only one waiting in the table, the
+		 * bound counts from it, and later calls are batched as if
+		 * nothing were parked (DESIGN.md, "Contract: parked sends") */
+		if (esca_table_pending(ts->table) -
+		    esca_table_inflight(ts->table) <= 1)
+			ts->oldest_ns = now;
+		else
+			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+	}
 }
 
 /* Queue a; on a full table flush once and retry.  Returns the queued
@@ -101,7 +111,7 @@ void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags)
 	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
 	    pthread_sigmask(SIG_BLOCK, NULL, &mask) == 0 &&
 	    !sigismember(&mask, SIGPIPE))
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+		lib_flush_drain(ts, ESCA_WHY_LIFECYCLE);
 	raise(SIGPIPE);
 }
 

@@ -91,7 +91,7 @@ static inline struct fdinfo *defer_begin(struct tstate *ts, int call, int fd,
 		/* exit handlers, other threads at the end: their calls go
 		 * straight in, after what their thread queued before */
 		if (ts->table && esca_table_pending(ts->table))
-			lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+			lib_flush_drain(ts, ESCA_WHY_LIFECYCLE);
 		return NULL;
 	}
 	s->seen++;

@@ -1,8 +1,18 @@
 /* SPDX-License-Identifier: MIT
  * flush.c - what every flush trigger runs: lib_flush, lib_flush_epoll,
- * lib_sync_fd, lib_lifecycle_flush (one after_flush step for all), and the
- * seed's explicit segments: esca_init, batch_start, batch_flush. */
+ * lib_sync_fd (one fd's entries), lib_flush_handover (fork, spawn),
+ * lib_flush_drain (exit, exec: bounded), lib_flush_block and lib_sleep,
+ * lib_pause (calls that block without a wait set), lib_lifecycle_flush
+ * (one after_flush step for all), and the seed's explicit segments:
+ * esca_init, batch_start, batch_flush.  DESIGN.md, "Flush triggers". */
 #include <errno.h>
+#include <linux/sockios.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "preload.h"
 
@@ -66,6 +76,196 @@ void lib_sync_fd(struct tstate *ts, int fd)
 	lib_leave(ts);
 	if (esca_table_pending(ts->table) == 0)
 		ts->oldest_ns = 0;
+}
+
+/* fork, vfork, system, popen, posix_spawn: everything this thread queued
+ * goes to the kernel, and whatever completes without waiting for a peer
+ * completes; sends parked on a full socket stay in flight, the parent's
+ * (the child abandons its copy of the table: DESIGN.md, "Contract: parked
+ * sends").  A peer that never reads holds up nothing. */
+void lib_flush_handover(struct tstate *ts, int why)
+{
+	for (int i = 0; ts->table && i < 8; i++) {
+		unsigned before = esca_table_pending(ts->table);
+
+		if (before == 0 || before == esca_table_inflight(ts->table))
+			break;
+		lib_flush(ts, ESCA_FLUSH_REAP, why);
+		if (esca_table_pending(ts->table) == before)
+			break;	/* the rest waits behind parked sends */
+	}
+}
+
+/* Can the watchdog's timer signal reach this thread while it blocks in a
+ * call on fd (-1: none), and does the kernel restart that call after it?
+ * A socket with a receive timeout (SO_RCVTIMEO) gets EINTR instead. */
+static int timer_keeps_moving(int fd)
+{
+	uint64_t mask = 0;
+	struct timeval tv = { 0, 0 };
+	socklen_t len = sizeof(tv);
+
+	if (!cfg.watchdog_ns || !timer_handler_ours() ||
+	    syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &mask,
+		    sizeof(mask)) < 0 ||
+	    (mask & (1ull << (cfg.timer_signal - 1))))
+		return 0;
+	if (fd >= 0 && syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_RCVTIMEO,
+			       &tv, &len) == 0 && (tv.tv_sec || tv.tv_usec))
+		return 0;
+	return 1;
+}
+
+/* A call that blocks without a wait set: sleep, pause, wait4, a read or
+ * accept on fd that may block (fd -1: none).  A reaping flush, not a
+ * waiting one: a peer that never reads holds up nothing.  What stays parked
+ * keeps moving while the thread blocks, as for a thread blocked anywhere
+ * else: the watchdog sends it the timer signal (SA_RESTART) after
+ * ESCA_FLUSH_US, whose handler flushes; the kernel restarts the call after
+ * it, and the sleeps and pause, which it does not restart, go on in
+ * lib_sleep, lib_pause.  Where that signal cannot come or would end the call
+ * (no watchdog, the program took the signal or blocks it here, a receive
+ * timeout) the flush waits for everything, as before: a blocking read may
+ * wait for a peer that waits for our bytes (DESIGN.md, "Flush triggers"). */
+void lib_flush_block(struct tstate *ts, int fd)
+{
+	if (!ts || ts->guard || !ts->table || !esca_table_pending(ts->table))
+		return;
+	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	if (esca_table_pending(ts->table) && !timer_keeps_moving(fd))
+		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+}
+
+/* clock_nanosleep as the kernel runs it (0 or the error number), but the
+ * library's own timer signal (lib_flush_block) is no EINTR of the
+ * program's: the sleep goes on for what is left (an absolute one, to the
+ * same deadline). */
+int lib_sleep(clockid_t clk, int flags, const struct timespec *req,
+	      struct timespec *rem)
+{
+	struct tstate *ts = tls_ts;
+	struct timespec left, again;
+
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		struct timespec *out = rem ? rem : &left;
+
+		if (syscall(SYS_clock_nanosleep, clk, flags, req, out) == 0)
+			return 0;
+		if (errno != EINTR || !ts || ts->timer_hits == hits)
+			return errno;
+		if (!(flags & TIMER_ABSTIME)) {
+			again = *out;
+			req = &again;
+		}
+	}
+}
+
+/* nanosleep: the kernel's runs on CLOCK_MONOTONIC. */
+int lib_nanosleep(const struct timespec *req, struct timespec *rem)
+{
+	int e = lib_sleep(CLOCK_MONOTONIC, 0, req, rem);
+
+	if (!e)
+		return 0;
+	errno = e;
+	return -1;
+}
+
+/* pause, likewise: only the program's signal ends it.  While sends are
+ * parked the timer signal is blocked and taken here (sigtimedwait), its
+ * flush run in its place: a timer signal and the program's arriving in one
+ * wake-up would otherwise look like ours alone, and pause would go on past
+ * the program's. */
+int lib_pause(void)
+{
+	struct tstate *ts = tls_ts;
+	uint64_t timer, old;
+	int r;
+
+	if (!ts || ts->guard || !ts->table || !esca_table_inflight(ts->table) ||
+	    !timer_keeps_moving(-1))
+		return (int)syscall(SYS_pause);
+	timer = 1ull << (cfg.timer_signal - 1);
+	if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, &timer, &old, sizeof(old)))
+		return (int)syscall(SYS_pause);
+	for (;;) {
+		r = (int)syscall(SYS_rt_sigtimedwait, &timer, NULL, NULL,
+				 sizeof(timer));
+		if (r < 0)
+			break;	/* EINTR: the program's signal ran */
+		ts->timer_hits++;
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+		__atomic_store_n(&ts->oldest_ns, esca_table_pending(ts->table) ?
+				 now_ns() : 0, __ATOMIC_RELEASE);
+		ts->signaled = 0;
+	}
+	r = errno;
+	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof(old)))
+		r = errno;
+	errno = r;
+	return -1;
+}
+
+/* Bytes not yet read by the peers of the sockets with entries in flight
+ * (SIOCOUTQ): a change means some peer reads. */
+static uint64_t parked_outq(struct tstate *ts)
+{
+	int top = __atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED);
+	uint64_t sum = 0;
+
+	for (int fd = 3; fd <= top && fd < fdtab_n; fd++) {
+		int q = 0;
+
+		if (esca_fd_inflight(ts->table, fd) &&
+		    syscall(SYS_ioctl, fd, SIOCOUTQ, &q) == 0)
+			sum += (uint64_t)q * 65537u + (uint64_t)fd;
+	}
+	return sum;
+}
+
+/* The last drain (exit, exec, a SIGPIPE that kills): wait for every entry
+ * while some peer makes progress; a drain that saw none for DRAIN_IDLE_NS
+ * (no entry completed, no parked socket's queue moved) gives up, and so
+ * does every later one at once: Linux's exit does not wait for a peer to
+ * read (DESIGN.md, "Contract: parked sends"). */
+#define DRAIN_IDLE_NS 1000000000ull
+#define DRAIN_TICK_MS 100
+static int drain_gave_up;
+
+void lib_flush_drain(struct tstate *ts, int why)
+{
+	uint64_t since, outq;
+
+	if (!ts->table)
+		return;
+	lib_flush(ts, ESCA_FLUSH_REAP, why);
+	if (__atomic_load_n(&drain_gave_up, __ATOMIC_ACQUIRE))
+		return;
+	since = now_ns();
+	outq = parked_outq(ts);
+	while (esca_table_pending(ts->table)) {
+		uint64_t o;
+		int r;
+
+		if (!esca_table_inflight(ts->table)) {
+			/* queued behind nothing parked: they complete */
+			lib_flush(ts, ESCA_FLUSH_WAIT, why);
+			break;
+		}
+		ts->guard++;
+		r = esca_table_wait(ts->table, DRAIN_TICK_MS);
+		lib_leave(ts);
+		lib_flush(ts, ESCA_FLUSH_REAP, why);
+		o = parked_outq(ts);
+		if (r > 0 || o != outq) {
+			since = now_ns();
+			outq = o;
+		} else if (now_ns() - since >= DRAIN_IDLE_NS) {
+			__atomic_store_n(&drain_gave_up, 1, __ATOMIC_RELEASE);
+			break;
+		}
+	}
 }
 
 /* exec, exit, _exit: nothing may stay behind, in any thread's table

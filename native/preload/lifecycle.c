@@ -178,8 +178,8 @@ EXPORT void _Exit(int status)
 /* vfork stays vfork (DESIGN.md, "Contract: threads and fork"): the child
  * runs in our memory, on our stack, until it execs or exits, and may store
  * into the parent's memory, as vfork allows.  So nothing may be left in
- * this thread's table (flushed, waiting), the thread's state must exist
- * before (a table the child made would be the parent's), it is marked so
+ * this thread's table but sends parked on a full socket (handed over, as
+ * at fork: flush.c), the thread's state must exist before (a table the child made would be the parent's), it is marked so
  * that the child's calls pass through (vfork_child), and the real vfork is
  * entered by a jump from our frame-less vfork: a C function that called it
  * would return in the child, and its frame, which the parent returns
@@ -193,7 +193,7 @@ HIDDEN void *esca_vfork_prepare(void)
 	ts = ts_get();
 	if (ts && !ts->guard) {
 		if (ts->table && esca_table_pending(ts->table))
-			lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+			lib_flush_handover(ts, ESCA_WHY_LIFECYCLE);
 		ts->vfork_tid = (int)syscall(SYS_gettid);
 	}
 	return (void *)real.vfork;

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "catalog.h"
 #include "esca.h"
@@ -234,6 +235,13 @@ HIDDEN void fdmap_after_fork(void);
 /* flush.c */
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
+HIDDEN void lib_flush_handover(struct tstate *ts, int why);
+HIDDEN void lib_flush_drain(struct tstate *ts, int why);
+HIDDEN void lib_flush_block(struct tstate *ts, int fd);
+HIDDEN int lib_sleep(clockid_t clk, int flags, const struct timespec *req,
+		     struct timespec *rem);
+HIDDEN int lib_nanosleep(const struct timespec *req, struct timespec *rem);
+HIDDEN int lib_pause(void);
 HIDDEN int lib_flush_epoll(struct tstate *ts, int epfd,
 			   struct epoll_event *evs, int max, int timeout,
 			   const sigset_t *mask);

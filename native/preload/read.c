@@ -36,7 +36,7 @@ static inline void before_read(int fd)
 	}
 	lib_sync_fd(ts, fd);
 	if (!fi || (fi->kind != FK_FILE && !(fi->flags & FI_NONBLOCK)))
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+		lib_flush_block(ts, fd);
 }
 
 /* ---- lever "reads": a read whose answer is known ------------------------

@@ -165,7 +165,7 @@ void lib_end_flush(int in_handler)
 	if (ts && ts->table && !ts->guard &&
 	    (esca_table_pending(ts->table) ||
 	     __atomic_load_n(&ts->stash_res, __ATOMIC_ACQUIRE)))
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+		lib_flush_drain(ts, ESCA_WHY_LIFECYCLE);
 	threads_drain_others(in_handler);
 	if (cfg.stats_path[0])
 		stats_maybe_write(1);

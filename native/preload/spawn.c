@@ -31,8 +31,9 @@ static inline void spawn_init(void)
 		esca_lib_init();
 }
 
-/* Before a child is started: this thread's pending entries are done (as
- * thread_atfork_prepare does for fork). */
+/* Before a child is started: this thread's pending entries go to the
+ * kernel, parked sends stay the parent's (as thread_atfork_prepare does for
+ * fork: flush.c, lib_flush_handover). */
 static void before_spawn(void)
 {
 	struct tstate *ts;
@@ -40,7 +41,7 @@ static void before_spawn(void)
 	spawn_init();
 	ts = tls_ts;
 	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+		lib_flush_handover(ts, ESCA_WHY_LIFECYCLE);
 }
 
 EXPORT int system(const char *cmd)
@@ -215,7 +216,7 @@ EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out,
 		if (fi && fi->kind == FK_UNKNOWN)
 			fd_detect(in, fi);
 		if (!fi || (fi->kind != FK_FILE && !(fi->flags & FI_NONBLOCK)))
-			lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+			lib_flush_block(ts, in);
 	}
 	return real.splice(in, off_in, out, off_out, len, flags);
 }

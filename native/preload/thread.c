@@ -416,9 +416,10 @@ static void thread_atfork_prepare(void)
 
 	/* the child must not inherit queued bytes it would send twice, and
 	 * what the parent wrote before fork must come before what the child
-	 * writes to the same file: wait for all of it */
+	 * writes to the same file: all of it to the kernel; sends parked on a
+	 * full socket stay the parent's (flush.c, lib_flush_handover) */
 	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+		lib_flush_handover(ts, ESCA_WHY_LIFECYCLE);
 	pthread_mutex_lock(&list_lock);
 }
 

@@ -390,7 +390,7 @@ int lib_owe(struct tstate *ts, struct fdinfo *fi, int fd)
 	return 0;
 }
 
-/* ---- calls that block without a wait set: finish everything first ------- */
+/* ---- calls that block without a wait set: flush.c, lib_flush_block ----- */
 
 static inline void before_block(void)
 {
@@ -399,13 +399,13 @@ static inline void before_block(void)
 	if (ts && !ts->guard)
 		ts->wait_token++;
 	if (ts && !ts->guard && ts->table && esca_table_pending(ts->table))
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+		lib_flush_block(ts, -1);
 }
 
 EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
 	before_block();
-	return (int)syscall(SYS_nanosleep, req, rem);
+	return lib_nanosleep(req, rem);
 }
 
 EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
@@ -414,8 +414,8 @@ EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
 	long r;
 
 	before_block();
-	r = syscall(SYS_clock_nanosleep, clk, flags, req, rem);
-	return r < 0 ? errno : 0;	/* it returns the error, not -1 */
+	r = lib_sleep(clk, flags, req, rem);
+	return (int)r;	/* it returns the error, not -1 */
 }
 
 EXPORT int usleep(useconds_t us)
@@ -423,7 +423,7 @@ EXPORT int usleep(useconds_t us)
 	struct timespec t = { us / 1000000, (long)(us % 1000000) * 1000 };
 
 	before_block();
-	return (int)syscall(SYS_nanosleep, &t, NULL);
+	return lib_nanosleep(&t, NULL);
 }
 
 EXPORT unsigned int sleep(unsigned int s)
@@ -431,7 +431,7 @@ EXPORT unsigned int sleep(unsigned int s)
 	struct timespec t = { s, 0 }, rem = { 0, 0 };
 
 	before_block();
-	if (syscall(SYS_nanosleep, &t, &rem) < 0 && errno == EINTR)
+	if (lib_nanosleep(&t, &rem) < 0 && errno == EINTR)
 		return (unsigned int)rem.tv_sec + (rem.tv_nsec > 0);
 	return 0;
 }
@@ -439,7 +439,7 @@ EXPORT unsigned int sleep(unsigned int s)
 EXPORT int pause(void)
 {
 	before_block();
-	return (int)syscall(SYS_pause);
+	return lib_pause();
 }
 
 EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
