@@ -22,8 +22,8 @@
  * 100 us leaves the program ~700 records a second (the plain run did not finish 50000
  * within 60 s; 44000 arrived); 3000 take ~4 s a run, the handler firing hundreds of
  * times, and the pytest's checks are kept (records in order, fired > 10, half the
- * writes deferred).  Its lkm run is an xfail when it hangs (not strict: only a slow
- * guest shows it; 3 guest runs of 5 did): found_parked's defect.  The handler writes
+ * writes deferred).  Its lkm run is an xfail when it hangs (not strict: it depends on
+ * the guest's speed; it hung in 5 guest runs of 6, passed in 3 s in the other): found_parked's defect.  The handler writes
  * 1 byte to its non-blocking self-pipe per signal and the loop drains it every 64
  * records; when the guest runs slowly (the host loaded) the pipe fills in between.
  * Plain, the handler's write gets EAGAIN, which it ignores.  Under lkm the writes
@@ -31,7 +31,7 @@
  * on the full pipe, which only the waiting thread would make: a hung run showed its
  * main thread in ppoll(fds, 1, NULL, NULL, 8), i.e. native/core/sys.h's
  * esca_sys_wait_writable (the core's wait for room on a socket an entry stopped
- * on), 122 of 3000 records out.  (With two busy loops in the guest
+ * on), 122 of 3000 records out; another, its main thread ~90% in the kernel.  (With two busy loops in the guest
  * even the plain run got only 1851 records out in 40 s: the timer's signals alone
  * can starve it under TCG.)
  *
