@@ -733,6 +733,7 @@ static bool watched(void)
 static long esca_flush(struct esca_ctx *ctx, const struct esca_lkm_flush fl)
 {
 	struct esca_hold h = { .n = 0 };
+	bool ran = false;
 	u32 i;
 
 	if (!ctx->map)
@@ -751,11 +752,15 @@ static long esca_flush(struct esca_ctx *ctx, const struct esca_lkm_flush fl)
 		if (READ_ONCE(slot->state) != ESCA_LKM_BUSY)
 			continue;
 		/* a signal (SIGSTOP and the cgroup freezer too) is taken
-		 * between entries: the rest stay BUSY for the next flush;
-		 * a tracer or filter that came meanwhile: the same, and
-		 * that flush says EACCES */
-		if (to_deliver() || watched())
+		 * between entries, never before the first one a FLUSH runs
+		 * (a system call does its work with a signal pending, and a
+		 * flush that stopped at once would make no progress while a
+		 * short interval timer keeps one pending: a livelock): the
+		 * rest stay BUSY for the next flush; a tracer or filter
+		 * that came meanwhile: the same, and that flush says EACCES */
+		if ((ran && to_deliver()) || watched())
 			break;
+		ran = true;
 		if (!run_entry(slot, &h))
 			break;	/* a signal: deliver it, the caller goes on */
 		cond_resched();

@@ -4,6 +4,8 @@
  * Exit status: 0 pass, 1 fail, 77 skip (no /dev/esca); the cgroup case
  * prints "skip" and passes where the guest cannot mount cgroup2. */
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -314,10 +316,69 @@ static void test_cgroup_freeze(void)
 	CHECK(access(cg, F_OK) < 0);
 }
 
+/* A signal pending as a FLUSH starts (a short interval timer, another
+ * thread's kill) does not stop it before its first entry: every FLUSH of
+ * one write runs it, as write(2) would.  Stopping at once made no progress
+ * at all while a 100 us timer kept a signal pending in this guest (the
+ * d05_signal_write case of test_trust livelocked). */
+static volatile int pelting;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+static void *pelt(void *arg)
+{
+	pthread_t to = *(pthread_t *)arg;
+
+	while (pelting)
+		pthread_kill(to, SIGUSR1);
+	return NULL;
+}
+
+static void test_signal_pending_progress(void)
+{
+	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };
+	int fd = dev_open(), p[2], zero = 0;
+	struct esca_lkm_entry *tab = table_map(1);
+	pthread_t self = pthread_self(), th;
+	static struct iovec iov;
+	char b[4096];
+
+	CHECK(fd >= 0 && tab && pipe(p) == 0);
+	CHECK_EQ(reg(fd, tab, 1), 0);
+	CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+	pelting = 1;
+	CHECK(pthread_create(&th, NULL, pelt, &self) == 0);
+	for (int i = 0; i < 2000; i++) {
+		int r;
+
+		set_data(&tab[0], ESCA_LKM_WRITE, p[1], &iov, "x", 1);
+		r = flush(fd, 0, 1);
+		if (r != 1 || tab[0].state != ESCA_LKM_DONE) {
+			zero++;
+			continue;
+		}
+		CHECK_EQ(tab[0].result, 1);
+		CHECK_EQ(read(p[0], b, sizeof(b)), 1);
+	}
+	pelting = 0;
+	pthread_join(th, NULL);
+	signal(SIGUSR1, SIG_DFL);
+	printf("# %s: %d of 2000 flushes ran nothing\n", cur, zero);
+	CHECK_EQ(zero, 0);
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+	munmap(tab, ENT);
+}
+
 static const struct lkm_test tests[] = {
 	{ "sigstop_write", test_sigstop_write },
 	{ "sigstop_sendfile", test_sigstop_sendfile },
 	{ "cgroup_freeze", test_cgroup_freeze },
+	{ "signal_pending_progress", test_signal_pending_progress },
 };
 
 int main(int argc, char **argv)
