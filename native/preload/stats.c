@@ -84,6 +84,7 @@ static void write_stats(void)
 		"\"completed\": %llu, \"errors\": %llu, \"errors_surfaced\": %llu, "
 		"\"short_completed\": %llu, \"resubmitted\": %llu, "
 		"\"fallbacks\": %llu, \"sendfile_direct\": %llu, "
+		"\"flushes_direct\": %llu, "
 		"\"waits_folded\": %llu, "
 		"\"bytes_deferred\": %llu, "
 		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
@@ -101,6 +102,7 @@ static void write_stats(void)
 	    (unsigned long long)c->resubmitted,
 	    (unsigned long long)c->fallbacks,
 	    (unsigned long long)c->sendfile_direct,
+	    (unsigned long long)c->flushes_direct,
 	    (unsigned long long)c->waits_folded, (unsigned long long)bytes,
 	    (unsigned long long)c->flushes, nthreads_total, nthreads,
 	    (unsigned long long)sum.reads_seen,
