@@ -183,6 +183,8 @@ struct esca_stats {
 	uint64_t batch_hist[ESCA_HIST_BUCKETS];	/* entries per flush     */
 	uint64_t fallbacks;			/* ops run directly, not in ring */
 	uint64_t sendfile_direct;		/* sendfiles run as the syscall  */
+	uint64_t flushes_direct;		/* one-entry flushes run as the
+						 * plain syscall, no ring entry  */
 	uint64_t waits_folded;			/* epoll waits done in the flush */
 };
 

@@ -120,6 +120,7 @@ static void write_stats(int hold)
 		"\"completed\": %llu, \"errors\": %llu, \"errors_surfaced\": %llu, "
 		"\"short_completed\": %llu, \"resubmitted\": %llu, "
 		"\"fallbacks\": %llu, \"sendfile_direct\": %llu, "
+		"\"flushes_direct\": %llu, "
 		"\"waits_folded\": %llu, "
 		"\"bytes_deferred\": %llu, "
 		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
@@ -137,6 +138,7 @@ static void write_stats(int hold)
 	    (unsigned long long)c->resubmitted,
 	    (unsigned long long)c->fallbacks,
 	    (unsigned long long)c->sendfile_direct,
+	    (unsigned long long)c->flushes_direct,
 	    (unsigned long long)c->waits_folded, (unsigned long long)bytes,
 	    (unsigned long long)c->flushes, nthreads_total, nthreads,
 	    (unsigned long long)sum.reads_seen,

@@ -29,6 +29,9 @@ class Stats(TypedDict):
     short_completed: int
     resubmitted: int
     fallbacks: int
+    sendfile_direct: int
+    flushes_direct: int
+    waits_folded: int
     direct: int
     batch_sizes: dict[str, int]
 

@@ -40,6 +40,7 @@ COUNTERS: tuple[str, ...] = (
     "reads_answered",
     "setsockopt_composed",
     "sendfile_direct",
+    "flushes_direct",
     "waits_folded",
     "eagain_parked",
 )
@@ -124,6 +125,7 @@ class ProcessStats:
     reads_answered: int = 0
     setsockopt_composed: int = 0
     sendfile_direct: int = 0
+    flushes_direct: int = 0
     waits_folded: int = 0
     eagain_parked: int = 0
 
@@ -308,6 +310,7 @@ def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
         f" (of {s.reads_seen} looked at), {s.setsockopt_composed} setsockopt composed"
         f" into MSG_MORE, {s.sendfile_direct} sendfile run as themselves,"
         f" {s.waits_folded} epoll waits folded into a flush,"
+        f" {s.flushes_direct} one-call flushes run as the plain syscall,"
         f" {s.eagain_parked} sends EAGAIN behind parked bytes"
     )
     fb = f"  fallbacks        {s.fallbacks}"

@@ -1,0 +1,99 @@
+"""A flush that carries one call runs it as the plain syscall (DESIGN.md,
+"Flush triggers"): no io_uring_enter, counted in flushes_direct; a send a
+full socket cuts short goes the ring's way, bytes intact and in order."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+import pyesca
+from conftest import read_all, uring_skip_reason
+
+pytestmark = pytest.mark.skipif(uring_skip_reason() is not None, reason=str(uring_skip_reason()))
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+@pytest.mark.parametrize("op", ["send", "write", "writev", "setsockopt", "shutdown", "close"])
+def test_one_call_flush_is_one_syscall(op: str) -> None:
+    a, b = _pair()
+    with a, b:
+        with pyesca.batch("uring") as batch:
+            if op == "send":
+                p = batch.send(a, b"hello")
+            elif op == "write":
+                p = batch.write(a, b"hello")
+            elif op == "writev":
+                p = batch.writev(a, [b"he", b"llo"])
+            elif op == "setsockopt":
+                p = batch.setsockopt(a, socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+            elif op == "shutdown":
+                p = batch.shutdown(a, socket.SHUT_WR)
+            else:
+                fd = a.detach()
+                p = batch.close(fd)
+        st = batch.stats()
+        assert st["flushes"] == 1
+        # the plain call only: no io_uring_enter (which would make it 2)
+        assert st["kernel_entries"] == 1, st
+        assert st["flushes_direct"] == 1, st
+        if op in ("send", "write", "writev"):
+            assert p.result() == 5
+            assert b.recv(16) == b"hello"
+        elif op == "setsockopt":
+            assert p.result() == 0
+        else:
+            assert p.result() == 0
+            assert b.recv(16) == b""
+
+
+def test_two_calls_use_the_ring() -> None:
+    a, b = _pair()
+    with a, b:
+        with pyesca.batch("uring") as batch:
+            batch.send(a, b"one")
+            batch.send(a, b"two")
+        st = batch.stats()
+        assert st["flushes_direct"] == 0, st
+        assert st["kernel_entries"] == 1, st
+        assert b.recv(16) == b"onetwo"
+
+
+def test_one_call_short_rest_goes_to_ring() -> None:
+    """A send larger than the socket buffer: the direct try sends part
+    (MSG_DONTWAIT), the rest goes the ring's way and comes out whole, in
+    order, before a later call's bytes."""
+    a, b = _pair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    data = bytes(range(256)) * 4096  # 1 MiB
+    got: list[bytes] = []
+    with a, b:
+        t = threading.Thread(target=lambda: got.append(read_all(b)))
+        t.start()
+        with pyesca.batch("uring") as batch:
+            p = batch.send(a, data)
+            batch.flush()  # waits for the rest, which the ring sends
+            st = batch.stats()
+            assert st["flushes_direct"] == 1, st
+            assert st["short_completed"] >= 1 or st["kernel_entries"] >= 2, st
+            batch.send(a, b"tail")
+            batch.shutdown(a, socket.SHUT_WR)
+        t.join(30)
+        assert p.result() == len(data)
+        assert got == [data + b"tail"]
+
+
+def test_one_call_error_is_its_result() -> None:
+    a, b = _pair()
+    b.close()
+    with a:
+        with pyesca.batch("uring") as batch:
+            p = batch.send(a, b"x")
+        assert batch.stats()["flushes_direct"] == 1
+        with pytest.raises(BrokenPipeError):
+            p.result()
