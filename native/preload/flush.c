@@ -132,6 +132,23 @@ void lib_flush_block(struct tstate *ts, int fd)
 	if (!ts || ts->guard || !ts->table || !esca_table_pending(ts->table))
 		return;
 	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	/* An entry still in flight that needs no peer (an op an io-wq worker
+	 * ran: with DEFER_TASKRUN its completion waits for this thread to
+	 * enter the ring, which a sleeping thread does only at the watchdog's
+	 * tick) completes in a moment: wait for it, 1 ms at a time while
+	 * something completes or moves, so a deferred shutdown or close is
+	 * done before the thread blocks, as before this was a reaping flush.
+	 * A send parked on a client that does not read costs one such 1 ms. */
+	for (int i = 0; i < 8 && esca_table_inflight(ts->table); i++) {
+		int r;
+
+		ts->guard++;
+		r = esca_table_wait(ts->table, 1);
+		lib_leave(ts);
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+		if (r <= 0)
+			break;
+	}
 	if (esca_table_pending(ts->table) && !timer_keeps_moving(fd))
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
 }
