@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -121,8 +122,13 @@ int main(int argc, char **argv)
 	kid = fork();		/* before anything is deferred */
 	if (kid < 0)
 		die("fork");
-	if (kid == 0)
+	if (kid == 0) {
+		/* the clients end with the server, however it ends (a
+		 * timeout's kill included): no orphan left in sigwait */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1)
+			_exit(9);
 		_exit(client(&sa, n));
+	}
 	ep = epoll_create1(0);
 	if (ep < 0)
 		die("epoll_create1");
