@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 
 #include "lkm_test.h"
+#include "seccomp_deny.h"
 
 /* Child exit codes: 0 as wanted; otherwise where it went wrong. */
 enum { C_OK = 0, C_SETUP = 10, C_FILTER, C_PLAIN_NOT_DENIED, C_FLUSH_RAN,
@@ -57,28 +58,8 @@ static int install_filter(void)
 	static const int denied[] = { SYS_write, SYS_writev, SYS_sendto,
 				      SYS_sendmsg, SYS_sendfile, SYS_close,
 				      SYS_shutdown, SYS_fsync };
-	enum { N = sizeof(denied) / sizeof(denied[0]) };
-	struct sock_filter f[4 + N + 2];
-	struct sock_fprog prog = { .len = 0, .filter = f };
-	unsigned k = 0;
 
-	f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-		offsetof(struct seccomp_data, arch));
-	f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-		AUDIT_ARCH_X86_64, 1, 0);
-	f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-	f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-		offsetof(struct seccomp_data, nr));
-	for (unsigned i = 0; i < N; i++)	/* to the EPERM return */
-		f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-			denied[i], N - i, 0);
-	f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-	f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
-		SECCOMP_RET_ERRNO | EPERM);
-	prog.len = (unsigned short)k;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -1;
-	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+	return deny_syscalls(denied, sizeof(denied) / sizeof(denied[0]));
 }
 
 /* The device opened and the table registered before the filter (as the
