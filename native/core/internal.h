@@ -5,11 +5,31 @@
 #ifndef ESCA_INTERNAL_H
 #define ESCA_INTERNAL_H
 
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "esca.h"
 
 #define ESCA_HIDDEN __attribute__((visibility("hidden")))
+
+/* A table, its executor's state and a thread's state are made on a thread's
+ * first deferred call, which may come from a signal handler that
+ * interrupted malloc (a self-pipe handler's write in a thread new to the
+ * library): mmap, never malloc (it is async-signal-safe and zero-filled;
+ * untouched pages cost nothing).  NULL when out of memory. */
+static inline void *esca__zalloc(size_t n)
+{
+	void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static inline void esca__zfree(void *p, size_t n)
+{
+	if (p)
+		(void)munmap(p, n ? n : 1);
+}
 
 enum esca_state {
 	ESCA_S_QUEUED = 1,	/* waiting for a flush (or for its fd's order) */

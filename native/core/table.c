@@ -34,7 +34,7 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 		e = -EINVAL;
 		goto fail;
 	}
-	t = calloc(1, sizeof(*t));
+	t = esca__zalloc(sizeof(*t));
 	if (!t) {
 		e = -ENOMEM;
 		goto fail;
@@ -50,9 +50,8 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 	t->slots = 1;
 	while (t->slots < t->cap)
 		t->slots <<= 1;
-	t->ents = calloc(t->slots, sizeof(*t->ents));
-	/* malloc, not calloc: untouched pages of the arena cost nothing */
-	t->arena = malloc(t->arena_cap);
+	t->ents = esca__zalloc(t->slots * sizeof(*t->ents));
+	t->arena = esca__zalloc(t->arena_cap);
 	if (!t->ents || !t->arena) {
 		e = -ENOMEM;
 		goto fail_free;
@@ -77,9 +76,9 @@ struct esca_table *esca_table_new(const struct esca_config *cfg, int *err)
 	if (e == 0)
 		return t;
 fail_free:
-	free(t->ents);
-	free(t->arena);
-	free(t);
+	esca__zfree(t->ents, t->slots * sizeof(*t->ents));
+	esca__zfree(t->arena, t->arena_cap);
+	esca__zfree(t, sizeof(*t));
 fail:
 	if (err)
 		*err = e;
@@ -94,10 +93,10 @@ static void free_memory(struct esca_table *t)
 		if (e->borrowed && e->iov != &e->one)
 			free(e->iov);
 	}
-	free(t->ents);
-	free(t->arena);
+	esca__zfree(t->ents, t->slots * sizeof(*t->ents));
+	esca__zfree(t->arena, t->arena_cap);
 	esca__fd_map_free(t);
-	free(t);
+	esca__zfree(t, sizeof(*t));
 }
 
 void esca_table_free(struct esca_table *t)

@@ -18,9 +18,29 @@
 
 static int probe_setsockopt = 0;	/* 0 not yet, 1 works, -1 does not */
 
+/* The kernel's opcode list, in the caller's memory: a ring is set up on a
+ * thread's first deferred call, maybe in a signal handler that interrupted
+ * malloc, and liburing's io_uring_get_probe_ring mallocs (internal.h,
+ * esca__zalloc). */
+union ring_probe {
+	struct io_uring_probe p;
+	char room[sizeof(struct io_uring_probe) +
+		  256 * sizeof(struct io_uring_probe_op)];
+};
+
+static struct io_uring_probe *probe_into(struct io_uring *ring,
+					 union ring_probe *b)
+{
+	memset(b, 0, sizeof(*b));
+	if (io_uring_register_probe(ring, &b->p, 256) < 0)
+		return NULL;
+	return &b->p;
+}
+
 /* Does the kernel take SOCKET_URING_OP_SETSOCKOPT?  Asked once. */
 static int check_setsockopt(struct io_uring *ring)
 {
+	union ring_probe b;
 	struct io_uring_probe *p;
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
@@ -28,15 +48,13 @@ static int check_setsockopt(struct io_uring *ring)
 
 	if (probe_setsockopt)
 		return probe_setsockopt > 0;
-	p = io_uring_get_probe_ring(ring);
+	p = probe_into(ring, &b);
 	if (!p)
 		return 0;
 	if (!io_uring_opcode_supported(p, IORING_OP_URING_CMD)) {
-		io_uring_free_probe(p);
 		probe_setsockopt = -1;
 		return 0;
 	}
-	io_uring_free_probe(p);
 	s = (int)esca_sys_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		return 0;
@@ -106,7 +124,8 @@ static int ring_restrict(struct io_uring *ring)
 {
 	struct io_uring_restriction res[sizeof(allowed_sqe_ops) +
 					sizeof(allowed_register_ops) + 1];
-	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+	union ring_probe b;
+	struct io_uring_probe *p = probe_into(ring, &b);
 	unsigned n = 0, nreg = sizeof(allowed_register_ops);
 	int r;
 
@@ -119,7 +138,6 @@ static int ring_restrict(struct io_uring *ring)
 		res[n].opcode = IORING_RESTRICTION_SQE_OP;
 		res[n++].sqe_op = allowed_sqe_ops[i];
 	}
-	io_uring_free_probe(p);
 	res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
 	res[n++].sqe_flags = ALLOWED_SQE_FLAGS;
 	for (;;) {
@@ -217,7 +235,7 @@ int esca__ring_setup(struct io_uring *ring, unsigned entries, unsigned *flags)
 
 int esca__uring_init(struct esca_table *t)
 {
-	struct uring_state *u = calloc(1, sizeof(*u));
+	struct uring_state *u = esca__zalloc(sizeof(*u));
 	unsigned want = t->cap * 2;
 	int r;
 
@@ -227,7 +245,7 @@ int esca__uring_init(struct esca_table *t)
 		want = 32768;
 	r = esca__ring_setup(&u->ring, want, NULL);
 	if (r < 0) {
-		free(u);
+		esca__zfree(u, sizeof(*u));
 		return r;
 	}
 	/* liburing enters through enter_ring_fd until the ring fd is
@@ -237,22 +255,21 @@ int esca__uring_init(struct esca_table *t)
 	u->sq_entries = u->ring.sq.ring_entries;
 	u->sf_direct = !!(t->cfg_flags & ESCA_CFG_SENDFILE_DIRECT);
 	if (t->cfg_flags & ESCA_CFG_FOLD_WAIT) {
-		struct io_uring_probe *p = io_uring_get_probe_ring(&u->ring);
+		union ring_probe b;
+		struct io_uring_probe *p = probe_into(&u->ring, &b);
 
 		u->have_epwait = p && io_uring_opcode_supported(p,
 							  IORING_OP_EPOLL_WAIT);
-		if (p)
-			io_uring_free_probe(p);
 	}
 	u->evfd = -1;
-	u->heads = calloc(t->slots, sizeof(*u->heads));
-	u->x = calloc(t->slots, sizeof(*u->x));
+	u->heads = esca__zalloc(t->slots * sizeof(*u->heads));
+	u->x = esca__zalloc(t->slots * sizeof(*u->x));
 	if (!u->heads || !u->x) {
 		esca__fd_gone(u->ring.ring_fd);
 		io_uring_queue_exit(&u->ring);
-		free(u->heads);
-		free(u->x);
-		free(u);
+		esca__zfree(u->heads, t->slots * sizeof(*u->heads));
+		esca__zfree(u->x, t->slots * sizeof(*u->x));
+		esca__zfree(u, sizeof(*u));
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < t->slots; i++)
@@ -280,9 +297,9 @@ void esca__uring_fini(struct esca_table *t)
 		esca__fd_gone(u->evfd);
 		esca_sys_close(u->evfd);
 	}
-	free(u->heads);
-	free(u->x);
-	free(u);
+	esca__zfree(u->heads, t->slots * sizeof(*u->heads));
+	esca__zfree(u->x, t->slots * sizeof(*u->x));
+	esca__zfree(u, sizeof(*u));
 	t->priv = NULL;
 }
 

@@ -26,6 +26,7 @@ static void after_flush(struct tstate *ts)
 		lib_pay_owed(ts);
 	if (cfg.stats_path[0])
 		stats_maybe_write(0);
+	watchdog_ensure();
 }
 
 void lib_flush(struct tstate *ts, unsigned mode, int why)

@@ -194,6 +194,10 @@ extern HIDDEN int lib_ready;
 extern HIDDEN int lib_exiting;	/* past main / in exit: nothing is deferred */
 extern HIDDEN int fd_hiwater;	/* no fd above it has ever been known */
 extern HIDDEN int lib_fatal;	/* in a fatal signal's handler */
+/* > 0 while a program's handler (or the fatal one) runs on this thread:
+ * nothing there may allocate or start a thread (signals.c) */
+extern HIDDEN __thread int tls_in_handler
+	__attribute__((tls_model("initial-exec")));
 extern HIDDEN int lib_draining;	/* the timer signal's handler waits for
 				 * everything (the end of the process) */
 
@@ -210,6 +214,7 @@ HIDDEN void threads_drain_others(int in_handler);
 HIDDEN int timer_handler_ours(void);
 HIDDEN void thread_init(void);
 HIDDEN int threads_sum(struct tstate *sum, int *total);
+HIDDEN void watchdog_ensure(void);
 HIDDEN uint64_t now_ns(void);
 HIDDEN int thread_pfd_waiting(struct tstate *self, int pfd);
 extern HIDDEN int table_executor;	/* the executor tables really got */

@@ -17,6 +17,7 @@
 #include "preload.h"
 
 HIDDEN int lib_fatal;
+HIDDEN __thread int tls_in_handler __attribute__((tls_model("initial-exec")));
 
 /* ---- a signal handler's data calls (DESIGN.md, "Contract: order") --------
  * A handler that runs while its thread is inside the library (the guard
@@ -196,6 +197,7 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 
 	(void)si;
 	(void)uc;
+	tls_in_handler++;	/* it never returns to the program */
 	if (!__atomic_exchange_n(&lib_fatal, 1, __ATOMIC_ACQ_REL))
 		lib_end_flush(1);
 	memset(&dfl, 0, sizeof(dfl));
@@ -255,10 +257,17 @@ static void on_prog_signal(int sig, siginfo_t *si, void *uc)
 
 	if (ts)
 		ts->sig_hits++;
+	/* a handler's call may be its thread's first: its table is made
+	 * there without malloc, the watchdog thread started later, outside
+	 * (thread.c, watchdog_ensure).  A handler left by siglongjmp leaves
+	 * the count up: that thread then never starts the watchdog (another
+	 * thread, or a later flush, does) */
+	tls_in_handler++;
 	if (info)
 		info(sig, si, uc);
 	else if (plain)
 		plain(sig);
+	tls_in_handler--;
 }
 
 static int is_prog_tramp(const struct sigaction *sa)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +21,7 @@ static __thread int tls_creating __attribute__((tls_model("initial-exec")));
 /* The thread's state was destroyed (its end): never made again, its calls
  * pass through.  A signal handler that runs after the key's destructor
  * (glibc blocks signals only at the very end of a thread) would otherwise
- * make a new table (calloc in a handler) whose entries nobody flushes, and
+ * make a new table (in a handler) whose entries nobody flushes, and
  * whose dead owner other threads wait for (fd_wait_others). */
 static __thread int tls_ended __attribute__((tls_model("initial-exec")));
 
@@ -166,6 +167,16 @@ static void start_watchdog(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+/* The watchdog is started by a thread's first table, or, when that was
+ * made in a signal handler (pthread_create mallocs: the handler may have
+ * interrupted malloc), by the next flush outside one. */
+void watchdog_ensure(void)
+{
+	if (unlikely(!__atomic_load_n(&watchdog_started, __ATOMIC_ACQUIRE)) &&
+	    !tls_in_handler)
+		start_watchdog();
+}
+
 /* ---- the end of the process: every thread's bytes (DESIGN.md, "Contract:
  * threads and fork") -------------------------------------------------------
  * exit, the return from main, exec, _exit, a fatal signal: other threads may
@@ -211,6 +222,26 @@ void threads_drain_others(int in_handler)
 	__atomic_sub_fetch(&lib_draining, 1, __ATOMIC_ACQ_REL);
 }
 
+/* A thread's state is made on its first deferred call, which may be a
+ * signal handler's that interrupted malloc (a self-pipe handler's write in
+ * a thread new to the library: the threaded fuzz's hang, the handler
+ * blocked on the malloc lock its thread held): mmap, never malloc, as the
+ * core does for the table (native/core/internal.h, esca__zalloc). */
+static struct tstate *ts_alloc(void)
+{
+	void *p = mmap(NULL, sizeof(struct tstate), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void ts_free(struct tstate *ts)
+{
+	free(ts->pbuf);
+	free(ts->owed);
+	(void)munmap(ts, sizeof(*ts));
+}
+
 /* First interposed call on a thread: make its table. */
 struct tstate *tstate_create(void)
 {
@@ -223,7 +254,7 @@ struct tstate *tstate_create(void)
 	if (cfg.disabled || tls_creating || tls_ended)
 		return NULL;
 	tls_creating = 1;
-	ts = calloc(1, sizeof(*ts));
+	ts = ts_alloc();
 	if (!ts)
 		goto out;
 	c.executor = cfg.executor;
@@ -253,7 +284,7 @@ struct tstate *tstate_create(void)
 		ts->table = esca_table_new(&c, &err);
 	}
 	if (!ts->table) {
-		free(ts);
+		ts_free(ts);
 		ts = NULL;
 		goto out;
 	}
@@ -275,7 +306,7 @@ struct tstate *tstate_create(void)
 	pthread_mutex_unlock(&list_lock);
 	pthread_setspecific(ts_key, ts);
 	tls_ts = ts;
-	start_watchdog();
+	watchdog_ensure();
 out:
 	tls_creating = 0;
 	return ts;
@@ -355,9 +386,7 @@ static void tstate_destroy(void *p)
 	tls_ts = NULL;		/* the timer signal must not find it now */
 	esca_table_free(ts->table);
 	ts->table = NULL;
-	free(ts->pbuf);
-	free(ts->owed);
-	free(ts);
+	ts_free(ts);
 }
 
 /* A thread whose start routine returned, or that called pthread_exit,
@@ -444,7 +473,7 @@ static void thread_atfork_child(void)
 		esca_table_abandon(ts->table);
 		ts->table = NULL;
 		if (ts != tls_ts)
-			free(ts);	/* that thread does not exist here */
+			ts_free(ts);	/* that thread does not exist here */
 	}
 	fdmap_after_fork();
 	threads = NULL;
@@ -453,9 +482,7 @@ static void thread_atfork_child(void)
 	threads_total = 0;
 	stats_after_fork();
 	if (tls_ts) {
-		free(tls_ts->pbuf);
-		free(tls_ts->owed);
-		free(tls_ts);
+		ts_free(tls_ts);
 		tls_ts = NULL;
 		pthread_setspecific(ts_key, NULL);
 	}
