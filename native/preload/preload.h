@@ -133,6 +133,7 @@ struct tstate {
 	unsigned sig_hits;	/* a handler of the program's ran on it: a
 				 * wait that runs again returns EINTR */
 	uint64_t stash_res;	/* calls stashed: count << 32 | bytes */
+	uint32_t stash_done;	/* of those, run (the thread's own: stash_run) */
 	struct stash_slot {
 		int fd, call, flags;
 		uint32_t off, len;

@@ -14,7 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "preload.h"
+#include "defer.h"
 
 HIDDEN int lib_fatal;
 HIDDEN __thread int tls_in_handler __attribute__((tls_model("initial-exec")));
@@ -32,7 +32,18 @@ HIDDEN __thread int tls_in_handler __attribute__((tls_model("initial-exec")));
  * that fd's entries, when it leaves the library (lib_leave).  Blocking
  * signals across every table change instead would cost two system calls
  * on the fast path.  A call that does not fit goes straight to the kernel
- * (counted as passed, "reentrant"). */
+ * (counted as passed, "reentrant").
+ *
+ * Run, a stashed call is what the handler's call would have been outside
+ * the library, and like it never waits for a peer on a non-blocking socket
+ * (DESIGN.md, "Contract: parked sends"): it goes straight to the kernel
+ * when nothing of its file is queued any more, else into the table behind
+ * those entries (parked there if the socket is full).  What neither takes
+ * (the socket full and the table full of entries behind parked ones) stays
+ * in the stash, the calls stashed after it behind it, and is tried again
+ * each time the thread leaves the library.  Its commonest case: a self-pipe
+ * that the waiting thread itself drains (tests/trust, d05): waiting there,
+ * as the stash did before, hung the program for good. */
 
 #define STASH_FLAGS_OK (MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE)
 
@@ -50,8 +61,9 @@ ssize_t stash_data(struct tstate *ts, int call, int fd,
 		return -2;
 	key = fi->order_key ? fi->order_key - 1 : fd;
 	if (!esca_fd_pending(ts->table, fd) &&
-	    (key == fd || !esca_fd_pending(ts->table, key)))
-		return -2;	/* nothing of its file queued: in order */
+	    (key == fd || !esca_fd_pending(ts->table, key)) &&
+	    !__atomic_load_n(&ts->stash_res, __ATOMIC_ACQUIRE))
+		return -2;	/* nothing of its file queued or stashed: in order */
 	ts->calls[call].seen++;
 	if ((flags & ~STASH_FLAGS_OK) || iovcnt < 0 || iovcnt > IOV_MAX ||
 	    (iovcnt && !iov))
@@ -75,7 +87,7 @@ ssize_t stash_data(struct tstate *ts, int call, int fd,
 	sl = &ts->stash[n];
 	sl->fd = fd;
 	sl->call = call;
-	sl->flags = flags & ~MSG_DONTWAIT;
+	sl->flags = flags;
 	sl->off = used;
 	sl->len = (uint32_t)total;
 	for (int i = 0, o = (int)used; i < iovcnt; i++) {
@@ -89,26 +101,35 @@ pass:
 	return -2;
 }
 
-/* One stashed call, after its fd's entries; an error is kept for the fd's
- * next call (DESIGN.md, "Contract: errors"). */
-static void stash_one(struct tstate *ts, const struct stash_slot *sl)
+/* Is anything of sl's file still in the table? */
+static int stash_fd_queued(struct tstate *ts, const struct stash_slot *sl)
 {
-	const char *p = ts->stash_buf + sl->off;
-	size_t left = sl->len;
+	struct fdinfo *fi = fdi(sl->fd);
+	int key = fi && fi->order_key ? fi->order_key - 1 : sl->fd;
+
+	return ts->table && (esca_fd_pending(ts->table, sl->fd) ||
+			     (key != sl->fd && esca_fd_pending(ts->table, key)));
+}
+
+/* sl's bytes to the kernel now; on a non-blocking socket a full one stops
+ * it (what is left stays in sl).  1: done (an error kept for the fd's next
+ * call, DESIGN.md, "Contract: errors"), 0: the socket is full. */
+static int stash_write(struct tstate *ts, struct stash_slot *sl, int nonblock)
+{
 	struct fdinfo *fi = fdi(sl->fd);
 
-	lib_sync_fd(ts, sl->fd);
-	while (left > 0) {
+	while (sl->len > 0) {
+		const char *p = ts->stash_buf + sl->off;
 		long r;
 
 		if (sl->call == CALL_WRITE || sl->call == CALL_WRITEV)
-			r = syscall(SYS_write, sl->fd, p, left);
+			r = syscall(SYS_write, sl->fd, p, sl->len);
 		else
-			r = syscall(SYS_sendto, sl->fd, p, left, sl->flags,
+			r = syscall(SYS_sendto, sl->fd, p, sl->len, sl->flags,
 				    NULL, 0);
 		if (r > 0) {
-			p += r;
-			left -= (size_t)r;
+			sl->off += (uint32_t)r;
+			sl->len -= (uint32_t)r;
 			continue;
 		}
 		if (r < 0 && errno == EINTR)
@@ -116,6 +137,9 @@ static void stash_one(struct tstate *ts, const struct stash_slot *sl)
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			struct pollfd pf = { .fd = sl->fd, .events = POLLOUT };
 
+			if (nonblock)
+				return 0;
+			/* a blocking socket: the plain call would wait */
 			if (syscall(SYS_ppoll, &pf, 1, NULL, NULL, 0) >= 0 ||
 			    errno == EINTR)
 				continue;
@@ -123,34 +147,88 @@ static void stash_one(struct tstate *ts, const struct stash_slot *sl)
 		if (fi)
 			__atomic_store_n(&fi->err, r < 0 ? errno : EIO,
 					 __ATOMIC_RELAXED);
-		return;
+		return 1;
 	}
+	return 1;
+}
+
+/* sl's bytes into the table, behind its file's entries, as a deferred call
+ * (counted deferred already, by stash_data).  1 if queued. */
+static int stash_queue(struct tstate *ts, struct stash_slot *sl)
+{
+	struct fdinfo *fi = fdi(sl->fd);
+	struct call_stats scratch = { 0 };
+	struct iovec v = { ts->stash_buf + sl->off, sl->len };
+	struct esca_args a;
+
+	if (!ts->table || !fi || fi->kind != FK_STREAM || others_use(ts, fi) ||
+	    lib_exiting)
+		return 0;
+	a = (struct esca_args){ .op = sl->call == CALL_WRITE ||
+				      sl->call == CALL_WRITEV ?
+				      ESCA_OP_WRITE : ESCA_OP_SEND,
+				.fd = sl->fd, .iov = &v, .iovcnt = 1,
+				.flags = sl->flags & ~MSG_DONTWAIT,
+				.order = fi->order_key };
+	return defer_queue(ts, &scratch, &a, sl->len) != PASSED;
+}
+
+/* One stashed call, after its file's entries.  1: done; 0: held (a
+ * non-blocking socket that neither the kernel nor the table takes now). */
+static int stash_one(struct tstate *ts, struct stash_slot *sl)
+{
+	struct fdinfo *fi = fdi(sl->fd);
+	int nonblock = (sl->flags & MSG_DONTWAIT) ||
+		       (fi && (fi->flags & FI_NONBLOCK));
+
+	if (!nonblock) {	/* as before: its entries, then the call */
+		lib_sync_fd(ts, sl->fd);
+		return stash_write(ts, sl, 0);
+	}
+	if (!stash_fd_queued(ts, sl) && stash_write(ts, sl, 1))
+		return 1;
+	if (stash_queue(ts, sl))
+		return 1;
+	/* the table full: its flush may have run the file's entries */
+	return !stash_fd_queued(ts, sl) && stash_write(ts, sl, 1);
 }
 
 /* The thread left the library (guard 0) with calls stashed: run them, in
- * the order they were made; handlers that run meanwhile stash behind. */
+ * the order they were made; handlers that run meanwhile stash behind.  A
+ * call held (stash_one) stops the run: it and the calls after it stay, and
+ * the next lib_leave goes on from it (ts->stash_done; slots are given back
+ * when the stash is empty). */
 void stash_run(struct tstate *ts)
 {
-	int saved = errno;
+	int saved = errno, held = 0;
 
 	do {
-		uint32_t done = 0;
-
 		ts->guard++;
 		for (;;) {
 			uint64_t res = __atomic_load_n(&ts->stash_res,
 						       __ATOMIC_ACQUIRE);
-			uint32_t n = (uint32_t)(res >> 32);
+			uint32_t n = (uint32_t)(res >> 32), done;
 
-			while (done < n)
-				stash_one(ts, &ts->stash[done++]);
+			while (ts->stash_done < n) {
+				if (!stash_one(ts, &ts->stash[ts->stash_done])) {
+					held = 1;
+					break;
+				}
+				ts->stash_done++;
+			}
+			if (held)
+				break;
+			/* a handler reads only stash_res, never stash_done */
+			done = ts->stash_done;
+			ts->stash_done = 0;
 			if (__atomic_compare_exchange_n(&ts->stash_res, &res, 0,
 							0, __ATOMIC_ACQ_REL,
 							__ATOMIC_ACQUIRE))
 				break;
+			ts->stash_done = done;
 		}
 		ts->guard--;
-	} while (ts->guard == 0 &&
+	} while (!held && ts->guard == 0 &&
 		 __atomic_load_n(&ts->stash_res, __ATOMIC_ACQUIRE));
 	errno = saved;
 }
