@@ -532,6 +532,8 @@ static void d05_stderr(const struct tcase *c, struct run *r)
 #define STR(x) STR_(x)
 #define STR_(x) #x
 static char d05_records[D05_RECORDS * 9 + 1];
+#define FHA_THREADS 50
+static char fha_records[FHA_THREADS * 9 + 1];
 
 static const struct tcase cases[] = {
 	/* test_d05_d06_d07_lost.py */
@@ -585,6 +587,10 @@ static const struct tcase cases[] = {
 	  .peer = "", .defer = { "sendmsg" }, .defer_n = { 3 } },
 	{ .name = "d12_sendmsg_fault/esca_disable", .prog = "d12_sendmsg_fault",
 	  .lkm_env = "ESCA_DISABLE=1", .out = SENDMSG_OUT, .peer = "" },
+	/* test_found_handler_alloc.py (FHA_THREADS, not 200: TCG) */
+	{ .name = "found_handler_alloc", .prog = "found_handler_alloc",
+	  .arg = { STR(FHA_THREADS) }, .peer = fha_records, .timeout = 40,
+	  .defer = { "write" }, .defer_n = { FHA_THREADS } },
 	/* test_found_shutdown.py */
 	{ .name = "found_shutdown", .prog = "found_shutdown", .env = FLUSH_FAR,
 	  .peer = "AB", .defer = { "write" }, .defer_n = { 1 } },
@@ -618,6 +624,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < D05_RECORDS; i++)
 		snprintf(d05_records + 9 * i, 10, "%08d\n", i);
+	for (int i = 0; i < FHA_THREADS; i++)
+		snprintf(fha_records + 9 * i, 10, "%08d\n", i);
 	for (size_t i = 0; i < n; i++) {
 		int before = failures, want = argc < 2;
 		double t0 = now_s();

@@ -71,6 +71,7 @@ struct lkm_state {
 	int epfd;			/* progress fd: the parked fds, or -1 */
 	unsigned nparked;		/* entries parked */
 	uint8_t *parked;		/* per core entry (t->ents): parked */
+	size_t parked_len;		/* its bytes (t->slots) */
 };
 
 static void lkm_release(struct lkm_state *s)
@@ -85,16 +86,18 @@ static void lkm_release(struct lkm_state *s)
 	}
 	if (s->tab)
 		munmap(s->tab, s->tab_bytes);
-	free(s->iov);
-	free(s->rest);
-	free(s->slot);
-	free(s->parked);
-	free(s);
+	esca__zfree(s->iov, s->n * sizeof(*s->iov));
+	esca__zfree(s->rest, s->n * sizeof(*s->rest));
+	esca__zfree(s->slot, s->n * sizeof(*s->slot));
+	esca__zfree(s->parked, s->parked_len);
+	esca__zfree(s, sizeof(*s));
 }
 
 static int lkm_init(struct esca_table *t)
 {
-	struct lkm_state *s = calloc(1, sizeof(*s));
+	/* mmap, not malloc: maybe a signal handler's first call
+	 * (internal.h, esca__zalloc) */
+	struct lkm_state *s = esca__zalloc(sizeof(*s));
 	struct esca_lkm_register reg = { 0 };
 	long pg = sysconf(_SC_PAGESIZE);
 	int r;
@@ -105,7 +108,7 @@ static int lkm_init(struct esca_table *t)
 	s->fd = (int)esca_sys_open(ESCA_LKM_DEVICE, O_RDWR | O_CLOEXEC);
 	if (s->fd < 0) {
 		r = s->fd;
-		free(s);
+		esca__zfree(s, sizeof(*s));
 		return r;	/* ENOENT: no module; auto moves on */
 	}
 	s->fd = esca__fd_high(s->fd);
@@ -114,10 +117,11 @@ static int lkm_init(struct esca_table *t)
 		       ~((size_t)pg - 1);
 	s->tab = mmap(NULL, s->tab_bytes, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	s->iov = calloc(s->n, sizeof(*s->iov));
-	s->rest = calloc(s->n, sizeof(*s->rest));
-	s->slot = calloc(s->n, sizeof(*s->slot));
-	s->parked = calloc(t->slots, 1);
+	s->iov = esca__zalloc(s->n * sizeof(*s->iov));
+	s->rest = esca__zalloc(s->n * sizeof(*s->rest));
+	s->slot = esca__zalloc(s->n * sizeof(*s->slot));
+	s->parked_len = t->slots;
+	s->parked = esca__zalloc(s->parked_len);
 	if (s->tab == MAP_FAILED) {
 		s->tab = NULL;
 		lkm_release(s);
