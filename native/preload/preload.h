@@ -212,6 +212,11 @@ HIDDEN void thread_init(void);
 HIDDEN int threads_sum(struct tstate *sum, int *total);
 HIDDEN uint64_t now_ns(void);
 HIDDEN int thread_pfd_waiting(struct tstate *self, int pfd);
+HIDDEN void thread_add(struct tstate *ts);
+
+/* heir.c */
+HIDDEN int heir_take(struct tstate *ts);
+HIDDEN void heir_after_fork(void);
 extern HIDDEN int table_executor;	/* the executor tables really got */
 extern HIDDEN char fallback_reason[128];
 

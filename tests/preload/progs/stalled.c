@@ -6,7 +6,8 @@
  * answered "ok\n".  Prints the port.  Triggers: wait read open fork exec
  * exit sleep dup2 fcntl lseek fsync timer budget capacity explicit, and
  * the other calls that block without a wait set: accept (blocking), wait4,
- * pause; thread (a thread that parks 1 MiB and ends); batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
+ * pause; thread (a thread that parks 1 MiB and ends); handover (A's
+ * 16 MiB, a pattern, written by a thread that ends); batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
  * the same calls blocking 500 ms (blocked()).  exec re-runs this program as
  * "execd FD" to answer the request's socket FD. */
 #define _GNU_SOURCE
@@ -18,6 +19,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -58,6 +60,16 @@ static void *thread_writes(void *arg)
 	if (write(queued_socket(), big, 1 << 20) < 0)
 		die("thread write");
 	return arg;
+}
+
+/* "handover": A's 16 MiB (a pattern, 32-bit word i = i) written by a
+ * thread that then ends: its parked rest goes to the heir thread, and A
+ * must get the stream exactly. */
+static void *thread_big(void *arg)
+{
+	if (write((int)(long)arg, big, BIG) < 0)
+		die("thread write A");
+	return NULL;
 }
 
 static long ms_since(const struct timespec *t0)
@@ -265,6 +277,9 @@ int main(int argc, char **argv)
 	if (!big)
 		return 2;
 	memset(big, 'x', BIG);
+	if (!strcmp(argv[1], "handover"))
+		for (uint32_t i = 0; i < BIG / 4; i++)
+			memcpy(big + 4 * (size_t)i, &i, 4);
 	ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, 4) ||
 	    bind(ls, (struct sockaddr *)&sa, len) || listen(ls, 16) ||
@@ -300,6 +315,16 @@ int main(int argc, char **argv)
 			if (r <= 0) {
 				epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
 				close(fd);
+				continue;
+			}
+			if (req[0] == 'A' && !strcmp(argv[1], "handover")) {
+				pthread_t th;
+
+				/* a thread writes the pattern and ends */
+				if (pthread_create(&th, NULL, thread_big,
+						   (void *)(long)fd) ||
+				    pthread_join(th, NULL))
+					die("handover");
 				continue;
 			}
 			if (req[0] == 'A') {
