@@ -3,7 +3,8 @@
  * heir_take() at a thread's end gives its unfinished entries (parked sends
  * cancelled, less the bytes already sent) to the heir, a thread of the
  * library's started on the first hand-over, which queues them in its own
- * table and keeps them moving; heir_after_fork() forgets it in a child. */
+ * table and keeps them moving; heir_after_fork() forgets it in a child;
+ * rests_collect() the same rests for exec's drain process (execdrain.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,15 +15,6 @@
 #include <unistd.h>
 
 #include "preload.h"
-
-/* One entry's rest, its bytes copied (the dying table's arena goes). */
-struct rest {
-	struct rest *next;
-	struct esca_args a;
-	uint64_t user;		/* what fd_on_complete expects of the rest */
-	size_t len, off;	/* bytes in data[], of those queued */
-	char data[];
-};
 
 /* user bit of a piece of a rest that is not its last (heir_complete): the
  * fd's count (fdinfo.users) is the last piece's to give back */
@@ -233,7 +225,7 @@ static void adopt_fd(int fd, uint32_t from)
 
 struct handing {
 	struct rest *list, **tail;
-	uint32_t from;
+	uint32_t from;		/* adopt its fds for the heir; 0: do not */
 };
 
 /* esca_table_hand_over's taker: one rest, its bytes copied. */
@@ -269,8 +261,9 @@ static int take(void *ctx, const struct esca_args *a, uint64_t user,
 	if (a->op == ESCA_OP_SENDFILE)
 		n->user = (user & ~((1ull << 40) - 1)) |
 			  ((user & ((1ull << 40) - 1)) - done);
-	adopt_fd(a->fd, h->from);
-	if (a->op == ESCA_OP_SENDFILE)
+	if (h->from)
+		adopt_fd(a->fd, h->from);
+	if (h->from && a->op == ESCA_OP_SENDFILE)
 		adopt_fd(a->fd2, h->from);
 	*h->tail = n;
 	h->tail = &n->next;
@@ -298,6 +291,19 @@ int heir_take(struct tstate *ts)
 		pthread_mutex_unlock(&heir_lock);
 	}
 	return r >= 0 && !esca_table_pending(ts->table);
+}
+
+/* Before exec (execdrain.c): ts's unfinished entries, cancelled where
+ * parked, as a list of rests in order (*list); the table is left empty.
+ * 0, or -errno (what could not be taken stays queued). */
+int rests_collect(struct tstate *ts, struct rest **list)
+{
+	struct handing h = { NULL, &h.list, 0 };
+	int r;
+
+	r = esca_table_hand_over(ts->table, take, &h);
+	*list = h.list;
+	return r < 0 ? r : 0;
 }
 
 /* In a fork child: no heir thread here (its state went with the parent's

@@ -46,10 +46,9 @@ BOUND_MS = 500
 TRIGGERS = ["wait", "read", "open", "fork", "exec", "exit", "sleep", "dup2", "fcntl",
             "lseek", "fsync", "timer", "budget", "capacity", "explicit",
             "accept", "wait4", "pause", "thread"]
-NOT_YET = {
-    "exec": "exec's last drain waits 1 s without progress before it gives up (DESIGN.md, "
-            "'Contract: parked sends'); no hand-over to a helper that keeps writing",
-}
+# every trigger hands over or waits for one fd only (DESIGN.md, "Contract:
+# parked sends"); an entry here is a strict xfail under the parking executors
+NOT_YET: dict[str, str] = {}
 SEQUENTIAL = ("README, Limits: sequential cannot park; the 16 MiB write to the client that "
               "never reads blocks the server")
 
@@ -248,16 +247,21 @@ def test_parked_send_keeps_batching(prog: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("reader", ["stalled", "slow"])
-def test_handover_keeps_the_stream(prog: Path, reader: str) -> None:
-    """A thread writes 16 MiB (32-bit word i = i) to A and ends: its parked
-    rest is cancelled (the kernel reports the bytes already sent) and handed
-    to the library's heir thread (DESIGN.md, "Contract: parked sends").  The
-    join returns at once (B is answered), and A gets the stream exactly: no
-    byte lost or sent twice around the cancel, with A reading nothing until
-    later ("stalled") or reading slowly while the hand-over happens ("slow").
-    Plain Linux takes a short count here (a non-blocking socket): the oracle
-    is the pattern itself.  Before the heir the join waited for A to read
-    all (B unanswered)."""
+@pytest.mark.parametrize("how", ["thread", "exec"])
+def test_handover_keeps_the_stream(prog: Path, how: str, reader: str) -> None:
+    """16 MiB (32-bit word i = i) parked on A are handed over (DESIGN.md,
+    "Contract: parked sends"): "thread", written by a thread that ends, to
+    the library's heir thread; "exec", written by the server, whose exec for
+    B's request hands them to a drain process, and whose new image then
+    answers B and writes "END" to A.  The parked rest is cancelled (the
+    kernel reports the bytes already sent).  B is answered at once (the join
+    or the exec did not wait), and A gets the stream exactly: no byte lost or
+    sent twice around the cancel, and "END" after all of it (the new image
+    waited for the drain), with A reading nothing until later ("stalled") or
+    reading slowly while the hand-over happens ("slow").  Plain Linux takes a
+    short count here (a non-blocking socket): the oracle is the pattern.
+    Before: the join waited for A to read all (B unanswered); the exec gave
+    up after 1 s without progress and dropped the rest."""
     reason = executor_skip_reason("uring")
     if reason:
         pytest.skip(reason)
@@ -265,7 +269,9 @@ def test_handover_keeps_the_stream(prog: Path, reader: str) -> None:
     assert want.itemsize == 4
     env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR="uring", ESCA_QUIET="1",
                ESCA_BUDGET=str(32 << 20), ESCA_FLUSH_US="1000000")
-    p = subprocess.Popen([str(prog), "handover"], env=env, stdout=subprocess.PIPE)
+    mode = "handover" if how == "thread" else "handover-exec"
+    tail = b"" if how == "thread" else b"END"
+    p = subprocess.Popen([str(prog), mode], env=env, stdout=subprocess.PIPE)
     a = b = None
     got = bytearray()
     stop = threading.Event()
@@ -303,14 +309,14 @@ def test_handover_keeps_the_stream(prog: Path, reader: str) -> None:
         except TimeoutError:
             ans = b"(no answer in 3 s)"
         ms = (time.monotonic() - t0) * 1000
-        assert ans == b"ok\n", (reader, ans)
+        assert ans == b"ok\n", (how, reader, ans)
         assert ms < BOUND_MS, f"answered after {ms:.0f} ms"
         if t:
             time.sleep(0.3)
             stop.set()
             t.join()
         a.settimeout(2)
-        while len(got) < BIG:
+        while len(got) < BIG + len(tail):
             try:
                 d = a.recv(1 << 20)
             except TimeoutError:
@@ -318,9 +324,10 @@ def test_handover_keeps_the_stream(prog: Path, reader: str) -> None:
             if not d:
                 break
             got.extend(d)
-        assert len(got) == BIG, f"{len(got)} of {BIG} bytes"
+        assert len(got) == BIG + len(tail), f"{len(got)} of {BIG + len(tail)} bytes"
+        assert got[BIG:] == tail, bytes(got[BIG - 8 : BIG + 8])
         words = array("I")
-        words.frombytes(bytes(got))
+        words.frombytes(bytes(got[:BIG]))
         if words != want:
             i = next(i for i in range(len(want)) if words[i] != want[i])
             raise AssertionError(f"stream differs at byte {4 * i}: word {words[i]}, not {i}")

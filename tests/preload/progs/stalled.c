@@ -7,7 +7,9 @@
  * exit sleep dup2 fcntl lseek fsync timer budget capacity explicit, and
  * the other calls that block without a wait set: accept (blocking), wait4,
  * pause; thread (a thread that parks 1 MiB and ends); handover (A's
- * 16 MiB, a pattern, written by a thread that ends); batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
+ * 16 MiB, a pattern, written by a thread that ends); handover-exec (A's
+ * 16 MiB, a pattern, then B's exec; the new image writes "END" to A);
+ * batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
  * the same calls blocking 500 ms (blocked()).  exec re-runs this program as
  * "execd FD" to answer the request's socket FD. */
 #define _GNU_SOURCE
@@ -15,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -29,6 +32,7 @@
 
 #define BIG (16 << 20)
 static char *big;
+static int afd = -1;	/* A's socket */
 
 static void die(const char *m)
 {
@@ -205,6 +209,13 @@ static void trigger(const char *t, int b, char *argv0)
 			die("fork");
 		if (pid == 0)
 			_exit(0);
+	} else if (!strcmp(t, "handover-exec")) {
+		char fd[16], fa[16];
+
+		snprintf(fd, sizeof(fd), "%d", b);
+		snprintf(fa, sizeof(fa), "%d", afd);
+		execl(argv0, argv0, "execd", fd, fa, (char *)NULL);
+		die("exec");
 	} else if (!strcmp(t, "exec")) {
 		char fd[16];
 
@@ -261,6 +272,24 @@ static void trigger(const char *t, int b, char *argv0)
 	/* "wait": the loop's own epoll_wait */
 }
 
+/* The new image of "exec": "ok" to B; with A's fd too ("handover-exec"),
+ * then "END" to A, which must come after the 16 MiB the old image's drain
+ * is still writing. */
+static int execd(int argc, char **argv)
+{
+	if (write(atoi(argv[2]), "ok\n", 3) != 3)
+		return 3;
+	if (argc > 3) {
+		int a = atoi(argv[3]);
+		struct pollfd p = { .fd = a, .events = POLLOUT };
+
+		while (write(a, "END", 3) != 3)
+			if (errno != EAGAIN || poll(&p, 1, -1) < 0)
+				return 4;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET,
@@ -272,12 +301,12 @@ int main(int argc, char **argv)
 		return 2;
 	signal(SIGCHLD, SIG_IGN);	/* fork: no zombie, no wait */
 	if (!strcmp(argv[1], "execd"))
-		return write(atoi(argv[2]), "ok\n", 3) == 3 ? 0 : 3;
+		return execd(argc, argv);
 	big = malloc(BIG);
 	if (!big)
 		return 2;
 	memset(big, 'x', BIG);
-	if (!strcmp(argv[1], "handover"))
+	if (!strncmp(argv[1], "handover", 8))
 		for (uint32_t i = 0; i < BIG / 4; i++)
 			memcpy(big + 4 * (size_t)i, &i, 4);
 	ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -327,6 +356,8 @@ int main(int argc, char **argv)
 					die("handover");
 				continue;
 			}
+			if (req[0] == 'A')
+				afd = fd;
 			if (req[0] == 'A') {
 				/* plain: a short count; the rest is dropped */
 				if (write(fd, big, BIG) < 0)
