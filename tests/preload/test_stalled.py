@@ -251,17 +251,21 @@ def test_parked_send_keeps_batching(prog: Path, tmp_path: Path) -> None:
 def test_handover_keeps_the_stream(prog: Path, how: str, reader: str) -> None:
     """16 MiB (32-bit word i = i) parked on A are handed over (DESIGN.md,
     "Contract: parked sends"): "thread", written by a thread that ends, to
-    the library's heir thread; "exec", written by the server, whose exec for
+    the library's heir thread, after which the main thread, answering B,
+    writes "END" to A; "exec", written by the server, whose exec for
     B's request hands them to a drain process, and whose new image then
     answers B and writes "END" to A.  The parked rest is cancelled (the
     kernel reports the bytes already sent).  B is answered at once (the join
     or the exec did not wait), and A gets the stream exactly: no byte lost or
-    sent twice around the cancel, and "END" after all of it (the new image
-    waited for the drain), with A reading nothing until later ("stalled") or
-    reading slowly while the hand-over happens ("slow").  Plain Linux takes a
+    sent twice around the cancel, and "END" after all of it (the main thread
+    waited for the heir's entries, the new image for the drain), with A
+    reading nothing until later ("stalled") or reading slowly while the
+    hand-over happens ("slow").  Plain Linux takes a
     short count here (a non-blocking socket): the oracle is the pattern.
     Before: the join waited for A to read all (B unanswered); the exec gave
-    up after 1 s without progress and dropped the rest."""
+    up after 1 s without progress and dropped the rest.  Without the heir
+    taking the fd's count over (adopt_fd), or without the new image's wait
+    for the drain, "END" lands inside the 16 MiB."""
     reason = executor_skip_reason("uring")
     if reason:
         pytest.skip(reason)
@@ -270,7 +274,7 @@ def test_handover_keeps_the_stream(prog: Path, how: str, reader: str) -> None:
     env = dict(os.environ, LD_PRELOAD=str(LIB), ESCA_EXECUTOR="uring", ESCA_QUIET="1",
                ESCA_BUDGET=str(32 << 20), ESCA_FLUSH_US="1000000")
     mode = "handover" if how == "thread" else "handover-exec"
-    tail = b"" if how == "thread" else b"END"
+    tail = b"END"
     p = subprocess.Popen([str(prog), mode], env=env, stdout=subprocess.PIPE)
     a = b = None
     got = bytearray()

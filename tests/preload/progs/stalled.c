@@ -7,7 +7,8 @@
  * exit sleep dup2 fcntl lseek fsync timer budget capacity explicit, and
  * the other calls that block without a wait set: accept (blocking), wait4,
  * pause; thread (a thread that parks 1 MiB and ends); handover (A's
- * 16 MiB, a pattern, written by a thread that ends); handover-exec (A's
+ * 16 MiB, a pattern, written by a thread that ends; B's request then also
+ * writes "END" to A); handover-exec (A's
  * 16 MiB, a pattern, then B's exec; the new image writes "END" to A);
  * batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
  * the same calls blocking 500 ms (blocked()).  exec re-runs this program as
@@ -346,6 +347,8 @@ int main(int argc, char **argv)
 				close(fd);
 				continue;
 			}
+			if (req[0] == 'A')
+				afd = fd;
 			if (req[0] == 'A' && !strcmp(argv[1], "handover")) {
 				pthread_t th;
 
@@ -356,8 +359,6 @@ int main(int argc, char **argv)
 					die("handover");
 				continue;
 			}
-			if (req[0] == 'A')
-				afd = fd;
 			if (req[0] == 'A') {
 				/* plain: a short count; the rest is dropped */
 				if (write(fd, big, BIG) < 0)
@@ -367,6 +368,15 @@ int main(int argc, char **argv)
 			trigger(argv[1], fd, argv[0]);
 			if (write(fd, "ok\n", 3) != 3)
 				die("write B");
+			if (!strcmp(argv[1], "handover") && afd >= 0) {
+				/* after the heir's rest: "END" (DESIGN.md,
+				 * "Contract: order", across threads) */
+				struct pollfd p = { .fd = afd, .events = POLLOUT };
+
+				while (write(afd, "END", 3) != 3)
+					if (errno != EAGAIN || poll(&p, 1, -1) < 0)
+						die("write END");
+			}
 			if (!strcmp(argv[1], "exit") || !strcmp(argv[1], "batch"))
 				exit(0);
 		}
