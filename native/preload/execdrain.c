@@ -249,7 +249,12 @@ char **exec_handover(char *const envp[])
  * counts are given back (fdinfo.users). */
 void exec_failed(char **env)
 {
-	int rfd = __atomic_exchange_n(&exec_drain_fd, -1, __ATOMIC_ACQ_REL);
+	int rfd;
+
+	if (!env && !handed)
+		return;	/* nothing handed (a vfork child's exec among them:
+			 * the gate of an earlier exec's drain stays) */
+	rfd = __atomic_exchange_n(&exec_drain_fd, -1, __ATOMIC_ACQ_REL);
 
 	if (rfd >= 0) {
 		struct pollfd p = { .fd = rfd, .events = POLLIN };
