@@ -103,6 +103,9 @@ struct esca_executor {
 	/* optional: block until an entry in flight completes, at most
 	 * timeout_ms (-1: no bound); 1, 0 on timeout, -errno */
 	int (*wait)(struct esca_table *t, int timeout_ms);
+	/* optional: cancel every entry in flight; each goes back to the
+	 * queue with e->done exact, or completes (handover.c) */
+	int (*cancel)(struct esca_table *t);
 };
 
 struct esca_table {

@@ -649,4 +649,5 @@ const struct esca_executor esca__uring = {
 	.flush_epoll = esca__uring_flush_epoll,
 	.owns_fd = esca__uring_owns_fd,
 	.wait = uring_wait,
+	.cancel = esca__uring_cancel,
 };

@@ -73,6 +73,9 @@ ESCA_HIDDEN unsigned esca__uring_round(struct esca_table *t,
 ESCA_HIDDEN void esca__uring_reap(struct esca_table *t, struct uring_state *u);
 ESCA_HIDDEN int esca__uring_flush(struct esca_table *t, unsigned mode);
 
+/* handover.c */
+ESCA_HIDDEN int esca__uring_cancel(struct esca_table *t);
+
 /* uring_fold.c */
 ESCA_HIDDEN int esca__uring_flush_epoll(struct esca_table *t, int epfd,
 					void *evs, int max, int timeout_ms,

@@ -284,6 +284,21 @@ ESCA_API unsigned esca_table_inflight(const struct esca_table *t);
 /* 1 if fd is one of the table's own fds (ring, progress fd). */
 ESCA_API int esca_table_owns_fd(const struct esca_table *t, int fd);
 
+/* Give every unfinished entry away (DESIGN.md, "Contract: parked sends"):
+ * what is in the kernel's hands is cancelled first (a send parked on a full
+ * socket reports the bytes it had sent), then take(ctx, rest, user, done)
+ * is called for each entry in table order with the arguments of what is
+ * left (the bytes not yet sent, in the table's memory: copy them; a
+ * sendfile's offset and count moved on), the entry's user value and the
+ * bytes it had done.  An entry taken is complete with no callback: its
+ * completion is the taker's.  Returns the entries taken, or -errno: take's
+ * error (the rest stay queued), -EOPNOTSUPP (an executor that cannot
+ * cancel: lkm), -ETIME (the kernel kept a request past 1 s). */
+typedef int (*esca_take_fn)(void *ctx, const struct esca_args *rest,
+			    uint64_t user, size_t done);
+ESCA_API int esca_table_hand_over(struct esca_table *t, esca_take_fn take,
+				  void *ctx);
+
 /* Probe io_uring on this machine (for `esca doctor`).  Returns 0 if a ring
  * can be set up, else -errno.  Fills ops[i] = 1 for every IORING_OP_* the
  * kernel supports (i < nops), and *setsockopt_cmd = 1 if

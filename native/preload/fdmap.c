@@ -262,6 +262,8 @@ int fd_detect(int fd, struct fdinfo *fi)
 	struct stat st;
 	long fl;
 
+	if (unlikely(exec_drain_fd >= 0))
+		exec_drain_wait(fd);	/* an exec's drain writes it first */
 	fd_note_max(fi);
 	if (syscall(SYS_fstat, fd, &st) < 0) {
 		fi->kind = FK_BAD;

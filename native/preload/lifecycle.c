@@ -47,6 +47,7 @@ static void init_once(void)
 	REAL_FUNCTIONS(REAL_RESOLVE)
 	config_load();
 	fdmap_init();
+	exec_drain_init();
 	thread_init();
 	signals_init();
 	__atomic_store_n(&lib_ready, 1, __ATOMIC_RELEASE);
@@ -117,44 +118,66 @@ EXPORT int __libc_start_main(int (*main)(int, char **, char **), int argc,
 
 /* ---- exec, _exit, vfork: nothing may stay behind ------------------------ */
 
-EXPORT int execve(const char *p, char *const argv[], char *const envp[])
+/* exec: sends parked on a full socket go to a drain process that outlives
+ * the exec (execdrain.c; DESIGN.md, "Contract: parked sends"), the rest
+ * goes out as at exit (lib_lifecycle_flush).  env: the environment to
+ * pass (a drain's pipe for the new image), NULL: the program's. */
+static char **exec_prepare(char *const envp[])
 {
+	char **env = NULL;
+
 	if (unlikely(!lib_ready))
 		esca_lib_init();
+	if (!cfg.disabled)
+		env = exec_handover(envp);
 	lib_lifecycle_flush();
-	return real.execve(p, argv, envp);
+	return env;
+}
+
+EXPORT int execve(const char *p, char *const argv[], char *const envp[])
+{
+	char **env = exec_prepare(envp);
+	int r = real.execve(p, argv, env ? env : envp);
+
+	exec_failed(env);
+	return r;
 }
 
 EXPORT int execv(const char *p, char *const argv[])
 {
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	lib_lifecycle_flush();
-	return real.execv(p, argv);
+	char **env = exec_prepare(environ);
+	int r = env ? real.execve(p, argv, env) : real.execv(p, argv);
+
+	exec_failed(env);
+	return r;
 }
 
 EXPORT int execvp(const char *p, char *const argv[])
 {
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	lib_lifecycle_flush();
-	return real.execvp(p, argv);
+	char **env = exec_prepare(environ);
+	int r = env && real.execvpe ? real.execvpe(p, argv, env) :
+				      real.execvp(p, argv);
+
+	exec_failed(env);
+	return r;
 }
 
 EXPORT int execvpe(const char *p, char *const argv[], char *const envp[])
 {
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	lib_lifecycle_flush();
-	return real.execvpe(p, argv, envp);
+	char **env = exec_prepare(envp);
+	int r = real.execvpe(p, argv, env ? env : envp);
+
+	exec_failed(env);
+	return r;
 }
 
 EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	lib_lifecycle_flush();
-	return real.fexecve(fd, argv, envp);
+	char **env = exec_prepare(envp);
+	int r = real.fexecve(fd, argv, env ? env : envp);
+
+	exec_failed(env);
+	return r;
 }
 
 EXPORT void _exit(int status)

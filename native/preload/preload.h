@@ -216,8 +216,31 @@ HIDDEN int timer_handler_ours(void);
 HIDDEN void thread_init(void);
 HIDDEN int threads_sum(struct tstate *sum, int *total);
 HIDDEN void watchdog_ensure(void);
+/* a thread's state: mmap'd, zeroed (any thread's, the heir's too) */
+HIDDEN struct tstate *ts_alloc(void);
+HIDDEN void ts_free(struct tstate *ts);
 HIDDEN uint64_t now_ns(void);
 HIDDEN int thread_pfd_waiting(struct tstate *self, int pfd);
+HIDDEN void thread_add(struct tstate *ts);
+
+/* heir.c: one entry's rest, its bytes copied (the table's arena goes) */
+struct rest {
+	struct rest *next;
+	struct esca_args a;	/* a.iov unset: the bytes are data[] */
+	uint64_t user;		/* what fd_on_complete expects of the rest */
+	size_t len, off;	/* bytes in data[], of those done */
+	char data[];
+};
+HIDDEN int heir_take(struct tstate *ts);
+HIDDEN void heir_after_fork(void);
+HIDDEN int rests_collect(struct tstate *ts, struct rest **list);
+
+/* execdrain.c */
+HIDDEN char **exec_handover(char *const envp[]);
+HIDDEN void exec_failed(char **env);
+HIDDEN void exec_drain_init(void);
+HIDDEN void exec_drain_wait(int fd);
+extern HIDDEN int exec_drain_fd;
 extern HIDDEN int table_executor;	/* the executor tables really got */
 extern HIDDEN char fallback_reason[128];
 

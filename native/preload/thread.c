@@ -227,7 +227,7 @@ void threads_drain_others(int in_handler)
  * a thread new to the library: the threaded fuzz's hang, the handler
  * blocked on the malloc lock its thread held): mmap, never malloc, as the
  * core does for the table (native/core/internal.h, esca__zalloc). */
-static struct tstate *ts_alloc(void)
+struct tstate *ts_alloc(void)
 {
 	void *p = mmap(NULL, sizeof(struct tstate), PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -235,11 +235,23 @@ static struct tstate *ts_alloc(void)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-static void ts_free(struct tstate *ts)
+void ts_free(struct tstate *ts)
 {
 	free(ts->pbuf);
 	free(ts->owed);
 	(void)munmap(ts, sizeof(*ts));
+}
+
+/* ts joins the list of live threads (its own, or the heir's: heir.c), so
+ * that the end of the process waits for its entries and the stats count
+ * them. */
+void thread_add(struct tstate *ts)
+{
+	pthread_mutex_lock(&list_lock);
+	ts->next = threads;
+	threads = ts;
+	threads_total++;
+	pthread_mutex_unlock(&list_lock);
 }
 
 /* First interposed call on a thread: make its table. */
@@ -299,11 +311,7 @@ struct tstate *tstate_create(void)
 	ts->tid = pthread_self();
 	ts->pfd = -1;
 	ts->wait_token = ((uint64_t)(uint32_t)syscall(SYS_gettid) << 32) | 1;
-	pthread_mutex_lock(&list_lock);
-	ts->next = threads;
-	threads = ts;
-	threads_total++;
-	pthread_mutex_unlock(&list_lock);
+	thread_add(ts);
 	pthread_setspecific(ts_key, ts);
 	tls_ts = ts;
 	watchdog_ensure();
@@ -358,7 +366,11 @@ int threads_sum(struct tstate *sum, int *total)
 	return alive;
 }
 
-/* The thread ends: its bytes go out, its counters stay. */
+/* The thread ends: its bytes go out, its counters stay.  What a reaping
+ * flush leaves (sends parked on a full socket) goes to the heir thread
+ * (heir.c; DESIGN.md, "Contract: parked sends"): the thread, and a join of
+ * it, never waits for a peer that may not read.  Where there is no heir
+ * (lkm, no thread could be made) it waits for all, as before. */
 static void tstate_destroy(void *p)
 {
 	struct tstate *ts = p, **pp;
@@ -367,8 +379,12 @@ static void tstate_destroy(void *p)
 		return;
 	tls_ended = 1;	/* no table again on this thread (tstate_create) */
 	ts->guard++;	/* for good: its calls from here on pass through */
-	if (ts->table)
-		esca_flush(ts->table, ESCA_FLUSH_WAIT, ESCA_WHY_LIFECYCLE);
+	if (ts->table) {
+		esca_flush(ts->table, ESCA_FLUSH_REAP, ESCA_WHY_LIFECYCLE);
+		if (esca_table_pending(ts->table) && !heir_take(ts))
+			esca_flush(ts->table, ESCA_FLUSH_WAIT,
+				   ESCA_WHY_LIFECYCLE);
+	}
 	if (__atomic_load_n(&ts->stash_res, __ATOMIC_ACQUIRE)) {
 		ts->guard = 1;
 		lib_leave(ts);	/* what a handler stashed: run it */
@@ -476,6 +492,7 @@ static void thread_atfork_child(void)
 			ts_free(ts);	/* that thread does not exist here */
 	}
 	fdmap_after_fork();
+	heir_after_fork();
 	threads = NULL;
 	watchdog_started = 0;	/* no watchdog thread in the child */
 	memset(&dead, 0, sizeof(dead));

@@ -486,6 +486,7 @@ static const struct {
 	{ "uring_allow_list", test_uring_allow_list },
 	{ "dup_pending", test_dup_pending },
 	{ "broken_skips", test_broken_skips },
+	{ "hand_over", test_hand_over },
 };
 
 /* test_core [EXECUTOR...]: the executors named (default: every one). */

@@ -6,7 +6,11 @@
  * answered "ok\n".  Prints the port.  Triggers: wait read open fork exec
  * exit sleep dup2 fcntl lseek fsync timer budget capacity explicit, and
  * the other calls that block without a wait set: accept (blocking), wait4,
- * pause; thread (a thread that parks 1 MiB and ends); batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
+ * pause; thread (a thread that parks 1 MiB and ends); handover (A's
+ * 16 MiB, a pattern, written by a thread that ends; B's request then also
+ * writes "END" to A); handover-exec (A's
+ * 16 MiB, a pattern, then B's exec; the new image writes "END" to A);
+ * batch (200 small writes, then exit: the stats); and long-sleep, long-nanosleep, long-pause, long-read, long-wait4:
  * the same calls blocking 500 ms (blocked()).  exec re-runs this program as
  * "execd FD" to answer the request's socket FD. */
 #define _GNU_SOURCE
@@ -14,10 +18,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -27,6 +33,7 @@
 
 #define BIG (16 << 20)
 static char *big;
+static int afd = -1;	/* A's socket */
 
 static void die(const char *m)
 {
@@ -58,6 +65,16 @@ static void *thread_writes(void *arg)
 	if (write(queued_socket(), big, 1 << 20) < 0)
 		die("thread write");
 	return arg;
+}
+
+/* "handover": A's 16 MiB (a pattern, 32-bit word i = i) written by a
+ * thread that then ends: its parked rest goes to the heir thread, and A
+ * must get the stream exactly. */
+static void *thread_big(void *arg)
+{
+	if (write((int)(long)arg, big, BIG) < 0)
+		die("thread write A");
+	return NULL;
 }
 
 static long ms_since(const struct timespec *t0)
@@ -193,6 +210,13 @@ static void trigger(const char *t, int b, char *argv0)
 			die("fork");
 		if (pid == 0)
 			_exit(0);
+	} else if (!strcmp(t, "handover-exec")) {
+		char fd[16], fa[16];
+
+		snprintf(fd, sizeof(fd), "%d", b);
+		snprintf(fa, sizeof(fa), "%d", afd);
+		execl(argv0, argv0, "execd", fd, fa, (char *)NULL);
+		die("exec");
 	} else if (!strcmp(t, "exec")) {
 		char fd[16];
 
@@ -249,6 +273,24 @@ static void trigger(const char *t, int b, char *argv0)
 	/* "wait": the loop's own epoll_wait */
 }
 
+/* The new image of "exec": "ok" to B; with A's fd too ("handover-exec"),
+ * then "END" to A, which must come after the 16 MiB the old image's drain
+ * is still writing. */
+static int execd(int argc, char **argv)
+{
+	if (write(atoi(argv[2]), "ok\n", 3) != 3)
+		return 3;
+	if (argc > 3) {
+		int a = atoi(argv[3]);
+		struct pollfd p = { .fd = a, .events = POLLOUT };
+
+		while (write(a, "END", 3) != 3)
+			if (errno != EAGAIN || poll(&p, 1, -1) < 0)
+				return 4;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET,
@@ -260,11 +302,14 @@ int main(int argc, char **argv)
 		return 2;
 	signal(SIGCHLD, SIG_IGN);	/* fork: no zombie, no wait */
 	if (!strcmp(argv[1], "execd"))
-		return write(atoi(argv[2]), "ok\n", 3) == 3 ? 0 : 3;
+		return execd(argc, argv);
 	big = malloc(BIG);
 	if (!big)
 		return 2;
 	memset(big, 'x', BIG);
+	if (!strncmp(argv[1], "handover", 8))
+		for (uint32_t i = 0; i < BIG / 4; i++)
+			memcpy(big + 4 * (size_t)i, &i, 4);
 	ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, 4) ||
 	    bind(ls, (struct sockaddr *)&sa, len) || listen(ls, 16) ||
@@ -302,6 +347,18 @@ int main(int argc, char **argv)
 				close(fd);
 				continue;
 			}
+			if (req[0] == 'A')
+				afd = fd;
+			if (req[0] == 'A' && !strcmp(argv[1], "handover")) {
+				pthread_t th;
+
+				/* a thread writes the pattern and ends */
+				if (pthread_create(&th, NULL, thread_big,
+						   (void *)(long)fd) ||
+				    pthread_join(th, NULL))
+					die("handover");
+				continue;
+			}
 			if (req[0] == 'A') {
 				/* plain: a short count; the rest is dropped */
 				if (write(fd, big, BIG) < 0)
@@ -311,6 +368,15 @@ int main(int argc, char **argv)
 			trigger(argv[1], fd, argv[0]);
 			if (write(fd, "ok\n", 3) != 3)
 				die("write B");
+			if (!strcmp(argv[1], "handover") && afd >= 0) {
+				/* after the heir's rest: "END" (DESIGN.md,
+				 * "Contract: order", across threads) */
+				struct pollfd p = { .fd = afd, .events = POLLOUT };
+
+				while (write(afd, "END", 3) != 3)
+					if (errno != EAGAIN || poll(&p, 1, -1) < 0)
+						die("write END");
+			}
 			if (!strcmp(argv[1], "exit") || !strcmp(argv[1], "batch"))
 				exit(0);
 		}
