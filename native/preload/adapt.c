@@ -9,11 +9,14 @@
 
 /* A window with fewer events measures nothing (an idle thread's). */
 #define MIN_EVENTS 64
-/* Windows of the kept mode between two probes of the other: from
- * PROBE_MIN, doubled each time a probe confirms the choice, to PROBE_MAX;
- * back to PROBE_MIN when one changes it. */
+/* Windows of the kept mode between two probes of the other: PROBE_MIN
+ * after a probe changed the choice, doubled each time one confirms it, up
+ * to PROBE_MAX; four times that when the two differ by more than 1/BIG
+ * (12.5%): a probe of the losing mode costs its loss for one window, and a
+ * large loss is not likely to turn into a gain soon. */
 #define PROBE_MIN 8
-#define PROBE_MAX 64
+#define PROBE_MAX 128
+#define BIG 8
 /* The other mode is taken when cheaper by more than 1/MARGIN (3%): noise
  * between windows does not make the thread switch back and forth. */
 #define MARGIN 32
@@ -34,35 +37,53 @@ static void count(uint64_t *c, uint64_t n)
 	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
 }
 
-/* The measured window of mode ended with cost sample (CPU ns per 256
- * events): which mode runs the next one.  Windows alternate between the
- * mode kept and, every a->left windows, one window of the other (a probe);
- * the kept mode's cost is a running mean (3/4 old, 1/4 new), the probe's
- * is its one window, measured right after. */
-static int decide(struct adapt *a, int mode, uint64_t sample)
+/* The measured window ended with cost sample (CPU ns per 256 events):
+ * which mode runs the next one.  The kept mode runs; every a->left windows
+ * one window of the other (a probe) runs, and is compared with the mean of
+ * the kept mode's windows just before and just after it (a slow drift of
+ * the machine's load cancels out).  The other mode wins a probe when
+ * cheaper by more than 1/MARGIN; it is taken when it won by more than
+ * 1/BIG, or two probes in a row (the second right after the first). */
+static int decide(struct adapt *a, uint64_t sample)
 {
-	if (a->probing) {
-		uint64_t kept = a->cost[a->kept];
+	uint64_t ref, lo, gap;
+	int big;
 
-		a->cost[mode] = sample;
-		a->probing = 0;
-		if (mode != a->kept && kept &&
-		    sample < kept - kept / MARGIN) {
-			a->kept = (uint8_t)mode;
-			a->interval = PROBE_MIN;
-			count(&totals.switches, 1);
-		} else if (a->interval < PROBE_MAX) {
-			a->interval *= 2;
-		}
-		a->left = a->interval;
-	} else {
-		a->cost[mode] = a->cost[mode] ?
-				(3 * a->cost[mode] + sample) / 4 : sample;
-		if (mode == a->kept &&
-		    (!a->cost[!mode] || !a->left || --a->left == 0))
-			a->probing = 1;
+	if (a->phase == 0) {
+		a->before = sample;
+		if (!a->left || --a->left == 0)
+			a->phase = 1;
+		return a->phase ? !a->kept : a->kept;
 	}
-	return a->probing ? !a->kept : a->kept;
+	if (a->phase == 1) {
+		a->probe = sample;
+		a->phase = 2;
+		return a->kept;
+	}
+	ref = (a->before + sample) / 2;
+	lo = a->probe < ref ? a->probe : ref;
+	gap = a->probe < ref ? ref - a->probe : a->probe - ref;
+	big = gap > lo / BIG;
+	a->phase = 0;
+	a->before = sample;
+	if (a->probe < ref - ref / MARGIN) {
+		if (big || ++a->votes >= 2) {
+			a->kept = !a->kept;
+			a->votes = 0;
+			a->interval = big ? 4 * PROBE_MIN : PROBE_MIN;
+			count(&totals.switches, 1);
+		} else {
+			a->left = 1;	/* a second probe, at once */
+			return a->kept;
+		}
+	} else {
+		a->votes = 0;
+		a->interval *= big ? 4 : 2;
+		if (a->interval > PROBE_MAX)
+			a->interval = PROBE_MAX;
+	}
+	a->left = a->interval;
+	return a->kept;
 }
 
 /* The thread's window of cfg.adapt_window epoll waits is over (adapt_wait,
@@ -82,12 +103,12 @@ void adapt_window_end(struct tstate *ts)
 	if (esca_table_pending(ts->table) != esca_table_inflight(ts->table))
 		return;
 	now = thread_cpu_ns();
-	if (!a->started || !now) {
-		/* the first window warms up; a thread without the clock never
+	if (!a->started || !now || !a->cpu0) {
+		/* the first wait starts the clock; a thread without it never
 		 * measures and keeps deferring */
-		a->started = now != 0;
+		a->started = 1;
 		a->interval = PROBE_MIN;
-		a->left = PROBE_MIN;
+		a->left = 1;	/* the other mode is probed at once */
 		goto out;
 	}
 	used = now - a->cpu0;
@@ -99,7 +120,7 @@ void adapt_window_end(struct tstate *ts)
 	if (cfg.adapt_force)
 		next = cfg.adapt_force == 1 ? 1 : !mode;
 	else if (a->events >= MIN_EVENTS)
-		next = decide(a, mode, used * 256 / a->events);
+		next = decide(a, used * 256 / a->events);
 out:
 	ts->aside = next;
 	a->waits = 0;

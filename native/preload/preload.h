@@ -173,12 +173,15 @@ struct tstate {
 		uint32_t left;		/* windows of the kept mode before a probe */
 		uint32_t interval;	/* ... the probe interval now */
 		uint8_t kept;		/* the mode kept: 0 defer, 1 aside */
-		uint8_t probing;	/* this window runs the other mode */
+		uint8_t phase;		/* 0 kept, 1 probing the other mode, 2
+					 * the kept mode's window after it */
+		uint8_t votes;		/* probes in a row the other won */
 		uint8_t started;	/* cpu0 is set */
 		uint64_t events;	/* events those waits returned */
 		uint64_t cpu0;		/* thread CPU ns at the window's start */
-		uint64_t cost[2];	/* thread CPU ns per 256 events, per mode
-					 * (0: not measured yet) */
+		uint64_t before;	/* thread CPU ns per 256 events: the kept
+					 * mode's last window before a probe */
+		uint64_t probe;		/* ... and the probe's */
 	} ad;
 };
 
@@ -300,7 +303,8 @@ static inline void adapt_wait(struct tstate *ts, int n)
 		return;
 	if (n > 0)
 		ts->ad.events += (unsigned)n;
-	if (unlikely(++ts->ad.waits + ts->ad.events >= cfg.adapt_window))
+	if (unlikely(++ts->ad.waits + ts->ad.events >= cfg.adapt_window ||
+		     !ts->ad.started))
 		adapt_window_end(ts);
 }
 
