@@ -11,9 +11,10 @@
 #define MIN_EVENTS 64
 /* Windows of the kept mode between two probes of the other: PROBE_MIN
  * after a probe changed the choice, doubled each time one confirms it, up
- * to PROBE_MAX; four times that when the two differ by more than 1/BIG
- * (12.5%): a probe of the losing mode costs its loss for one window, and a
- * large loss is not likely to turn into a gain soon. */
+ * to PROBE_MAX; four times that when two probes in a row found the modes
+ * differ by more than 1/BIG (12.5%): a probe of the losing mode costs its
+ * loss for one window, and a large loss is not likely to turn into a gain
+ * soon. */
 #define PROBE_MIN 8
 #define PROBE_MAX 128
 #define BIG 8
@@ -23,11 +24,16 @@
 
 static struct adapt_totals totals;	/* the process's, atomic adds */
 
-static uint64_t thread_cpu_ns(void)
+/* The process's CPU time, not the thread's: io_uring's io-wq workers and
+ * task work run part of a deferred call's work outside the thread's own
+ * clock, and a server's CPU per request is what deferral is to lower.  In a
+ * process with several event-loop threads the others' work is noise in each
+ * one's measure (their choices are their own), not a bias. */
+static uint64_t cpu_ns(void)
 {
 	struct timespec t;
 
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) < 0)
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) < 0)
 		return 0;
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
@@ -42,12 +48,17 @@ static void count(uint64_t *c, uint64_t n)
  * one window of the other (a probe) runs, and is compared with the mean of
  * the kept mode's windows just before and just after it (a slow drift of
  * the machine's load cancels out).  The other mode wins a probe when
- * cheaper by more than 1/MARGIN; it is taken when it won by more than
- * 1/BIG, or two probes in a row (the second right after the first). */
+ * cheaper by more than 1/MARGIN.  Stepping aside is taken at once when
+ * it wins: it costs next to nothing (the interposers' checks), so it is
+ * never a net loss against the program without the library.  Deferring
+ * is taken back only after it wins two probes in a row (the second right
+ * after the first): a wrong choice for it may cost the program more than
+ * the library saves anywhere (nginx with its access log: ~50% more CPU a
+ * request). */
 static int decide(struct adapt *a, uint64_t sample)
 {
 	uint64_t ref, lo, gap;
-	int big;
+	int big;	/* the gap is large: probes may be spaced wider */
 
 	if (a->phase == 0) {
 		a->before = sample;
@@ -67,18 +78,22 @@ static int decide(struct adapt *a, uint64_t sample)
 	a->phase = 0;
 	a->before = sample;
 	if (a->probe < ref - ref / MARGIN) {
-		if (big || ++a->votes >= 2) {
+		if (a->kept == 0 || ++a->votes >= 2) {
 			a->kept = !a->kept;
 			a->votes = 0;
-			a->interval = big ? 4 * PROBE_MIN : PROBE_MIN;
+			a->agree = 0;
+			a->interval = PROBE_MIN;
 			count(&totals.switches, 1);
 		} else {
 			a->left = 1;	/* a second probe, at once */
 			return a->kept;
 		}
 	} else {
+		/* confirmed: four times the interval only once two probes in
+		 * a row found a large gap (the first ones, made while the
+		 * program starts, are the noisiest) */
 		a->votes = 0;
-		a->interval *= big ? 4 : 2;
+		a->interval *= big && a->agree++ ? 4 : 2;
 		if (a->interval > PROBE_MAX)
 			a->interval = PROBE_MAX;
 	}
@@ -87,8 +102,8 @@ static int decide(struct adapt *a, uint64_t sample)
 }
 
 /* The thread's window of cfg.adapt_window epoll waits is over (adapt_wait,
- * preload.h, after the wait: its flush ran).  Thread CPU time per event
- * the waits returned is the cost of a mode: the work per event is the
+ * preload.h, after the wait: its flush ran).  CPU time per event the
+ * waits returned is the cost of a mode: the work per event is the
  * program's, the same in both; what differs is what the library adds
  * (queueing, the flush, the ring) against what it saves (kernel entries,
  * the peer's wake-ups).  One clock read per window. */
@@ -102,13 +117,17 @@ void adapt_window_end(struct tstate *ts)
 	 * after the wait's flush, nearly always; else at the next wait */
 	if (esca_table_pending(ts->table) != esca_table_inflight(ts->table))
 		return;
-	now = thread_cpu_ns();
+	now = cpu_ns();
 	if (!a->started || !now || !a->cpu0) {
-		/* the first wait starts the clock; a thread without it never
-		 * measures and keeps deferring */
+		/* the first wait starts the clock, the thread aside: stepping
+		 * aside costs next to nothing, deferral may cost more than it
+		 * saves; deferring is probed at once.  A thread without the
+		 * clock never measures and keeps deferring. */
 		a->started = 1;
 		a->interval = PROBE_MIN;
-		a->left = 1;	/* the other mode is probed at once */
+		a->left = 1;
+		a->kept = now && !cfg.adapt_force;
+		next = a->kept;
 		goto out;
 	}
 	used = now - a->cpu0;
@@ -122,6 +141,9 @@ void adapt_window_end(struct tstate *ts)
 	else if (a->events >= MIN_EVENTS)
 		next = decide(a, used * 256 / a->events);
 out:
+	/* a probe runs half a window: it costs the losing mode's loss */
+	a->limit = a->phase == 1 && !cfg.adapt_force ?
+		   (cfg.adapt_window + 1) / 2 : cfg.adapt_window;
 	ts->aside = next;
 	a->waits = 0;
 	a->events = 0;

@@ -170,12 +170,15 @@ struct tstate {
 	int aside;
 	struct adapt {
 		uint32_t waits;		/* epoll waits in this window */
+		uint32_t limit;		/* ... its length, waits + events: 0
+					 * before the first wait */
 		uint32_t left;		/* windows of the kept mode before a probe */
 		uint32_t interval;	/* ... the probe interval now */
 		uint8_t kept;		/* the mode kept: 0 defer, 1 aside */
 		uint8_t phase;		/* 0 kept, 1 probing the other mode, 2
 					 * the kept mode's window after it */
 		uint8_t votes;		/* probes in a row the other won */
+		uint8_t agree;		/* probes in a row that confirmed */
 		uint8_t started;	/* cpu0 is set */
 		uint64_t events;	/* events those waits returned */
 		uint64_t cpu0;		/* thread CPU ns at the window's start */
@@ -294,8 +297,9 @@ HIDDEN void adapt_totals(struct adapt_totals *t);
 HIDDEN void adapt_after_fork(void);
 
 /* An event-loop wait of ts returned n (after its flush): count it; once
- * the waits and their events reach cfg.adapt_window (a busy server's wait
- * returns tens of events) the controller measures and decides (adapt.c).
+ * the waits and their events reach the window's length (cfg.adapt_window;
+ * a busy server's wait returns tens of events) the controller measures and
+ * decides (adapt.c).
  * A few adds per wait; the clock is read once a window. */
 static inline void adapt_wait(struct tstate *ts, int n)
 {
@@ -303,8 +307,7 @@ static inline void adapt_wait(struct tstate *ts, int n)
 		return;
 	if (n > 0)
 		ts->ad.events += (unsigned)n;
-	if (unlikely(++ts->ad.waits + ts->ad.events >= cfg.adapt_window ||
-		     !ts->ad.started))
+	if (unlikely(++ts->ad.waits + ts->ad.events >= ts->ad.limit))
 		adapt_window_end(ts);
 }
 
