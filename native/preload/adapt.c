@@ -119,15 +119,14 @@ void adapt_window_end(struct tstate *ts)
 		return;
 	now = cpu_ns();
 	if (!a->started || !now || !a->cpu0) {
-		/* the first wait starts the clock, the thread aside: stepping
-		 * aside costs next to nothing, deferral may cost more than it
-		 * saves; deferring is probed at once.  A thread without the
-		 * clock never measures and keeps deferring. */
+		/* the first wait starts the clock; the thread defers, as it
+		 * did before it measured anything (a program shorter than a
+		 * window is batched as ever), and probes stepping aside after
+		 * one window.  A thread without the clock never measures and
+		 * keeps deferring. */
 		a->started = 1;
 		a->interval = PROBE_MIN;
 		a->left = 1;
-		a->kept = now && !cfg.adapt_force;
-		next = a->kept;
 		goto out;
 	}
 	used = now - a->cpu0;
