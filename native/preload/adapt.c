@@ -9,12 +9,12 @@
 
 /* A window with fewer events measures nothing (an idle thread's). */
 #define MIN_EVENTS 64
-/* Windows of the kept mode between two probes of the other: PROBE_MIN
- * after a probe changed the choice, doubled each time one confirms it, up
- * to PROBE_MAX; four times that when two probes in a row found the modes
- * differ by more than 1/BIG (12.5%): a probe of the losing mode costs its
- * loss for one window, and a large loss is not likely to turn into a gain
- * soon. */
+/* Windows of the kept mode between two probes of the other: 2 for the
+ * three first probes, PROBE_MIN after a probe changed the choice, doubled
+ * each time one confirms it, up to PROBE_MAX; four times that when the
+ * modes differ by more than 1/BIG (12.5%): a probe of the losing mode
+ * costs its loss for half a window, and a large loss is not likely to turn
+ * into a gain soon. */
 #define PROBE_MIN 8
 #define PROBE_MAX 128
 #define BIG 8
@@ -81,19 +81,23 @@ static int decide(struct adapt *a, uint64_t sample)
 		if (a->kept == 0 || ++a->votes >= 2) {
 			a->kept = !a->kept;
 			a->votes = 0;
-			a->agree = 0;
 			a->interval = PROBE_MIN;
+			a->agree = 3;	/* past the start */
 			count(&totals.switches, 1);
 		} else {
 			a->left = 1;	/* a second probe, at once */
 			return a->kept;
 		}
 	} else {
-		/* confirmed: four times the interval only once two probes in
-		 * a row found a large gap (the first ones, made while the
-		 * program starts, are the noisiest) */
+		/* confirmed.  The three first probes come every 2 windows:
+		 * while the program starts, one probe is often wrong; past
+		 * them (or a switch) the interval doubles, or is four times
+		 * longer for a large gap */
 		a->votes = 0;
-		a->interval *= big && a->agree++ ? 4 : 2;
+		if (a->agree < 255)
+			a->agree++;
+		a->interval = a->agree < 3 ? 2 : a->interval *
+			      (big && a->agree > 3 ? 4 : 2);
 		if (a->interval > PROBE_MAX)
 			a->interval = PROBE_MAX;
 	}

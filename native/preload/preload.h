@@ -178,7 +178,8 @@ struct tstate {
 		uint8_t phase;		/* 0 kept, 1 probing the other mode, 2
 					 * the kept mode's window after it */
 		uint8_t votes;		/* probes in a row the other won */
-		uint8_t agree;		/* probes in a row that confirmed */
+		uint8_t agree;		/* probes that confirmed the choice (3
+					 * after a switch: past the start) */
 		uint8_t started;	/* cpu0 is set */
 		uint64_t events;	/* events those waits returned */
 		uint64_t cpu0;		/* thread CPU ns at the window's start */
