@@ -53,7 +53,7 @@ def test_syscalls_names() -> None:
 def test_levers_names() -> None:
     assert esca_run.parse_levers("all") == "all"
     assert esca_run.parse_levers("none") == "none"
-    assert esca_run.parse_levers("all,-compose") == "reads,sendfile,fold"
+    assert esca_run.parse_levers("all,-compose") == "reads,sendfile,fold,adapt"
     assert esca_run.parse_levers("sendfile, reads") == "reads,sendfile"
     assert esca_run.parse_levers("reads,-reads") == "none"
     assert esca_run.parse_levers(",".join(esca_run.LEVERS)) == "all"
@@ -63,7 +63,7 @@ def test_levers_names() -> None:
     env = esca_run.build_env(
         esca_run.RunOptions(levers="all,-reads"), Path("/lib/x.so"), {}, 1
     )
-    assert env["ESCA_LEVERS"] == "compose,sendfile,fold"
+    assert env["ESCA_LEVERS"] == "compose,sendfile,fold,adapt"
 
 
 def test_parse_size() -> None:

@@ -38,7 +38,10 @@
 	  "a sendfile runs as itself inside the flush (no copy of the body)") \
 	X(FOLD, fold,							\
 	  "the epoll wait goes into the flush's kernel entry "		\
-	  "(IORING_OP_EPOLL_WAIT)")
+	  "(IORING_OP_EPOLL_WAIT)")					\
+	X(ADAPT, adapt,							\
+	  "a thread where deferral costs more CPU than it saves steps aside " \
+	  "(its calls go to the kernel) and re-checks now and then")
 
 /* X(ENUM, name, help): why a deferrable call was passed to the kernel. */
 #define ESCA_PASS_REASONS(X)						\
@@ -51,6 +54,8 @@
 	X(SIZE, size, "bigger than the byte budget")			\
 	X(FULL, full, "the table stayed full after a flush")		\
 	X(REENTRANT, reentrant,						\
-	  "called from inside the library or one of its handlers")
+	  "called from inside the library or one of its handlers")	\
+	X(ASIDE, aside,							\
+	  "the thread had stepped aside: deferral did not pay (lever adapt)")
 
 #endif

@@ -198,6 +198,24 @@ void config_load(void)
 	cfg.implicit = !(v && !strcmp(v, "0"));
 	cfg.selected = parse_syscalls(getenv("ESCA_SYSCALLS"));
 	cfg.levers = parse_levers(getenv("ESCA_LEVERS"));
+	/* lever adapt, pinned by ESCA_ADAPT: 0 always defers, 1 decides */
+	v = getenv("ESCA_ADAPT");
+	if (v && !strcmp(v, "0"))
+		cfg.levers &= ~(unsigned)LEVER_ADAPT;
+	else if (v && !strcmp(v, "1"))
+		cfg.levers |= LEVER_ADAPT;
+	else if (v && *v)
+		say("ESCA_ADAPT is 0 or 1, ignored");
+	cfg.adapt_window = (unsigned)env_num("ESCA_ADAPT_WINDOW", 2048, 1,
+					     1u << 20);
+	/* tests only: the controller's choice forced, to pin what stepping
+	 * aside keeps: "aside" steps aside at every window, "flip" switches
+	 * at every window */
+	v = getenv("ESCA_ADAPT_TEST");
+	cfg.adapt_force = !v || !*v ? 0 : !strcmp(v, "aside") ? 1 :
+			  !strcmp(v, "flip") ? 2 : 0;
+	if (v && *v && !cfg.adapt_force)
+		say("ESCA_ADAPT_TEST is aside or flip, ignored");
 	cfg.capacity = (unsigned)env_num("ESCA_CAPACITY", 256, 1, 32768);
 	cfg.budget = (size_t)env_num("ESCA_BUDGET", ESCA_DEFAULT_BYTE_BUDGET,
 				     16, 1ul << 30);

@@ -99,6 +99,9 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 	}
 	if (!call_selected(ts, CALL_SETSOCKOPT)) {
 		pass_through(ts, CALL_SETSOCKOPT, fd, PASS_NOT_SELECTED);
+	} else if (stepped_aside(ts, fi, fd)) {
+		ts->calls[CALL_SETSOCKOPT].passed[PASS_ASIDE]++;
+		cork_for_real(ts, fd);
 	} else if (deferrable_kind(fi, fd) != FK_STREAM ||
 		   !(fi->flags & FI_TCP)) {
 		pass_through(ts, CALL_SETSOCKOPT, fd, PASS_FD);

@@ -157,6 +157,9 @@ EXPORT int shutdown(int fd, int how)
 		fd_wait_others(ts, fi, fd, 0);
 	} else if (!call_selected(ts, CALL_SHUTDOWN)) {
 		pass_through(ts, CALL_SHUTDOWN, fd, PASS_NOT_SELECTED);
+	} else if (stepped_aside(ts, fi, fd)) {
+		ts->calls[CALL_SHUTDOWN].passed[PASS_ASIDE]++;
+		cork_for_real(ts, fd);
 	} else if (deferrable_kind(fi, fd) != FK_STREAM) {
 		pass_through(ts, CALL_SHUTDOWN, fd, PASS_FD);
 	} else if (how != SHUT_WR) {
@@ -208,6 +211,10 @@ EXPORT int close(int fd)
 		 * or unconnected socket (its port), a file (its locks), a pipe:
 		 * never closed late */
 		pass_through(ts, CALL_CLOSE, fd, PASS_FD);
+		return fd_close_ordered(ts, fi, fd);
+	}
+	if (stepped_aside(ts, fi, fd)) {
+		ts->calls[CALL_CLOSE].passed[PASS_ASIDE]++;
 		return fd_close_ordered(ts, fi, fd);
 	}
 	if (others_use(ts, fi)) {

@@ -159,4 +159,21 @@ static inline int others_use(struct tstate *ts, struct fdinfo *fi)
 		FU_OWNER(w) != (uint32_t)(ts->wait_token >> 32));
 }
 
+/* Lever "adapt": the thread stepped aside (adapt.c) and this call on fd
+ * may go to the kernel now: nothing of this thread's is pending on fd or
+ * the open file it shares (its order key), no entry of any thread names it
+ * and no explicit segment is open.  Otherwise it is deferred as ever, after
+ * them (DESIGN.md, "Stepping aside").  One load when deferring. */
+static inline int stepped_aside(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	int key;
+
+	if (likely(!ts->aside) || ts->segment)
+		return 0;	/* an explicit segment (batch_start) defers */
+	key = fi->order_key ? fi->order_key - 1 : fd;
+	return ts->table && !esca_fd_pending(ts->table, fd) &&
+	       (key == fd || !esca_fd_pending(ts->table, key)) &&
+	       !(__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_COUNT);
+}
+
 #endif

@@ -165,6 +165,29 @@ struct tstate {
 	struct tstate *next;	/* all threads, for the stats */
 	int dead;
 	struct esca_stats core_dead;	/* the table's stats, once freed */
+	/* lever "adapt" (adapt.c): aside is set while the thread has stepped
+	 * aside: a deferrable call on a fd with nothing pending goes to the
+	 * kernel (one load of it on the fast path, no clock, no lock) */
+	int aside;
+	struct adapt {
+		uint32_t waits;		/* epoll waits in this window */
+		uint32_t limit;		/* ... its length, waits + events: 0
+					 * before the first wait */
+		uint32_t left;		/* windows of the kept mode before a probe */
+		uint32_t interval;	/* ... the probe interval now */
+		uint8_t kept;		/* the mode kept: 0 defer, 1 aside */
+		uint8_t phase;		/* 0 kept, 1 probing the other mode, 2
+					 * the kept mode's window after it */
+		uint8_t votes;		/* probes in a row the other won */
+		uint8_t agree;		/* probes that confirmed the choice (3
+					 * after a switch: past the start) */
+		uint8_t started;	/* cpu0 is set */
+		uint64_t events;	/* events those waits returned */
+		uint64_t cpu0;		/* thread CPU ns at the window's start */
+		uint64_t before;	/* thread CPU ns per 256 events: the kept
+					 * mode's last window before a probe */
+		uint64_t probe;		/* ... and the probe's */
+	} ad;
 };
 
 /* The ESCA_* environment, read once at start-up (config.c). */
@@ -181,6 +204,9 @@ struct config {
 	int timer_signal;
 	unsigned selected;	/* bit per enum esca_call */
 	unsigned levers;	/* enum lever bits */
+	unsigned adapt_window;	/* lever adapt: epoll waits + their events
+				 * a window */
+	int adapt_force;	/* ESCA_ADAPT_TEST (tests): 1 aside, 2 flip */
 	char stats_path[4096];
 	int stats_root_pid;
 };
@@ -291,6 +317,29 @@ HIDDEN void stash_run(struct tstate *ts);
 HIDDEN ssize_t stash_data(struct tstate *ts, int call, int fd,
 			  const struct iovec *iov, int iovcnt, int flags);
 HIDDEN void lib_end_flush(int in_handler);
+
+/* adapt.c (lever "adapt") */
+struct adapt_totals {
+	uint64_t windows, windows_aside, cpu_ns_aside, switches;
+};
+HIDDEN void adapt_window_end(struct tstate *ts);
+HIDDEN void adapt_totals(struct adapt_totals *t);
+HIDDEN void adapt_after_fork(void);
+
+/* An event-loop wait of ts returned n (after its flush): count it; once
+ * the waits and their events reach the window's length (cfg.adapt_window;
+ * a busy server's wait returns tens of events) the controller measures and
+ * decides (adapt.c).
+ * A few adds per wait; the clock is read once a window. */
+static inline void adapt_wait(struct tstate *ts, int n)
+{
+	if (!ts || ts->guard || !ts->table || !(cfg.levers & LEVER_ADAPT))
+		return;
+	if (n > 0)
+		ts->ad.events += (unsigned)n;
+	if (unlikely(++ts->ad.waits + ts->ad.events >= ts->ad.limit))
+		adapt_window_end(ts);
+}
 
 /* stats.c */
 HIDDEN void stats_maybe_write(int force);

@@ -47,6 +47,11 @@ static struct fdinfo *data_begin(struct tstate **tsp, int call, int fd,
 		*r = pass_through(ts, call, fd, PASS_NOT_SELECTED);
 		return NULL;
 	}
+	if (stepped_aside(ts, fi, fd)) {
+		ts->calls[call].passed[PASS_ASIDE]++;
+		cork_for_real(ts, fd);
+		return NULL;
+	}
 	if (deferrable_kind(fi, fd) != FK_STREAM) {
 		*r = pass_through(ts, call, fd, PASS_FD);
 		return NULL;
@@ -230,6 +235,11 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 	}
 	if (!call_selected(ts, CALL_SENDFILE))
 		return pass_through(ts, CALL_SENDFILE, out, PASS_NOT_SELECTED);
+	if (stepped_aside(ts, fi, out)) {
+		ts->calls[CALL_SENDFILE].passed[PASS_ASIDE]++;
+		cork_for_real(ts, out);
+		return PASSED;
+	}
 	fin = fdi(in);
 	if (deferrable_kind(fi, out) != FK_STREAM || !fin ||
 	    deferrable_kind(fin, in) != FK_FILE ||

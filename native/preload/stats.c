@@ -78,6 +78,7 @@ static void write_stats(int hold)
 	struct sbuf b = { text, 0, sizeof(text) };
 	struct tstate sum;
 	struct esca_stats *c = &sum.core_dead;
+	struct adapt_totals ad;
 	uint64_t deferred = 0, surfaced = 0, bytes;
 	char path[4200], tmp[4300];
 	int pid = (int)getpid(), fd, nthreads, nthreads_total;
@@ -85,6 +86,7 @@ static void write_stats(int hold)
 
 	memset(&sum, 0, sizeof(sum));
 	nthreads = threads_sum(&sum, &nthreads_total);
+	adapt_totals(&ad);
 	for (int i = 0; i < CALL__COUNT; i++) {
 		deferred += sum.calls[i].deferred;
 		surfaced += sum.calls[i].surfaced;
@@ -126,7 +128,9 @@ static void write_stats(int hold)
 		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
 		" \"reads_seen\": %llu, \"reads_answered\": %llu, "
 		"\"setsockopt_composed\": %llu, \"eagain_parked\": %llu, "
-		"\"closes_held\": %llu, "
+		"\"closes_held\": %llu,\n"
+		" \"adapt_windows\": %llu, \"adapt_windows_aside\": %llu, "
+		"\"adapt_ms_aside\": %llu, \"adapt_switches\": %llu, "
 		"\"levers\": [",
 	    (unsigned long long)deferred, (unsigned long long)c->kernel_entries,
 	    (long long)(deferred + sum.reads_answered) -
@@ -145,7 +149,11 @@ static void write_stats(int hold)
 	    (unsigned long long)sum.reads_answered,
 	    (unsigned long long)sum.composed,
 	    (unsigned long long)sum.eagain_parked,
-	    (unsigned long long)sum.held_closes);
+	    (unsigned long long)sum.held_closes,
+	    (unsigned long long)ad.windows,
+	    (unsigned long long)ad.windows_aside,
+	    (unsigned long long)(ad.cpu_ns_aside / 1000000),
+	    (unsigned long long)ad.switches);
 	for (unsigned i = 0, k = 0; i < LEVER__COUNT; i++)
 		if (cfg.levers & (1u << i))
 			put(&b, "%s\"%s\"", k++ ? ", " : "", lever_names[i]);
@@ -216,6 +224,7 @@ void stats_after_fork(void)
 {
 	stats_last_ns = 0;
 	stats_busy = 0;
+	adapt_after_fork();
 	if (held_fd >= 0) {	/* the parent's copy: not the child's file */
 		struct stat st;
 

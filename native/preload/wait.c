@@ -161,7 +161,7 @@ enum epoll_variant { VIA_EPOLL_WAIT, VIA_EPOLL_PWAIT, VIA_EPOLL_PWAIT2 };
 
 /* epoll_wait and friends: flush, wait; entries parked in flight wake the
  * wait through the progress fd, which the program never sees. */
-static int epoll_common(int epfd, struct epoll_event *evs, int max,
+static int epoll_run(int epfd, struct epoll_event *evs, int max,
 			int timeout, const struct timespec *ts2,
 			const sigset_t *mask, enum epoll_variant via)
 {
@@ -298,6 +298,18 @@ again:
 			}
 		}
 	}
+}
+
+/* The wait, then lever "adapt" counts it and what it returned (after its
+ * flush: where the thread may step aside or back). */
+static int epoll_common(int epfd, struct epoll_event *evs, int max,
+			int timeout, const struct timespec *ts2,
+			const sigset_t *mask, enum epoll_variant via)
+{
+	int n = epoll_run(epfd, evs, max, timeout, ts2, mask, via);
+
+	adapt_wait(tls_ts, n);
+	return n;
 }
 
 EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)

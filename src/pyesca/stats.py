@@ -43,6 +43,12 @@ COUNTERS: tuple[str, ...] = (
     "flushes_direct",
     "waits_folded",
     "eagain_parked",
+    # lever adapt (README, "Beyond ESCA"): windows of epoll waits measured,
+    # those run stepped aside, their thread CPU time (ms), choices changed
+    "adapt_windows",
+    "adapt_windows_aside",
+    "adapt_ms_aside",
+    "adapt_switches",
 )
 
 
@@ -128,6 +134,10 @@ class ProcessStats:
     flushes_direct: int = 0
     waits_folded: int = 0
     eagain_parked: int = 0
+    adapt_windows: int = 0
+    adapt_windows_aside: int = 0
+    adapt_ms_aside: int = 0
+    adapt_switches: int = 0
 
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str = "") -> ProcessStats:
@@ -312,6 +322,11 @@ def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
         f" {s.waits_folded} epoll waits folded into a flush,"
         f" {s.flushes_direct} one-call flushes run as the plain syscall,"
         f" {s.eagain_parked} sends EAGAIN behind parked bytes"
+    )
+    lines.append(
+        f"  stepped aside    {s.adapt_windows_aside} of {s.adapt_windows} windows"
+        f" of epoll waits ({s.adapt_ms_aside} ms of thread CPU), choice changed"
+        f" {s.adapt_switches} times (lever adapt)"
     )
     fb = f"  fallbacks        {s.fallbacks}"
     if s.fallback_reason:

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT
+ * adapt.c - lever "adapt": adapt_window_end() decides, once a window of
+ * epoll waits, whether this thread defers or steps aside; adapt_totals()
+ * and adapt_after_fork() for the stats.  DESIGN.md, "Stepping aside". */
+#include <errno.h>
+#include <time.h>
+
+#include "preload.h"
+
+/* A window with fewer events measures nothing (an idle thread's). */
+#define MIN_EVENTS 64
+/* Windows of the kept mode between two probes of the other: 2 for the
+ * three first probes, PROBE_MIN after a probe changed the choice, doubled
+ * each time one confirms it, up to PROBE_MAX; four times that when the
+ * modes differ by more than 1/BIG (12.5%): a probe of the losing mode
+ * costs its loss for half a window, and a large loss is not likely to turn
+ * into a gain soon. */
+#define PROBE_MIN 8
+#define PROBE_MAX 128
+#define BIG 8
+/* The other mode is taken when cheaper by more than 1/MARGIN (3%): noise
+ * between windows does not make the thread switch back and forth. */
+#define MARGIN 32
+
+static struct adapt_totals totals;	/* the process's, atomic adds */
+
+/* The process's CPU time, not the thread's: io_uring's io-wq workers and
+ * task work run part of a deferred call's work outside the thread's own
+ * clock, and a server's CPU per request is what deferral is to lower.  In a
+ * process with several event-loop threads the others' work is noise in each
+ * one's measure (their choices are their own), not a bias. */
+static uint64_t cpu_ns(void)
+{
+	struct timespec t;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) < 0)
+		return 0;
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void count(uint64_t *c, uint64_t n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+/* The measured window ended with cost sample (CPU ns per 256 events):
+ * which mode runs the next one.  The kept mode runs; every a->left windows
+ * one window of the other (a probe) runs, and is compared with the mean of
+ * the kept mode's windows just before and just after it (a slow drift of
+ * the machine's load cancels out).  The other mode wins a probe when
+ * cheaper by more than 1/MARGIN.  Stepping aside is taken at once when
+ * it wins: it costs next to nothing (the interposers' checks), so it is
+ * never a net loss against the program without the library.  Deferring
+ * is taken back only after it wins two probes in a row (the second right
+ * after the first): a wrong choice for it may cost the program more than
+ * the library saves anywhere (nginx with its access log: ~50% more CPU a
+ * request). */
+static int decide(struct adapt *a, uint64_t sample)
+{
+	uint64_t ref, lo, gap;
+	int big;	/* the gap is large: probes may be spaced wider */
+
+	if (a->phase == 0) {
+		a->before = sample;
+		if (!a->left || --a->left == 0)
+			a->phase = 1;
+		return a->phase ? !a->kept : a->kept;
+	}
+	if (a->phase == 1) {
+		a->probe = sample;
+		a->phase = 2;
+		return a->kept;
+	}
+	ref = (a->before + sample) / 2;
+	lo = a->probe < ref ? a->probe : ref;
+	gap = a->probe < ref ? ref - a->probe : a->probe - ref;
+	big = gap > lo / BIG;
+	a->phase = 0;
+	a->before = sample;
+	if (a->probe < ref - ref / MARGIN) {
+		if (a->kept == 0 || ++a->votes >= 2) {
+			a->kept = !a->kept;
+			a->votes = 0;
+			a->interval = PROBE_MIN;
+			a->agree = 3;	/* past the start */
+			count(&totals.switches, 1);
+		} else {
+			a->left = 1;	/* a second probe, at once */
+			return a->kept;
+		}
+	} else {
+		/* confirmed.  The three first probes come every 2 windows:
+		 * while the program starts, one probe is often wrong; past
+		 * them (or a switch) the interval doubles, or is four times
+		 * longer for a large gap */
+		a->votes = 0;
+		if (a->agree < 255)
+			a->agree++;
+		a->interval = a->agree < 3 ? 2 : a->interval *
+			      (big && a->agree > 3 ? 4 : 2);
+		if (a->interval > PROBE_MAX)
+			a->interval = PROBE_MAX;
+	}
+	a->left = a->interval;
+	return a->kept;
+}
+
+/* The thread's window of cfg.adapt_window epoll waits is over (adapt_wait,
+ * preload.h, after the wait: its flush ran).  CPU time per event the
+ * waits returned is the cost of a mode: the work per event is the
+ * program's, the same in both; what differs is what the library adds
+ * (queueing, the flush, the ring) against what it saves (kernel entries,
+ * the peer's wake-ups).  One clock read per window. */
+void adapt_window_end(struct tstate *ts)
+{
+	struct adapt *a = &ts->ad;
+	int e = errno, mode = ts->aside, next = mode;
+	uint64_t now, used;
+
+	/* a switch happens where the table holds nothing but parked entries:
+	 * after the wait's flush, nearly always; else at the next wait */
+	if (esca_table_pending(ts->table) != esca_table_inflight(ts->table))
+		return;
+	now = cpu_ns();
+	if (!a->started || !now || !a->cpu0) {
+		/* the first wait starts the clock; the thread defers, as it
+		 * did before it measured anything (a program shorter than a
+		 * window is batched as ever), and probes stepping aside after
+		 * one window.  A thread without the clock never measures and
+		 * keeps deferring. */
+		a->started = 1;
+		a->interval = PROBE_MIN;
+		a->left = 1;
+		goto out;
+	}
+	used = now - a->cpu0;
+	count(&totals.windows, 1);
+	if (mode) {
+		count(&totals.windows_aside, 1);
+		count(&totals.cpu_ns_aside, used);
+	}
+	if (cfg.adapt_force)
+		next = cfg.adapt_force == 1 ? 1 : !mode;
+	else if (a->events >= MIN_EVENTS)
+		next = decide(a, used * 256 / a->events);
+out:
+	/* a probe runs half a window: it costs the losing mode's loss */
+	a->limit = a->phase == 1 && !cfg.adapt_force ?
+		   (cfg.adapt_window + 1) / 2 : cfg.adapt_window;
+	ts->aside = next;
+	a->waits = 0;
+	a->events = 0;
+	a->cpu0 = now;
+	errno = e;
+}
+
+void adapt_totals(struct adapt_totals *t)
+{
+	t->windows = __atomic_load_n(&totals.windows, __ATOMIC_RELAXED);
+	t->windows_aside = __atomic_load_n(&totals.windows_aside,
+					   __ATOMIC_RELAXED);
+	t->cpu_ns_aside = __atomic_load_n(&totals.cpu_ns_aside,
+					  __ATOMIC_RELAXED);
+	t->switches = __atomic_load_n(&totals.switches, __ATOMIC_RELAXED);
+}
+
+/* The child counts its own windows (its threads start over: thread.c). */
+void adapt_after_fork(void)
+{
+	totals = (struct adapt_totals){ 0 };
+}

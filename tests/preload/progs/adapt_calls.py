@@ -1,0 +1,43 @@
+"""tests/reliability/progs/fuzz_calls.py's call sequence (JSON on stdin, its
+JSON out) with an event-loop wait (epoll_wait, timeout 0, through libc: the
+interposer) before every third libc call it makes: the points where lever
+adapt may step aside or back (test_adapt.py forces it to at every one)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from typing import Any
+
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "reliability", "progs")
+)
+import fuzz_calls  # noqa: E402
+
+real = fuzz_calls.libc
+EPFD = real.epoll_create1(0)
+EVS = ctypes.create_string_buffer(12 * 8)
+
+
+class Waiting:
+    """fuzz_calls' libc, an epoll wait before every third call."""
+
+    n = 0
+
+    def __getattr__(self, name: str) -> Any:
+        f = getattr(real, name)
+
+        def call(*args: Any) -> Any:
+            Waiting.n += 1
+            if Waiting.n % 3 == 0:
+                e = ctypes.get_errno()
+                assert real.epoll_wait(EPFD, EVS, 8, 0) == 0
+                ctypes.set_errno(e)
+            return f(*args)
+
+        return call
+
+
+fuzz_calls.libc = Waiting()
+sys.exit(fuzz_calls.main())

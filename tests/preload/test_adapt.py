@@ -1,0 +1,123 @@
+"""Lever adapt (README, "Beyond ESCA"; DESIGN.md, "Stepping aside"): a thread
+where deferral does not pay steps aside - its calls go to the kernel - and
+what the program sees stays what it sees without the library.
+
+- test_steps_aside_keeps_every_byte_and_result: fuzz_calls.py's random call
+  sequences on socketpairs, TCP, pipes and a file, with an epoll wait before
+  every third call (progs/adapt_calls.py), run plainly and under each
+  executor with the controller forced (ESCA_ADAPT_TEST, a test-only
+  variable) to step aside at every wait ("aside") or to switch at every wait
+  ("flip": calls deferred and passed through in turn, switches with entries
+  still pending): every result, errno, reader's bytes and the file as plain;
+  the stats show calls passed with reason "aside" (and, flipping, deferred).
+- test_loop_that_cannot_pay_steps_aside: one small write per wait
+  (progs/adapt_loop.py), the controller not forced: it measures a window
+  deferring, then probes a window aside (always: the other mode is measured
+  before anything is kept), and keeps whichever cost less thread CPU per
+  event; the bytes are the plain run's.  Whether it then stays aside is a
+  matter of timing, printed, not asserted (performance is no pass/fail test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import executor_params
+
+import pyesca
+
+PROGS = Path(__file__).parent / "progs"
+LIB = Path(pyesca.__file__).parent / "libesca.so"
+OPS = ["write", "writev", "send", "sendmsg", "sendfile", "setsockopt", "fsync",
+       "read", "dup", "shutdown", "close", "reopen"]
+SEQUENCES = 12
+
+
+def sequence(rng: random.Random) -> list[Any]:
+    return [
+        [rng.choice(OPS), rng.randrange(13),
+         rng.randrange(65) if rng.random() < 0.5 else rng.randrange(65, 3001)]
+        for _ in range(rng.randrange(20, 80))
+    ]
+
+
+def env_for(mode: str, stats: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCA_")}
+    env.pop("LD_PRELOAD", None)
+    if mode != "plain":
+        env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_STATS=str(stats), **extra)
+    return env
+
+
+def run_calls(mode: str, ops: list[Any], tmp: Path, force: str) -> tuple[dict[str, Any], dict]:
+    stats = tmp / f"stats-{mode}-{force}.json"
+    env = env_for(mode, stats, ESCA_ADAPT_WINDOW="1", ESCA_ADAPT_TEST=force,
+                  ESCA_CAPACITY="8", ESCA_BUDGET="8192")
+    p = subprocess.run([sys.executable, str(PROGS / "adapt_calls.py")], input=json.dumps(ops),
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    st = json.loads(stats.read_text()) if mode != "plain" else {}
+    return json.loads(p.stdout), st
+
+
+@pytest.mark.parametrize("force", ["aside", "flip"])
+@pytest.mark.parametrize("mode", executor_params())
+def test_steps_aside_keeps_every_byte_and_result(mode: str, force: str, tmp_path: Path) -> None:
+    rng = random.Random(14)
+    aside = deferred = windows_aside = 0
+    for k in range(SEQUENCES):
+        ops = sequence(rng)
+        plain, _ = run_calls("plain", ops, tmp_path, force)
+        got, st = run_calls(mode, ops, tmp_path, force)
+        assert got["readers"] == plain["readers"], (k, ops)  # no byte lost or moved
+        assert got["calls"] == plain["calls"], (k, ops)  # every result and errno
+        aside += sum(c["passed"]["aside"] for c in st["syscalls"].values())
+        deferred += st["deferred"]
+        windows_aside += st["adapt_windows_aside"]
+    assert aside > 0 and windows_aside > 0, "never stepped aside"
+    if force == "flip":
+        assert deferred > 0, "never deferred between the steps aside"
+
+
+@pytest.mark.parametrize("mode", executor_params())
+def test_loop_that_cannot_pay_steps_aside(mode: str, tmp_path: Path) -> None:
+    n = 40000
+    out = {}
+    for m in ("plain", mode):
+        stats = tmp_path / f"loop-{m}.json"
+        env = env_for(m, stats, ESCA_ADAPT_WINDOW="256")
+        p = subprocess.run([sys.executable, str(PROGS / "adapt_loop.py"), str(n)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        out[m] = json.loads(p.stdout)
+    assert out[mode] == out["plain"] == {"bytes": 8 * n, "same": True}
+    st = json.loads((tmp_path / f"loop-{mode}.json").read_text())
+    w = st["syscalls"]["write"]
+    print(f"{mode}: windows {st['adapt_windows']}, aside {st['adapt_windows_aside']},"
+          f" switches {st['adapt_switches']}; writes deferred {w['deferred']},"
+          f" passed aside {w['passed']['aside']}")
+    assert st["adapt_windows"] >= 3  # warm-up, one deferring, the probe and on
+    assert st["adapt_windows_aside"] >= 1 and w["passed"]["aside"] > 0
+    assert w["deferred"] > 0  # the window that measured deferral
+
+
+def test_adapt_off_never_steps_aside(tmp_path: Path) -> None:
+    """ESCA_ADAPT=0 pins deferral on, forcing or not."""
+    rng = random.Random(15)
+    ops = sequence(rng)
+    stats = tmp_path / "off.json"
+    env = env_for("sequential", stats, ESCA_ADAPT="0", ESCA_ADAPT_WINDOW="1",
+                  ESCA_ADAPT_TEST="aside")
+    p = subprocess.run([sys.executable, str(PROGS / "adapt_calls.py")], input=json.dumps(ops),
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    st = json.loads(stats.read_text())
+    assert st["adapt_windows"] == 0 and "adapt" not in st["levers"]
+    assert sum(c["passed"]["aside"] for c in st["syscalls"].values()) == 0
