@@ -15,7 +15,9 @@ from conftest import compile_c, executor_params, executor_skip_reason
 import pyesca
 
 PROGS = Path(__file__).parent / "progs"
-LIB = Path(pyesca.__file__).parent / "libesca.so"
+# ESCA_TEST_LIB: another build's libesca.so (e.g. an older commit's, to see
+# a test fail without the change it covers)
+LIB = Path(os.environ.get("ESCA_TEST_LIB") or Path(pyesca.__file__).parent / "libesca.so")
 
 SEQUENTIAL_STALL = pytest.mark.xfail(
     strict=True,
@@ -91,9 +93,12 @@ PER_FD_BYTES = 72
 @pytest.mark.parametrize("n", [200, 10000], ids=["200", "10000"])
 @pytest.mark.parametrize("mode", modes_with_sequential_stall())
 def test_many_stalled_clients_do_not_stall_the_server(tmp_path: Path, mode: str, n: int) -> None:
-    """More stalled non-blocking sockets than any fixed table holds (there
-    was one of 64 owed fds): the active client is still served at once, and
-    the server's RSS stays within the budget README Limits states."""
+    """Many stalled non-blocking sockets: the active client is still served
+    at once, and the server's RSS stays within the budget README Limits
+    states.  Few of them are owed an event: once the byte budget is full of
+    parked 256 KiB sends (about 16 sockets), a send on a socket with nothing
+    parked goes to the kernel, which says EAGAIN; the owed list is
+    test_more_than_64_sockets_owed_at_once's."""
     exe = build(tmp_path, "stalled_many")
     stats = tmp_path / "s.json"
     nofile = n + 1024
@@ -119,6 +124,54 @@ def test_many_stalled_clients_do_not_stall_the_server(tmp_path: Path, mode: str,
         # on the stalled sockets, sends were answered EAGAIN behind them or
         # passed to the kernel (which said EAGAIN): never a wait
         assert s["syscalls"]["send"]["deferred"] > 0, s["syscalls"]["send"]
+
+
+# owed_many: (clients, ESCA_CAPACITY, ESCA_BUDGET); each client's 16 KiB
+# header is deferred (the kernel takes 6 KiB of it, the rest parks) and the
+# body is one byte over the budget, so it is never queued: answered EAGAIN
+# behind the parked header, the socket owed an event.
+OWED_CASES = {
+    "200": (200, 256, 4 << 20),
+    "2000": (2000, 4096, 32 << 20),
+}
+
+
+@pytest.mark.parametrize("case", list(OWED_CASES))
+@pytest.mark.parametrize("mode", modes_with_sequential_stall())
+def test_more_than_64_sockets_owed_at_once(tmp_path: Path, mode: str, case: str) -> None:
+    """Issue 13, defect 2: every stalled client's socket is owed an event at
+    once (a send answered EAGAIN behind its parked header), far more than
+    the 64 a fixed list held: the 65th waited for its parked header, i.e.
+    for a client that never reads, and the server served nobody (fails so
+    with ESCA_TEST_LIB set to the libesca.so of 816d918, before the owed
+    list grew)."""
+    n, capacity, budget = OWED_CASES[case]
+    exe = build(tmp_path, "owed_many")
+    argv = [str(exe), str(n), str(16 << 10), str(budget + 1)]
+    plain = run("plain", argv, timeout=30, nofile=n + 1024)
+    if plain.returncode == 77:
+        pytest.skip(plain.stderr.strip())
+    assert plain.returncode == 0, plain.stderr
+    stats = tmp_path / "s.json"
+    try:
+        p = run(
+            mode,
+            argv,
+            stats,
+            timeout=20,
+            nofile=n + 1024,
+            ESCA_CAPACITY=str(capacity),
+            ESCA_BUDGET=str(budget),
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{mode}: the server stalled with {n} sockets owed an event")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[:2] == ["owed", str(n)], p.stdout
+    if mode != "plain":
+        s = json.loads(stats.read_text())  # the server's (the clients': s.json.PID)
+        # every client's body was answered EAGAIN behind its parked header:
+        # n sockets owed at once (none is re-armed: no client reads)
+        assert s["eagain_parked"] >= n, (s["eagain_parked"], s["syscalls"]["send"])
 
 
 # ---------------------------------------------------------------- defect 5
