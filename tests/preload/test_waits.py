@@ -269,6 +269,35 @@ def test_threads_sharing_one_epoll_set(tmp_path: Path, mode: str) -> None:
         assert s["syscalls"]["send"]["deferred"] > 0, s["syscalls"]["send"]
 
 
+@pytest.mark.parametrize("levers", ["default", "-fold"])
+@pytest.mark.parametrize("total", [2 << 20, 8 << 20], ids=["parked", "owed"])
+@pytest.mark.parametrize("mode", executor_params(plain=True))
+def test_progress_event_taken_by_another_thread(
+    tmp_path: Path, mode: str, total: int, levers: str
+) -> None:
+    """Issue 13, defect 6: thread A's sends are parked and A waits; thread B
+    waits on the same set after A, so epoll wakes B first and B takes A's
+    progress-fd event.  A's parked bytes must keep moving (parked: 2 MiB, all
+    queued by A's one write, B never writes), and A's owed event must come
+    (owed: 8 MiB, A answered EAGAIN behind its parked bytes; whoever takes
+    the event writes the rest).  Before the owner was woken (816d918) the
+    -fold cases stalled (the peer got nothing for 10 s); before the filter
+    flag was read after the wait (main at bf5c9eb) B was handed A's progress
+    event itself, 3 in 10 of the parked/default runs."""
+    exe = build(tmp_path, "shared_owed", "-pthread")
+    stats = tmp_path / "s.json"
+    env = {} if levers == "default" else {"ESCA_LEVERS": levers}
+    p = run(mode, [str(exe), str(total)], stats, timeout=60, **env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.startswith(f"peer got all, sent {total},"), p.stdout
+    if mode != "plain":
+        s = json.loads(stats.read_text())
+        assert s["syscalls"]["send"]["deferred"] > 0, s["syscalls"]["send"]
+        if total > (4 << 20) and mode != "sequential":
+            # over the byte budget: A was answered EAGAIN behind parked bytes
+            assert s["eagain_parked"] > 0, s
+
+
 # ---------------------------------------------------------------- defect 3
 
 
