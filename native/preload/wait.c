@@ -244,8 +244,12 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 		unsigned hits = ts ? ts->timer_hits : 0;
 
 		if (pfd >= 0) {
+			/* in the wait before the progress fd can fire: a wait
+			 * of another thread that takes its event must see it
+			 * and re-arm it (progress_event); the other order left
+			 * an event taken between the two to nobody */
+			__atomic_store_n(&ts->in_wait, 1, __ATOMIC_SEQ_CST);
 			progress_arm(ts, 1);
-			ts->in_wait = 1;
 		}
 		if (via == VIA_EPOLL_WAIT)
 			n = real.epoll_wait(epfd, evs, max, timeout);
