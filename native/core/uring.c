@@ -2,8 +2,9 @@
  * uring.c - the default executor: the table goes to the kernel through an
  * io_uring submission ring, one io_uring_enter per round.  Here: rounds
  * (esca__uring_round, prep_entry), reap (esca__uring_reap), finalize, the
- * flush (esca__uring_flush); the ring is set up in uring_setup.c, and an
- * epoll wait folded into a flush in uring_fold.c.
+ * flush (esca__uring_flush); the ring is set up in uring_setup.c, an
+ * epoll wait folded into a flush in uring_fold.c, and what runs as the
+ * plain syscall (a one-call flush, a direct sendfile) in uring_direct.c.
  *
  * Order (DESIGN.md, "Contract: order"; order.h says which entries go into
  * a round).  Per key, the entries of one round form one chain linked with
@@ -33,7 +34,6 @@
 #include <sys/socket.h>
 
 #include "order.h"
-#include "sys.h"
 #include "uring.h"
 
 /* user_data of an entry's SQE: its struct uring_slot's address | stage */
@@ -314,132 +314,6 @@ static int needs_direct(const struct uring_state *u, const struct esca_entry *e)
 	return e->op == ESCA_OP_WRITEV && e->len == 0;
 }
 
-/* ESCA_CFG_SENDFILE_DIRECT: the sendfile syscall, now, without waiting for
- * the socket.  1: e is complete; 0: the ring does the
- * rest (a full socket, a partial send).  Only for a non-blocking socket
- * (ESCA_HINT_NONBLOCK): MSG_DONTWAIT is no flag of sendfile's. */
-static int sendfile_now(struct esca_table *t, struct esca_entry *e)
-{
-	size_t want = e->len - e->done;
-	int64_t r;
-
-	t->st.kernel_entries++;
-	t->st.sendfile_direct++;
-	r = esca__sendfile_once(e->fd, e->fd2, e->offset + (int64_t)e->done,
-				want);
-	if (r < 0) {
-		if (r == -EAGAIN || r == -EINTR)
-			return 0;
-		t->st.entries_executed++;
-		esca__complete(t, e, e->done ? (int64_t)e->done : r);
-		return 1;
-	}
-	e->done += (size_t)r;
-	if ((size_t)r < want && r > 0)
-		return 0;
-	if ((size_t)r < want)
-		t->st.short_completed++;	/* the file ended early */
-	t->st.entries_executed++;
-	esca__complete(t, e, (int64_t)e->done);
-	return 1;
-}
-
-static int sendfile_direct(const struct uring_state *u,
-			   const struct esca_entry *e, const struct uring_slot *x)
-{
-	return u->sf_direct && e->op == ESCA_OP_SENDFILE && e->nonblock &&
-	       x->staged == 0 &&
-	       e->offset >= 0 && !e->need_poll && e->done == 0;
-}
-
-/* A flush that carries one call runs it as the plain syscall: an
- * io_uring_enter costs more than one write (DESIGN.md, "Flush triggers").
- * Only when it is the table's one live entry (nothing in flight, so a
- * reaping flush has nothing to collect) and nothing is prepared in the
- * ring.  A data call on a socket goes out once with MSG_DONTWAIT: what a
- * full socket leaves (a short count, EAGAIN) stays queued and goes the
- * ring's way, as sendfile_now's rest does. */
-
-static int can_now(struct esca_table *t, struct uring_state *u,
-		   struct esca_entry *e)
-{
-	if (e->need_poll || e->done)
-		return 0;
-	switch (e->op) {
-	case ESCA_OP_CLOSE:
-	case ESCA_OP_SHUTDOWN:
-	case ESCA_OP_SETSOCKOPT:
-		return 1;
-	case ESCA_OP_SENDFILE:
-		return sendfile_direct(u, e, &u->x[e - t->ents]);
-	case ESCA_OP_SEND:
-	case ESCA_OP_SENDMSG:
-	case ESCA_OP_WRITE:
-	case ESCA_OP_WRITEV:	/* not a writev of nothing (needs_direct) */
-		return t->fds[e->fd].type != ESCA_FT_OTHER && e->len > 0;
-	default:
-		return 0;
-	}
-}
-
-/* Run e (can_now said yes) as the plain syscall: 1 when it is complete. */
-static int entry_now(struct esca_table *t, struct esca_entry *e)
-{
-	struct esca_fd *f = &t->fds[e->fd];
-	struct msghdr m;
-	long r;
-
-	if (esca__skip_broken(t, e))
-		return 1;
-	if (e->op == ESCA_OP_SENDFILE)
-		return sendfile_now(t, e);
-	if (!esca__is_data(e->op)) {
-		esca__run_direct(t, e, 0);
-		return 1;
-	}
-	memset(&m, 0, sizeof(m));
-	m.msg_iov = e->iov;
-	m.msg_iovlen = (size_t)e->iovcnt;
-	t->st.kernel_entries++;
-	r = esca_sys_sendmsg(e->fd, &m, e->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r == -ENOTSOCK && f->type == ESCA_FT_UNKNOWN) {
-		f->type = ESCA_FT_OTHER;	/* the ring writes it */
-		return 0;
-	}
-	if (r == -EAGAIN || r == -EINTR)
-		return 0;
-	if (r < 0) {
-		t->st.entries_executed++;
-		esca__complete(t, e, r);
-		return 1;
-	}
-	if (f->type == ESCA_FT_UNKNOWN)
-		f->type = ESCA_FT_SOCKET;
-	e->done = (size_t)r;
-	if (e->done < e->len)
-		return 0;	/* the rest, parked in the ring if need be */
-	t->st.entries_executed++;
-	esca__complete(t, e, (int64_t)e->done);
-	return 1;
-}
-
-/* 1: the flush is done (its one entry complete). */
-static int one_now(struct esca_table *t, struct uring_state *u)
-{
-	struct esca_entry *e = NULL;
-
-	if (t->live != 1 || t->inflight || u->outstanding ||
-	    io_uring_sq_ready(&u->ring))
-		return 0;
-	for (uint32_t i = t->head; i != t->tail && !e; i++)
-		if (esca__ent(t, i)->state == ESCA_S_QUEUED)
-			e = esca__ent(t, i);
-	if (!e || !can_now(t, u, e))
-		return 0;
-	t->st.flushes_direct++;
-	return entry_now(t, e);
-}
-
 /* One pass over the table: every entry whose turn it is (order.h) goes
  * into the SQ.  An io_uring link joins an SQE to the next one in the ring,
  * so each key's entries are gathered into a chain first and each chain is
@@ -463,10 +337,10 @@ unsigned esca__uring_round(struct esca_table *t, struct uring_state *u)
 		}
 		if (esca__skip_broken(t, e))
 			continue;	/* its connection broke: no SQE */
-		if (!turn.held && sendfile_direct(u, e, x)) {
+		if (!turn.held && esca__uring_sendfile_direct(u, e, x)) {
 			if (esca__round_chained(&turn))
 				turn.held = 1;	/* after this round's sends */
-			else if (sendfile_now(t, e))
+			else if (esca__uring_sendfile_now(t, e))
 				continue;
 		}
 		if (!turn.held && needs_direct(u, e)) {
@@ -583,7 +457,7 @@ int esca__uring_flush(struct esca_table *t, unsigned mode)
 	struct uring_state *u = t->priv;
 	int rounds = 0;
 
-	if (one_now(t, u))
+	if (esca__uring_one_now(t, u))
 		return 0;
 	for (;;) {
 		unsigned queued_before = t->live - t->inflight;

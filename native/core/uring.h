@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * uring.h - what uring.c (rounds, reap, finalize), uring_fold.c (an epoll
- * wait folded into a flush) and uring_setup.c (ring set-up, allow-list,
- * probe, progress fd) share: the executor's state and its per-entry state
- * (struct uring_slot). */
+ * wait folded into a flush), uring_direct.c (the plain-syscall paths: a
+ * one-call flush, a direct sendfile) and uring_setup.c (ring set-up,
+ * allow-list, probe, progress fd) share: the executor's state and its
+ * per-entry state (struct uring_slot). */
 #ifndef ESCA_URING_H
 #define ESCA_URING_H
 
@@ -75,6 +76,14 @@ ESCA_HIDDEN int esca__uring_flush(struct esca_table *t, unsigned mode);
 
 /* handover.c */
 ESCA_HIDDEN int esca__uring_cancel(struct esca_table *t);
+
+/* uring_direct.c */
+ESCA_HIDDEN int esca__uring_one_now(struct esca_table *t, struct uring_state *u);
+ESCA_HIDDEN int esca__uring_sendfile_direct(const struct uring_state *u,
+					    const struct esca_entry *e,
+					    const struct uring_slot *x);
+ESCA_HIDDEN int esca__uring_sendfile_now(struct esca_table *t,
+					 struct esca_entry *e);
 
 /* uring_fold.c */
 ESCA_HIDDEN int esca__uring_flush_epoll(struct esca_table *t, int epfd,

@@ -95,6 +95,13 @@ void progress_drain(int fd)
 		return;
 }
 
+/* Set once any thread puts its progress fd in an epoll set: from then on
+ * every epoll wait filters our events out, armed or not (a late wake-up of a
+ * progress fd must never reach the program: its data is no pointer).  Read
+ * after a wait returns, never before it: another thread may add its fd to a
+ * set this thread already waits on (a set threads share). */
+static int epoll_magic_used;
+
 /* Is the progress fd pfd in the program's epoll set epfd?  Put it there
  * (edge-triggered, EPOLL_MAGIC | pfd as its data) once per epoll fd's life. */
 static int epoll_has_ours(struct tstate *ts, int epfd, int pfd)
@@ -114,6 +121,9 @@ static int epoll_has_ours(struct tstate *ts, int epfd, int pfd)
 			break;
 		}
 	}
+	/* before the fd is in the set: a wait of another thread that takes
+	 * its event finds the flag set (epoll_common loads it after its wait) */
+	__atomic_store_n(&epoll_magic_used, 1, __ATOMIC_RELEASE);
 	if (syscall(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, pfd, &ev) < 0 &&
 	    errno != EEXIST)
 		return 0;
@@ -150,11 +160,6 @@ static int progress_event(struct tstate *ts, int epfd, uint64_t data)
 		return 0;	/* gone from the set: its owner put it back */
 	return 0;
 }
-
-/* Set once any thread put its progress fd in an epoll set: from then on
- * every epoll wait filters our events out, armed or not (a late wake-up of a
- * progress fd must never reach the program: its data is no pointer). */
-static int epoll_magic_used;
 
 /* Which of the three an epoll wait is. */
 enum epoll_variant { VIA_EPOLL_WAIT, VIA_EPOLL_PWAIT, VIA_EPOLL_PWAIT2 };
@@ -200,7 +205,7 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 			if (n < 0 || (n == 0 && !resumed))
 				return n;
 			if (n > 0 && !__atomic_load_n(&epoll_magic_used,
-						       __ATOMIC_RELAXED))
+						       __ATOMIC_ACQUIRE))
 				return n;
 			for (int i = 0; i < n; i++)
 				if (!is_ours(evs[i].data.u64))
@@ -228,9 +233,6 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 
 	if (pfd >= 0 && !epoll_has_ours(ts, epfd, pfd))
 		pfd = -1;
-	if (pfd >= 0)
-		__atomic_store_n(&epoll_magic_used, 1, __ATOMIC_RELAXED);
-	filter = __atomic_load_n(&epoll_magic_used, __ATOMIC_RELAXED);
 	if (via == VIA_EPOLL_PWAIT2 && ts2)
 		deadline = wait_clock_ns() +
 			   (uint64_t)ts2->tv_sec * 1000000000ull +
@@ -242,8 +244,12 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 		unsigned hits = ts ? ts->timer_hits : 0;
 
 		if (pfd >= 0) {
+			/* in the wait before the progress fd can fire: a wait
+			 * of another thread that takes its event must see it
+			 * and re-arm it (progress_event); the other order left
+			 * an event taken between the two to nobody */
+			__atomic_store_n(&ts->in_wait, 1, __ATOMIC_SEQ_CST);
 			progress_arm(ts, 1);
-			ts->in_wait = 1;
 		}
 		if (via == VIA_EPOLL_WAIT)
 			n = real.epoll_wait(epfd, evs, max, timeout);
@@ -261,6 +267,7 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 				return 0;
 			goto again;
 		}
+		filter = __atomic_load_n(&epoll_magic_used, __ATOMIC_ACQUIRE);
 		if (!filter || n <= 0)
 			return n;
 		for (int i = 0; i < n; i++) {
