@@ -132,18 +132,20 @@ int timer_handler_ours(void)
 	       sa.sa_handler == on_timer_signal;
 }
 
-/* The timer signal's handler (for the watchdog, and for the end of the
- * process: threads_drain_others), and the watchdog thread if asked for.
- * With the watchdog off, the handler is installed only where the program
- * left the signal alone. */
-static void start_watchdog(void)
+/* The timer signal's handler (for the watchdog, for the end of the
+ * process: threads_drain_others, and for fd_wait_others' nudge), set on a
+ * thread's first table even inside a signal handler (sigaction is
+ * async-signal-safe; a timer signal sent before it would kill the process).
+ * With the watchdog off, it is installed only where the program left the
+ * signal alone. */
+static int timer_handler_set;		/* done (installed or left alone) */
+static int timer_handler_installed;
+
+static void set_timer_handler(void)
 {
 	struct sigaction sa;
-	pthread_attr_t at;
-	pthread_t th;
-	sigset_t all, old;
 
-	if (__atomic_exchange_n(&watchdog_started, 1, __ATOMIC_ACQ_REL))
+	if (__atomic_exchange_n(&timer_handler_set, 1, __ATOMIC_ACQ_REL))
 		return;
 	if (!cfg.watchdog_ns &&
 	    (real.sigaction(cfg.timer_signal, NULL, &sa) < 0 ||
@@ -153,7 +155,24 @@ static void start_watchdog(void)
 	sa.sa_handler = on_timer_signal;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	if (real.sigaction(cfg.timer_signal, &sa, NULL) < 0 || !cfg.watchdog_ns)
+	if (real.sigaction(cfg.timer_signal, &sa, NULL) == 0)
+		__atomic_store_n(&timer_handler_installed, 1, __ATOMIC_RELEASE);
+}
+
+/* The handler, then the watchdog thread if asked for: never from inside a
+ * signal handler (pthread_create mallocs, and the handler may have
+ * interrupted malloc); then the next flush outside one starts it
+ * (watchdog_ensure). */
+static void start_watchdog(void)
+{
+	pthread_attr_t at;
+	pthread_t th;
+	sigset_t all, old;
+
+	set_timer_handler();
+	if (!cfg.watchdog_ns || tls_in_handler ||
+	    !__atomic_load_n(&timer_handler_installed, __ATOMIC_ACQUIRE) ||
+	    __atomic_exchange_n(&watchdog_started, 1, __ATOMIC_ACQ_REL))
 		return;
 	/* the watchdog itself takes no signals */
 	sigfillset(&all);
@@ -167,12 +186,12 @@ static void start_watchdog(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-/* The watchdog is started by a thread's first table, or, when that was
- * made in a signal handler (pthread_create mallocs: the handler may have
- * interrupted malloc), by the next flush outside one. */
+/* After a flush: the watchdog, if a table made in a signal handler left it
+ * unstarted.  A load and a test when it runs (or is off). */
 void watchdog_ensure(void)
 {
-	if (unlikely(!__atomic_load_n(&watchdog_started, __ATOMIC_ACQUIRE)) &&
+	if (unlikely(cfg.watchdog_ns &&
+		     !__atomic_load_n(&watchdog_started, __ATOMIC_ACQUIRE)) &&
 	    !tls_in_handler)
 		start_watchdog();
 }
@@ -314,7 +333,7 @@ struct tstate *tstate_create(void)
 	thread_add(ts);
 	pthread_setspecific(ts_key, ts);
 	tls_ts = ts;
-	watchdog_ensure();
+	start_watchdog();
 out:
 	tls_creating = 0;
 	return ts;
