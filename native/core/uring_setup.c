@@ -329,12 +329,25 @@ int esca__uring_progress_fd(struct esca_table *t)
 	return fd;
 }
 
+/* The kernel signals the eventfd when the ring's task work list goes from
+ * empty to not empty, and not while it is toggled off: work queued while it
+ * was off, or whose edge another thread's wait took from a shared epoll set
+ * while this thread was out of its wait, would wake nobody until the work
+ * ran, and it runs only when this thread enters the ring.  So arming looks
+ * at IORING_SQ_TASKRUN (set while such work waits, with
+ * IORING_SETUP_TASKRUN_FLAG) and makes the edge itself. */
 void esca__uring_progress_arm(struct esca_table *t, int on)
 {
 	struct uring_state *u = t->priv;
+	uint64_t one = 1;
 
-	if (u->evfd >= 0)
-		io_uring_cq_eventfd_toggle(&u->ring, on != 0);
+	if (u->evfd < 0)
+		return;
+	io_uring_cq_eventfd_toggle(&u->ring, on != 0);
+	if (on && (IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
+		(void)esca_sys_write(u->evfd, &one, sizeof(one));
+		t->st.kernel_entries++;
+	}
 }
 
 int esca__uring_owns_fd(struct esca_table *t, int fd)

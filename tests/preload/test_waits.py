@@ -286,8 +286,10 @@ def test_progress_event_taken_by_another_thread(
     the event writes the rest).  Before the owner was woken (816d918) the
     -fold cases stalled (the peer got nothing for 10 s); before the filter
     flag was read after the wait (main at bf5c9eb) B was handed A's progress
-    event itself, 3 in 10 of the parked/default runs.  Still seen: one
-    stall in about 150 by-hand runs of parked/default (README, Limits)."""
+    event itself, 3 in 10 of the parked/default runs.  Before arming the
+    progress fd made its own edge while the ring's task work waited
+    (uring_setup.c, esca__uring_progress_arm): 3 stalls in 300 by-hand runs
+    of parked/default; after: 0 in 600."""
     exe = build(tmp_path, "shared_owed", "-pthread")
     stats = tmp_path / "s.json"
     env = {} if levers == "default" else {"ESCA_LEVERS": levers}
