@@ -138,7 +138,9 @@ OWED_CASES = {
 
 @pytest.mark.parametrize("case", list(OWED_CASES))
 @pytest.mark.parametrize("mode", modes_with_sequential_stall())
-def test_more_than_64_sockets_owed_at_once(tmp_path: Path, mode: str, case: str) -> None:
+def test_more_than_64_sockets_owed_at_once(
+    tmp_path: Path, mode: str, case: str, request: pytest.FixtureRequest
+) -> None:
     """Issue 13, defect 2: every stalled client's socket is owed an event at
     once (a send answered EAGAIN behind its parked header), far more than
     the 64 a fixed list held: the 65th waited for its parked header, i.e.
@@ -146,6 +148,8 @@ def test_more_than_64_sockets_owed_at_once(tmp_path: Path, mode: str, case: str)
     with ESCA_TEST_LIB set to the libesca.so of 816d918, before the owed
     list grew)."""
     n, capacity, budget = OWED_CASES[case]
+    if n > 200 and not (request.config.getoption("--long") or os.environ.get("ESCA_LONG") == "1"):
+        pytest.skip("2000 sockets: a long variant (--long or ESCA_LONG=1); 200 show the 65th")
     exe = build(tmp_path, "owed_many")
     argv = [str(exe), str(n), str(16 << 10), str(budget + 1)]
     plain = run("plain", argv, timeout=30, nofile=n + 1024)
