@@ -97,7 +97,7 @@ test: deps
 	@$(MAKE) --no-print-directory check-core-calls
 	$(run_lkm)
 	@$(MAKE) --no-print-directory lint
-	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q --durations=15 tests
 
 bench: deps
 	@$(MAKE) --no-print-directory build
