@@ -21,44 +21,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "selfpipe.h"
 #include "trust_out.h"
 
-static int out, sigw, sigr;
-static unsigned long fired, got;
-static volatile int stop;
+static int out;
 static __thread volatile int signalled;
 static volatile int looping;
 
 static void on_usr1(int s)
 {
-	int e = errno;
-
 	(void)s;
-	if (write(sigw, "S", 1) == 1)
-		__atomic_fetch_add(&fired, 1, __ATOMIC_RELAXED);
+	selfpipe_note();
 	signalled = 1;
-	errno = e;
-}
-
-static int drain(int wait_ms)
-{
-	char buf[4096];
-	struct pollfd p = { .fd = sigr, .events = POLLIN };
-	ssize_t n;
-
-	if (poll(&p, 1, wait_ms) <= 0)
-		return 1;
-	while ((n = read(sigr, buf, sizeof(buf))) > 0)
-		got += (unsigned long)n;
-	return n != 0;	/* 0: EOF */
-}
-
-static void *drainer(void *arg)
-{
-	(void)arg;
-	while (!stop)
-		drain(20);
-	return NULL;
 }
 
 static void *worker(void *arg)
@@ -88,15 +62,10 @@ int main(int argc, char **argv)
 	struct timespec nap = { 0, 200000 };
 	long n = argc > 1 ? atol(argv[1]) : 200;
 	pthread_t dr;
-	int sv[2];
 
 	out = trust_out();
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv))
-		return 2;
-	sigw = sv[0];
-	sigr = sv[1];
 	sigaction(SIGUSR1, &sa, NULL);
-	if (pthread_create(&dr, NULL, drainer, NULL))
+	if (selfpipe_start(&dr))
 		return 2;
 	for (long i = 0; i < n; i++) {
 		pthread_t th;
@@ -109,11 +78,7 @@ int main(int argc, char **argv)
 		if (pthread_kill(th, SIGUSR1) || pthread_join(th, NULL))
 			return 2;
 	}
-	stop = 1;
-	pthread_join(dr, NULL);
-	close(sigw);
-	for (int i = 0; i < 500 && drain(20); i++)
-		;	/* to EOF (10 s at most) */
+	selfpipe_end(dr);
 	fprintf(stderr, "threads %ld fired %lu got %lu\n", n, fired, got);
 	return fired == got && fired == (unsigned long)n ? 0 : 1;
 }

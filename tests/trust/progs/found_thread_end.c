@@ -21,41 +21,15 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "selfpipe.h"
 #include "trust_out.h"
 
-static int out, sigw, sigr;
-static unsigned long fired, got;
-static volatile int stop;
+static int out;
 
 static void on_alarm(int s)
 {
-	int e = errno;
-
 	(void)s;
-	if (write(sigw, "S", 1) == 1)
-		__atomic_fetch_add(&fired, 1, __ATOMIC_RELAXED);
-	errno = e;
-}
-
-static int drain(int wait_ms)
-{
-	char buf[4096];
-	struct pollfd p = { .fd = sigr, .events = POLLIN };
-	ssize_t n;
-
-	if (poll(&p, 1, wait_ms) <= 0)
-		return 1;
-	while ((n = read(sigr, buf, sizeof(buf))) > 0)
-		got += (unsigned long)n;
-	return n != 0;	/* 0: EOF */
-}
-
-static void *drainer(void *arg)
-{
-	(void)arg;
-	while (!stop)
-		drain(20);
-	return NULL;
+	selfpipe_note();
 }
 
 static void *worker(void *arg)
@@ -77,15 +51,10 @@ int main(int argc, char **argv)
 	struct itimerval it = { { 0, 100 }, { 0, 100 } };
 	long n = argc > 1 ? atol(argv[1]) : 300;
 	pthread_t dr;
-	int sv[2];
 
 	out = trust_out();
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv))
-		return 2;
-	sigw = sv[0];
-	sigr = sv[1];
 	sigaction(SIGALRM, &sa, NULL);
-	if (pthread_create(&dr, NULL, drainer, NULL))
+	if (selfpipe_start(&dr))
 		return 2;
 	setitimer(ITIMER_REAL, &it, NULL);
 	for (long i = 0; i < n; i++) {
@@ -97,11 +66,7 @@ int main(int argc, char **argv)
 	}
 	memset(&it, 0, sizeof(it));
 	setitimer(ITIMER_REAL, &it, NULL);
-	stop = 1;
-	pthread_join(dr, NULL);
-	close(sigw);
-	for (int i = 0; i < 500 && drain(20); i++)
-		;	/* to EOF (10 s at most) */
+	selfpipe_end(dr);
 	fprintf(stderr, "threads %ld fired %lu got %lu\n", n, fired, got);
 	return fired == got ? 0 : 1;
 }
