@@ -378,3 +378,38 @@ def test_cli_config_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "serves its own 615 B page" in capsys.readouterr().err
     assert main(["bench", "--config", "nginx", "--server", "lighttpd"]) == 2
     assert main(["bench", "--config", "apache"]) == 2
+
+
+# ---- benchmarks/summary.py: the README's summary table from saved JSON ------
+
+SUMMARY = Path(__file__).parent.parent / "benchmarks" / "summary.py"
+RESULTS = Path(__file__).parent.parent / "benchmarks" / "results"
+
+
+def test_summary_table_keeps_every_mode_and_flags_losses(tmp_path: Path) -> None:
+    files = sorted(RESULTS.glob("*.json"))
+    assert files, "benchmarks/results holds the saved runs the README cites"
+    # a pinned run whose esca lost: the row must say so, not drop it
+    doc = json.loads(files[0].read_text())
+    case = doc["cases"][0]
+    for r in case["modes"]["esca"]["runs"]:
+        r["server_user_us_per_request"] = 10 * (r["server_user_us_per_request"] or 1)
+    lost = tmp_path / "lost.json"
+    lost.write_text(json.dumps(doc))
+    p = subprocess.run([sys.executable, str(SUMMARY), *map(str, files), str(lost)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    rows = [line for line in p.stdout.splitlines() if line.startswith("| ")][2:]
+    want = {(json.loads(f.read_text())["config"]["config"], m)
+            for f in files for c in json.loads(f.read_text())["cases"]
+            for m in c["modes"] if m != "vanilla"}
+    got = {(r.split("|")[1].strip(), r.split("|")[3].strip()) for r in rows}
+    assert want <= got
+    cfg = doc["config"]["config"]
+    loser = [r for r in rows if r.split("|")[1].strip() == cfg and "| esca |" in r]
+    assert loser and all(r.rstrip().endswith("| NO |") for r in loser), loser
+    for f in files:
+        assert f"`{f.name}`" in p.stdout  # each file's command and machine under it
+    bad = subprocess.run([sys.executable, str(SUMMARY), str(tmp_path / "none.json")],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "no such file" in bad.stderr

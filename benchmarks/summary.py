@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""The README's summary table, from saved `esca bench --json` files.
+
+One row per configuration, file size and mode (vanilla excluded: it is the
+base of every ratio), from a pinned run (server CPU per request, kernel
+entries) and an unpinned one (requests/s) of the same configuration:
+
+  req/s unpinned   median of the per-round ratios to vanilla, [min-max]
+  CPU/req pinned   median of the per-round ratios of server CPU per request
+                   (user + system, all server processes) to vanilla's
+  entries/req      kernel entries per request (pinned run), and its ratio
+  ceiling          vanilla's entries x the kernel-entry cost as a share of
+                   its CPU per request: at most what removing entries saves
+  errors           wrk socket errors + non-2xx over every run of the mode
+  bound            the issue's "never a net loss" bound: req/s >= 0.98x and
+                   CPU/req <= 1.02x (yes / NO), never hidden
+
+A configuration that has only one of the two runs gets "-" in the other's
+columns.  Every mode and configuration in the files is printed: nothing that
+loses is dropped.  Under the table: each file's command, commit, machine
+and load.
+
+    .venv/bin/python benchmarks/summary.py benchmarks/results/*-pinned.json \
+        benchmarks/results/*-unpinned.json > table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+Key = tuple[str, int, int]  # config, size, connections
+
+
+def cpu(run: dict[str, Any]) -> float | None:
+    u, s = run.get("server_user_us_per_request"), run.get("server_sys_us_per_request")
+    return None if u is None or s is None else float(u) + float(s)
+
+
+def per_round_ratio(case: dict[str, Any], mode: str, get: Any) -> list[float]:
+    """The ratios mode/vanilla of get(run), round by round."""
+    base = {r["round"]: get(r) for r in case["modes"]["vanilla"]["runs"]}
+    out = []
+    for r in case["modes"][mode]["runs"]:
+        a, b = get(r), base.get(r["round"])
+        if a is not None and b:
+            out.append(a / b)
+    return out
+
+
+def fmt_ratio(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    med = statistics.median(xs)
+    if len(xs) == 1:
+        return f"{med:.2f}x"
+    return f"{med:.2f}x [{min(xs):.2f}-{max(xs):.2f}]"
+
+
+def load(paths: list[Path]) -> tuple[dict[Key, dict[str, Any]], dict[Key, dict[str, Any]],
+                                      list[dict[str, Any]]]:
+    pinned: dict[Key, dict[str, Any]] = {}
+    unpinned: dict[Key, dict[str, Any]] = {}
+    docs = []
+    for p in paths:
+        doc = json.loads(p.read_text())
+        if doc.get("schema") != 2:
+            sys.exit(f"summary.py: {p}: not an esca bench --json file of schema 2")
+        doc["_path"] = str(p)
+        docs.append(doc)
+        is_pinned = bool(doc["pinning"].get("server_cpus"))
+        for case in doc["cases"]:
+            if "vanilla" not in case["modes"]:
+                continue
+            key = (doc["config"]["config"], case["size"], case["connections"])
+            (pinned if is_pinned else unpinned)[key] = case
+    return pinned, unpinned, docs
+
+
+def table(paths: list[Path]) -> str:
+    pinned, unpinned, docs = load(paths)
+    rows = [
+        "| config | size | mode | req/s unpinned | CPU/req pinned | entries/req (vanilla's) | "
+        "ceiling | deferred/req | errors | bound |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for key in sorted(set(pinned) | set(unpinned), key=lambda k: (k[0], -k[1], k[2])):
+        p, u = pinned.get(key), unpinned.get(key)
+        modes = [m for m in (p or u or {})["modes"] if m != "vanilla"]
+        for mode in modes:
+            rq = per_round_ratio(u, mode, lambda r: r["requests_per_sec"]) if u else []
+            cp = per_round_ratio(p, mode, cpu) if p and mode in p["modes"] else []
+            ent = van = ceiling = dfr = "-"
+            errors = 0
+            if p and mode in p["modes"]:
+                m, v = p["modes"][mode], p["modes"]["vanilla"]
+                e, ve = m["kernel_entries_per_request"], v["kernel_entries_per_request"]
+                if e and ve:
+                    ent, van = f"{e['median']:.2f}", f"{ve['median']:.2f}"
+                    ent = f"{ent} ({van}): {e['median'] / ve['median']:.2f}x"
+                share = v.get("entries_cpu_share_of_baseline")
+                ceiling = f"{share * 100:.0f}%" if share is not None else "-"
+                d = m.get("deferred_per_request") or {}
+                dfr = f"{d['median']:.2f}" if d.get("median") is not None else "-"
+                errors += int(m.get("errors") or 0)
+            if u and mode in u["modes"]:
+                errors += int(u["modes"][mode].get("errors") or 0)
+            ok = (not rq or statistics.median(rq) >= 0.98) and (
+                not cp or statistics.median(cp) <= 1.02) and not errors
+            size = f"{key[1]:,} B"
+            rows.append(
+                f"| {key[0]} | {size} | {mode} | {fmt_ratio(rq)} | {fmt_ratio(cp)} | {ent} | "
+                f"{ceiling} | {dfr} | {errors} | {'yes' if ok else 'NO'} |"
+            )
+    notes = ["", "Measured by:"]
+    for doc in docs:
+        mach = doc["machine"]
+        ke = mach.get("kernel_entry") or {}
+        notes.append(
+            f"- `{doc['command']}` at pyesca {mach.get('commit', '?')}: {mach.get('cpu_model')},"
+            f" {mach.get('cpus')} vCPUs, Linux {mach.get('kernel')}, a kernel entry"
+            f" {ke.get('ns', '?')} ns,"
+            f" load {mach.get('loadavg_start')} -> {mach.get('loadavg_end')}"
+            f"; {doc['pinning']['note']} (`{Path(doc['_path']).name}`)"
+        )
+    return "\n".join(rows + notes) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("json", nargs="+", type=Path, help="esca bench --json files")
+    args = ap.parse_args(argv)
+    for p in args.json:
+        if not p.is_file():
+            print(f"summary.py: {p}: no such file", file=sys.stderr)
+            return 2
+    sys.stdout.write(table(args.json))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
