@@ -7,6 +7,9 @@
  * esca_init, batch_start, batch_flush.  DESIGN.md, "Flush triggers". */
 #include <errno.h>
 #include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -225,26 +228,44 @@ int lib_pause(void)
 	return -1;
 }
 
-/* Bytes not yet read by the peers of the sockets with entries in flight
- * (SIOCOUTQ): a change means some peer reads. */
-static uint64_t parked_outq(struct tstate *ts)
+/* A mark of fd's peer's progress: the bytes it acknowledged (TCP_INFO's
+ * tcpi_bytes_acked, TCP), else the bytes in its send queue (SIOCOUTQ).  A
+ * queue kept full while the peer reads (a parked send refills it) shows the
+ * same SIOCOUTQ at every look; the acknowledged bytes grow. */
+static uint64_t peer_mark(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int q = 0;
+
+	if (syscall(SYS_getsockopt, fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	    len >= offsetof(struct tcp_info, tcpi_bytes_acked) +
+		   sizeof(ti.tcpi_bytes_acked))
+		return ti.tcpi_bytes_acked;
+	if (syscall(SYS_ioctl, fd, SIOCOUTQ, &q) == 0)
+		return (uint64_t)q;
+	return 0;
+}
+
+/* The progress of the peers of the sockets with entries in flight in ts's
+ * table, or (ts NULL) named by any table (fdinfo.users): a sum of marks
+ * with the fds mixed in; a change means some peer read. */
+uint64_t peers_progress(struct tstate *ts)
 {
 	int top = __atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED);
 	uint64_t sum = 0;
 
 	for (int fd = 3; fd <= top && fd < fdtab_n; fd++) {
-		int q = 0;
-
-		if (esca_fd_inflight(ts->table, fd) &&
-		    syscall(SYS_ioctl, fd, SIOCOUTQ, &q) == 0)
-			sum += (uint64_t)q * 65537u + (uint64_t)fd;
+		if (ts ? esca_fd_inflight(ts->table, fd) :
+			 __atomic_load_n(&fdtab[fd].users, __ATOMIC_RELAXED) != 0)
+			sum += peer_mark(fd) * 65537u + (uint64_t)fd;
 	}
 	return sum;
 }
 
 /* The last drain (exit, exec, a SIGPIPE that kills): wait for every entry
  * while some peer makes progress; a drain that saw none for DRAIN_IDLE_NS
- * (no entry completed, no parked socket's queue moved) gives up, and so
+ * (no entry completed, no parked socket's peer acknowledged a byte) gives up, and so
  * does every later one at once: Linux's exit does not wait for a peer to
  * read (DESIGN.md, "Contract: parked sends"). */
 #define DRAIN_IDLE_NS 1000000000ull
@@ -261,7 +282,7 @@ void lib_flush_drain(struct tstate *ts, int why)
 	if (__atomic_load_n(&drain_gave_up, __ATOMIC_ACQUIRE))
 		return;
 	since = now_ns();
-	outq = parked_outq(ts);
+	outq = peers_progress(ts);
 	while (esca_table_pending(ts->table)) {
 		uint64_t o;
 		int r;
@@ -275,7 +296,7 @@ void lib_flush_drain(struct tstate *ts, int why)
 		r = esca_table_wait(ts->table, DRAIN_TICK_MS);
 		lib_leave(ts);
 		lib_flush(ts, ESCA_FLUSH_REAP, why);
-		o = parked_outq(ts);
+		o = peers_progress(ts);
 		if (r > 0 || o != outq) {
 			since = now_ns();
 			outq = o;

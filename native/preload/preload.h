@@ -242,6 +242,9 @@ HIDDEN int timer_handler_ours(void);
 HIDDEN void thread_init(void);
 HIDDEN int threads_sum(struct tstate *sum, int *total);
 HIDDEN void watchdog_ensure(void);
+/* flush.c: a sum that changes when a peer of ts's parked sockets (NULL: of
+ * any table's) reads */
+HIDDEN uint64_t peers_progress(struct tstate *ts);
 /* a thread's state: mmap'd, zeroed (any thread's, the heir's too) */
 HIDDEN struct tstate *ts_alloc(void);
 HIDDEN void ts_free(struct tstate *ts);

@@ -210,22 +210,28 @@ void watchdog_ensure(void)
  * timer signal, whose handler, while lib_draining is set, flushes and waits
  * for all (parked sends included), or, where the signal found the thread
  * inside the library, the thread flushes on its way out and is signalled
- * again.  It waits at most DRAIN_NS, looking every 2 ms: a thread that
- * blocks the signal, or whose peer never reads, does not hold the exit. */
+ * again.  It waits, looking every 2 ms, while some peer makes progress (a
+ * thread finished, or the peer of a socket some table still names read:
+ * peers_progress), and gives up after DRAIN_NS without any, as the exiting thread's
+ * own drain does (lib_flush_drain): a thread that blocks the signal, or
+ * whose peer never reads, does not hold the exit; a slow peer gets it all. */
 #define DRAIN_NS 1000000000ull
 
 void threads_drain_others(int in_handler)
 {
 	struct tstate *self = tls_ts;
 	struct timespec nap = { 0, 2000000 };
-	uint64_t deadline;
+	uint64_t since, outq;
+	int last = -1;
 
 	if (!timer_handler_ours())
 		return;
 	__atomic_add_fetch(&lib_draining, 1, __ATOMIC_ACQ_REL);
-	deadline = now_ns() + DRAIN_NS;
+	since = now_ns();
+	outq = peers_progress(NULL);
 	for (;;) {
 		int left = 0;
+		uint64_t o;
 
 		/* in a fatal signal's handler the thread may hold the lock */
 		if (in_handler ? pthread_mutex_trylock(&list_lock) :
@@ -239,8 +245,16 @@ void threads_drain_others(int in_handler)
 			real.pthread_kill(ts->tid, cfg.timer_signal);
 		}
 		pthread_mutex_unlock(&list_lock);
-		if (!left || now_ns() >= deadline)
+		if (!left)
 			break;
+		o = peers_progress(NULL);
+		if (o != outq || left != last) {
+			since = now_ns();
+			outq = o;
+			last = left;
+		} else if (now_ns() - since >= DRAIN_NS) {
+			break;
+		}
 		syscall(SYS_nanosleep, &nap, NULL);
 	}
 	__atomic_sub_fetch(&lib_draining, 1, __ATOMIC_ACQ_REL);
