@@ -133,6 +133,7 @@ struct esca_table {
 	unsigned caps;			/* ESCA_CAP_* and ESCA__CAP_*, set by
 					 * the executor's init */
 	unsigned nbroken;		/* keys with broken set */
+	int plain;			/* esca_table_set_plain */
 	struct esca_stats st;
 	void *priv;			/* the executor's own state */
 };

@@ -127,6 +127,11 @@ unsigned esca_table_caps(const struct esca_table *t)
 	return t->caps & ~ESCA__CAP_BOUNCE;
 }
 
+void esca_table_set_plain(struct esca_table *t, int on)
+{
+	t->plain = on && (t->caps & ESCA_CAP_PLAIN_FLUSH);
+}
+
 unsigned esca_table_pending(const struct esca_table *t)
 {
 	return t->live;

@@ -457,7 +457,9 @@ int esca__uring_flush(struct esca_table *t, unsigned mode)
 	struct uring_state *u = t->priv;
 	int rounds = 0;
 
-	if (esca__uring_one_now(t, u))
+	if (t->plain)
+		esca__uring_plain_pass(t, u);	/* the ring: what is left */
+	else if (esca__uring_one_now(t, u))
 		return 0;
 	for (;;) {
 		unsigned queued_before = t->live - t->inflight;

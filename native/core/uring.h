@@ -79,6 +79,8 @@ ESCA_HIDDEN int esca__uring_cancel(struct esca_table *t);
 
 /* uring_direct.c */
 ESCA_HIDDEN int esca__uring_one_now(struct esca_table *t, struct uring_state *u);
+ESCA_HIDDEN unsigned esca__uring_plain_pass(struct esca_table *t,
+					   struct uring_state *u);
 ESCA_HIDDEN int esca__uring_sendfile_direct(const struct uring_state *u,
 					    const struct esca_entry *e,
 					    const struct uring_slot *x);

@@ -3,12 +3,14 @@
  * through the ring.  Entry points: esca__uring_one_now (a flush that
  * carries one call runs it directly), esca__uring_sendfile_direct and
  * esca__uring_sendfile_now (ESCA_CFG_SENDFILE_DIRECT: a sendfile on a
- * non-blocking socket, now); callers in uring.c.
+ * non-blocking socket, now); esca__uring_plain_pass (esca_table_set_plain:
+ * a flush's entries as the plain syscalls); callers in uring.c.
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "order.h"
 #include "sys.h"
 #include "uring.h"
 
@@ -137,4 +139,33 @@ int esca__uring_one_now(struct esca_table *t, struct uring_state *u)
 		return 0;
 	t->st.flushes_direct++;
 	return entry_now(t, e);
+}
+
+/* esca_table_set_plain: every entry whose turn it is (order.h; serial, as
+ * they run one after another here) runs as the plain syscall, in table
+ * order, a socket's with MSG_DONTWAIT.  One that the plain call does not
+ * finish (a full socket, a partial send, an fd that is no socket, an op the
+ * ring must run) is held, with what follows on its key, for the flush's
+ * ring rounds, which take it from where it stopped: the ring then does
+ * only what a plain program would have waited for.  Returns the number
+ * run to completion. */
+unsigned esca__uring_plain_pass(struct esca_table *t, struct uring_state *u)
+{
+	struct esca_round round;
+	struct esca_turn turn;
+	unsigned n = 0;
+
+	esca__round_start(t, &round, ESCA_ROUND_SERIAL);
+	while (esca__round_next(t, &round, &turn)) {
+		struct esca_entry *e = turn.e;
+
+		if (turn.held || !can_now(t, u, e) || !entry_now(t, e)) {
+			esca__round_hold(&turn);
+			continue;
+		}
+		n++;
+	}
+	if (n)
+		t->st.flushes_plain++;
+	return n;
 }

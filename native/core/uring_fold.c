@@ -50,8 +50,8 @@ int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 	int64_t deadline = 0;
 	int intr = 0, moved = 0, late, r;
 
-	if (!u->have_epwait || u->ep_busy || max <= 0)
-		return -ENOSYS;
+	if (!u->have_epwait || u->ep_busy || max <= 0 || t->plain)
+		return -ENOSYS;	/* plain: the caller flushes, then waits */
 	if (timeout_ms > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		deadline = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec +

@@ -278,6 +278,7 @@ int esca__uring_init(struct esca_table *t)
 	u->have_setsockopt = check_setsockopt(&u->ring);
 	t->priv = u;
 	t->caps = ESCA_CAP_PARKS | ESCA_CAP_NO_SIGPIPE | ESCA__CAP_BOUNCE |
+		  ESCA_CAP_PLAIN_FLUSH |
 		  (u->sf_direct ? ESCA_CAP_SENDFILE_DIRECT : 0) |
 		  (u->have_epwait ? ESCA_CAP_FOLD_WAIT : 0);
 	return 0;

@@ -78,6 +78,10 @@ enum esca_executor_kind {
 #define ESCA_CAP_SENDFILE_DIRECT (1u << 1) /* ESCA_CFG_SENDFILE_DIRECT works */
 #define ESCA_CAP_FOLD_WAIT	(1u << 2) /* esca_flush_epoll_wait() folds the
 					   * wait into the flush (probed)      */
+#define ESCA_CAP_PLAIN_FLUSH	(1u << 4) /* esca_table_set_plain(): a flush
+					   * may run its entries as the plain
+					   * system calls, the ring taking only
+					   * what a full socket leaves         */
 #define ESCA_CAP_NO_SIGPIPE	(1u << 3) /* its sends never raise SIGPIPE
 					   * (io_uring sends with MSG_NOSIGNAL):
 					   * the caller raises it for an EPIPE */
@@ -185,6 +189,8 @@ struct esca_stats {
 	uint64_t sendfile_direct;		/* sendfiles run as the syscall  */
 	uint64_t flushes_direct;		/* one-entry flushes run as the
 						 * plain syscall, no ring entry  */
+	uint64_t flushes_plain;			/* flushes that ran entries as the
+						 * plain syscalls (set_plain)    */
 	uint64_t waits_folded;			/* epoll waits done in the flush */
 };
 
@@ -208,6 +214,12 @@ ESCA_API void esca_table_abandon(struct esca_table *t);
 ESCA_API int esca_table_executor(const struct esca_table *t);
 /* ESCA_CAP_* bits of the table's executor (as set up on this machine). */
 ESCA_API unsigned esca_table_caps(const struct esca_table *t);
+/* on: the table's flushes run its entries as the plain system calls, in
+ * order, each socket's with MSG_DONTWAIT, and give the ring (uring) only what
+ * a full socket leaves and what must follow it (ESCA_CAP_PLAIN_FLUSH; a
+ * no-op elsewhere).  For a caller that measured the ring to cost more than
+ * the kernel entries it saves (lever adapt's "plain" mode). */
+ESCA_API void esca_table_set_plain(struct esca_table *t, int on);
 ESCA_API const char *esca_executor_name(int kind);
 ESCA_API const char *esca_op_name(int op);
 /* Name of an enum esca_flush_reason, "unknown" out of range. */

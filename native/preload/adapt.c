@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * adapt.c - lever "adapt": adapt_window_end() decides, once a window of
- * epoll waits, whether this thread defers or steps aside; adapt_totals()
+ * epoll waits, whether this thread defers (its flushes through the ring, or
+ * with lever "plain" as plain system calls) or steps aside; adapt_totals()
  * and adapt_after_fork() for the stats.  DESIGN.md, "Stepping aside". */
 #include <errno.h>
 #include <time.h>
@@ -22,7 +23,36 @@
  * between windows does not make the thread switch back and forth. */
 #define MARGIN 32
 
+/* The modes (struct adapt's kept, mode, pmode). */
+enum { ADAPT_RING, ADAPT_ASIDE, ADAPT_PLAIN, ADAPT__N };
+
 static struct adapt_totals totals;	/* the process's, atomic adds */
+
+/* Can ts run mode m?  Plain needs the lever and an executor that flushes
+ * plainly (ESCA_CAP_PLAIN_FLUSH: uring; under sequential every flush is
+ * plain already). */
+static int mode_ok(const struct tstate *ts, int m)
+{
+	return m != ADAPT_PLAIN || ((cfg.levers & LEVER_PLAIN) &&
+		(esca_table_caps(ts->table) & ESCA_CAP_PLAIN_FLUSH));
+}
+
+/* The mode the next probe tries: the same again for a second probe in a
+ * row, else the other modes in turn. */
+static int probe_mode(const struct tstate *ts, struct adapt *a)
+{
+	if (a->votes)
+		return a->pmode;
+	for (int k = 0; k < ADAPT__N; k++) {
+		int m = (a->kept + 1 + (a->nprobes + k) % (ADAPT__N - 1)) % ADAPT__N;
+
+		if (m != a->kept && mode_ok(ts, m)) {
+			a->nprobes++;
+			return m;
+		}
+	}
+	return a->kept == ADAPT_ASIDE ? ADAPT_RING : ADAPT_ASIDE;
+}
 
 /* The process's CPU time, not the thread's: io_uring's io-wq workers and
  * task work run part of a deferred call's work outside the thread's own
@@ -56,16 +86,19 @@ static void count(uint64_t *c, uint64_t n)
  * here: deferring saves ~3%), a single noisy probe does not move the thread,
  * and it keeps what it had - deferring, from the start, which also spares
  * the peer wake-ups that CPU time does not show. */
-static int decide(struct adapt *a, uint64_t sample)
+static int decide(const struct tstate *ts, struct adapt *a, uint64_t sample)
 {
 	uint64_t ref, lo, gap;
 	int big;	/* the gap is large: probes may be spaced wider */
 
 	if (a->phase == 0) {
 		a->before = sample;
-		if (!a->left || --a->left == 0)
+		if (!a->left || --a->left == 0) {
 			a->phase = 1;
-		return a->phase ? !a->kept : a->kept;
+			a->pmode = (uint8_t)probe_mode(ts, a);
+			return a->pmode;
+		}
+		return a->kept;
 	}
 	if (a->phase == 1) {
 		a->probe = sample;
@@ -80,7 +113,7 @@ static int decide(struct adapt *a, uint64_t sample)
 	a->before = sample;
 	if (a->probe < ref - ref / MARGIN) {
 		if (big || ++a->votes >= 2) {
-			a->kept = !a->kept;
+			a->kept = a->pmode;
 			a->votes = 0;
 			a->interval = PROBE_MIN;
 			a->agree = 3;	/* past the start */
@@ -115,7 +148,7 @@ static int decide(struct adapt *a, uint64_t sample)
 void adapt_window_end(struct tstate *ts)
 {
 	struct adapt *a = &ts->ad;
-	int e = errno, mode = ts->aside, next = mode;
+	int e = errno, mode = a->mode, next = mode;
 	uint64_t now, used;
 
 	/* a switch happens where the table holds nothing but parked entries:
@@ -136,19 +169,32 @@ void adapt_window_end(struct tstate *ts)
 	}
 	used = now - a->cpu0;
 	count(&totals.windows, 1);
-	if (mode) {
+	if (mode == ADAPT_ASIDE) {
 		count(&totals.windows_aside, 1);
 		count(&totals.cpu_ns_aside, used);
+	} else if (mode == ADAPT_PLAIN) {
+		count(&totals.windows_plain, 1);
 	}
-	if (cfg.adapt_force)
-		next = cfg.adapt_force == 1 ? 1 : !mode;
+	if (cfg.adapt_force == 1)
+		next = ADAPT_ASIDE;
+	else if (cfg.adapt_force == 2)
+		next = mode == ADAPT_ASIDE ? ADAPT_RING : ADAPT_ASIDE;
+	else if (cfg.adapt_force == 3)
+		next = mode_ok(ts, ADAPT_PLAIN) ? ADAPT_PLAIN : ADAPT_RING;
+	else if (cfg.adapt_force == 4)
+		for (next = (mode + 1) % ADAPT__N; !mode_ok(ts, next);
+		     next = (next + 1) % ADAPT__N)
+			;
 	else if (a->events >= MIN_EVENTS)
-		next = decide(a, used * 256 / a->events);
+		next = decide(ts, a, used * 256 / a->events);
 out:
 	/* a probe runs half a window: it costs the losing mode's loss */
 	a->limit = a->phase == 1 && !cfg.adapt_force ?
 		   (cfg.adapt_window + 1) / 2 : cfg.adapt_window;
-	ts->aside = next;
+	a->mode = (uint8_t)next;
+	ts->aside = next == ADAPT_ASIDE;
+	if ((mode == ADAPT_PLAIN) != (next == ADAPT_PLAIN))
+		esca_table_set_plain(ts->table, next == ADAPT_PLAIN);
 	a->waits = 0;
 	a->events = 0;
 	a->cpu0 = now;
@@ -163,6 +209,8 @@ void adapt_totals(struct adapt_totals *t)
 	t->cpu_ns_aside = __atomic_load_n(&totals.cpu_ns_aside,
 					  __ATOMIC_RELAXED);
 	t->switches = __atomic_load_n(&totals.switches, __ATOMIC_RELAXED);
+	t->windows_plain = __atomic_load_n(&totals.windows_plain,
+					   __ATOMIC_RELAXED);
 }
 
 /* The child counts its own windows (its threads start over: thread.c). */

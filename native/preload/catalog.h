@@ -41,7 +41,11 @@
 	  "(IORING_OP_EPOLL_WAIT)")					\
 	X(ADAPT, adapt,							\
 	  "a thread where deferral costs more CPU than it saves steps aside " \
-	  "(its calls go to the kernel) and re-checks now and then")
+	  "(its calls go to the kernel) and re-checks now and then")	\
+	X(PLAIN, plain,							\
+	  "lever adapt may also keep deferring but flush as plain system " \
+	  "calls (the ring only for what a full socket leaves), where the " \
+	  "ring costs more than the kernel entries it saves")
 
 /* X(ENUM, name, help): why a deferrable call was passed to the kernel. */
 #define ESCA_PASS_REASONS(X)						\

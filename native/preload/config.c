@@ -210,12 +210,14 @@ void config_load(void)
 					     1u << 20);
 	/* tests only: the controller's choice forced, to pin what stepping
 	 * aside keeps: "aside" steps aside at every window, "flip" switches
-	 * at every window */
+	 * between deferring and aside at every window, "plain" defers with
+	 * plain flushes, "cycle" goes ring, aside, plain, ring... */
 	v = getenv("ESCA_ADAPT_TEST");
 	cfg.adapt_force = !v || !*v ? 0 : !strcmp(v, "aside") ? 1 :
-			  !strcmp(v, "flip") ? 2 : 0;
+			  !strcmp(v, "flip") ? 2 : !strcmp(v, "plain") ? 3 :
+			  !strcmp(v, "cycle") ? 4 : 0;
 	if (v && *v && !cfg.adapt_force)
-		say("ESCA_ADAPT_TEST is aside or flip, ignored");
+		say("ESCA_ADAPT_TEST is aside, flip, plain or cycle, ignored");
 	cfg.capacity = (unsigned)env_num("ESCA_CAPACITY", 256, 1, 32768);
 	cfg.budget = (size_t)env_num("ESCA_BUDGET", ESCA_DEFAULT_BYTE_BUDGET,
 				     16, 1ul << 30);

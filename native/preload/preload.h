@@ -175,7 +175,11 @@ struct tstate {
 					 * before the first wait */
 		uint32_t left;		/* windows of the kept mode before a probe */
 		uint32_t interval;	/* ... the probe interval now */
-		uint8_t kept;		/* the mode kept: 0 defer, 1 aside */
+		uint8_t kept;		/* the mode kept: ADAPT_RING, _ASIDE,
+					 * _PLAIN (adapt.c) */
+		uint8_t mode;		/* the mode of the window running */
+		uint8_t pmode;		/* the mode probed */
+		uint8_t nprobes;	/* probes begun: which mode is next */
 		uint8_t phase;		/* 0 kept, 1 probing the other mode, 2
 					 * the kept mode's window after it */
 		uint8_t votes;		/* probes in a row the other won */
@@ -206,7 +210,8 @@ struct config {
 	unsigned levers;	/* enum lever bits */
 	unsigned adapt_window;	/* lever adapt: epoll waits + their events
 				 * a window */
-	int adapt_force;	/* ESCA_ADAPT_TEST (tests): 1 aside, 2 flip */
+	int adapt_force;	/* ESCA_ADAPT_TEST (tests): 1 aside, 2 flip,
+				 * 3 plain, 4 cycle (adapt.c) */
 	char stats_path[4096];
 	int stats_root_pid;
 };
@@ -324,6 +329,7 @@ HIDDEN void lib_end_flush(int in_handler);
 /* adapt.c (lever "adapt") */
 struct adapt_totals {
 	uint64_t windows, windows_aside, cpu_ns_aside, switches;
+	uint64_t windows_plain;
 };
 HIDDEN void adapt_window_end(struct tstate *ts);
 HIDDEN void adapt_totals(struct adapt_totals *t);

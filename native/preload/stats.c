@@ -122,7 +122,7 @@ static void write_stats(int hold)
 		"\"completed\": %llu, \"errors\": %llu, \"errors_surfaced\": %llu, "
 		"\"short_completed\": %llu, \"resubmitted\": %llu, "
 		"\"fallbacks\": %llu, \"sendfile_direct\": %llu, "
-		"\"flushes_direct\": %llu, "
+		"\"flushes_direct\": %llu, \"flushes_plain\": %llu, "
 		"\"waits_folded\": %llu, "
 		"\"bytes_deferred\": %llu, "
 		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
@@ -131,6 +131,7 @@ static void write_stats(int hold)
 		"\"closes_held\": %llu,\n"
 		" \"adapt_windows\": %llu, \"adapt_windows_aside\": %llu, "
 		"\"adapt_ms_aside\": %llu, \"adapt_switches\": %llu, "
+		"\"adapt_windows_plain\": %llu, "
 		"\"levers\": [",
 	    (unsigned long long)deferred, (unsigned long long)c->kernel_entries,
 	    (long long)(deferred + sum.reads_answered) -
@@ -143,6 +144,7 @@ static void write_stats(int hold)
 	    (unsigned long long)c->fallbacks,
 	    (unsigned long long)c->sendfile_direct,
 	    (unsigned long long)c->flushes_direct,
+	    (unsigned long long)c->flushes_plain,
 	    (unsigned long long)c->waits_folded, (unsigned long long)bytes,
 	    (unsigned long long)c->flushes, nthreads_total, nthreads,
 	    (unsigned long long)sum.reads_seen,
@@ -153,7 +155,8 @@ static void write_stats(int hold)
 	    (unsigned long long)ad.windows,
 	    (unsigned long long)ad.windows_aside,
 	    (unsigned long long)(ad.cpu_ns_aside / 1000000),
-	    (unsigned long long)ad.switches);
+	    (unsigned long long)ad.switches,
+	    (unsigned long long)ad.windows_plain);
 	for (unsigned i = 0, k = 0; i < LEVER__COUNT; i++)
 		if (cfg.levers & (1u << i))
 			put(&b, "%s\"%s\"", k++ ? ", " : "", lever_names[i]);

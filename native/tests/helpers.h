@@ -14,9 +14,11 @@
 int test_failures;		/* CHECKs that failed */
 int test_skipped;		/* SKIPs */
 const char *test_context = "";	/* printed with each failure */
+int test_plain;			/* tables made plain: esca_table_set_plain */
 #else
 extern int test_failures, test_skipped;
 extern const char *test_context;
+extern int test_plain;
 #endif
 
 #define CHECK(cond)                                                          \

@@ -54,6 +54,8 @@ struct esca_table *table(int kind, unsigned cap, size_t budget)
 	if (!t)
 		fprintf(stderr, "table(%s): %s\n", esca_executor_name(kind),
 			strerror(-err));
+	else
+		esca_table_set_plain(t, test_plain);
 	memset(results, 0x7f, sizeof(results));
 	ndone = 0;
 	return t;
@@ -110,8 +112,12 @@ static void test_example(int kind)
 	CHECK_EQ(results[2], 0);
 	CHECK_EQ(read_all(sv[1], buf, sizeof(buf)), 11);
 	CHECK(memcmp(buf, "hello world", 11) == 0);
-	if (kind == ESCA_EXEC_URING)
+	if (kind == ESCA_EXEC_URING && !test_plain)
 		CHECK_EQ(esca_table_stats(t)->kernel_entries, 1);
+	if (kind == ESCA_EXEC_URING && test_plain) {	/* one a call, no ring */
+		CHECK_EQ(esca_table_stats(t)->kernel_entries, 3);
+		CHECK_EQ(esca_table_stats(t)->flushes_plain, 1);
+	}
 	if (kind == ESCA_EXEC_LKM)	/* the module does not run shutdown */
 		CHECK_EQ(esca_table_stats(t)->kernel_entries, 2);
 	esca_table_free(t);
@@ -489,12 +495,14 @@ static const struct {
 	{ "hand_over", test_hand_over },
 };
 
-/* test_core [EXECUTOR...]: the executors named (default: every one). */
+/* test_core [EXECUTOR...]: the executors named (default: every one, and
+ * "uring-plain": uring with esca_table_set_plain on every table). */
 int main(int argc, char **argv)
 {
-	int kinds[ESCA_EXEC__COUNT] = { ESCA_EXEC_SEQUENTIAL, ESCA_EXEC_URING,
-					ESCA_EXEC_LKM };
-	size_t nkinds = 3;
+	int kinds[ESCA_EXEC__COUNT + 1] = { ESCA_EXEC_SEQUENTIAL, ESCA_EXEC_URING,
+					    ESCA_EXEC_URING, ESCA_EXEC_LKM };
+	int plain[ESCA_EXEC__COUNT + 1] = { 0, 0, 1, 0 };
+	size_t nkinds = 4;
 	int ran = 0;
 
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -504,10 +512,15 @@ int main(int argc, char **argv)
 		for (int i = 1; i < argc; i++) {
 			int k = ESCA_EXEC_SEQUENTIAL;
 
+			plain[nkinds] = !strcmp(argv[i], "uring-plain");
+			if (plain[nkinds]) {
+				kinds[nkinds++] = ESCA_EXEC_URING;
+				continue;
+			}
 			while (k < ESCA_EXEC__COUNT &&
 			       strcmp(argv[i], esca_executor_name(k)))
 				k++;
-			if (k == ESCA_EXEC__COUNT || nkinds == ESCA_EXEC__COUNT) {
+			if (k == ESCA_EXEC__COUNT || nkinds == ESCA_EXEC__COUNT + 1) {
 				fprintf(stderr, "test_core: unknown executor %s\n",
 					argv[i]);
 				return 2;
@@ -520,7 +533,9 @@ int main(int argc, char **argv)
 		int err = 0;
 		struct esca_table *t = esca_table_new(&c, &err);
 
-		test_context = esca_executor_name(kinds[k]);
+		test_plain = plain[k];
+		test_context = plain[k] ? "uring-plain" :
+			       esca_executor_name(kinds[k]);
 		if (!t) {
 			printf("SKIP %s: %s\n", test_context, strerror(-err));
 			test_skipped++;

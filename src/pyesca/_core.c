@@ -1442,6 +1442,7 @@ static PyObject *stats_dict(const struct esca_stats *s, int executor,
 	    dict_set_u64(d, "fallbacks", s->fallbacks) < 0 ||
 	    dict_set_u64(d, "sendfile_direct", s->sendfile_direct) < 0 ||
 	    dict_set_u64(d, "flushes_direct", s->flushes_direct) < 0 ||
+	    dict_set_u64(d, "flushes_plain", s->flushes_plain) < 0 ||
 	    dict_set_u64(d, "waits_folded", s->waits_folded) < 0 ||
 	    dict_set_u64(d, "direct", direct) < 0 ||
 	    PyDict_SetItemString(d, "batch_sizes", hist) < 0)

@@ -41,6 +41,7 @@ COUNTERS: tuple[str, ...] = (
     "setsockopt_composed",
     "sendfile_direct",
     "flushes_direct",
+    "flushes_plain",
     "waits_folded",
     "eagain_parked",
     # lever adapt (README, "Beyond ESCA"): windows of epoll waits measured,
@@ -49,6 +50,7 @@ COUNTERS: tuple[str, ...] = (
     "adapt_windows_aside",
     "adapt_ms_aside",
     "adapt_switches",
+    "adapt_windows_plain",
 )
 
 
@@ -132,12 +134,14 @@ class ProcessStats:
     setsockopt_composed: int = 0
     sendfile_direct: int = 0
     flushes_direct: int = 0
+    flushes_plain: int = 0
     waits_folded: int = 0
     eagain_parked: int = 0
     adapt_windows: int = 0
     adapt_windows_aside: int = 0
     adapt_ms_aside: int = 0
     adapt_switches: int = 0
+    adapt_windows_plain: int = 0
 
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str = "") -> ProcessStats:
@@ -321,12 +325,14 @@ def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
         f" into MSG_MORE, {s.sendfile_direct} sendfile run as themselves,"
         f" {s.waits_folded} epoll waits folded into a flush,"
         f" {s.flushes_direct} one-call flushes run as the plain syscall,"
+        f" {s.flushes_plain} flushes run as plain syscalls (adapt's plain mode),"
         f" {s.eagain_parked} sends EAGAIN behind parked bytes"
     )
     lines.append(
         f"  stepped aside    {s.adapt_windows_aside} of {s.adapt_windows} windows"
         f" of epoll waits ({s.adapt_ms_aside} ms of thread CPU), choice changed"
-        f" {s.adapt_switches} times (lever adapt)"
+        f" {s.adapt_switches} times (lever adapt); {s.adapt_windows_plain} windows"
+        f" deferring with plain flushes (lever plain)"
     )
     fb = f"  fallbacks        {s.fallbacks}"
     if s.fallback_reason:

@@ -67,11 +67,11 @@ def run_calls(mode: str, ops: list[Any], tmp: Path, force: str) -> tuple[dict[st
     return json.loads(p.stdout), st
 
 
-@pytest.mark.parametrize("force", ["aside", "flip"])
+@pytest.mark.parametrize("force", ["aside", "flip", "plain", "cycle"])
 @pytest.mark.parametrize("mode", executor_params())
 def test_steps_aside_keeps_every_byte_and_result(mode: str, force: str, tmp_path: Path) -> None:
     rng = random.Random(14)
-    aside = deferred = windows_aside = 0
+    aside = deferred = windows_aside = windows_plain = plain_flushes = 0
     for k in range(SEQUENCES):
         ops = sequence(rng)
         plain, _ = run_calls("plain", ops, tmp_path, force)
@@ -81,9 +81,15 @@ def test_steps_aside_keeps_every_byte_and_result(mode: str, force: str, tmp_path
         aside += sum(c["passed"]["aside"] for c in st["syscalls"].values())
         deferred += st["deferred"]
         windows_aside += st["adapt_windows_aside"]
-    assert aside > 0 and windows_aside > 0, "never stepped aside"
-    if force == "flip":
+        windows_plain += st["adapt_windows_plain"]
+        plain_flushes += st["flushes_plain"]
+    if force != "plain":
+        assert aside > 0 and windows_aside > 0, "never stepped aside"
+    if force in ("flip", "cycle", "plain"):
         assert deferred > 0, "never deferred between the steps aside"
+    if force in ("plain", "cycle") and mode == "uring":
+        # lever plain: flushes ran their entries as plain syscalls
+        assert windows_plain > 0 and plain_flushes > 0, (windows_plain, plain_flushes)
 
 
 @pytest.mark.parametrize("mode", executor_params())
