@@ -23,9 +23,6 @@
  * between windows does not make the thread switch back and forth. */
 #define MARGIN 32
 
-/* The modes (struct adapt's kept, mode, pmode). */
-enum { ADAPT_RING, ADAPT_ASIDE, ADAPT_PLAIN, ADAPT__N };
-
 static struct adapt_totals totals;	/* the process's, atomic adds */
 
 /* Can ts run mode m?  Plain needs the lever and an executor that flushes

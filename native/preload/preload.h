@@ -327,6 +327,10 @@ HIDDEN ssize_t stash_data(struct tstate *ts, int call, int fd,
 HIDDEN void lib_end_flush(int in_handler);
 
 /* adapt.c (lever "adapt") */
+/* Lever adapt's modes (struct adapt's kept, mode, pmode): deferring with
+ * flushes through the ring, stepped aside, deferring with plain flushes. */
+enum { ADAPT_RING, ADAPT_ASIDE, ADAPT_PLAIN, ADAPT__N };
+
 struct adapt_totals {
 	uint64_t windows, windows_aside, cpu_ns_aside, switches;
 	uint64_t windows_plain;

@@ -254,8 +254,11 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 			return -1;
 		return pass_through(ts, CALL_SENDFILE, out, PASS_SIZE);
 	}
+	/* (plain flushes run the cork's end right after the sendfile: the
+	 * composed MSG_MORE is enough, as under sequential) */
 	if ((fi->flags & FI_CORK_VIRT) && (fi->flags & FI_NONBLOCK) &&
-	    (esca_table_caps(ts->table) & ESCA_CAP_SENDFILE_DIRECT))
+	    (esca_table_caps(ts->table) & ESCA_CAP_SENDFILE_DIRECT) &&
+	    ts->ad.mode != ADAPT_PLAIN)
 		cork_queued(ts, fi, out);
 	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = out, .fd2 = in,
 				.offset = *off, .count = count,

@@ -50,6 +50,7 @@ class Mode:
     name: str
     esca_args: tuple[str, ...] | None  # None: the server without pyesca
     about: str
+    env: tuple[str, ...] = ()  # NAME=VALUE for `esca run`'s environment
 
 
 MODES: dict[str, Mode] = {
@@ -83,6 +84,13 @@ MODES: dict[str, Mode] = {
             "esca-seq",
             ("--executor", "sequential"),
             "esca's set, sequential executor (one kernel entry per call): a control",
+        ),
+        Mode(
+            "esca-plain",
+            (),
+            "esca with every flush run as plain syscalls (lever adapt's plain mode,"
+            " forced through ESCA_ADAPT_TEST=plain): a control for what adapt chooses",
+            ("ESCA_ADAPT_TEST=plain",),
         ),
     )
 }
@@ -543,6 +551,8 @@ def server_argv(
     cmd = cfg.server_config.make(docroot, port, workdir, max_connections=connections)
     if mode.esca_args is not None:
         cmd = [*esca_command(), "run", *mode.esca_args, "--stats", str(stats), "--", *cmd]
+        if mode.env:
+            cmd = ["env", *mode.env, *cmd]
     return [*pin.prefix(), *cmd]
 
 
