@@ -53,7 +53,7 @@ def test_syscalls_names() -> None:
 def test_levers_names() -> None:
     assert esca_run.parse_levers("all") == "all"
     assert esca_run.parse_levers("none") == "none"
-    assert esca_run.parse_levers("all,-compose") == "reads,sendfile,fold,adapt"
+    assert esca_run.parse_levers("all,-compose") == "reads,sendfile,fold,adapt,plain"
     assert esca_run.parse_levers("sendfile, reads") == "reads,sendfile"
     assert esca_run.parse_levers("reads,-reads") == "none"
     assert esca_run.parse_levers(",".join(esca_run.LEVERS)) == "all"

@@ -175,5 +175,5 @@ def test_levers_env_parsing(tmp_path: Path) -> None:
         out = finish(p)
     assert "unknown lever 'bogus'" in out
     s = json.loads(stats.read_text())
-    assert s["levers"] == ["reads", "sendfile", "fold", "adapt"]
+    assert s["levers"] == ["reads", "sendfile", "fold", "adapt", "plain"]
     assert s["setsockopt_composed"] == 0
