@@ -63,7 +63,7 @@ def test_levers_names() -> None:
     env = esca_run.build_env(
         esca_run.RunOptions(levers="all,-reads"), Path("/lib/x.so"), {}, 1
     )
-    assert env["ESCA_LEVERS"] == "compose,sendfile,fold,adapt"
+    assert env["ESCA_LEVERS"] == "compose,sendfile,fold,adapt,plain"
 
 
 def test_parse_size() -> None:
