@@ -258,6 +258,7 @@ void ts_free(struct tstate *ts)
 {
 	free(ts->pbuf);
 	free(ts->owed);
+	prefetch_free(ts);
 	(void)munmap(ts, sizeof(*ts));
 }
 
@@ -355,6 +356,7 @@ static void tstate_fold(struct tstate *into, struct tstate *ts)
 	into->composed += ts->composed;
 	into->eagain_parked += ts->eagain_parked;
 	into->held_closes += ts->held_closes;
+	prefetch_fold(&into->pf, &ts->pf);
 	for (int i = 0; i < CALL__COUNT; i++) {
 		into->calls[i].seen += ts->calls[i].seen;
 		into->calls[i].deferred += ts->calls[i].deferred;

@@ -49,6 +49,14 @@ COUNTERS: tuple[str, ...] = (
     "adapt_windows_aside",
     "adapt_ms_aside",
     "adapt_switches",
+    # lever prefetch (README, "Beyond ESCA"): peek rounds, sockets peeked,
+    # reads answered from a peek, peeks never read, discards that came
+    # up short (bytes read twice: must stay 0)
+    "prefetch_rounds",
+    "prefetch_peeked",
+    "prefetch_answered",
+    "prefetch_wasted",
+    "prefetch_short_discards",
 )
 
 
@@ -138,6 +146,11 @@ class ProcessStats:
     adapt_windows_aside: int = 0
     adapt_ms_aside: int = 0
     adapt_switches: int = 0
+    prefetch_rounds: int = 0
+    prefetch_peeked: int = 0
+    prefetch_answered: int = 0
+    prefetch_wasted: int = 0
+    prefetch_short_discards: int = 0
 
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str = "") -> ProcessStats:
@@ -328,6 +341,13 @@ def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
         f" of epoll waits ({s.adapt_ms_aside} ms of thread CPU), choice changed"
         f" {s.adapt_switches} times (lever adapt)"
     )
+    if s.prefetch_rounds or s.prefetch_short_discards:
+        lines.append(
+            f"  prefetch         {s.prefetch_rounds} peek rounds, {s.prefetch_peeked}"
+            f" sockets peeked, {s.prefetch_answered} reads answered from a peek,"
+            f" {s.prefetch_wasted} peeks never read,"
+            f" {s.prefetch_short_discards} short discards (lever prefetch)"
+        )
     fb = f"  fallbacks        {s.fallbacks}"
     if s.fallback_reason:
         fb += f" ({s.fallback_reason})"
