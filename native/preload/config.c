@@ -210,6 +210,15 @@ void config_load(void)
 		cfg.levers |= LEVER_ADAPT;
 	else if (v && *v)
 		say("ESCA_ADAPT is 0 or 1, ignored");
+	/* lever prefetch, pinned by ESCA_PREFETCH whatever ESCA_LEVERS says
+	 * (to run a whole suite with it: tests set ESCA_LEVERS themselves) */
+	v = getenv("ESCA_PREFETCH");
+	if (v && !strcmp(v, "0"))
+		cfg.levers &= ~(unsigned)LEVER_PREFETCH;
+	else if (v && !strcmp(v, "1"))
+		cfg.levers |= LEVER_PREFETCH;
+	else if (v && *v)
+		say("ESCA_PREFETCH is 0 or 1, ignored");
 	cfg.adapt_window = (unsigned)env_num("ESCA_ADAPT_WINDOW", 2048, 1,
 					     1u << 20);
 	/* tests only: the controller's choice forced, to pin what stepping

@@ -164,7 +164,10 @@ void prefetch_note(struct tstate *ts, int epfd, const struct epoll_event *evs,
 	p = &ts->pf;
 	if (p->n)
 		prefetch_forget(ts);
-	if (!ts->table || n < 2 || !__atomic_load_n(&pf_map, __ATOMIC_RELAXED))
+	/* a thread stepped aside (lever adapt) keeps the library out of its
+	 * reads too: the controller weighs deferral and prefetch together */
+	if (!ts->table || n < 2 || ts->aside ||
+	    !__atomic_load_n(&pf_map, __ATOMIC_RELAXED))
 		return;
 	p->token = ts->wait_token;
 	for (int i = 0; i < n && p->n < PF_SLOTS; i++) {
