@@ -384,6 +384,9 @@ void prefetch_before_kernel(int fd)
 
 	if (!fi || (ts && ts->guard))
 		return;
+	if (!ts && (fi->pf_tid || fi->discards))
+		ts = ts_get();	/* a thread new to the library: it waits for
+				 * another's discards like any other */
 	if (fi->pf_tid || fi->discards)
 		kernel_read(ts, fi, fd);
 	if (fi->order_key) {	/* a dup: the open file's first fd too */

@@ -3,7 +3,7 @@
  * connections have ended, then prints one line per client kind.
  *
  * A client's first byte says what the server does with it:
- *   E  echo what it reads, with a read buffer of 1 + (k * 37) % 700 bytes
+ *   E  echo what it reads, one read a wait of 100 + (k * 37) % 700 bytes
  *      (partial reads), level-triggered
  *   B  echo, 64 KiB reads (bigger than a peek slot), edge-triggered: reads
  *      until EAGAIN
@@ -120,7 +120,7 @@ static int serve_one(struct conn *c, int k)
 	if (c->bytes == 0 && !c->kind) {
 		c->kind = buf[0];
 		c->bufsz = c->kind == 'B' || c->kind == 'N' ? (int)sizeof(buf) :
-			   1 + (k * 37) % 700;
+			   100 + (k * 37) % 700;
 		if (c->kind == 'B' || c->kind == 'N') {
 			struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
 						  .data.ptr = c };
