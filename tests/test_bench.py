@@ -141,6 +141,9 @@ def test_ablation_modes() -> None:
         flags = dict(zip(m.esca_args[::2], m.esca_args[1::2], strict=True))
         assert lever not in parse_levers(flags["--levers"]).split(",")
     assert MODES["esca-base"].esca_args == ("--levers", "none")
+    # a lever off by default is measured by adding it to esca
+    assert MODES["esca-prefetch"].esca_args == ("--levers", "all,prefetch")
+    assert "esca-prefetch" in ABLATION_MODES
     assert "--levers" in (MODES["seed"].esca_args or ())
 
 

@@ -56,7 +56,13 @@ def test_levers_names() -> None:
     assert esca_run.parse_levers("all,-compose") == "reads,sendfile,fold,adapt,plain"
     assert esca_run.parse_levers("sendfile, reads") == "reads,sendfile"
     assert esca_run.parse_levers("reads,-reads") == "none"
-    assert esca_run.parse_levers(",".join(esca_run.LEVERS)) == "all"
+    default = [n for n in esca_run.LEVERS if n in esca_run.LEVERS_DEFAULT]
+    assert esca_run.parse_levers(",".join(default)) == "all"
+    # prefetch is on only when named: "+name" starts from the default set
+    assert esca_run.LEVERS_OFF == {"prefetch"}
+    assert esca_run.parse_levers("+prefetch") == "all,prefetch"
+    assert esca_run.parse_levers("all,prefetch,-prefetch") == "all"
+    assert esca_run.parse_levers(",".join(esca_run.LEVERS)) == "all,prefetch"
     for bad in ("bogus", "", ",", "all,-bogus"):
         with pytest.raises(esca_run.RunError):
             esca_run.parse_levers(bad)

@@ -165,6 +165,22 @@ int64_t esca__direct(const struct esca_args *a, size_t skip, uint64_t *nsys)
 		return esca_sys_setsockopt(a->fd, a->level, a->optname,
 					   a->iov[0].iov_base,
 					   (socklen_t)a->iov[0].iov_len);
+	case ESCA_OP_PEEK:
+	case ESCA_OP_DISCARD:
+		/* lever prefetch: never blocks (MSG_DONTWAIT); DISCARD drops
+		 * count bytes without copying them (TCP, MSG_TRUNC) */
+		for (;;) {
+			long r = a->op == ESCA_OP_PEEK ?
+				 esca_sys_recv(a->fd, a->iov[0].iov_base,
+					       a->iov[0].iov_len,
+					       MSG_PEEK | MSG_DONTWAIT) :
+				 esca_sys_recv(a->fd, NULL, a->count,
+					       MSG_TRUNC | MSG_DONTWAIT);
+
+			(*nsys)++;
+			if (r != -EINTR)
+				return r;
+		}
 	case ESCA_OP_FSYNC:
 		for (;;) {
 			long r = esca_sys_fsync(a->fd);

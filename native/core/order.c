@@ -102,8 +102,8 @@ void esca__complete(struct esca_table *t, struct esca_entry *e, int64_t result)
 	e->result = result;
 	t->live--;
 	t->st.completed++;
-	if (result < 0)
-		t->st.errors++;
+	if (result < 0 && !(e->op == ESCA_OP_PEEK && result == -EAGAIN))
+		t->st.errors++;	/* a peek of an empty socket is an answer */
 	if ((result == -EPIPE || result == -ECONNRESET) && esca__sends(e->op) &&
 	    e->key < t->nfds && !t->fds[e->key].broken) {
 		t->fds[e->key].broken = (int32_t)-result;

@@ -47,7 +47,8 @@ int esca__is_data(int op)
 /* A data op or a sendfile: an op that sends bytes. */
 int esca__sends(int op)
 {
-	return op >= 0 && op < ESCA_OP__COUNT && op_kinds[op] != ESCA_OPK_CTL;
+	return op >= 0 && op < ESCA_OP__COUNT &&
+	       (op_kinds[op] == ESCA_OPK_DATA || op_kinds[op] == ESCA_OPK_FILE);
 }
 
 #define EXEC_NAME(E, n) [ESCA_EXEC_##E] = #n,

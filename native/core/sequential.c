@@ -7,7 +7,7 @@
 
 static int seq_init(struct esca_table *t)
 {
-	(void)t;
+	t->caps |= ESCA_CAP_RECV;
 	return 0;
 }
 

@@ -43,6 +43,13 @@ static inline long esca_sys_sendmsg(int fd, const struct msghdr *m, int flags)
 	return esca_sys_ret(syscall(SYS_sendmsg, fd, m, flags));
 }
 
+/* recv(fd, buf, n, flags): the lever prefetch's peek and discard */
+static inline long esca_sys_recv(int fd, void *buf, size_t n, int flags)
+{
+	return esca_sys_ret(syscall(SYS_recvfrom, fd, buf, n, flags, NULL,
+				    NULL));
+}
+
 /* sendfile(out, in, offset or NULL, count) */
 static inline long esca_sys_sendfile(int out, int in, off_t *off, size_t n)
 {

@@ -259,6 +259,15 @@ static int64_t check_args(const struct esca_args *a, size_t *bytes)
 	case ESCA_OP_CLOSE:
 	case ESCA_OP_FSYNC:
 		return 0;
+	case ESCA_OP_PEEK:	/* into the caller's buffer, never copied */
+		if (a->iovcnt != 1 || !a->iov || !a->iov[0].iov_base ||
+		    !a->iov[0].iov_len || a->iov[0].iov_len > (size_t)INT_MAX)
+			return -EINVAL;
+		return (int64_t)a->iov[0].iov_len;
+	case ESCA_OP_DISCARD:
+		if (!a->count || a->count > (size_t)INT_MAX)
+			return -EINVAL;
+		return (int64_t)a->count;
 	}
 	return -EINVAL;
 }
@@ -296,7 +305,8 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 			bytes = a->count;
 		copy = 0;
 	} else {
-		copy = !(qflags & ESCA_Q_BORROW) || a->op == ESCA_OP_SETSOCKOPT;
+		copy = (!(qflags & ESCA_Q_BORROW) &&
+			a->op != ESCA_OP_PEEK) || a->op == ESCA_OP_SETSOCKOPT;
 	}
 	if ((copy || a->op == ESCA_OP_SENDFILE) && bytes > 0) {
 		if (bytes > t->arena_cap)
@@ -314,7 +324,14 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 	e->offset = a->offset;
 	e->user = user;
 	e->iov = &e->one;
-	if (esca__is_data(a->op) || a->op == ESCA_OP_SETSOCKOPT) {
+	if (a->op == ESCA_OP_PEEK) {
+		e->len = a->iov[0].iov_len;
+		e->one = a->iov[0];
+		e->iovcnt = 1;
+	} else if (a->op == ESCA_OP_DISCARD) {
+		e->len = a->count;
+		e->iovcnt = 0;
+	} else if (esca__is_data(a->op) || a->op == ESCA_OP_SETSOCKOPT) {
 		e->len = bytes;
 		if (copy) {
 			char *p = NULL;

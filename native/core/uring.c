@@ -290,6 +290,18 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 		sqe = io_uring_get_sqe(ring);
 		io_uring_prep_fsync(sqe, e->fd, 0);
 		break;
+	case ESCA_OP_PEEK:
+		/* MSG_DONTWAIT: the kernel answers at once (-EAGAIN when
+		 * empty: REQ_F_NOWAIT, no poll armed), inside this enter */
+		sqe = io_uring_get_sqe(ring);
+		io_uring_prep_recv(sqe, e->fd, e->one.iov_base, e->len,
+				   MSG_PEEK | MSG_DONTWAIT);
+		break;
+	case ESCA_OP_DISCARD:
+		sqe = io_uring_get_sqe(ring);
+		io_uring_prep_recv(sqe, e->fd, NULL, e->len,
+				   MSG_TRUNC | MSG_DONTWAIT);
+		break;
 	case ESCA_OP_SETSOCKOPT:
 		sqe = io_uring_get_sqe(ring);
 		esca__prep_setsockopt(sqe, e->fd, e->flags, e->optname,

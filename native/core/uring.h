@@ -45,6 +45,7 @@ struct uring_state {
 	int evfd;			/* progress fd, -1 until asked for */
 	int sf_direct;			/* ESCA_CFG_SENDFILE_DIRECT */
 	int have_epwait;		/* IORING_OP_EPOLL_WAIT works */
+	int have_recv;			/* IORING_OP_RECV (lever prefetch) */
 	int ep_busy, ep_done, ep_res;	/* the folded epoll wait */
 };
 

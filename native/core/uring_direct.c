@@ -70,6 +70,8 @@ static int can_now(struct esca_table *t, struct uring_state *u,
 	case ESCA_OP_CLOSE:
 	case ESCA_OP_SHUTDOWN:
 	case ESCA_OP_SETSOCKOPT:
+	case ESCA_OP_PEEK:
+	case ESCA_OP_DISCARD:
 		return 1;
 	case ESCA_OP_SENDFILE:
 		return esca__uring_sendfile_direct(u, e, &u->x[e - t->ents]);

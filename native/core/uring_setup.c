@@ -99,7 +99,7 @@ static const unsigned char allowed_sqe_ops[] = {
 	IORING_OP_NOP, IORING_OP_POLL_ADD, IORING_OP_WRITE, IORING_OP_WRITEV,
 	IORING_OP_SEND, IORING_OP_SENDMSG, IORING_OP_READ, IORING_OP_SHUTDOWN,
 	IORING_OP_CLOSE, IORING_OP_FSYNC, IORING_OP_URING_CMD,
-	IORING_OP_ASYNC_CANCEL, IORING_OP_EPOLL_WAIT,
+	IORING_OP_ASYNC_CANCEL, IORING_OP_EPOLL_WAIT, IORING_OP_RECV,
 };
 #define ALLOWED_SQE_FLAGS IOSQE_IO_LINK
 /* io_uring_register calls made after the ring is enabled; the last two
@@ -261,6 +261,13 @@ int esca__uring_init(struct esca_table *t)
 		u->have_epwait = p && io_uring_opcode_supported(p,
 							  IORING_OP_EPOLL_WAIT);
 	}
+	{
+		union ring_probe b;
+		struct io_uring_probe *p = probe_into(&u->ring, &b);
+
+		u->have_recv = p && io_uring_opcode_supported(p,
+							      IORING_OP_RECV);
+	}
 	u->evfd = -1;
 	u->heads = esca__zalloc(t->slots * sizeof(*u->heads));
 	u->x = esca__zalloc(t->slots * sizeof(*u->x));
@@ -280,7 +287,8 @@ int esca__uring_init(struct esca_table *t)
 	t->caps = ESCA_CAP_PARKS | ESCA_CAP_NO_SIGPIPE | ESCA__CAP_BOUNCE |
 		  ESCA_CAP_PLAIN_FLUSH |
 		  (u->sf_direct ? ESCA_CAP_SENDFILE_DIRECT : 0) |
-		  (u->have_epwait ? ESCA_CAP_FOLD_WAIT : 0);
+		  (u->have_epwait ? ESCA_CAP_FOLD_WAIT : 0) |
+		  (u->have_recv ? ESCA_CAP_RECV : 0);
 	return 0;
 }
 

@@ -44,9 +44,18 @@ extern "C" {
 	X(SHUTDOWN, shutdown, ESCA_OPK_CTL)	/* shutdown(fd, how)   */	\
 	X(CLOSE, close, ESCA_OPK_CTL)		/* close(fd)           */	\
 	X(SETSOCKOPT, setsockopt, ESCA_OPK_CTL)	/* (fd, level, optname, iov[0]) */ \
-	X(FSYNC, fsync, ESCA_OPK_CTL)		/* fsync(fd)           */
+	X(FSYNC, fsync, ESCA_OPK_CTL)		/* fsync(fd)           */	\
+	X(PEEK, peek, ESCA_OPK_RECV)		/* recv(fd, iov[0], MSG_PEEK | \
+						 * MSG_DONTWAIT): bytes into
+						 * the caller's buffer */	\
+	X(DISCARD, discard, ESCA_OPK_CTL)	/* recv(fd, NULL, count,	\
+						 * MSG_TRUNC | MSG_DONTWAIT):
+						 * TCP drops count bytes */
 
-enum esca_op_kind { ESCA_OPK_DATA = 1, ESCA_OPK_FILE, ESCA_OPK_CTL };
+/* ESCA_OPK_RECV: bytes go into iov[0] (borrowed, never copied); the
+ * result is what recv says (lever prefetch, DESIGN.md "Lever: prefetch") */
+enum esca_op_kind { ESCA_OPK_DATA = 1, ESCA_OPK_FILE, ESCA_OPK_CTL,
+		    ESCA_OPK_RECV };
 
 #define ESCA__ENUM_OP(E, n, k) ESCA_OP_##E,
 enum esca_op {
@@ -78,13 +87,16 @@ enum esca_executor_kind {
 #define ESCA_CAP_SENDFILE_DIRECT (1u << 1) /* ESCA_CFG_SENDFILE_DIRECT works */
 #define ESCA_CAP_FOLD_WAIT	(1u << 2) /* esca_flush_epoll_wait() folds the
 					   * wait into the flush (probed)      */
-#define ESCA_CAP_PLAIN_FLUSH	(1u << 4) /* esca_table_set_plain(): a flush
+#define ESCA_CAP_PLAIN_FLUSH	(1u << 5) /* esca_table_set_plain(): a flush
 					   * may run its entries as the plain
 					   * system calls, the ring taking only
 					   * what a full socket leaves         */
 #define ESCA_CAP_NO_SIGPIPE	(1u << 3) /* its sends never raise SIGPIPE
 					   * (io_uring sends with MSG_NOSIGNAL):
 					   * the caller raises it for an EPIPE */
+#define ESCA_CAP_RECV		(1u << 4) /* it runs ESCA_OP_PEEK and
+					   * ESCA_OP_DISCARD (not lkm: the
+					   * module knows no recv) */
 
 /* Arguments of one op: the same struct queues an op or runs it directly. */
 struct esca_args {
@@ -100,7 +112,7 @@ struct esca_args {
 	int iovcnt;		/* data ops and setsockopt (optval = iov[0])    */
 	const struct iovec *iov;
 	int64_t offset;		/* sendfile: >= 0 explicit, -1 file position    */
-	size_t count;		/* sendfile: bytes asked                        */
+	size_t count;		/* sendfile: bytes asked; discard: bytes dropped */
 	int order;		/* 0: order by fd; else order with the entries of
 				 * fd order-1 (an fd sharing the same open file,
 				 * e.g. stdout and stderr on one pipe)           */
@@ -161,7 +173,9 @@ struct esca_config {
 	X(SYNC, sync)		/* a call that needs the fd's earlier ops done */ \
 	X(LIFECYCLE, lifecycle)	/* fork, exec, exit                          */ \
 	X(TIMER, timer)		/* an entry waited too long                  */ \
-	X(RESULT, result)	/* a result was asked for                    */
+	X(RESULT, result)	/* a result was asked for                    */ \
+	X(PREFETCH, prefetch)	/* lever prefetch: the peeks of a wait's
+				 * readable sockets, at the first read        */
 
 #define ESCA__ENUM_WHY(E, n) ESCA_WHY_##E,
 enum esca_flush_reason {

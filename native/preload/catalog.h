@@ -27,25 +27,31 @@
 	X(CLOSE, close, 0, "a connected stream socket")		\
 	X(SETSOCKOPT, setsockopt, 0, "TCP_CORK, TCP_NODELAY on TCP")
 
-/* X(ENUM, name, help): the levers beyond ESCA, each switchable
- * (ESCA_LEVERS, `esca run --levers`, `esca bench --modes ablation`). */
+/* X(ENUM, name, on, help): the levers beyond ESCA, each switchable
+ * (ESCA_LEVERS, `esca run --levers`, `esca bench --modes ablation`).  on:
+ * 1 for a lever of the default set ("all"); 0 for one that is on only when
+ * named (ESCA_LEVERS=+name, or all,name). */
 #define ESCA_LEVERS(X)							\
-	X(READS, reads,							\
+	X(READS, reads, 1,						\
 	  "answer the read after a drained socket EAGAIN without the kernel") \
-	X(COMPOSE, compose,						\
+	X(COMPOSE, compose, 1,						\
 	  "TCP_CORK on, sends, TCP_CORK off become sends with MSG_MORE")	\
-	X(SENDFILE, sendfile,						\
+	X(SENDFILE, sendfile, 1,					\
 	  "a sendfile runs as itself inside the flush (no copy of the body)") \
-	X(FOLD, fold,							\
+	X(FOLD, fold, 1,						\
 	  "the epoll wait goes into the flush's kernel entry "		\
 	  "(IORING_OP_EPOLL_WAIT)")					\
-	X(ADAPT, adapt,							\
+	X(ADAPT, adapt, 1,						\
 	  "a thread where deferral costs more CPU than it saves steps aside " \
 	  "(its calls go to the kernel) and re-checks now and then")	\
-	X(PLAIN, plain,							\
+	X(PLAIN, plain, 1,						\
 	  "lever adapt may also keep deferring but flush as plain system " \
 	  "calls (the ring only for what a full socket leaves), where the " \
-	  "ring costs more than the kernel entries it saves")
+	  "ring costs more than the kernel entries it saves")		\
+	X(PREFETCH, prefetch, 0,					\
+	  "off unless named: after an epoll wait that reported several " \
+	  "readable TCP sockets, the first read peeks them all in one " \
+	  "kernel entry and the reads are answered from there")
 
 /* X(ENUM, name, help): why a deferrable call was passed to the kernel. */
 #define ESCA_PASS_REASONS(X)						\

@@ -21,7 +21,7 @@ const char *const call_names[CALL__COUNT] = { ESCA_SYSCALLS(CALL_NAME) };
 #define PASS_NAME(E, n, help) #n,
 const char *const pass_names[PASS__COUNT] = { ESCA_PASS_REASONS(PASS_NAME) };
 #undef PASS_NAME
-#define LEVER_NAME(E, n, help) #n,
+#define LEVER_NAME(E, n, on, help) #n,
 const char *const lever_names[LEVER__COUNT] = { ESCA_LEVERS(LEVER_NAME) };
 #undef LEVER_NAME
 
@@ -111,8 +111,10 @@ static unsigned parse_syscalls(const char *s)
 	return m;
 }
 
-/* ESCA_LEVERS: "all" (the default), "none", or a comma list of lever names,
- * where "-name" takes one away: "all,-compose". */
+/* ESCA_LEVERS: "all" (the default set: every lever but those on only when
+ * named, catalog.h), "none", or a comma list of lever names, where "-name"
+ * takes one away ("all,-compose") and "+name" adds one; a list that starts
+ * with "+name" starts from the default set ("+prefetch"). */
 static unsigned parse_levers(const char *s)
 {
 	unsigned m = 0;
@@ -120,17 +122,19 @@ static unsigned parse_levers(const char *s)
 	size_t n;
 
 	if (!s || !*s)
-		return LEVER_ALL;
+		return LEVER_DEFAULT;
+	if (*s == '+')
+		m = LEVER_DEFAULT;
 	while ((tok = list_next(&s, &n))) {
 		int neg = n && *tok == '-';
 		unsigned bit = 0;
 
-		if (neg) {
+		if (n && (neg || *tok == '+')) {
 			tok++;
 			n--;
 		}
 		if (name_is(tok, n, "all")) {
-			bit = LEVER_ALL;
+			bit = LEVER_DEFAULT;
 		} else if (name_is(tok, n, "none")) {
 			bit = LEVER_ALL;
 			neg = 1;
@@ -206,6 +210,15 @@ void config_load(void)
 		cfg.levers |= LEVER_ADAPT;
 	else if (v && *v)
 		say("ESCA_ADAPT is 0 or 1, ignored");
+	/* lever prefetch, pinned by ESCA_PREFETCH whatever ESCA_LEVERS says
+	 * (to run a whole suite with it: tests set ESCA_LEVERS themselves) */
+	v = getenv("ESCA_PREFETCH");
+	if (v && !strcmp(v, "0"))
+		cfg.levers &= ~(unsigned)LEVER_PREFETCH;
+	else if (v && !strcmp(v, "1"))
+		cfg.levers |= LEVER_PREFETCH;
+	else if (v && *v)
+		say("ESCA_PREFETCH is 0 or 1, ignored");
 	cfg.adapt_window = (unsigned)env_num("ESCA_ADAPT_WINDOW", 2048, 1,
 					     1u << 20);
 	/* tests only: the controller's choice forced, to pin what stepping

@@ -66,6 +66,10 @@ void fd_on_complete(void *ctx, uint64_t user, int op, int fd, int64_t r)
 	struct fdinfo *fi = fdi(fd);
 	int err = 0;
 
+	if (op == ESCA_OP_PEEK || op == ESCA_OP_DISCARD) {
+		prefetch_complete(ctx, user, op, fd, r);	/* lever prefetch */
+		return;
+	}
 	(void)ctx;
 	if (!fi)
 		return;

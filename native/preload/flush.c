@@ -89,6 +89,7 @@ void lib_sync_fd(struct tstate *ts, int fd)
  * sends").  A peer that never reads holds up nothing. */
 void lib_flush_handover(struct tstate *ts, int why)
 {
+	prefetch_forget(ts);	/* the child may read those sockets too */
 	for (int i = 0; ts->table && i < 8; i++) {
 		unsigned before = esca_table_pending(ts->table);
 

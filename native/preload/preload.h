@@ -36,13 +36,16 @@ enum pass_reason { ESCA_PASS_REASONS(PASS_ENUM) PASS__COUNT };
 #undef PASS_ENUM
 
 /* The levers beyond ESCA (catalog.h), one bit each. */
-#define LEVER_BIT(E, n, help) LEVER_BIT_##E,
+#define LEVER_BIT(E, n, on, help) LEVER_BIT_##E,
 enum { ESCA_LEVERS(LEVER_BIT) LEVER__COUNT };
 #undef LEVER_BIT
-#define LEVER_ENUM(E, n, help) LEVER_##E = 1u << LEVER_BIT_##E,
+#define LEVER_ENUM(E, n, on, help) LEVER_##E = 1u << LEVER_BIT_##E,
 enum lever { ESCA_LEVERS(LEVER_ENUM) };
 #undef LEVER_ENUM
 #define LEVER_ALL ((1u << LEVER__COUNT) - 1)
+/* the default set ("all"): the levers on unless taken away */
+#define LEVER_ON_BIT(E, n, on, help) | (on ? (unsigned)LEVER_##E : 0u)
+#define LEVER_DEFAULT (0u ESCA_LEVERS(LEVER_ON_BIT))
 
 /* Their names, indexed by the enums (config.c). */
 extern HIDDEN const char *const call_names[CALL__COUNT];
@@ -105,7 +108,12 @@ struct fdinfo {
 				 * of fd k - 1, with which it shares an open
 				 * file (DESIGN.md, "Contract: order") */
 	uint16_t flags;		/* FI_* */
-	uint16_t pad16;
+	uint16_t discards;	/* lever prefetch: discards of bytes answered
+				 * from a peek, queued and not yet complete
+				 * (prefetch.c; its reads settle them first) */
+	uint32_t pf_tid;	/* lever prefetch: the thread (tid) whose peek
+				 * of it may answer reads, PF_BUSY while one
+				 * does; another thread's read clears it */
 	int64_t size;		/* FK_FILE: st_size when looked at */
 	uint64_t drained;	/* wait token of the thread whose read found
 				 * the socket empty, in that wait round */
@@ -118,6 +126,28 @@ struct fdinfo {
 #define MAX_EPREG 8
 #define STASH_SLOTS 16	/* a signal handler's data calls held, per thread */
 #define STASH_BYTES 4096
+
+/* Lever prefetch, per thread (prefetch.c): the TCP sockets the last epoll
+ * wait reported readable, and what one peek of each found.  Slot i is
+ * note[i]'s; its bytes are buf + i * PF_SLOT_BYTES. */
+#define PF_SLOTS 16
+#define PF_SLOT_BYTES 16384
+#define PF_BUSY 0x80000000u
+struct prefetch {
+	uint64_t token;		/* wait_token of the wait that noted these */
+	int n;			/* fds noted */
+	int ran;		/* their peek round ran (at the first read) */
+	struct pf_slot {
+		int fd;
+		uint16_t gen;	/* fdinfo.gen when noted */
+		uint8_t state;	/* PF_* (prefetch.c) */
+		uint8_t full;	/* the peek filled the slot: more may wait */
+		uint32_t len, off;	/* bytes peeked, of those answered */
+		int err;	/* the peek's error (it took the socket's) */
+	} slot[PF_SLOTS];
+	char *buf;		/* PF_SLOTS * PF_SLOT_BYTES, mmap'd once */
+	uint64_t rounds, peeked, answered, wasted, short_discards;
+};
 
 /* Per-thread state (thread.c). */
 struct tstate {
@@ -162,6 +192,7 @@ struct tstate {
 	int nepreg;
 	struct pollfd *pbuf;	/* poll() copy with the progress fd added */
 	size_t pbuf_n;
+	struct prefetch pf;	/* lever prefetch (prefetch.c) */
 	struct tstate *next;	/* all threads, for the stats */
 	int dead;
 	struct esca_stats core_dead;	/* the table's stats, once freed */
@@ -294,6 +325,19 @@ HIDDEN void fd_wait_unused(int fd);
 HIDDEN int fd_wait_others(struct tstate *ts, struct fdinfo *fi, int fd,
 			  int nonblock);
 HIDDEN void fdmap_after_fork(void);
+
+/* prefetch.c (lever prefetch) */
+HIDDEN void prefetch_map(int epfd, int fd, const struct epoll_event *ev);
+HIDDEN void prefetch_note(struct tstate *ts, int epfd,
+			  const struct epoll_event *evs, int n);
+HIDDEN int prefetch_answer(int fd, const struct iovec *iov, int iovcnt,
+			   size_t total, int flags, ssize_t *res);
+HIDDEN void prefetch_before_kernel(int fd);
+HIDDEN void prefetch_complete(void *ctx, uint64_t user, int op, int fd,
+			      int64_t r);
+HIDDEN void prefetch_forget(struct tstate *ts);
+HIDDEN void prefetch_free(struct tstate *ts);
+HIDDEN void prefetch_fold(struct prefetch *into, const struct prefetch *p);
 
 /* flush.c */
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);

@@ -22,6 +22,10 @@ static inline void before_read(int fd)
 	struct tstate *ts = tls_ts;
 	struct fdinfo *fi;
 
+	/* lever prefetch: no peek answers it from now on, and the bytes
+	 * answered from one are gone from the kernel first */
+	if (unlikely(cfg.levers & LEVER_PREFETCH))
+		prefetch_before_kernel(fd);
 	if (likely(!ts) || ts->guard || !ts->table ||
 	    !esca_table_pending(ts->table))
 		return;
@@ -121,10 +125,23 @@ static inline ssize_t read_done(struct fdinfo *fi, size_t n, ssize_t r)
 	return r;
 }
 
+/* Lever prefetch: a read answered from a peek (prefetch.c). */
+static inline int prefetched(int fd, void *buf, size_t n, int flags,
+			     ssize_t *r)
+{
+	struct iovec v = { buf, n };
+
+	return unlikely(cfg.levers & LEVER_PREFETCH) &&
+	       prefetch_answer(fd, &v, 1, n, flags, r);
+}
+
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
 	struct fdinfo *fi;
+	ssize_t r;
 
+	if (prefetched(fd, buf, n, 0, &r))
+		return r;
 	if (read_pre(fd, n, 0, &fi))
 		return -1;
 	return read_done(fi, n, real.read(fd, buf, n));
@@ -151,6 +168,11 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 		else
 			total += iov[i].iov_len;
 	}
+	ssize_t r;
+
+	if (ok && unlikely(cfg.levers & LEVER_PREFETCH) &&
+	    prefetch_answer(fd, iov, n, total, 0, &r))
+		return r;
 	/* flags -1: a bad iovec is the kernel's to answer, never ours */
 	if (read_pre(fd, total, ok ? 0 : -1, &fi))
 		return -1;
@@ -160,7 +182,10 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
 	struct fdinfo *fi;
+	ssize_t r;
 
+	if (prefetched(fd, buf, n, flags, &r))
+		return r;
 	if (read_pre(fd, n, flags, &fi))
 		return -1;
 	return read_done(fi, n, real.recv(fd, buf, n, flags));
@@ -222,6 +247,10 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	} else if (op == EPOLL_CTL_DEL && fi->ep_fd == epfd + 1) {
 		fi->ep_fd = 0;
 	}
+	if ((cfg.levers & LEVER_PREFETCH) && op != EPOLL_CTL_DEL && ev &&
+	    (ev->events & EPOLLIN) && fi->kind == FK_STREAM &&
+	    (fi->flags & FI_TCP))
+		prefetch_map(epfd, fd, ev);	/* whose events name fd */
 	return (int)r;
 }
 

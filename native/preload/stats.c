@@ -129,12 +129,15 @@ static void write_stats(int hold)
 		" \"reads_seen\": %llu, \"reads_answered\": %llu, "
 		"\"setsockopt_composed\": %llu, \"eagain_parked\": %llu, "
 		"\"closes_held\": %llu,\n"
+		" \"prefetch_rounds\": %llu, \"prefetch_peeked\": %llu, "
+		"\"prefetch_answered\": %llu, \"prefetch_wasted\": %llu, "
+		"\"prefetch_short_discards\": %llu,\n"
 		" \"adapt_windows\": %llu, \"adapt_windows_aside\": %llu, "
 		"\"adapt_ms_aside\": %llu, \"adapt_switches\": %llu, "
 		"\"adapt_windows_plain\": %llu, "
 		"\"levers\": [",
 	    (unsigned long long)deferred, (unsigned long long)c->kernel_entries,
-	    (long long)(deferred + sum.reads_answered) -
+	    (long long)(deferred + sum.reads_answered + sum.pf.answered) -
 	    (long long)c->kernel_entries,
 	    (unsigned long long)c->entries_executed,
 	    (unsigned long long)c->completed, (unsigned long long)c->errors,
@@ -152,6 +155,11 @@ static void write_stats(int hold)
 	    (unsigned long long)sum.composed,
 	    (unsigned long long)sum.eagain_parked,
 	    (unsigned long long)sum.held_closes,
+	    (unsigned long long)sum.pf.rounds,
+	    (unsigned long long)sum.pf.peeked,
+	    (unsigned long long)sum.pf.answered,
+	    (unsigned long long)sum.pf.wasted,
+	    (unsigned long long)sum.pf.short_discards,
 	    (unsigned long long)ad.windows,
 	    (unsigned long long)ad.windows_aside,
 	    (unsigned long long)(ad.cpu_ns_aside / 1000000),

@@ -277,6 +277,7 @@ void ts_free(struct tstate *ts)
 {
 	free(ts->pbuf);
 	free(ts->owed);
+	prefetch_free(ts);
 	(void)munmap(ts, sizeof(*ts));
 }
 
@@ -374,6 +375,7 @@ static void tstate_fold(struct tstate *into, struct tstate *ts)
 	into->composed += ts->composed;
 	into->eagain_parked += ts->eagain_parked;
 	into->held_closes += ts->held_closes;
+	prefetch_fold(&into->pf, &ts->pf);
 	for (int i = 0; i < CALL__COUNT; i++) {
 		into->calls[i].seen += ts->calls[i].seen;
 		into->calls[i].deferred += ts->calls[i].deferred;

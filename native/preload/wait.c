@@ -316,6 +316,8 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 	int n = epoll_run(epfd, evs, max, timeout, ts2, mask, via);
 
 	adapt_wait(tls_ts, n);
+	if (unlikely(cfg.levers & LEVER_PREFETCH))
+		prefetch_note(tls_ts, epfd, evs, n);	/* lever prefetch */
 	return n;
 }
 

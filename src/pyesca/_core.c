@@ -1802,7 +1802,9 @@ enum row_shape { ROW_NAME, ROW_NAME_TEXT, ROW_NAME_SEED_TEXT };
 #define ROW_SYSCALL(E, n, seed, where) { #n, where, seed },
 static const struct catalog_row executor_rows[] = { ESCA_EXECUTORS(ROW_NAME_ONLY) };
 static const struct catalog_row flush_rows[] = { ESCA_FLUSH_REASONS(ROW_NAME_ONLY) };
-static const struct catalog_row lever_rows[] = { ESCA_LEVERS(ROW_WITH_HELP) };
+#define ROW_LEVER(E, n, on, help) { #n, help, on },
+static const struct catalog_row lever_rows[] = { ESCA_LEVERS(ROW_LEVER) };
+#undef ROW_LEVER
 static const struct catalog_row pass_rows[] = { ESCA_PASS_REASONS(ROW_WITH_HELP) };
 static const struct catalog_row syscall_rows[] = { ESCA_SYSCALLS(ROW_SYSCALL) };
 #undef ROW_NAME_ONLY
@@ -1855,6 +1857,30 @@ static PyObject *mod_levers(PyObject *m, PyObject *unused)
 	(void)m;
 	(void)unused;
 	return ROWS(lever_rows, ROW_NAME_TEXT);
+}
+
+/* The levers on only when named (catalog.h ESCA_LEVERS, on = 0). */
+static PyObject *mod_levers_off(PyObject *m, PyObject *unused)
+{
+	PyObject *l = PyList_New(0), *t;
+
+	(void)m;
+	(void)unused;
+	for (size_t i = 0; l && i < Py_ARRAY_LENGTH(lever_rows); i++) {
+		PyObject *name;
+
+		if (lever_rows[i].seed)
+			continue;
+		name = PyUnicode_FromString(lever_rows[i].name);
+		if (!name || PyList_Append(l, name) < 0)
+			Py_CLEAR(l);
+		Py_XDECREF(name);
+	}
+	if (!l)
+		return NULL;
+	t = PyList_AsTuple(l);
+	Py_DECREF(l);
+	return t;
 }
 
 static PyObject *mod_pass_reasons(PyObject *m, PyObject *unused)
@@ -1951,6 +1977,8 @@ static PyMethodDef module_methods[] = {
 	  "libesca.so can defer, in its order: (name, seed, where), seed "
 	  "True for the seed's four wrappers, where the fds it is deferred "
 	  "on (catalog.h ESCA_SYSCALLS)." },
+	{ "levers_off", mod_levers_off, METH_NOARGS,
+	  "The levers on only when named (ESCA_LEVERS=+name): their names." },
 	{ "levers", mod_levers, METH_NOARGS,
 	  "levers() -> tuple[tuple[str, str], ...]\n\nThe levers beyond "
 	  "ESCA, each switchable: (name, help) (catalog.h ESCA_LEVERS)." },

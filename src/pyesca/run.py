@@ -44,6 +44,9 @@ SEED: tuple[str, ...] = tuple(s.name for s in SYSCALL_ROWS if s.seed)
 EXECUTORS: tuple[str, ...] = _core.executor_names()
 # The levers beyond ESCA (libesca's ESCA_LEVERS), each one switchable: name -> help.
 LEVERS: dict[str, str] = dict(_core.levers())
+# Those on only when named (`+prefetch`, `all,prefetch`); "all" is the rest.
+LEVERS_OFF: frozenset[str] = frozenset(_core.levers_off())
+LEVERS_DEFAULT: frozenset[str] = frozenset(LEVERS) - LEVERS_OFF
 
 # Overrides where libesca.so is looked for: a file, or a directory holding it.
 LIBRARY_ENV = "ESCA_LIBRARY"
@@ -124,19 +127,21 @@ def help_tables() -> str:
 
 
 def parse_levers(text: str) -> str:
-    """Validate `all`, `none` or a comma list of lever names, where `-name`
-    takes one away (`all,-compose`); its canonical form."""
+    """Validate `all` (the default set: every lever but those on only when
+    named), `none` or a comma list of lever names, where `-name` takes one
+    away (`all,-compose`) and `+name` adds one (a list starting with `+name`
+    starts from the default set: `+prefetch`); its canonical form."""
     names = [n.strip() for n in text.split(",")]
     if not any(names):
         raise RunError("--levers: empty list (use 'none' for no lever)")
-    chosen: set[str] = set()
+    chosen: set[str] = set(LEVERS_DEFAULT) if names[0].startswith("+") else set()
     for name in names:
         if not name:
             continue
         neg = name.startswith("-")
-        key = name[1:] if neg else name
+        key = name[1:] if neg or name.startswith("+") else name
         if key == "all":
-            group = set(LEVERS)
+            group = set(LEVERS_DEFAULT)
         elif key == "none":
             group, neg = set(LEVERS), True
         elif key in LEVERS:
@@ -146,8 +151,10 @@ def parse_levers(text: str) -> str:
                 f"--levers: unknown lever {key!r} (choose from {', '.join(LEVERS)}, all, none)"
             )
         chosen = chosen - group if neg else chosen | group
-    if chosen == set(LEVERS):
+    if chosen == set(LEVERS_DEFAULT):
         return "all"
+    if chosen >= LEVERS_DEFAULT:
+        return ",".join(["all", *(n for n in LEVERS if n in chosen - LEVERS_DEFAULT)])
     return ",".join(n for n in LEVERS if n in chosen) or "none"
 
 

@@ -51,6 +51,14 @@ COUNTERS: tuple[str, ...] = (
     "adapt_ms_aside",
     "adapt_switches",
     "adapt_windows_plain",
+    # lever prefetch (README, "Beyond ESCA"): peek rounds, sockets peeked,
+    # reads answered from a peek, peeks never read, discards that came
+    # up short (bytes read twice: must stay 0)
+    "prefetch_rounds",
+    "prefetch_peeked",
+    "prefetch_answered",
+    "prefetch_wasted",
+    "prefetch_short_discards",
 )
 
 
@@ -142,6 +150,11 @@ class ProcessStats:
     adapt_ms_aside: int = 0
     adapt_switches: int = 0
     adapt_windows_plain: int = 0
+    prefetch_rounds: int = 0
+    prefetch_peeked: int = 0
+    prefetch_answered: int = 0
+    prefetch_wasted: int = 0
+    prefetch_short_discards: int = 0
 
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str = "") -> ProcessStats:
@@ -334,6 +347,13 @@ def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
         f" {s.adapt_switches} times (lever adapt); {s.adapt_windows_plain} windows"
         f" deferring with plain flushes (lever plain)"
     )
+    if s.prefetch_rounds or s.prefetch_short_discards:
+        lines.append(
+            f"  prefetch         {s.prefetch_rounds} peek rounds, {s.prefetch_peeked}"
+            f" sockets peeked, {s.prefetch_answered} reads answered from a peek,"
+            f" {s.prefetch_wasted} peeks never read,"
+            f" {s.prefetch_short_discards} short discards (lever prefetch)"
+        )
     fb = f"  fallbacks        {s.fallbacks}"
     if s.fallback_reason:
         fb += f" ({s.fallback_reason})"

@@ -42,7 +42,7 @@ from pyesca.bench.servers import (
     start_on_free_port,
 )
 from pyesca.bench.wrk import WrkError, WrkResult, run_wrk, wrk_version
-from pyesca.run import LEVERS
+from pyesca.run import LEVERS, LEVERS_OFF
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,15 @@ MODES: dict[str, Mode] = {
             )
             for lever, about in LEVERS.items()
         ),
+        *(
+            Mode(
+                f"esca-{lever}",
+                ("--levers", f"all,{lever}"),
+                f"esca with the {lever} lever, off by default ({LEVERS[lever]})",
+            )
+            for lever in LEVERS
+            if lever in LEVERS_OFF
+        ),
         Mode(
             "esca-seq",
             ("--executor", "sequential"),
@@ -99,7 +108,8 @@ ABLATION_MODES = (
     "vanilla",
     "seed",
     "esca-base",
-    *(f"esca-no-{lever}" for lever in LEVERS),
+    *(f"esca-no-{lever}" for lever in LEVERS if lever not in LEVERS_OFF),
+    *(f"esca-{lever}" for lever in LEVERS if lever in LEVERS_OFF),
     "esca",
 )
 DEFAULT_MODES = ("vanilla", "seed", "esca")
