@@ -178,6 +178,23 @@ static unsigned long env_num(const char *name, unsigned long def,
 	return r;
 }
 
+/* ESCA_<NAME>=0 turns lever off, 1 on, whatever ESCA_LEVERS says. */
+static void pin_lever(const char *var, unsigned lever)
+{
+	const char *v = getenv(var);
+
+	if (v && !strcmp(v, "0"))
+		cfg.levers &= ~lever;
+	else if (v && !strcmp(v, "1"))
+		cfg.levers |= lever;
+	else if (v && *v) {
+		char m[64];
+
+		snprintf(m, sizeof(m), "%s is 0 or 1, ignored", var);
+		say(m);
+	}
+}
+
 void config_load(void)
 {
 	const char *v;
@@ -202,23 +219,11 @@ void config_load(void)
 	cfg.implicit = !(v && !strcmp(v, "0"));
 	cfg.selected = parse_syscalls(getenv("ESCA_SYSCALLS"));
 	cfg.levers = parse_levers(getenv("ESCA_LEVERS"));
-	/* lever adapt, pinned by ESCA_ADAPT: 0 always defers, 1 decides */
-	v = getenv("ESCA_ADAPT");
-	if (v && !strcmp(v, "0"))
-		cfg.levers &= ~(unsigned)LEVER_ADAPT;
-	else if (v && !strcmp(v, "1"))
-		cfg.levers |= LEVER_ADAPT;
-	else if (v && *v)
-		say("ESCA_ADAPT is 0 or 1, ignored");
-	/* lever prefetch, pinned by ESCA_PREFETCH whatever ESCA_LEVERS says
-	 * (to run a whole suite with it: tests set ESCA_LEVERS themselves) */
-	v = getenv("ESCA_PREFETCH");
-	if (v && !strcmp(v, "0"))
-		cfg.levers &= ~(unsigned)LEVER_PREFETCH;
-	else if (v && !strcmp(v, "1"))
-		cfg.levers |= LEVER_PREFETCH;
-	else if (v && *v)
-		say("ESCA_PREFETCH is 0 or 1, ignored");
+	/* lever adapt, pinned by ESCA_ADAPT: 0 always defers, 1 decides;
+	 * lever prefetch by ESCA_PREFETCH whatever ESCA_LEVERS says (to run a
+	 * whole suite with it: tests set ESCA_LEVERS themselves) */
+	pin_lever("ESCA_ADAPT", LEVER_ADAPT);
+	pin_lever("ESCA_PREFETCH", LEVER_PREFETCH);
 	cfg.adapt_window = (unsigned)env_num("ESCA_ADAPT_WINDOW", 2048, 1,
 					     1u << 20);
 	/* tests only: the controller's choice forced, to pin what stepping

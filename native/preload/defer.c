@@ -18,12 +18,11 @@
 
 static inline void note_queued(struct tstate *ts)
 {
-	uint64_t old = ts->oldest_ns;
+	uint64_t now = now_ns();
 
-	/* no clock read here: stamp_now, lib_clock (preload.h) */
-	if (!old) {
-		ts->oldest_ns = stamp_now();
-	} else if (unlikely(stamp_overdue(old, lib_clock()))) {
+	if (!ts->oldest_ns) {
+		ts->oldest_ns = now;
+	} else if (now - ts->oldest_ns > cfg.flush_ns) {
 		/* an old time may be a parked entry's (in the kernel's hands
 		 * since the last flush; kept so that the watchdog moves it):
 		 * when this call is the only one waiting in the table, the
@@ -31,7 +30,7 @@ static inline void note_queued(struct tstate *ts)
 		 * nothing were parked (DESIGN.md, "Contract: parked sends") */
 		if (esca_table_pending(ts->table) -
 		    esca_table_inflight(ts->table) <= 1)
-			ts->oldest_ns = stamp_now();
+			ts->oldest_ns = now;
 		else
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
 	}

@@ -219,7 +219,7 @@ int lib_pause(void)
 		ts->timer_hits++;
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
 		__atomic_store_n(&ts->oldest_ns, esca_table_pending(ts->table) ?
-				 stamp_exact() : 0, __ATOMIC_RELEASE);
+				 now_ns() : 0, __ATOMIC_RELEASE);
 		ts->signaled = 0;
 	}
 	r = errno;

@@ -398,43 +398,6 @@ static inline void adapt_wait(struct tstate *ts, int n)
 		adapt_window_end(ts);
 }
 
-/* ---- the time bound's clock (DESIGN.md, "Flush triggers") ----------------
- * No interposer reads the clock: a call that opens a batch stamps it with
- * the watchdog's clock at its last look (lib_tick_ns, one load), which is up
- * to one ESCA_WATCHDOG_MS behind; such a stamp has bit 0 set, and a bound
- * counted from it is that much longer, so an entry is never flushed by the
- * bound before ESCA_FLUSH_US.  A flush path's own stamps (now_ns) are exact
- * (bit 0 clear).  Without the watchdog (off, not started yet, a fork's
- * child before its first flush) the real clock is read, as it has to be. */
-extern HIDDEN uint64_t lib_tick_ns;
-
-static inline uint64_t lib_clock(void)
-{
-	uint64_t t = __atomic_load_n(&lib_tick_ns, __ATOMIC_RELAXED);
-
-	return likely(t) ? t : now_ns();
-}
-
-static inline uint64_t stamp_now(void)
-{
-	uint64_t t = __atomic_load_n(&lib_tick_ns, __ATOMIC_RELAXED);
-
-	return likely(t) ? t | 1 : now_ns() & ~1ull;
-}
-
-static inline uint64_t stamp_exact(void)
-{
-	return now_ns() & ~1ull;
-}
-
-/* Has the entry stamped old waited longer than the bound at time now? */
-static inline int stamp_overdue(uint64_t old, uint64_t now)
-{
-	uint64_t bound = cfg.flush_ns + (old & 1 ? cfg.watchdog_ns : 0);
-
-	return old && now > old && now - old > bound;
-}
-
 /* stats.c */
 HIDDEN void stats_maybe_write(int force);
 HIDDEN void stats_after_fork(void);

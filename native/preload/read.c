@@ -34,7 +34,7 @@ static inline void before_read(int fd)
 		fd_detect(fd, fi);
 	if (fi && (fi->kind == FK_STREAM || fi->kind == FK_SOCKET) &&
 	    (fi->flags & FI_NONBLOCK)) {
-		if (stamp_overdue(ts->oldest_ns, lib_clock()))
+		if (ts->oldest_ns && now_ns() - ts->oldest_ns > cfg.flush_ns)
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
 		return;
 	}

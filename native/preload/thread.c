@@ -30,7 +30,6 @@ static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tstate *threads;		/* every live thread's state */
 static struct tstate dead;		/* counters of threads that ended */
 HIDDEN int lib_draining;
-HIDDEN uint64_t lib_tick_ns;		/* the watchdog's clock at its last look */
 static int threads_total;
 static int warned_fallback;
 HIDDEN char fallback_reason[128];
@@ -72,7 +71,7 @@ static void on_timer_signal(int sig)
 				   ESCA_WHY_TIMER);
 		lib_leave(ts);	/* and what a handler stashed */
 		__atomic_store_n(&ts->oldest_ns, esca_table_pending(ts->table) ?
-				 stamp_exact() : 0, __ATOMIC_RELEASE);
+				 now_ns() : 0, __ATOMIC_RELEASE);
 	}
 	if (ts)
 		ts->signaled = 0;
@@ -90,13 +89,11 @@ static void *watchdog(void *arg)
 
 		syscall(SYS_nanosleep, &period, NULL);
 		now = now_ns();
-		__atomic_store_n(&lib_tick_ns, now, __ATOMIC_RELAXED);
 		pthread_mutex_lock(&list_lock);
 		for (struct tstate *ts = threads; ts; ts = ts->next) {
-			uint64_t old = __atomic_load_n(&ts->oldest_ns,
-						       __ATOMIC_RELAXED);
+			uint64_t old = ts->oldest_ns;
 
-			if (stamp_overdue(old, now) && !ts->in_wait &&
+			if (old && now - old > cfg.flush_ns && !ts->in_wait &&
 			    !ts->signaled) {
 				ts->signaled = 1;
 				real.pthread_kill(ts->tid, cfg.timer_signal);
@@ -177,8 +174,6 @@ static void start_watchdog(void)
 	    !__atomic_load_n(&timer_handler_installed, __ATOMIC_ACQUIRE) ||
 	    __atomic_exchange_n(&watchdog_started, 1, __ATOMIC_ACQ_REL))
 		return;
-	/* the calls stamp their entries with its clock from now on */
-	__atomic_store_n(&lib_tick_ns, now_ns(), __ATOMIC_RELAXED);
 	/* the watchdog itself takes no signals */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -535,7 +530,6 @@ static void thread_atfork_child(void)
 	heir_after_fork();
 	threads = NULL;
 	watchdog_started = 0;	/* no watchdog thread in the child */
-	lib_tick_ns = 0;	/* nor its clock: calls read the real one */
 	memset(&dead, 0, sizeof(dead));
 	threads_total = 0;
 	stats_after_fork();

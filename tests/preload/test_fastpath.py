@@ -1,16 +1,17 @@
-"""The interposers' fast path reads no clock (issue 14: "nothing on an
-interposer's fast path reads the clock"; DESIGN.md, "Flush triggers").
+"""Issue 14: "nothing on an interposer's fast path reads the clock"
+(DESIGN.md, "Flush triggers"): not yet kept, a strict xfail; see there.
 
 progs/clock_batches.c makes 100 batches of 100 small writes on a unix stream
 socket, an epoll wait after each; progs/clockcount.c, preloaded beside
 libesca.so, counts every clock_gettime the process makes (the program makes
 none).  Under each executor all 10,000 writes are deferred, and the library
-reads the clock far less often than once a call: the watchdog looks every
-ESCA_WATCHDOG_MS, the controller of lever adapt once a window, a flush path
-now and then.  Before the fix every deferred call read the clock once
-(10,000+ reads).  Watchdog off (ESCA_WATCHDOG_MS=0), the bound has no other
-clock: then a call reads it, as the README says, and the test shows that
-too (so the counter is known to see the library's reads).
+reads the clock a few times a batch (the batch's first call stamps it, the
+wait's deadline, the stats) and the watchdog once a look: far fewer than
+one a call.  Today every deferred call reads the clock once (10,308 reads);
+with the watchdog's clock instead, 308-409 (85b96ee, taken back).
+Watchdog off (ESCA_WATCHDOG_MS=0), the bound has no other clock: then every
+call reads it, as the README says, and the test shows that too
+(so the counter is known to see the library's reads).
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def run(exe: Path, so: Path, tmp: Path, mode: str, **extra: str) -> tuple[int, i
     return int(m.group(1)), int(st["syscalls"]["write"]["deferred"])
 
 
+CLOCK_PER_CALL = (
+    "DESIGN.md, Flush triggers: every deferred call still reads the coarse clock; stamping "
+    "from the watchdog's clock lengthened the bound and exposed a race of cross-thread "
+    "closes in the threaded fuzz, so it was taken back until that race is found"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=CLOCK_PER_CALL)
 @pytest.mark.parametrize("mode", executor_params())
 def test_deferred_call_reads_no_clock(mode: str, built: tuple[Path, Path],
                                       tmp_path: Path) -> None:
