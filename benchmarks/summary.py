@@ -92,7 +92,8 @@ def table(paths: list[Path]) -> str:
         p, u = pinned.get(key), unpinned.get(key)
         modes = [m for m in (p or u or {})["modes"] if m != "vanilla"]
         for mode in modes:
-            rq = per_round_ratio(u, mode, lambda r: r["requests_per_sec"]) if u else []
+            rq = (per_round_ratio(u, mode, lambda r: r["requests_per_sec"])
+                  if u and mode in u["modes"] else [])
             cp = per_round_ratio(p, mode, cpu) if p and mode in p["modes"] else []
             ent = van = ceiling = dfr = "-"
             errors = 0
