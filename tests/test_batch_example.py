@@ -53,8 +53,11 @@ def test_same_output(example: Path, tmp_path: Path, executor: str, flags: list[s
     assert s["executor"] == executor
     # one per segment; the last one's close of the pipe is not deferred
     # (DESIGN.md, "Contract: fd lifetime") and runs what the segment queued
-    # before it (a sync flush), which can leave batch_flush() nothing to do
-    assert s["flushes"]["explicit"] + s["flushes"]["sync"] >= 6
+    # before it (a sync flush), which can leave batch_flush() nothing to do;
+    # so can the watchdog's time bound on a loaded machine (a timer flush:
+    # CI saw explicit 5, sync 0, under sequential)
+    f = s["flushes"]
+    assert f["explicit"] + f["sync"] + f["timer"] >= 6, f
     # the socket's write and send are deferred; the pipe's writev and the
     # file's write never are (DESIGN.md, "Deferral scope")
     assert s["syscalls"]["send"]["deferred"] > 0
