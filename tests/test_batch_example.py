@@ -54,10 +54,11 @@ def test_same_output(example: Path, tmp_path: Path, executor: str, flags: list[s
     # one per segment; the last one's close of the pipe is not deferred
     # (DESIGN.md, "Contract: fd lifetime") and runs what the segment queued
     # before it (a sync flush), which can leave batch_flush() nothing to do;
-    # so can the watchdog's time bound on a loaded machine (a timer flush:
-    # CI saw explicit 5, sync 0, under sequential)
+    # so can another trigger on a loaded machine (CI saw explicit 5, sync 0,
+    # under sequential; the watchdog's time bound, say): every segment was
+    # flushed by something, not all held to the end
     f = s["flushes"]
-    assert f["explicit"] + f["sync"] + f["timer"] >= 6, f
+    assert sum(f.values()) >= 6, f
     # the socket's write and send are deferred; the pipe's writev and the
     # file's write never are (DESIGN.md, "Deferral scope")
     assert s["syscalls"]["send"]["deferred"] > 0
