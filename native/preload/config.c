@@ -246,6 +246,9 @@ void config_load(void)
 		1000000;
 	cfg.watchdog_ns = (uint64_t)env_num("ESCA_WATCHDOG_MS", 10, 0, 60000) *
 			  1000000;
+	/* 1: the watchdog thread for every thread, no timer (tests; a
+	 * program that cannot have per-thread timers) */
+	cfg.watchdog_thread = (int)env_num("ESCA_WATCHDOG_THREAD", 0, 0, 1);
 	cfg.timer_signal = (int)env_num("ESCA_TIMER_SIGNAL",
 					(unsigned long)(SIGRTMAX - 7),
 					(unsigned long)SIGRTMIN,

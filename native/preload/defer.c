@@ -20,6 +20,7 @@ static inline void note_queued(struct tstate *ts)
 {
 	uint64_t now = now_ns();
 
+	timer_ensure(ts);
 	if (!ts->oldest_ns) {
 		ts->oldest_ns = now;
 	} else if (now - ts->oldest_ns > cfg.flush_ns) {

@@ -104,13 +104,13 @@ void lib_flush_handover(struct tstate *ts, int why)
 /* Can the watchdog's timer signal reach this thread while it blocks in a
  * call on fd (-1: none), and does the kernel restart that call after it?
  * A socket with a receive timeout (SO_RCVTIMEO) gets EINTR instead. */
-static int timer_keeps_moving(int fd)
+static int timer_keeps_moving(struct tstate *ts, int fd)
 {
 	uint64_t mask = 0;
 	struct timeval tv = { 0, 0 };
 	socklen_t len = sizeof(tv);
 
-	if (!cfg.watchdog_ns || !timer_handler_ours() ||
+	if (!cfg.watchdog_ns || !time_bound_runs(ts) || !timer_handler_ours() ||
 	    syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &mask,
 		    sizeof(mask)) < 0 ||
 	    (mask & (1ull << (cfg.timer_signal - 1))))
@@ -134,8 +134,12 @@ static int timer_keeps_moving(int fd)
  * wait for a peer that waits for our bytes (DESIGN.md, "Flush triggers"). */
 void lib_flush_block(struct tstate *ts, int fd)
 {
-	if (!ts || ts->guard || !ts->table || !esca_table_pending(ts->table))
+	if (!ts || ts->guard || !ts->table)
 		return;
+	if (!esca_table_pending(ts->table)) {
+		timer_quiet(ts);	/* no signal of ours ends the call */
+		return;
+	}
 	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
 	/* An entry still in flight that needs no peer (an op an io-wq worker
 	 * ran: with DEFER_TASKRUN its completion waits for this thread to
@@ -154,8 +158,12 @@ void lib_flush_block(struct tstate *ts, int fd)
 		if (r <= 0)
 			break;
 	}
-	if (esca_table_pending(ts->table) && !timer_keeps_moving(fd))
+	if (esca_table_pending(ts->table) && !timer_keeps_moving(ts, fd))
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
+	if (esca_table_pending(ts->table))
+		timer_ensure(ts);	/* the signal that moves them */
+	else
+		timer_quiet(ts);
 }
 
 /* clock_nanosleep as the kernel runs it (0 or the error number), but the
@@ -206,7 +214,7 @@ int lib_pause(void)
 	int r;
 
 	if (!ts || ts->guard || !ts->table || !esca_table_inflight(ts->table) ||
-	    !timer_keeps_moving(-1))
+	    !timer_keeps_moving(ts, -1))
 		return (int)syscall(SYS_pause);
 	timer = 1ull << (cfg.timer_signal - 1);
 	if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, &timer, &old, sizeof(old)))
@@ -217,9 +225,13 @@ int lib_pause(void)
 		if (r < 0)
 			break;	/* EINTR: the program's signal ran */
 		ts->timer_hits++;
+		if (ts->has_timer)
+			ts->timer_set = 0;	/* (its shot, or another's) */
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
 		__atomic_store_n(&ts->oldest_ns, esca_table_pending(ts->table) ?
 				 now_ns() : 0, __ATOMIC_RELEASE);
+		if (esca_table_pending(ts->table))
+			timer_ensure(ts);
 		ts->signaled = 0;
 	}
 	r = errno;

@@ -131,7 +131,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 			r = real.poll(ts->pbuf, n + 1, timeout);
 		else
 			r = real.ppoll(ts->pbuf, n + 1, tp, mask);
-		ts->in_wait = 0;
+		wait_end(ts);
 		progress_arm(ts, 0);
 		if (r < 0) {
 			if (!our_eintr(ts, r, hits))
@@ -268,7 +268,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 			n = real.select(top, &mine, w, e, tvp);
 		else
 			n = real.pselect(top, &mine, w, e, tp, mask);
-		ts->in_wait = 0;
+		wait_end(ts);
 		progress_arm(ts, 0);
 		if (n < 0) {
 			if (!our_eintr(ts, n, hits))

@@ -159,6 +159,10 @@ struct tstate {
 				 * or waits in the stash (signals.c) */
 	int in_wait;		/* in an event-loop wait that watches parked ops */
 	int signaled;		/* the watchdog sent the timer signal */
+	int timer_id;		/* its kernel timer (timer_make), if has_timer */
+	int has_timer;
+	int timer_set;		/* its timer runs, or it has none: nothing to
+				 * arm (timer_arm; a load on the fast path) */
 	unsigned timer_hits;	/* the timer signal's handler ran on it */
 	unsigned sig_hits;	/* a handler of the program's ran on it: a
 				 * wait that runs again returns EINTR */
@@ -235,7 +239,8 @@ struct config {
 	size_t budget;
 	uint64_t flush_ns;
 	uint64_t stats_interval_ns;
-	uint64_t watchdog_ns;	/* 0: no watchdog */
+	uint64_t watchdog_ns;	/* 0: no time bound */
+	int watchdog_thread;	/* ESCA_WATCHDOG_THREAD: no timers */
 	int timer_signal;
 	unsigned selected;	/* bit per enum esca_call */
 	unsigned levers;	/* enum lever bits */
@@ -278,6 +283,26 @@ HIDDEN int timer_handler_ours(void);
 HIDDEN void thread_init(void);
 HIDDEN int threads_sum(struct tstate *sum, int *total);
 HIDDEN void watchdog_ensure(void);
+HIDDEN void timer_arm(struct tstate *ts);
+HIDDEN int time_bound_runs(struct tstate *ts);
+HIDDEN void timer_quiet(struct tstate *ts);
+/* ts holds entries and its timer does not run: run it (no system call
+ * while it runs) */
+static inline void timer_ensure(struct tstate *ts)
+{
+	if (__builtin_expect(!ts->timer_set, 0))
+		timer_arm(ts);
+}
+
+/* An event-loop wait returns: what is still pending (parked sends the
+ * wait watched) is the timer's again */
+static inline void wait_end(struct tstate *ts)
+{
+	ts->in_wait = 0;
+	if (__builtin_expect(!ts->timer_set, 0) && ts->table &&
+	    esca_table_pending(ts->table))
+		timer_arm(ts);
+}
 /* flush.c: a sum that changes when a peer of ts's parked sockets (NULL: of
  * any table's) reads */
 HIDDEN uint64_t peers_progress(struct tstate *ts);

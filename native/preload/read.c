@@ -26,9 +26,19 @@ static inline void before_read(int fd)
 	 * answered from one are gone from the kernel first */
 	if (unlikely(cfg.levers & LEVER_PREFETCH))
 		prefetch_before_kernel(fd);
-	if (likely(!ts) || ts->guard || !ts->table ||
-	    !esca_table_pending(ts->table))
+	if (likely(!ts) || ts->guard || !ts->table)
 		return;
+	if (!esca_table_pending(ts->table)) {
+		/* a read that may block, its timer still running from
+		 * entries gone since: stopped (a receive timeout makes the
+		 * kernel end the read with EINTR at a signal) */
+		if (unlikely(ts->timer_set && ts->has_timer)) {
+			fi = fdi(fd);
+			if (!fi || !(fi->flags & FI_NONBLOCK))
+				timer_quiet(ts);
+		}
+		return;
+	}
 	fi = fdi(fd);
 	if (fi && fi->kind == FK_UNKNOWN)
 		fd_detect(fd, fi);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * thread.c - per-thread state: tstate_create() (a thread's first interposed
- * call makes its table), its end, the watchdog and its timer signal,
+ * call makes its table), its end, the time bound (a kernel timer per
+ * thread; the watchdog thread only where one cannot be made), its signal,
  * threads_sum() for the stats, and what fork does to them (thread_atfork_*). */
 #include <errno.h>
 #include <pthread.h>
@@ -45,18 +46,105 @@ uint64_t now_ns(void)
 
 /* ---- the time bound (DESIGN.md, "Flush triggers") ------------------------
  * A thread that queued calls and then blocks somewhere the library does not
- * see (a futex, a join, a long computation) must not hold its bytes.  A
- * watchdog thread looks every ESCA_WATCHDOG_MS and sends such a thread the
- * timer signal; its handler flushes unless the thread is inside the library
- * (then the library flushes on its way out, at the next call). */
+ * see (a futex, a join, a long computation) must not hold its bytes.  Each
+ * thread with a table has a one-shot kernel timer (timer_create,
+ * SIGEV_THREAD_ID) that sends it the timer signal ESCA_WATCHDOG_MS after it
+ * was armed; it is armed when the thread queues a call (or leaves a wait
+ * with entries pending) and is not running, so it costs a busy thread at
+ * most one timer_settime and one signal a period, and an idle one nothing.
+ * The handler flushes what is older than ESCA_FLUSH_US unless the thread is
+ * inside the library (then the library flushes on its way out, at the next
+ * call), and runs the timer again while entries are left outside a wait.
+ * No second thread: a thread of the library's would make the process
+ * multi-threaded, which costs every system call on a fd (the kernel counts
+ * references on a shared fd table) and glibc's locks; measured on nginx,
+ * server CPU per request +6.6% (docs/DESIGN.md, "Known traps").  Where a
+ * thread cannot have a timer (timer_create failed: RLIMIT_SIGPENDING), the
+ * watchdog thread looks after it every ESCA_WATCHDOG_MS instead. */
 static int watchdog_started;
+static int watchdog_wanted;	/* a thread has no timer */
+static int timer_handler_installed;
+static void start_watchdog(void);
 
-static void on_timer_signal(int sig)
+/* The timer's one shot, ESCA_WATCHDOG_MS from now (also inside the
+ * handler: timer_settime is async-signal-safe). */
+void timer_arm(struct tstate *ts)
+{
+	struct itimerspec it = {
+		.it_value = { (time_t)(cfg.watchdog_ns / 1000000000ull),
+			      (long)(cfg.watchdog_ns % 1000000000ull) },
+	};
+
+	if (!ts->has_timer)
+		return;
+	if (syscall(SYS_timer_settime, ts->timer_id, 0, &it, NULL) == 0)
+		ts->timer_set = 1;
+}
+
+/* The thread's timer, on its first table: its signal to this thread. */
+static void timer_make(struct tstate *ts)
+{
+	struct sigevent ev;
+	int id = -1;
+
+	ts->timer_set = 1;
+	if (!cfg.watchdog_ns ||
+	    !__atomic_load_n(&timer_handler_installed, __ATOMIC_ACQUIRE))
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.sigev_notify = SIGEV_THREAD_ID;
+	ev.sigev_signo = cfg.timer_signal;
+	ev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	if (cfg.watchdog_thread ||
+	    syscall(SYS_timer_create, CLOCK_MONOTONIC, &ev, &id) < 0) {
+		start_watchdog();	/* it looks after this thread */
+		return;
+	}
+	ts->timer_id = id;
+	ts->has_timer = 1;
+	ts->timer_set = 0;
+}
+
+/* The thread blocks with no entry pending, where the kernel may not restart
+ * the call after a signal: its timer stops, so that no signal of the
+ * library's ends the call (an armed timer outlives the entries it was
+ * armed for). */
+void timer_quiet(struct tstate *ts)
+{
+	struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+
+	if (!ts->has_timer || !ts->timer_set)
+		return;
+	if (syscall(SYS_timer_settime, ts->timer_id, 0, &off, NULL) == 0)
+		ts->timer_set = 0;
+}
+
+/* Will the timer signal come to ts while it holds entries: its timer, or
+ * the watchdog thread? */
+int time_bound_runs(struct tstate *ts)
+{
+	return ts->has_timer ||
+	       __atomic_load_n(&watchdog_started, __ATOMIC_ACQUIRE);
+}
+
+static void timer_delete_of(struct tstate *ts)
+{
+	if (!ts->has_timer)
+		return;
+	ts->has_timer = 0;
+	ts->timer_set = 1;
+	(void)syscall(SYS_timer_delete, ts->timer_id);
+}
+
+static void on_timer_signal(int sig, siginfo_t *si, void *uc)
 {
 	struct tstate *ts = tls_ts;
 	int saved = errno;
 
 	(void)sig;
+	(void)uc;
+	if (ts && si && si->si_code == SI_TIMER && ts->has_timer)
+		ts->timer_set = 0;	/* its one shot is spent */
 	if (ts)
 		ts->timer_hits++;	/* an EINTR of ours, not the program's */
 	if (ts && ts->table && !ts->guard) {
@@ -73,6 +161,12 @@ static void on_timer_signal(int sig)
 		__atomic_store_n(&ts->oldest_ns, esca_table_pending(ts->table) ?
 				 now_ns() : 0, __ATOMIC_RELEASE);
 	}
+	/* entries left (parked sends, or queued inside the library): the
+	 * timer again, unless the thread is in a wait that watches them
+	 * (it arms the timer on its way out: wait_end) */
+	if (ts && ts->table && !ts->timer_set && !ts->in_wait &&
+	    esca_table_pending(ts->table))
+		timer_arm(ts);
 	if (ts)
 		ts->signaled = 0;
 	errno = saved;
@@ -94,7 +188,7 @@ static void *watchdog(void *arg)
 			uint64_t old = ts->oldest_ns;
 
 			if (old && now - old > cfg.flush_ns && !ts->in_wait &&
-			    !ts->signaled) {
+			    !ts->signaled && !ts->has_timer) {
 				ts->signaled = 1;
 				real.pthread_kill(ts->tid, cfg.timer_signal);
 			}
@@ -129,7 +223,7 @@ int timer_handler_ours(void)
 	struct sigaction sa;
 
 	return real.sigaction(cfg.timer_signal, NULL, &sa) == 0 &&
-	       sa.sa_handler == on_timer_signal;
+	       (sa.sa_flags & SA_SIGINFO) && sa.sa_sigaction == on_timer_signal;
 }
 
 /* The timer signal's handler (for the watchdog, for the end of the
@@ -139,7 +233,6 @@ int timer_handler_ours(void)
  * With the watchdog off, it is installed only where the program left the
  * signal alone. */
 static int timer_handler_set;		/* done (installed or left alone) */
-static int timer_handler_installed;
 
 static void set_timer_handler(void)
 {
@@ -152,24 +245,24 @@ static void set_timer_handler(void)
 	     sa.sa_handler != SIG_DFL))
 		return;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_timer_signal;
-	sa.sa_flags = SA_RESTART;
+	sa.sa_sigaction = on_timer_signal;
+	sa.sa_flags = SA_RESTART | SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
 	if (real.sigaction(cfg.timer_signal, &sa, NULL) == 0)
 		__atomic_store_n(&timer_handler_installed, 1, __ATOMIC_RELEASE);
 }
 
-/* The handler, then the watchdog thread if asked for: never from inside a
- * signal handler (pthread_create mallocs, and the handler may have
- * interrupted malloc); then the next flush outside one starts it
- * (watchdog_ensure). */
+/* The watchdog thread, for the threads that have no timer (timer_make
+ * failed): never from inside a signal handler (pthread_create mallocs, and
+ * the handler may have interrupted malloc); then the next flush outside
+ * one starts it (watchdog_ensure). */
 static void start_watchdog(void)
 {
 	pthread_attr_t at;
 	pthread_t th;
 	sigset_t all, old;
 
-	set_timer_handler();
+	__atomic_store_n(&watchdog_wanted, 1, __ATOMIC_RELEASE);
 	if (!cfg.watchdog_ns || tls_in_handler ||
 	    !__atomic_load_n(&timer_handler_installed, __ATOMIC_ACQUIRE) ||
 	    __atomic_exchange_n(&watchdog_started, 1, __ATOMIC_ACQ_REL))
@@ -186,11 +279,11 @@ static void start_watchdog(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-/* After a flush: the watchdog, if a table made in a signal handler left it
- * unstarted.  A load and a test when it runs (or is off). */
+/* After a flush: the watchdog, if a thread without a timer wants it and a
+ * signal handler left it unstarted.  A load and a test. */
 void watchdog_ensure(void)
 {
-	if (unlikely(cfg.watchdog_ns &&
+	if (unlikely(__atomic_load_n(&watchdog_wanted, __ATOMIC_ACQUIRE) &&
 		     !__atomic_load_n(&watchdog_started, __ATOMIC_ACQUIRE)) &&
 	    !tls_in_handler)
 		start_watchdog();
@@ -262,10 +355,14 @@ void threads_drain_others(int in_handler)
  * core does for the table (native/core/internal.h, esca__zalloc). */
 struct tstate *ts_alloc(void)
 {
-	void *p = mmap(NULL, sizeof(struct tstate), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct tstate *ts = mmap(NULL, sizeof(struct tstate),
+				 PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	return p == MAP_FAILED ? NULL : p;
+	if (ts == MAP_FAILED)
+		return NULL;
+	ts->timer_set = 1;	/* no timer to arm (timer_make) */
+	return ts;
 }
 
 void ts_free(struct tstate *ts)
@@ -345,10 +442,11 @@ struct tstate *tstate_create(void)
 	ts->tid = pthread_self();
 	ts->pfd = -1;
 	ts->wait_token = ((uint64_t)(uint32_t)syscall(SYS_gettid) << 32) | 1;
+	set_timer_handler();
+	timer_make(ts);
 	thread_add(ts);
 	pthread_setspecific(ts_key, ts);
 	tls_ts = ts;
-	start_watchdog();
 out:
 	tls_creating = 0;
 	return ts;
@@ -414,6 +512,7 @@ static void tstate_destroy(void *p)
 		return;
 	tls_ended = 1;	/* no table again on this thread (tstate_create) */
 	ts->guard++;	/* for good: its calls from here on pass through */
+	timer_delete_of(ts);	/* its bytes go out now, or to the heir */
 	if (ts->table) {
 		esca_flush(ts->table, ESCA_FLUSH_REAP, ESCA_WHY_LIFECYCLE);
 		if (esca_table_pending(ts->table) && !heir_take(ts))
@@ -530,6 +629,7 @@ static void thread_atfork_child(void)
 	heir_after_fork();
 	threads = NULL;
 	watchdog_started = 0;	/* no watchdog thread in the child */
+	watchdog_wanted = 0;	/* and no timer: a thread's table makes one */
 	memset(&dead, 0, sizeof(dead));
 	threads_total = 0;
 	stats_after_fork();

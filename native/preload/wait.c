@@ -3,12 +3,17 @@
  * (epoll_wait/pwait/pwait2) with the progress fd, what poll.c shares with
  * them (before_wait, progress_arm, the clock), the events owed to sockets
  * (lib_owe, lib_pay_owed), and the calls that block without a wait set
- * (sleeps, pause, wait*): DESIGN.md, "Flush triggers". */
+ * (sleeps, pause, wait*, the signal waits, System V IPC): DESIGN.md,
+ * "Flush triggers". */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
 #include <sys/resource.h>
+#include <sys/sem.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -190,7 +195,7 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 		 * flushed; parked sends move while the ring waits) */
 		ts->in_wait = 1;
 		n = lib_flush_epoll(ts, epfd, evs, max, timeout, mask);
-		ts->in_wait = 0;
+		wait_end(ts);
 		if (n == -1 && errno == EINTR && ts->timer_hits != hits) {
 			/* the library's own timer signal (sent before the
 			 * watchdog saw in_wait, or by the end of the process)
@@ -258,7 +263,7 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 		else
 			n = real.epoll_pwait2(epfd, evs, max, ts2, mask);
 		if (pfd >= 0) {
-			ts->in_wait = 0;
+			wait_end(ts);
 			progress_arm(ts, 0);
 		}
 		if (n < 0 && errno == EINTR && ts && ts->timer_hits != hits) {
@@ -419,8 +424,8 @@ static inline void before_block(void)
 
 	if (ts && !ts->guard)
 		ts->wait_token++;
-	if (ts && !ts->guard && ts->table && esca_table_pending(ts->table))
-		lib_flush_block(ts, -1);
+	if (ts && !ts->guard && ts->table)
+		lib_flush_block(ts, -1);	/* and the timer stops if idle */
 }
 
 EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
@@ -478,4 +483,167 @@ EXPORT pid_t waitpid(pid_t pid, int *status, int options)
 EXPORT pid_t wait(int *status)
 {
 	return wait4(-1, status, 0, NULL);
+}
+
+/* ---- the signal waits and System V IPC: calls the kernel never restarts
+ * after a handler (signal(7)), so a signal of the library's would end them
+ * with EINTR.  Each flushes first, as the sleeps do (before_block: with
+ * nothing left pending the thread's timer stops, so none comes); where
+ * parked sends keep it running, a wake-up by it alone (timer_hits moved,
+ * no handler of the program's ran: sig_hits) is no EINTR of the program's
+ * and the call runs again, for what is left of its timeout.  nginx's master
+ * process writes its workers' channel and then waits in sigsuspend. */
+
+/* The call ended with EINTR by the library's signal alone. */
+static inline int ours_alone(const struct tstate *ts, long r, unsigned hits,
+			     unsigned sigs)
+{
+	return r < 0 && errno == EINTR && ts && ts->timer_hits != hits &&
+	       ts->sig_hits == sigs;
+}
+
+EXPORT int sigsuspend(const sigset_t *mask)
+{
+	struct tstate *ts;
+	long r;
+
+	before_block();
+	ts = tls_ts;
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		unsigned sigs = ts ? ts->sig_hits : 0;
+
+		r = syscall(SYS_rt_sigsuspend, mask, (size_t)(_NSIG / 8));
+		if (!ours_alone(ts, r, hits, sigs))
+			return (int)r;
+	}
+}
+
+/* sigtimedwait as glibc's: SI_TKILL (raise) reported as SI_USER. */
+EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info,
+			const struct timespec *timeout)
+{
+	struct tstate *ts;
+	struct timespec left;
+	uint64_t deadline = 0;
+	long r;
+
+	before_block();
+	ts = tls_ts;
+	if (timeout && ts && timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&
+	    timeout->tv_nsec < 1000000000L)
+		deadline = wait_clock_ns() + (uint64_t)timeout->tv_sec *
+			   1000000000ull + (uint64_t)timeout->tv_nsec;
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		unsigned sigs = ts ? ts->sig_hits : 0;
+
+		r = syscall(SYS_rt_sigtimedwait, set, info, timeout,
+			    (size_t)(_NSIG / 8));
+		if (!ours_alone(ts, r, hits, sigs))
+			break;
+		if (deadline) {
+			uint64_t ns = wait_left_ns(deadline);
+
+			left.tv_sec = (time_t)(ns / 1000000000ull);
+			left.tv_nsec = (long)(ns % 1000000000ull);
+			timeout = &left;	/* 0 left: a last poll */
+		}
+	}
+	if (r > 0 && info && info->si_code == SI_TKILL)
+		info->si_code = SI_USER;
+	return (int)r;
+}
+
+EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info)
+{
+	return sigtimedwait(set, info, NULL);
+}
+
+/* sigwait never ends with EINTR (glibc's runs again too). */
+EXPORT int sigwait(const sigset_t *set, int *sig)
+{
+	long r;
+
+	before_block();
+	do
+		r = syscall(SYS_rt_sigtimedwait, set, NULL, NULL,
+			    (size_t)(_NSIG / 8));
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return errno;
+	*sig = (int)r;
+	return 0;
+}
+
+EXPORT ssize_t msgrcv(int id, void *msg, size_t n, long type, int flags)
+{
+	struct tstate *ts;
+	long r;
+
+	if (!(flags & IPC_NOWAIT))
+		before_block();
+	ts = tls_ts;
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		unsigned sigs = ts ? ts->sig_hits : 0;
+
+		r = syscall(SYS_msgrcv, id, msg, n, type, flags);
+		if (!ours_alone(ts, r, hits, sigs))
+			return (ssize_t)r;
+	}
+}
+
+EXPORT int msgsnd(int id, const void *msg, size_t n, int flags)
+{
+	struct tstate *ts;
+	long r;
+
+	if (!(flags & IPC_NOWAIT))
+		before_block();
+	ts = tls_ts;
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		unsigned sigs = ts ? ts->sig_hits : 0;
+
+		r = syscall(SYS_msgsnd, id, msg, n, flags);
+		if (!ours_alone(ts, r, hits, sigs))
+			return (int)r;
+	}
+}
+
+EXPORT int semtimedop(int id, struct sembuf *ops, size_t n,
+		      const struct timespec *timeout)
+{
+	struct tstate *ts;
+	struct timespec left;
+	uint64_t deadline = 0;
+	long r;
+
+	before_block();
+	ts = tls_ts;
+	if (timeout && ts && timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&
+	    timeout->tv_nsec < 1000000000L)
+		deadline = wait_clock_ns() + (uint64_t)timeout->tv_sec *
+			   1000000000ull + (uint64_t)timeout->tv_nsec;
+	for (;;) {
+		unsigned hits = ts ? ts->timer_hits : 0;
+		unsigned sigs = ts ? ts->sig_hits : 0;
+
+		r = syscall(SYS_semtimedop, id, ops, n, timeout);
+		if (!ours_alone(ts, r, hits, sigs))
+			return (int)r;
+		if (deadline) {
+			uint64_t ns = wait_left_ns(deadline);
+
+			left.tv_sec = (time_t)(ns / 1000000000ull);
+			left.tv_nsec = (long)(ns % 1000000000ull);
+			timeout = &left;
+		}
+	}
+}
+
+EXPORT int semop(int id, struct sembuf *ops, size_t n)
+{
+	return semtimedop(id, ops, n, NULL);
 }

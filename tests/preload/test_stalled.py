@@ -153,6 +153,12 @@ def long_cases() -> list:
         (mode,) = ex.values
         marks = list(ex.marks)  # sequential too: A reads, so its flush ends
         out += [pytest.param(mode, t, marks=marks, id=f"{mode}-{t}") for t in LONG]
+        if mode == "uring":
+            # the time bound's fallback: the watchdog thread, no timers
+            out += [
+                pytest.param("uring+thread", t, marks=marks, id=f"uring-watchdog-thread-{t}")
+                for t in LONG
+            ]
     return out
 
 
@@ -165,6 +171,9 @@ def test_parked_sends_move_while_blocked(prog: Path, mode: str, call: str) -> No
     tick; the program dies on any early or failed return)."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
+    if mode.endswith("+thread"):
+        mode = mode.removesuffix("+thread")
+        env["ESCA_WATCHDOG_THREAD"] = "1"
     if mode != "plain":
         env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_QUIET="1",
                    ESCA_BUDGET=str(32 << 20))

@@ -335,3 +335,55 @@ def test_nonblocking_pipe_written_until_eagain(tmp_path: Path, mode: str) -> Non
     # every write was seen and passed to the kernel (a pipe: "fd")
     assert write["seen"] >= 2 and write["deferred"] == 0, write
     assert write["passed"]["fd"] == write["seen"], write
+
+
+# ------------------------------------------- the calls the kernel never restarts
+
+SIGNAL_WAIT_CALLS = ["sigsuspend", "sigwaitinfo", "sigtimedwait", "sigwait", "msgrcv", "semop"]
+
+
+@pytest.fixture(scope="module")
+def sig_waits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("sig_waits"), "sig_waits")
+
+
+@pytest.mark.parametrize("watchdog", ["10", "0"], ids=["timer", "no-timer"])
+@pytest.mark.parametrize("call", SIGNAL_WAIT_CALLS)
+@pytest.mark.parametrize("mode", executor_params())
+def test_unrestarted_blocking_calls_flush_and_see_no_signal_of_ours(
+    sig_waits: Path, tmp_path: Path, mode: str, call: str, watchdog: str
+) -> None:
+    """A deferred write on a unix stream socket, then a blocking call the
+    kernel does not restart after a handler, waiting for the peer's answer
+    to that byte (nginx's master: a channel write, then sigsuspend).  The
+    byte must leave before the call blocks (with ESCA_WATCHDOG_MS=0 nothing
+    else moves it: the program hung), and the library's timer signal must
+    not end the call early (sigsuspend returned twice, the others EINTR):
+    the output is plain Linux's."""
+    plain = run("plain", [str(sig_waits), call], timeout=20)
+    assert plain.returncode == 0, plain.stderr
+    stats = tmp_path / "s.json"
+    try:
+        got = run(mode, [str(sig_waits), call], stats, timeout=10, ESCA_WATCHDOG_MS=watchdog)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{call} under {mode} hung: the deferred byte never left")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == plain.stdout
+    s = json.loads(stats.read_text())
+    assert s["syscalls"]["write"]["deferred"] >= 1, s["syscalls"]["write"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="README, Limits: a blocking call no interposer sees, that the kernel does not"
+    " restart, made within ESCA_WATCHDOG_MS of a deferred call, can end with the"
+    " library's timer signal (EINTR) though nothing is pending any more",
+)
+@pytest.mark.parametrize("mode", executor_params())
+def test_raw_unrestarted_call_after_a_flush(sig_waits: Path, tmp_path: Path, mode: str) -> None:
+    plain = run("plain", [str(sig_waits), "raw_sigsuspend"], timeout=20)
+    assert plain.returncode == 0, plain.stderr
+    assert "returns=1 " in plain.stdout, plain.stdout
+    got = run(mode, [str(sig_waits), "raw_sigsuspend"], tmp_path / "s.json", timeout=10)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == plain.stdout
