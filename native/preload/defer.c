@@ -116,6 +116,28 @@ void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags)
 	raise(SIGPIPE);
 }
 
+/* A non-blocking data call on a socket whose earlier bytes are parked (in
+ * the kernel's hands since a flush found the socket full): EAGAIN, as from
+ * the full socket, at once - no flush, nothing queued behind them
+ * (README: "a send on a non-blocking socket whose earlier bytes are parked
+ * gets EAGAIN").  The socket is owed its EPOLLOUT (lib_owe).  Queued behind
+ * them instead, such calls filled the table, and each later call then
+ * paid two flushes: a SIGALRM handler writing a full self-pipe every
+ * 100 us (tests/trust d05 "full") kept its thread in flushes for good.
+ * Asked only while something is in flight. */
+int behind_parked(struct tstate *ts, struct fdinfo *fi, int fd, int flags)
+{
+	if (!((fi->flags & FI_NONBLOCK) || (flags & MSG_DONTWAIT)) ||
+	    !esca_fd_pending(ts->table, fd) ||
+	    !esca_fd_inflight(ts->table, fd))
+		return 0;
+	if (!(fi->flags & FI_OWED) && lib_owe(ts, fi, fd) < 0)
+		return 0;	/* no memory to remember it: queue, as before */
+	ts->eagain_parked++;
+	errno = EAGAIN;
+	return 1;
+}
+
 /* A data call on a non-blocking socket whose earlier bytes are parked in
  * flight (its peer does not read) would have to wait for them: the kernel
  * would say EAGAIN (the send buffer is full, and ours come first), and

@@ -17,6 +17,8 @@ HIDDEN int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 			   const struct esca_args *a, uint64_t asked);
 HIDDEN int parked_eagain(struct tstate *ts, struct fdinfo *fi, int fd,
 			 int flags);
+HIDDEN int behind_parked(struct tstate *ts, struct fdinfo *fi, int fd,
+			 int flags);
 HIDDEN void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags);
 
 /* cork.c */

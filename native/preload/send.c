@@ -107,6 +107,9 @@ static ssize_t data_queue(struct tstate *ts, struct fdinfo *fi, int call,
 			return -1;
 		return pass_through(ts, call, fd, PASS_SIZE);
 	}
+	if (unlikely(esca_table_inflight(ts->table)) &&
+	    behind_parked(ts, fi, fd, flags))
+		return -1;
 	a = (struct esca_args){ .op = op, .fd = fd, .iov = iov, .iovcnt = iovcnt,
 				.flags = flags & ~MSG_DONTWAIT,
 				.order = fi->order_key };
