@@ -152,6 +152,42 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown mode 'turbo'" in capsys.readouterr().err
     assert main(["bench", "--duration", "0.5"]) == 2
     assert main(["bench", "--connections", "a,b"]) == 2
+    for spec, why in [
+        ("aside", "NAME:VAR=V"),
+        ("Aside:ESCA_X=1", "NAME:VAR=V"),
+        ("esca:ESCA_X=1", "a mode already"),
+        ("x:PATH=/bin", "not ESCA_NAME=VALUE"),
+        ("x:ESCA_X", "not ESCA_NAME=VALUE"),
+        ("x:", "no variable"),
+    ]:
+        assert main(["bench", "--env-mode", spec]) == 2, spec
+        assert why in capsys.readouterr().err, spec
+
+
+def test_env_mode_runs_interleaved(tmp_path: Path) -> None:
+    """--env-mode: one more esca mode with its ESCA_* variables, in the same
+    rounds: here lever adapt forced aside, which the stats show (every
+    window aside, almost nothing deferred) against esca's."""
+    why = skip_reason("lighttpd")
+    if why:
+        pytest.skip(why)
+    out = tmp_path / "out.json"
+    argv = [
+        "bench", "--modes", "vanilla,esca", "--env-mode", "aside:ESCA_ADAPT_TEST=aside",
+        "--rounds", "1", "--duration", "1", "--warmup", "0", "--perf-seconds", "0",
+        "--json", str(out),
+    ]  # fmt: skip
+    p = subprocess.run([*esca(), *argv], capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    modes = json.loads(out.read_text())["cases"][0]["modes"]
+    assert list(modes) == ["vanilla", "esca", "aside"]
+    assert modes["aside"]["about"] == "esca with ESCA_ADAPT_TEST=aside"
+    st = modes["aside"]["runs"][0]["stats"]
+    # (the first window, before the first wait, is the kept mode's)
+    assert st["adapt_windows"] > 1 and st["adapt_windows_aside"] >= st["adapt_windows"] - 1, st
+    assert modes["aside"]["errors"] == 0 and modes["esca"]["errors"] == 0
+    dpr = {m: modes[m]["runs"][0]["deferred_per_request"] for m in ("aside", "esca")}
+    assert dpr["aside"] < dpr["esca"] / 2, dpr
 
 
 def _record(mode: str, rnd: int, output: str, stats: dict[str, Any] | None) -> RunRecord:

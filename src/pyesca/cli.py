@@ -135,6 +135,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.modes == "ablation":
         args.modes = ",".join(runner.ABLATION_MODES)
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    try:
+        extra = [runner.env_mode(spec) for spec in args.env_mode]
+    except runner.BenchError as exc:
+        return fail(str(exc), exc.status)
+    for m in extra:
+        runner.MODES[m.name] = m
+        if m.name not in modes:
+            modes = (*modes, m.name)
     if args.executor == "sequential" and "esca-seq" not in modes:
         modes = (*modes, "esca-seq")
     cfg = runner.BenchConfig(
@@ -364,6 +372,15 @@ def _add_bench(sub: Any) -> None:
         metavar="LIST",
         help=f"comma list of {', '.join(MODES)} (default {','.join(DEFAULT_MODES)}), or"
         " 'ablation': vanilla, seed, esca-base, esca without each lever, esca",
+    )
+    be.add_argument(
+        "--env-mode",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=V[,VAR=V]",
+        help="one more mode: esca with these ESCA_* variables in its environment, run"
+        " interleaved with the others (repeatable), e.g. --env-mode"
+        " aside:ESCA_ADAPT_TEST=aside: an A/B of a setting against the same vanilla rounds",
     )
     be.add_argument(
         "--no-pin",

@@ -121,6 +121,28 @@ MAX_CONNECTIONS = 10000
 MAX_SIZE = 64 << 20
 
 
+def env_mode(spec: str) -> Mode:
+    """`--env-mode NAME:VAR=V[,VAR=V]`: esca (every default) with those ESCA_*
+    variables set, or BenchError (status 2)."""
+    name, sep, rest = spec.partition(":")
+    if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", name):
+        raise BenchError(
+            f"--env-mode {spec!r}: NAME:VAR=V[,VAR=V], NAME in lower case letters,"
+            " digits and '-'",
+            2,
+        )
+    if name in MODES:
+        raise BenchError(f"--env-mode: {name!r} is a mode already", 2)
+    env = tuple(e.strip() for e in rest.split(",") if e.strip())
+    for e in env:
+        var, eq, _ = e.partition("=")
+        if not eq or not re.fullmatch(r"ESCA_[A-Z0-9_]+", var):
+            raise BenchError(f"--env-mode {name}: {e!r} is not ESCA_NAME=VALUE", 2)
+    if not env:
+        raise BenchError(f"--env-mode {name}: no variable given", 2)
+    return Mode(name, (), "esca with " + " ".join(env), env)
+
+
 class BenchError(Exception):
     """A reason not to run: one line, and the exit status (2: a bad option,
     1: something missing)."""
