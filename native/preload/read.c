@@ -31,10 +31,15 @@ static inline void before_read(int fd)
 	if (!esca_table_pending(ts->table)) {
 		/* a read that may block, its timer still running from
 		 * entries gone since: stopped (a receive timeout makes the
-		 * kernel end the read with EINTR at a signal) */
+		 * kernel end the read with EINTR at a signal); a regular
+		 * file's read is never ended by a signal: left alone (it cost
+		 * two timer_settime a request: tests/preload/test_fastpath) */
 		if (unlikely(ts->timer_set && ts->has_timer)) {
 			fi = fdi(fd);
-			if (!fi || !(fi->flags & FI_NONBLOCK))
+			if (fi && fi->kind == FK_UNKNOWN)
+				fd_detect(fd, fi);
+			if (!fi || (fi->kind != FK_FILE &&
+				    !(fi->flags & FI_NONBLOCK)))
 				timer_quiet(ts);
 		}
 		return;

@@ -1,0 +1,43 @@
+/* file_reads.c: 1,000 loop iterations of a server that answers small
+ * files by reading them (lighttpd at 100 B): a small write to a unix stream
+ * socket (deferred), a poll that flushes it, a read of a regular file.
+ * The file read never blocks on a signal: the library must not stop and
+ * re-arm its thread's timer around it (two system calls a request). */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	int sv[2], fd;
+	char buf[16];
+
+	if (argc != 2)
+		return 2;
+	fd = open(argv[1], O_RDONLY);
+	if (fd < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return 1;
+	if (fork() == 0) {	/* the peer reads everything */
+		close(sv[0]);
+		while (read(sv[1], buf, sizeof(buf)) > 0)
+			;
+		_exit(0);
+	}
+	close(sv[1]);
+	for (int i = 0; i < 1000; i++) {
+		if (write(sv[0], "x", 1) != 1 || poll(NULL, 0, 0) != 0 ||
+		    read(fd, buf, sizeof(buf)) < 0 ||
+		    lseek(fd, 0, SEEK_SET) != 0)
+			return 1;
+	}
+	close(sv[0]);
+	if (wait(NULL) < 0)
+		return 1;
+	printf("ok\n");
+	return 0;
+}
