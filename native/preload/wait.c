@@ -494,6 +494,32 @@ EXPORT pid_t wait(int *status)
  * and the call runs again, for what is left of its timeout.  nginx's master
  * process writes its workers' channel and then waits in sigsuspend. */
 
+/* A valid relative timeout's deadline on the precise clock, else 0 (the
+ * kernel answers EINVAL, or there is no timeout). */
+static uint64_t deadline_of(const struct timespec *t)
+{
+	if (!t || t->tv_sec < 0 || t->tv_nsec < 0 || t->tv_nsec >= 1000000000L)
+		return 0;
+	return wait_clock_ns() + (uint64_t)t->tv_sec * 1000000000ull +
+	       (uint64_t)t->tv_nsec;
+}
+
+/* The timeout for a call that runs again: what is left to deadline (0:
+ * a last poll), or t as it was when there is none. */
+static const struct timespec *time_left(uint64_t deadline,
+					const struct timespec *t,
+					struct timespec *left)
+{
+	uint64_t ns;
+
+	if (!deadline)
+		return t;
+	ns = wait_left_ns(deadline);
+	left->tv_sec = (time_t)(ns / 1000000000ull);
+	left->tv_nsec = (long)(ns % 1000000000ull);
+	return left;
+}
+
 /* The call ended with EINTR by the library's signal alone. */
 static inline int ours_alone(const struct tstate *ts, long r, unsigned hits,
 			     unsigned sigs)
@@ -530,10 +556,8 @@ EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info,
 
 	before_block();
 	ts = tls_ts;
-	if (timeout && ts && timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&
-	    timeout->tv_nsec < 1000000000L)
-		deadline = wait_clock_ns() + (uint64_t)timeout->tv_sec *
-			   1000000000ull + (uint64_t)timeout->tv_nsec;
+	if (ts)
+		deadline = deadline_of(timeout);
 	for (;;) {
 		unsigned hits = ts ? ts->timer_hits : 0;
 		unsigned sigs = ts ? ts->sig_hits : 0;
@@ -542,13 +566,7 @@ EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info,
 			    (size_t)(_NSIG / 8));
 		if (!ours_alone(ts, r, hits, sigs))
 			break;
-		if (deadline) {
-			uint64_t ns = wait_left_ns(deadline);
-
-			left.tv_sec = (time_t)(ns / 1000000000ull);
-			left.tv_nsec = (long)(ns % 1000000000ull);
-			timeout = &left;	/* 0 left: a last poll */
-		}
+		timeout = time_left(deadline, timeout, &left);
 	}
 	if (r > 0 && info && info->si_code == SI_TKILL)
 		info->si_code = SI_USER;
@@ -622,10 +640,8 @@ EXPORT int semtimedop(int id, struct sembuf *ops, size_t n,
 
 	before_block();
 	ts = tls_ts;
-	if (timeout && ts && timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&
-	    timeout->tv_nsec < 1000000000L)
-		deadline = wait_clock_ns() + (uint64_t)timeout->tv_sec *
-			   1000000000ull + (uint64_t)timeout->tv_nsec;
+	if (ts)
+		deadline = deadline_of(timeout);
 	for (;;) {
 		unsigned hits = ts ? ts->timer_hits : 0;
 		unsigned sigs = ts ? ts->sig_hits : 0;
@@ -633,13 +649,7 @@ EXPORT int semtimedop(int id, struct sembuf *ops, size_t n,
 		r = syscall(SYS_semtimedop, id, ops, n, timeout);
 		if (!ours_alone(ts, r, hits, sigs))
 			return (int)r;
-		if (deadline) {
-			uint64_t ns = wait_left_ns(deadline);
-
-			left.tv_sec = (time_t)(ns / 1000000000ull);
-			left.tv_nsec = (long)(ns % 1000000000ull);
-			timeout = &left;
-		}
+		timeout = time_left(deadline, timeout, &left);
 	}
 }
 
