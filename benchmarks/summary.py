@@ -17,7 +17,8 @@ entries) and an unpinned one (requests/s) of the same configuration:
 
 A configuration that has only one of the two runs gets "-" in the other's
 columns.  Every mode and configuration in the files is printed: nothing that
-loses is dropped.  Under the table: each file's command, commit, machine
+loses is dropped; files of several commits give a row per commit (a
+`commit` column says which).  Under the table: each file's command, commit, machine
 and load.
 
     .venv/bin/python benchmarks/summary.py benchmarks/results/*-pinned.json \
@@ -33,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-Key = tuple[str, int, int]  # config, size, connections
+Key = tuple[str, int, int, str]  # config, size, connections, commit
 
 
 def cpu(run: dict[str, Any]) -> float | None:
@@ -76,19 +77,23 @@ def load(paths: list[Path]) -> tuple[dict[Key, dict[str, Any]], dict[Key, dict[s
         for case in doc["cases"]:
             if "vanilla" not in case["modes"]:
                 continue
-            key = (doc["config"]["config"], case["size"], case["connections"])
+            commit = str(doc["machine"].get("commit", "?"))
+            key = (doc["config"]["config"], case["size"], case["connections"], commit)
             (pinned if is_pinned else unpinned)[key] = case
     return pinned, unpinned, docs
 
 
 def table(paths: list[Path]) -> str:
     pinned, unpinned, docs = load(paths)
+    # files of several commits: a row per commit, which a column names
+    many = len({k[3] for k in (*pinned, *unpinned)}) > 1
     rows = [
         "| config | size | mode | req/s unpinned | CPU/req pinned | entries/req (vanilla's) | "
-        "ceiling | deferred/req | errors | bound |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "ceiling | deferred/req | errors | " + ("commit | " if many else "") + "bound |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | "
+        + ("--- | " if many else "") + "--- |",
     ]
-    for key in sorted(set(pinned) | set(unpinned), key=lambda k: (k[0], -k[1], k[2])):
+    for key in sorted(set(pinned) | set(unpinned), key=lambda k: (k[0], -k[1], k[2], k[3])):
         p, u = pinned.get(key), unpinned.get(key)
         modes = [m for m in (p or u or {})["modes"] if m != "vanilla"]
         for mode in modes:
@@ -115,7 +120,8 @@ def table(paths: list[Path]) -> str:
             size = f"{key[1]:,} B"
             rows.append(
                 f"| {key[0]} | {size} | {mode} | {fmt_ratio(rq)} | {fmt_ratio(cp)} | {ent} | "
-                f"{ceiling} | {dfr} | {errors} | {'yes' if ok else 'NO'} |"
+                f"{ceiling} | {dfr} | {errors} | " + (f"{key[3]} | " if many else "")
+                + f"{'yes' if ok else 'NO'} |"
             )
     notes = ["", "Measured by:"]
     for doc in docs:
