@@ -125,17 +125,25 @@ void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags)
  * paid two flushes: a SIGALRM handler writing a full self-pipe every
  * 100 us (tests/trust d05 "full") kept its thread in flushes for good.
  * Asked only while something is in flight. */
+/* The answer EAGAIN for fd, whose bytes are parked, and the event it is
+ * owed (lib_pay_owed, wait.c); 0 where there is no memory to remember it
+ * (the caller goes on as before: it queues or waits). */
+static int owe_eagain(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	if (!(fi->flags & FI_OWED) && lib_owe(ts, fi, fd) < 0)
+		return 0;
+	ts->eagain_parked++;
+	errno = EAGAIN;
+	return 1;
+}
+
 int behind_parked(struct tstate *ts, struct fdinfo *fi, int fd, int flags)
 {
 	if (!((fi->flags & FI_NONBLOCK) || (flags & MSG_DONTWAIT)) ||
 	    !esca_fd_pending(ts->table, fd) ||
 	    !esca_fd_inflight(ts->table, fd))
 		return 0;
-	if (!(fi->flags & FI_OWED) && lib_owe(ts, fi, fd) < 0)
-		return 0;	/* no memory to remember it: queue, as before */
-	ts->eagain_parked++;
-	errno = EAGAIN;
-	return 1;
+	return owe_eagain(ts, fi, fd);
 }
 
 /* A data call on a non-blocking socket whose earlier bytes are parked in
@@ -153,11 +161,7 @@ int parked_eagain(struct tstate *ts, struct fdinfo *fi, int fd, int flags)
 	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
 	if (!esca_fd_inflight(ts->table, fd))
 		return 0;
-	if (!(fi->flags & FI_OWED) && lib_owe(ts, fi, fd) < 0)
-		return 0;	/* no memory to remember it: wait, as before */
-	ts->eagain_parked++;
-	errno = EAGAIN;
-	return 1;
+	return owe_eagain(ts, fi, fd);
 }
 
 EXPORT int shutdown(int fd, int how)

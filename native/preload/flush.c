@@ -101,8 +101,9 @@ void lib_flush_handover(struct tstate *ts, int why)
 	}
 }
 
-/* Can the watchdog's timer signal reach this thread while it blocks in a
- * call on fd (-1: none), and does the kernel restart that call after it?
+/* Can the timer signal (the thread's timer, or the fallback watchdog
+ * thread's) reach this thread while it blocks in a call on fd (-1: none),
+ * and does the kernel restart that call after it?
  * A socket with a receive timeout (SO_RCVTIMEO) gets EINTR instead. */
 static int timer_keeps_moving(struct tstate *ts, int fd)
 {
