@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import socket
 import threading
 import time
@@ -109,15 +110,43 @@ def run(mode: str, ops: list[tuple[Any, Any, Any]]) -> tuple[list[Any], list[byt
                 os.close(fd)
     received = []
     for fd in w.readers:
-        chunks = []
-        while True:
-            c = os.read(fd, 1 << 16)
-            if not c:
-                break
-            chunks.append(c)
+        received.append(read_to_eof(fd, mode, ops))
         os.close(fd)
-        received.append(b"".join(chunks))
     return results, received
+
+
+READ_TIMEOUT_S = 20.0
+
+
+def read_to_eof(fd: int, mode: str, ops: list[tuple[Any, Any, Any]]) -> bytes:
+    """What fd gives until EOF; a failure, not a hang, if EOF never comes
+    (every writer is closed by now: a reference the library kept to one
+    would hold it open; CI hung here once, on b2f63c9)."""
+    chunks = []
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not p.poll(left * 1000):
+            pytest.fail(
+                f"{mode}: no EOF on a reader after {READ_TIMEOUT_S:.0f} s, every writer "
+                f"closed; ops={ops!r}; fds: {fd_table()}"
+            )
+        c = os.read(fd, 1 << 16)
+        if not c:
+            return b"".join(chunks)
+        chunks.append(c)
+
+
+def fd_table() -> str:
+    out = []
+    for name in sorted(os.listdir("/proc/self/fd"), key=int):
+        try:
+            out.append(f"{name}->{os.readlink(f'/proc/self/fd/{name}')}")
+        except OSError:
+            pass
+    return " ".join(out)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,6 +4,7 @@ full socket cuts short goes the ring's way, bytes intact and in order."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -97,3 +98,39 @@ def test_one_call_error_is_its_result() -> None:
         assert batch.stats()["flushes_direct"] == 1
         with pytest.raises(BrokenPipeError):
             p.result()
+
+
+@pytest.mark.parametrize("op", ["write", "writev"])
+@pytest.mark.parametrize("ring", ["direct", "ring"])
+def test_write_to_a_number_that_was_a_socket(op: str, ring: str) -> None:
+    """The table remembers a number's kind (a socket, for SEND); the program
+    may close it outside the table and the number then means a pipe: a
+    write there is a write, not ENOTSOCK.  Found by the contract's fuzz
+    (tests/test_contract.py): a 64-byte write to its pipe got ENOTSOCK,
+    once the pipe had taken an earlier world's socket's number."""
+    with pyesca.batch("uring") as batch:
+        a, b = _pair()
+        fd = a.fileno()
+        assert batch.write(fd, b"sock").result() == 4
+        assert b.recv(16) == b"sock"
+        a.close()
+        b.close()
+        r, w = os.pipe()
+        if r == fd:
+            r = os.dup(r)
+            os.close(fd)
+        if w != fd:  # the number, now a pipe's write end
+            os.dup2(w, fd)
+            os.close(w)
+        try:
+            data = [b"pi", b"pe"]
+            p = batch.write(fd, b"pipe") if op == "write" else batch.writev(fd, data)
+            if ring == "ring":
+                batch.write(fd, b"!")  # two calls: the ring's way
+            batch.flush()
+            assert p.result() == 4
+            want = b"pipe" + (b"!" if ring == "ring" else b"")
+            assert os.read(r, 16) == want
+        finally:
+            os.close(fd)
+            os.close(r)

@@ -105,8 +105,12 @@ static int entry_now(struct esca_table *t, struct esca_entry *e)
 	m.msg_iovlen = (size_t)e->iovcnt;
 	t->st.kernel_entries++;
 	r = esca_sys_sendmsg(e->fd, &m, e->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r == -ENOTSOCK && f->type == ESCA_FT_UNKNOWN) {
-		f->type = ESCA_FT_OTHER;	/* the ring writes it */
+	if (r == -ENOTSOCK && (e->op == ESCA_OP_WRITE ||
+			       e->op == ESCA_OP_WRITEV)) {
+		/* no socket (a number the table knew as one may have been
+		 * closed outside it and given to a pipe since): the ring
+		 * writes it, as uring.c's completion does */
+		f->type = ESCA_FT_OTHER;
 		return 0;
 	}
 	if (r == -EAGAIN || r == -EINTR)
