@@ -76,6 +76,23 @@ static void fd_unref(struct esca_table *t, int fd)
 		t->fds[fd].pending--;
 }
 
+/* A close of e's number is queued before e: the number no longer names the
+ * broken connection when e runs (EBADF, or a new file once the program
+ * reopens it): the kernel answers e.  A scan, on the broken path only. */
+static int closed_before(const struct esca_table *t, const struct esca_entry *e)
+{
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		const struct esca_entry *c = &t->ents[i & (t->slots - 1)];
+
+		if (c == e)
+			return 0;
+		if (c->op == ESCA_OP_CLOSE && c->fd == e->fd &&
+		    c->state != ESCA_S_DONE)
+			return 1;
+	}
+	return 0;
+}
+
 /* A data op of a key whose connection broke earlier in this table (EPIPE,
  * ECONNRESET) would fail the same way: complete it so without running it
  * (no SIGPIPE per queued op where the program would have stopped at the
@@ -88,7 +105,7 @@ int esca__skip_broken(struct esca_table *t, struct esca_entry *e)
 	    e->key >= t->nfds)
 		return 0;	/* nothing to send: its own answer is exact */
 	err = t->fds[e->key].broken;
-	if (!err)
+	if (!err || closed_before(t, e))
 		return 0;
 	esca__complete(t, e, e->done ? (int64_t)e->done : -err);
 	return 1;
