@@ -52,6 +52,9 @@ int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 	 * is stashed (signals.c) */
 	ts->guard++;
 	if (a->op == ESCA_OP_CLOSE) {
+		__atomic_store_n(&fi->qclose_tid,
+				 (uint32_t)(ts->wait_token >> 32),
+				 __ATOMIC_RELAXED);
 		__atomic_fetch_or(&fi->users, FU_QCLOSE, __ATOMIC_ACQ_REL);
 	} else {
 		if (a->op == ESCA_OP_SENDFILE) {
@@ -217,7 +220,10 @@ EXPORT int close(int fd)
 		return real.close(fd);	/* the library's own; a vfork child */
 	if (fi && unlikely(fi->internal ||
 			   (__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) &
-			    FU_CLOSING))) {
+			    FU_CLOSING)) &&
+	    (fi->internal ||
+	     (__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_HOLD) ||
+	     fd_qclose_stands(ts, fi, 20))) {
 		/* our ring or eventfd, or a number the program closed whose
 		 * close is still pending: free, as far as the program knows */
 		errno = EBADF;
@@ -287,6 +293,7 @@ EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
 	struct tstate *ts = ts_get();
 	unsigned fl = (unsigned)flags, lo = first, top;
+	int wait_ms = 20;
 
 	if (!ts || ts->guard || vfork_child(ts) || first > last ||
 	    (fl & CLOSE_RANGE_CLOEXEC) || (fl & ~CLOSE_RANGE_UNSHARE) ||
@@ -298,6 +305,15 @@ EXPORT int close_range(unsigned first, unsigned last, int flags)
 	for (unsigned fd = first; fd <= last && fd <= top; fd++) {
 		struct fdinfo *fi = &fdtab[fd];
 		uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+
+		if ((w & FU_CLOSING) == FU_QCLOSE && !fi->internal) {
+			/* a queued close the kernel may have run, its
+			 * number given to a new file since */
+			if (!fd_qclose_stands(ts, fi, wait_ms))
+				w = __atomic_load_n(&fi->users,
+						    __ATOMIC_ACQUIRE);
+			wait_ms = 1;	/* one wait a call, bounded */
+		}
 
 		if (!fi->internal && !w) {
 			if (fi->kind != FK_UNKNOWN)

@@ -185,9 +185,50 @@ void fd_wait_unused(int fd)
 
 		if (!(w & (FU_COUNT | FU_CLOSING)))
 			return;
+		if ((w & FU_CLOSING) == FU_QCLOSE && !(w & FU_COUNT) &&
+		    i % 50 == 0 && !fd_qclose_stands(tls_ts, fi, 0))
+			return;	/* done, its completion not yet collected */
 		syscall(SYS_nanosleep, &nap, NULL);
 	}
 	__atomic_fetch_and(&fi->users, ~FU_HOLD, __ATOMIC_ACQ_REL);
+}
+
+/* A close of fd is queued in a table (FU_QCLOSE): does it still stand, so
+ * that the number is free as far as the program knows?  The kernel may
+ * have run it already, and the number may mean a new file since (any
+ * thread's open, socket or accept got it) while the table that holds the
+ * close has not collected its completion yet (fd_on_complete clears the
+ * flag): a close, close_range or dup2 of the new file would then be refused
+ * or skipped (the threaded fuzz: "close found its number closed", then a
+ * stream without its EOF).  This thread's table is reaped first; another
+ * thread's is nudged with the timer signal, whose handler reaps it; waited
+ * for at most wait_ms.  1: it stands (still queued, or parked behind a send
+ * on a full socket); 0: it is done, and the number is the kernel's to
+ * answer for. */
+int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi, int wait_ms)
+{
+	struct timespec nap = { 0, 100000 };
+	uint32_t me = ts ? (uint32_t)(ts->wait_token >> 32) : 0;
+
+	if (!(__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_QCLOSE))
+		return 0;
+	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	for (int i = 0; i <= wait_ms * 10; i++) {
+		uint32_t owner = __atomic_load_n(&fi->qclose_tid,
+						 __ATOMIC_RELAXED);
+
+		if (!(__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_QCLOSE))
+			return 0;
+		if (i % 20 == 0 && owner && owner != me &&
+		    syscall(SYS_tgkill, (int)getpid(), (int)owner,
+			    cfg.timer_signal) < 0 && errno == ESRCH)
+			break;	/* the owner is gone */
+		if (i == wait_ms * 10)
+			break;
+		syscall(SYS_nanosleep, &nap, NULL);
+	}
+	return 1;
 }
 
 /* Before a call that changes what queued entries of fd would do (shutdown:

@@ -118,6 +118,9 @@ struct fdinfo {
 	uint64_t drained;	/* wait token of the thread whose read found
 				 * the socket empty, in that wait round */
 	uint64_t users;		/* FU_*: atomic */
+	uint32_t qclose_tid;	/* the thread whose table holds the queued
+				 * close (FU_QCLOSE): nudged by
+				 * fd_qclose_stands */
 	int32_t ep_fd;		/* epoll fd + 1 of its last registration */
 	uint32_t ep_events;	/* ... and its events and data */
 	uint64_t ep_data;
@@ -347,6 +350,8 @@ HIDDEN void fd_use(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void fd_unuse(struct fdinfo *fi, int fd);
 HIDDEN int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd);
 HIDDEN void fd_wait_unused(int fd);
+HIDDEN int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi,
+			    int wait_ms);
 HIDDEN int fd_wait_others(struct tstate *ts, struct fdinfo *fi, int fd,
 			  int nonblock);
 HIDDEN void fdmap_after_fork(void);
