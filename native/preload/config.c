@@ -241,6 +241,8 @@ void config_load(void)
 				     16, 1ul << 30);
 	cfg.flush_ns = (uint64_t)env_num("ESCA_FLUSH_US", 2000, 0,
 					 60000000) * 1000;
+	/* the timer's shot is the bound (a signal at most every 100 us) */
+	cfg.timer_ns = cfg.flush_ns < 100000 ? 100000 : cfg.flush_ns;
 	cfg.stats_interval_ns =
 		(uint64_t)env_num("ESCA_STATS_INTERVAL_MS", 1000, 0, 3600000) *
 		1000000;

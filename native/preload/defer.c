@@ -16,11 +16,14 @@
 
 #include "defer.h"
 
-static inline void note_queued(struct tstate *ts)
+/* The time bound without a timer of the thread's (the watchdog thread, or
+ * none: ESCA_WATCHDOG_MS=0): the batch's first call stamps it, a later one
+ * flushes an old batch.  With a timer, nothing: its shot, armed by the
+ * batch's first call, is the bound (DESIGN.md, "Flush triggers"). */
+static void note_queued_clock(struct tstate *ts)
 {
 	uint64_t now = now_ns();
 
-	timer_ensure(ts);
 	if (!ts->oldest_ns) {
 		ts->oldest_ns = now;
 	} else if (now - ts->oldest_ns > cfg.flush_ns) {
@@ -35,6 +38,16 @@ static inline void note_queued(struct tstate *ts)
 		else
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
 	}
+}
+
+/* A call was queued: the time bound.  A load and a branch with a timer. */
+static inline void note_queued(struct tstate *ts)
+{
+	timer_ensure(ts);
+	if (unlikely(!ts->has_timer))
+		note_queued_clock(ts);
+	else if (unlikely(!ts->oldest_ns))
+		note_pending(ts, 1);	/* the batch's first call */
 }
 
 /* Queue a; on a full table flush once and retry.  Returns the queued

@@ -229,8 +229,7 @@ int lib_pause(void)
 		if (ts->has_timer)
 			ts->timer_set = 0;	/* (its shot, or another's) */
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
-		__atomic_store_n(&ts->oldest_ns, esca_table_pending(ts->table) ?
-				 now_ns() : 0, __ATOMIC_RELEASE);
+		note_pending(ts, esca_table_pending(ts->table) != 0);
 		if (esca_table_pending(ts->table))
 			timer_ensure(ts);
 		ts->signaled = 0;

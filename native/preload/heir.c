@@ -134,9 +134,7 @@ static void *heir_main(void *arg)
 			}
 		}
 		esca_flush(ts->table, ESCA_FLUSH_REAP, ESCA_WHY_LIFECYCLE);
-		__atomic_store_n(&ts->oldest_ns,
-				 work || esca_table_pending(ts->table) ?
-				 now_ns() : 0, __ATOMIC_RELEASE);
+		note_pending(ts, work || esca_table_pending(ts->table));
 		/* the bytes move while it waits (DEFER_TASKRUN: in the
 		 * ring's wait); a new hand-over waits at most 50 ms */
 		if (esca_table_inflight(ts->table))

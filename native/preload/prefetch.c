@@ -500,7 +500,7 @@ int prefetch_answer(int fd, const struct iovec *iov, int iovcnt, size_t total,
 		 * the next read finds it empty, as the reads lever says */
 		s->state = s->full ? PF_USED : PF_EMPTY;
 	if (!ts->oldest_ns)
-		ts->oldest_ns = now_ns();	/* the time bound's */
+		note_pending(ts, 1);	/* the time bound's */
 	timer_ensure(ts);
 	ts->pf.answered++;
 	*res = (ssize_t)n;

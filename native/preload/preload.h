@@ -180,7 +180,9 @@ struct tstate {
 	pthread_t tid;
 	int segment;		/* explicit batch_start() open */
 	int nexplicit;
-	uint64_t oldest_ns;	/* when the oldest queued entry was queued */
+	uint64_t oldest_ns;	/* 0: nothing queued; else, with no timer of
+				 * the thread's, when the oldest queued entry
+				 * was queued, with one, 1 (note_pending) */
 	uint64_t wait_token;	/* thread id << 32 | waits made: a drained
 				 * socket stays known empty until it changes */
 	uint64_t reads_seen, reads_answered;
@@ -241,6 +243,8 @@ struct config {
 	unsigned capacity;
 	size_t budget;
 	uint64_t flush_ns;
+	uint64_t timer_ns;	/* a thread timer's shot: flush_ns, at least
+				 * 100 us (config.c) */
 	uint64_t stats_interval_ns;
 	uint64_t watchdog_ns;	/* 0: no time bound */
 	int watchdog_thread;	/* ESCA_WATCHDOG_THREAD: no timers */
@@ -313,6 +317,15 @@ HIDDEN uint64_t peers_progress(struct tstate *ts);
 HIDDEN struct tstate *ts_alloc(void);
 HIDDEN void ts_free(struct tstate *ts);
 HIDDEN uint64_t now_ns(void);
+
+/* After a flush: is anything left (threads_drain_others asks), and, with
+ * no timer of the thread's, since when (the watchdog thread's bound).  A
+ * thread with a timer reads no clock: its shot is the bound. */
+static inline void note_pending(struct tstate *ts, int pending)
+{
+	__atomic_store_n(&ts->oldest_ns, !pending ? 0 : ts->has_timer ? 1 :
+			 now_ns(), __ATOMIC_RELEASE);
+}
 HIDDEN int thread_pfd_waiting(struct tstate *self, int pfd);
 HIDDEN void thread_add(struct tstate *ts);
 

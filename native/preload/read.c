@@ -49,7 +49,10 @@ static inline void before_read(int fd)
 		fd_detect(fd, fi);
 	if (fi && (fi->kind == FK_STREAM || fi->kind == FK_SOCKET) &&
 	    (fi->flags & FI_NONBLOCK)) {
-		if (ts->oldest_ns && now_ns() - ts->oldest_ns > cfg.flush_ns)
+		/* an old batch: its timer's shot flushes it (or, with no
+		 * timer, the clock says so here) */
+		if (unlikely(!ts->has_timer) && ts->oldest_ns &&
+		    now_ns() - ts->oldest_ns > cfg.flush_ns)
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
 		return;
 	}

@@ -48,31 +48,33 @@ uint64_t now_ns(void)
  * A thread that queued calls and then blocks somewhere the library does not
  * see (a futex, a join, a long computation) must not hold its bytes.  Each
  * thread with a table has a one-shot kernel timer (timer_create,
- * SIGEV_THREAD_ID) that sends it the timer signal ESCA_WATCHDOG_MS after it
+ * SIGEV_THREAD_ID) that sends it the timer signal ESCA_FLUSH_US after it
  * was armed; it is armed when the thread queues a call (or leaves a wait
- * with entries pending) and is not running, so it costs a busy thread at
- * most one timer_settime and one signal a period, and an idle one nothing.
- * The handler flushes what is older than ESCA_FLUSH_US unless the thread is
- * inside the library (then the library flushes on its way out, at the next
- * call), and runs the timer again while entries are left outside a wait.
+ * with entries pending) and is not running, so no entry waits longer than
+ * one shot, and it costs a busy thread at most one timer_settime and one
+ * signal a period, an idle one nothing, and a deferred call no clock read.
+ * The handler flushes what the thread holds unless the thread is inside
+ * the library (then the library flushes on its way out, at the next call),
+ * and runs the timer again while entries are left outside a wait.
  * No second thread: a thread of the library's would make the process
  * multi-threaded, which costs every system call on a fd (the kernel counts
  * references on a shared fd table) and glibc's locks; measured on nginx,
  * server CPU per request +6.6% (docs/DESIGN.md, "Known traps").  Where a
  * thread cannot have a timer (timer_create failed: RLIMIT_SIGPENDING), the
- * watchdog thread looks after it every ESCA_WATCHDOG_MS instead. */
+ * watchdog thread looks after it every ESCA_WATCHDOG_MS instead (its
+ * calls stamp their batch: note_queued_clock). */
 static int watchdog_started;
 static int watchdog_wanted;	/* a thread has no timer */
 static int timer_handler_installed;
 static void start_watchdog(void);
 
-/* The timer's one shot, ESCA_WATCHDOG_MS from now (also inside the
+/* The timer's one shot, ESCA_FLUSH_US from now (also inside the
  * handler: timer_settime is async-signal-safe). */
 void timer_arm(struct tstate *ts)
 {
 	struct itimerspec it = {
-		.it_value = { (time_t)(cfg.watchdog_ns / 1000000000ull),
-			      (long)(cfg.watchdog_ns % 1000000000ull) },
+		.it_value = { (time_t)(cfg.timer_ns / 1000000000ull),
+			      (long)(cfg.timer_ns % 1000000000ull) },
 	};
 
 	if (!ts->has_timer)
@@ -158,8 +160,7 @@ static void on_timer_signal(int sig, siginfo_t *si, void *uc)
 				   ESCA_FLUSH_REAP, end ? ESCA_WHY_LIFECYCLE :
 				   ESCA_WHY_TIMER);
 		lib_leave(ts);	/* and what a handler stashed */
-		__atomic_store_n(&ts->oldest_ns, esca_table_pending(ts->table) ?
-				 now_ns() : 0, __ATOMIC_RELEASE);
+		note_pending(ts, esca_table_pending(ts->table) != 0);
 	}
 	/* entries left (parked sends, or queued inside the library): the
 	 * timer again, unless the thread is in a wait that watches them

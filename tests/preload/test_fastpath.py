@@ -1,17 +1,17 @@
 """Issue 14: "nothing on an interposer's fast path reads the clock"
-(DESIGN.md, "Flush triggers"): not yet kept, a strict xfail; see there.
+(DESIGN.md, "Flush triggers").
 
 progs/clock_batches.c makes 100 batches of 100 small writes on a unix stream
 socket, an epoll wait after each; progs/clockcount.c, preloaded beside
 libesca.so, counts every clock_gettime the process makes (the program makes
 none).  Under each executor all 10,000 writes are deferred, and the library
-reads the clock a few times a batch (the batch's first call stamps it, the
-wait's deadline, the stats) and the watchdog once a look: far fewer than
-one a call.  Today every deferred call reads the clock once (10,308 reads);
-with the watchdog's clock instead, 308-409 (85b96ee, taken back).
-Watchdog off (ESCA_WATCHDOG_MS=0), the bound has no other clock: then every
-call reads it, as the README says, and the test shows that too
-(so the counter is known to see the library's reads).
+reads the clock a few times a batch (the wait's deadline, the stats, adapt's
+windows): 305 (uring) and 405 (sequential) reads.  Until the thread's timer
+became the bound (its shot is ESCA_FLUSH_US), every deferred call read the
+coarse clock once (10,308 reads).  Without a timer (ESCA_WATCHDOG_MS=0, or
+the watchdog thread) the bound has no other clock: then every call reads
+it, as the README says, and the test shows that too (so the counter is known
+to see the library's reads).
 """
 
 from __future__ import annotations
@@ -55,22 +55,14 @@ def run(exe: Path, so: Path, tmp: Path, mode: str, **extra: str) -> tuple[int, i
     return int(m.group(1)), int(st["syscalls"]["write"]["deferred"])
 
 
-CLOCK_PER_CALL = (
-    "DESIGN.md, Flush triggers: every deferred call still reads the coarse clock; stamping "
-    "from the watchdog's clock lengthened the bound and exposed a race of cross-thread "
-    "closes in the threaded fuzz, so it was taken back until that race is found"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=CLOCK_PER_CALL)
 @pytest.mark.parametrize("mode", executor_params())
 def test_deferred_call_reads_no_clock(mode: str, built: tuple[Path, Path],
                                       tmp_path: Path) -> None:
     exe, so = built
     reads, deferred = run(exe, so, tmp_path, mode)
     assert deferred == CALLS
-    # the watchdog (every 10 ms), adapt's windows and the flush paths: far
-    # fewer than one a call; before the fix, at least one a call
+    # the waits, adapt's windows and the flush paths: far fewer than one a
+    # call; before the fix, at least one a call
     print(f"{mode}: {reads} clock reads for {deferred} deferred calls")
     assert reads < CALLS // 10, reads
 
