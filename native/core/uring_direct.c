@@ -76,7 +76,8 @@ static int can_now(struct esca_table *t, struct uring_state *u,
 	case ESCA_OP_SENDFILE:
 		return esca__uring_sendfile_direct(u, e, &u->x[e - t->ents]);
 	case ESCA_OP_SEND:
-	case ESCA_OP_SENDMSG:
+	case ESCA_OP_SENDMSG:	/* a socket's, whatever the hint says */
+		return e->len > 0;
 	case ESCA_OP_WRITE:
 	case ESCA_OP_WRITEV:	/* not a writev of nothing (needs_direct) */
 		return t->fds[e->fd].type != ESCA_FT_OTHER && e->len > 0;
