@@ -318,19 +318,19 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 
 /* Ops this ring cannot take as they are: setsockopt without the 6.7
  * command; a writev of nothing, which returns 0 without reaching the fd (a
- * SEND of nothing would see EPIPE on a shut socket); and shutdown, which
- * io_uring always hands to an io-wq worker: the worker's reference to the
+ * SEND of nothing would see EPIPE on a shut socket); and shutdown and fsync,
+ * which io_uring always hands to an io-wq worker: the worker's reference to the
  * file is then dropped through this thread's deferred task work
  * (DEFER_TASKRUN), which runs only when the thread next enters the ring, so
  * a file the program closed after the flush could stay open meanwhile, a
  * pipe's reader without its EOF for good (tests/test_contract.py hung so,
- * about once in 2,000 flushes).  As the plain syscall at its turn it also
- * costs no worker's wake-up. */
+ * about once in 3,000 flushes; a file's flock would stay held).  As the
+ * plain syscall at its turn it also costs no worker's wake-up. */
 static int needs_direct(const struct uring_state *u, const struct esca_entry *e)
 {
 	if (e->op == ESCA_OP_SETSOCKOPT)
 		return !u->have_setsockopt;
-	return e->op == ESCA_OP_SHUTDOWN ||
+	return e->op == ESCA_OP_SHUTDOWN || e->op == ESCA_OP_FSYNC ||
 	       (e->op == ESCA_OP_WRITEV && e->len == 0);
 }
 
