@@ -5,6 +5,7 @@
  * executors that cannot take them (DESIGN.md, "Contract: fallback").
  */
 #include <errno.h>
+#include <sys/socket.h>
 
 #include "internal.h"
 #include "sys.h"
@@ -56,6 +57,54 @@ void esca__run_queued_direct(struct esca_table *t, int fallback)
 	}
 }
 
+/* ESCA_FLUSH_TRY for an executor that cannot park (sequential): the queued
+ * entries in table order as plain syscalls that never block.  A data op on
+ * a socket goes out with MSG_DONTWAIT from where it stopped; what a full
+ * socket leaves stays queued (e->done says how much went), and so does
+ * every entry after it, as does a sendfile (no flag makes it return at
+ * once): the next flush goes on from there.  For the timer signal's
+ * handler, which may have interrupted the thread holding a lock that the
+ * socket's reader needs (a Python program's GIL: a blocking send there
+ * waited for good; tests/preload/test_programs.py, fork_threads.py). */
+void esca__try_queued_direct(struct esca_table *t)
+{
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+		struct esca_args a;
+		uint64_t n = 0;
+		int64_t r;
+
+		if (e->state != ESCA_S_QUEUED)
+			continue;
+		if (e->op == ESCA_OP_SENDFILE)
+			return;
+		if (!esca__is_data(e->op) || e->len == 0) {
+			esca__run_direct(t, e, 0);	/* never waits */
+			continue;
+		}
+		if (esca__skip_broken(t, e))
+			continue;
+		args_of(e, &a);
+		a.op = ESCA_OP_SENDMSG;	/* a socket's (the library defers
+					 * no other's data), without waiting */
+		a.flags |= MSG_DONTWAIT;
+		r = esca__direct(&a, e->done - e->dropped, &n);
+		t->st.kernel_entries += n;
+		if (r == -EAGAIN || r == -ENOTSOCK)
+			return;		/* full (or no socket): as it was */
+		if (r >= 0 && (size_t)r + e->dropped < e->len) {
+			e->done = (size_t)r + e->dropped;	/* the rest later */
+			return;
+		}
+		if (r >= 0)
+			r += (int64_t)e->dropped;
+		else if (e->done)
+			r = (int64_t)e->done;
+		t->st.entries_executed++;
+		esca__complete(t, e, r);
+	}
+}
+
 static int hist_bucket(unsigned n)
 {
 	int b = 0;
@@ -88,6 +137,8 @@ int esca_flush(struct esca_table *t, unsigned mode, int why)
 		return 0;
 	}
 	count_flush(t, queued, why);
+	if (mode == ESCA_FLUSH_TRY && (t->caps & ESCA_CAP_PARKS))
+		mode = ESCA_FLUSH_REAP;	/* a reaping flush never blocks */
 	r = t->ex->flush(t, mode);
 	esca__retire(t);
 	if (r < 0)

@@ -155,6 +155,7 @@ ESCA_HIDDEN int esca__sends(int op);
 ESCA_HIDDEN void esca__run_direct(struct esca_table *t, struct esca_entry *e,
 				  int fallback);
 ESCA_HIDDEN void esca__run_queued_direct(struct esca_table *t, int fallback);
+ESCA_HIDDEN void esca__try_queued_direct(struct esca_table *t);
 
 /* order.c: the per-fd map and completion; order.h: which queued entries
  * may go into a round */

@@ -18,8 +18,10 @@ static void seq_nop(struct esca_table *t)
 
 static int seq_flush(struct esca_table *t, unsigned mode)
 {
-	(void)mode;	/* every op completes before the next starts */
-	esca__run_queued_direct(t, 0);
+	if (mode == ESCA_FLUSH_TRY)	/* a signal handler's: never blocks */
+		esca__try_queued_direct(t);
+	else	/* every op completes before the next starts */
+		esca__run_queued_direct(t, 0);
 	return 0;
 }
 

@@ -367,7 +367,10 @@ unsigned esca__uring_round(struct esca_table *t, struct uring_state *u)
 			if (esca__round_chained(&turn)) {
 				turn.held = 1;
 			} else {
-				esca__run_direct(t, e, 1);
+				/* a fallback only where the ring lacks the op
+				 * (setsockopt before 6.7); shutdown, fsync and
+				 * a writev of nothing are direct by design */
+				esca__run_direct(t, e, e->op == ESCA_OP_SETSOCKOPT);
 				continue;
 			}
 		}

@@ -163,6 +163,9 @@ struct esca_config {
 #define ESCA_FLUSH_WAIT	0u	  /* return when every entry is complete       */
 #define ESCA_FLUSH_REAP	1u	  /* submit, collect what completed, leave ops
 				   * parked on a full socket in flight        */
+#define ESCA_FLUSH_TRY	2u	  /* never block (a signal handler's flush): as
+				   * REAP where the executor parks; sequential
+				   * sends what fits now, the rest stays queued */
 
 /* Why a flush happened, for the stats: X(ENUM, name) (DESIGN.md, "Flush
  * triggers"). */

@@ -155,9 +155,11 @@ static void on_timer_signal(int sig, siginfo_t *si, void *uc)
 		int end = __atomic_load_n(&lib_draining, __ATOMIC_ACQUIRE) > 0;
 
 		ts->guard++;
+		/* never blocking: the thread may hold a lock the socket's
+		 * reader needs (ESCA_FLUSH_TRY: sequential sends what fits) */
 		if (esca_table_pending(ts->table))
 			esca_flush(ts->table, end ? ESCA_FLUSH_WAIT :
-				   ESCA_FLUSH_REAP, end ? ESCA_WHY_LIFECYCLE :
+				   ESCA_FLUSH_TRY, end ? ESCA_WHY_LIFECYCLE :
 				   ESCA_WHY_TIMER);
 		lib_leave(ts);	/* and what a handler stashed */
 		note_pending(ts, esca_table_pending(ts->table) != 0);

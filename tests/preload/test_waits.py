@@ -387,3 +387,24 @@ def test_raw_unrestarted_call_after_a_flush(sig_waits: Path, tmp_path: Path, mod
     got = run(mode, [str(sig_waits), "raw_sigsuspend"], tmp_path / "s.json", timeout=10)
     assert got.returncode == 0, got.stderr
     assert got.stdout == plain.stdout
+
+
+@pytest.mark.parametrize("mode", executor_params(plain=True))
+def test_timer_handler_never_blocks_the_lock_holder(tmp_path: Path, mode: str) -> None:
+    """progs/handler_lock.c: a writer that works under a lock between its
+    writes, a reader that takes the lock before each read.  The timer's
+    signal lands while the writer holds the lock and its deferred writes are
+    more than the socket takes: the handler's flush must not wait for room
+    (the reader waits for the lock).  Under the sequential executor it did,
+    for good (3 of 3 runs, and at b2f63c9 too), until the handler's flush
+    sends only what fits (ESCA_FLUSH_TRY).  A Python program hung so in CI
+    (fork_threads.py: the GIL is the lock)."""
+    exe = build(tmp_path, "handler_lock", "-pthread")
+    stats = tmp_path / "stats.json"
+    plain = run("plain", [str(exe)])
+    p = run(mode, [str(exe)], stats=stats, timeout=40)
+    assert p.returncode == 0 and p.stdout == plain.stdout, p.stderr
+    if mode != "plain":
+        st = json.loads(stats.read_text())
+        assert st["syscalls"]["write"]["deferred"] > 100, st["syscalls"]["write"]
+        assert st["flushes"]["timer"] > 0, st["flushes"]  # the handler ran
