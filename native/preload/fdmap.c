@@ -209,18 +209,20 @@ int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi, int wait_ms)
 {
 	struct timespec nap = { 0, 100000 };
 	uint32_t me = ts ? (uint32_t)(ts->wait_token >> 32) : 0;
+	int nudge;
 
 	if (!(__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_QCLOSE))
 		return 0;
 	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	nudge = timer_handler_ours();	/* never the program's handler */
 	for (int i = 0; i <= wait_ms * 10; i++) {
 		uint32_t owner = __atomic_load_n(&fi->qclose_tid,
 						 __ATOMIC_RELAXED);
 
 		if (!(__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_QCLOSE))
 			return 0;
-		if (i % 20 == 0 && owner && owner != me &&
+		if (nudge && i % 20 == 0 && owner && owner != me &&
 		    syscall(SYS_tgkill, (int)getpid(), (int)owner,
 			    cfg.timer_signal) < 0 && errno == ESRCH)
 			break;	/* the owner is gone */
