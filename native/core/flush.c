@@ -23,6 +23,20 @@ static void args_of(const struct esca_entry *e, struct esca_args *a)
 	a->count = e->len;
 }
 
+/* e ran as plain syscalls from where it stopped and esca__direct said r
+ * (counted from e->dropped): its result, the bytes done before an error
+ * when some were. */
+static void direct_complete(struct esca_table *t, struct esca_entry *e,
+			    int64_t r)
+{
+	if (r >= 0)
+		r += (int64_t)e->dropped;
+	else if (e->done)
+		r = (int64_t)e->done;
+	t->st.entries_executed++;
+	esca__complete(t, e, r);
+}
+
 /* Run e now as plain syscalls, from where it stopped (e->done bytes, of
  * which e->dropped were cut off the front of a borrowed iovec array). */
 void esca__run_direct(struct esca_table *t, struct esca_entry *e, int fallback)
@@ -35,15 +49,10 @@ void esca__run_direct(struct esca_table *t, struct esca_entry *e, int fallback)
 		return;
 	args_of(e, &a);
 	r = esca__direct(&a, e->done - e->dropped, &n);
-	if (r >= 0)
-		r += (int64_t)e->dropped;
-	else if (e->done)
-		r = (int64_t)e->done;
 	t->st.kernel_entries += n;
-	t->st.entries_executed++;
 	if (fallback)
 		t->st.fallbacks++;
-	esca__complete(t, e, r);
+	direct_complete(t, e, r);
 }
 
 /* Every queued entry, in table order, as plain syscalls. */
@@ -96,12 +105,7 @@ void esca__try_queued_direct(struct esca_table *t)
 			e->done = (size_t)r + e->dropped;	/* the rest later */
 			return;
 		}
-		if (r >= 0)
-			r += (int64_t)e->dropped;
-		else if (e->done)
-			r = (int64_t)e->done;
-		t->st.entries_executed++;
-		esca__complete(t, e, r);
+		direct_complete(t, e, r);
 	}
 }
 
