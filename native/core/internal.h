@@ -49,6 +49,9 @@ struct esca_entry {
 	uint8_t need_poll;	/* EAGAIN seen: wait for POLLOUT before the next
 				 * try (uring and lkm)                         */
 	uint8_t nonblock;	/* ESCA_HINT_NONBLOCK: a non-blocking socket */
+	uint8_t direct;		/* uring: the kernel would hand it to an io-wq
+				 * worker (a write to a file): the plain syscall
+				 * at its turn (uring.c, needs_direct)         */
 	int fd, fd2;
 	int key;		/* ordering: entries with one key run in order */
 	int flags, optname;

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -82,6 +83,11 @@ static inline long esca_sys_socket(int domain, int type, int proto)
 static inline long esca_sys_close(int fd)
 {
 	return esca_sys_ret(syscall(SYS_close, fd));
+}
+
+static inline long esca_sys_fstat(int fd, struct stat *st)
+{
+	return esca_sys_ret(syscall(SYS_fstat, fd, st));
 }
 
 static inline long esca_sys_fsync(int fd)
