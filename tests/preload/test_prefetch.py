@@ -32,7 +32,7 @@ def client_plan(seed: int) -> list[tuple[str, int]]:
     rng = random.Random(seed)
     plan = []
     for i in range(36):
-        kind = "EEEBBPFR"[i % 8] if i % 12 != 11 else "N"
+        kind = "EEBBPFRDTK"[i % 10] if i % 12 != 11 else "N"
         size = rng.choice([1, 7, 100, 1500, 4096, SLOT - 1, SLOT, SLOT + 1, 40000, 100000])
         plan.append((kind, size))
     return plan

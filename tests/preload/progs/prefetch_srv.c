@@ -15,6 +15,12 @@
  *      wasted), then read to EOF and echo
  *   R  echo; the client resets the connection (SO_LINGER 0): EOF or
  *      ECONNRESET both end it
+ *   D  echo as E; every other read is followed at once by one through a
+ *      dup of the socket (made at the first such read)
+ *   T  echo as E; every other read is followed at once by one a second
+ *      thread makes (handed the socket and waited for)
+ *   K  echo as E; every fourth read is followed at once by one a child
+ *      process makes (fork; the server waits for it and echoes its bytes)
  * The server sleeps 2 ms before each wait, so a wait reports several
  * readable sockets.  Summary: "KIND conns bytes errors" with errors the
  * count of broken checks (must be 0) and, for R, bytes not printed. */
@@ -29,13 +35,17 @@
 #include <time.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <unistd.h>
 
 #define MAXC 256
 
 struct conn {
-	int fd, kind, bufsz, done;
+	int fd, kind, bufsz, done, dupfd, nread;
 	long bytes;
 };
 
@@ -74,11 +84,97 @@ static void finish(struct conn *c)
 {
 	if (epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL) < 0)
 		die("epoll_ctl del");
-	if (close(c->fd) < 0)
+	if (close(c->fd) < 0 || (c->dupfd >= 0 && close(c->dupfd) < 0))
 		die("close");
 	kconns[c->kind]++;
 	kbytes[c->kind] += c->bytes;
 	c->done = 1;
+}
+
+/* T: the second thread's read, handed over and waited for */
+static sem_t go, done;
+static int t_fd, t_err;
+static char *t_buf;
+static size_t t_n;
+static ssize_t t_r;
+
+static void *reader(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		while (sem_wait(&go) < 0)
+			;
+		t_r = read(t_fd, t_buf, t_n);
+		t_err = errno;
+		if (sem_post(&done) < 0)
+			die("sem_post");
+	}
+	return NULL;
+}
+
+/* K: what the child read, in memory the server shares with it */
+struct kshare {
+	ssize_t r;
+	int err;
+	char buf[65536];
+};
+static struct kshare *ks;
+
+/* A read of c through its kind's other way (D: the dup, T: the second
+ * thread, K: a child process) */
+static ssize_t read_other(struct conn *c, char *buf, size_t n)
+{
+	if (c->kind == 'D') {
+		if (c->dupfd < 0 && (c->dupfd = dup(c->fd)) < 0)
+			die("dup");
+		return read(c->dupfd, buf, n);
+	}
+	if (c->kind == 'T') {
+		t_fd = c->fd;
+		t_buf = buf;
+		t_n = n;
+		if (sem_post(&go) < 0)
+			die("sem_post");
+		while (sem_wait(&done) < 0)
+			;
+		errno = t_err;
+		return t_r;
+	}
+	{
+		int st;
+		pid_t pid = fork();
+
+		if (pid < 0)
+			die("fork");
+		if (pid == 0) {
+			ks->r = read(c->fd, ks->buf, n);
+			ks->err = errno;
+			_exit(0);
+		}
+		if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+		    WEXITSTATUS(st))
+			die("waitpid");
+		if (ks->r > 0)
+			memcpy(buf, ks->buf, (size_t)ks->r);
+		errno = ks->err;
+		return ks->r;
+	}
+}
+
+/* c's next read; for D, T and K, now and then a second read right after
+ * the first (which the lever may have answered from its peek) the other
+ * way, in the same wait round: it must get the bytes that follow */
+static ssize_t read_via(struct conn *c, char *buf, size_t n)
+{
+	ssize_t r = read(c->fd, buf, n), r2;
+	int other = c->kind == 'D' || c->kind == 'T' || c->kind == 'K';
+
+	if (r <= 0 || !other || c->nread++ % (c->kind == 'K' ? 4 : 2))
+		return r;
+	r2 = read_other(c, buf + r, n);	/* n <= 800: buf has room */
+	if (r2 < 0 && errno != EAGAIN)
+		die("read, the other way");
+	return r2 > 0 ? r + r2 : r;
 }
 
 /* One read of c (after its checks); 1 while it may go on. */
@@ -97,7 +193,7 @@ static int serve_one(struct conn *c, int k)
 	}
 	if (c->kind == 'F' && ioctl(c->fd, FIONREAD, &avail) < 0)
 		die("FIONREAD");
-	r = read(c->fd, buf, (size_t)c->bufsz);
+	r = read_via(c, buf, (size_t)c->bufsz);
 	if (r < 0 && errno == EAGAIN)
 		return 0;
 	if (r < 0 && errno == ECONNRESET) {
@@ -145,6 +241,16 @@ int main(int argc, char **argv)
 		return 2;
 	nclients = atoi(argv[1]);
 	signal(SIGPIPE, SIG_IGN);
+	{
+		pthread_t th;
+
+		ks = mmap(NULL, sizeof(*ks), PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (ks == MAP_FAILED || sem_init(&go, 0, 0) < 0 ||
+		    sem_init(&done, 0, 0) < 0 ||
+		    pthread_create(&th, NULL, reader, NULL))
+			die("setup");
+	}
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
@@ -176,6 +282,7 @@ int main(int argc, char **argv)
 					die("accept");
 				c = &conns[nconns];
 				c->fd = fd;
+				c->dupfd = -1;
 				c->bufsz = 1;	/* the kind byte alone */
 				ev.events = EPOLLIN;
 				ev.data.ptr = c;
@@ -213,7 +320,7 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	for (const char *k = "EBPFNR"; *k; k++)
+	for (const char *k = "EBPFNRDTK"; *k; k++)
 		printf("%c %ld %ld %ld\n", *k, kconns[(int)*k],
 		       *k == 'R' ? 0 : kbytes[(int)*k], kerrs[(int)*k]);
 	return 0;
