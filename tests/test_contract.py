@@ -26,6 +26,8 @@ MODES = ["plain", "sequential"] + ([] if uring_skip_reason() else ["uring"])
 # a fd that is closed from the start, 5 for a negative fd.
 N_SOCK, PIPE, CLOSED, NEGATIVE = 3, 3, 4, 5
 CLOSED_FD = 987  # a number no test opens: checked closed in make_world
+# ESCA_CONTRACT_EXAMPLES=N: sequences test_differential tries (make fuzz-long)
+EXAMPLES = int(os.environ.get("ESCA_CONTRACT_EXAMPLES", "50"))
 
 payload = st.one_of(st.binary(max_size=64), st.binary(min_size=64, max_size=1000))
 # mostly fds that work; sometimes the closed one or a negative one
@@ -149,7 +151,7 @@ def fd_table() -> str:
     return " ".join(out)
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op, max_size=25))
 # found by hypothesis: after EPIPE, a writev of nothing still returns 0
 @example([("shutdown", 0, 1), ("write", 0, b""), ("writev", 0, [])])
