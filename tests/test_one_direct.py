@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +155,36 @@ def test_write_to_a_number_that_was_a_socket(op: str, ring: str) -> None:
         finally:
             os.close(fd)
             os.close(r)
+
+
+def test_a_files_writes_run_plainly(tmp_path: Path) -> None:
+    """A write to a file goes into the ring with RWF_NOWAIT; the kernel's
+    -EAGAIN (a write that would block on the disk, which io_uring would
+    otherwise hand to an io-wq worker) makes it, and the file's later
+    writes, the plain syscall: one kernel entry each, no ring round, no
+    worker (core/uring.c, needs_direct).  In a thread of its own (the
+    table's hints are the thread's)."""
+    path = os.path.join(tmp_path, "f")
+    out: dict[str, int] = {}
+
+    def body() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with pyesca.batch("uring") as batch:
+                batch.write(fd, b"a" * 5000)
+                batch.write(fd, b"b" * 5000)
+            with pyesca.batch("uring") as batch:
+                before = batch.stats()["kernel_entries"]
+                p = [batch.write(fd, b"c" * 5000), batch.writev(fd, [b"d" * 5000, b"e"])]
+                batch.flush()
+                out["entries"] = batch.stats()["kernel_entries"] - before
+                out["results"] = sum(x.result() for x in p)
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(30)
+    assert out == {"entries": 2, "results": 10001}
+    with open(path, "rb") as f:
+        assert f.read() == b"a" * 5000 + b"b" * 5000 + b"c" * 5000 + b"d" * 5000 + b"e"

@@ -78,13 +78,15 @@ struct esca_fd {
 				 * (order.h)                                   */
 	uint8_t busy;		/* ESCA_FD_FREE, ESCA_FD_CHAIN, ESCA_FD_HELD */
 	uint8_t readers;	/* a pending sendfile reads this fd */
-	uint8_t type;		/* hint: ESCA_FT_UNKNOWN, _SOCKET, _OTHER */
+	uint8_t type;		/* hint: ESCA_FT_UNKNOWN, _SOCKET, _OTHER (a
+				 * pipe: the ring writes it), _FILE (a file or
+				 * a device: written as the plain syscall) */
 	int32_t broken;		/* as a key: errno (EPIPE, ECONNRESET) a data
 				 * op of it failed with; later ones fail so too */
 	void *tail;		/* uring: its chain's last entry (struct uring_slot) */
 };
 enum { ESCA_FD_FREE = 0, ESCA_FD_CHAIN, ESCA_FD_HELD };
-enum { ESCA_FT_UNKNOWN = 0, ESCA_FT_SOCKET, ESCA_FT_OTHER };
+enum { ESCA_FT_UNKNOWN = 0, ESCA_FT_SOCKET, ESCA_FT_OTHER, ESCA_FT_FILE };
 
 struct esca_table;
 

@@ -149,6 +149,7 @@ static void finalize(struct esca_table *t, struct esca_entry *e,
 		if (x->as_write && (r == -EOPNOTSUPP ||
 				    (r == -EAGAIN && waits_in_worker(e->fd)))) {
 			e->direct = 1;	/* a file's: see needs_direct */
+			f->type = ESCA_FT_FILE;	/* and its next writes */
 			esca__requeue(t, e);
 			return;
 		}
@@ -240,7 +241,8 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 	case ESCA_OP_SENDMSG: {
 		struct esca_fd *f = &t->fds[e->fd];
 		int as_send = e->op == ESCA_OP_SEND || e->op == ESCA_OP_SENDMSG ||
-			      f->type != ESCA_FT_OTHER;
+			      (f->type != ESCA_FT_OTHER &&
+			       f->type != ESCA_FT_FILE);
 		struct iovec *iov, tmp;
 		int n;
 
@@ -355,13 +357,17 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
  * once in 5,000 flushes, a blocking flock of the next open waiting for
  * good): a WRITE goes with RWF_NOWAIT, so the kernel answers -EAGAIN (or
  * -EOPNOTSUPP) rather than hand it to a worker, and the entry runs as the
- * plain syscall (e->direct). */
-static int needs_direct(const struct uring_state *u, const struct esca_entry *e)
+ * plain syscall (e->direct), as do the fd's later writes (ESCA_FT_FILE,
+ * until the table closes it: a stale hint only runs a write plainly). */
+static int needs_direct(const struct esca_table *t, const struct uring_state *u,
+			const struct esca_entry *e)
 {
 	if (e->op == ESCA_OP_SETSOCKOPT)
 		return !u->have_setsockopt;
 	return e->op == ESCA_OP_SHUTDOWN || e->op == ESCA_OP_FSYNC ||
-	       e->direct || (e->op == ESCA_OP_WRITEV && e->len == 0);
+	       e->direct || (e->op == ESCA_OP_WRITEV && e->len == 0) ||
+	       ((e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV) &&
+		t->fds[e->fd].type == ESCA_FT_FILE);
 }
 
 /* One pass over the table: every entry whose turn it is (order.h) goes
@@ -393,7 +399,7 @@ unsigned esca__uring_round(struct esca_table *t, struct uring_state *u)
 			else if (esca__uring_sendfile_now(t, e))
 				continue;
 		}
-		if (!turn.held && needs_direct(u, e)) {
+		if (!turn.held && needs_direct(t, u, e)) {
 			if (esca__round_chained(&turn)) {
 				turn.held = 1;
 			} else {

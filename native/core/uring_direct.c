@@ -97,8 +97,10 @@ static int entry_now(struct esca_table *t, struct esca_entry *e)
 		return 1;
 	if (e->op == ESCA_OP_SENDFILE)
 		return esca__uring_sendfile_now(t, e);
-	if (!esca__is_data(e->op)) {
-		esca__run_direct(t, e, 0);
+	if (!esca__is_data(e->op) ||
+	    (f->type == ESCA_FT_FILE &&
+	     (e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV))) {
+		esca__run_direct(t, e, 0);	/* a file's write: uring.c */
 		return 1;
 	}
 	memset(&m, 0, sizeof(m));
