@@ -8,6 +8,7 @@ import hashlib
 import os
 import select
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -23,15 +24,16 @@ from conftest import PlainBatch, executor_params, uring_skip_reason
 MODES = ["plain", "sequential"] + ([] if uring_skip_reason() else ["uring"])
 
 # The writers of one run: 0-2 are stream socketpairs, 3 a pipe; 4 stands for
-# a fd that is closed from the start, 5 for a negative fd.
-N_SOCK, PIPE, CLOSED, NEGATIVE = 3, 3, 4, 5
+# a fd that is closed from the start, 5 for a negative fd; 6 is a regular
+# file (its bytes are read back from its path).
+N_SOCK, PIPE, CLOSED, NEGATIVE, FILE = 3, 3, 4, 5, 6
 CLOSED_FD = 987  # a number no test opens: checked closed in make_world
 # ESCA_CONTRACT_EXAMPLES=N: sequences test_differential tries (make fuzz-long)
 EXAMPLES = int(os.environ.get("ESCA_CONTRACT_EXAMPLES", "50"))
 
 payload = st.one_of(st.binary(max_size=64), st.binary(min_size=64, max_size=1000))
 # mostly fds that work; sometimes the closed one or a negative one
-writer = st.sampled_from([0, 0, 1, 1, 2, 2, PIPE, PIPE, CLOSED, NEGATIVE])
+writer = st.sampled_from([0, 0, 1, 1, 2, 2, PIPE, PIPE, CLOSED, NEGATIVE, FILE])
 sock_writer = st.integers(min_value=0, max_value=N_SOCK - 1)
 
 op = st.one_of(
@@ -41,7 +43,7 @@ op = st.one_of(
     st.tuples(st.just("sendmsg"), writer, st.lists(payload, min_size=1, max_size=3)),
     st.tuples(st.just("shutdown"), writer, st.sampled_from([socket.SHUT_WR, socket.SHUT_RDWR])),
     st.tuples(st.just("send_many"), st.lists(writer, min_size=1, max_size=4), payload),
-    st.tuples(st.just("close"), st.integers(min_value=0, max_value=PIPE), st.none()),
+    st.tuples(st.just("close"), st.sampled_from([0, 1, 2, PIPE, FILE]), st.none()),
     st.tuples(st.just("flush"), st.none(), st.none()),
 )
 
@@ -51,6 +53,7 @@ class World:
     writers: list[int]
     readers: list[int]
     closed: set[int]
+    path: str
 
 
 def make_world() -> World:
@@ -66,7 +69,9 @@ def make_world() -> World:
         os.fstat(CLOSED_FD)
     writers.append(CLOSED_FD)
     writers.append(-1)
-    return World(writers, readers, set())
+    fd, path = tempfile.mkstemp(prefix="contract-")
+    writers.append(fd)
+    return World(writers, readers, set(), path)
 
 
 def outcome(p: Any) -> tuple[str, int]:
@@ -107,13 +112,16 @@ def run(mode: str, ops: list[tuple[Any, Any, Any]]) -> tuple[list[Any], list[byt
         for p in pendings:
             results.append([outcome(x) for x in p] if isinstance(p, list) else outcome(p))
     finally:
-        for fd in w.writers[: PIPE + 1]:
+        for fd in w.writers[: PIPE + 1] + [w.writers[FILE]]:
             if fd not in w.closed:
                 os.close(fd)
     received = []
     for fd in w.readers:
         received.append(read_to_eof(fd, mode, ops))
         os.close(fd)
+    with open(w.path, "rb") as f:
+        received.append(f.read())
+    os.unlink(w.path)
     return results, received
 
 
