@@ -158,12 +158,11 @@ def test_write_to_a_number_that_was_a_socket(op: str, ring: str) -> None:
 
 
 def test_a_files_writes_run_plainly(tmp_path: Path) -> None:
-    """A write to a file goes into the ring with RWF_NOWAIT; the kernel's
-    -EAGAIN (a write that would block on the disk, which io_uring would
-    otherwise hand to an io-wq worker) makes it, and the file's later
-    writes, the plain syscall: one kernel entry each, no ring round, no
-    worker (core/uring.c, needs_direct).  In a thread of its own (the
-    table's hints are the thread's)."""
+    """A write to a number the table does not know goes into the ring as a
+    SEND; its ENOTSOCK and an fstat make a regular file's writes, that one
+    and the later ones, the plain syscall: one kernel entry each, no ring
+    round, no io-wq worker (core/table.c, esca__fd_not_socket).  In a
+    thread of its own (the table's hints are the thread's)."""
     path = os.path.join(tmp_path, "f")
     out: dict[str, int] = {}
 

@@ -94,27 +94,32 @@ def test_pipe(mode: str) -> None:
         os.close(r)
 
 
-def test_pipe_blocking_full(mode: str) -> None:
-    """More than a pipe holds, on a blocking write end, with a file write
-    between (the ring's WRITE goes with RWF_NOWAIT: a full pipe's EAGAIN is
-    polled, a file's runs as the plain syscall): completed, in order."""
+def test_pipe_blocking_full(mode: str, tmp_path: Path) -> None:
+    """More than a pipe holds, on a blocking write end, with writes to a
+    regular file and to /dev/null between (the ring writes the pipe and the
+    device, the file's write runs as the plain syscall): completed, in
+    order."""
     r, w = os.pipe()
     data = [os.urandom(200_000), os.urandom(70_000)]
     got: list[bytes] = []
     t = threading.Thread(target=lambda: got.append(read_pipe(r)))
     t.start()
     fd = os.open("/dev/null", os.O_WRONLY)
+    f = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         with make_batch(mode) as batch:
             p = [batch.write(w, data[0]), batch.write(fd, b"z" * 9000),
-                 batch.writev(w, [data[1], b"!"])]
+                 batch.write(f, data[1]), batch.writev(w, [data[1], b"!"]),
+                 batch.writev(f, [b"", b"!"])]
             batch.close(w)
-        assert [x.result() for x in p] == [200_000, 9000, 70_001]
+        assert [x.result() for x in p] == [200_000, 9000, 70_000, 70_001, 1]
         t.join(10)
         assert got == [data[0] + data[1] + b"!"]
+        assert (tmp_path / "f").read_bytes() == data[1] + b"!"
     finally:
         os.close(r)
         os.close(fd)
+        os.close(f)
 
 
 def test_pipe_nonblocking_full(mode: str) -> None:
@@ -499,8 +504,8 @@ def test_file_write_then_close_releases_the_flock(mode: str, tmp_path: Path) -> 
     would block (block allocation after O_TRUNC) to an io-wq worker, whose
     reference to the file went back through the thread's deferred task
     work: the lock stayed held until the thread next entered the ring.
-    Writes to a file run as the plain syscall at their turn (core/uring.c,
-    needs_direct).  About one flush in 5,000 failed before: 20,000 flushes."""
+    Writes to a regular file run as the plain syscall at their turn
+    (core/table.c, esca__fd_not_socket).  About one flush in 5,000 failed before: 20,000 flushes."""
     import fcntl
 
     path = tmp_path / "locked"

@@ -49,9 +49,6 @@ struct esca_entry {
 	uint8_t need_poll;	/* EAGAIN seen: wait for POLLOUT before the next
 				 * try (uring and lkm)                         */
 	uint8_t nonblock;	/* ESCA_HINT_NONBLOCK: a non-blocking socket */
-	uint8_t direct;		/* uring: the kernel would hand it to an io-wq
-				 * worker (a write to a file): the plain syscall
-				 * at its turn (uring.c, needs_direct)         */
 	int fd, fd2;
 	int key;		/* ordering: entries with one key run in order */
 	int flags, optname;
@@ -78,9 +75,10 @@ struct esca_fd {
 				 * (order.h)                                   */
 	uint8_t busy;		/* ESCA_FD_FREE, ESCA_FD_CHAIN, ESCA_FD_HELD */
 	uint8_t readers;	/* a pending sendfile reads this fd */
-	uint8_t type;		/* hint: ESCA_FT_UNKNOWN, _SOCKET, _OTHER (a
-				 * pipe: the ring writes it), _FILE (a file or
-				 * a device: written as the plain syscall) */
+	uint8_t type;		/* hint: ESCA_FT_UNKNOWN, _SOCKET, _OTHER (no
+				 * socket: a pipe, a device; the ring writes
+				 * it), _FILE (a regular file or a block
+				 * device: written as the plain syscall) */
 	int32_t broken;		/* as a key: errno (EPIPE, ECONNRESET) a data
 				 * op of it failed with; later ones fail so too */
 	void *tail;		/* uring: its chain's last entry (struct uring_slot) */
@@ -173,6 +171,9 @@ ESCA_HIDDEN int esca__skip_broken(struct esca_table *t, struct esca_entry *e);
 /* An entry handed to the kernel goes back to the queue (a link cancelled,
  * the rest of a short write, a signal). */
 ESCA_HIDDEN void esca__requeue(struct esca_table *t, struct esca_entry *e);
+/* fd is no socket (a write there said ENOTSOCK): what it is, once, into its
+ * hint (ESCA_FT_FILE or ESCA_FT_OTHER; one fstat, counted). */
+ESCA_HIDDEN void esca__fd_not_socket(struct esca_table *t, int fd);
 /* The executor failed (should not happen): every queued entry runs as plain
  * syscalls; returns err. */
 ESCA_HIDDEN int esca__fail_over(struct esca_table *t, int err);

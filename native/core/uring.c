@@ -17,10 +17,10 @@
  * Short writes (DESIGN.md, "Contract: short writes").  Sends carry
  * MSG_WAITALL: on a stream socket the kernel finishes the send itself
  * (parking on a full buffer).  write/writev go out as SEND first; -ENOTSOCK
- * marks the fd as no socket and the op is redone as WRITE.  A WRITE goes
- * with RWF_NOWAIT (no io-wq worker: needs_direct); its -EAGAIN on a pipe
- * (full, or O_NONBLOCK: liburing #274) is redone behind a POLL_ADD(POLLOUT)
- * link, on a file as the plain syscall.
+ * marks the fd as no socket (a regular file's write then runs as the plain
+ * syscall: needs_direct) and the op is redone as WRITE.  A WRITE on an
+ * O_NONBLOCK pipe can say -EAGAIN at once (liburing #274): the entry is
+ * redone behind a POLL_ADD(POLLOUT) link.
  *
  * sendfile has no io_uring op: READ into the entry's bounce buffer, linked
  * to a SEND of it (two copies; see issue 7 for the zero-copy lever).
@@ -35,7 +35,6 @@
 #include <sys/socket.h>
 
 #include "order.h"
-#include "sys.h"
 #include "uring.h"
 
 /* user_data of an entry's SQE: its struct uring_slot's address | stage */
@@ -48,19 +47,6 @@ static void tag(struct io_uring_sqe *sqe, const struct uring_slot *x,
 		int stage)
 {
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)x | (uint64_t)stage);
-}
-
-/* A WRITE with RWF_NOWAIT said -EAGAIN: 1 unless fd is a pipe (or a
- * socket), whose poll says when it can go on.  A file's write would block
- * on the disk, and a file always polls writable; a device's is its
- * driver's business: the plain syscall, as Linux would run it. */
-static int waits_in_worker(int fd)
-{
-	struct stat st;
-
-	if (esca_sys_fstat(fd, &st) < 0)
-		return 0;	/* the poll's write gets the fd's error */
-	return !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode);
 }
 
 /* Everything the kernel said about e is in; decide. */
@@ -142,14 +128,7 @@ static void finalize(struct esca_table *t, struct esca_entry *e,
 		if (r == -ENOTSOCK && (e->op == ESCA_OP_WRITE ||
 				       e->op == ESCA_OP_WRITEV) &&
 		    f->type != ESCA_FT_OTHER) {
-			f->type = ESCA_FT_OTHER;	/* a write on no socket */
-			esca__requeue(t, e);
-			return;
-		}
-		if (x->as_write && (r == -EOPNOTSUPP ||
-				    (r == -EAGAIN && waits_in_worker(e->fd)))) {
-			e->direct = 1;	/* a file's: see needs_direct */
-			f->type = ESCA_FT_FILE;	/* and its next writes */
+			esca__fd_not_socket(t, e->fd);	/* a file? */
 			esca__requeue(t, e);
 			return;
 		}
@@ -274,9 +253,6 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
 			io_uring_prep_writev(sqe, e->fd, iov, (unsigned)n,
 					     (uint64_t)-1);
 		}
-		if (!as_send)	/* never an io-wq worker: see needs_direct */
-			sqe->rw_flags = RWF_NOWAIT;
-		x->as_write = (uint8_t)!as_send;
 		tag(sqe, x, STAGE_MAIN);
 		return sqe;
 	}
@@ -351,21 +327,15 @@ static struct io_uring_sqe *prep_entry(struct esca_table *t,
  * a file the program closed after the flush could stay open meanwhile, a
  * pipe's reader without its EOF for good (tests/test_contract.py hung so,
  * about once in 3,000 flushes; a file's flock would stay held).  As the
- * plain syscall at its turn it also costs no worker's wake-up.  The same
- * for a buffered write to a file that would block (allocating blocks after
- * O_TRUNC: tests/test_ops.py, a flock held past the program's close, about
- * once in 5,000 flushes, a blocking flock of the next open waiting for
- * good): a WRITE goes with RWF_NOWAIT, so the kernel answers -EAGAIN (or
- * -EOPNOTSUPP) rather than hand it to a worker, and the entry runs as the
- * plain syscall (e->direct), as do the fd's later writes (ESCA_FT_FILE,
- * until the table closes it: a stale hint only runs a write plainly). */
+ * plain syscall at its turn it also costs no worker's wake-up.  So does a
+ * write to a regular file (ESCA_FT_FILE: table.c, esca__fd_not_socket). */
 static int needs_direct(const struct esca_table *t, const struct uring_state *u,
 			const struct esca_entry *e)
 {
 	if (e->op == ESCA_OP_SETSOCKOPT)
 		return !u->have_setsockopt;
 	return e->op == ESCA_OP_SHUTDOWN || e->op == ESCA_OP_FSYNC ||
-	       e->direct || (e->op == ESCA_OP_WRITEV && e->len == 0) ||
+	       (e->op == ESCA_OP_WRITEV && e->len == 0) ||
 	       ((e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV) &&
 		t->fds[e->fd].type == ESCA_FT_FILE);
 }

@@ -28,7 +28,6 @@ struct uring_slot {
 	uint32_t pos;		/* table position of the entry it is for */
 	uint8_t nsqe;		/* SQEs of the entry not yet completed */
 	uint8_t eof;		/* sendfile: a read came back short */
-	uint8_t as_write;	/* a data op that went as WRITE (RWF_NOWAIT) */
 	int32_t res_main, res_read, res_poll;	/* stage results */
 	size_t staged;		/* sendfile: bytes read into one.iov_base */
 	size_t staged_sent;	/* of those, sent */

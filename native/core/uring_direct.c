@@ -113,7 +113,7 @@ static int entry_now(struct esca_table *t, struct esca_entry *e)
 		/* no socket (a number the table knew as one may have been
 		 * closed outside it and given to a pipe since): the ring
 		 * writes it, as uring.c's completion does */
-		f->type = ESCA_FT_OTHER;
+		esca__fd_not_socket(t, e->fd);
 		return 0;
 	}
 	if (r == -EAGAIN || r == -EINTR)
