@@ -510,7 +510,8 @@ def test_file_write_then_close_releases_the_flock(mode: str, tmp_path: Path) -> 
 
     path = tmp_path / "locked"
     held = 0
-    for i in range(20000):
+    n = 20000 if mode == "uring" else 1000  # the others are the controls
+    for i in range(n):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:  # not blocking: a lock still held from a closed file fails here
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -529,6 +530,6 @@ def test_file_write_then_close_releases_the_flock(mode: str, tmp_path: Path) -> 
             held += 1
         finally:
             os.close(other)
-    assert held == 0, f"a flock still held after the close (flush {i} of 20000)"
+    assert held == 0, f"a flock still held after the close (flush {i} of {n})"
     assert path.read_bytes() == b"x" * 8192 + b"y" * 8192 + b"z"
 
