@@ -98,13 +98,14 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 			pfd = -1;
 		}
 	}
-	if (pfd < 0 && !masked && timeout == 0)
-		return real.poll(fds, n, 0);
-	if (pfd < 0 && masked && !t)	/* no time to recompute */
-		for (;;) {
+	if (pfd < 0 && ((!masked && timeout == 0) || (masked && !t)))
+		for (;;) {	/* no time to recompute; asked again after the
+				 * library's timer signal alone: a poll with a
+				 * zero timeout got its EINTR (poll_zero.c) */
 			unsigned hits = ts ? ts->timer_hits : 0;
 
-			r = real.ppoll(fds, n, NULL, mask);
+			r = masked ? real.ppoll(fds, n, NULL, mask) :
+				     real.poll(fds, n, 0);
 			if (!our_eintr(ts, r, hits) || ts->sig_hits != sigs)
 				return r;
 		}

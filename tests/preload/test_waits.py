@@ -408,3 +408,16 @@ def test_timer_handler_never_blocks_the_lock_holder(tmp_path: Path, mode: str) -
         st = json.loads(stats.read_text())
         assert st["syscalls"]["write"]["deferred"] > 100, st["syscalls"]["write"]
         assert st["flushes"]["timer"] > 0, st["flushes"]  # the handler ran
+
+
+@pytest.mark.parametrize("mode", executor_params())
+def test_zero_timeout_polls_see_no_signal_of_ours(tmp_path: Path, mode: str) -> None:
+    """progs/poll_zero.c: a deferred write (the timer is armed), then poll,
+    select and ppoll with a zero timeout, 200,000 times, the timer's shot at
+    its shortest (100 us).  Linux never answers them EINTR here; poll's
+    quick path passed the library's own signal on as EINTR (80-97 a run)."""
+    exe = build(tmp_path, "poll_zero")
+    plain = run("plain", [str(exe)])
+    assert plain.returncode == 0 and plain.stdout == "eintr 0 0 0\nok\n", plain
+    p = run(mode, [str(exe)], stats=tmp_path / "s.json", ESCA_FLUSH_US="100")
+    assert p.returncode == 0 and p.stdout == plain.stdout, (p.stdout, p.stderr)
