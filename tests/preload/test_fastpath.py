@@ -102,5 +102,8 @@ def test_file_reads_leave_the_timer_alone(tmp_path: Path) -> None:
     m = re.search(r"timer_settime (\d+)", p.stderr)
     assert m, p.stderr
     s = json.loads(stats.read_text())
-    assert s["syscalls"]["write"]["deferred"] == 1000, s["syscalls"]["write"]
+    w = s["syscalls"]["write"]
+    # a write finds the table full when the peer lags 256 writes behind (a
+    # loaded machine): it goes to the kernel (after its fd's queued bytes)
+    assert w["deferred"] + w["passed"]["full"] == 1000 and w["deferred"] > 900, w
     assert 1 <= int(m.group(1)) < 100, p.stderr

@@ -30,14 +30,21 @@ int main(int argc, char **argv)
 	}
 	close(sv[1]);
 	for (int i = 0; i < 1000; i++) {
-		if (write(sv[0], "x", 1) != 1 || poll(NULL, 0, 0) != 0 ||
-		    read(fd, buf, sizeof(buf)) < 0 ||
-		    lseek(fd, 0, SEEK_SET) != 0)
+		const char *bad = write(sv[0], "x", 1) != 1 ? "write" :
+				  poll(NULL, 0, 0) != 0 ? "poll" :
+				  read(fd, buf, sizeof(buf)) < 0 ? "read" :
+				  lseek(fd, 0, SEEK_SET) != 0 ? "lseek" : NULL;
+
+		if (bad) {
+			perror(bad);	/* the test shows which call failed */
 			return 1;
+		}
 	}
 	close(sv[0]);
-	if (wait(NULL) < 0)
+	if (wait(NULL) < 0) {
+		perror("wait");
 		return 1;
+	}
 	printf("ok\n");
 	return 0;
 }
