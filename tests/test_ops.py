@@ -8,6 +8,7 @@ import select
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -463,6 +464,34 @@ def test_shutdown_then_close_gives_eof(mode: str) -> None:
     assert stuck == 0, f"{stuck} readers got no EOF"
 
 
+def locked_batches(mode: str, path: Path, n: int, ops: Any) -> tuple[int, int]:
+    """n rounds: open path (truncated), flock it, a batch of ops(batch, fd)
+    whose results are checked, close it, and try the lock from a new open,
+    never blocking.  (round, held): held 1 at the round where a closed
+    file's lock was still held, else (n, 0)."""
+    import fcntl
+
+    for i in range(n):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return i, 1
+        with make_batch(mode) as batch:
+            pending, want = ops(batch, fd)
+        assert [p.result() for p in pending] == want
+        os.close(fd)
+        other = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return i, 1
+        finally:
+            os.close(other)
+    return n, 0
+
+
 def test_fsync_then_close_releases_the_flock(mode: str, tmp_path: Path) -> None:
     """A batch's fsyncs of a locked file, then the program's close:
     the flock is free at once (it goes with the file's last reference).
@@ -470,32 +499,14 @@ def test_fsync_then_close_releases_the_flock(mode: str, tmp_path: Path) -> None:
     through the thread's deferred task work (as test_shutdown_then_close_
     gives_eof's shutdown): the lock stayed held until the thread next
     entered the ring (a blocking flock of the next open waited for good).
-    6,000 flushes (3 s).  (A write to a regular file through the ring can
-    also go to a worker: README, Limits.)"""
-    import fcntl
+    6,000 flushes (3 s)."""
 
-    path = tmp_path / "locked"
-    held = 0
-    for _ in range(6000):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:  # not blocking: a lock still held from a closed file fails here
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held += 1
-            os.close(fd)
-            break
-        with make_batch(mode) as batch:
-            batch.fsync(fd)  # two: the ring's way, were it not direct
-            batch.fsync(fd)
-        os.close(fd)
-        other = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held += 1
-        finally:
-            os.close(other)
-    assert held == 0, f"{held} flocks still held after the close"
+    def ops(batch: Any, fd: int) -> tuple[list[Any], list[int]]:
+        # two: the ring's way, were it not direct
+        return [batch.fsync(fd), batch.fsync(fd)], [0, 0]
+
+    i, held = locked_batches(mode, tmp_path / "locked", 6000, ops)
+    assert held == 0, f"a flock still held after the close (flush {i} of 6000)"
 
 
 def test_file_write_then_close_releases_the_flock(mode: str, tmp_path: Path) -> None:
@@ -505,31 +516,15 @@ def test_file_write_then_close_releases_the_flock(mode: str, tmp_path: Path) -> 
     reference to the file went back through the thread's deferred task
     work: the lock stayed held until the thread next entered the ring.
     Writes to a regular file run as the plain syscall at their turn
-    (core/table.c, esca__fd_not_socket).  About one flush in 5,000 failed before: 20,000 flushes."""
-    import fcntl
+    (core/table.c, esca__fd_not_socket).  About one flush in 5,000 failed
+    before: 20,000 flushes under uring (the others are the controls)."""
+
+    def ops(batch: Any, fd: int) -> tuple[list[Any], list[int]]:
+        return [batch.write(fd, b"x" * 8192), batch.writev(fd, [b"y" * 8192, b"z"])], [8192, 8193]
 
     path = tmp_path / "locked"
-    held = 0
-    n = 20000 if mode == "uring" else 1000  # the others are the controls
-    for i in range(n):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:  # not blocking: a lock still held from a closed file fails here
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            held += 1
-            break
-        with make_batch(mode) as batch:
-            w = [batch.write(fd, b"x" * 8192), batch.writev(fd, [b"y" * 8192, b"z"])]
-        assert [p.result() for p in w] == [8192, 8193]
-        os.close(fd)
-        other = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held += 1
-        finally:
-            os.close(other)
+    n = 20000 if mode == "uring" else 1000
+    i, held = locked_batches(mode, path, n, ops)
     assert held == 0, f"a flock still held after the close (flush {i} of {n})"
     assert path.read_bytes() == b"x" * 8192 + b"y" * 8192 + b"z"
 
