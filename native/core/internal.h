@@ -174,6 +174,14 @@ ESCA_HIDDEN void esca__requeue(struct esca_table *t, struct esca_entry *e);
 /* fd is no socket (a write there said ENOTSOCK): what it is, once, into its
  * hint (ESCA_FT_FILE or ESCA_FT_OTHER; one fstat, counted). */
 ESCA_HIDDEN void esca__fd_not_socket(struct esca_table *t, int fd);
+/* e is a write to a regular file (its hint): the plain syscall, never the
+ * ring (esca__fd_not_socket says why). */
+static inline int esca__file_write(const struct esca_table *t,
+				   const struct esca_entry *e)
+{
+	return (e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV) &&
+	       t->fds[e->fd].type == ESCA_FT_FILE;
+}
 /* The executor failed (should not happen): every queued entry runs as plain
  * syscalls; returns err. */
 ESCA_HIDDEN int esca__fail_over(struct esca_table *t, int err);

@@ -336,8 +336,7 @@ static int needs_direct(const struct esca_table *t, const struct uring_state *u,
 		return !u->have_setsockopt;
 	return e->op == ESCA_OP_SHUTDOWN || e->op == ESCA_OP_FSYNC ||
 	       (e->op == ESCA_OP_WRITEV && e->len == 0) ||
-	       ((e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV) &&
-		t->fds[e->fd].type == ESCA_FT_FILE);
+	       esca__file_write(t, e);
 }
 
 /* One pass over the table: every entry whose turn it is (order.h) goes

@@ -97,10 +97,8 @@ static int entry_now(struct esca_table *t, struct esca_entry *e)
 		return 1;
 	if (e->op == ESCA_OP_SENDFILE)
 		return esca__uring_sendfile_now(t, e);
-	if (!esca__is_data(e->op) ||
-	    (f->type == ESCA_FT_FILE &&
-	     (e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV))) {
-		esca__run_direct(t, e, 0);	/* a file's write: uring.c */
+	if (!esca__is_data(e->op) || esca__file_write(t, e)) {
+		esca__run_direct(t, e, 0);
 		return 1;
 	}
 	memset(&m, 0, sizeof(m));
@@ -112,7 +110,8 @@ static int entry_now(struct esca_table *t, struct esca_entry *e)
 			       e->op == ESCA_OP_WRITEV)) {
 		/* no socket (a number the table knew as one may have been
 		 * closed outside it and given to a pipe since): the ring
-		 * writes it, as uring.c's completion does */
+		 * writes it, or a file's the plain syscall, as after
+		 * uring.c's completion */
 		esca__fd_not_socket(t, e->fd);
 		return 0;
 	}
