@@ -99,7 +99,7 @@ test: deps
 	@$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest -q --durations=15 tests
 
-# The fuzzers, run long (about 40 min on 2 vCPUs; not part of make test): the
+# The fuzzers, run long (15-17 min on 2 vCPUs; not part of make test): the
 # defects the short runs in make test miss. Each prints the seed that replays it.
 fuzz-long: deps
 	@$(MAKE) --no-print-directory build
