@@ -26,6 +26,7 @@ from pyesca.bench.runner import (
     Pinning,
     RunRecord,
     other_cpu,
+    steal_cpu,
 )
 from pyesca.bench.runner import BenchResult as Result
 from pyesca.bench.servers import CONFIGS, file_name, start_on_free_port
@@ -224,6 +225,12 @@ def test_report_flags_errors_and_ratios() -> None:
     text = report.format_text(res)
     assert "warning: other processes used CPU during measured runs" in text
     assert "vanilla round 1: 0.50" in text
+    assert "steal time" not in text
+    recs[1].steal_cpu = 0.4  # the host withheld the vCPUs during esca's run
+    text = report.format_text(res)
+    assert "warning: the hypervisor withheld CPU (steal time)" in text
+    assert "esca round 1: 0.40" in text and "vanilla round 1: 0.50" in text
+    assert "hypervisor withheld" in report.to_json(res)["cases"][0]["warning"]
     assert "1.22!" in text and "! esca: round 1: measured run: read 8176" in text
     md = report.format_markdown(res)
     assert "| esca |" in md and "1.22!" in md
@@ -232,6 +239,39 @@ def test_report_flags_errors_and_ratios() -> None:
     esca_js = js["cases"][0]["modes"]["esca"]
     assert esca_js["errors"] == 8176 and esca_js["flagged"]
     assert esca_js["kernel_entries_per_request"]["median"] == pytest.approx(3.0)
+
+
+def test_quiet_rounds_ratio() -> None:
+    """The ratios over the rounds where neither run was disturbed (steal or
+    other load), beside the median over all: a disturbed round is left out
+    of that view, whichever mode it disturbed."""
+    clean = SEED_ESCA.replace("  Socket errors: connect 0, read 8176, write 0, timeout 0\n", "")
+    slow = clean.replace("111941.37", "55970.69")  # half the requests/s
+    recs = []
+    for rnd, (base_out, esca_out, steal) in enumerate(
+        [(clean, clean, 0.0), (clean, slow, 0.6), (clean, clean, 0.05)], start=1
+    ):
+        b, e = _record("vanilla", rnd, base_out, None), _record("esca", rnd, esca_out, {})
+        b.server_user_us, b.server_sys_us = 5.0, 15.0
+        e.server_user_us, e.server_sys_us = (6.0, 18.0) if steal > 0.1 else (5.0, 14.6)
+        e.steal_cpu, b.steal_cpu = steal, 0.0
+        recs += [b, e]
+    res = Result(BenchConfig(modes=("vanilla", "esca"), rounds=3), Pinning(note="n"), {}, recs)
+    (case,) = report.summarise(res)
+    esca_m = next(m for m in case.modes if m.mode == "esca")
+    assert esca_m.quiet_rounds == 2
+    assert esca_m.ratio_quiet == pytest.approx(1.0)
+    assert esca_m.cpu_ratio_quiet == pytest.approx(19.6 / 20.0)
+    assert esca_m.cpu_ratio_rounds == pytest.approx([0.98, 1.2, 0.98])
+    text = report.format_text(res)
+    assert "esca: 2 of 3 rounds: requests/s 1.00x, server CPU/req 0.98x" in text
+    assert "esca round 2: 0.60" in text  # the steal warning names it
+    md = report.format_markdown_json(report.to_json(res))
+    assert "esca 2 of 3: requests/s 1.00x, server CPU/req 0.98x" in md
+    # all rounds quiet: no separate view
+    for r in recs:
+        r.steal_cpu = 0.0
+    assert "quiet rounds" not in report.format_text(res)
 
 
 def test_other_cpu() -> None:
@@ -245,6 +285,13 @@ def test_other_cpu() -> None:
     assert other_cpu(c, d) == pytest.approx(0.1)
     snap = CpuSnapshot.take([])
     assert snap is not None and snap.busy > 0 and snap.softirqd >= 0
+    assert snap.steal >= 0
+    # steal time is the host's, counted apart from other processes' load
+    e = CpuSnapshot(when=10.0, busy=100.0, server=20.0, children=5.0, steal=3.0)
+    f = CpuSnapshot(when=12.0, busy=103.0, server=21.0, children=6.0, steal=4.2)
+    assert other_cpu(e, f) == pytest.approx(0.5)
+    assert steal_cpu(e, f) == pytest.approx(0.6)
+    assert steal_cpu(e, None) is None
 
 
 # ---------------------------------------------------------------- real runs

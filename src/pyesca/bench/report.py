@@ -24,6 +24,8 @@ SCHEMA = 2
 FLAG = "!"
 # CPUs other processes may use during a measured run before the report warns.
 OTHER_CPU_WARN = 0.10
+# A run is quiet when other load and steal each stayed at or under this.
+QUIET_CPU = 0.10
 
 
 @dataclass
@@ -71,6 +73,15 @@ class ModeSummary:
     entries_cpu_share: float | None = None
     entries_saved_share: float | None = None
     cpu_saved: float | None = None
+    # Per round against the baseline's run of the same round: server CPU per
+    # request; and both ratios over the quiet rounds only (neither run had
+    # other load or steal over QUIET_CPU): on a VM whose host steals the
+    # vCPUs under load, CPU per request rises with the steal, and a median
+    # over disturbed rounds can hide or invent a few percent.
+    cpu_ratio_rounds: list[float] = field(default_factory=list)
+    quiet_rounds: int = 0
+    ratio_quiet: float | None = None
+    cpu_ratio_quiet: float | None = None
 
     @property
     def server_cpu_us(self) -> float | None:
@@ -104,6 +115,10 @@ class ModeSummary:
             "errors": self.errors,
             "ratio": self.ratio,
             "ratio_rounds": self.ratio_rounds,
+            "cpu_ratio_rounds": self.cpu_ratio_rounds,
+            "quiet_rounds": self.quiet_rounds,
+            "ratio_quiet": self.ratio_quiet,
+            "cpu_ratio_quiet": self.cpu_ratio_quiet,
             "kernel_entries_per_request": epr,
             "kernel_entries_reason": self.kernel_entries_reason,
             "deferred_per_request": sp(self.deferred_per_request),
@@ -145,6 +160,16 @@ def _median_record(recs: Sequence[RunRecord]) -> RunRecord | None:
     return ok[(len(ok) - 1) // 2] if ok else None
 
 
+def _quiet(r: RunRecord) -> bool:
+    """Nothing but the server and wrk used the CPUs in r's measured run."""
+    return (r.other_cpu or 0.0) <= QUIET_CPU and (r.steal_cpu or 0.0) <= QUIET_CPU
+
+
+def _server_cpu(r: RunRecord) -> float | None:
+    u, s = r.server_user_us, r.server_sys_us
+    return None if u is None or s is None else u + s
+
+
 def summarise_mode(
     mode: str, recs: list[RunRecord], base: dict[int, RunRecord] | None
 ) -> ModeSummary:
@@ -159,11 +184,23 @@ def summarise_mode(
                 socket_errors += w.socket_error_total
                 non_2xx += w.non_2xx
     ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    quiet: list[float] = []
+    cpu_quiet: list[float] = []
     if base is not None:
         for r in measured:
             b = base.get(r.round)
-            if b is not None and b.requests_per_sec > 0:
-                ratios.append(r.requests_per_sec / b.requests_per_sec)
+            if b is None or b.requests_per_sec <= 0:
+                continue
+            q = _quiet(r) and _quiet(b)
+            ratios.append(r.requests_per_sec / b.requests_per_sec)
+            if q:
+                quiet.append(ratios[-1])
+            rc, bc = _server_cpu(r), _server_cpu(b)
+            if rc is not None and bc:
+                cpu_ratios.append(rc / bc)
+                if q:
+                    cpu_quiet.append(cpu_ratios[-1])
     eprs = [e for r in recs if (e := r.entries_per_request) is not None]
     reasons = sorted({r.kernel_entries_reason for r in recs if r.kernel_entries_reason})
     dprs = [d for r in recs if (d := r.deferred_per_request) is not None]
@@ -203,6 +240,10 @@ def summarise_mode(
         non_2xx=non_2xx,
         ratio=statistics.median(ratios) if ratios else None,
         ratio_rounds=ratios,
+        cpu_ratio_rounds=cpu_ratios,
+        quiet_rounds=len(quiet),
+        ratio_quiet=statistics.median(quiet) if quiet else None,
+        cpu_ratio_quiet=statistics.median(cpu_quiet) if cpu_quiet else None,
         kernel_entries_per_request=Spread.of(eprs),
         kernel_entries_reason="; ".join(reasons),
         deferred_per_request=Spread.of(dprs),
@@ -300,25 +341,36 @@ def _opt(s: Spread | None, spec: str) -> str:
     return format(s.median, spec) if s is not None else "-"
 
 
-def disturbed(case: CaseSummary) -> list[str]:
-    """Runs during which other processes used more than OTHER_CPU_WARN CPUs."""
+def disturbed(case: CaseSummary, steal: bool = False) -> list[str]:
+    """Runs during which other processes used (or, with steal, the
+    hypervisor withheld: steal time) more than OTHER_CPU_WARN CPUs."""
     out = []
     for m in case.modes:
         for r in m.records:
-            if r.other_cpu is not None and r.other_cpu > OTHER_CPU_WARN:
-                out.append(f"{m.mode} round {r.round}: {r.other_cpu:.2f}")
+            v = r.steal_cpu if steal else r.other_cpu
+            if v is not None and v > OTHER_CPU_WARN:
+                out.append(f"{m.mode} round {r.round}: {v:.2f}")
     return out
 
 
 def disturbed_line(case: CaseSummary) -> str:
+    lines = []
     d = disturbed(case)
-    if not d:
-        return ""
-    return (
-        "warning: other processes used CPU during measured runs (CPUs: "
-        + ", ".join(d)
-        + "): those numbers are disturbed"
-    )
+    if d:
+        lines.append(
+            "warning: other processes used CPU during measured runs (CPUs: "
+            + ", ".join(d)
+            + "): those numbers are disturbed"
+        )
+    d = disturbed(case, steal=True)
+    if d:
+        lines.append(
+            "warning: the hypervisor withheld CPU (steal time) during measured runs (CPUs: "
+            + ", ".join(d)
+            + "): the server and wrk waited for the host, those numbers are disturbed;"
+            " compare CPU per request rather than requests/s, and more rounds"
+        )
+    return "\n".join(lines)
 
 
 def _epr(m: ModeSummary) -> str:
@@ -396,6 +448,29 @@ def ceiling_lines(case: CaseSummary, ns: float | None) -> list[str]:
     return out
 
 
+def quiet_lines(case: CaseSummary) -> list[str]:
+    """The ratios over the quiet rounds (when some rounds were not)."""
+    noisy = any(not _quiet(r) for m in case.modes for r in m.records)
+    if not noisy:
+        return []
+    out = [
+        f"quiet rounds (its run and {case.baseline}'s had other load and steal of at most"
+        f" {QUIET_CPU:.2f} CPU), medians of per-round ratios to {case.baseline}:"
+    ]
+    for m in case.modes:
+        if m.mode == case.baseline:
+            continue
+        if not m.quiet_rounds:
+            out.append(f"  {m.mode}: no quiet round of {len(m.ratio_rounds)}")
+            continue
+        cpu = f"{m.cpu_ratio_quiet:.2f}" if m.cpu_ratio_quiet is not None else "-"
+        out.append(
+            f"  {m.mode}: {m.quiet_rounds} of {len(m.ratio_rounds)} rounds:"
+            f" requests/s {m.ratio_quiet:.2f}x, server CPU/req {cpu}x"
+        )
+    return out
+
+
 def _cpu(m: ModeSummary) -> str:
     u, s = m.server_user_us, m.server_sys_us
     if u is None or s is None:
@@ -432,6 +507,9 @@ def format_text(result: BenchResult) -> str:
             )
         out.append("")
         out += [f"  {line}" for line in ceiling_lines(case, entry_ns(result))]
+        if q := quiet_lines(case):
+            out.append("")
+            out += [f"  {line}" for line in q]
         out.append("")
         out.append(
             f"  {'wrk latency (median round)':<28}{'Avg':>9}{'Stdev':>10}{'Max':>10}"
@@ -450,8 +528,7 @@ def format_text(result: BenchResult) -> str:
         warn = disturbed_line(case)
         if flagged or warn:
             out.append("")
-            if warn:
-                out.append(f"  {warn}")
+            out += [f"  {w}" for w in warn.splitlines()]
             for m in flagged:
                 for f in m.flags:
                     out.append(f"  {FLAG} {m.mode}: {f}")
@@ -560,8 +637,20 @@ def format_markdown_json(data: dict[str, Any], source: str = "") -> str:
                 f" | {cpu} | {_md_spread(m.get('wrk_us_per_request'), '.1f')}"
                 f" | {fmt_time(lat['avg_us']) if lat else '-'} | {m.get('errors', 0)} |"
             )
+        quiet = [
+            f"{name} {m['quiet_rounds']} of {len(m.get('ratio_rounds') or [])}:"
+            f" requests/s {m['ratio_quiet']:.2f}x"
+            + (f", server CPU/req {m['cpu_ratio_quiet']:.2f}x" if m.get("cpu_ratio_quiet") else "")
+            for name, m in case["modes"].items()
+            if m.get("ratio_quiet") is not None and name != case.get("baseline")
+            and m.get("quiet_rounds", 0) < len(m.get("ratio_rounds") or [])
+        ]
+        if quiet:
+            head = "Over the quiet rounds only (no other load or steal): "
+            out += ["", head + "; ".join(quiet) + "."]
         if warn := case.get("warning"):
-            out += ["", warn[0].upper() + warn[1:] + "."]
+            for w in warn.splitlines():
+                out += ["", w[0].upper() + w[1:] + "."]
         out.append("")
     return "\n".join(out)
 

@@ -273,6 +273,7 @@ class RunRecord:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     other_cpu: float | None = None  # CPUs others used during the measured run
+    steal_cpu: float | None = None  # CPUs the hypervisor withheld (steal time)
     seconds: float = 0.0
     # CPU time per request in the measured run, microseconds: the server's
     # user and system time (all its processes), and wrk's
@@ -333,6 +334,7 @@ class RunRecord:
             "problems": self.problems,
             "notes": self.notes,
             "other_cpu": None if self.other_cpu is None else round(self.other_cpu, 3),
+            "steal_cpu": None if self.steal_cpu is None else round(self.steal_cpu, 3),
             "server_user_us_per_request": self.server_user_us,
             "server_sys_us_per_request": self.server_sys_us,
             "wrk_us_per_request": self.wrk_us,
@@ -438,14 +440,18 @@ def machine_info(cfg: BenchConfig) -> dict[str, Any]:
     }
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs, from /proc/stat.  Busy leaves out
-    interrupt and softirq time: the kernel accounts it to no process, and on
-    loopback it is mostly the measured run's own network work."""
+def _cpu_times() -> tuple[int, int, int]:
+    """(busy, total, steal) jiffies of all CPUs, from /proc/stat.  Busy leaves
+    out interrupt and softirq time (the kernel accounts it to no process, and
+    on loopback it is mostly the measured run's own network work) and steal
+    (a VM's vCPU waiting for the host: no process of this machine ran then);
+    guest time is already inside user time."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    fields = fields[:8]  # user nice system idle iowait irq softirq steal
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     irq = sum(fields[5:7])  # irq + softirq
-    return sum(fields) - idle - irq, sum(fields)
+    steal = fields[7] if len(fields) > 7 else 0
+    return sum(fields) - idle - irq - steal, sum(fields), steal
 
 
 def _softirqd_ticks() -> int:
@@ -478,11 +484,12 @@ class CpuSnapshot:
     server_sys: float = 0.0  # of server: system time
     softirqd: float = 0.0  # the kernel's ksoftirqd threads: network work
     # of the server and wrk deferred to them (loopback), not other load
+    steal: float = 0.0  # all CPUs, steal time: the host ran something else
     @classmethod
     def take(cls, pids: Sequence[int]) -> CpuSnapshot | None:
         tick = os.sysconf("SC_CLK_TCK")
         try:
-            busy, _ = _cpu_times()
+            busy, _, steal = _cpu_times()
             user = system = 0
             for pid in pids:
                 stat = Path(f"/proc/{pid}/stat").read_text()
@@ -500,6 +507,7 @@ class CpuSnapshot:
             user / tick,
             system / tick,
             _softirqd_ticks() / tick,
+            steal / tick,
         )
 
 
@@ -517,12 +525,21 @@ def other_cpu(a: CpuSnapshot | None, b: CpuSnapshot | None) -> float | None:
     return max(0.0, other / (b.when - a.when))
 
 
+def steal_cpu(a: CpuSnapshot | None, b: CpuSnapshot | None) -> float | None:
+    """CPUs (0.25 = a quarter of one) the hypervisor withheld from this VM
+    between two snapshots (steal time): the server and wrk were runnable and
+    did not run, which disturbs a measurement as other load does."""
+    if a is None or b is None or b.when <= a.when:
+        return None
+    return max(0.0, (b.steal - a.steal) / (b.when - a.when))
+
+
 def busy_percent(seconds: float = 1.0) -> float | None:
     """How busy the machine's CPUs are (0-100) over `seconds`, before we start."""
     try:
-        b0, t0 = _cpu_times()
+        b0, t0, _ = _cpu_times()
         time.sleep(seconds)
-        b1, t1 = _cpu_times()
+        b1, t1, _ = _cpu_times()
     except (OSError, ValueError, IndexError):
         return None
     return 100.0 * (b1 - b0) / (t1 - t0) if t1 > t0 else None
@@ -682,6 +699,7 @@ def one_run(
             rec.measured = wrk(cfg.duration)
             after = CpuSnapshot.take(pids)
             rec.other_cpu = other_cpu(before, after)
+            rec.steal_cpu = steal_cpu(before, after)
             n = rec.measured.requests
             if before is not None and after is not None and n > 0:
                 rec.server_user_us = round((after.server_user - before.server_user) / n * 1e6, 3)
@@ -799,6 +817,8 @@ def _progress_line(cfg: BenchConfig, rec: RunRecord, done: int, conns: int, size
     bits.append(f"{rec.wrk_errors} errors")
     if rec.other_cpu is not None and rec.other_cpu > 0.1:
         bits.append(f"other load {rec.other_cpu:.2f} CPU")
+    if rec.steal_cpu is not None and rec.steal_cpu > 0.1:
+        bits.append(f"steal {rec.steal_cpu:.2f} CPU")
     if rec.problems:
         bits.append("PROBLEM: " + "; ".join(rec.problems))
     return (
