@@ -9,6 +9,10 @@ entries) and an unpinned one (requests/s) of the same configuration:
   CPU/req pinned   median of the per-round ratios of server CPU per request
                    (user + system, all server processes) to vanilla's
   entries/req      kernel entries per request (pinned run), and its ratio
+  quiet            the same two ratios over the quiet rounds only (neither
+                   run of the round had other load or steal time over 0.10
+                   CPU: esca bench's other_cpu and steal_cpu), "k/n" rounds;
+                   "-" when every round was quiet or none was
   ceiling          vanilla's entries x the kernel-entry cost as a share of
                    its CPU per request: at most what removing entries saves
   errors           wrk socket errors + non-2xx over every run of the mode
@@ -42,15 +46,36 @@ def cpu(run: dict[str, Any]) -> float | None:
     return None if u is None or s is None else float(u) + float(s)
 
 
-def per_round_ratio(case: dict[str, Any], mode: str, get: Any) -> list[float]:
-    """The ratios mode/vanilla of get(run), round by round."""
-    base = {r["round"]: get(r) for r in case["modes"]["vanilla"]["runs"]}
+QUIET_CPU = 0.10  # as esca bench's report.QUIET_CPU
+
+
+def quiet(run: dict[str, Any]) -> bool:
+    """Nothing but the server and wrk used the CPUs in this run (files before
+    steal_cpu counted steal inside other_cpu)."""
+    return all((run.get(k) or 0.0) <= QUIET_CPU for k in ("other_cpu", "steal_cpu"))
+
+
+def per_round_ratio(case: dict[str, Any], mode: str, get: Any,
+                    only_quiet: bool = False) -> list[float]:
+    """The ratios mode/vanilla of get(run), round by round (only_quiet: of
+    the rounds where neither run was disturbed)."""
+    base = {r["round"]: r for r in case["modes"]["vanilla"]["runs"]}
     out = []
     for r in case["modes"][mode]["runs"]:
-        a, b = get(r), base.get(r["round"])
+        br = base.get(r["round"])
+        if br is None or (only_quiet and not (quiet(r) and quiet(br))):
+            continue
+        a, b = get(r), get(br)
         if a is not None and b:
             out.append(a / b)
     return out
+
+
+def fmt_quiet(xs: list[float], n: int) -> str:
+    """A ratio over the quiet rounds, "-" when they are all or none."""
+    if not xs or len(xs) == n:
+        return "-"
+    return f"{statistics.median(xs):.2f}x ({len(xs)}/{n})"
 
 
 def fmt_ratio(xs: list[float]) -> str:
@@ -88,9 +113,10 @@ def table(paths: list[Path]) -> str:
     # files of several commits: a row per commit, which a column names
     many = len({k[3] for k in (*pinned, *unpinned)}) > 1
     rows = [
-        "| config | size | mode | req/s unpinned | CPU/req pinned | entries/req (vanilla's) | "
+        "| config | size | mode | req/s unpinned | CPU/req pinned | quiet: req/s, CPU/req | "
+        "entries/req (vanilla's) | "
         "ceiling | deferred/req | errors | " + ("commit | " if many else "") + "bound |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | "
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
         + ("--- | " if many else "") + "--- |",
     ]
     for key in sorted(set(pinned) | set(unpinned), key=lambda k: (k[0], -k[1], k[2], k[3])):
@@ -100,6 +126,10 @@ def table(paths: list[Path]) -> str:
             rq = (per_round_ratio(u, mode, lambda r: r["requests_per_sec"])
                   if u and mode in u["modes"] else [])
             cp = per_round_ratio(p, mode, cpu) if p and mode in p["modes"] else []
+            rq_q = (per_round_ratio(u, mode, lambda r: r["requests_per_sec"], True)
+                    if u and mode in u["modes"] else [])
+            cp_q = per_round_ratio(p, mode, cpu, True) if p and mode in p["modes"] else []
+            qs = f"{fmt_quiet(rq_q, len(rq))}, {fmt_quiet(cp_q, len(cp))}"
             ent = van = ceiling = dfr = "-"
             errors = 0
             if p and mode in p["modes"]:
@@ -119,7 +149,8 @@ def table(paths: list[Path]) -> str:
                 not cp or statistics.median(cp) <= 1.02) and not errors
             size = f"{key[1]:,} B"
             rows.append(
-                f"| {key[0]} | {size} | {mode} | {fmt_ratio(rq)} | {fmt_ratio(cp)} | {ent} | "
+                f"| {key[0]} | {size} | {mode} | {fmt_ratio(rq)} | {fmt_ratio(cp)} | {qs}"
+                f" | {ent} | "
                 f"{ceiling} | {dfr} | {errors} | " + (f"{key[3]} | " if many else "")
                 + f"{'yes' if ok else 'NO'} |"
             )

@@ -501,3 +501,37 @@ def test_summary_table_keeps_every_mode_and_flags_losses(tmp_path: Path) -> None
     bad = subprocess.run([sys.executable, str(SUMMARY), str(tmp_path / "none.json")],
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_summary_quiet_column(tmp_path: Path) -> None:
+    """A round with steal time is left out of the quiet ratios, and the
+    column says how many rounds remain; with every round quiet it is "-"."""
+    pinned = next(f for f in sorted(RESULTS.glob("*.json"))
+                  if json.loads(f.read_text())["pinning"].get("server_cpus")
+                  and len(json.loads(f.read_text())["cases"][0]["modes"]["esca"]["runs"]) >= 3)
+    doc = json.loads(pinned.read_text())
+    case = doc["cases"][0]
+    runs = case["modes"]["esca"]["runs"]
+    for mode in case["modes"].values():
+        for r in mode["runs"]:
+            r["other_cpu"], r["steal_cpu"] = 0.0, 0.0
+    quiet_doc = tmp_path / "quiet.json"
+    quiet_doc.write_text(json.dumps(doc))
+    runs[0]["steal_cpu"] = 0.6  # the host stole the vCPUs in esca's round 1
+    runs[0]["server_user_us_per_request"] = 100 * (runs[0]["server_user_us_per_request"] or 1)
+    stolen = tmp_path / "stolen.json"
+    stolen.write_text(json.dumps(doc))
+
+    def esca_row(path: Path) -> list[str]:
+        p = subprocess.run([sys.executable, str(SUMMARY), str(path)],
+                           capture_output=True, text=True, timeout=60, check=False)
+        assert p.returncode == 0, p.stderr
+        row = next(r for r in p.stdout.splitlines()
+                   if r.startswith("| ") and r.split("|")[3].strip() == "esca")
+        return [c.strip() for c in row.split("|")]
+
+    assert esca_row(quiet_doc)[6] == "-, -"
+    cells = esca_row(stolen)
+    n = len(runs)
+    assert cells[6].startswith("-, ") and cells[6].endswith(f"x ({n - 1}/{n})"), cells
+    assert float(cells[6].split(", ")[1].split("x")[0]) < 2  # the stolen round is out
