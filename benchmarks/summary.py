@@ -12,7 +12,7 @@ entries) and an unpinned one (requests/s) of the same configuration:
   quiet            the same two ratios over the quiet rounds only (neither
                    run of the round had other load or steal time over 0.10
                    CPU: esca bench's other_cpu and steal_cpu), "k/n" rounds;
-                   "-" when every round was quiet or none was
+                   "all" or "none" when every round or no round was quiet
   ceiling          vanilla's entries x the kernel-entry cost as a share of
                    its CPU per request: at most what removing entries saves
   errors           wrk socket errors + non-2xx over every run of the mode
@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,14 @@ def per_round_ratio(case: dict[str, Any], mode: str, get: Any,
 
 
 def fmt_quiet(xs: list[float], n: int) -> str:
-    """A ratio over the quiet rounds, "-" when they are all or none."""
-    if not xs or len(xs) == n:
+    """A ratio over the quiet rounds: "all" when every round was quiet (the
+    ratio is the column's), "none" when none was, "-" without the run."""
+    if not n:
         return "-"
+    if not xs:
+        return "none"
+    if len(xs) == n:
+        return "all"
     return f"{statistics.median(xs):.2f}x ({len(xs)}/{n})"
 
 
@@ -87,8 +93,33 @@ def fmt_ratio(xs: list[float]) -> str:
     return f"{med:.2f}x [{min(xs):.2f}-{max(xs):.2f}]"
 
 
-def load(paths: list[Path]) -> tuple[dict[Key, dict[str, Any]], dict[Key, dict[str, Any]],
-                                      list[dict[str, Any]]]:
+# What the measured library is built from: files of commits that differ
+# only outside these measured the same library (--same-library).
+LIBRARY_PATHS = ("native", "src/pyesca/_core.c", "setup.py")
+
+
+def library_commit(commits: set[str]) -> str:
+    """One name for commits whose library sources are the same ("a=b=c"), or
+    exit 2 saying which differ.  A "-dirty" commit (uncommitted changes at
+    the run) is checked as its commit: esca bench keeps no diff, so what was
+    uncommitted cannot be checked afterwards, and the name keeps "-dirty"."""
+    repo = Path(__file__).resolve().parent.parent
+    plain = sorted({c.removesuffix("-dirty") for c in commits})
+
+    def git(*args: str) -> int:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
+                              check=False).returncode
+
+    for c in plain[1:]:
+        if git("diff", "--quiet", plain[0], c, "--", *LIBRARY_PATHS) != 0:
+            print(f"summary.py: --same-library: {plain[0]} and {c} differ in"
+                  f" {', '.join(LIBRARY_PATHS)} (or git cannot tell)", file=sys.stderr)
+            sys.exit(2)
+    return "=".join(sorted(commits))
+
+
+def load(paths: list[Path], same_library: bool = False
+         ) -> tuple[dict[Key, dict[str, Any]], dict[Key, dict[str, Any]], list[dict[str, Any]]]:
     pinned: dict[Key, dict[str, Any]] = {}
     unpinned: dict[Key, dict[str, Any]] = {}
     docs = []
@@ -98,18 +129,21 @@ def load(paths: list[Path]) -> tuple[dict[Key, dict[str, Any]], dict[Key, dict[s
             sys.exit(f"summary.py: {p}: not an esca bench --json file of schema 2")
         doc["_path"] = str(p)
         docs.append(doc)
+    one = (library_commit({str(d["machine"].get("commit", "?")) for d in docs})
+           if same_library else None)
+    for doc in docs:
         is_pinned = bool(doc["pinning"].get("server_cpus"))
         for case in doc["cases"]:
             if "vanilla" not in case["modes"]:
                 continue
-            commit = str(doc["machine"].get("commit", "?"))
+            commit = one or str(doc["machine"].get("commit", "?"))
             key = (doc["config"]["config"], case["size"], case["connections"], commit)
             (pinned if is_pinned else unpinned)[key] = case
     return pinned, unpinned, docs
 
 
-def table(paths: list[Path]) -> str:
-    pinned, unpinned, docs = load(paths)
+def table(paths: list[Path], same_library: bool = False) -> str:
+    pinned, unpinned, docs = load(paths, same_library)
     # files of several commits: a row per commit, which a column names
     many = len({k[3] for k in (*pinned, *unpinned)}) > 1
     rows = [
@@ -171,12 +205,16 @@ def table(paths: list[Path]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json", nargs="+", type=Path, help="esca bench --json files")
+    ap.add_argument("--same-library", action="store_true",
+                    help="the files' commits differ only outside the library's sources"
+                    f" ({', '.join(LIBRARY_PATHS)}; checked with git): one row per"
+                    " configuration, not one per commit")
     args = ap.parse_args(argv)
     for p in args.json:
         if not p.is_file():
             print(f"summary.py: {p}: no such file", file=sys.stderr)
             return 2
-    sys.stdout.write(table(args.json))
+    sys.stdout.write(table(args.json, args.same_library))
     return 0
 
 

@@ -505,7 +505,7 @@ def test_summary_table_keeps_every_mode_and_flags_losses(tmp_path: Path) -> None
 
 def test_summary_quiet_column(tmp_path: Path) -> None:
     """A round with steal time is left out of the quiet ratios, and the
-    column says how many rounds remain; with every round quiet it is "-"."""
+    column says how many rounds remain; with every round quiet, "all"."""
     pinned = next(f for f in sorted(RESULTS.glob("*.json"))
                   if json.loads(f.read_text())["pinning"].get("server_cpus")
                   and len(json.loads(f.read_text())["cases"][0]["modes"]["esca"]["runs"]) >= 3)
@@ -530,8 +530,43 @@ def test_summary_quiet_column(tmp_path: Path) -> None:
                    if r.startswith("| ") and r.split("|")[3].strip() == "esca")
         return [c.strip() for c in row.split("|")]
 
-    assert esca_row(quiet_doc)[6] == "-, -"
+    assert esca_row(quiet_doc)[6] == "-, all"  # no unpinned run; all quiet
     cells = esca_row(stolen)
     n = len(runs)
     assert cells[6].startswith("-, ") and cells[6].endswith(f"x ({n - 1}/{n})"), cells
     assert float(cells[6].split(", ")[1].split("x")[0]) < 2  # the stolen round is out
+
+
+def test_summary_same_library(tmp_path: Path) -> None:
+    """--same-library merges the rows of commits whose library sources are
+    the same (git says so) and refuses commits that changed native/."""
+    top = SUMMARY.parent.parent
+    for c in ("00ec3dd", "c7f0f4f"):
+        if subprocess.run(["git", "-C", str(top), "cat-file", "-e", f"{c}^{{commit}}"],
+                          capture_output=True, check=False).returncode:
+            pytest.skip(f"the checkout has no history back to {c} (shallow clone)")
+    src = next(f for f in sorted(RESULTS.glob("*.json"))
+               if json.loads(f.read_text())["machine"].get("commit") == "00ec3dd")
+    doc = json.loads(src.read_text())
+    a, b, c = (tmp_path / n for n in ("a.json", "b.json", "c.json"))
+    a.write_text(json.dumps(doc))
+    doc["machine"]["commit"] = "00ec3dd-dirty"  # the same commit, run uncommitted
+    b.write_text(json.dumps(doc))
+    doc["machine"]["commit"] = "c7f0f4f"  # an earlier commit: native/ differs
+    c.write_text(json.dumps(doc))
+
+    def run(*args: Path | str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(SUMMARY), *map(str, args)],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    split = run(a, b)
+    assert split.returncode == 0 and "| commit |" in split.stdout
+    merged = run("--same-library", a, b)
+    assert merged.returncode == 0, merged.stderr
+    assert "| commit |" not in merged.stdout
+    def rows(out: str) -> list[str]:
+        return [r for r in out.splitlines() if r.startswith("| ")][2:]
+
+    assert rows(merged.stdout) and len(rows(split.stdout)) == 2 * len(rows(merged.stdout))
+    bad = run("--same-library", a, c)
+    assert bad.returncode == 2 and "differ in native" in bad.stderr
