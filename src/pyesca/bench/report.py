@@ -75,8 +75,8 @@ class ModeSummary:
     cpu_saved: float | None = None
     # Per round against the baseline's run of the same round: server CPU per
     # request; and both ratios over the quiet rounds only (neither run had
-    # other load or steal over QUIET_CPU): on a VM whose host steals the
-    # vCPUs under load, CPU per request rises with the steal, and a median
+    # other load or steal over QUIET_CPU): on a VM whose host steals its
+    # vCPUs, CPU per request rises with the steal, and a median
     # over disturbed rounds can hide or invent a few percent.
     cpu_ratio_rounds: list[float] = field(default_factory=list)
     quiet_rounds: int = 0
@@ -367,8 +367,8 @@ def disturbed_line(case: CaseSummary) -> str:
         lines.append(
             "warning: the hypervisor withheld CPU (steal time) during measured runs (CPUs: "
             + ", ".join(d)
-            + "): the server and wrk waited for the host, those numbers are disturbed;"
-            " compare CPU per request rather than requests/s, and more rounds"
+            + "): the server and wrk waited for the host, those numbers are disturbed"
+            " (CPU per request too); see the quiet rounds, or run again when the host is quiet"
         )
     return "\n".join(lines)
 
