@@ -107,8 +107,8 @@ def test_many_stalled_clients_do_not_stall_the_server(tmp_path: Path, mode: str,
         pytest.skip(plain.stderr.strip())
     assert plain.returncode == 0, plain.stderr
     try:
-        # sequential's stall is certain (a strict xfail): 10 s show it
-        p = run(mode, [str(exe), str(n)], stats, timeout=10 if mode == "sequential" else 40,
+        # sequential's stall is certain (a strict xfail): 5 s show it
+        p = run(mode, [str(exe), str(n)], stats, timeout=5 if mode == "sequential" else 40,
                 nofile=nofile)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{mode}: the server stalled with {n} clients that do not read")
@@ -164,7 +164,7 @@ def test_more_than_64_sockets_owed_at_once(
             mode,
             argv,
             stats,
-            timeout=8 if mode == "sequential" else 20,  # its stall: a strict xfail
+            timeout=5 if mode == "sequential" else 20,  # its stall: a strict xfail
             nofile=n + 1024,
             ESCA_CAPACITY=str(capacity),
             ESCA_BUDGET=str(budget),

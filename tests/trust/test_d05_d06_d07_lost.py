@@ -51,9 +51,9 @@ def test_d05_handler_writes_to_a_full_self_pipe(
     room on the pipe that only that thread drains.  Plain: the writes past
     the full point get EAGAIN, which the handler ignores."""
     exe = prog("d05_signal_write", tmp_path_factory)
-    # sequential's hang is a strict xfail: 10 s show it (uring: ~3 s)
+    # sequential's hang is a strict xfail: 5 s show it (uring: ~3 s)
     r = run_on_sockets(mode, [exe, str(RECORDS), "full"], tmp_path,
-                       timeout=10 if mode == "sequential" else 25)
+                       timeout=5 if mode == "sequential" else 25)
     assert r.rc == 0, r
     assert r.peer == b"".join(b"%08d\n" % i for i in range(RECORDS)), r
     assert r.err.startswith(b"records %d fired " % RECORDS), r
