@@ -54,6 +54,10 @@ def test_levers_names() -> None:
     assert esca_run.parse_levers("all") == "all"
     assert esca_run.parse_levers("none") == "none"
     assert esca_run.parse_levers("all,-compose") == "reads,sendfile,fold,adapt,plain"
+    # a list that starts with -name takes it from the default set (it had
+    # meant no lever at all, while README advises ESCA_LEVERS=-reads)
+    assert esca_run.parse_levers("-compose") == "reads,sendfile,fold,adapt,plain"
+    assert esca_run.parse_levers("-reads,+prefetch") == "compose,sendfile,fold,adapt,plain,prefetch"
     assert esca_run.parse_levers("sendfile, reads") == "reads,sendfile"
     assert esca_run.parse_levers("reads,-reads") == "none"
     default = [n for n in esca_run.LEVERS if n in esca_run.LEVERS_DEFAULT]

@@ -114,7 +114,9 @@ static unsigned parse_syscalls(const char *s)
 /* ESCA_LEVERS: "all" (the default set: every lever but those on only when
  * named, catalog.h), "none", or a comma list of lever names, where "-name"
  * takes one away ("all,-compose") and "+name" adds one; a list that starts
- * with "+name" starts from the default set ("+prefetch"). */
+ * with "+name" or "-name" starts from the default set ("+prefetch",
+ * "-reads": it had meant no lever at all, while README advised it to drop
+ * reads alone). */
 static unsigned parse_levers(const char *s)
 {
 	unsigned m = 0;
@@ -123,7 +125,7 @@ static unsigned parse_levers(const char *s)
 
 	if (!s || !*s)
 		return LEVER_DEFAULT;
-	if (*s == '+')
+	if (*s == '+' || *s == '-')
 		m = LEVER_DEFAULT;
 	while ((tok = list_next(&s, &n))) {
 		int neg = n && *tok == '-';

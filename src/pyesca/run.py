@@ -130,11 +130,12 @@ def parse_levers(text: str) -> str:
     """Validate `all` (the default set: every lever but those on only when
     named), `none` or a comma list of lever names, where `-name` takes one
     away (`all,-compose`) and `+name` adds one (a list starting with `+name`
-    starts from the default set: `+prefetch`); its canonical form."""
+    or `-name` starts from the default set: `+prefetch`, `-reads`); its
+    canonical form."""
     names = [n.strip() for n in text.split(",")]
     if not any(names):
         raise RunError("--levers: empty list (use 'none' for no lever)")
-    chosen: set[str] = set(LEVERS_DEFAULT) if names[0].startswith("+") else set()
+    chosen: set[str] = set(LEVERS_DEFAULT) if names[0][:1] in ("+", "-") else set()
     for name in names:
         if not name:
             continue

@@ -177,3 +177,17 @@ def test_levers_env_parsing(tmp_path: Path) -> None:
     s = json.loads(stats.read_text())
     assert s["levers"] == ["reads", "sendfile", "fold", "adapt", "plain"]
     assert s["setsockopt_composed"] == 0
+
+
+def test_levers_env_leading_minus(tmp_path: Path) -> None:
+    """ESCA_LEVERS=-compose is the default set less compose (README's
+    ESCA_LEVERS=-reads advice), as +name adds to the default; it had meant
+    no lever at all."""
+    p, port, stats = start_server(tmp_path, "uring", "-compose", nreq=4)
+    try:
+        one_by_one(port, conns=1, per_conn=4)
+    finally:
+        finish(p)
+    s = json.loads(stats.read_text())
+    assert s["levers"] == ["reads", "sendfile", "fold", "adapt", "plain"]
+    assert s["setsockopt_composed"] == 0
