@@ -140,7 +140,7 @@ static int lkm_init(struct esca_table *t)
 		return r;
 	}
 	t->priv = s;
-	t->caps |= ESCA_CAP_PARKS;
+	t->caps |= ESCA_CAP_PARKS | ESCA_CAP_OWN_PROGRESS;
 	return 0;
 }
 

@@ -7,7 +7,7 @@
 
 static int seq_init(struct esca_table *t)
 {
-	t->caps |= ESCA_CAP_RECV;
+	t->caps |= ESCA_CAP_RECV | ESCA_CAP_OWN_PROGRESS;
 	return 0;
 }
 

@@ -288,7 +288,9 @@ int esca__uring_init(struct esca_table *t)
 		  ESCA_CAP_PLAIN_FLUSH |
 		  (u->sf_direct ? ESCA_CAP_SENDFILE_DIRECT : 0) |
 		  (u->have_epwait ? ESCA_CAP_FOLD_WAIT : 0) |
-		  (u->have_recv ? ESCA_CAP_RECV : 0);
+		  (u->have_recv ? ESCA_CAP_RECV : 0) |
+		  ((u->ring.flags & IORING_SETUP_DEFER_TASKRUN) ?
+		   ESCA_CAP_OWN_PROGRESS : 0);
 	return 0;
 }
 

@@ -97,6 +97,12 @@ enum esca_executor_kind {
 #define ESCA_CAP_RECV		(1u << 4) /* it runs ESCA_OP_PEEK and
 					   * ESCA_OP_DISCARD (not lkm: the
 					   * module knows no recv) */
+#define ESCA_CAP_OWN_PROGRESS	(1u << 6) /* an entry left in the table
+					   * after a reaping flush moves only in
+					   * this table's next flush, never
+					   * meanwhile (uring with DEFER_TASKRUN,
+					   * lkm, sequential): what a reap left
+					   * pending still stands */
 
 /* Arguments of one op: the same struct queues an op or runs it directly. */
 struct esca_args {

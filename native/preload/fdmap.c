@@ -202,7 +202,9 @@ void fd_wait_unused(int fd)
  * or skipped (the threaded fuzz: "close found its number closed", then a
  * stream without its EOF).  This thread's table is reaped first; another
  * thread's is nudged with the timer signal, whose handler reaps it; waited
- * for at most wait_ms.  1: it stands (still queued, or parked behind a send
+ * for at most wait_ms.  A close in this thread's own table is answered
+ * right after the reap where nothing moves it meanwhile
+ * (ESCA_CAP_OWN_PROGRESS).  1: it stands (still queued, or parked behind a send
  * on a full socket); 0: it is done, and the number is the kernel's to
  * answer for. */
 int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi, int wait_ms)
@@ -215,6 +217,15 @@ int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi, int wait_ms)
 		return 0;
 	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	if (ts && ts->table && me &&
+	    __atomic_load_n(&fi->qclose_tid, __ATOMIC_RELAXED) == me &&
+	    (esca_table_caps(ts->table) & ESCA_CAP_OWN_PROGRESS))
+		/* the close is in this thread's own table, which only this
+		 * thread's next flush moves: after the reap, the answer is
+		 * final (waiting would only wait for our own timer; Linux
+		 * answers at once) */
+		return !!(__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) &
+			  FU_QCLOSE);
 	nudge = timer_handler_ours();	/* never the program's handler */
 	for (int i = 0; i <= wait_ms * 10; i++) {
 		uint32_t owner = __atomic_load_n(&fi->qclose_tid,
