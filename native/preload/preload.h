@@ -162,6 +162,9 @@ struct tstate {
 				 * or waits in the stash (signals.c) */
 	int in_wait;		/* in an event-loop wait that watches parked ops */
 	int signaled;		/* the watchdog sent the timer signal */
+	int ending;		/* this thread runs the end of the process
+				 * (lib_end_flush): its timer's handler never
+				 * waits for its parked sends */
 	int timer_id;		/* its kernel timer (timer_make), if has_timer */
 	int has_timer;
 	int timer_set;		/* its timer runs, or it has none: nothing to

@@ -241,11 +241,15 @@ void lib_end_flush(int in_handler)
 {
 	struct tstate *ts = tls_ts;
 
+	if (ts)
+		ts->ending = 1;
 	if (ts && ts->table && !ts->guard &&
 	    (esca_table_pending(ts->table) ||
 	     __atomic_load_n(&ts->stash_res, __ATOMIC_ACQUIRE)))
 		lib_flush_drain(ts, ESCA_WHY_LIFECYCLE);
 	threads_drain_others(in_handler);
+	if (ts)
+		ts->ending = 0;	/* an exec that failed: the program goes on */
 	if (cfg.stats_path[0])
 		stats_maybe_write(1);
 }

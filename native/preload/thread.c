@@ -151,8 +151,12 @@ static void on_timer_signal(int sig, siginfo_t *si, void *uc)
 		ts->timer_hits++;	/* an EINTR of ours, not the program's */
 	if (ts && ts->table && !ts->guard) {
 		/* at the end of the process (threads_drain_others) the
-		 * thread's bytes must all be out, parked ones included */
-		int end = __atomic_load_n(&lib_draining, __ATOMIC_ACQUIRE) > 0;
+		 * thread's bytes must all be out, parked ones included; not
+		 * the exiting thread's own (its drain is bounded: a send
+		 * parked on its own full self-pipe waited for good,
+		 * tests/trust/test_found_exit_own_timer.py) */
+		int end = __atomic_load_n(&lib_draining, __ATOMIC_ACQUIRE) > 0 &&
+			  !ts->ending;
 
 		ts->guard++;
 		/* never blocking: the thread may hold a lock the socket's
