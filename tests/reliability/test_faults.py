@@ -2,7 +2,7 @@
 
 Against lighttpd and nginx (2 workers), plainly (the control) and under
 `esca run` with each executor, while pyesca.loadcheck keeps 200 keep-alive
-connections busy (6 s; 60 s with --long), fault clients:
+connections busy (4 s; 60 s with --long), fault clients:
 
 - reset mid-response: read part of a 64 MiB or 1 MiB body, then close with
   SO_LINGER 0 (RST);
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.reliability
 
 KINDS = ("lighttpd", "nginx")
 LOAD_CONNECTIONS = 200
-SHORT_S = 6.0
+SHORT_S = 4.0
 LONG_S = 60.0
 STALL_S = 2.0
 BIG = "f67108864.bin"

@@ -10,7 +10,7 @@
  * told success and parked), then close, then TRIES times close(fd) and
  * close_range(fd, fd, 0), each timed; the least time of each is printed
  * in whole milliseconds.  Then the peer reads everything: the bytes the
- * writes were told, then EOF.  alarm(6): a hang dies of SIGALRM. */
+ * writes were told, then EOF.  alarm(3): a hang dies of SIGALRM. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
@@ -38,7 +38,7 @@ int main(void)
 	int sv[2], fd, r, e, close_errno = 0, range_bad = 0, eof = 0;
 	long told = 0, got = 0, best_close = -1, best_range = -1;
 
-	alarm(6);
+	alarm(3);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv))
 		return perror("socketpair"), 1;
 	fd = sv[1];
