@@ -98,7 +98,7 @@ def extensions() -> list[Extension]:
             include_dirs=["native/include", "native/core", "native/preload"],
             libraries=["uring"],
             extra_compile_args=CFLAGS,
-            depends=[*HEADERS, "native/preload/catalog.h"],  # its lists
+            depends=[*HEADERS, "native/preload/catalog.h", "native/preload/lists.h"],
         )
     ]
     if PRELOAD:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pyesca import _core
 from pyesca import run as esca_run
 
 ESCA = [sys.executable, "-m", "pyesca.cli"]
@@ -67,7 +68,15 @@ def test_levers_names() -> None:
     assert esca_run.parse_levers("+prefetch") == "all,prefetch"
     assert esca_run.parse_levers("all,prefetch,-prefetch") == "all"
     assert esca_run.parse_levers(",".join(esca_run.LEVERS)) == "all,prefetch"
-    for bad in ("bogus", "", ",", "all,-bogus"):
+    # blanks around a name are dropped, as libesca drops them in ESCA_LEVERS
+    # (one grammar: _core.parse_levers is native/preload/lists.h)
+    assert esca_run.parse_levers(" -compose") == "reads,sendfile,fold,adapt,plain"
+    assert esca_run.parse_levers("all, -compose ,") == "reads,sendfile,fold,adapt,plain"
+    assert _core.parse_levers("all,-compose,bogus,+") == (
+        ("reads", "sendfile", "fold", "adapt", "plain"),
+        ("bogus", "+"),
+    )
+    for bad in ("bogus", "", ",", "all,-bogus", "+", "all,-"):
         with pytest.raises(esca_run.RunError):
             esca_run.parse_levers(bad)
     env = esca_run.build_env(

@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "lists.h"
 #include "preload.h"
 
 HIDDEN struct config cfg;
@@ -42,25 +43,6 @@ void say(const char *msg)
 		return;
 }
 
-/* The comma list *s, one name at a time (its length in *n); NULL at the
- * end. */
-static const char *list_next(const char **s, size_t *n)
-{
-	const char *tok = *s, *e;
-
-	if (!*tok)
-		return NULL;
-	e = strchr(tok, ',');
-	*n = e ? (size_t)(e - tok) : strlen(tok);
-	*s = tok + *n + (e ? 1 : 0);
-	return tok;
-}
-
-static int name_is(const char *tok, size_t n, const char *name)
-{
-	return strlen(name) == n && !strncmp(tok, name, n);
-}
-
 static void list_unknown(const char *what, const char *var, const char *tok,
 			 size_t n)
 {
@@ -88,19 +70,19 @@ static unsigned parse_syscalls(const char *s)
 		return all;
 	if (!strcmp(s, "none"))
 		return 0;
-	while ((tok = list_next(&s, &n))) {
+	while ((tok = esca__list_next(&s, &n))) {
 		int found = 1;
 
-		if (name_is(tok, n, "seed"))
+		if (esca__name_is(tok, n, "seed"))
 			m |= CALLS_SEED;
-		else if (name_is(tok, n, "all"))
+		else if (esca__name_is(tok, n, "all"))
 			m |= all;
-		else if (name_is(tok, n, "sendfile64"))
+		else if (esca__name_is(tok, n, "sendfile64"))
 			m |= 1u << CALL_SENDFILE;
 		else
 			found = 0;
 		for (int i = 0; i < CALL__COUNT && !found; i++) {
-			if (name_is(tok, n, call_names[i])) {
+			if (esca__name_is(tok, n, call_names[i])) {
 				m |= 1u << i;
 				found = 1;
 			}
@@ -111,44 +93,18 @@ static unsigned parse_syscalls(const char *s)
 	return m;
 }
 
-/* ESCA_LEVERS: "all" (the default set: every lever but those on only when
- * named, catalog.h), "none", or a comma list of lever names, where "-name"
- * takes one away ("all,-compose") and "+name" adds one; a list that starts
- * with "+name" or "-name" starts from the default set ("+prefetch",
- * "-reads": it had meant no lever at all, while README advised it to drop
- * reads alone). */
+static void lever_unknown(void *ctx, const char *tok, size_t n)
+{
+	(void)ctx;
+	list_unknown("lever", "ESCA_LEVERS", tok, n);
+}
+
+/* ESCA_LEVERS, in the grammar of lists.h (esca__parse_levers), which
+ * `esca run --levers` shares through pyesca._core.parse_levers(). */
 static unsigned parse_levers(const char *s)
 {
-	unsigned m = 0;
-	const char *tok;
-	size_t n;
-
-	if (!s || !*s)
-		return LEVER_DEFAULT;
-	if (*s == '+' || *s == '-')
-		m = LEVER_DEFAULT;
-	while ((tok = list_next(&s, &n))) {
-		int neg = n && *tok == '-';
-		unsigned bit = 0;
-
-		if (n && (neg || *tok == '+')) {
-			tok++;
-			n--;
-		}
-		if (name_is(tok, n, "all")) {
-			bit = LEVER_DEFAULT;
-		} else if (name_is(tok, n, "none")) {
-			bit = LEVER_ALL;
-			neg = 1;
-		}
-		for (unsigned i = 0; !bit && i < LEVER__COUNT; i++)
-			if (name_is(tok, n, lever_names[i]))
-				bit = 1u << i;
-		if (!bit)
-			list_unknown("lever", "ESCA_LEVERS", tok, n);
-		m = neg ? m & ~bit : m | bit;
-	}
-	return m;
+	return esca__parse_levers(s, lever_names, LEVER__COUNT, LEVER_DEFAULT,
+				  lever_unknown, NULL);
 }
 
 /* A decimal number from the environment in [lo, hi]: anything else (not a

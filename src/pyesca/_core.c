@@ -42,6 +42,7 @@
 
 #include "catalog.h"
 #include "esca.h"
+#include "lists.h"
 
 /* A Batch's defaults (DEFAULT_CAPACITY, DEFAULT_BYTE_BUDGET in Python): a
  * bigger table than the preload's (ESCA_DEFAULT_CAPACITY), the same bytes. */
@@ -1859,6 +1860,74 @@ static PyObject *mod_levers(PyObject *m, PyObject *unused)
 	return ROWS(lever_rows, ROW_NAME_TEXT);
 }
 
+#define LEVER_NAME_ONLY(E, n, on, help) #n,
+static const char *const lever_name_list[] = { ESCA_LEVERS(LEVER_NAME_ONLY) };
+#undef LEVER_NAME_ONLY
+#define LEVER_DEFAULT_BIT(E, n, on, help) | (on ? 1u << LEVER_##E##_INDEX : 0u)
+#define LEVER_INDEX(E, n, on, help) LEVER_##E##_INDEX,
+enum { ESCA_LEVERS(LEVER_INDEX) LEVER_INDEX__COUNT };
+#undef LEVER_INDEX
+static const unsigned lever_default_set = 0u ESCA_LEVERS(LEVER_DEFAULT_BIT);
+#undef LEVER_DEFAULT_BIT
+
+/* Each name parse_levers() did not know, appended to the list ctx. */
+static void lever_unknown(void *ctx, const char *tok, size_t n)
+{
+	PyObject *l = ctx, *name;
+
+	if (PyErr_Occurred())
+		return;
+	name = PyUnicode_FromStringAndSize(tok, (Py_ssize_t)n);
+	if (name)
+		PyList_Append(l, name);
+	Py_XDECREF(name);
+}
+
+/* parse_levers(text) -> (names on, unknown names): libesca's own reading
+ * of ESCA_LEVERS (lists.h), for `esca run --levers`. */
+static PyObject *mod_parse_levers(PyObject *m, PyObject *arg)
+{
+	PyObject *unknown, *on, *r = NULL;
+	const char *text = PyUnicode_AsUTF8(arg);
+	unsigned mask;
+
+	(void)m;
+	if (!text)
+		return NULL;
+	unknown = PyList_New(0);
+	on = PyList_New(0);
+	if (!unknown || !on)
+		goto out;
+	mask = esca__parse_levers(text, lever_name_list, LEVER_INDEX__COUNT,
+				  lever_default_set, lever_unknown, unknown);
+	if (PyErr_Occurred())
+		goto out;
+	for (unsigned i = 0; i < LEVER_INDEX__COUNT; i++) {
+		PyObject *name;
+
+		if (!(mask & (1u << i)))
+			continue;
+		name = PyUnicode_FromString(lever_name_list[i]);
+		if (!name || PyList_Append(on, name) < 0) {
+			Py_XDECREF(name);
+			goto out;
+		}
+		Py_DECREF(name);
+	}
+	{
+		PyObject *a = PyList_AsTuple(on), *b = PyList_AsTuple(unknown);
+
+		if (a && b)
+			r = PyTuple_Pack(2, a, b);
+		Py_XDECREF(a);
+		Py_XDECREF(b);
+	}
+out:
+	Py_XDECREF(unknown);
+	Py_XDECREF(on);
+	return r;
+}
+
 /* The levers on only when named (catalog.h ESCA_LEVERS, on = 0). */
 static PyObject *mod_levers_off(PyObject *m, PyObject *unused)
 {
@@ -1977,6 +2046,10 @@ static PyMethodDef module_methods[] = {
 	  "libesca.so can defer, in its order: (name, seed, where), seed "
 	  "True for the seed's four wrappers, where the fds it is deferred "
 	  "on (catalog.h ESCA_SYSCALLS)." },
+	{ "parse_levers", mod_parse_levers, METH_O,
+	  "parse_levers(text) -> tuple[tuple[str, ...], tuple[str, ...]]\n\n"
+	  "A lever list as libesca reads ESCA_LEVERS: the levers it turns on "
+	  "(in catalog order) and the names it does not know (ignored)." },
 	{ "levers_off", mod_levers_off, METH_NOARGS,
 	  "The levers on only when named (ESCA_LEVERS=+name): their names." },
 	{ "levers", mod_levers, METH_NOARGS,

@@ -131,27 +131,17 @@ def parse_levers(text: str) -> str:
     named), `none` or a comma list of lever names, where `-name` takes one
     away (`all,-compose`) and `+name` adds one (a list starting with `+name`
     or `-name` starts from the default set: `+prefetch`, `-reads`); its
-    canonical form."""
-    names = [n.strip() for n in text.split(",")]
-    if not any(names):
+    canonical form.  The grammar is libesca's own (`_core.parse_levers`,
+    native/preload/lists.h): the list means here what ESCA_LEVERS means."""
+    if not any(n.strip() for n in text.split(",")):
         raise RunError("--levers: empty list (use 'none' for no lever)")
-    chosen: set[str] = set(LEVERS_DEFAULT) if names[0][:1] in ("+", "-") else set()
-    for name in names:
-        if not name:
-            continue
-        neg = name.startswith("-")
-        key = name[1:] if neg or name.startswith("+") else name
-        if key == "all":
-            group = set(LEVERS_DEFAULT)
-        elif key == "none":
-            group, neg = set(LEVERS), True
-        elif key in LEVERS:
-            group = {key}
-        else:
-            raise RunError(
-                f"--levers: unknown lever {key!r} (choose from {', '.join(LEVERS)}, all, none)"
-            )
-        chosen = chosen - group if neg else chosen | group
+    on, unknown = _core.parse_levers(text)
+    if unknown:
+        raise RunError(
+            f"--levers: unknown lever {unknown[0]!r}"
+            f" (choose from {', '.join(LEVERS)}, all, none; -name, +name)"
+        )
+    chosen = set(on)
     if chosen == set(LEVERS_DEFAULT):
         return "all"
     if chosen >= LEVERS_DEFAULT:

@@ -168,9 +168,10 @@ def test_read_answered_empty_loses_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", executor_params())
-@pytest.mark.parametrize("levers", ["all,-compose,bogus", "-compose"])
+@pytest.mark.parametrize("levers", ["all, -compose, bogus", "-compose"])
 def test_levers_env_parsing(tmp_path: Path, mode: str, levers: str) -> None:
-    """An unknown name is reported, -name takes one away; a list that starts
+    """An unknown name is reported, -name takes one away, blanks around a name
+    are dropped (lists.h, the grammar esca run --levers shares); a list that starts
     with -name does so from the default set (README's ESCA_LEVERS=-reads
     advice), as +name adds to it: it had meant no lever at all."""
     p, port, stats = start_server(tmp_path, mode, levers, nreq=4)
