@@ -102,6 +102,13 @@ static inline struct fdinfo *defer_begin(struct tstate *ts, int call, int fd,
 		s->passed[PASS_FD]++;
 		return NULL;
 	}
+	if (unlikely(fd_closed(ts, fi)) && call != CALL_CLOSE) {
+		/* a number the program closed, its close pending: free to
+		 * the program (the fd audit: a write there hung behind the
+		 * close's parked send, or said EAGAIN) */
+		*err = EBADF;
+		return NULL;
+	}
 	if (unlikely(fd == 2) && call != CALL_CLOSE) {
 		/* stderr never waits: what a program says before it dies
 		 * must be out when it dies (DESIGN.md, "Flush triggers") */

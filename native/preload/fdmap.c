@@ -167,30 +167,47 @@ int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd)
 }
 
 /* Before the number fd is given a new file by the program (dup2, dup3 onto
- * it): the entries of other threads that name it, and a close of it pending
- * in another thread's table, must be done first.  Such a thread flushes at
- * its next trigger, at the latest when the watchdog's timer signal finds
- * its oldest entry too old (DESIGN.md, "Flush triggers"): wait for that,
- * bounded (2 s; past it, a held close is dropped, since its number is about
- * to mean the new file). */
-void fd_wait_unused(int fd)
+ * it): every entry that names it must be done, this thread's and other
+ * threads', a close of it pending in any table included, or it would run on
+ * the new file (the fd audit: another thread's close parked behind a send
+ * to a peer not reading yet; after 2 s the dup2 went ahead, and 225,280 of
+ * that thread's bytes went to the new connection, its close to the new
+ * file).  This thread's table is flushed and waited for; another thread
+ * flushes at its next trigger, at the latest when the watchdog's timer
+ * signal finds its oldest entry too old (DESIGN.md, "Flush triggers").
+ * Bounded (2 s): 0 when done, -1 when entries still name fd (dup2 then
+ * answers EBUSY and replaces nothing). */
+int fd_replace_ready(struct tstate *ts, struct fdinfo *fi, int fd)
 {
-	struct fdinfo *fi = fdi(fd);
 	struct timespec nap = { 0, 200000 };
+	uint64_t until = 0;
 
-	if (!fi)
-		return;
-	for (int i = 0; i < 10000; i++) {
+	for (int i = 0;; i++) {
 		uint64_t w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+		int mine = ts && ts->table && !ts->guard &&
+			   esca_fd_pending(ts->table, fd);
 
-		if (!(w & (FU_COUNT | FU_CLOSING)))
-			return;
-		if ((w & FU_CLOSING) == FU_QCLOSE && !(w & FU_COUNT) &&
-		    i % 50 == 0 && !fd_qclose_stands(tls_ts, fi, 0))
-			return;	/* done, its completion not yet collected */
+		if (!mine && !(w & (FU_COUNT | FU_CLOSING)))
+			return 0;
+		if (!mine && (w & FU_CLOSING) == FU_QCLOSE && !(w & FU_COUNT) &&
+		    i % 50 == 0 && !fd_qclose_stands(ts, fi, 0))
+			return 0;	/* done, its completion not yet collected */
+		if (!until)
+			until = now_ns() + 2000000000ull;
+		else if (now_ns() >= until)
+			return -1;
+		if (mine) {	/* this thread's: reap, wait for progress */
+			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+			if (esca_fd_pending(ts->table, fd) &&
+			    esca_table_inflight(ts->table)) {
+				ts->guard++;
+				esca_table_wait(ts->table, 10);
+				lib_leave(ts);
+			}
+			continue;
+		}
 		syscall(SYS_nanosleep, &nap, NULL);
 	}
-	__atomic_fetch_and(&fi->users, ~FU_HOLD, __ATOMIC_ACQ_REL);
 }
 
 /* A close of fd is queued in a table (FU_QCLOSE): does it still stand, so
@@ -244,10 +261,21 @@ int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi, int wait_ms)
 	return 1;
 }
 
+/* fd_closed's answer for a number with FU_HOLD or FU_QCLOSE in w (the fd
+ * audit: fcntl and fstat answered 0 on a number whose close was held for
+ * another thread; lseek, getsockopt, shutdown, write and dup2 onto it hung
+ * behind its own close parked after a send to a peer that does not read). */
+int fd_closed_slow(struct tstate *ts, struct fdinfo *fi, uint64_t w)
+{
+	if (fi->internal)
+		return 0;	/* the library's own: their callers say EBADF */
+	return (w & FU_HOLD) || fd_qclose_stands(ts, fi, 20);
+}
+
 /* Before a call that changes what queued entries of fd would do (shutdown:
  * a write queued by another thread before it must still go out): this
  * thread's entries of fd run first, then the other threads' are waited
- * for, bounded (2 s, as fd_wait_unused), their owner nudged every 10 ms
+ * for, bounded (2 s, as fd_replace_ready), their owner nudged every 10 ms
  * with the timer signal, whose handler flushes its table (DESIGN.md,
  * "Contract: order").  0 when done (or past the bound).
  * nonblock (a data call on a non-blocking socket, or MSG_DONTWAIT): while

@@ -5,6 +5,7 @@
 #ifndef ESCA_PRELOAD_INTERNAL_H
 #define ESCA_PRELOAD_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -365,7 +366,8 @@ HIDDEN void fd_on_complete(void *ctx, uint64_t user, int op, int fd,
 HIDDEN void fd_use(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void fd_unuse(struct fdinfo *fi, int fd);
 HIDDEN int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd);
-HIDDEN void fd_wait_unused(int fd);
+HIDDEN int fd_replace_ready(struct tstate *ts, struct fdinfo *fi, int fd);
+HIDDEN int fd_closed_slow(struct tstate *ts, struct fdinfo *fi, uint64_t w);
 HIDDEN int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi,
 			    int wait_ms);
 HIDDEN int fd_wait_others(struct tstate *ts, struct fdinfo *fi, int fd,
@@ -507,16 +509,38 @@ static inline void fd_forget(struct fdinfo *fi)
 	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 
+/* Is fd a number the program closed whose close is still pending: held
+ * for other threads' entries (FU_HOLD), or queued and standing (FU_QCLOSE,
+ * fd_qclose_stands)?  To the program it is free, and a call on it gets
+ * EBADF at once, as on Linux (DESIGN.md, "Contract: fd lifetime").  One
+ * load unless the number is closing (fdmap.c, fd_closed_slow). */
+static inline int fd_closed(struct tstate *ts, struct fdinfo *fi)
+{
+	uint64_t w;
+
+	if (!fi)
+		return 0;
+	w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+	return unlikely(w & FU_CLOSING) && fd_closed_slow(ts, fi, w);
+}
+
 /* Before a call that reads or changes state of fd that its pending entries
- * touch: run them (DESIGN.md, "Flush triggers"). */
-static inline void before_fd_call(int fd)
+ * touch: run them (DESIGN.md, "Flush triggers").  -1 with EBADF for a
+ * number the program closed (fd_closed): nothing to wait for. */
+static inline int before_fd_call(int fd)
 {
 	struct tstate *ts = tls_ts;
 
-	if (likely(!ts) || ts->guard || !ts->table ||
-	    !esca_table_pending(ts->table))
-		return;
+	if (ts && ts->guard)
+		return 0;
+	if (unlikely(fd_closed(ts, fdi(fd)))) {
+		errno = EBADF;
+		return -1;
+	}
+	if (likely(!ts) || !ts->table || !esca_table_pending(ts->table))
+		return 0;
 	lib_sync_fd(ts, fd);
+	return 0;
 }
 
 #endif

@@ -131,6 +131,12 @@ static inline int read_pre(int fd, size_t n, int flags, struct fdinfo **fip)
 {
 	if (unlikely(!lib_ready))
 		esca_lib_init();
+	*fip = NULL;
+	if (unlikely(fd_closed(tls_ts, fdi(fd))) &&
+	    !(tls_ts && tls_ts->guard)) {
+		errno = EBADF;	/* closed by the program, close pending */
+		return 1;
+	}
 	before_read(fd);
 	*fip = read_begin(fd, flags);
 	return *fip && read_known_empty(*fip, n);

@@ -20,7 +20,8 @@ EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
 {
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	before_fd_call(fd);
+	if (before_fd_call(fd) < 0)
+		return -1;
 	return real.pread(fd, buf, n, off);
 }
 EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
@@ -36,7 +37,8 @@ EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off,
 
 EXPORT off_t lseek64(int fd, off_t off, int whence)
 {
-	before_fd_call(fd);
+	if (before_fd_call(fd) < 0)
+		return -1;
 	return (off_t)syscall(SYS_lseek, fd, off, whence);
 }
 EXPORT off_t lseek(int fd, off_t off, int whence)
@@ -51,8 +53,12 @@ static int fcntl_common(int fd, int cmd, long arg)
 		errno = EBADF;	/* the library's own: a free number to the program */
 		return -1;
 	}
-	if (fi && fi->kind == FK_BAD)
-		before_fd_call(fd);	/* a deferred close of fd: EBADF, as without us */
+	if (fi && fi->kind == FK_BAD && before_fd_call(fd) < 0)
+		return -1;	/* a deferred close of fd: EBADF, as without us */
+	if (fd_closed(tls_ts, fi) && !(tls_ts && tls_ts->guard)) {
+		errno = EBADF;	/* closed by the program, close pending */
+		return -1;
+	}
 	r = syscall(SYS_fcntl, fd, cmd, arg);
 	if (r < 0) {
 		return -1;
@@ -93,8 +99,15 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	va_start(ap, req);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	if (req != FIONBIO)
-		before_fd_call(fd);	/* FIONREAD, SIOCOUTQ, ... see pending bytes */
+	if (req != FIONBIO) {
+		/* FIONREAD, SIOCOUTQ, ... see pending bytes */
+		if (before_fd_call(fd) < 0)
+			return -1;
+	} else if (fd_closed(tls_ts, fdi(fd)) &&
+		   !(tls_ts && tls_ts->guard)) {
+		errno = EBADF;
+		return -1;
+	}
 	r = syscall(SYS_ioctl, fd, req, arg);
 	if (r >= 0 && req == FIONBIO && arg)
 		fd_note_nonblock(fd, *(int *)arg);
@@ -109,7 +122,8 @@ EXPORT int fstat64(int fd, struct stat64 *st)
 	struct fdinfo *fi;
 	long r;
 
-	before_fd_call(fd);	/* the size after our pending writes */
+	if (before_fd_call(fd) < 0)	/* the size after our pending writes */
+		return -1;
 	r = syscall(SYS_fstat, fd, st);
 	fi = fdi(fd);
 	if (r == 0 && fi && S_ISREG(st->st_mode) &&
@@ -128,6 +142,10 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
 	struct fdinfo *fi = fdi(fd);
 
+	if (fd_closed(tls_ts, fi) && !(tls_ts && tls_ts->guard)) {
+		errno = EBADF;
+		return -1;
+	}
 	if (level == IPPROTO_TCP && name == TCP_CORK && fi && val && len &&
 	    *len >= (socklen_t)sizeof(int) && (fi->flags & FI_CORK_KNOWN)) {
 		/* what the program set, in order: while composed, the
@@ -136,7 +154,8 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		*len = sizeof(int);
 		return 0;
 	}
-	before_fd_call(fd);	/* TCP_CORK and friends: what was set, in order */
+	if (before_fd_call(fd) < 0)	/* TCP_CORK and friends: in order */
+		return -1;
 	return (int)syscall(SYS_getsockopt, fd, level, name, val, len);
 }
 
@@ -162,9 +181,10 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 }
 
 /* dup2/dup3 onto newfd: every entry that names it runs first, this
- * thread's and (bounded) other threads' (DESIGN.md, "Contract: fd
- * lifetime"); its number is new after.  0, or -1 with errno: onto one of
- * the library's own fds, EBUSY; from one, EBADF (a free number). */
+ * thread's and other threads' (DESIGN.md, "Contract: fd lifetime"),
+ * bounded: past the bound, EBUSY (fd_replace_ready).  0, or -1 with errno:
+ * onto one of the library's own fds, EBUSY; from one, or from a number the
+ * program closed (fd_closed), EBADF (a free number). */
 static int before_replace(int old, int newfd)
 {
 	struct fdinfo *fi = fdi(newfd), *o = fdi(old);
@@ -172,7 +192,7 @@ static int before_replace(int old, int newfd)
 
 	if (ts && (ts->guard || vfork_child(ts)))
 		return 0;
-	if (o && o->internal) {
+	if ((o && o->internal) || fd_closed(ts, o)) {
 		errno = EBADF;
 		return -1;
 	}
@@ -184,11 +204,24 @@ static int before_replace(int old, int newfd)
 	}
 	if (old == newfd)
 		return 0;
-	before_fd_call(newfd);
-	if (__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE))
-		fd_wait_unused(newfd);
-	fd_forget(fi);
+	if (fd_replace_ready(ts, fi, newfd) < 0) {
+		errno = EBUSY;
+		return -1;
+	}
 	return 0;
+}
+
+/* After dup2/dup3 made newfd a copy of old: a new number to us, in old's
+ * open file (its order key).  Not before the call: a failed one leaves
+ * newfd as it was (the fd audit: its order key wiped, its bytes then went
+ * out before older ones of its open file). */
+static int after_replace(int old, int newfd)
+{
+	struct fdinfo *fi = fdi(newfd);
+
+	if (fi)
+		fd_forget(fi);
+	return fd_share_key(old, newfd);
 }
 
 EXPORT int dup2(int old, int newfd)
@@ -201,7 +234,7 @@ EXPORT int dup2(int old, int newfd)
 		return -1;
 	r = real.dup2(old, newfd);
 	if (r >= 0 && old != newfd)
-		fd_share_key(old, r);
+		after_replace(old, r);
 	return r;
 }
 
@@ -265,8 +298,9 @@ EXPORT int dup(int old)
 	struct fdinfo *o = fdi(old), *fi;
 	int r;
 
-	if (o && o->internal) {
-		errno = EBADF;	/* the library's: a free number to the program */
+	if ((o && o->internal) || fd_closed(tls_ts, o)) {
+		errno = EBADF;	/* the library's, or one the program closed:
+				 * a free number to the program */
 		return -1;
 	}
 	r = (int)syscall(SYS_dup, old);
@@ -287,7 +321,7 @@ EXPORT int dup3(int old, int newfd, int flags)
 		return -1;
 	if (real.dup3(old, newfd, flags) < 0)
 		return -1;
-	return fd_share_key(old, newfd);
+	return after_replace(old, newfd);
 }
 
 /* fclose closes its fd inside glibc, where close() is not interposed */
@@ -298,7 +332,7 @@ EXPORT int fclose(FILE *fp)
 	int fd = fp ? fileno(fp) : -1, r;
 	struct fdinfo *fi;
 
-	before_fd_call(fd);
+	(void)before_fd_call(fd);	/* the FILE is freed whatever fd is */
 	r = real.fclose(fp);
 	if ((fi = fdi(fd)))
 		fd_forget(fi);	/* the number means something new now */
@@ -307,19 +341,22 @@ EXPORT int fclose(FILE *fp)
 
 EXPORT int fsync(int fd)
 {
-	before_fd_call(fd);
+	if (before_fd_call(fd) < 0)
+		return -1;
 	return (int)syscall(SYS_fsync, fd);
 }
 
 EXPORT int fdatasync(int fd)
 {
-	before_fd_call(fd);
+	if (before_fd_call(fd) < 0)
+		return -1;
 	return (int)syscall(SYS_fdatasync, fd);
 }
 
 EXPORT int ftruncate64(int fd, off_t len)
 {
-	before_fd_call(fd);
+	if (before_fd_call(fd) < 0)
+		return -1;
 	return (int)syscall(SYS_ftruncate, fd, len);
 }
 EXPORT int ftruncate(int fd, off_t len) __attribute__((alias("ftruncate64")));

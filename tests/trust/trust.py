@@ -48,15 +48,19 @@ def prog(name: str, tmp_factory: pytest.TempPathFactory, *extra: str) -> Path:
     return _built[name]
 
 
-def modes(maybe: dict[str, str] | None = None, **xfail: str) -> list[Any]:
+def modes(
+    maybe: dict[str, str] | None = None, skip: dict[str, str] | None = None, **xfail: str
+) -> list[Any]:
     """pytest params plain, then each executor; xfail={executor: reason} marks
     that executor's case xfail(strict=True); maybe={executor: reason}
     xfail(strict=False): expected to fail as another executor does, never
-    seen run (lkm outside the QEMU guest); skipped where it cannot run."""
+    seen run (lkm outside the QEMU guest); skip={executor: reason}: a known
+    limit pinned by a strict xfail elsewhere, not paid for again (a hang
+    costs the program's alarm); skipped where it cannot run."""
     out = []
     for m in MODES:
         marks: list[Any] = []
-        reason = mode_skip_reason(m)
+        reason = mode_skip_reason(m) or (skip or {}).get(m)
         if reason:
             marks.append(pytest.mark.skip(reason=reason))
         if m in xfail:

@@ -1,0 +1,68 @@
+"""Found by an audit of the fd-lifetime interposers (session 9; not one of
+issue 12's defects): calls on a number the program closed while its close
+is still pending in the library, and dup2 onto one (progs/found_fd_audit.c,
+whose docstring says what each case saw).
+
+Plain is the oracle: each case's output must be the same under each
+executor, line for line, except `misdirect`'s dup2, which the library now
+refuses with EBUSY (a Linux errno for dup2) rather than let the entries that
+still name the number run on the new file; what must hold there is that no
+byte of the closing thread reaches the other connection and its peer gets
+all it was told, then EOF.  Each case failed before (checked with the
+libesca.so of 8a874dd: dup/dup2/dup3 of a closed number made a new fd, every
+call after a parked close hung, the failed dup2 reordered the bytes, and
+225,280 bytes went to the wrong connection)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .test_found_parked import IN_PLACE
+from .trust import modes, prog, run
+
+CASES = ["closed", "dupkey"]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("mode", modes())
+def test_found_calls_on_a_closed_number(
+    mode: str, case: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exe = prog("found_fd_audit", tmp_path_factory)
+    plain = run("plain", [exe, case], tmp_path, tag="oracle")
+    assert plain.rc == 0, plain
+    r = run(mode, [exe, case], tmp_path, timeout=30)
+    assert r.rc == 0, r
+    assert r.lines() == plain.lines(), r
+    assert "SLOW" not in r.text() and "BROKEN" not in r.text(), r
+
+
+@pytest.mark.parametrize("mode", modes(skip={"sequential": IN_PLACE}))
+def test_found_calls_on_a_number_whose_close_is_parked(
+    mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exe = prog("found_fd_audit", tmp_path_factory)
+    plain = run("plain", [exe, "parked"], tmp_path, tag="oracle")
+    assert plain.rc == 0 and plain.lines()[0] == "writes until EAGAIN", plain
+    r = run(mode, [exe, "parked"], tmp_path, timeout=30)
+    # the program's alarm(6) kills a hang (rc -14)
+    assert r.rc == 0, r
+    assert r.lines() == plain.lines(), r
+
+
+@pytest.mark.parametrize("mode", modes(skip={"sequential": IN_PLACE}))
+def test_found_dup2_onto_a_number_closing_in_another_thread(
+    mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exe = prog("found_fd_audit", tmp_path_factory)
+    r = run(mode, [exe, "misdirect"], tmp_path, timeout=30)
+    assert r.rc == 0, r
+    lines = r.lines()
+    want = "ok" if mode == "plain" else "EBUSY"
+    assert lines[0] == f"dup2 onto the closed number: {want}", r
+    assert lines[1:] == [
+        "T's peer got what T was told: yes, then EOF",
+        "T's bytes on the other connection: 0",
+    ], r
