@@ -73,18 +73,20 @@ static inline int our_eintr(struct tstate *ts, int r, unsigned hits)
 	return r < 0 && errno == EINTR && ts && ts->timer_hits != hits;
 }
 
-/* poll (timeout ms), or ppoll when masked (t, mask), watching the progress
+/* poll (timeout ms), or ppoll when masked (t, wm), watching the progress
  * fd too when entries are parked.  The program never sees the progress fd:
  * a wake-up by it alone flushes and waits again for the time left, so 0
- * comes only after the timeout; the library's timer signal likewise. */
-static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
-		       const struct timespec *t, const sigset_t *mask, int masked)
+ * comes only after the timeout; the library's timer signal likewise.
+ * ppoll's mask holds across the rounds (wmask: poll_common lets go). */
+static int poll_rounds(struct pollfd *fds, nfds_t n, int timeout,
+		       const struct timespec *t, struct wmask *wm, int masked)
 {
 	struct tstate *ts = tls_ts;
 	int pfd = before_wait(ts), r;
 	struct wtime w;
 	struct timespec left;
 	const struct timespec *tp = t;
+	const sigset_t *mask = wm->use;
 	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
 
 	if (pfd >= 0 && ts->pbuf_n < n + 1) {
@@ -111,6 +113,8 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 		}
 	wt_start(&w, masked ? ts_to_ns(t) :
 		 timeout < 0 ? UINT64_MAX : (uint64_t)timeout * 1000000ull);
+	if (pfd >= 0)
+		wmask_hold(wm);		/* rounds may follow */
 	for (;;) {
 		unsigned hits = ts ? ts->timer_hits : 0;
 		uint64_t ns;
@@ -134,6 +138,13 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 			r = real.ppoll(ts->pbuf, n + 1, tp, mask);
 		wait_end(ts);
 		progress_arm(ts, 0);
+		if (r < 0 && errno == EINVAL && n) {
+			/* n + 1 over RLIMIT_NOFILE, where n is not (the wait
+			 * audit: n equal to it said EINVAL): the program's
+			 * set alone, the timer moving the parked sends */
+			pfd = -1;
+			continue;
+		}
 		if (r < 0) {
 			if (!our_eintr(ts, r, hits))
 				return r;
@@ -170,6 +181,18 @@ again:
 	}
 }
 
+static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
+		       const struct timespec *t, const sigset_t *mask, int masked)
+{
+	struct wmask wm;
+	int r;
+
+	wmask_init(&wm, masked ? mask : NULL);
+	r = poll_rounds(fds, n, timeout, t, &wm, masked);
+	wmask_release(&wm);	/* errno kept */
+	return r;
+}
+
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	if (unlikely(!lib_ready))
@@ -202,26 +225,42 @@ EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t,
 	return ppoll(fds, n, t, mask);
 }
 
-/* select (tv), or pselect when masked (t, mask), likewise.  The program's
- * sets are restored for each round (a round's result is not the program's
- * question); select's tv says the time left at the end, as Linux's does. */
-static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
+/* The program's set p as the kernel reads it for nfds (whole words, the
+ * bits at and past nfds cleared) into the full set out; none: empty. */
+static void set_in(fd_set *out, const fd_set *p, int nfds, size_t nb)
+{
+	FD_ZERO(out);
+	if (!p || !nb)
+		return;
+	memcpy(out, p, nb);
+	for (int fd = nfds; fd < (int)(nb * 8); fd++)
+		FD_CLR(fd, out);
+}
+
+/* select (tv), or pselect when masked (t, wm), likewise.  Each round asks
+ * the program's question again: its sets are read, never written, until
+ * the answer, and only the words nfds covers, as the kernel's (the wait
+ * audit: whole 128-byte fd_sets were read and written back, so a set sized
+ * to nfds was overrun, and bits past nfds were waited on).  select's tv
+ * says the time left at the end, as Linux's does. */
+static int select_rounds(int nfds, fd_set *r, fd_set *w, fd_set *e,
 			 struct timeval *tv, const struct timespec *t,
-			 const sigset_t *mask, int masked)
+			 struct wmask *wm, int masked)
 {
 	struct tstate *ts = tls_ts;
+	const sigset_t *mask = wm->use;
 	int pfd = before_wait(ts), n;
-	fd_set mine, r0, w0, e0;
+	fd_set mr, mw, me;
+	size_t nb;
 	struct wtime wt;
 	struct timeval tvl, *tvp = tv;
 	struct timespec left;
 	const struct timespec *tp = t;
 	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
 
-	if (pfd >= FD_SETSIZE) {
-		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
-		pfd = -1;
-	}
+	if (pfd >= FD_SETSIZE || nfds < 0 || nfds > FD_SETSIZE)
+		pfd = -1;	/* the program's sets alone: the timer moves
+				 * the parked sends */
 	if (pfd < 0 && (!masked || !t))
 		for (;;) {	/* Linux's select leaves the time left in tv */
 			unsigned hits = ts ? ts->timer_hits : 0;
@@ -236,15 +275,13 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		errno = EINVAL;
 		return -1;
 	}
-	if (r)
-		r0 = *r;
-	if (w)
-		w0 = *w;
-	if (e)
-		e0 = *e;
+	nb = nfds > 0 ? (size_t)(nfds + NFDBITS - 1) / NFDBITS * sizeof(fd_mask) :
+	     0;
 	wt_start(&wt, masked ? ts_to_ns(t) : !tv ? UINT64_MAX :
 		 (uint64_t)tv->tv_sec * 1000000000ull +
 		 (uint64_t)tv->tv_usec * 1000ull);
+	if (pfd >= 0)
+		wmask_hold(wm);		/* rounds may follow */
 	for (;;) {
 		unsigned hits = ts ? ts->timer_hits : 0;
 		uint64_t ns;
@@ -257,18 +294,19 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 				break;
 			goto again;
 		}
-		if (r)
-			mine = *r;
-		else
-			FD_ZERO(&mine);
-		FD_SET(pfd, &mine);
+		set_in(&mr, r, nfds, nb);
+		set_in(&mw, w, nfds, nb);
+		set_in(&me, e, nfds, nb);
+		FD_SET(pfd, &mr);
 		top = nfds > pfd ? nfds : pfd + 1;
 		progress_arm(ts, 1);
 		ts->in_wait = 1;
 		if (!masked)
-			n = real.select(top, &mine, w, e, tvp);
+			n = real.select(top, &mr, w ? &mw : NULL,
+					e ? &me : NULL, tvp);
 		else
-			n = real.pselect(top, &mine, w, e, tp, mask);
+			n = real.pselect(top, &mr, w ? &mw : NULL,
+					 e ? &me : NULL, tp, mask);
 		wait_end(ts);
 		progress_arm(ts, 0);
 		if (n < 0) {
@@ -276,24 +314,23 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 				break;
 			goto again;
 		}
-		hit = FD_ISSET(pfd, &mine);
+		hit = FD_ISSET(pfd, &mr);
 		if (hit) {
-			FD_CLR(pfd, &mine);
+			FD_CLR(pfd, &mr);
 			n--;
 			progress_drain(pfd);
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
 		}
-		if (r)
-			*r = mine;
-		if (n > 0 || !hit)
+		if (n > 0 || !hit) {	/* the answer: the words nfds covers */
+			if (r && nb)
+				memcpy(r, &mr, nb);
+			if (w && nb)
+				memcpy(w, &mw, nb);
+			if (e && nb)
+				memcpy(e, &me, nb);
 			break;
+		}
 again:
-		if (r)
-			*r = r0;
-		if (w)
-			*w = w0;
-		if (e)
-			*e = e0;
 		if (ts->sig_hits != sigs) {
 			errno = EINTR;	/* a handler of the program's ran */
 			n = -1;
@@ -301,12 +338,12 @@ again:
 		}
 		ns = wt_left(&wt);
 		if (!ns) {		/* the program's timeout is over */
-			if (r)
-				FD_ZERO(r);
-			if (w)
-				FD_ZERO(w);
-			if (e)
-				FD_ZERO(e);
+			if (r && nb)
+				memset(r, 0, nb);
+			if (w && nb)
+				memset(w, 0, nb);
+			if (e && nb)
+				memset(e, 0, nb);
 			n = 0;
 			break;
 		}
@@ -328,6 +365,19 @@ again:
 		tv->tv_usec = (suseconds_t)((ns % 1000000000ull) / 1000);
 		errno = err;
 	}
+	return n;
+}
+
+static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
+			 struct timeval *tv, const struct timespec *t,
+			 const sigset_t *mask, int masked)
+{
+	struct wmask wm;
+	int n;
+
+	wmask_init(&wm, masked ? mask : NULL);
+	n = select_rounds(nfds, r, w, e, tv, t, &wm, masked);
+	wmask_release(&wm);	/* errno kept */
 	return n;
 }
 

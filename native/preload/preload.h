@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -410,6 +411,17 @@ HIDDEN void progress_arm(struct tstate *ts, int on);
 HIDDEN void progress_drain(int fd);
 HIDDEN uint64_t wait_clock_ns(void);
 HIDDEN uint64_t wait_left_ns(uint64_t deadline);
+/* a wait with the program's signal mask, across its rounds (wait.c) */
+struct wmask {
+	sigset_t set;		/* the program's mask and the timer signal */
+	sigset_t saved;		/* the thread's own, while held */
+	const sigset_t *use;	/* &set, or NULL: no mask given */
+	int held;
+};
+HIDDEN void wmask_init(struct wmask *m, const sigset_t *mask);
+extern HIDDEN int timer_signal_taken;	/* signals.c: the program's, not ours */
+HIDDEN void wmask_hold(struct wmask *m);
+HIDDEN void wmask_release(struct wmask *m);
 
 /* signals.c */
 HIDDEN void signals_init(void);

@@ -403,6 +403,10 @@ static int sigaction_counted(int sig, const struct sigaction *act,
 	return 0;
 }
 
+/* The program set a disposition of the timer signal (ESCA_TIMER_SIGNAL):
+ * the library does not block it in the program's waits (wmask). */
+HIDDEN int timer_signal_taken;
+
 EXPORT int sigaction(int sig, const struct sigaction *act,
 		     struct sigaction *old)
 {
@@ -414,6 +418,9 @@ EXPORT int sigaction(int sig, const struct sigaction *act,
 	if (!cfg.disabled && sig > 0 && sig < NSIG && !is_fatal(sig) &&
 	    sig != cfg.timer_signal)
 		return sigaction_counted(sig, act, old);
+	if (act && sig == cfg.timer_signal)
+		/* the program's now: its waits' masks keep it (wmask) */
+		__atomic_store_n(&timer_signal_taken, 1, __ATOMIC_RELEASE);
 	if (cfg.disabled || !is_fatal(sig))
 		return real.sigaction(sig, act, old);
 	if (act && !(act->sa_flags & SA_SIGINFO) &&

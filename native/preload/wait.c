@@ -54,6 +54,53 @@ uint64_t wait_clock_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
+/* A wait with the program's signal mask (ppoll, pselect, epoll_pwait,
+ * epoll_pwait2; DESIGN.md, "Contract: waits").  Linux swaps the mask in for
+ * the one wait.  A wait of the library's may take rounds (a wake-up by the
+ * progress fd alone, the folded wait's), and between two rounds the thread
+ * ran with its own mask: a signal the wait's mask blocks was delivered
+ * there, its handler ran, and the wait ended in EINTR at once (the wait
+ * audit: ppoll blocking SIGUSR1 returned at 50 ms, not at its 200 ms
+ * timeout).  So the wait's mask also blocks the library's timer signal (no
+ * round ends for it: the progress fd moves parked sends), and where rounds
+ * may follow the thread holds that mask from the first round to the last
+ * (two rt_sigprocmask), as one wait would.  A signal it blocks stays
+ * pending, and runs when the thread's own mask is back, after the wait's
+ * result is decided, as on Linux. */
+void wmask_init(struct wmask *m, const sigset_t *mask)
+{
+	m->held = 0;
+	m->use = NULL;
+	if (!mask)
+		return;
+	m->set = *mask;
+	if (!__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE))
+		sigaddset(&m->set, cfg.timer_signal);
+	m->use = &m->set;
+}
+
+void wmask_hold(struct wmask *m)
+{
+	int e = errno;
+
+	if (m->use && !m->held &&
+	    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &m->set, &m->saved,
+		    (size_t)(_NSIG / 8)) == 0)
+		m->held = 1;
+	errno = e;
+}
+
+void wmask_release(struct wmask *m)
+{
+	int e = errno;
+
+	if (m->held &&
+	    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &m->saved, NULL,
+		    (size_t)(_NSIG / 8)) == 0)
+		m->held = 0;
+	errno = e;
+}
+
 /* The time left to deadline, ns (0 when past). */
 uint64_t wait_left_ns(uint64_t deadline)
 {
@@ -173,8 +220,9 @@ enum epoll_variant { VIA_EPOLL_WAIT, VIA_EPOLL_PWAIT, VIA_EPOLL_PWAIT2 };
  * wait through the progress fd, which the program never sees. */
 static int epoll_run(int epfd, struct epoll_event *evs, int max,
 			int timeout, const struct timespec *ts2,
-			const sigset_t *mask, enum epoll_variant via)
+			struct wmask *wm, enum epoll_variant via)
 {
+	const sigset_t *mask = wm->use;	/* held where rounds may follow */
 	struct tstate *ts = tls_ts;
 	uint64_t deadline = 0;
 	int pfd, n, filter;
@@ -191,6 +239,7 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 
 		ts->segment = 0;
 		ts->wait_token++;
+		wmask_hold(wm);	/* a round may follow (a no-op without mask) */
 		/* an event-loop wait: the watchdog leaves it alone (the wait
 		 * flushed; parked sends move while the ring waits) */
 		ts->in_wait = 1;
@@ -238,6 +287,8 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 
 	if (pfd >= 0 && !epoll_has_ours(ts, epfd, pfd))
 		pfd = -1;
+	if (pfd >= 0)
+		wmask_hold(wm);		/* rounds may follow */
 	if (via == VIA_EPOLL_PWAIT2 && ts2)
 		deadline = wait_clock_ns() +
 			   (uint64_t)ts2->tv_sec * 1000000000ull +
@@ -318,8 +369,12 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 			int timeout, const struct timespec *ts2,
 			const sigset_t *mask, enum epoll_variant via)
 {
-	int n = epoll_run(epfd, evs, max, timeout, ts2, mask, via);
+	struct wmask wm;
+	int n;
 
+	wmask_init(&wm, mask);
+	n = epoll_run(epfd, evs, max, timeout, ts2, &wm, via);
+	wmask_release(&wm);	/* errno kept */
 	adapt_wait(tls_ts, n);
 	if (unlikely(cfg.levers & LEVER_PREFETCH))
 		prefetch_note(tls_ts, epfd, evs, n);	/* lever prefetch */
@@ -457,8 +512,10 @@ EXPORT unsigned int sleep(unsigned int s)
 	struct timespec t = { s, 0 }, rem = { 0, 0 };
 
 	before_block();
+	/* glibc's: the whole seconds left (1.7 s left: 1; the wait audit
+	 * found ours rounding up) */
 	if (lib_nanosleep(&t, &rem) < 0 && errno == EINTR)
-		return (unsigned int)rem.tv_sec + (rem.tv_nsec > 0);
+		return (unsigned int)rem.tv_sec;
 	return 0;
 }
 
@@ -531,18 +588,33 @@ static inline int ours_alone(const struct tstate *ts, long r, unsigned hits,
 EXPORT int sigsuspend(const sigset_t *mask)
 {
 	struct tstate *ts;
+	sigset_t saved;
+	int held = 0, e;
 	long r;
 
 	before_block();
 	ts = tls_ts;
+	/* sends still pending keep the timer running, and a round may
+	 * follow: between two, the thread holds the program's mask, as in
+	 * one sigsuspend (a signal it blocks stays pending: wmask) */
+	if (ts && ts->table && esca_table_pending(ts->table) &&
+	    syscall(SYS_rt_sigprocmask, SIG_SETMASK, mask, &saved,
+		    (size_t)(_NSIG / 8)) == 0)
+		held = 1;
 	for (;;) {
 		unsigned hits = ts ? ts->timer_hits : 0;
 		unsigned sigs = ts ? ts->sig_hits : 0;
 
 		r = syscall(SYS_rt_sigsuspend, mask, (size_t)(_NSIG / 8));
 		if (!ours_alone(ts, r, hits, sigs))
-			return (int)r;
+			break;
 	}
+	e = errno;
+	if (held)
+		syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved, NULL,
+			(size_t)(_NSIG / 8));
+	errno = e;
+	return (int)r;
 }
 
 /* sigtimedwait as glibc's: SI_TKILL (raise) reported as SI_USER. */

@@ -1,0 +1,296 @@
+/* Found by an audit of the wait interposers (session 9): each case prints
+ * one line that must be the same plainly and under each executor.  Sends
+ * are parked first (a non-blocking socket whose peer, a child, reads 1 KiB
+ * every 2 ms), so the library's waits take their rounds and its timer runs.
+ * argv[1]:
+ *  mask          ppoll, pselect, epoll_pwait, epoll_pwait2, each with a mask
+ *                that blocks SIGUSR1 (the thread's own does not), 200 ms,
+ *                nothing ready, SIGUSR1 at 50 ms.  Linux: 0 after 200 ms,
+ *                then the handler.  Had: EINTR at 50 ms (the signal ran
+ *                between two rounds, under the thread's own mask).
+ *  select_small  select with sets of one word (nfds <= 64) and canaries
+ *                after them.  Had: EBADF, the canaries read as fds.
+ *  select_stale  a bit set past nfds, its fd readable.  Linux ignores it.
+ *                Had: 1 at once, that fd reported.
+ *  poll_max      poll with nfds equal to RLIMIT_NOFILE.  Had: EINVAL.
+ *  sleep_ret     sleep(2) ended by a signal at 0.3 s.  Linux (glibc): 1.
+ *                Had: 2.
+ *  nanosleep_busy  nanosleep(300 ms), SIGUSR1 at 50 ms whose handler runs
+ *                5 ms.  Linux: EINTR at 50 ms.  Had: the sleep went on.
+ *  pause_stop    pause; SIGSTOP at 50 ms, SIGCONT at 100, SIGUSR1 at 300.
+ *                Linux: EINTR at 300 ms, the handler run.  Had: EINTR at
+ *                100 ms, no handler.
+ * Times are printed in buckets; alarm(5) kills a hang. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static const char *bucket(double ms)
+{
+	return ms < 30 ? "at once" : ms < 80 ? "~50 ms" : ms < 130 ? "~100 ms" :
+	       ms < 180 ? "~150 ms" : ms < 260 ? "~200 ms" : ms < 400 ? "~300 ms" :
+	       "later";
+}
+
+static const char *err(int r, int e)
+{
+	return r < 0 ? strerrorname_np(e) : "-";
+}
+
+static volatile sig_atomic_t got;
+static int busy;
+
+static void on_usr1(int s)
+{
+	(void)s;
+	got++;
+	if (busy) {
+		double t = now_ms();
+
+		while (now_ms() - t < 5)
+			;
+	}
+}
+
+static pid_t peer_pid, sender_pid;
+
+/* sends parked: a non-blocking socket whose peer reads 1 KiB every 2 ms */
+static void park_sends(void)
+{
+	static char big[1 << 20];
+	int sv[2], v = 4096;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		exit(1);
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+	peer_pid = fork();
+	if (peer_pid == 0) {
+		char b[1024];
+
+		close(sv[0]);
+		for (;;) {
+			if (recv(sv[1], b, sizeof(b), MSG_DONTWAIT) == 0)
+				_exit(0);
+			usleep(2000);
+		}
+	}
+	close(sv[1]);
+	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0)
+		exit(1);
+	for (int i = 0; i < 4; i++)
+		if (write(sv[0], big, sizeof(big) / 4) < 0 && errno == EAGAIN)
+			break;
+}
+
+/* a child that signals us: sig1 after us1 microseconds, then sig2 after
+ * us2 more, then sig3 after us3 more (0: none) */
+static void signal_me(int sig1, int us1, int sig2, int us2, int sig3, int us3)
+{
+	pid_t me = getpid();
+
+	sender_pid = fork();
+	if (sender_pid == 0) {
+		usleep((useconds_t)us1);
+		kill(me, sig1);
+		if (sig2) {
+			usleep((useconds_t)us2);
+			kill(me, sig2);
+		}
+		if (sig3) {
+			usleep((useconds_t)us3);
+			kill(me, sig3);
+		}
+		_exit(0);
+	}
+}
+
+static int mask_case(const char *call)
+{
+	sigset_t wm;
+	int pp[2], ep, r, e;
+	struct timespec t = { 0, 200000000L };
+	struct pollfd pf;
+	struct epoll_event ev = { .events = EPOLLIN }, out[4];
+	fd_set rs;
+	double t0;
+
+	if (pipe(pp) < 0 || (ep = epoll_create1(0)) < 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, pp[0], &ev) < 0)
+		return 1;
+	sigemptyset(&wm);
+	sigaddset(&wm, SIGUSR1);
+	pf = (struct pollfd){ pp[0], POLLIN, 0 };
+	FD_ZERO(&rs);
+	FD_SET(pp[0], &rs);
+	signal_me(SIGUSR1, 50000, 0, 0, 0, 0);
+	t0 = now_ms();
+	if (!strcmp(call, "ppoll"))
+		r = ppoll(&pf, 1, &t, &wm);
+	else if (!strcmp(call, "pselect"))
+		r = pselect(pp[0] + 1, &rs, NULL, NULL, &t, &wm);
+	else if (!strcmp(call, "epoll_pwait"))
+		r = epoll_pwait(ep, out, 4, 200, &wm);
+	else
+		r = epoll_pwait2(ep, out, 4, &t, &wm);
+	e = errno;
+	printf("%s, SIGUSR1 blocked by its mask: %d %s %s, handler ran %d\n",
+	       call, r, err(r, e), bucket(now_ms() - t0), (int)got);
+	return 0;
+}
+
+struct smallset {
+	fd_mask m;
+	unsigned long canary[15];
+};
+
+static int select_case(const char *c)
+{
+	struct timeval tv = { 0, 100000 };
+	int pp[2], qq[2], r, e;
+	double t0;
+
+	if (pipe(pp) < 0 || pipe(qq) < 0)
+		return 1;
+	t0 = now_ms();
+	if (!strcmp(c, "select_small")) {
+		struct smallset rs, ws, es;
+		int bad = 0;
+
+		for (int i = 0; i < 15; i++)
+			rs.canary[i] = ws.canary[i] = es.canary[i] = ~0ul;
+		rs.m = 1ul << pp[0];
+		ws.m = es.m = 0;
+		r = select(pp[0] + 1, (fd_set *)&rs, (fd_set *)&ws,
+			   (fd_set *)&es, &tv);
+		e = errno;
+		for (int i = 0; i < 15; i++)
+			bad += rs.canary[i] != ~0ul || ws.canary[i] != ~0ul ||
+			       es.canary[i] != ~0ul;
+		printf("select, sets of one word: %d %s %s, canaries changed %d\n",
+		       r, err(r, e), bucket(now_ms() - t0), bad);
+	} else {
+		fd_set rs;
+
+		if (write(qq[1], "x", 1) != 1)	/* readable, past nfds */
+			return 1;
+		FD_ZERO(&rs);
+		FD_SET(pp[0], &rs);
+		FD_SET(qq[0], &rs);
+		r = select(pp[0] + 1, &rs, NULL, NULL, &tv);
+		e = errno;
+		printf("select, a readable fd past nfds: %d %s %s, set %d %d\n",
+		       r, err(r, e), bucket(now_ms() - t0),
+		       FD_ISSET(pp[0], &rs), FD_ISSET(qq[0], &rs));
+	}
+	return 0;
+}
+
+static int poll_max(void)
+{
+	struct rlimit rl;
+	struct pollfd *p;
+	int pp[2], r, e;
+	double t0;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || pipe(pp) < 0)
+		return 1;
+	rl.rlim_cur = 512;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || !(p = calloc(512, sizeof(*p))))
+		return 1;
+	for (int i = 0; i < 512; i++)
+		p[i].fd = -1;
+	p[0] = (struct pollfd){ pp[0], POLLIN, 0 };
+	t0 = now_ms();
+	r = poll(p, 512, 50);
+	e = errno;
+	printf("poll, nfds = RLIMIT_NOFILE: %d %s %s\n", r, err(r, e),
+	       bucket(now_ms() - t0));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa;
+	const char *c = argc > 1 ? argv[1] : "";
+	int r, e;
+	double t0;
+
+	alarm(5);
+	setvbuf(stdout, NULL, _IONBF, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sigaction(SIGUSR1, &sa, NULL);
+	busy = !strcmp(c, "nanosleep_busy");
+	if (strcmp(c, "sleep_ret"))
+		park_sends();
+	if (!strcmp(c, "mask")) {
+		static const char *const calls[] = { "ppoll", "pselect",
+						     "epoll_pwait",
+						     "epoll_pwait2" };
+
+		r = 0;
+		for (int i = 0; i < 4 && !r; i++) {
+			r = mask_case(calls[i]);
+			waitpid(sender_pid, NULL, 0);
+			sender_pid = 0;
+			got = 0;
+		}
+	}
+	else if (!strncmp(c, "select_", 7))
+		r = select_case(c);
+	else if (!strcmp(c, "poll_max"))
+		r = poll_max();
+	else if (!strcmp(c, "sleep_ret")) {
+		signal_me(SIGUSR1, 300000, 0, 0, 0, 0);
+		printf("sleep(2) ended at 0.3 s: %u\n", sleep(2));
+		r = 0;
+	} else if (!strcmp(c, "nanosleep_busy")) {
+		struct timespec req = { 0, 300000000L }, rem;
+
+		signal_me(SIGUSR1, 50000, 0, 0, 0, 0);
+		t0 = now_ms();
+		r = nanosleep(&req, &rem);
+		e = errno;
+		printf("nanosleep(300 ms), a 5-ms handler at 50: %d %s %s, rem %s\n",
+		       r, err(r, e), bucket(now_ms() - t0),
+		       r < 0 ? bucket(rem.tv_nsec / 1e6) : "-");
+		r = 0;
+	} else if (!strcmp(c, "pause_stop")) {
+		signal_me(SIGSTOP, 50000, SIGCONT, 50000, SIGUSR1, 200000);
+		t0 = now_ms();
+		r = pause();
+		e = errno;
+		printf("pause, stopped and continued: %d %s %s, handler ran %d\n",
+		       r, err(r, e), bucket(now_ms() - t0), (int)got);
+		r = 0;
+	} else {
+		r = 2;
+	}
+	if (peer_pid > 0) {
+		kill(peer_pid, SIGKILL);
+		waitpid(peer_pid, NULL, 0);
+	}
+	if (sender_pid > 0)
+		waitpid(sender_pid, NULL, 0);
+	return r;
+}
