@@ -355,7 +355,7 @@ int fd_detect(int fd, struct fdinfo *fi)
 		fi->kind = FK_BAD;
 		return -1;
 	}
-	fi->flags = 0;
+	fi->flags &= FI_DUPED;	/* what dup told us, not the kernel */
 	fi->size = 0;
 	if (S_ISSOCK(st.st_mode)) {
 		int type = 0, dom = 0;
@@ -425,20 +425,45 @@ int fd_share_key(int old, int newfd)
 {
 	struct fdinfo *o = fdi(old), *n = fdi(newfd);
 
-	if (newfd >= 0 && o && n)
+	if (newfd >= 0 && o && n) {
 		n->order_key = o->order_key ? o->order_key : old + 1;
+		o->flags |= FI_DUPED;
+		n->flags |= FI_DUPED;
+	}
 	return newfd;
 }
 
-/* F_SETFL or FIONBIO set fd's O_NONBLOCK to on. */
-void fd_note_nonblock(int fd, long on)
+static void note_nonblock_one(struct fdinfo *fi, long on)
 {
-	struct fdinfo *fi = fdi(fd);
-
-	if (fi && fi->kind != FK_UNKNOWN && fi->kind != FK_BAD) {
+	if (fi->kind != FK_UNKNOWN && fi->kind != FK_BAD) {
 		if (on)
 			fi->flags |= FI_NONBLOCK;
 		else
 			fi->flags &= (uint16_t)~FI_NONBLOCK;
+	}
+}
+
+/* F_SETFL or FIONBIO set fd's O_NONBLOCK to on: a flag of the open file,
+ * so of every dup of it too (the fd audit: set through one fd, a write
+ * through its dup blocked where Linux said EAGAIN).  The dups are found by
+ * their open-file key, only for an fd known to have some (FI_DUPED). */
+void fd_note_nonblock(int fd, long on)
+{
+	struct fdinfo *fi = fdi(fd);
+	int top, root;
+
+	if (!fi)
+		return;
+	note_nonblock_one(fi, on);
+	if (!(fi->flags & FI_DUPED))
+		return;
+	root = fi->order_key ? fi->order_key - 1 : fd;
+	top = __atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED);
+	for (int i = 0; i <= top && i < fdtab_n; i++) {
+		struct fdinfo *d = &fdtab[i];
+
+		if ((d->flags & FI_DUPED) &&
+		    (d->order_key ? d->order_key - 1 : i) == root)
+			note_nonblock_one(d, on);
 	}
 }

@@ -80,6 +80,8 @@ enum fd_kind {
 #define FI_CONN		0x2000	/* a connected stream socket (accept, connect,
 				 * socketpair, or a peer at detection): the
 				 * only kind whose close is deferred */
+#define FI_DUPED	0x4000	/* another fd shares its open file (dup):
+				 * O_NONBLOCK set on one is set on all */
 
 /* fdinfo.users: who still names the fd number in a table (DESIGN.md,
  * "Contract: fd lifetime").  One atomic word for the process: entries of any

@@ -10,8 +10,9 @@ still name the number run on the new file; what must hold there is that no
 byte of the closing thread reaches the other connection and its peer gets
 all it was told, then EOF.  Each case failed before (checked with the
 libesca.so of 8a874dd: dup/dup2/dup3 of a closed number made a new fd, every
-call after a parked close hung, the failed dup2 reordered the bytes, and
-225,280 bytes went to the wrong connection)."""
+call after a parked close hung, the failed dup2 reordered the bytes,
+225,280 bytes went to the wrong connection, and O_NONBLOCK set through one
+fd left its dup blocking: a write hung)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ def test_found_calls_on_a_closed_number(
     mode: str, case: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     exe = prog("found_fd_audit", tmp_path_factory)
-    plain = run("plain", [exe, case], tmp_path, tag="oracle")
+    argv = [exe, *case.split()]
+    plain = run("plain", argv, tmp_path, tag="oracle")
     assert plain.rc == 0, plain
-    r = run(mode, [exe, case], tmp_path, timeout=30)
+    r = run(mode, argv, tmp_path, timeout=30)
     assert r.rc == 0, r
     assert r.lines() == plain.lines(), r
     assert "SLOW" not in r.text() and "BROKEN" not in r.text(), r
@@ -65,4 +67,19 @@ def test_found_dup2_onto_a_number_closing_in_another_thread(
     assert lines[1:] == [
         "T's peer got what T was told: yes, then EOF",
         "T's bytes on the other connection: 0",
+    ], r
+
+
+@pytest.mark.parametrize("how", ["fcntl", "ioctl"])
+@pytest.mark.parametrize("mode", modes(skip={"sequential": IN_PLACE}))
+def test_found_nonblock_set_through_a_dup(
+    mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exe = prog("found_fd_audit", tmp_path_factory)
+    r = run(mode, [exe, "nonblock_dup", how], tmp_path, timeout=30)
+    # the program's alarm(6) kills a hang (rc -14)
+    assert r.rc == 0, r
+    assert r.lines() == [
+        "writes through the dup until EAGAIN",
+        "the peer got what was accepted: yes",
     ], r

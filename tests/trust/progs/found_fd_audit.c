@@ -21,6 +21,11 @@
  *           then EOF; the other connection none of T's bytes.  The library
  *           had waited 2 s and gone ahead: 225,280 of T's bytes and T's
  *           close went to the other connection.  Now it answers EBUSY.
+ *  nonblock_dup  b = dup(a) used once (known blocking), then O_NONBLOCK
+ *           set through a (F_SETFL, or FIONBIO with argv[2] "ioctl"), then
+ *           writes through b to a peer that reads only at the end.  Plain:
+ *           EAGAIN once full, the peer gets what was accepted.  The library
+ *           had kept b blocking: a write hung until the alarm.
  * Each call's line says SLOW past 5 ms.  alarm(6): a hang dies of SIGALRM. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -252,6 +257,38 @@ static int misdirect(void)
 	_exit(0);
 }
 
+static int nonblock_dup(int ioctl_way)
+{
+	char buf[4096], c;
+	long told = 0, got = 0;
+	ssize_t n = 0;
+	int b, on = 1, i;
+
+	memset(buf, 'x', sizeof(buf));
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || (b = dup(sv[0])) < 0)
+		return 1;
+	if (write(b, "x", 1) != 1 || read(sv[1], &c, 1) != 1)
+		return 1;	/* b in use, blocking */
+	if (ioctl_way ? ioctl(sv[0], FIONBIO, &on) :
+			fcntl(sv[0], F_SETFL, O_NONBLOCK))
+		return 1;
+	for (i = 0; i < 4000 && (n = write(b, buf, sizeof(buf))) > 0; i++)
+		told += n;
+	printf("writes through the dup until %s\n",
+	       n < 0 && errno == EAGAIN ? "EAGAIN" : "none failed");
+	if (fcntl(sv[1], F_SETFL, O_NONBLOCK))
+		return 1;
+	for (;;) {
+		struct pollfd p = { sv[1], POLLIN, 0 };
+
+		if (poll(&p, 1, 300) != 1 || (n = read(sv[1], buf, sizeof(buf))) <= 0)
+			break;
+		got += n;
+	}
+	printf("the peer got what was accepted: %s\n", got == told ? "yes" : "no");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *c = argc > 1 ? argv[1] : "";
@@ -266,5 +303,7 @@ int main(int argc, char **argv)
 		return dupkey();
 	if (!strcmp(c, "misdirect"))
 		return misdirect();
+	if (!strcmp(c, "nonblock_dup"))
+		return nonblock_dup(argc > 2 && !strcmp(argv[2], "ioctl"));
 	return 2;
 }
