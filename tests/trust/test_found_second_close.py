@@ -11,7 +11,7 @@ can make happen but, for a close in the caller's own table, only the
 caller's own next flush (DEFER_TASKRUN; lkm likewise).  Now the caller's
 own table is reaped and the answer is final (ESCA_CAP_OWN_PROGRESS).
 sequential completes the writes to the full socket in place and blocks
-(README, Limits), as in test_found_parked."""
+(README, Limits; pinned by test_found_parked's strict xfail): skipped here."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .trust import assert_deferred, modes, prog, run
 BOUND_MS = 5
 
 
-@pytest.mark.parametrize("mode", modes(sequential=IN_PLACE))
+@pytest.mark.parametrize("mode", modes(skip={"sequential": IN_PLACE}))
 def test_found_second_close_of_a_number_closing_in_this_threads_table(
     mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
