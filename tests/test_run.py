@@ -133,6 +133,22 @@ def test_signal_passed_through() -> None:
 
 
 @needs_lib
+def test_signal_dispositions_as_plain() -> None:
+    """CMD starts with the signal dispositions it has plainly: Python ignores
+    SIGPIPE and SIGXFSZ, and exec kept them ignored, so every program under
+    `esca run` got EPIPE where it dies of SIGPIPE plainly (an audit's
+    pipe_sig: rc 0 against 141).  subprocess (restore_signals) is the plain
+    run here."""
+    argv = ["grep", "^SigIgn", "/proc/self/status"]
+    plain = subprocess.run(argv, capture_output=True, text=True, check=True)
+    for mode in ("--disable", "--executor=sequential"):
+        r = esca("run", mode, "--", *argv)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == plain.stdout, (mode, r.stdout, plain.stdout)
+    assert int(plain.stdout.split()[1], 16) & (1 << (signal.SIGPIPE - 1)) == 0
+
+
+@needs_lib
 def test_exec_keeps_pid_and_sets_env(tmp_path: Path) -> None:
     p = esca(
         "run",

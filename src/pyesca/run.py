@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import stat
 import sys
 from collections.abc import Mapping, Sequence
@@ -279,9 +280,25 @@ def run(opts: RunOptions, argv: Sequence[str]) -> int:
                 pass
     sys.stdout.flush()
     sys.stderr.flush()
+    restore_signals()
     try:
         os.execve(exe, args, env)
     except OSError as exc:
         print(f"{PROG}: {argv[0]}: {exc.strerror}", file=sys.stderr)
         return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXEC
     raise AssertionError("unreachable")
+
+
+# Python ignores these at start-up, and an ignored signal stays ignored
+# across exec: CMD would get EPIPE where it dies of SIGPIPE plainly (an
+# audit found `esca run` did so to every program).  subprocess restores the
+# same ones (restore_signals=True).
+RESTORED_SIGNALS = tuple(
+    getattr(signal, n) for n in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, n)
+)
+
+
+def restore_signals() -> None:
+    """The default disposition of the signals Python ignores, before exec."""
+    for sig in RESTORED_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
