@@ -217,11 +217,13 @@ int lib_nanosleep(const struct timespec *req, struct timespec *rem)
  * kernel restarts both (the wait audit: an rt_sigtimedwait here returned
  * EINTR after SIGCONT, no handler run, 11 runs of 12).  Once nothing is
  * parked, the plain pause. */
+static int pause_rounds(struct tstate *ts, const uint64_t *mask);
+
 int lib_pause(void)
 {
 	struct tstate *ts = tls_ts;
 	uint64_t mask;
-	int pfd, r;
+	int r;
 
 	if (!ts || ts->guard || !ts->table || !esca_table_inflight(ts->table) ||
 	    !timer_keeps_moving(ts, -1))
@@ -230,6 +232,16 @@ int lib_pause(void)
 		return (int)syscall(SYS_pause);
 	if (!__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE))
 		mask |= 1ull << (cfg.timer_signal - 1);
+	wait_rounds(ts, 1);
+	r = pause_rounds(ts, &mask);
+	wait_rounds(ts, 0);
+	return r;
+}
+
+static int pause_rounds(struct tstate *ts, const uint64_t *mask)
+{
+	int pfd, r;
+
 	for (;;) {
 		struct pollfd p;
 
@@ -242,7 +254,7 @@ int lib_pause(void)
 		p = (struct pollfd){ .fd = pfd, .events = POLLIN };
 		progress_arm(ts, 1);
 		ts->in_wait = 1;
-		r = (int)syscall(SYS_ppoll, &p, 1, NULL, &mask, sizeof(mask));
+		r = (int)syscall(SYS_ppoll, &p, 1, NULL, mask, sizeof(*mask));
 		wait_end(ts);
 		progress_arm(ts, 0);
 		if (r < 0)

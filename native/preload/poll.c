@@ -188,7 +188,9 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 	int r;
 
 	wmask_init(&wm, masked ? mask : NULL);
+	wait_rounds(tls_ts, 1);
 	r = poll_rounds(fds, n, timeout, t, &wm, masked);
+	wait_rounds(tls_ts, 0);
 	wmask_release(&wm);	/* errno kept */
 	return r;
 }
@@ -376,7 +378,9 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	int n;
 
 	wmask_init(&wm, masked ? mask : NULL);
+	wait_rounds(tls_ts, 1);
 	n = select_rounds(nfds, r, w, e, tv, t, &wm, masked);
+	wait_rounds(tls_ts, 0);
 	wmask_release(&wm);	/* errno kept */
 	return n;
 }

@@ -165,6 +165,8 @@ struct tstate {
 				 * (a signal handler's call) passes through
 				 * or waits in the stash (signals.c) */
 	int in_wait;		/* in an event-loop wait that watches parked ops */
+	int in_rounds;		/* in a wait's rounds: its timer waits for
+				 * the last (wait_done) */
 	int signaled;		/* the watchdog sent the timer signal */
 	int ending;		/* this thread runs the end of the process
 				 * (lib_end_flush): its timer's handler never
@@ -313,9 +315,26 @@ static inline void timer_ensure(struct tstate *ts)
 static inline void wait_end(struct tstate *ts)
 {
 	ts->in_wait = 0;
-	if (__builtin_expect(!ts->timer_set, 0) && ts->table &&
-	    esca_table_pending(ts->table))
+	if (__builtin_expect(!ts->timer_set, 0) && !ts->in_rounds &&
+	    ts->table && esca_table_pending(ts->table))
 		timer_arm(ts);
+}
+
+/* A wait of several rounds (poll.c, wait.c): the timer is armed again only
+ * when the last round is over.  Between rounds the progress fd watches the
+ * parked sends; re-armed at each round, the timer's shot ended the next one
+ * every 2 ms (the wait audit: a ppoll re-entered every 2 ms while a send
+ * was parked on a slow client). */
+static inline void wait_rounds(struct tstate *ts, int on)
+{
+	int e = errno;
+
+	if (!ts)
+		return;
+	ts->in_rounds = on;
+	if (!on)
+		wait_end(ts);
+	errno = e;
 }
 /* flush.c: a sum that changes when a peer of ts's parked sockets (NULL: of
  * any table's) reads */

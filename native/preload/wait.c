@@ -373,7 +373,9 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 	int n;
 
 	wmask_init(&wm, mask);
+	wait_rounds(tls_ts, 1);
 	n = epoll_run(epfd, evs, max, timeout, ts2, &wm, via);
+	wait_rounds(tls_ts, 0);
 	wmask_release(&wm);	/* errno kept */
 	adapt_wait(tls_ts, n);
 	if (unlikely(cfg.levers & LEVER_PREFETCH))

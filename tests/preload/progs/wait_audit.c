@@ -20,6 +20,10 @@
  *  pause_stop    pause; SIGSTOP at 50 ms, SIGCONT at 100, SIGUSR1 at 300.
  *                Linux: EINTR at 300 ms, the handler run.  Had: EINTR at
  *                100 ms, no handler.
+ *  poll_quiet    poll(300 ms) on an idle pipe, the sends parked on a peer
+ *                that never reads: the voluntary context switches in the
+ *                wait.  Linux: one.  Had: ~150, the library's timer ending
+ *                a round every 2 ms (re-armed after each).
  * Times are printed in buckets; alarm(5) kills a hang. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -74,7 +78,10 @@ static void on_usr1(int s)
 
 static pid_t peer_pid, sender_pid;
 
-/* sends parked: a non-blocking socket whose peer reads 1 KiB every 2 ms */
+static int peer_reads = 1;
+
+/* sends parked: a non-blocking socket whose peer reads 1 KiB every 2 ms
+ * (peer_reads 0: never) */
 static void park_sends(void)
 {
 	static char big[1 << 20];
@@ -89,7 +96,9 @@ static void park_sends(void)
 
 		close(sv[0]);
 		for (;;) {
-			if (recv(sv[1], b, sizeof(b), MSG_DONTWAIT) == 0)
+			if (!peer_reads)
+				pause();
+			else if (recv(sv[1], b, sizeof(b), MSG_DONTWAIT) == 0)
 				_exit(0);
 			usleep(2000);
 		}
@@ -241,6 +250,7 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
 	busy = !strcmp(c, "nanosleep_busy");
+	peer_reads = strcmp(c, "poll_quiet") != 0;
 	if (strcmp(c, "sleep_ret"))
 		park_sends();
 	if (!strcmp(c, "mask")) {
@@ -274,6 +284,24 @@ int main(int argc, char **argv)
 		printf("nanosleep(300 ms), a 5-ms handler at 50: %d %s %s, rem %s\n",
 		       r, err(r, e), bucket(now_ms() - t0),
 		       r < 0 ? bucket(rem.tv_nsec / 1e6) : "-");
+		r = 0;
+	} else if (!strcmp(c, "poll_quiet")) {
+		struct rusage u0, u1;
+		struct pollfd pf;
+		int pp[2];
+		long sw;
+
+		if (pipe(pp) < 0)
+			return 1;
+		pf = (struct pollfd){ pp[0], POLLIN, 0 };
+		getrusage(RUSAGE_THREAD, &u0);
+		r = poll(&pf, 1, 300);
+		e = errno;
+		getrusage(RUSAGE_THREAD, &u1);
+		sw = u1.ru_nvcsw - u0.ru_nvcsw;
+		printf("poll(300 ms), sends parked: %d %s, context switches %s\n",
+		       r, err(r, e), sw <= 5 ? "a few" : "many");
+		fprintf(stderr, "voluntary context switches: %ld\n", sw);
 		r = 0;
 	} else if (!strcmp(c, "pause_stop")) {
 		signal_me(SIGSTOP, 50000, SIGCONT, 50000, SIGUSR1, 200000);
