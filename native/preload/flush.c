@@ -136,6 +136,7 @@ static int timer_keeps_moving(struct tstate *ts, int fd)
  * wait for a peer that waits for our bytes (DESIGN.md, "Flush triggers"). */
 void lib_flush_block(struct tstate *ts, int fd)
 {
+	wait_epoch_bump();	/* a blocking call: reads' notes are old */
 	if (!ts || ts->guard || !ts->table)
 		return;
 	if (!esca_table_pending(ts->table)) {

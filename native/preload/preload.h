@@ -119,8 +119,8 @@ struct fdinfo {
 				 * of it may answer reads, PF_BUSY while one
 				 * does; another thread's read clears it */
 	int64_t size;		/* FK_FILE: st_size when looked at */
-	uint64_t drained;	/* wait token of the thread whose read found
-				 * the socket empty, in that wait round */
+	uint64_t drained;	/* lib_wait_epoch when a read found the
+				 * socket empty (lever reads) */
 	uint64_t users;		/* FU_*: atomic */
 	uint32_t qclose_tid;	/* the thread whose table holds the queued
 				 * close (FU_QCLOSE): nudged by
@@ -312,6 +312,20 @@ static inline void timer_ensure(struct tstate *ts)
 
 /* An event-loop wait returns: what is still pending (parked sends the
  * wait watched) is the timer's again */
+/* Lever reads: a socket a read found empty stays known empty only until
+ * any thread's wait (its start or its return), or a blocking call, begins
+ * or ends: the program may learn of new bytes from any of them.  A
+ * per-thread mark missed another thread's wait (the read audit: a
+ * dispatcher's edge-triggered epoll_wait handed a socket to a reader
+ * thread, whose read was answered EAGAIN, the edge spent: a stall) and a
+ * blocking read of a pipe a child signalled through after sending. */
+extern HIDDEN uint64_t lib_wait_epoch;
+
+static inline void wait_epoch_bump(void)
+{
+	__atomic_add_fetch(&lib_wait_epoch, 1, __ATOMIC_ACQ_REL);
+}
+
 static inline void wait_end(struct tstate *ts)
 {
 	ts->in_wait = 0;
@@ -332,8 +346,10 @@ static inline void wait_rounds(struct tstate *ts, int on)
 	if (!ts)
 		return;
 	ts->in_rounds = on;
-	if (!on)
+	if (!on) {
 		wait_end(ts);
+		wait_epoch_bump();	/* what reads found out is old news */
+	}
 	errno = e;
 }
 /* flush.c: a sum that changes when a peer of ts's parked sockets (NULL: of

@@ -26,6 +26,14 @@ static inline void before_read(int fd)
 	 * answered from one are gone from the kernel first */
 	if (unlikely(cfg.levers & LEVER_PREFETCH))
 		prefetch_before_kernel(fd);
+	fi = fdi(fd);
+	if ((cfg.levers & LEVER_READS) &&
+	    !(fi && (fi->kind == FK_STREAM || fi->kind == FK_SOCKET ||
+		     fi->kind == FK_FILE) &&
+	      (fi->kind == FK_FILE || (fi->flags & FI_NONBLOCK))))
+		wait_epoch_bump();	/* a read that may block (a pipe a
+					 * child signals through): reads'
+					 * notes are old after it */
 	if (likely(!ts) || ts->guard || !ts->table)
 		return;
 	if (!esca_table_pending(ts->table)) {
@@ -64,8 +72,10 @@ static inline void before_read(int fd)
 /* ---- lever "reads": a read whose answer is known ------------------------
  *
  * A server answers a request and reads its socket again before its next
- * wait: when its previous read found the socket empty and this thread has
- * not waited since, the kernel says EAGAIN unless bytes arrived in between -
+ * wait: when its previous read found the socket empty and no thread has
+ * waited or blocked since (lib_wait_epoch, preload.h: a per-thread mark
+ * missed a dispatcher thread's wait), the kernel says EAGAIN unless bytes
+ * arrived in between -
  * and then the answer EAGAIN is the one the kernel would have given a moment
  * earlier.  Nothing is lost: the socket is in one of the program's epoll
  * sets, whose next wait reports it (level-triggered: it is readable;
@@ -103,7 +113,7 @@ static inline int read_known_empty(struct fdinfo *fi, size_t n)
 {
 	struct tstate *ts = tls_ts;
 
-	if (fi->drained != ts->wait_token)
+	if (fi->drained != __atomic_load_n(&lib_wait_epoch, __ATOMIC_ACQUIRE))
 		return 0;
 	fi->drained = 0;
 	if (!n)
@@ -120,7 +130,7 @@ static inline void read_end(struct fdinfo *fi, size_t n, ssize_t r)
 {
 	if (r < 0 ? errno == EAGAIN :
 	    (r > 0 && (size_t)r < n && (fi->flags & FI_TCP)))
-		fi->drained = tls_ts->wait_token;
+		fi->drained = __atomic_load_n(&lib_wait_epoch, __ATOMIC_ACQUIRE);
 	else
 		fi->drained = 0;
 }

@@ -21,6 +21,8 @@
 
 #include "preload.h"
 
+HIDDEN uint64_t lib_wait_epoch = 1;	/* preload.h, wait_epoch_bump */
+
 /* an epoll_event.data no program makes: a non-canonical address, with the
  * progress fd in its low 32 bits (whose it is, in a set threads share) */
 #define EPOLL_MAGIC 0xe5ca5e9a00000000ull
@@ -118,6 +120,7 @@ int before_wait(struct tstate *ts)
 	if (!ts || ts->guard)
 		return -1;
 	ts->wait_token++;	/* what reads found out is old news after it */
+	wait_epoch_bump();
 	if (!ts->table)
 		return -1;
 	ts->segment = 0;
@@ -239,6 +242,7 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 
 		ts->segment = 0;
 		ts->wait_token++;
+		wait_epoch_bump();
 		wmask_hold(wm);	/* a round may follow (a no-op without mask) */
 		/* an event-loop wait: the watchdog leaves it alone (the wait
 		 * flushed; parked sends move while the ring waits) */
@@ -481,6 +485,7 @@ static inline void before_block(void)
 
 	if (ts && !ts->guard)
 		ts->wait_token++;
+	wait_epoch_bump();
 	if (ts && !ts->guard && ts->table)
 		lib_flush_block(ts, -1);	/* and the timer stops if idle */
 }

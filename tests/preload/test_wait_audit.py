@@ -70,3 +70,23 @@ def test_wait_audit_case(tmp_path: Path, mode: str, case: list[str]) -> None:
         # the sends were deferred (and parked): the library was at work
         s = json.loads(stats.read_text())
         assert s["syscalls"]["write"]["deferred"] > 0, s["syscalls"]["write"]
+
+
+@pytest.mark.parametrize("case", ["threads", "pipe"])
+@pytest.mark.parametrize("mode", executor_params())
+def test_read_audit_case(tmp_path: Path, mode: str, case: str) -> None:
+    """Lever reads (progs/read_audit.c): a socket a read found empty is known
+    empty only until any thread's wait or a blocking call.  The note was the
+    reading thread's: another thread's edge-triggered wait that handed the
+    socket over left it standing (the read answered EAGAIN, the edge spent,
+    the server stalled), and so did a blocking read of a pipe a child
+    signalled through after sending.  Both failed with 8a874dd's libesca."""
+    exe = build(tmp_path, "read_audit", "-pthread")
+    plain = run("plain", [str(exe), case], timeout=20)
+    assert plain.returncode == 0, plain.stderr
+    got = run(mode, [str(exe), case], tmp_path / "s.json", timeout=20)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == plain.stdout, (got.stdout, plain.stdout)
+    # the lever looked at these reads
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["reads_seen"] > 0, s["reads_seen"]
