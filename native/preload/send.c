@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -196,12 +197,47 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 /* The msghdr is read only once the fd is one the call may be deferred on:
  * with ESCA_DISABLE, on another kind of fd, or with a pointer that cannot
  * be one, the kernel answers (EFAULT, ENOTSOCK) as without the library. */
+/* The fds an SCM_RIGHTS message carries: their pending entries go first,
+ * this thread's and others' (their bytes came before the pass: the send
+ * audit's child wrote "Y" to a passed socket before the parent's queued
+ * "X"). */
+static void sync_carried_fds(struct tstate *ts, const struct msghdr *m)
+{
+	struct msghdr h = *m;
+
+	if (!m->msg_control || !plausible_ptr(m->msg_control, m->msg_controllen))
+		return;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+		    c->cmsg_len < CMSG_LEN(0))
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int cfd;
+			struct fdinfo *cf;
+
+			memcpy(&cfd, CMSG_DATA(c) + i * sizeof(int), sizeof(cfd));
+			cf = fdi(cfd);
+			if (!cf || cf->internal)
+				continue;
+			lib_sync_fd(ts, cfd);
+			if (others_use(ts, cf))
+				fd_wait_others(ts, cf, cfd, 0);
+		}
+	}
+}
+
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
 	struct tstate *ts;
 	struct fdinfo *fi;
 	ssize_t r;
 
+	ts = tls_ts;
+	if (ts && !ts->guard && plausible_ptr(m, sizeof(*m)) && m->msg_control)
+		sync_carried_fds(ts, m);	/* whatever this call becomes */
 	fi = data_begin(&ts, CALL_SENDMSG, fd, flags, &r);
 	if (r == STASHED && plausible_ptr(m, sizeof(*m)) && !m->msg_name &&
 	    !m->msg_control && m->msg_iovlen <= (size_t)IOV_MAX)

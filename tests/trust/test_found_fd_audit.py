@@ -11,8 +11,9 @@ byte of the closing thread reaches the other connection and its peer gets
 all it was told, then EOF.  Each case failed before (checked with the
 libesca.so of 8a874dd: dup/dup2/dup3 of a closed number made a new fd, every
 call after a parked close hung, the failed dup2 reordered the bytes,
-225,280 bytes went to the wrong connection, and O_NONBLOCK set through one
-fd left its dup blocking: a write hung)."""
+225,280 bytes went to the wrong connection, O_NONBLOCK set through one fd
+left its dup blocking: a write hung, and a socket passed with SCM_RIGHTS had
+its queued byte overtaken by the receiver's)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import pytest
 from .test_found_parked import IN_PLACE
 from .trust import modes, prog, run
 
-CASES = ["closed", "dupkey"]
+CASES = ["closed", "dupkey", "scm"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -26,6 +26,10 @@
  *           writes through b to a peer that reads only at the end.  Plain:
  *           EAGAIN once full, the peer gets what was accepted.  The library
  *           had kept b blocking: a write hung until the alarm.
+ *  scm      the parent writes "X" to a socket (deferred), then passes the
+ *           socket to its child (SCM_RIGHTS), which writes "Y" to it.
+ *           Plain: the peer reads "XY".  The library had run only the
+ *           carrier's entries first: "YX".
  * Each call's line says SLOW past 5 ms.  alarm(6): a hang dies of SIGALRM. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +42,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -289,6 +294,64 @@ static int nonblock_dup(int ioctl_way)
 	return 0;
 }
 
+static int scm(void)
+{
+	char b = 'f', cb[CMSG_SPACE(sizeof(int))], out[8] = { 0 }, k;
+	struct iovec v = { &b, 1 };
+	struct msghdr m = { 0 };
+	struct cmsghdr *h;
+	int c[2], n = 0;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, c) ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return 1;
+	pid = fork();
+	if (pid == 0) {		/* the child: the socket passed, then "Y" */
+		int fd;
+
+		m.msg_iov = &v;
+		m.msg_iovlen = 1;
+		m.msg_control = cb;
+		m.msg_controllen = sizeof(cb);
+		if (recvmsg(c[1], &m, 0) != 1 || !CMSG_FIRSTHDR(&m))
+			_exit(3);
+		memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof(fd));
+		if (write(fd, "Y", 1) != 1 || write(c[1], "k", 1) != 1)
+			_exit(4);
+		_exit(0);
+	}
+	if (write(sv[0], "X", 1) != 1)	/* deferred under the library */
+		return 1;
+	m.msg_iov = &v;
+	m.msg_iovlen = 1;
+	m.msg_control = cb;
+	m.msg_controllen = sizeof(cb);
+	h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &sv[0], sizeof(int));
+	if (sendmsg(c[0], &m, 0) != 1)
+		return 1;
+	for (double t0 = now_ms(); now_ms() - t0 < 30;)
+		;	/* no call: the child writes meanwhile */
+	if (read(c[0], &k, 1) != 1)
+		return 1;
+	for (;;) {
+		struct pollfd p = { sv[1], POLLIN, 0 };
+		ssize_t q;
+
+		if (n >= 2 || poll(&p, 1, 500) != 1 ||
+		    (q = read(sv[1], out + n, sizeof(out) - 1 - (size_t)n)) <= 0)
+			break;
+		n += (int)q;
+	}
+	printf("the peer read \"%s\"\n", out);
+	waitpid(pid, NULL, 0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *c = argc > 1 ? argv[1] : "";
@@ -303,6 +366,8 @@ int main(int argc, char **argv)
 		return dupkey();
 	if (!strcmp(c, "misdirect"))
 		return misdirect();
+	if (!strcmp(c, "scm"))
+		return scm();
 	if (!strcmp(c, "nonblock_dup"))
 		return nonblock_dup(argc > 2 && !strcmp(argv[2], "ioctl"));
 	return 2;
