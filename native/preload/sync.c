@@ -266,11 +266,67 @@ static int after_open(int fd, int flags)
 	mode_;								\
 })
 
+/* Before the file at path is truncated (truncate, an open with O_TRUNC):
+ * the deferred sendfiles reading it run first, this thread's and (bounded)
+ * other threads', as they would have run before on Linux (the send audit:
+ * truncated after a deferred sendfile returned, the file sent 0 bytes, the
+ * bytes after it came early, and a later write said EPIPE).  Only where an
+ * fd of a regular file is named by entries (a scan of the fd table, then
+ * one stat). */
+static void before_truncate(int dirfd, const char *path)
+{
+	struct tstate *ts = tls_ts;
+	struct stat st;
+	int top, any = 0;
+
+	if (!fdtab || (ts && ts->guard) || !path)
+		return;
+	top = __atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED);
+	for (int fd = 0; fd <= top && fd < fdtab_n && !any; fd++)
+		any = fdtab[fd].kind == FK_FILE &&
+		      (__atomic_load_n(&fdtab[fd].users, __ATOMIC_ACQUIRE) &
+		       FU_COUNT);
+	if (!any || syscall(SYS_newfstatat, dirfd, path, &st, 0) < 0)
+		return;
+	for (int fd = 0; fd <= top && fd < fdtab_n; fd++) {
+		struct fdinfo *fi = &fdtab[fd];
+		struct stat fs;
+
+		if (fi->kind != FK_FILE ||
+		    !(__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_COUNT) ||
+		    syscall(SYS_fstat, fd, &fs) < 0 || fs.st_dev != st.st_dev ||
+		    fs.st_ino != st.st_ino)
+			continue;
+		if (ts)
+			fd_wait_others(ts, fi, fd, 0);	/* ours, then theirs */
+	}
+}
+
 static int open_common(int dirfd, const char *path, int flags, int mode)
 {
+	if (unlikely(flags & O_TRUNC))
+		before_truncate(dirfd, path);
 	return after_open((int)syscall(SYS_openat, dirfd, path, flags, mode),
 			  flags);
 }
+
+EXPORT int truncate64(const char *path, off_t len)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	before_truncate(AT_FDCWD, path);
+	return (int)syscall(SYS_truncate, path, len);
+}
+EXPORT int truncate(const char *path, off_t len)
+	__attribute__((alias("truncate64")));
+
+EXPORT int creat64(const char *path, mode_t mode)
+{
+	return open_common(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC,
+			   (int)mode);
+}
+EXPORT int creat(const char *path, mode_t mode)
+	__attribute__((alias("creat64")));
 
 EXPORT int open64(const char *path, int flags, ...)
 {

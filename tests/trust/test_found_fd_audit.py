@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from .test_found_parked import IN_PLACE
-from .trust import modes, prog, run
+from .trust import assert_deferred, modes, prog, run
 
 CASES = ["closed", "dupkey", "scm"]
 
@@ -84,3 +84,20 @@ def test_found_nonblock_set_through_a_dup(
         "writes through the dup until EAGAIN",
         "the peer got what was accepted: yes",
     ], r
+
+
+@pytest.mark.parametrize("how", ["truncate", "open_trunc"])
+@pytest.mark.parametrize("mode", modes())
+def test_found_file_truncated_after_a_deferred_sendfile(
+    mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A file truncated by path after a sendfile of it returned: the
+    sendfile's bytes first, then the writes, as plainly (the send audit)."""
+    exe = prog("found_fd_audit", tmp_path_factory)
+    plain = run("plain", [exe, "sendfile_truncate", how, tmp_path], tmp_path, tag="oracle")
+    assert plain.rc == 0, plain
+    assert plain.lines()[-1] == "the peer got 4106 bytes, 4096 of the file's", plain
+    r = run(mode, [exe, "sendfile_truncate", how, tmp_path], tmp_path, timeout=30)
+    assert r.rc == 0, r
+    assert r.lines() == plain.lines(), r
+    assert_deferred(mode, r.stats_path, sendfile=1)

@@ -30,6 +30,12 @@
  *           socket to its child (SCM_RIGHTS), which writes "Y" to it.
  *           Plain: the peer reads "XY".  The library had run only the
  *           carrier's entries first: "YX".
+ *  sendfile_truncate HOW  sendfile of a 4 KiB file to a socket, then the
+ *           file truncated to 0 by path (HOW: truncate, or an open with
+ *           O_TRUNC), then writes.  Plain: the peer gets the 4 KiB, then
+ *           the writes (the kernel holds the pages).  The library had run
+ *           the sendfile after the truncation: 0 bytes of the file, the
+ *           writes early, and a later write said EPIPE.
  * Each call's line says SLOW past 5 ms.  alarm(6): a hang dies of SIGALRM. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -352,6 +359,53 @@ static int scm(void)
 	return 0;
 }
 
+static int sendfile_truncate(const char *how, const char *dir)
+{
+	char path[4096], buf[4096];
+	long total = 0, file_bytes = 0;
+	off_t off = 0;
+	ssize_t r, n;
+	int f;
+
+	snprintf(path, sizeof(path), "%s/sf.bin", dir);
+	memset(buf, 'A', sizeof(buf));
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) ||
+	    (f = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) < 0 ||
+	    write(f, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+		return 1;
+	{
+		struct stat st;	/* as a server does: the size to send */
+
+		if (fstat(f, &st))
+			return 1;
+	}
+	r = sendfile(sv[0], f, &off, sizeof(buf));
+	printf("sendfile = %zd\n", r);
+	if (!strcmp(how, "truncate")) {
+		if (truncate(path, 0))
+			return 1;
+	} else {
+		int g = open(path, O_WRONLY | O_TRUNC);
+
+		if (g < 0)
+			return 1;
+		close(g);
+	}
+	R("write", write(sv[0], "hello", 5));
+	R("write", write(sv[0], "world", 5));
+	for (;;) {
+		struct pollfd p = { sv[1], POLLIN, 0 };
+
+		if (poll(&p, 1, 300) != 1 || (n = read(sv[1], buf, sizeof(buf))) <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			file_bytes += buf[i] == 'A';
+		total += n;
+	}
+	printf("the peer got %ld bytes, %ld of the file's\n", total, file_bytes);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *c = argc > 1 ? argv[1] : "";
@@ -368,6 +422,8 @@ int main(int argc, char **argv)
 		return misdirect();
 	if (!strcmp(c, "scm"))
 		return scm();
+	if (!strcmp(c, "sendfile_truncate") && argc > 3)
+		return sendfile_truncate(argv[2], argv[3]);
 	if (!strcmp(c, "nonblock_dup"))
 		return nonblock_dup(argc > 2 && !strcmp(argv[2], "ioctl"));
 	return 2;
