@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <unistd.h>
+#include <sys/uio.h>
+#include <sys/syscall.h>
 
 #include "defer.h"
 
@@ -203,10 +206,23 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
  * "X"). */
 static void sync_carried_fds(struct tstate *ts, const struct msghdr *m)
 {
-	struct msghdr h = *m;
+	/* a copy read by the kernel, never by us: a bad pointer is the
+	 * sendmsg's EFAULT to report, not our fault */
+	union {
+		char b[1024];
+		struct cmsghdr align;
+	} cb;
+	struct iovec local = { cb.b, m->msg_controllen }, remote;
+	struct msghdr h = { 0 };
 
-	if (!m->msg_control || !plausible_ptr(m->msg_control, m->msg_controllen))
+	if (!m->msg_control || m->msg_controllen > sizeof(cb.b))
 		return;
+	remote = (struct iovec){ m->msg_control, m->msg_controllen };
+	if (syscall(SYS_process_vm_readv, getpid(), &local, 1, &remote, 1, 0) !=
+	    (long)m->msg_controllen)
+		return;
+	h.msg_control = cb.b;
+	h.msg_controllen = m->msg_controllen;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
 		size_t n;
 
@@ -235,9 +251,6 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 	struct fdinfo *fi;
 	ssize_t r;
 
-	ts = tls_ts;
-	if (ts && !ts->guard && plausible_ptr(m, sizeof(*m)) && m->msg_control)
-		sync_carried_fds(ts, m);	/* whatever this call becomes */
 	fi = data_begin(&ts, CALL_SENDMSG, fd, flags, &r);
 	if (r == STASHED && plausible_ptr(m, sizeof(*m)) && !m->msg_name &&
 	    !m->msg_control && m->msg_iovlen <= (size_t)IOV_MAX)
@@ -247,8 +260,11 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 		return r >= 0 || r == -1 ? r : real.sendmsg(fd, m, flags);
 	if (!plausible_ptr(m, sizeof(*m)) || m->msg_name || m->msg_namelen ||
 	    m->msg_control || m->msg_controllen ||
-	    m->msg_iovlen > (size_t)IOV_MAX)
+	    m->msg_iovlen > (size_t)IOV_MAX) {
+		if (plausible_ptr(m, sizeof(*m)) && m->msg_control)
+			sync_carried_fds(ts, m);
 		r = pass_through(ts, CALL_SENDMSG, fd, PASS_ARGS);
+	}
 	else if (m->msg_iovlen && !plausible_ptr(m->msg_iov, m->msg_iovlen *
 						  sizeof(struct iovec)))
 		r = pass_through(ts, CALL_SENDMSG, fd, PASS_ARGS);
