@@ -98,9 +98,14 @@ int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 	if (a->op == ESCA_OP_CLOSE) {
 		__atomic_fetch_and(&fi->users, ~FU_QCLOSE, __ATOMIC_ACQ_REL);
 	} else {
-		__atomic_fetch_sub(&fi->users, 1, __ATOMIC_ACQ_REL);
+		/* the counts taken above, given back as a completion would:
+		 * never below zero, and a close held meanwhile runs (a raw
+		 * decrement here, after the budget flush, found a count of 0
+		 * under nginx's load and borrowed FU_QCLOSE into FU_HOLD |
+		 * FU_COUNT: live sockets read as closed) */
+		fd_unuse(fi, a->fd);
 		if (in)
-			__atomic_fetch_sub(&in->users, 1, __ATOMIC_ACQ_REL);
+			fd_unuse(in, a->fd2);
 	}
 	s->passed[r == -ENOBUFS ? PASS_FULL : r == -E2BIG ? PASS_SIZE :
 		  PASS_ARGS]++;

@@ -267,9 +267,25 @@ int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi, int wait_ms)
  * behind its own close parked after a send to a peer that does not read). */
 int fd_closed_slow(struct tstate *ts, struct fdinfo *fi, uint64_t w)
 {
+	uint32_t me = ts ? (uint32_t)(ts->wait_token >> 32) : 0;
+	int fd = (int)(fi - fdtab);
+
 	if (fi->internal)
 		return 0;	/* the library's own: their callers say EBADF */
-	return (w & FU_HOLD) || fd_qclose_stands(ts, fi, 20);
+	if (w & FU_HOLD)
+		return 1;	/* the kernel's file stays open: never reused */
+	/* a queued close: only where this thread's own table still holds it
+	 * is that sure (the bit outlives the close until its completion is
+	 * collected, and the number may be a new file by then: the race
+	 * fd_qclose_stands bounds with 20 ms for close); another thread's:
+	 * the kernel answers, as before */
+	if (!ts || ts->guard || !ts->table || !me ||
+	    __atomic_load_n(&fi->qclose_tid, __ATOMIC_RELAXED) != me)
+		return 0;
+	if (esca_fd_pending(ts->table, fd))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	return (__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_QCLOSE) &&
+	       esca_fd_pending(ts->table, fd);
 }
 
 /* Before a call that changes what queued entries of fd would do (shutdown:
