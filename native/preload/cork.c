@@ -34,12 +34,18 @@ void cork_queued(struct tstate *ts, struct fdinfo *fi, int fd)
 			       .iov = &v, .iovcnt = 1, .order = fi->order_key };
 
 	ts->guard++;
+	/* counted as every entry is: its completion gives the count back
+	 * (fd_on_complete).  Uncounted, it gave back another entry's, and a
+	 * count one low ends a held close early, or wraps (the failed queue
+	 * of a sendfile behind it found 0 under nginx's load) */
+	fd_use(ts, fi);
 	if (esca_queue(ts->table, &a, 0, 0) >= 0) {
 		lib_leave(ts);
 		fi->flags &= (uint16_t)~FI_CORK_VIRT;	/* FI_CORKED stays */
 		ts->composed--;		/* the program's call runs after all */
 		return;
 	}
+	fd_unuse(fi, fd);
 	lib_leave(ts);
 	cork_for_real(ts, fd);
 }

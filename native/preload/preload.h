@@ -405,6 +405,7 @@ HIDDEN void fd_use(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void fd_unuse(struct fdinfo *fi, int fd);
 HIDDEN int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd);
 HIDDEN int fd_replace_ready(struct tstate *ts, struct fdinfo *fi, int fd);
+extern HIDDEN uint64_t fd_count_underflows;	/* fdmap.c: a bug if not 0 */
 HIDDEN int fd_closed_slow(struct tstate *ts, struct fdinfo *fi, uint64_t w);
 HIDDEN int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi,
 			    int wait_ms);

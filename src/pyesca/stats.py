@@ -44,6 +44,8 @@ COUNTERS: tuple[str, ...] = (
     "flushes_plain",
     "waits_folded",
     "eagain_parked",
+    # fd counts given back below zero: a bug of the library's if not 0
+    "fd_count_underflows",
     # lever adapt (README, "Beyond ESCA"): windows of epoll waits measured,
     # those run stepped aside, their thread CPU time (ms), choices changed
     "adapt_windows",
@@ -145,6 +147,7 @@ class ProcessStats:
     flushes_plain: int = 0
     waits_folded: int = 0
     eagain_parked: int = 0
+    fd_count_underflows: int = 0
     adapt_windows: int = 0
     adapt_windows_aside: int = 0
     adapt_ms_aside: int = 0
