@@ -364,6 +364,9 @@ def check_deferred(srv: Server, *calls: str) -> None:
     t = report.total
     got = {c: t.syscalls[c].deferred for c in calls}
     assert all(got.values()), (srv.kind, srv.mode, got, format_text(report))
+    # every entry counted on its fd and given back once (a count given back
+    # at zero was lever compose's uncounted cork: tests/preload/test_counts.py)
+    assert t.fd_count_underflows == 0, (srv.kind, srv.mode, t.fd_count_underflows)
 
 
 def check_wrk(srv: Server, docroot: Docroot, seconds: int = 3) -> dict[str, Any] | None:
@@ -379,4 +382,5 @@ def check_wrk(srv: Server, docroot: Docroot, seconds: int = 3) -> dict[str, Any]
         return None
     total = esca_stats_json(srv.stats)["total"]
     assert isinstance(total, dict)
+    assert total.get("fd_count_underflows") == 0, total.get("fd_count_underflows")
     return total
