@@ -187,7 +187,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 	struct wmask wm;
 	int r;
 
-	wmask_init(&wm, masked ? mask : NULL);
+	wmask_init(&wm, masked ? mask : NULL, 1);
 	wait_rounds(tls_ts, 1);
 	r = poll_rounds(fds, n, timeout, t, &wm, masked);
 	wait_rounds(tls_ts, 0);
@@ -377,7 +377,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	struct wmask wm;
 	int n;
 
-	wmask_init(&wm, masked ? mask : NULL);
+	wmask_init(&wm, masked ? mask : NULL, 1);
 	wait_rounds(tls_ts, 1);
 	n = select_rounds(nfds, r, w, e, tv, t, &wm, masked);
 	wait_rounds(tls_ts, 0);

@@ -451,12 +451,12 @@ HIDDEN uint64_t wait_clock_ns(void);
 HIDDEN uint64_t wait_left_ns(uint64_t deadline);
 /* a wait with the program's signal mask, across its rounds (wait.c) */
 struct wmask {
-	sigset_t set;		/* the program's mask and the timer signal */
+	sigset_t set;		/* the program's mask (and the timer signal) */
 	sigset_t saved;		/* the thread's own, while held */
 	const sigset_t *use;	/* &set, or NULL: no mask given */
 	int held;
 };
-HIDDEN void wmask_init(struct wmask *m, const sigset_t *mask);
+HIDDEN void wmask_init(struct wmask *m, const sigset_t *mask, int block_timer);
 extern HIDDEN int timer_signal_taken;	/* signals.c: the program's, not ours */
 HIDDEN void wmask_hold(struct wmask *m);
 HIDDEN void wmask_release(struct wmask *m);
@@ -574,6 +574,14 @@ static inline int fd_closed(struct tstate *ts, struct fdinfo *fi)
 	return unlikely(w & FU_CLOSING) && fd_closed_slow(ts, fi, w);
 }
 
+/* fd_closed for the program's own call (not the library's: ts->guard). */
+static inline int fd_closed_here(struct fdinfo *fi)
+{
+	struct tstate *ts = tls_ts;
+
+	return !(ts && ts->guard) && fd_closed(ts, fi);
+}
+
 /* Before a call that reads or changes state of fd that its pending entries
  * touch: run them (DESIGN.md, "Flush triggers").  -1 with EBADF for a
  * number the program closed (fd_closed): nothing to wait for. */
@@ -581,12 +589,12 @@ static inline int before_fd_call(int fd)
 {
 	struct tstate *ts = tls_ts;
 
-	if (ts && ts->guard)
-		return 0;
-	if (unlikely(fd_closed(ts, fdi(fd)))) {
+	if (unlikely(fd_closed_here(fdi(fd)))) {
 		errno = EBADF;
 		return -1;
 	}
+	if (ts && ts->guard)
+		return 0;
 	if (likely(!ts) || !ts->table || !esca_table_pending(ts->table))
 		return 0;
 	lib_sync_fd(ts, fd);

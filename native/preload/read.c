@@ -142,8 +142,7 @@ static inline int read_pre(int fd, size_t n, int flags, struct fdinfo **fip)
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	*fip = NULL;
-	if (unlikely(fd_closed(tls_ts, fdi(fd))) &&
-	    !(tls_ts && tls_ts->guard)) {
+	if (unlikely(fd_closed_here(fdi(fd)))) {
 		errno = EBADF;	/* closed by the program, close pending */
 		return 1;
 	}

@@ -55,7 +55,7 @@ static int fcntl_common(int fd, int cmd, long arg)
 	}
 	if (fi && fi->kind == FK_BAD && before_fd_call(fd) < 0)
 		return -1;	/* a deferred close of fd: EBADF, as without us */
-	if (fd_closed(tls_ts, fi) && !(tls_ts && tls_ts->guard)) {
+	if (fd_closed_here(fi)) {
 		errno = EBADF;	/* closed by the program, close pending */
 		return -1;
 	}
@@ -103,8 +103,7 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 		/* FIONREAD, SIOCOUTQ, ... see pending bytes */
 		if (before_fd_call(fd) < 0)
 			return -1;
-	} else if (fd_closed(tls_ts, fdi(fd)) &&
-		   !(tls_ts && tls_ts->guard)) {
+	} else if (fd_closed_here(fdi(fd))) {
 		errno = EBADF;
 		return -1;
 	}
@@ -142,7 +141,7 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
 	struct fdinfo *fi = fdi(fd);
 
-	if (fd_closed(tls_ts, fi) && !(tls_ts && tls_ts->guard)) {
+	if (fd_closed_here(fi)) {
 		errno = EBADF;
 		return -1;
 	}

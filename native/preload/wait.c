@@ -57,7 +57,7 @@ uint64_t wait_clock_ns(void)
 }
 
 /* A wait with the program's signal mask (ppoll, pselect, epoll_pwait,
- * epoll_pwait2; DESIGN.md, "Contract: waits").  Linux swaps the mask in for
+ * epoll_pwait2, sigsuspend; DESIGN.md, "Flush triggers").  Linux swaps the mask in for
  * the one wait.  A wait of the library's may take rounds (a wake-up by the
  * progress fd alone, the folded wait's), and between two rounds the thread
  * ran with its own mask: a signal the wait's mask blocks was delivered
@@ -69,14 +69,15 @@ uint64_t wait_clock_ns(void)
  * (two rt_sigprocmask), as one wait would.  A signal it blocks stays
  * pending, and runs when the thread's own mask is back, after the wait's
  * result is decided, as on Linux. */
-void wmask_init(struct wmask *m, const sigset_t *mask)
+void wmask_init(struct wmask *m, const sigset_t *mask, int block_timer)
 {
 	m->held = 0;
 	m->use = NULL;
 	if (!mask)
 		return;
 	m->set = *mask;
-	if (!__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE))
+	if (block_timer &&
+	    !__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE))
 		sigaddset(&m->set, cfg.timer_signal);
 	m->use = &m->set;
 }
@@ -376,7 +377,7 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 	struct wmask wm;
 	int n;
 
-	wmask_init(&wm, mask);
+	wmask_init(&wm, mask, 1);
 	wait_rounds(tls_ts, 1);
 	n = epoll_run(epfd, evs, max, timeout, ts2, &wm, via);
 	wait_rounds(tls_ts, 0);
@@ -595,19 +596,17 @@ static inline int ours_alone(const struct tstate *ts, long r, unsigned hits,
 EXPORT int sigsuspend(const sigset_t *mask)
 {
 	struct tstate *ts;
-	sigset_t saved;
-	int held = 0, e;
+	struct wmask wm;
 	long r;
 
 	before_block();
 	ts = tls_ts;
-	/* sends still pending keep the timer running, and a round may
-	 * follow: between two, the thread holds the program's mask, as in
-	 * one sigsuspend (a signal it blocks stays pending: wmask) */
-	if (ts && ts->table && esca_table_pending(ts->table) &&
-	    syscall(SYS_rt_sigprocmask, SIG_SETMASK, mask, &saved,
-		    (size_t)(_NSIG / 8)) == 0)
-		held = 1;
+	/* sends still pending keep the timer running (it moves them here:
+	 * not blocked), and a round may follow: between two, the thread
+	 * holds the program's mask, as in one sigsuspend (wmask) */
+	wmask_init(&wm, mask, 0);
+	if (ts && ts->table && esca_table_pending(ts->table))
+		wmask_hold(&wm);
 	for (;;) {
 		unsigned hits = ts ? ts->timer_hits : 0;
 		unsigned sigs = ts ? ts->sig_hits : 0;
@@ -616,11 +615,7 @@ EXPORT int sigsuspend(const sigset_t *mask)
 		if (!ours_alone(ts, r, hits, sigs))
 			break;
 	}
-	e = errno;
-	if (held)
-		syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved, NULL,
-			(size_t)(_NSIG / 8));
-	errno = e;
+	wmask_release(&wm);	/* errno kept */
 	return (int)r;
 }
 
