@@ -241,10 +241,18 @@ int lib_pause(void)
 
 static int pause_rounds(struct tstate *ts, const uint64_t *mask)
 {
+	unsigned sigs = ts->sig_hits;	/* the program's handlers */
 	int pfd, r;
 
 	for (;;) {
 		struct pollfd p;
+
+		if (ts->sig_hits != sigs) {
+			/* a handler of the program's ran between two rounds
+			 * (in the flush): pause is over, as Linux's */
+			errno = EINTR;
+			return -1;
+		}
 
 		ts->guard++;
 		pfd = esca_table_inflight(ts->table) ?
