@@ -17,6 +17,7 @@ from typing import Any
 
 from pyesca import DEFAULT_BYTE_BUDGET, loadcheck
 from pyesca.bench.servers import SERVERS, Server, child_pids, esca_command, start_on_free_port
+from pyesca.stats import load as load_stats
 
 # esca's byte budget per table (the default, stated so the RSS bound is explicit)
 BUDGET = DEFAULT_BYTE_BUDGET
@@ -57,6 +58,11 @@ def running(kind: str, mode: str, docroot: Path, workdir: Path) -> Iterator[Serv
         print(f"=== {kind} ({mode}): {' '.join(srv.argv)}\n{srv.logs()}")
         raise
     srv.check_stopped()
+    if stats is not None:
+        # every entry counted on its fd and given back once, in every process
+        # (a give-back at zero ends a held close early: tests/preload/test_counts.py)
+        total = load_stats(stats).total
+        assert total.fd_count_underflows == 0, (kind, mode, total.fd_count_underflows)
 
 
 def vm_rss(pid: int) -> int:
