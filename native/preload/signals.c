@@ -463,6 +463,90 @@ EXPORT sighandler_t bsd_signal(int sig, sighandler_t h)
 	return signal(sig, h);
 }
 
+/* ssignal is glibc's other name of signal (an alias inside glibc, where
+ * interposing signal does not reach it) */
+EXPORT sighandler_t ssignal(int sig, sighandler_t h)
+{
+	return signal(sig, h);
+}
+
+/* The other installers glibc has call its sigaction from inside, where no
+ * interposer sees them: a handler they installed ran uncounted, and a wait
+ * of several rounds went on after it (the wait audit; wait_audit.c's
+ * nanosleep_busy with sigset).  Each is glibc's, through sigaction(). */
+
+/* System V's signal (signal() under _XOPEN_SOURCE alone is this): the
+ * handler runs once, unmasked, calls are not restarted */
+static sighandler_t sysv_install(int sig, sighandler_t h)
+{
+	struct sigaction sa, old;
+
+	if (h == SIG_ERR || sig < 1 || sig >= NSIG) {
+		errno = EINVAL;
+		return SIG_ERR;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = h;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+	if (sigaction(sig, &sa, &old) < 0)
+		return SIG_ERR;
+	if (old.sa_flags & SA_SIGINFO)
+		return (sighandler_t)(void (*)(void))old.sa_sigaction;
+	return old.sa_handler;
+}
+
+EXPORT sighandler_t sysv_signal(int sig, sighandler_t h)
+{
+	return sysv_install(sig, h);
+}
+
+EXPORT sighandler_t __sysv_signal(int sig, sighandler_t h)
+{
+	return sysv_install(sig, h);
+}
+
+/* sigset(sig, h): h installed with no mask and no flags, sig unblocked;
+ * SIG_HOLD blocks sig and keeps the handler.  SIG_HOLD back when sig was
+ * blocked before, else the old handler. */
+EXPORT sighandler_t sigset(int sig, sighandler_t h)
+{
+	struct sigaction sa, old;
+	sigset_t one, was;
+
+	if (h == SIG_ERR || sig < 1 || sig >= NSIG) {
+		errno = EINVAL;
+		return SIG_ERR;
+	}
+	sigemptyset(&one);
+	sigaddset(&one, sig);
+	if (h == SIG_HOLD) {
+		if (pthread_sigmask(SIG_BLOCK, &one, &was)) {
+			errno = EINVAL;
+			return SIG_ERR;
+		}
+		if (sigismember(&was, sig))
+			return SIG_HOLD;
+		if (sigaction(sig, NULL, &old) < 0)
+			return SIG_ERR;
+	} else {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = h;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(sig, &sa, &old) < 0)
+			return SIG_ERR;
+		if (pthread_sigmask(SIG_UNBLOCK, &one, &was)) {
+			errno = EINVAL;
+			return SIG_ERR;
+		}
+		if (sigismember(&was, sig))
+			return SIG_HOLD;
+	}
+	if (old.sa_flags & SA_SIGINFO)
+		return (sighandler_t)(void (*)(void))old.sa_sigaction;
+	return old.sa_handler;
+}
+
 /* ---- the program signalling itself ----------------------------------------
  * A signal the process sends itself that ends or stops it where no handler
  * of ours runs first (SIGKILL and SIGSTOP, which none can catch; any other

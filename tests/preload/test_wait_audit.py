@@ -6,7 +6,10 @@ time buckets.  Every case failed with the libesca.so of 8a874dd (a wait's
 mask not held across its rounds, select reading and writing whole fd_sets
 and bits past nfds, poll refusing nfds = RLIMIT_NOFILE, sleep() rounding up,
 nanosleep sleeping on past the program's signal, pause ending at SIGCONT,
-the library's timer ending a wait's round every 2 ms)."""
+the library's timer ending a wait's round every 2 ms).  The cases of
+nanosleep_busy with a handler installed by sigset, sysv_signal, signal()
+under _XOPEN_SOURCE and ssignal failed under uring with the libesca.so of 3a7b16c
+(glibc installs those from inside: the handler ran uncounted)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_waits import SEQUENTIAL_STALL, build, run
+from test_waits import PROGS, SEQUENTIAL_STALL, build, run
 
 from conftest import executor_params
 
@@ -26,6 +29,11 @@ CASES = [
     ["poll_max"],
     ["sleep_ret"],
     ["nanosleep_busy"],
+    # handlers installed where glibc calls its sigaction from inside
+    ["nanosleep_busy", "sigset"],
+    ["nanosleep_busy", "sysv_signal"],
+    ["nanosleep_busy", "xopen_signal"],
+    ["nanosleep_busy", "ssignal"],
     ["pause_stop"],
     ["poll_quiet"],
 ]
@@ -49,11 +57,12 @@ def params() -> list[object]:
 
 
 _plain: dict[str, str] = {}
+INSTALLERS = ("sysv.c", "xopen.c")
 
 
 @pytest.mark.parametrize("mode,case", params())
 def test_wait_audit_case(tmp_path: Path, mode: str, case: list[str]) -> None:
-    exe = build(tmp_path, "wait_audit")
+    exe = build(tmp_path, "wait_audit", *(str(PROGS / "install" / f) for f in INSTALLERS))
     key = " ".join(case)
     if key not in _plain:
         p = run("plain", [str(exe), *case], timeout=20)

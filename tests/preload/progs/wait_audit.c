@@ -17,6 +17,11 @@
  *                Had: 2.
  *  nanosleep_busy  nanosleep(300 ms), SIGUSR1 at 50 ms whose handler runs
  *                5 ms.  Linux: EINTR at 50 ms.  Had: the sleep went on.
+ *                argv[2] names the call that installs the handler:
+ *                sigaction (the default), sigset, sysv_signal (and
+ *                signal() under _XOPEN_SOURCE alone: __sysv_signal),
+ *                ssignal.  Had with the last three: the sleep went on
+ *                (glibc installs them where the library did not see).
  *  pause_stop    pause; SIGSTOP at 50 ms, SIGCONT at 100, SIGUSR1 at 300.
  *                Linux: EINTR at 300 ms, the handler run.  Had: EINTR at
  *                100 ms, no handler.
@@ -74,6 +79,29 @@ static void on_usr1(int s)
 		while (now_ms() - t < 5)
 			;
 	}
+}
+
+/* the program's handler of SIGUSR1, installed through `how` */
+void *install_sigset(int sig, void (*h)(int));
+void *install_sysv(int sig, void (*h)(int));
+void *install_xopen_signal(int sig, void (*h)(int));
+void *install_ssignal(int sig, void (*h)(int));
+
+static int install(const char *how)
+{
+	struct sigaction sa;
+
+	if (!strcmp(how, "sigset"))
+		return install_sigset(SIGUSR1, on_usr1) == SIG_ERR;
+	if (!strcmp(how, "sysv_signal"))
+		return install_sysv(SIGUSR1, on_usr1) == SIG_ERR;
+	if (!strcmp(how, "xopen_signal"))
+		return install_xopen_signal(SIGUSR1, on_usr1) == SIG_ERR;
+	if (!strcmp(how, "ssignal"))
+		return install_ssignal(SIGUSR1, on_usr1) == SIG_ERR;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	return sigaction(SIGUSR1, &sa, NULL);
 }
 
 static pid_t peer_pid, sender_pid;
@@ -239,16 +267,14 @@ static int poll_max(void)
 
 int main(int argc, char **argv)
 {
-	struct sigaction sa;
 	const char *c = argc > 1 ? argv[1] : "";
 	int r, e;
 	double t0;
 
 	alarm(5);
 	setvbuf(stdout, NULL, _IONBF, 0);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_usr1;
-	sigaction(SIGUSR1, &sa, NULL);
+	if (install(argc > 2 ? argv[2] : "sigaction"))
+		return 1;
 	busy = !strcmp(c, "nanosleep_busy");
 	peer_reads = strcmp(c, "poll_quiet") != 0;
 	if (strcmp(c, "sleep_ret"))
