@@ -83,6 +83,28 @@ void lib_sync_fd(struct tstate *ts, int fd)
 		ts->oldest_ns = 0;
 }
 
+/* A read (or FIONREAD) of one end of a socketpair the program made, the
+ * other end's entries in this thread's table: plain Linux wrote them when
+ * the calls were made, and the read finds them.  They go to the kernel now,
+ * waited for no more than a flush at the timer's shot is (ESCA_FLUSH_TRY):
+ * a send parked on this end's full buffer waits for this thread's own
+ * reads (DESIGN.md, "Contract: order").  Entries of the other end in
+ * another thread's table are not looked for (README, Limits). */
+void lib_push_peer(struct tstate *ts, struct fdinfo *fi)
+{
+	int peer = fi->peer - 1, key;
+	struct fdinfo *pf = fdi(peer);
+
+	if (!pf || pf->gen != fi->peer_gen || !ts->table) {
+		fi->peer = 0;	/* the other end was closed since */
+		return;
+	}
+	key = pf->order_key ? pf->order_key - 1 : peer;
+	if (esca_fd_pending(ts->table, peer) ||
+	    esca_fd_pending(ts->table, key))
+		lib_flush(ts, ESCA_FLUSH_TRY, ESCA_WHY_SYNC);
+}
+
 /* fork, vfork, system, popen, posix_spawn: everything this thread queued
  * goes to the kernel, and whatever completes without waiting for a peer
  * completes; sends parked on a full socket stay in flight, the parent's

@@ -128,6 +128,9 @@ struct fdinfo {
 	int32_t ep_fd;		/* epoll fd + 1 of its last registration */
 	uint32_t ep_events;	/* ... and its events and data */
 	uint64_t ep_data;
+	int32_t peer;		/* the other end + 1 of a socketpair the
+				 * program made (sync.c, socketpair) ... */
+	uint16_t peer_gen;	/* ... while that number's gen is this */
 };
 
 #define MAX_EPREG 8
@@ -429,6 +432,7 @@ HIDDEN void prefetch_fold(struct prefetch *into, const struct prefetch *p);
 /* flush.c */
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
+HIDDEN void lib_push_peer(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void lib_flush_handover(struct tstate *ts, int why);
 HIDDEN void lib_flush_drain(struct tstate *ts, int why);
 HIDDEN void lib_flush_block(struct tstate *ts, int fd);
@@ -556,6 +560,7 @@ static inline void fd_forget(struct fdinfo *fi)
 	fi->order_key = 0;
 	fi->drained = 0;
 	fi->ep_fd = 0;
+	fi->peer = 0;
 	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 

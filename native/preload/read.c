@@ -57,10 +57,14 @@ static inline void before_read(int fd)
 		fd_detect(fd, fi);
 	if (fi && (fi->kind == FK_STREAM || fi->kind == FK_SOCKET) &&
 	    (fi->flags & FI_NONBLOCK)) {
+		/* the other end of a socketpair of the program's: its bytes
+		 * are there on Linux */
+		if (unlikely(fi->peer))
+			lib_push_peer(ts, fi);
 		/* an old batch: its timer's shot flushes it (or, with no
 		 * timer, the clock says so here) */
-		if (unlikely(!ts->has_timer) && ts->oldest_ns &&
-		    now_ns() - ts->oldest_ns > cfg.flush_ns)
+		else if (unlikely(!ts->has_timer) && ts->oldest_ns &&
+			 now_ns() - ts->oldest_ns > cfg.flush_ns)
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
 		return;
 	}
