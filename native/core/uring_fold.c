@@ -22,6 +22,26 @@ static int close_queued(struct esca_table *t)
 	return 0;
 }
 
+/* After the first round was prepared: is an entry left for a later round
+ * (held behind its fd's sends, as a shutdown or an fsync that runs as the
+ * plain syscall, or past what the SQ holds)?  The wait would run before it
+ * (the sockets' audit: a write and a shutdown of one end of a socketpair,
+ * the wait on the other end reported EPOLLIN without EPOLLRDHUP; 257
+ * writes to 257 socketpairs, 256 reported).  Not a sendfile run as the
+ * syscall behind its fd's sends (lever sendfile): its bytes reach a peer
+ * in another process (a client), which no wait of this one sees; keeping
+ * the fold there keeps nginx's batches at one entry (README, Limits). */
+static int held_back(struct esca_table *t)
+{
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		const struct esca_entry *e = esca__ent(t, i);
+
+		if (e->state == ESCA_S_QUEUED && e->op != ESCA_OP_SENDFILE)
+			return 1;
+	}
+	return 0;
+}
+
 /* ESCA_CFG_FOLD_WAIT: flush and wait on the program's epoll set in the same
  * io_uring_enter.  The IORING_OP_EPOLL_WAIT goes in with the first round:
  * where events are ready it completes inline, and the flush and the wait
@@ -58,11 +78,25 @@ int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 			   (int64_t)timeout_ms * 1000000;
 	}
 	late = close_queued(t);
-	if (late) {
-		/* the batch first, reaped: its closes are done */
+	if (!late && !esca__uring_one_now(t, u)) {
+		/* the batch's first round goes in the SQ before the wait, so
+		 * that the ring issues the wait after it; a batch that does
+		 * not go in whole is flushed first, as one with a close */
+		esca__uring_round(t, u);
+		late = held_back(t);
+	}
+	while (late) {
+		/* the batch first, reaped: its closes are done; again while
+		 * that completed entries and some are still held (a round
+		 * prepared above submits nothing new in the flush's first,
+		 * which its reaping takes for no progress) */
+		unsigned live = t->live;
+
 		r = esca__uring_flush(t, ESCA_FLUSH_REAP);
 		if (r < 0)
 			return r;	/* the ring failed: entries run plainly */
+		if (!t->live || t->live >= live || !held_back(t))
+			break;
 	}
 	sqe = io_uring_get_sqe(ring);
 	if (!sqe)

@@ -114,8 +114,10 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 	} else if (level != IPPROTO_TCP || !val || len != sizeof(int) ||
 		   (name != TCP_CORK && name != TCP_NODELAY)) {
 		pass_through(ts, CALL_SETSOCKOPT, fd, PASS_ARGS);	/* unknown: real */
-	} else if (name == TCP_CORK &&
+	} else if (name == TCP_CORK && !(fi->flags & FI_DUPED) &&
 		   cork_compose(ts, fi, fd, *(const int *)val != 0)) {
+		/* (a dup's is the kernel's, in order: getsockopt through
+		 * another fd of the socket asks the kernel) */
 		ts->calls[CALL_SETSOCKOPT].deferred++;
 		return 0;
 	} else {

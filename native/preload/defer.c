@@ -85,7 +85,13 @@ int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 	r = esca_queue(ts->table, a, 0, user);
 	lib_leave(ts);
 	if (unlikely(r == -ENOBUFS)) {
-		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_BUDGET);
+		/* never blocks: under sequential, which cannot park, a
+		 * non-blocking writer's own full socket (its reader this very
+		 * thread) blocked the flush for good (the sockets' audit:
+		 * writes until EAGAIN on a socketpair hung); what stays
+		 * queued answers EAGAIN (parked_eagain) or waits in the
+		 * call's own sync */
+		lib_flush(ts, ESCA_FLUSH_TRY, ESCA_WHY_BUDGET);
 		ts->guard++;
 		r = esca_queue(ts->table, a, 0, user);
 		lib_leave(ts);
@@ -168,7 +174,8 @@ int behind_parked(struct tstate *ts, struct fdinfo *fi, int fd, int flags)
 }
 
 /* A data call on a non-blocking socket whose earlier bytes are parked in
- * flight (its peer does not read) would have to wait for them: the kernel
+ * flight (its peer does not read), or under sequential still queued after a
+ * flush that never blocks, would have to wait for them: the kernel
  * would say EAGAIN (the send buffer is full, and ours come first), and
  * waiting here would stop the program's event loop for every other client.
  * 1: answer EAGAIN; the socket is owed an event (lib_pay_owed, wait.c).
@@ -179,10 +186,22 @@ int parked_eagain(struct tstate *ts, struct fdinfo *fi, int fd, int flags)
 	    !((fi->flags & FI_NONBLOCK) || (flags & MSG_DONTWAIT)) ||
 	    !ts->table || !esca_fd_pending(ts->table, fd))
 		return 0;
-	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
-	if (!esca_fd_inflight(ts->table, fd))
+	lib_flush(ts, ESCA_FLUSH_TRY, ESCA_WHY_SYNC);
+	if (esca_table_caps(ts->table) & ESCA_CAP_PARKS ?
+	    !esca_fd_inflight(ts->table, fd) :
+	    /* sequential: what a full socket did not take stays queued */
+	    !esca_fd_pending(ts->table, fd))
 		return 0;
 	return owe_eagain(ts, fi, fd);
+}
+
+/* A shutdown of fd's writing side the kernel did (r == 0): the data calls
+ * after it go to the kernel (FI_SHUTWR). */
+static int shut_done(int fd, int how, int r)
+{
+	if (r == 0 && (how == SHUT_WR || how == SHUT_RDWR))
+		fd_note_flag(fd, FI_SHUTWR, 1);
+	return r;
 }
 
 EXPORT int shutdown(int fd, int how)
@@ -193,10 +212,11 @@ EXPORT int shutdown(int fd, int how)
 	int err;
 
 	if (unlikely(!ts))
-		return real.shutdown(fd, how);
+		return shut_done(fd, how, real.shutdown(fd, how));
 	fi = defer_begin(ts, CALL_SHUTDOWN, fd, &err);
 	if (!fi)
-		return defer_refused(err) == -1 ? -1 : real.shutdown(fd, how);
+		return defer_refused(err) == -1 ? -1 :
+		       shut_done(fd, how, real.shutdown(fd, how));
 	if (others_use(ts, fi)) {
 		/* another thread's queued writes go out before the shutdown
 		 * that follows them (a worker's reply, then the I/O thread's
@@ -208,7 +228,9 @@ EXPORT int shutdown(int fd, int how)
 	} else if (stepped_aside(ts, fi, fd)) {
 		ts->calls[CALL_SHUTDOWN].passed[PASS_ASIDE]++;
 		cork_for_real(ts, fd);
-	} else if (deferrable_kind(fi, fd) != FK_STREAM) {
+	} else if (deferrable_kind(fi, fd) != FK_STREAM ||
+		   !(fi->flags & FI_CONN)) {
+		/* not connected (or not yet): ENOTCONN is Linux's answer */
 		pass_through(ts, CALL_SHUTDOWN, fd, PASS_FD);
 	} else if (how != SHUT_WR) {
 		/* SHUT_RD/SHUT_RDWR change what reads return, and reads do not
@@ -217,11 +239,14 @@ EXPORT int shutdown(int fd, int how)
 	} else {
 		a = (struct esca_args){ .op = ESCA_OP_SHUTDOWN, .fd = fd,
 					.how = how, .order = fi->order_key };
-		if (defer_queue(ts, &ts->calls[CALL_SHUTDOWN], &a, 0) != PASSED)
+		if (defer_queue(ts, &ts->calls[CALL_SHUTDOWN], &a, 0) != PASSED) {
+			/* later writes: EPIPE and SIGPIPE, from the kernel */
+			fd_note_flag(fd, FI_SHUTWR, 1);
 			return 0;
+		}
 		lib_sync_fd(ts, fd);
 	}
-	return real.shutdown(fd, how);
+	return shut_done(fd, how, real.shutdown(fd, how));
 }
 
 /* close: deferred only for a connected stream socket, and only while no

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "preload.h"
+#include "defer.h"
 
 /* native/core/internal.h */
 extern HIDDEN void (*esca__fd_hook)(int fd, int open);
@@ -452,34 +452,39 @@ int fd_share_key(int old, int newfd)
 
 	if (newfd >= 0 && o && n) {
 		n->order_key = o->order_key ? o->order_key : old + 1;
+		if ((o->flags & FI_CORK_VIRT) && tls_ts)
+			/* the cork is the socket's: each fd of it reads the
+			 * kernel's from now on (sync.c, getsockopt) */
+			cork_make_real(tls_ts, o, old);
 		o->flags |= FI_DUPED;
 		n->flags |= FI_DUPED;
 	}
 	return newfd;
 }
 
-static void note_nonblock_one(struct fdinfo *fi, long on)
+static void note_flag_one(struct fdinfo *fi, uint16_t bit, long on)
 {
 	if (fi->kind != FK_UNKNOWN && fi->kind != FK_BAD) {
 		if (on)
-			fi->flags |= FI_NONBLOCK;
+			fi->flags |= bit;
 		else
-			fi->flags &= (uint16_t)~FI_NONBLOCK;
+			fi->flags &= (uint16_t)~bit;
 	}
 }
 
-/* F_SETFL or FIONBIO set fd's O_NONBLOCK to on: a flag of the open file,
- * so of every dup of it too (the fd audit: set through one fd, a write
- * through its dup blocked where Linux said EAGAIN).  The dups are found by
- * their open-file key, only for an fd known to have some (FI_DUPED). */
-void fd_note_nonblock(int fd, long on)
+/* A flag of fd's open file (bit in FI_NONBLOCK, FI_SHUTWR) set to on: so
+ * of every dup of it too (the fd audit: O_NONBLOCK set through one fd, a
+ * write through its dup blocked where Linux said EAGAIN).  The dups are
+ * found by their open-file key, only for an fd known to have some
+ * (FI_DUPED). */
+void fd_note_flag(int fd, uint16_t bit, long on)
 {
 	struct fdinfo *fi = fdi(fd);
 	int top, root;
 
 	if (!fi)
 		return;
-	note_nonblock_one(fi, on);
+	note_flag_one(fi, bit, on);
 	if (!(fi->flags & FI_DUPED))
 		return;
 	root = fi->order_key ? fi->order_key - 1 : fd;
@@ -489,6 +494,12 @@ void fd_note_nonblock(int fd, long on)
 
 		if ((d->flags & FI_DUPED) &&
 		    (d->order_key ? d->order_key - 1 : i) == root)
-			note_nonblock_one(d, on);
+			note_flag_one(d, bit, on);
 	}
+}
+
+/* F_SETFL or FIONBIO set fd's O_NONBLOCK to on */
+void fd_note_nonblock(int fd, long on)
+{
+	fd_note_flag(fd, FI_NONBLOCK, on);
 }

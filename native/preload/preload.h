@@ -74,6 +74,12 @@ enum fd_kind {
 #define FI_CORKED	0x40	/* TCP_CORK as the program set it */
 #define FI_CORK_VIRT	0x80	/* ... on, but only in our queued MSG_MORE */
 #define FI_ACC		0x100	/* the one below is known (F_GETFL)        */
+#define FI_SHUTWR	0x200	/* the program shut its writing side down
+				 * (SHUT_WR, SHUT_RDWR; queued or done): a
+				 * later data call goes to the kernel, whose
+				 * EPIPE and SIGPIPE are the program's */
+#define FI_CONNECTING	0x800	/* connect said EINPROGRESS: FI_CONN once
+				 * getpeername says so (send.c, data_begin) */
 #define FI_NOREAD	0x400	/* not open for reading (O_WRONLY, O_PATH):
 				 * a sendfile from it is not deferred      */
 #define FI_OWED		0x1000	/* told EAGAIN while parked: owed an event */
@@ -401,6 +407,7 @@ HIDDEN int fd_detect(int fd, struct fdinfo *fi);
 HIDDEN void fd_note_access(struct fdinfo *fi, long fl);
 HIDDEN int fd_access_ok(int fd, struct fdinfo *fi, uint16_t need);
 HIDDEN int fd_share_key(int old, int newfd);
+HIDDEN void fd_note_flag(int fd, uint16_t bit, long on);
 HIDDEN void fd_note_nonblock(int fd, long on);
 HIDDEN void fd_on_complete(void *ctx, uint64_t user, int op, int fd,
 			   int64_t r);

@@ -20,6 +20,29 @@
 /* data_begin's answer for a call to give to stash_data (signals.c) */
 #define STASHED (-3)
 
+/* A stream socket not known to be connected: is it now?  Only a connected
+ * one whose writing side is open is deferred (DESIGN.md, "Deferral
+ * scope"): a listening, unconnected or still-connecting socket, or one
+ * shut down for writing, answers at the call an error and SIGPIPE that a
+ * deferred call would have told as success (the sockets' audit: three
+ * writes told 1 where Linux said EPIPE and raised SIGPIPE).  A connect
+ * that said EINPROGRESS is asked again (getpeername), until it is done. */
+static int stream_connected(struct fdinfo *fi, int fd)
+{
+	struct sockaddr_storage sa;
+	socklen_t l = sizeof(sa);
+	int e = errno;
+
+	if ((fi->flags & (FI_CONNECTING | FI_SHUTWR)) != FI_CONNECTING)
+		return 0;
+	if (syscall(SYS_getpeername, fd, &sa, &l) < 0) {
+		errno = e;
+		return 0;
+	}
+	fi->flags = (uint16_t)((fi->flags & ~FI_CONNECTING) | FI_CONN);
+	return 1;
+}
+
 /* The checks of a data call on fd that need none of its arguments but
  * flags: this thread's fd entry when the call may be deferred, else NULL
  * with *r the answer (PASSED, or -1 with errno: the fd's pending error, or
@@ -56,7 +79,9 @@ static struct fdinfo *data_begin(struct tstate **tsp, int call, int fd,
 		cork_for_real(ts, fd);
 		return NULL;
 	}
-	if (deferrable_kind(fi, fd) != FK_STREAM) {
+	if (deferrable_kind(fi, fd) != FK_STREAM ||
+	    unlikely((fi->flags & (FI_CONN | FI_SHUTWR)) != FI_CONN &&
+		     !stream_connected(fi, fd))) {
 		*r = pass_through(ts, call, fd, PASS_FD);
 		return NULL;
 	}
@@ -296,7 +321,9 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 		return PASSED;
 	}
 	fin = fdi(in);
-	if (deferrable_kind(fi, out) != FK_STREAM || !fin ||
+	if (deferrable_kind(fi, out) != FK_STREAM ||
+	    ((fi->flags & (FI_CONN | FI_SHUTWR)) != FI_CONN &&
+	     !stream_connected(fi, out)) || !fin ||
 	    deferrable_kind(fin, in) != FK_FILE ||
 	    !fd_access_ok(in, fin, FI_NOREAD))
 		return pass_through(ts, CALL_SENDFILE, out, PASS_FD);

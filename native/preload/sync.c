@@ -154,22 +154,35 @@ EXPORT int fstat(int fd, struct stat *st)
 EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
 	struct fdinfo *fi = fdi(fd);
+	long r;
 
 	if (fd_closed_here(fi)) {
 		errno = EBADF;
 		return -1;
 	}
 	if (level == IPPROTO_TCP && name == TCP_CORK && fi && val && len &&
-	    *len >= (socklen_t)sizeof(int) && (fi->flags & FI_CORK_KNOWN)) {
+	    *len >= (socklen_t)sizeof(int) &&
+	    (fi->flags & (FI_CORK_KNOWN | FI_DUPED)) == FI_CORK_KNOWN) {
 		/* what the program set, in order: while composed, the
-		 * kernel's cork is off and the program's is on */
+		 * kernel's cork is off and the program's is on.  Not for a
+		 * dup: the cork is the socket's, set through any of its fds
+		 * (the sockets' audit: set through a dup, read as 0), and a
+		 * dup's cork is never composed (cork.c) */
 		*(int *)val = !!(fi->flags & FI_CORKED);
 		*len = sizeof(int);
 		return 0;
 	}
 	if (before_fd_call(fd) < 0)	/* TCP_CORK and friends: in order */
 		return -1;
-	return (int)syscall(SYS_getsockopt, fd, level, name, val, len);
+	r = syscall(SYS_getsockopt, fd, level, name, val, len);
+	if (r == 0 && level == SOL_SOCKET && name == SO_ERROR && val && len &&
+	    *len >= (socklen_t)sizeof(int) && *(int *)val && fi &&
+	    fi->kind == FK_STREAM)
+		/* the connection failed (a reset, a refused connect): Linux
+		 * answers its later writes EPIPE, which only the kernel's
+		 * call tells (the sockets' audit: told 1, no SIGPIPE) */
+		fd_note_flag(fd, FI_SHUTWR, 1);
+	return (int)r;
 }
 
 /* A stream socketpair: each end knows the other, so that a read of one
@@ -203,9 +216,13 @@ EXPORT int socketpair(int dom, int type, int proto, int sv[2])
 	return r;
 }
 
-/* A connect makes a connected stream socket: its close may be deferred
- * (a non-blocking one is connected when EINPROGRESS ends; if it fails, its
- * deferred close still closes it, as the plain close would). */
+/* A connect makes a connected stream socket: its data calls and its close
+ * may be deferred.  A non-blocking one is connected when EINPROGRESS ends:
+ * until then its calls go to the kernel (EAGAIN, ECONNREFUSED, EPIPE as
+ * Linux says), and its first data call after asks (send.c,
+ * stream_connected).  fd_detect's own calls leave errno as connect set it
+ * (the sockets' audit: EINPROGRESS read as ENOTCONN, fd_detect's
+ * getpeername's). */
 EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct fdinfo *fi;
@@ -217,9 +234,15 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	fi = fdi(fd);
 	if (fi && (r == 0 || errno == EINPROGRESS) &&
 	    (fi->kind == FK_STREAM || fi->kind == FK_UNKNOWN)) {
+		int e = errno;	/* EINPROGRESS is the program's */
+
 		if (fi->kind == FK_UNKNOWN)
 			fd_detect(fd, fi);
-		fi->flags |= FI_CONN;
+		if (r == 0)
+			fi->flags |= FI_CONN;
+		else if (!(fi->flags & FI_CONN))
+			fi->flags |= FI_CONNECTING;
+		errno = e;
 	}
 	return r;
 }

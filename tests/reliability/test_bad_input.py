@@ -53,20 +53,8 @@ def outcomes(mode: str) -> dict[str, Any]:
 # the deferred call returns the full-success result, and the kernel's error
 # comes back, with its errno, on the next call on that fd.
 DOCUMENTED: dict[str, dict[str, list[Any]]] = {
-    "deferred_error_shutdown_unconnected": {
-        "shutdown": ["shutdown", 0, ""],            # plain: ENOTCONN
-        "write": ["write", -1, "ENOTCONN"],         # plain: EPIPE
-    },
     "deferred_error_peer_closed": {
         "send": ["send", 1, ""],                    # plain: EPIPE
-    },
-    "notsock_listening": {  # a stream socket that is not connected
-        "write": ["write", 1, ""],                  # plain: EPIPE
-        "send": ["send", 1, ""],                    # plain: EPIPE
-    },
-    "zero_length": {  # after a deferred shutdown: its EPIPE comes later
-        "write 0 after shutdown": ["write 0 after shutdown", 0, ""],
-        "send 0 after shutdown": ["send 0 after shutdown", 0, ""],
     },
 }
 
