@@ -180,6 +180,41 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 	return r;
 }
 
+/* execveat (glibc 2.34): the other execs' way (the processes' audit: its
+ * queued bytes were lost) */
+EXPORT int execveat(int dirfd, const char *p, char *const argv[],
+		    char *const envp[], int flags)
+{
+	char **env;
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (!real.execveat) {
+		errno = ENOSYS;
+		return -1;
+	}
+	env = exec_prepare(envp);
+	r = real.execveat(dirfd, p, argv, env ? env : envp, flags);
+	exec_failed(env);
+	return r;
+}
+
+/* quick_exit runs the at_quick_exit handlers and then _exit inside glibc,
+ * where no interposer sees it (the processes' audit: the bytes queued
+ * before it were lost).  The handlers' own calls go straight in, as exit
+ * handlers' do (lib_exiting). */
+EXPORT void quick_exit(int status)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	lib_exit_flush();
+	if (real.quick_exit)
+		real.quick_exit(status);
+	real.exit_(status);
+	__builtin_unreachable();
+}
+
 EXPORT void _exit(int status)
 {
 	if (unlikely(!lib_ready))

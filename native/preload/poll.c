@@ -82,12 +82,20 @@ static int poll_rounds(struct pollfd *fds, nfds_t n, int timeout,
 		       const struct timespec *t, struct wmask *wm, int masked)
 {
 	struct tstate *ts = tls_ts;
+	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
 	int pfd = before_wait(ts), r;
 	struct wtime w;
 	struct timespec left;
 	const struct timespec *tp = t;
 	const sigset_t *mask = wm->use;
-	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
+
+	if (ts && ts->sig_hits != sigs &&
+	    (masked ? !t || t->tv_sec || t->tv_nsec : timeout != 0)) {
+		errno = EINTR;	/* a handler of the program's ran in the
+				 * flush: in Linux's wait (wait.c,
+				 * before_block) */
+		return -1;
+	}
 
 	if (pfd >= 0 && ts->pbuf_n < n + 1) {
 		struct pollfd *nb = realloc(ts->pbuf, (n + 1) * sizeof(*nb));
@@ -251,6 +259,7 @@ static int select_rounds(int nfds, fd_set *r, fd_set *w, fd_set *e,
 {
 	struct tstate *ts = tls_ts;
 	const sigset_t *mask = wm->use;
+	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
 	int pfd = before_wait(ts), n;
 	fd_set mr, mw, me;
 	size_t nb;
@@ -258,7 +267,13 @@ static int select_rounds(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	struct timeval tvl, *tvp = tv;
 	struct timespec left;
 	const struct timespec *tp = t;
-	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
+
+	if (ts && ts->sig_hits != sigs &&
+	    (masked ? !t || t->tv_sec || t->tv_nsec :
+		      !tv || tv->tv_sec || tv->tv_usec)) {
+		errno = EINTR;	/* a handler ran in the flush (poll_rounds) */
+		return -1;
+	}
 
 	if (pfd >= FD_SETSIZE || nfds < 0 || nfds > FD_SETSIZE)
 		pfd = -1;	/* the program's sets alone: the timer moves

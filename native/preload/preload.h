@@ -304,6 +304,8 @@ HIDDEN void esca_lib_init(void);
 /* thread.c */
 HIDDEN struct tstate *tstate_create(void);
 HIDDEN void threads_drain_others(int in_handler);
+HIDDEN void threads_hand_over(void);
+HIDDEN void *esca_vfork_prepare(void);
 HIDDEN int timer_handler_ours(void);
 HIDDEN void thread_init(void);
 HIDDEN int threads_sum(struct tstate *sum, int *total);

@@ -71,6 +71,12 @@
 	X(exit_, "_exit", void, (int), REQUIRED)			\
 	X(Exit, "_Exit", void, (int), REQUIRED)				\
 	X(fork, "fork", pid_t, (void), REQUIRED)			\
+	X(Fork, "_Fork", pid_t, (void), OPTIONAL)			\
+	X(clone, "clone", int, (int (*)(void *), void *, int, void *,	\
+	  pid_t *, void *, pid_t *), REQUIRED)				\
+	X(quick_exit, "quick_exit", void, (int), OPTIONAL)		\
+	X(execveat, "execveat", int, (int, const char *, char *const[],	\
+	  char *const[], int), OPTIONAL)				\
 	X(vfork, "vfork", pid_t, (void), REQUIRED)			\
 	X(connect, "connect", int,					\
 	  (int, const struct sockaddr *, socklen_t), REQUIRED)		\

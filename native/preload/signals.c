@@ -272,6 +272,30 @@ static int is_fatal(int sig)
 	return 0;
 }
 
+/* The other signals whose default action ends the process: sent by another
+ * process (kill, a terminal's ^C), by the kernel (a timer's SIGALRM, a
+ * write's SIGPIPE, a limit's SIGXCPU), or by the process to itself in ways
+ * kill() and raise() do not cover (a signal it blocked, then unblocked;
+ * pthread_sigqueue).  Where the program left one at its default, on_fatal
+ * is its handler too: the process still ends by the signal, after its
+ * bytes went out (the processes' audit: a SIGALRM at its default, a
+ * SIGTERM unblocked, another process's SIGTERM each lost what was queued).
+ * A handler of the program's runs through on_prog_signal, counted, as for
+ * any other signal; sigaction() reports ours as SIG_DFL. */
+static const int ending_sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2,
+				   SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT,
+				   SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO,
+				   SIGPWR };
+
+static int is_ending(int sig)
+{
+	for (size_t i = 0; i < sizeof(ending_sigs) / sizeof(ending_sigs[0]);
+	     i++)
+		if (ending_sigs[i] == sig)
+			return 1;
+	return 0;
+}
+
 static void on_fatal(int sig, siginfo_t *si, void *uc)
 {
 	struct sigaction dfl;
@@ -317,6 +341,14 @@ void signals_init(void)
 		    !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL)
 			real.sigaction(fatal_sigs[i], &mine, NULL);
 	}
+	for (size_t i = 0; i < sizeof(ending_sigs) / sizeof(ending_sigs[0]);
+	     i++) {
+		if (ending_sigs[i] == cfg.timer_signal)
+			continue;
+		if (real.sigaction(ending_sigs[i], NULL, &cur) == 0 &&
+		    !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL)
+			real.sigaction(ending_sigs[i], &mine, NULL);
+	}
 }
 
 /* ---- the program's handlers, seen to run (DESIGN.md, "Flush triggers") ---
@@ -329,6 +361,7 @@ void signals_init(void)
  * handler back.  Not the fatal signals (above), nor the timer signal. */
 static void (*prog_plain[NSIG])(int);
 static void (*prog_info[NSIG])(int, siginfo_t *, void *);
+static char prog_reset[NSIG];	/* installed with SA_RESETHAND */
 
 static void on_prog_signal(int sig, siginfo_t *si, void *uc)
 {
@@ -339,6 +372,15 @@ static void on_prog_signal(int sig, siginfo_t *si, void *uc)
 
 	if (ts)
 		ts->sig_hits++;
+	if (prog_reset[sig] && is_ending(sig)) {
+		/* the kernel put the default back as it delivered the signal
+		 * (SA_RESETHAND): ours again, which flushes first (the
+		 * processes' audit: the next SIGTERM lost the bytes) */
+		struct sigaction mine;
+
+		fatal_action(&mine);
+		real.sigaction(sig, &mine, NULL);
+	}
 	/* a handler's call may be its thread's first: its table is made
 	 * there without malloc, the watchdog thread started later, outside
 	 * (thread.c, watchdog_ensure).  A handler left by siglongjmp leaves
@@ -366,8 +408,9 @@ static int sigaction_counted(int sig, const struct sigaction *act,
 	int r;
 
 	if (act && ((act->sa_flags & SA_SIGINFO) ?
-		    act->sa_sigaction != NULL :
+		    act->sa_sigaction != NULL && act->sa_sigaction != on_fatal :
 		    act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN)) {
+		prog_reset[sig] = (act->sa_flags & SA_RESETHAND) != 0;
 		/* the new one first, then the other cleared: a signal
 		 * meanwhile runs one of the two */
 		if (act->sa_flags & SA_SIGINFO) {
@@ -407,6 +450,28 @@ static int sigaction_counted(int sig, const struct sigaction *act,
  * the library does not block it in the program's waits (wmask). */
 HIDDEN int timer_signal_taken;
 
+/* A signal of ending_sigs: the program's handler counted, its SIG_DFL
+ * ours (on_fatal), reported back as SIG_DFL. */
+static int sigaction_ending(int sig, const struct sigaction *act,
+			    struct sigaction *old)
+{
+	struct sigaction mine;
+	int r;
+
+	if (act && !(act->sa_flags & SA_SIGINFO) &&
+	    act->sa_handler == SIG_DFL) {
+		fatal_action(&mine);	/* the default, flushing first */
+		act = &mine;
+	}
+	r = sigaction_counted(sig, act, old);
+	if (r == 0 && old && is_ours(old)) {
+		memset(old, 0, sizeof(*old));
+		old->sa_handler = SIG_DFL;
+		sigemptyset(&old->sa_mask);
+	}
+	return r;
+}
+
 EXPORT int sigaction(int sig, const struct sigaction *act,
 		     struct sigaction *old)
 {
@@ -415,6 +480,9 @@ EXPORT int sigaction(int sig, const struct sigaction *act,
 
 	if (unlikely(!lib_ready))
 		esca_lib_init();
+	if (!cfg.disabled && sig > 0 && sig < NSIG && is_ending(sig) &&
+	    sig != cfg.timer_signal)
+		return sigaction_ending(sig, act, old);
 	if (!cfg.disabled && sig > 0 && sig < NSIG && !is_fatal(sig) &&
 	    sig != cfg.timer_signal)
 		return sigaction_counted(sig, act, old);
@@ -565,7 +633,8 @@ static int ends_us(int sig)
 		return 0;	/* ignored by default */
 	if (real.sigaction(sig, NULL, &sa) < 0)
 		return 0;
-	return !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL;
+	return is_ours(&sa) ||	/* on_fatal: the default, flushing */
+	       (!(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL);
 }
 
 static void before_self_signal(int sig)

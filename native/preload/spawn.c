@@ -42,6 +42,8 @@ static void before_spawn(void)
 	ts = tls_ts;
 	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
 		lib_flush_handover(ts, ESCA_WHY_LIFECYCLE);
+	if (!ts || !ts->guard)
+		threads_hand_over();	/* and the other threads' (fork's) */
 }
 
 EXPORT int system(const char *cmd)

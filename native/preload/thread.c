@@ -4,6 +4,8 @@
  * thread; the watchdog thread only where one cannot be made), its signal,
  * threads_sum() for the stats, and what fork does to them (thread_atfork_*). */
 #include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -355,6 +357,55 @@ void threads_drain_others(int in_handler)
 	__atomic_sub_fetch(&lib_draining, 1, __ATOMIC_ACQ_REL);
 }
 
+/* fork and the spawns (DESIGN.md, "Contract: threads and fork"): what the
+ * other threads queued goes to the kernel before the child exists, as on
+ * Linux their calls had (the processes' audit: a thread's "T1." written
+ * before main forked reached the peer after the child's "C.", 20 runs of
+ * 20).  Each thread with entries queued is sent the timer signal, whose
+ * handler flushes without blocking (parked sends stay in flight, its
+ * own); the caller waits until each handler ran, at most HANDOVER_NS (a
+ * thread that blocks the signal, or that is inside the library, which
+ * flushes on its way out, does not hold the fork up longer). */
+#define HANDOVER_NS 50000000ull
+
+void threads_hand_over(void)
+{
+	struct tstate *self = tls_ts;
+	struct timespec nap = { 0, 500000 };
+	unsigned seen[64];
+	const struct tstate *who[64];
+	int n = 0, left;
+	uint64_t since;
+
+	if (!timer_handler_ours() || pthread_mutex_lock(&list_lock))
+		return;
+	for (struct tstate *ts = threads; ts && n < 64; ts = ts->next) {
+		if (ts == self || ts->dead ||
+		    !__atomic_load_n(&ts->oldest_ns, __ATOMIC_ACQUIRE))
+			continue;	/* nothing queued */
+		seen[n] = __atomic_load_n(&ts->timer_hits, __ATOMIC_ACQUIRE);
+		who[n++] = ts;
+		real.pthread_kill(ts->tid, cfg.timer_signal);
+	}
+	pthread_mutex_unlock(&list_lock);
+	since = now_ns();
+	while (n && now_ns() - since < HANDOVER_NS) {
+		syscall(SYS_nanosleep, &nap, NULL);
+		if (pthread_mutex_lock(&list_lock))
+			return;
+		left = 0;
+		for (struct tstate *ts = threads; ts; ts = ts->next)
+			for (int i = 0; i < n; i++)
+				if (who[i] == ts && !ts->dead &&
+				    __atomic_load_n(&ts->timer_hits,
+						    __ATOMIC_ACQUIRE) == seen[i])
+					left++;
+		pthread_mutex_unlock(&list_lock);
+		if (!left)
+			break;
+	}
+}
+
 /* A thread's state is made on its first deferred call, which may be a
  * signal handler's that interrupted malloc (a self-pipe handler's write in
  * a thread new to the library: the threaded fuzz's hang, the handler
@@ -606,6 +657,8 @@ static void thread_atfork_prepare(void)
 	 * full socket stay the parent's (flush.c, lib_flush_handover) */
 	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table))
 		lib_flush_handover(ts, ESCA_WHY_LIFECYCLE);
+	if (!ts || !ts->guard)
+		threads_hand_over();	/* and the other threads' */
 	pthread_mutex_lock(&list_lock);
 }
 
@@ -645,6 +698,84 @@ static void thread_atfork_child(void)
 		tls_ts = NULL;
 		pthread_setspecific(ts_key, NULL);
 	}
+}
+
+/* _Fork (glibc 2.34) is fork without the atfork handlers: ours run around
+ * it all the same (the processes' audit: the child inherited the parent's
+ * table, and under sequential sent the parent's queued bytes a second
+ * time; under uring the child's own bytes were lost in the parent's
+ * ring).  The program's handlers stay unrun, as _Fork promises. */
+EXPORT pid_t _Fork(void)
+{
+	pid_t r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (!real.Fork) {
+		errno = ENOSYS;
+		return -1;
+	}
+	thread_atfork_prepare();
+	r = real.Fork();
+	if (r == 0)
+		thread_atfork_child();
+	else
+		thread_atfork_parent();
+	return r;
+}
+
+/* clone() as a fork or a vfork (glibc's wrapper, called by hand-rolled
+ * spawns; never by pthread_create, whose threads are CLONE_THREAD):
+ * without CLONE_VM the child has a copy of the table and the ring, as at a
+ * fork that runs no atfork handlers: ours run around it (the child's side
+ * in front of its function); with CLONE_VM it shares this memory, as a
+ * vfork child does, and is marked so (vfork_child: its calls pass through,
+ * the table is the parent's).  The processes' audit: the child's close of
+ * the socket went into the parent's table, and every later write of the
+ * parent's said EBADF. */
+struct clone_call {
+	int (*fn)(void *);
+	void *arg;
+};
+
+static int clone_child(void *p)
+{
+	struct clone_call c = *(struct clone_call *)p;
+
+	int r;
+
+	thread_atfork_child();
+	r = c.fn(c.arg);
+	/* glibc's clone ends the child with a raw exit: its bytes first */
+	lib_lifecycle_flush();
+	return r;
+}
+
+EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+	struct clone_call c = { fn, arg };
+	pid_t *ptid, *ctid;
+	void *tls;
+	va_list ap;
+	int r;
+
+	va_start(ap, arg);
+	ptid = va_arg(ap, pid_t *);
+	tls = va_arg(ap, void *);
+	ctid = va_arg(ap, pid_t *);
+	va_end(ap);
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	if (cfg.disabled || (flags & CLONE_THREAD))
+		return real.clone(fn, stack, flags, arg, ptid, tls, ctid);
+	if (flags & CLONE_VM) {
+		esca_vfork_prepare();	/* handed over and marked */
+		return real.clone(fn, stack, flags, arg, ptid, tls, ctid);
+	}
+	thread_atfork_prepare();
+	r = real.clone(clone_child, stack, flags, &c, ptid, tls, ctid);
+	thread_atfork_parent();
+	return r;
 }
 
 /* At start-up, once. */

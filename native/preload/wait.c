@@ -289,6 +289,12 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 		}
 	}
 	pfd = before_wait(ts);
+	if (ts && ts->sig_hits != sigs && timeout != 0 &&
+	    !(via == VIA_EPOLL_PWAIT2 && ts2 && !ts2->tv_sec && !ts2->tv_nsec)) {
+		errno = EINTR;	/* a handler of the program's ran in the flush:
+				 * in Linux's wait (before_block) */
+		return -1;
+	}
 
 	if (pfd >= 0 && !epoll_has_ours(ts, epfd, pfd))
 		pfd = -1;
@@ -480,20 +486,44 @@ int lib_owe(struct tstate *ts, struct fdinfo *fi, int fd)
 
 /* ---- calls that block without a wait set: flush.c, lib_flush_block ----- */
 
-static inline void before_block(void)
+/* 1 when a handler of the program's ran in its flush: the flush is part
+ * of the call, which on Linux would have been waiting then, and a call the
+ * kernel ends at a handler ends with EINTR (the processes' audit: under
+ * sequential, whose flush blocks on a slow peer, a SIGALRM that came in it
+ * left pause and sigsuspend waiting for good, nanosleep and poll for their
+ * whole time). */
+static inline int before_block(void)
 {
 	struct tstate *ts = tls_ts;
+	unsigned sigs;
 
 	if (ts && !ts->guard)
 		ts->wait_token++;
 	wait_epoch_bump();
-	if (ts && !ts->guard && ts->table)
-		lib_flush_block(ts, -1);	/* and the timer stops if idle */
+	if (!ts || ts->guard || !ts->table)
+		return 0;
+	sigs = ts->sig_hits;
+	lib_flush_block(ts, -1);	/* and the timer stops if idle */
+	return ts->sig_hits != sigs;
+}
+
+/* A sleep of req that a handler ended before it began: all of it left. */
+static int sleep_cut(const struct timespec *req, struct timespec *rem)
+{
+	if (!req || req->tv_sec < 0 || req->tv_nsec < 0 ||
+	    req->tv_nsec >= 1000000000L)
+		return 0;	/* the kernel's EINVAL (or EFAULT) */
+	if (rem)
+		*rem = *req;
+	return EINTR;
 }
 
 EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-	before_block();
+	if (before_block() && sleep_cut(req, rem)) {
+		errno = EINTR;
+		return -1;
+	}
 	return lib_nanosleep(req, rem);
 }
 
@@ -502,7 +532,9 @@ EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
 {
 	long r;
 
-	before_block();
+	if (before_block() && sleep_cut(req, (flags & TIMER_ABSTIME) ?
+					     NULL : rem))
+		return EINTR;
 	r = lib_sleep(clk, flags, req, rem);
 	return (int)r;	/* it returns the error, not -1 */
 }
@@ -511,7 +543,10 @@ EXPORT int usleep(useconds_t us)
 {
 	struct timespec t = { us / 1000000, (long)(us % 1000000) * 1000 };
 
-	before_block();
+	if (before_block()) {
+		errno = EINTR;
+		return -1;
+	}
 	return lib_nanosleep(&t, NULL);
 }
 
@@ -519,7 +554,8 @@ EXPORT unsigned int sleep(unsigned int s)
 {
 	struct timespec t = { s, 0 }, rem = { 0, 0 };
 
-	before_block();
+	if (before_block())
+		return s;
 	/* glibc's: the whole seconds left (1.7 s left: 1; the wait audit
 	 * found ours rounding up) */
 	if (lib_nanosleep(&t, &rem) < 0 && errno == EINTR)
@@ -529,14 +565,17 @@ EXPORT unsigned int sleep(unsigned int s)
 
 EXPORT int pause(void)
 {
-	before_block();
+	if (before_block()) {
+		errno = EINTR;
+		return -1;
+	}
 	return lib_pause();
 }
 
 EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
 {
 	if (!(options & WNOHANG))
-		before_block();
+		(void)before_block();	/* restarted after SA_RESTART's */
 	return (pid_t)syscall(SYS_wait4, pid, status, options, ru);
 }
 
@@ -599,7 +638,10 @@ EXPORT int sigsuspend(const sigset_t *mask)
 	struct wmask wm;
 	long r;
 
-	before_block();
+	if (before_block()) {
+		errno = EINTR;
+		return -1;
+	}
 	ts = tls_ts;
 	/* sends still pending keep the timer running (it moves them here:
 	 * not blocked), and a round may follow: between two, the thread
@@ -628,7 +670,10 @@ EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info,
 	uint64_t deadline = 0;
 	long r;
 
-	before_block();
+	if (before_block()) {
+		errno = EINTR;
+		return -1;
+	}
 	ts = tls_ts;
 	if (ts)
 		deadline = deadline_of(timeout);
@@ -657,7 +702,7 @@ EXPORT int sigwait(const sigset_t *set, int *sig)
 {
 	long r;
 
-	before_block();
+	(void)before_block();
 	do
 		r = syscall(SYS_rt_sigtimedwait, set, NULL, NULL,
 			    (size_t)(_NSIG / 8));
@@ -673,8 +718,10 @@ EXPORT ssize_t msgrcv(int id, void *msg, size_t n, long type, int flags)
 	struct tstate *ts;
 	long r;
 
-	if (!(flags & IPC_NOWAIT))
-		before_block();
+	if (!(flags & IPC_NOWAIT) && before_block()) {
+		errno = EINTR;	/* never restarted after a handler */
+		return -1;
+	}
 	ts = tls_ts;
 	for (;;) {
 		unsigned hits = ts ? ts->timer_hits : 0;
@@ -691,8 +738,10 @@ EXPORT int msgsnd(int id, const void *msg, size_t n, int flags)
 	struct tstate *ts;
 	long r;
 
-	if (!(flags & IPC_NOWAIT))
-		before_block();
+	if (!(flags & IPC_NOWAIT) && before_block()) {
+		errno = EINTR;	/* never restarted after a handler */
+		return -1;
+	}
 	ts = tls_ts;
 	for (;;) {
 		unsigned hits = ts ? ts->timer_hits : 0;
@@ -712,7 +761,10 @@ EXPORT int semtimedop(int id, struct sembuf *ops, size_t n,
 	uint64_t deadline = 0;
 	long r;
 
-	before_block();
+	if (before_block()) {
+		errno = EINTR;	/* never restarted after a handler */
+		return -1;
+	}
 	ts = tls_ts;
 	if (ts)
 		deadline = deadline_of(timeout);

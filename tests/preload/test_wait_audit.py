@@ -99,3 +99,35 @@ def test_read_audit_case(tmp_path: Path, mode: str, case: str) -> None:
     # the lever looked at these reads
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["reads_seen"] > 0, s["reads_seen"]
+
+
+FLUSH_WAITS = ["pause", "poll", "sigsuspend", "nanosleep", "select", "epoll_wait"]
+
+
+@pytest.mark.parametrize("masked", ["", "masked"])
+@pytest.mark.parametrize("wait", FLUSH_WAITS)
+@pytest.mark.parametrize("mode", executor_params())
+def test_handler_in_the_flush_before_a_wait(
+    tmp_path: Path, mode: str, wait: str, masked: str
+) -> None:
+    """progs/flush_signal.c: a SIGALRM whose handler ran inside the flush
+    that a blocking call runs first (blocked on a peer that reads late:
+    under sequential always, under uring with the library's timer signal
+    blocked) ends the call with EINTR, as on Linux, where the call was
+    already waiting.  Under sequential pause and sigsuspend waited for good
+    and the others their whole second with the libesca.so of 3a7b16c (epoll_wait
+    masked only); under uring, masked, pause and sigsuspend waited for good
+    and nanosleep its second."""
+    exe = build(tmp_path, "flush_signal")
+    argv = [str(exe), wait, *([masked] if masked else [])]
+    key = " ".join(argv[1:])
+    if key not in _plain:
+        p = run("plain", argv, timeout=20)
+        assert p.returncode == 0, p.stderr
+        _plain[key] = p.stdout
+    stats = tmp_path / "s.json"
+    got = run(mode, argv, stats, timeout=20)
+    assert got.returncode == 0, (got.returncode, got.stdout, got.stderr)
+    assert got.stdout == _plain[key], (got.stdout, _plain[key])
+    s = json.loads(stats.read_text())
+    assert s["syscalls"]["write"]["deferred"] > 0, s["syscalls"]["write"]

@@ -9,8 +9,9 @@
  *                "got reuse"; the stats: only the control write deferred)
  *   sigterm      write "x" to the peer, say "ready" on stdout, block on a
  *                semaphore (no flush trigger; the test turns the watchdog
- *                off) until the test's SIGTERM: plain, the peer got "x";
- *                the library loses it
+ *                off) until the test's SIGTERM: the peer got "x", plain
+ *                and (since session 10: the library's handler of a
+ *                signal at its default flushes first) under the library
  *   close_clears a write to a socket whose peer is gone: plain, EPIPE at
  *                once; the library says 1 (the error comes one call late),
  *                then close() clears it: a new socket at that number
