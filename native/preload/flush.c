@@ -100,8 +100,15 @@ void lib_push_peer(struct tstate *ts, struct fdinfo *fi)
 		return;
 	}
 	key = pf->order_key ? pf->order_key - 1 : peer;
-	if (esca_fd_pending(ts->table, peer) ||
-	    esca_fd_pending(ts->table, key))
+	/* queued, none in flight: a send parked on this end's full buffer
+	 * is in the kernel's hands already (as a writer blocked on Linux),
+	 * and what is queued behind it waits for it; a flush per read then
+	 * re-ran the parked sends under lkm, and a self-pipe drain loop
+	 * never found its pipe empty (the lkm guest's d05 "full" spun) */
+	if ((esca_fd_pending(ts->table, peer) ||
+	     esca_fd_pending(ts->table, key)) &&
+	    !esca_fd_inflight(ts->table, peer) &&
+	    (key == peer || !esca_fd_inflight(ts->table, key)))
 		lib_flush(ts, ESCA_FLUSH_TRY, ESCA_WHY_SYNC);
 }
 
