@@ -143,37 +143,6 @@ void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags)
 	raise(SIGPIPE);
 }
 
-/* The EPIPEs of deferred sends that a call has not surfaced yet, whose
- * calls wanted SIGPIPE (no MSG_NOSIGNAL: FI_NOSIG): plain Linux raised it
- * at the call, io_uring's sends raise none (ESCA_CAP_NO_SIGPIPE).  A call
- * on the fd surfaces it (surfaced_sigpipe), a close too; what is left at
- * exit is raised then (sigpipe_owed_at_exit), so the process ends by
- * SIGPIPE where Linux's did, as under sequential, whose flush's plain
- * send raises it (the processes' audit: a write to a closed peer and an
- * exit, status 0 under uring, 141 plainly). */
-HIDDEN unsigned lib_sigpipe_owed;
-HIDDEN int lib_nosigpipe;	/* the executor's sends raise none */
-
-void sigpipe_told(void)
-{
-	unsigned n = __atomic_load_n(&lib_sigpipe_owed, __ATOMIC_RELAXED);
-
-	while (n && !__atomic_compare_exchange_n(&lib_sigpipe_owed, &n, n - 1,
-						 0, __ATOMIC_RELAXED,
-						 __ATOMIC_RELAXED))
-		;
-}
-
-void sigpipe_owed_at_exit(void)
-{
-	if (vfork_child(tls_ts))
-		return;	/* the parent's count, in the parent's memory */
-	if (!__atomic_exchange_n(&lib_sigpipe_owed, 0, __ATOMIC_RELAXED) ||
-	    !__atomic_load_n(&lib_nosigpipe, __ATOMIC_RELAXED))
-		return;
-	raise(SIGPIPE);	/* the program's disposition decides */
-}
-
 /* A non-blocking data call on a socket whose earlier bytes are parked (in
  * the kernel's hands since a flush found the socket full): EAGAIN, as from
  * the full socket, at once - no flush, nothing queued behind them
@@ -305,13 +274,6 @@ EXPORT int close(int fd)
 	}
 	if (unlikely(!ts))
 		return fd_close_ordered(NULL, fi, fd);
-	if (fi && unlikely(__atomic_load_n(&fi->err, __ATOMIC_RELAXED) == EPIPE) &&
-	    !(fi->flags & FI_NOSIG) && !ts->guard) {
-		/* the close would clear a send's EPIPE that no call told:
-		 * its SIGPIPE now, as the send's was on Linux */
-		take_err(fi);
-		surfaced_sigpipe(ts, fd, EPIPE, 0);
-	}
 	f = defer_begin(ts, CALL_CLOSE, fd, &err);
 	if (!f)
 		return fd_close_ordered(ts, fi, fd);

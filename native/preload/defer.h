@@ -20,7 +20,6 @@ HIDDEN int parked_eagain(struct tstate *ts, struct fdinfo *fi, int fd,
 HIDDEN int behind_parked(struct tstate *ts, struct fdinfo *fi, int fd,
 			 int flags);
 HIDDEN void surfaced_sigpipe(struct tstate *ts, int fd, int err, int flags);
-HIDDEN void sigpipe_told(void);
 
 /* cork.c */
 HIDDEN void cork_make_real(struct tstate *ts, struct fdinfo *fi, int fd);
@@ -28,11 +27,7 @@ HIDDEN void cork_queued(struct tstate *ts, struct fdinfo *fi, int fd);
 
 static inline int take_err(struct fdinfo *fi)
 {
-	int e = __atomic_exchange_n(&fi->err, 0, __ATOMIC_RELAXED);
-
-	if (e == EPIPE && !(fi->flags & FI_NOSIG))
-		sigpipe_told();	/* the caller surfaces it */
-	return e;
+	return __atomic_exchange_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 
 /* fds 0, 1, 2, a FILE's fd (fdopen) and every fd sharing their open file

@@ -93,16 +93,8 @@ void fd_on_complete(void *ctx, uint64_t user, int op, int fd, int64_t r)
 		err = (int)-r;
 	else if ((uint64_t)r < user)
 		err = EPIPE;	/* some bytes went out, then the fd failed */
-	if (err) {
-		/* a send's EPIPE whose SIGPIPE the ring did not raise: owed
-		 * until a call surfaces it, at the latest at exit (defer.c) */
-		if (err == EPIPE && !(fi->flags & FI_NOSIG) &&
-		    op != ESCA_OP_SHUTDOWN && op != ESCA_OP_SETSOCKOPT &&
-		    !__atomic_exchange_n(&fi->err, err, __ATOMIC_RELAXED))
-			__atomic_add_fetch(&lib_sigpipe_owed, 1,
-					   __ATOMIC_RELAXED);
+	if (err)
 		__atomic_store_n(&fi->err, err, __ATOMIC_RELAXED);
-	}
 	fd_unuse(fi, fd);
 }
 

@@ -82,7 +82,6 @@ static void lib_exit_flush(void)
 	 * queued ones), so that draining them ends */
 	__atomic_store_n(&lib_exiting, 1, __ATOMIC_RELEASE);
 	lib_lifecycle_flush();
-	sigpipe_owed_at_exit();
 }
 
 EXPORT void exit(int status)
@@ -221,7 +220,6 @@ EXPORT void _exit(int status)
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	lib_lifecycle_flush();
-	sigpipe_owed_at_exit();
 	real.exit_(status);
 	__builtin_unreachable();
 }
@@ -231,7 +229,6 @@ EXPORT void _Exit(int status)
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	lib_lifecycle_flush();
-	sigpipe_owed_at_exit();
 	real.Exit(status);
 	__builtin_unreachable();
 }

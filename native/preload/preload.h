@@ -86,8 +86,6 @@ enum fd_kind {
 #define FI_CONN		0x2000	/* a connected stream socket (accept, connect,
 				 * socketpair, or a peer at detection): the
 				 * only kind whose close is deferred */
-#define FI_NOSIG	0x8000	/* its last deferred data call asked
-				 * MSG_NOSIGNAL (defer.c, sigpipe_owed) */
 #define FI_DUPED	0x4000	/* another fd shares its open file (dup):
 				 * O_NONBLOCK set on one is set on all */
 
@@ -444,10 +442,6 @@ HIDDEN void prefetch_fold(struct prefetch *into, const struct prefetch *p);
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
 HIDDEN void lib_push_peer(struct tstate *ts, struct fdinfo *fi);
-/* defer.c: EPIPEs of deferred sends that wanted SIGPIPE, not yet told */
-extern HIDDEN unsigned lib_sigpipe_owed;
-extern HIDDEN int lib_nosigpipe;
-HIDDEN void sigpipe_owed_at_exit(void);
 HIDDEN void lib_flush_handover(struct tstate *ts, int why);
 HIDDEN void lib_flush_drain(struct tstate *ts, int why);
 HIDDEN void lib_flush_block(struct tstate *ts, int fd);

@@ -139,8 +139,6 @@ static ssize_t data_queue(struct tstate *ts, struct fdinfo *fi, int call,
 	if (unlikely(esca_table_inflight(ts->table)) &&
 	    behind_parked(ts, fi, fd, flags))
 		return -1;
-	if (unlikely(!(flags & MSG_NOSIGNAL) != !(fi->flags & FI_NOSIG)))
-		fi->flags ^= FI_NOSIG;	/* whether its EPIPE raises SIGPIPE */
 	a = (struct esca_args){ .op = op, .fd = fd, .iov = iov, .iovcnt = iovcnt,
 				.flags = flags & ~MSG_DONTWAIT,
 				.order = fi->order_key };

@@ -468,9 +468,6 @@ struct tstate *tstate_create(void)
 	if (cfg.levers & LEVER_FOLD)
 		c.flags |= ESCA_CFG_FOLD_WAIT;
 	ts->table = esca_table_new(&c, &err);
-	if (ts->table &&
-	    (esca_table_caps(ts->table) & ESCA_CAP_NO_SIGPIPE))
-		__atomic_store_n(&lib_nosigpipe, 1, __ATOMIC_RELAXED);
 	if (!ts->table && cfg.executor != ESCA_EXEC_SEQUENTIAL) {
 		/* DESIGN.md, "Contract: fallback": say so once, use
 		 * sequential */
@@ -690,7 +687,6 @@ static void thread_atfork_child(void)
 	}
 	fdmap_after_fork();
 	heir_after_fork();
-	lib_sigpipe_owed = 0;	/* the parent's sends', not the child's */
 	threads = NULL;
 	watchdog_started = 0;	/* no watchdog thread in the child */
 	watchdog_wanted = 0;	/* and no timer: a thread's table makes one */

@@ -30,8 +30,6 @@ CASES = [
     "rdhup",
     "many",
     "nb_full",
-    "epipe_exit",
-    "epipe_close",
 ]
 # the calls that must still be deferred where they may be (the library at work)
 DEFERRED = {
@@ -40,8 +38,6 @@ DEFERRED = {
     "rdhup": {"write": 1, "shutdown": 1},
     "many": {"write": 257},
     "nb_full": {"write": 2},
-    "epipe_exit": {"write": 1},
-    "epipe_close": {"write": 1},
 }
 _plain: dict[str, tuple[int, list[str]]] = {}
 

@@ -28,13 +28,6 @@
  *  many        257 socketpairs, a write to each, one epoll_wait.  Linux:
  *              257.  Had under uring: 256 (the 257th write waited for a
  *              second round, the folded wait for none).
- *  epipe_exit  a write to a socket whose peer is gone (closed by a child
- *              that exited), SIGPIPE at its default, then return.  Linux:
- *              killed by SIGPIPE at the write.  Had under uring: exit 0
- *              (the ring's send raises no SIGPIPE, and no later call told
- *              the error); now killed by SIGPIPE at exit, as under
- *              sequential, whose flush's plain send raises it.
- *  epipe_close the same write, then close(): likewise.
  *  nb_full     a non-blocking socketpair written 4 KiB at a time until
  *              EAGAIN, then all read back.  Linux: EAGAIN, all read.  Had
  *              under sequential: hung (the flush of a full table completed
@@ -54,7 +47,6 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define R(expr)                                                            \
@@ -132,7 +124,7 @@ int main(int argc, char **argv)
 
 	alarm(5);
 	setvbuf(stdout, NULL, _IONBF, 0);
-	if (strcmp(c, "shutwr_die") && strncmp(c, "epipe", 5))
+	if (strcmp(c, "shutwr_die"))
 		signal(SIGPIPE, on_pipe);
 	if (!strcmp(c, "connecting")) {
 		int port, lis = listener(&port, 0);
@@ -254,22 +246,6 @@ int main(int argc, char **argv)
 			if (write(sv[i][0], "x", 1) != 1)
 				return 1;
 		printf("epoll_wait %d\n", epoll_wait(ep, out, 512, 100));
-	} else if (!strncmp(c, "epipe", 5)) {
-		int sv[2];
-		pid_t kid;
-
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-			return 1;
-		kid = fork();
-		if (kid == 0)
-			_exit(0);	/* its copies closed */
-		close(sv[1]);
-		waitpid(kid, NULL, 0);	/* the peer is gone */
-		if (write(sv[0], "B", 1) < 0)
-			return 3;	/* plain: killed before this */
-		if (!strcmp(c, "epipe_close"))
-			close(sv[0]);
-		return 0;
 	} else if (!strcmp(c, "nb_full")) {
 		static char big[4096];
 		long told = 0, got = 0;
