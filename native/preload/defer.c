@@ -98,6 +98,7 @@ int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 	}
 	if (likely(r >= 0)) {
 		s->deferred++;
+		ts->nqueued++;
 		note_queued(ts);
 		return r;
 	}

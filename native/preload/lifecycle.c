@@ -252,6 +252,7 @@ HIDDEN void *esca_vfork_prepare(void)
 	if (ts && !ts->guard) {
 		if (ts->table && esca_table_pending(ts->table))
 			lib_flush_handover(ts, ESCA_WHY_LIFECYCLE);
+		threads_hand_over();	/* and the other threads', as fork */
 		ts->vfork_tid = (int)syscall(SYS_gettid);
 	}
 	return (void *)real.vfork;

@@ -211,6 +211,10 @@ struct tstate {
 				 * lib_owe, off the fast path, no limit */
 	struct owed { int fd; uint16_t gen; } *owed;
 	uint64_t eagain_parked;	/* data calls answered EAGAIN so */
+	uint64_t nqueued;	/* calls this thread deferred, ever */
+	int eagain_fd;		/* fd + 1 of its last read that found
+				 * nothing (read.c, read_spins) ... */
+	uint64_t eagain_mark;	/* ... and nqueued then */
 	uint64_t held_closes;	/* closes held for other entries naming the fd */
 	int vfork_tid;		/* in vfork: the parent's tid; a vfork child
 				 * shares this memory and passes through */

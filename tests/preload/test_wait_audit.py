@@ -131,3 +131,23 @@ def test_handler_in_the_flush_before_a_wait(
     assert got.stdout == _plain[key], (got.stdout, _plain[key])
     s = json.loads(stats.read_text())
     assert s["syscalls"]["write"]["deferred"] > 0, s["syscalls"]["write"]
+
+
+@pytest.mark.parametrize("mode", executor_params())
+def test_reply_polled_by_reading(tmp_path: Path, mode: str) -> None:
+    """progs/spin_reply.c: a client writes a request and polls its
+    non-blocking socket by reading it until the reply comes, no wait call.
+    The second read that finds nothing with nothing deferred since sends
+    what is queued (read.c, read_spins): with the timer's shot at 1 s, every
+    round trip took a second with the libesca.so of 3a7b16c (the request
+    went at the shot; plain: microseconds)."""
+    exe = build(tmp_path, "spin_reply")
+    plain = run("plain", [str(exe)], timeout=30)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.startswith("round trips under 200 ms: 5 of 5"), plain.stdout
+    stats = tmp_path / "s.json"
+    got = run(mode, [str(exe)], stats, timeout=30, ESCA_FLUSH_US="1000000")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == plain.stdout, (got.stdout, plain.stdout)
+    s = json.loads(stats.read_text())
+    assert s["syscalls"]["write"]["deferred"] >= 5, s["syscalls"]["write"]
