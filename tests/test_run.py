@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import pyesca.run
+
 from pyesca import _core
 from pyesca import run as esca_run
 
@@ -254,6 +256,34 @@ def test_bogus_options() -> None:
         p = esca("run", *args, "--", "true")
         assert p.returncode == 2, args
         assert p.stderr.startswith("esca: ") and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_out_of_range_options_refused(tmp_path: Path) -> None:
+    """A value libesca would replace with a default (and a warning) is
+    refused with one line and status 2, as the README promises for an
+    invalid option; so is --stats in a directory that does not exist (the
+    Python API's audit, session 10: they ran with exit 0)."""
+    for args in (
+        ["--capacity", "100000"],
+        ["--capacity", "99999999999999999999"],
+        ["--budget", "1"],
+        ["--budget", "99999999999G"],
+        ["--flush-us", "99999999999999999999"],
+        ["--stats", str(tmp_path / "no" / "such" / "x.json")],
+    ):
+        p = esca("run", *args, "--", "true")
+        assert p.returncode == 2, (args, p.returncode, p.stderr)
+        assert p.stderr.startswith("esca: ") and p.stderr.count("\n") == 1, p.stderr
+
+
+@needs_lib
+def test_option_range_ends_are_the_librarys(tmp_path: Path) -> None:
+    """Both ends of each range (run.OPTION_RANGES) run without a word from
+    libesca: the CLI and config.c agree."""
+    for name, (lo, hi) in pyesca.run.OPTION_RANGES.items():
+        for v in (lo, hi):
+            p = esca("run", name, str(v), "--", "true")
+            assert p.returncode == 0 and p.stderr == "", (name, v, p.stderr)
 
 
 @needs_lib

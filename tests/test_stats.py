@@ -140,3 +140,19 @@ def test_cli_garbage(tmp_path: Path) -> None:
     p = subprocess.run([*ESCA, "stats", str(bad)], capture_output=True, text=True)
     assert p.returncode == 1
     assert p.stderr.startswith(f"esca: {bad}: not a stats file")
+
+
+def test_cli_bad_values_one_line(tmp_path: Path) -> None:
+    """Numbers past a float's range, JSON nested past the parser's depth and
+    a directory: one line and status 1, no traceback (the Python API's
+    audit, session 10)."""
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"version": 1, "pid": 1e999, "deferred": 1e999}')
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000)
+    for path, rc in ((huge, 0), (deep, 1), (tmp_path, 1)):
+        p = subprocess.run([*ESCA, "stats", str(path)], capture_output=True, text=True)
+        assert p.returncode == rc, (path, p.returncode, p.stderr)
+        assert "Traceback" not in p.stderr, p.stderr
+        if rc:
+            assert p.stderr.startswith("esca: ") and p.stderr.count("\n") == 1, p.stderr

@@ -238,6 +238,16 @@ def build_env(
     return env
 
 
+# What libesca accepts (native/preload/config.c, env_num's bounds for
+# ESCA_FLUSH_US, ESCA_BUDGET, ESCA_CAPACITY); tests/test_run.py checks both
+# ends against the library.
+OPTION_RANGES: dict[str, tuple[int, int]] = {
+    "--flush-us": (0, 60_000_000),
+    "--budget": (16, 1 << 30),
+    "--capacity": (1, 32768),
+}
+
+
 def prepare(
     opts: RunOptions, argv: Sequence[str], environ: Mapping[str, str] | None = None
 ) -> tuple[str, list[str], dict[str, str]]:
@@ -254,8 +264,14 @@ def prepare(
         ("--budget", opts.budget),
         ("--capacity", opts.capacity),
     ):
-        if value is not None and value < (0 if name == "--flush-us" else 1):
-            raise RunError(f"{name}: must be {'>= 0' if name == '--flush-us' else '> 0'}")
+        lo, hi = OPTION_RANGES[name]
+        if value is not None and not lo <= value <= hi:
+            # libesca would say so, use a default and run on: refused here
+            raise RunError(f"{name}: {value} is out of range [{lo}, {hi}]")
+    if opts.stats is not None:
+        parent = Path(os.path.abspath(opts.stats)).parent
+        if not parent.is_dir():
+            raise RunError(f"--stats: {parent}: no such directory")
     lib = library_path(env_in)
     if not lib.is_file():
         raise RunError(f"{LIBRARY_NAME} not found at {lib}; reinstall pyesca")

@@ -71,7 +71,7 @@ class StatsError(Exception):
 def _int(v: Any) -> int:
     try:
         return int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # 1e999: inf
         return 0
 
 
@@ -278,6 +278,8 @@ def load_file(path: str | Path) -> ProcessStats:
         d = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StatsError(f"{path}: not a stats file: {exc}") from exc
+    except RecursionError as exc:  # [[[[... nested past the parser's depth
+        raise StatsError(f"{path}: not a stats file: nested too deep") from exc
     if not isinstance(d, dict):
         raise StatsError(f"{path}: not a stats file: not a JSON object")
     return ProcessStats.from_json(d, str(path))
@@ -285,6 +287,8 @@ def load_file(path: str | Path) -> ProcessStats:
 
 def load(path: str | Path) -> StatsReport:
     """Every stats file of PATH; FileNotFoundError when there is none."""
+    if Path(path).is_dir():
+        raise StatsError(f"{path}: a directory, not a stats file")
     files = stats_files(path)
     if not files:
         raise FileNotFoundError(2, "No such file or directory", str(path))
