@@ -475,3 +475,26 @@ def test_sends_after_a_reset_as_plain(executor: str) -> None:
     got = [outcome(p.result) for p in ps]
     s.close()
     assert got == plain, (got, plain)
+
+
+def test_socket_closed_before_flush_keeps_its_bytes(executor: str) -> None:
+    """A socket object closed inside the batch after an op named it: Linux
+    sent the bytes at the call, to that socket.  The batch kept only the fd
+    number: the next socket made got the number, and the queued bytes (the
+    Python API's audit, session 10).  The batch now holds the socket's close
+    (socket.socket's _io_refs, as makefile() does) until it is flushed."""
+    a, pa = socket.socketpair()
+    with pyesca.batch(executor) as batch:
+        with a:
+            p = batch.send(a, b"for-a")
+        c, d = socket.socketpair()  # plainly: a's old number
+    assert p.result() == 5
+    pa.settimeout(5)
+    assert pa.recv(100) == b"for-a"
+    assert pa.recv(100) == b""  # then a's close: EOF
+    d.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        d.recv(100)  # nothing for the new connection
+    assert a.fileno() == -1  # closed for real after the flush
+    for s in (pa, c, d):
+        s.close()

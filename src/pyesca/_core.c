@@ -377,6 +377,8 @@ struct BatchObject {
 	PendingObject **pend;	/* strong refs: queued, not yet reaped */
 	Py_ssize_t npend, cappend;
 	PyObject *keep;		/* list: objects borrowed by queued entries */
+	PyObject *pins;		/* list: socket objects whose close waits
+				 * for the batch (batch_pin) */
 	struct esca_stats base;	/* table stats when this batch took it */
 	struct esca_stats acc;	/* stats of earlier tables (after fork) */
 	uint64_t direct;	/* ops run by esca_direct (over budget) */
@@ -519,6 +521,76 @@ static void batch_reap(BatchObject *b)
 	b->npend = j;
 }
 
+/* A socket object named by a queued op, closed by the program before the
+ * batch is flushed, gave its fd number to the next socket made, which got
+ * the bytes (session 10's audit of the API: "for-a" reached the new
+ * connection, a's peer saw EOF).  socket.socket defers its close while
+ * its _io_refs count is above 0, as for a makefile() file: one count per
+ * queued op, given back (_decref_socketios, which closes a socket the
+ * program closed meanwhile) once the batch has nothing pending.  Objects
+ * without _io_refs (an int, any other fileno() owner) are not pinned. */
+static PyObject *str_io_refs, *str_decref_socketios;
+
+static int batch_pin(BatchObject *b, PyObject *o)
+{
+	PyObject *refs, *n;
+	long v;
+	int r;
+
+	if (PyLong_Check(o))
+		return 0;
+	refs = PyObject_GetAttr(o, str_io_refs);
+	if (!refs) {
+		PyErr_Clear();
+		return 0;
+	}
+	if (!PyLong_Check(refs)) {
+		Py_DECREF(refs);
+		return 0;
+	}
+	v = PyLong_AsLong(refs);
+	Py_DECREF(refs);
+	if (v == -1 && PyErr_Occurred())
+		return -1;
+	n = PyLong_FromLong(v + 1);
+	if (!n)
+		return -1;
+	r = PyObject_SetAttr(o, str_io_refs, n);
+	Py_DECREF(n);
+	if (r < 0)
+		return -1;
+	if ((!b->pins && !(b->pins = PyList_New(0))) ||
+	    PyList_Append(b->pins, o) < 0) {
+		PyObject *x = PyObject_CallMethodNoArgs(o, str_decref_socketios);
+
+		Py_XDECREF(x);
+		return -1;
+	}
+	return 0;
+}
+
+/* The batch has nothing pending: each pinned socket's count given back
+ * (and a close the program made meanwhile done).  Never raises. */
+static void batch_unpin(BatchObject *b)
+{
+	PyObject *pins = b->pins, *et, *ev, *tb;
+
+	if (!pins)
+		return;
+	b->pins = NULL;
+	PyErr_Fetch(&et, &ev, &tb);
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pins); i++) {
+		PyObject *o = PyList_GET_ITEM(pins, i);
+		PyObject *x = PyObject_CallMethodNoArgs(o, str_decref_socketios);
+
+		if (!x)
+			PyErr_WriteUnraisable(o);
+		Py_XDECREF(x);
+	}
+	Py_DECREF(pins);
+	PyErr_Restore(et, ev, tb);
+}
+
 /* Entries of an abandoned table (fork) will never complete here. */
 static void batch_cancel_all(BatchObject *b)
 {
@@ -532,6 +604,7 @@ static void batch_cancel_all(BatchObject *b)
 	}
 	batch_reap(b);
 	Py_CLEAR(b->keep);
+	batch_unpin(b);
 }
 
 /* Flush with ESCA_FLUSH_WAIT, GIL released.  Never raises. */
@@ -546,8 +619,10 @@ static int batch_flush_wait(BatchObject *b, int why)
 		Py_END_ALLOW_THREADS
 	}
 	batch_reap(b);
-	if (b->keep && esca_table_pending(t) == 0)
+	if (esca_table_pending(t) == 0) {
 		Py_CLEAR(b->keep);
+		batch_unpin(b);
+	}
 	return r;
 }
 
@@ -902,7 +977,7 @@ static PyObject *batch_data_op(BatchObject *b, int op, PyObject *fdo,
 	PyObject *p;
 
 	USABLE(b);
-	if (get_fd(fdo, &a.fd) < 0)
+	if (get_fd(fdo, &a.fd) < 0 || batch_pin(b, fdo) < 0)
 		return NULL;
 	if (flagso && get_int(flagso, &a.flags, "flags") < 0)
 		return NULL;
@@ -940,7 +1015,7 @@ static PyObject *batch_vec_op(BatchObject *b, int op, const char *name,
 	PyObject *p;
 
 	USABLE(b);
-	if (get_fd(fdo, &a.fd) < 0)
+	if (get_fd(fdo, &a.fd) < 0 || batch_pin(b, fdo) < 0)
 		return NULL;
 	if (flagso && get_int(flagso, &a.flags, "flags") < 0)
 		return NULL;
@@ -1030,7 +1105,8 @@ static PyObject *batch_sendfile(BatchObject *b, PyObject *const *args,
 		}
 	}
 	USABLE(b);
-	if (get_fd(v[0], &a.fd) < 0 || get_fd(v[1], &a.fd2) < 0)
+	if (get_fd(v[0], &a.fd) < 0 || get_fd(v[1], &a.fd2) < 0 ||
+	    batch_pin(b, v[0]) < 0 || batch_pin(b, v[1]) < 0)
 		return NULL;
 	if (v[2] != Py_None) {
 		long long off;
@@ -1078,7 +1154,7 @@ static PyObject *batch_fd_op(BatchObject *b, int op, PyObject *fdo,
 	struct esca_args a = { .op = op };
 
 	USABLE(b);
-	if (get_fd(fdo, &a.fd) < 0)
+	if (get_fd(fdo, &a.fd) < 0 || batch_pin(b, fdo) < 0)
 		return NULL;
 	if (howo && get_int(howo, &a.how, "how") < 0)
 		return NULL;
@@ -1121,7 +1197,7 @@ static PyObject *batch_setsockopt(BatchObject *b, PyObject *const *args,
 	if (check_nargs("setsockopt", nargs, 4, 4) < 0)
 		return NULL;
 	USABLE(b);
-	if (get_fd(args[0], &a.fd) < 0 ||
+	if (get_fd(args[0], &a.fd) < 0 || batch_pin(b, args[0]) < 0 ||
 	    get_int(args[1], &a.level, "level") < 0 ||
 	    get_int(args[2], &a.optname, "optname") < 0)
 		return NULL;
@@ -1201,7 +1277,8 @@ static PyObject *batch_send_many(BatchObject *b, PyObject *const *args,
 	for (Py_ssize_t i = 0; i < n; i++) {
 		PyObject *p;
 
-		if (get_fd(PySequence_Fast_GET_ITEM(seq, i), &a.fd) < 0)
+		if (get_fd(PySequence_Fast_GET_ITEM(seq, i), &a.fd) < 0 ||
+		    batch_pin(b, PySequence_Fast_GET_ITEM(seq, i)) < 0)
 			goto error;
 		p = batch_queue(b, &a, ESCA_Q_BORROW);
 		if (!p)
@@ -1510,6 +1587,7 @@ static void batch_orphan(BatchObject *b)
 		b->pend[i]->batch = NULL;
 	b->npend = 0;
 	b->keep = NULL;
+	b->pins = NULL;	/* left open: their bytes may still go */
 }
 
 static void batch_dealloc(BatchObject *b)
@@ -1533,6 +1611,7 @@ static void batch_dealloc(BatchObject *b)
 	batch_cancel_all(b);
 	PyMem_Free(b->pend);
 	Py_CLEAR(b->keep);
+	batch_unpin(b);
 	PyErr_Restore(et, ev, tb);
 	Py_TYPE(b)->tp_free((PyObject *)b);
 }
@@ -2093,6 +2172,12 @@ PyMODINIT_FUNC PyInit__core(void)
 		return NULL;
 	if (!key_stack &&
 	    !(key_stack = PyUnicode_InternFromString("pyesca._core.stack")))
+		return NULL;
+	if (!str_io_refs && !(str_io_refs = PyUnicode_InternFromString("_io_refs")))
+		return NULL;
+	if (!str_decref_socketios &&
+	    !(str_decref_socketios =
+		      PyUnicode_InternFromString("_decref_socketios")))
 		return NULL;
 	if (!str_fileno && !(str_fileno = PyUnicode_InternFromString("fileno")))
 		return NULL;
