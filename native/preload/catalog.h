@@ -66,6 +66,9 @@
 	X(REENTRANT, reentrant,						\
 	  "called from inside the library or one of its handlers")	\
 	X(ASIDE, aside,							\
-	  "the thread had stepped aside: deferral did not pay (lever adapt)")
+	  "the thread had stepped aside: deferral did not pay (lever adapt)") \
+	X(MASKED, masked,						\
+	  "the thread blocks the library's timer signal: no shot would "	\
+	  "move its entries")
 
 #endif

@@ -109,6 +109,15 @@ static inline struct fdinfo *defer_begin(struct tstate *ts, int call, int fd,
 		*err = EBADF;
 		return NULL;
 	}
+	if (unlikely(tls_timer_blocked)) {
+		/* the thread blocks the timer signal (a daemon's threads
+		 * with every signal blocked, a sigwait thread doing the
+		 * rest): its entries would wait for good in a condvar wait
+		 * (the threads' audit: a reply never sent, bytes lost at
+		 * exit, another thread's bytes first after 2 s) */
+		pass_through(ts, call, fd, PASS_MASKED);
+		return NULL;
+	}
 	if (unlikely(fd == 2) && call != CALL_CLOSE) {
 		/* stderr never waits: what a program says before it dies
 		 * must be out when it dies (DESIGN.md, "Flush triggers") */

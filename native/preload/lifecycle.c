@@ -50,6 +50,7 @@ static void init_once(void)
 	exec_drain_init();
 	thread_init();
 	signals_init();
+	timer_mask_read();	/* the first thread's, as exec left it */
 	__atomic_store_n(&lib_ready, 1, __ATOMIC_RELEASE);
 }
 

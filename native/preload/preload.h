@@ -295,6 +295,12 @@ extern HIDDEN int lib_fatal;	/* in a fatal signal's handler */
  * nothing there may allocate or start a thread (signals.c) */
 extern HIDDEN __thread int tls_in_handler
 	__attribute__((tls_model("initial-exec")));
+/* this thread's signal mask blocks the library's timer signal: nothing it
+ * defers would move without a flush trigger, so it defers nothing
+ * (signals.c, timer_mask_changed) */
+extern HIDDEN __thread int tls_timer_blocked
+	__attribute__((tls_model("initial-exec")));
+HIDDEN void timer_mask_read(void);
 extern HIDDEN int lib_draining;	/* the timer signal's handler waits for
 				 * everything (the end of the process) */
 

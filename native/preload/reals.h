@@ -72,6 +72,10 @@
 	X(Exit, "_Exit", void, (int), REQUIRED)				\
 	X(fork, "fork", pid_t, (void), REQUIRED)			\
 	X(Fork, "_Fork", pid_t, (void), OPTIONAL)			\
+	X(pthread_sigmask, "pthread_sigmask", int, (int, const sigset_t *, \
+	  sigset_t *), REQUIRED)					\
+	X(sigprocmask, "sigprocmask", int, (int, const sigset_t *,	\
+	  sigset_t *), REQUIRED)					\
 	X(clone, "clone", int, (int (*)(void *), void *, int, void *,	\
 	  pid_t *, void *, pid_t *), REQUIRED)				\
 	X(quick_exit, "quick_exit", void, (int), OPTIONAL)		\

@@ -615,6 +615,78 @@ EXPORT sighandler_t sigset(int sig, sighandler_t h)
 	return old.sa_handler;
 }
 
+/* ---- the thread's signal mask ---------------------------------------------
+ * A thread whose mask blocks the timer signal defers nothing (defer.h,
+ * defer_begin: tls_timer_blocked): the signal is what moves its entries
+ * when it waits where no interposer sees it (a condvar, a semaphore).  The
+ * mask is read at the thread's start (a new thread has its creator's) and
+ * followed through sigprocmask and pthread_sigmask; blocking the signal
+ * flushes what the thread queued.  The library's own mask changes are raw
+ * rt_sigprocmask calls (wmask), which this does not see, as meant. */
+HIDDEN __thread int tls_timer_blocked __attribute__((tls_model("initial-exec")));
+
+void timer_mask_read(void)
+{
+	sigset_t m;
+
+	if (cfg.disabled ||
+	    syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &m, (size_t)(_NSIG / 8)))
+		return;
+	tls_timer_blocked = sigismember(&m, cfg.timer_signal) == 1;
+}
+
+static void timer_mask_changed(int how, const sigset_t *set,
+			       const sigset_t *was)
+{
+	int sig = cfg.timer_signal, now;
+	struct tstate *ts;
+
+	if (cfg.disabled || !set)
+		return;	/* a question only */
+	if (how == SIG_BLOCK)
+		now = sigismember(was, sig) == 1 || sigismember(set, sig) == 1;
+	else if (how == SIG_UNBLOCK)
+		now = sigismember(was, sig) == 1 && sigismember(set, sig) != 1;
+	else
+		now = sigismember(set, sig) == 1;
+	if (now && !tls_timer_blocked && (ts = tls_ts) && !ts->guard &&
+	    ts->table && esca_table_pending(ts->table))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	tls_timer_blocked = now;
+}
+
+EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+	sigset_t was;
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	r = real.pthread_sigmask(how, set, &was);
+	if (r == 0) {
+		if (old)
+			*old = was;
+		timer_mask_changed(how, set, &was);
+	}
+	return r;
+}
+
+EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	sigset_t was;
+	int r;
+
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	r = real.sigprocmask(how, set, &was);
+	if (r == 0) {
+		if (old)
+			*old = was;
+		timer_mask_changed(how, set, &was);
+	}
+	return r;
+}
+
 /* ---- the program signalling itself ----------------------------------------
  * A signal the process sends itself that ends or stops it where no handler
  * of ours runs first (SIGKILL and SIGSTOP, which none can catch; any other

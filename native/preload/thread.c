@@ -614,6 +614,7 @@ static void *thread_start(void *p)
 	void *r;
 
 	free(p);
+	timer_mask_read();	/* its creator's mask */
 	r = st.fn(st.arg);
 	tls_ended = 1;
 	return r;

@@ -6,9 +6,9 @@
  * 1 MiB is written to a unix stream socket whose peer (a child) starts
  * reading after 100 ms: plainly the write blocks until then; deferred, the
  * flush before the wait does (always under sequential, which cannot park;
- * under uring where the library's timer signal is blocked, argv[2]
- * "masked": the flush then completes the send, as nothing would move it
- * later).  A SIGALRM 20 ms after the write, its handler installed without
+ * argv[2] "masked" blocks the library's timer signal, which under uring
+ * made the flush complete the send, as nothing would move it later: such
+ * a thread now defers nothing, and the write blocks as plain's does).  A SIGALRM 20 ms after the write, its handler installed without
  * SA_RESTART, then argv[1]: pause, poll, sigsuspend, nanosleep, select,
  * epoll_wait (1 s each).  Linux: -1 EINTR within 500 ms, the handler run
  * once.  Had: pause and sigsuspend waited for good, the others their
