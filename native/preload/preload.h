@@ -458,7 +458,7 @@ HIDDEN void lib_flush_block(struct tstate *ts, int fd);
 HIDDEN int lib_sleep(clockid_t clk, int flags, const struct timespec *req,
 		     struct timespec *rem);
 HIDDEN int lib_nanosleep(const struct timespec *req, struct timespec *rem);
-HIDDEN int lib_pause(void);
+HIDDEN int lib_pause(unsigned sigs);
 HIDDEN int lib_flush_epoll(struct tstate *ts, int epfd,
 			   struct epoll_event *evs, int max, int timeout,
 			   const sigset_t *mask);

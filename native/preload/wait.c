@@ -565,11 +565,14 @@ EXPORT unsigned int sleep(unsigned int s)
 
 EXPORT int pause(void)
 {
+	struct tstate *ts = tls_ts;
+	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
+
 	if (before_block()) {
 		errno = EINTR;
 		return -1;
 	}
-	return lib_pause();
+	return lib_pause(sigs);
 }
 
 EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
