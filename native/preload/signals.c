@@ -655,14 +655,13 @@ static void timer_mask_changed(int how, const sigset_t *set,
 	tls_timer_blocked = now;
 }
 
-EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+/* pthread_sigmask and sigprocmask: glibc's, then the timer signal's state */
+static int mask_call(int (*fn)(int, const sigset_t *, sigset_t *), int how,
+		     const sigset_t *set, sigset_t *old)
 {
 	sigset_t was;
-	int r;
+	int r = fn(how, set, &was);
 
-	if (unlikely(!lib_ready))
-		esca_lib_init();
-	r = real.pthread_sigmask(how, set, &was);
 	if (r == 0) {
 		if (old)
 			*old = was;
@@ -671,20 +670,18 @@ EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 	return r;
 }
 
-EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
-	sigset_t was;
-	int r;
-
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	r = real.sigprocmask(how, set, &was);
-	if (r == 0) {
-		if (old)
-			*old = was;
-		timer_mask_changed(how, set, &was);
-	}
-	return r;
+	return mask_call(real.pthread_sigmask, how, set, old);
+}
+
+EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	if (unlikely(!lib_ready))
+		esca_lib_init();
+	return mask_call(real.sigprocmask, how, set, old);
 }
 
 /* ---- the program signalling itself ----------------------------------------

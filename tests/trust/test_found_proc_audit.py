@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .trust import assert_deferred, modes, prog, run
+from .trust import assert_deferred, modes, prog, same_as_plain
 
 CASES = [
     "fork_mt",
@@ -37,7 +37,6 @@ CASES = [
 ]
 # no timer shot of the library's sends the bytes before the signal ends the writer
 ENV = {"ESCA_FLUSH_US": "1000000"}
-_plain: dict[str, list[str]] = {}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -46,14 +45,6 @@ def test_found_proc_audit_case(
     mode: str, case: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     exe = prog("found_proc_audit", tmp_path_factory)
-    if case not in _plain:
-        p = run("plain", [exe, case], tmp_path / "plain", timeout=30, env=ENV)
-        assert p.rc == 0, p
-        _plain[case] = p.lines()
-    if mode == "plain":
-        return
-    r = run(mode, [exe, case], tmp_path, timeout=30, env=ENV)
-    assert r.rc == 0, r
-    assert r.lines() == _plain[case], r
-    if case != "execveat":  # the new image's stats replace the writer's (one pid)
+    r = same_as_plain(mode, [exe, case], tmp_path, env=ENV)
+    if r is not None and case != "execveat":  # the new image's stats replace the writer's
         assert_deferred(mode, r.stats_path, write=1)

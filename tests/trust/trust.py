@@ -156,6 +156,34 @@ def run(
     return Run(mode, p.returncode, out or b"", err or b"", st)
 
 
+_plain_runs: dict[tuple[str, ...], tuple[int, list[str]]] = {}
+
+
+def same_as_plain(
+    mode: str,
+    argv: Sequence[str],
+    tmp: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 30,
+    rc: int | None = 0,
+) -> Run | None:
+    """The found_*.c cases' check: argv's exit status and output lines under
+    mode are plain's (plain's run once per argv and env, and checked to exit
+    rc unless None); None for mode plain, else the run (for its stats)."""
+    key = (*map(str, argv), *sorted(f"{k}={v}" for k, v in (env or {}).items()))
+    if key not in _plain_runs:
+        p = run("plain", argv, tmp / "plain", timeout=timeout, env=env)
+        if rc is not None:
+            assert p.rc == rc, p
+        _plain_runs[key] = (p.rc, p.lines())
+    if mode == "plain":
+        return None
+    r = run(mode, argv, tmp, timeout=timeout, env=env)
+    assert (r.rc, r.lines()) == _plain_runs[key], r
+    return r
+
+
 def start(
     mode: str,
     argv: Sequence[str],
