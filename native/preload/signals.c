@@ -508,22 +508,36 @@ EXPORT int sigaction(int sig, const struct sigaction *act,
 	return r;
 }
 
-/* glibc's signal(): BSD semantics (the handler stays, calls restart) */
-EXPORT sighandler_t signal(int sig, sighandler_t h)
+/* The handler an old disposition names, as the signal() family answers */
+static sighandler_t old_handler(const struct sigaction *old)
+{
+	if (old->sa_flags & SA_SIGINFO)	/* (void (*)(void)): any function */
+		return (sighandler_t)(void (*)(void))old->sa_sigaction;
+	return old->sa_handler;
+}
+
+/* h for sig through sigaction() (counted, the library's default kept),
+ * with flags; sig itself masked in the handler unless SA_NODEFER.  The
+ * old handler, or SIG_ERR. */
+static sighandler_t install(int sig, sighandler_t h, int flags)
 {
 	struct sigaction sa, old;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = h;
 	sigemptyset(&sa.sa_mask);
-	if (sig > 0 && sig < NSIG)
+	if (!(flags & SA_NODEFER) && sig > 0 && sig < NSIG)
 		sigaddset(&sa.sa_mask, sig);
-	sa.sa_flags = SA_RESTART;
+	sa.sa_flags = flags;
 	if (sigaction(sig, &sa, &old) < 0)
 		return SIG_ERR;
-	if (old.sa_flags & SA_SIGINFO)	/* (void (*)(void)): any function */
-		return (sighandler_t)(void (*)(void))old.sa_sigaction;
-	return old.sa_handler;
+	return old_handler(&old);
+}
+
+/* glibc's signal(): BSD semantics (the handler stays, calls restart) */
+EXPORT sighandler_t signal(int sig, sighandler_t h)
+{
+	return install(sig, h, SA_RESTART);
 }
 
 EXPORT sighandler_t bsd_signal(int sig, sighandler_t h)
@@ -547,21 +561,11 @@ EXPORT sighandler_t ssignal(int sig, sighandler_t h)
  * handler runs once, unmasked, calls are not restarted */
 static sighandler_t sysv_install(int sig, sighandler_t h)
 {
-	struct sigaction sa, old;
-
 	if (h == SIG_ERR || sig < 1 || sig >= NSIG) {
 		errno = EINVAL;
 		return SIG_ERR;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = h;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESETHAND | SA_NODEFER;
-	if (sigaction(sig, &sa, &old) < 0)
-		return SIG_ERR;
-	if (old.sa_flags & SA_SIGINFO)
-		return (sighandler_t)(void (*)(void))old.sa_sigaction;
-	return old.sa_handler;
+	return install(sig, h, SA_RESETHAND | SA_NODEFER);
 }
 
 EXPORT sighandler_t sysv_signal(int sig, sighandler_t h)
@@ -610,9 +614,7 @@ EXPORT sighandler_t sigset(int sig, sighandler_t h)
 		if (sigismember(&was, sig))
 			return SIG_HOLD;
 	}
-	if (old.sa_flags & SA_SIGINFO)
-		return (sighandler_t)(void (*)(void))old.sa_sigaction;
-	return old.sa_handler;
+	return old_handler(&old);
 }
 
 /* ---- the thread's signal mask ---------------------------------------------
