@@ -8,7 +8,8 @@
 #   lint    ruff
 #   test-lkm  the kernel module (lkm/) built against Debian's kernel headers
 #           and tested in a QEMU guest booting that kernel (lkm/qemu/run.sh)
-#   test    deps build ctest test-lkm lint, then pytest
+#   test    deps build ctest test-lkm lint, then pytest (each test's time in
+#           build/pytest.xml: make test has 15 minutes)
 #   bench   deps build, then `esca bench` (the seed's experiment: bench.png,
 #           bench.json, bench.md) and benchmarks/micro.py where it exists
 #   clean   remove build products (keeps .venv; `make distclean` removes it too)
@@ -97,7 +98,7 @@ test: deps
 	@$(MAKE) --no-print-directory check-core-calls
 	$(run_lkm)
 	@$(MAKE) --no-print-directory lint
-	$(VENV)/bin/pytest -q --durations=15 tests
+	$(VENV)/bin/pytest -q --durations=15 --junitxml=build/pytest.xml tests
 
 # The fuzzers, run long (15-17 min on 2 vCPUs; not part of make test): the
 # defects the short runs in make test miss. Each prints the seed that replays it.

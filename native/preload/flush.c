@@ -213,7 +213,8 @@ int lib_sleep(clockid_t clk, int flags, const struct timespec *req,
 		unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's */
 		struct timespec *out = rem ? rem : &left;
 
-		if (syscall(SYS_clock_nanosleep, clk, flags, req, out) == 0)
+		if (lib_syscall_cancel(SYS_clock_nanosleep, clk, flags, req,
+				       out) == 0)
 			return 0;
 		/* ours alone, not when a handler of the program's ran in the
 		 * same wake-up (the wait audit: a program's signal whose
@@ -250,6 +251,24 @@ int lib_nanosleep(const struct timespec *req, struct timespec *rem)
 static int pause_rounds(struct tstate *ts, const uint64_t *mask,
 			unsigned sigs);
 
+/* A pthread_cancel that ends the pause (a cancellation point, its waits
+ * made by lib_syscall_cancel): what lib_pause would have undone. */
+struct pause_undo {
+	struct tstate *ts;
+	uint64_t mask;		/* the program's */
+};
+
+static void pause_cancelled(void *p)
+{
+	struct pause_undo *u = p;
+
+	u->ts->in_wait = 0;
+	progress_arm(u->ts, 0);
+	wait_rounds(u->ts, 0);
+	(void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &u->mask, NULL,
+		sizeof(u->mask));
+}
+
 /* sigs: the thread's sig_hits when pause was called.  Every signal is
  * blocked from the check of it to the ppoll, which takes the program's
  * mask atomically: a handler of the program's that ran before (in the
@@ -265,16 +284,19 @@ int lib_pause(unsigned sigs)
 
 	if (!ts || ts->guard || !ts->table || !esca_table_inflight(ts->table) ||
 	    !timer_keeps_moving(ts, -1))
-		return (int)syscall(SYS_pause);
+		return (int)lib_syscall_cancel(SYS_pause);
 	if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &mask, sizeof(mask)))
-		return (int)syscall(SYS_pause);
+		return (int)lib_syscall_cancel(SYS_pause);
 	{
 		uint64_t wait = mask;
+		struct pause_undo undo = { ts, mask };
 
 		if (!__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE))
 			wait |= 1ull << (cfg.timer_signal - 1);
 		wait_rounds(ts, 1);
+		pthread_cleanup_push(pause_cancelled, &undo);
 		r = pause_rounds(ts, &wait, sigs);
+		pthread_cleanup_pop(0);
 		wait_rounds(ts, 0);
 	}
 	{
@@ -307,12 +329,13 @@ static int pause_rounds(struct tstate *ts, const uint64_t *mask,
 		      esca_table_progress_fd(ts->table) : -1;
 		lib_leave(ts);
 		if (pfd < 0)	/* nothing parked now: the program's mask */
-			return (int)syscall(SYS_rt_sigsuspend, mask,
-					    sizeof(*mask));
+			return (int)lib_syscall_cancel(SYS_rt_sigsuspend,
+						       mask, sizeof(*mask));
 		p = (struct pollfd){ .fd = pfd, .events = POLLIN };
 		progress_arm(ts, 1);
 		ts->in_wait = 1;
-		r = (int)syscall(SYS_ppoll, &p, 1, NULL, mask, sizeof(*mask));
+		r = (int)lib_syscall_cancel(SYS_ppoll, &p, 1, NULL, mask,
+					    sizeof(*mask));
 		wait_end(ts);
 		progress_arm(ts, 0);
 		if (r < 0)

@@ -373,6 +373,48 @@ static inline void wait_rounds(struct tstate *ts, int on)
 	}
 	errno = e;
 }
+/* A system call that may block, made as a cancellation point (pthreads(7)),
+ * as glibc 2.36's own wrappers make theirs: the thread's cancel type is
+ * asynchronous for the call alone, so a pthread_cancel already pending acts
+ * at once and one that comes while the call blocks ends it (glibc 2.34+
+ * signals a thread only while its type is asynchronous: made raw, a
+ * cancelled nanosleep ran its whole time and a pause never ended; the
+ * threads audit).  The cancel state is the program's (disabled: nothing
+ * acts).  Not while the library holds its guard (a handler of the
+ * program's that interrupted it): the unwinding would leave the library's
+ * state half made.  A cancel between the call's end and the type's return
+ * acts after its effect, as glibc 2.36's does.  lib_cancel_on() gives the
+ * old type, or -1 where it left it alone; lib_cancel_off() puts it back,
+ * errno kept. */
+static inline int lib_cancel_on(void)
+{
+	int old;
+
+	if (tls_ts && tls_ts->guard)
+		return -1;
+	if (pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &old))
+		return -1;
+	return old;
+}
+
+static inline void lib_cancel_off(int old)
+{
+	int e = errno;
+
+	if (old >= 0)
+		(void)pthread_setcanceltype(old, NULL);
+	errno = e;
+}
+
+/* syscall(...) as a cancellation point: lib_cancel_on() around it */
+#define lib_syscall_cancel(...)                                          \
+	({                                                               \
+		int old_ = lib_cancel_on();                              \
+		long r_ = syscall(__VA_ARGS__);                          \
+		lib_cancel_off(old_);                                    \
+		r_;                                                      \
+	})
+
 /* flush.c: a sum that changes when a peer of ts's parked sockets (NULL: of
  * any table's) reads */
 HIDDEN uint64_t peers_progress(struct tstate *ts);

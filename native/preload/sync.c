@@ -59,7 +59,10 @@ static int fcntl_common(int fd, int cmd, long arg)
 		errno = EBADF;	/* closed by the program, close pending */
 		return -1;
 	}
-	r = syscall(SYS_fcntl, fd, cmd, arg);
+	if (cmd == F_SETLKW || cmd == F_OFD_SETLKW)	/* waits for a lock */
+		r = lib_syscall_cancel(SYS_fcntl, fd, cmd, arg);
+	else
+		r = syscall(SYS_fcntl, fd, cmd, arg);
 	if (r < 0) {
 		return -1;
 	}
@@ -373,7 +376,8 @@ static int open_common(int dirfd, const char *path, int flags, int mode)
 {
 	if (unlikely(flags & O_TRUNC))
 		before_truncate(dirfd, path);
-	return after_open((int)syscall(SYS_openat, dirfd, path, flags, mode),
+	return after_open((int)lib_syscall_cancel(SYS_openat, dirfd, path,
+						  flags, mode),
 			  flags);
 }
 
@@ -466,14 +470,14 @@ EXPORT int fsync(int fd)
 {
 	if (before_fd_call(fd) < 0)
 		return -1;
-	return (int)syscall(SYS_fsync, fd);
+	return (int)lib_syscall_cancel(SYS_fsync, fd);
 }
 
 EXPORT int fdatasync(int fd)
 {
 	if (before_fd_call(fd) < 0)
 		return -1;
-	return (int)syscall(SYS_fdatasync, fd);
+	return (int)lib_syscall_cancel(SYS_fdatasync, fd);
 }
 
 EXPORT int ftruncate64(int fd, off_t len)

@@ -579,7 +579,8 @@ EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
 {
 	if (!(options & WNOHANG))
 		(void)before_block();	/* restarted after SA_RESTART's */
-	return (pid_t)syscall(SYS_wait4, pid, status, options, ru);
+	return (pid_t)lib_syscall_cancel(SYS_wait4, pid, status, options,
+					 ru);
 }
 
 EXPORT pid_t waitpid(pid_t pid, int *status, int options)
@@ -656,7 +657,8 @@ EXPORT int sigsuspend(const sigset_t *mask)
 		unsigned hits = ts ? ts->timer_hits : 0;
 		unsigned sigs = ts ? ts->sig_hits : 0;
 
-		r = syscall(SYS_rt_sigsuspend, mask, (size_t)(_NSIG / 8));
+		r = lib_syscall_cancel(SYS_rt_sigsuspend, mask,
+				       (size_t)(_NSIG / 8));
 		if (!ours_alone(ts, r, hits, sigs))
 			break;
 	}
@@ -684,8 +686,8 @@ EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info,
 		unsigned hits = ts ? ts->timer_hits : 0;
 		unsigned sigs = ts ? ts->sig_hits : 0;
 
-		r = syscall(SYS_rt_sigtimedwait, set, info, timeout,
-			    (size_t)(_NSIG / 8));
+		r = lib_syscall_cancel(SYS_rt_sigtimedwait, set, info,
+				       timeout, (size_t)(_NSIG / 8));
 		if (!ours_alone(ts, r, hits, sigs))
 			break;
 		timeout = time_left(deadline, timeout, &left);
@@ -707,8 +709,8 @@ EXPORT int sigwait(const sigset_t *set, int *sig)
 
 	(void)before_block();
 	do
-		r = syscall(SYS_rt_sigtimedwait, set, NULL, NULL,
-			    (size_t)(_NSIG / 8));
+		r = lib_syscall_cancel(SYS_rt_sigtimedwait, set, NULL, NULL,
+				       (size_t)(_NSIG / 8));
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return errno;
@@ -730,7 +732,7 @@ EXPORT ssize_t msgrcv(int id, void *msg, size_t n, long type, int flags)
 		unsigned hits = ts ? ts->timer_hits : 0;
 		unsigned sigs = ts ? ts->sig_hits : 0;
 
-		r = syscall(SYS_msgrcv, id, msg, n, type, flags);
+		r = lib_syscall_cancel(SYS_msgrcv, id, msg, n, type, flags);
 		if (!ours_alone(ts, r, hits, sigs))
 			return (ssize_t)r;
 	}
@@ -750,7 +752,7 @@ EXPORT int msgsnd(int id, const void *msg, size_t n, int flags)
 		unsigned hits = ts ? ts->timer_hits : 0;
 		unsigned sigs = ts ? ts->sig_hits : 0;
 
-		r = syscall(SYS_msgsnd, id, msg, n, flags);
+		r = lib_syscall_cancel(SYS_msgsnd, id, msg, n, flags);
 		if (!ours_alone(ts, r, hits, sigs))
 			return (int)r;
 	}
@@ -775,6 +777,7 @@ EXPORT int semtimedop(int id, struct sembuf *ops, size_t n,
 		unsigned hits = ts ? ts->timer_hits : 0;
 		unsigned sigs = ts ? ts->sig_hits : 0;
 
+		/* not a cancellation point in glibc's (2.36) */
 		r = syscall(SYS_semtimedop, id, ops, n, timeout);
 		if (!ours_alone(ts, r, hits, sigs))
 			return (int)r;
