@@ -57,6 +57,16 @@ def executor_skip_reason(name: str) -> str | None:
     return None
 
 
+def ring_keeps_its_fd() -> bool:
+    """Before Linux 6.3 (no IORING_REGISTER_USE_REGISTERED_RING) a thread's
+    ring keeps its fd (DESIGN.md, "Contract: fd lifetime"); since, it is
+    registered and closed."""
+    import re
+
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return not m or (int(m.group(1)), int(m.group(2))) < (6, 3)
+
+
 # Without io_uring every uring test would skip and the suite would pass on
 # the sequential executor alone: that is a failed run unless it is asked for.
 NO_URING_OPT_OUT = "ESCA_TEST_WITHOUT_URING"

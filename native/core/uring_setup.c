@@ -119,6 +119,50 @@ static int ring_register(struct io_uring *ring, unsigned op, void *arg,
 					 op, arg, n));
 }
 
+/* io_uring_register through the thread's registered ring once the ring's
+ * own fd is closed (esca__uring_init): Linux 6.3's
+ * IORING_REGISTER_USE_REGISTERED_RING, which Debian 12's uapi header lacks.
+ * The kernel takes the flag off before the allow-list's check. */
+#ifndef IORING_REGISTER_USE_REGISTERED_RING
+#define IORING_REGISTER_USE_REGISTERED_RING (1U << 31)
+#endif
+/* liburing's int_flags bit for a registered ring (its int_flags.h, not
+ * installed): io_uring_queue_exit unregisters through ring_fd when set */
+#define LIBURING_REG_RING 1
+
+static int ring_register_any(struct io_uring *ring, unsigned op, void *arg,
+			     unsigned n)
+{
+	if (ring->ring_fd >= 0)
+		return ring_register(ring, op, arg, n);
+	return (int)esca_sys_ret(syscall(__NR_io_uring_register,
+					 ring->enter_ring_fd,
+					 op | IORING_REGISTER_USE_REGISTERED_RING,
+					 arg, n));
+}
+
+/* The ring's fd, registered (liburing then enters through the index), is
+ * closed where the kernel also registers through the index: a thread's
+ * ring then takes no number of the program's.  A thread-per-connection
+ * program had one number of two a connection taken, EMFILE at half as
+ * many connections (the threads audit: 119 of 300 sockets).  Kept before
+ * Linux 6.3, and where registering failed (before 5.18). */
+static void ring_fd_close(struct uring_state *u)
+{
+	union ring_probe b;
+
+	if (io_uring_register_ring_fd(&u->ring) != 1)
+		return;
+	memset(&b, 0, sizeof(b));
+	if (syscall(__NR_io_uring_register, u->ring.enter_ring_fd,
+		    IORING_REGISTER_PROBE | IORING_REGISTER_USE_REGISTERED_RING,
+		    &b.p, 256) < 0)
+		return;
+	esca__fd_gone(u->ring.ring_fd);
+	if (esca_sys_close(u->ring.ring_fd) == 0)
+		u->ring.ring_fd = -1;
+}
+
 /* Restrict a ring created with IORING_SETUP_R_DISABLED, then enable it. */
 static int ring_restrict(struct io_uring *ring)
 {
@@ -281,8 +325,8 @@ int esca__uring_init(struct esca_table *t)
 	}
 	for (unsigned i = 0; i < t->slots; i++)
 		u->x[i].slot = i;
-	(void)io_uring_register_ring_fd(&u->ring);	/* an optimisation */
 	u->have_setsockopt = check_setsockopt(&u->ring);
+	ring_fd_close(u);
 	t->priv = u;
 	t->caps = ESCA_CAP_PARKS | ESCA_CAP_NO_SIGPIPE | ESCA__CAP_BOUNCE |
 		  ESCA_CAP_PLAIN_FLUSH |
@@ -302,6 +346,18 @@ void esca__uring_fini(struct esca_table *t)
 
 	if (!u)
 		return;
+	if (u->ring.ring_fd < 0 && (u->ring.int_flags & LIBURING_REG_RING)) {
+		/* unregistered through itself (in a fork's child there is
+		 * nothing at the index: EINVAL, harmless); the queue_exit
+		 * below then only unmaps */
+		struct io_uring_rsrc_update up = {
+			.offset = (unsigned)u->ring.enter_ring_fd,
+		};
+
+		(void)ring_register_any(&u->ring, IORING_UNREGISTER_RING_FDS,
+					&up, 1);
+		u->ring.int_flags &= (__u8)~LIBURING_REG_RING;
+	}
 	esca__fd_gone(u->ring.ring_fd);
 	io_uring_queue_exit(&u->ring);
 	if (u->evfd >= 0) {
@@ -328,7 +384,7 @@ int esca__uring_progress_fd(struct esca_table *t)
 	if (fd < 0)
 		return fd;
 	fd = esca__fd_high(fd);
-	r = io_uring_register_eventfd(&u->ring, fd);
+	r = ring_register_any(&u->ring, IORING_REGISTER_EVENTFD, &fd, 1);
 	t->st.kernel_entries += 2;
 	if (r < 0) {
 		esca__fd_gone(fd);
