@@ -163,8 +163,13 @@ static int timer_keeps_moving(struct tstate *ts, int fd)
  * (no watchdog, the program took the signal or blocks it here, a receive
  * timeout) the flush waits for everything, as before: a blocking read may
  * wait for a peer that waits for our bytes (DESIGN.md, "Flush triggers"). */
+HIDDEN __thread int tls_block_ms = -1;
+
 void lib_flush_block(struct tstate *ts, int fd)
 {
+	int rounds = tls_block_ms >= 0 && tls_block_ms < 8 ? tls_block_ms : 8;
+
+	tls_block_ms = -1;
 	wait_epoch_bump();	/* a blocking call: reads' notes are old */
 	if (!ts || ts->guard || !ts->table)
 		return;
@@ -179,8 +184,10 @@ void lib_flush_block(struct tstate *ts, int fd)
 	 * tick) completes in a moment: wait for it, 1 ms at a time while
 	 * something completes or moves, so a deferred shutdown or close is
 	 * done before the thread blocks, as before this was a reaping flush.
-	 * A send parked on a client that does not read costs one such 1 ms. */
-	for (int i = 0; i < 8 && esca_table_inflight(ts->table); i++) {
+	 * A send parked on a client that does not read costs one such 1 ms.
+	 * Before a sleep, no more rounds than its length in ms: the sleep's
+	 * time runs from its call (wait.c, sleep_rest). */
+	for (int i = 0; i < rounds && esca_table_inflight(ts->table); i++) {
 		int r;
 
 		ts->guard++;

@@ -518,47 +518,94 @@ static int sleep_cut(const struct timespec *req, struct timespec *rem)
 	return EINTR;
 }
 
+/* A relative sleep's time runs from the call's entry: the flush before it
+ * (before_block, which waits 1 ms at a time while parked sends move) is
+ * part of it, as a plain sleep would have been sleeping then.  Before, each
+ * nanosleep(1 ms) with a send parked took ~2 ms (the wait audit).  The
+ * clock is read only when something is pending (the flush may take time). */
+static uint64_t sleep_start(const struct timespec *req)
+{
+	struct tstate *ts = tls_ts;
+
+	if (!ts || ts->guard || !ts->table || !esca_table_pending(ts->table))
+		return 0;
+	/* the flush's wait for parked sends: no longer than the sleep */
+	if (req && req->tv_sec == 0 && req->tv_nsec >= 0)
+		tls_block_ms = (int)(req->tv_nsec / 1000000L);
+	return wait_clock_ns();
+}
+
+/* What is left of req since start (0: nothing was pending, req as is). */
+static const struct timespec *sleep_rest(uint64_t start,
+					 const struct timespec *req,
+					 struct timespec *left)
+{
+	uint64_t used, want;
+
+	if (!start || !req || req->tv_sec < 0 || req->tv_nsec < 0 ||
+	    req->tv_nsec >= 1000000000L || req->tv_sec > 1000000000L)
+		return req;	/* the kernel's EINVAL, or long enough */
+	used = wait_clock_ns() - start;
+	want = (uint64_t)req->tv_sec * 1000000000ull + (uint64_t)req->tv_nsec;
+	want = used >= want ? 0 : want - used;
+	left->tv_sec = (time_t)(want / 1000000000ull);
+	left->tv_nsec = (long)(want % 1000000000ull);
+	return left;
+}
+
 EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
+	uint64_t start = sleep_start(req);
+	struct timespec left;
+
 	if (before_block() && sleep_cut(req, rem)) {
 		errno = EINTR;
 		return -1;
 	}
-	return lib_nanosleep(req, rem);
+	return lib_nanosleep(sleep_rest(start, req, &left), rem);
 }
 
 EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
 			   struct timespec *rem)
 {
+	/* a relative sleep on a clock that runs with the time, as the
+	 * monotonic one does (not a CPU-time clock) */
+	uint64_t start = !(flags & TIMER_ABSTIME) &&
+			 (clk == CLOCK_MONOTONIC || clk == CLOCK_REALTIME ||
+			  clk == CLOCK_BOOTTIME) ? sleep_start(req) : 0;
+	struct timespec left;
 	long r;
 
 	if (before_block() && sleep_cut(req, (flags & TIMER_ABSTIME) ?
 					     NULL : rem))
 		return EINTR;
-	r = lib_sleep(clk, flags, req, rem);
+	r = lib_sleep(clk, flags, sleep_rest(start, req, &left), rem);
 	return (int)r;	/* it returns the error, not -1 */
 }
 
 EXPORT int usleep(useconds_t us)
 {
-	struct timespec t = { us / 1000000, (long)(us % 1000000) * 1000 };
+	struct timespec t = { us / 1000000, (long)(us % 1000000) * 1000 }, left;
+	uint64_t start = sleep_start(&t);
 
 	if (before_block()) {
 		errno = EINTR;
 		return -1;
 	}
-	return lib_nanosleep(&t, NULL);
+	return lib_nanosleep(sleep_rest(start, &t, &left), NULL);
 }
 
 EXPORT unsigned int sleep(unsigned int s)
 {
-	struct timespec t = { s, 0 }, rem = { 0, 0 };
+	struct timespec t = { s, 0 }, rem = { 0, 0 }, left;
+	uint64_t start = sleep_start(&t);
 
 	if (before_block())
 		return s;
 	/* glibc's: the whole seconds left (1.7 s left: 1; the wait audit
 	 * found ours rounding up) */
-	if (lib_nanosleep(&t, &rem) < 0 && errno == EINTR)
+	if (lib_nanosleep(sleep_rest(start, &t, &left), &rem) < 0 &&
+	    errno == EINTR)
 		return (unsigned int)rem.tv_sec;
 	return 0;
 }

@@ -22,6 +22,9 @@
  *                signal() under _XOPEN_SOURCE alone: __sysv_signal),
  *                ssignal.  Had with the last three: the sleep went on
  *                (glibc installs them where the library did not see).
+ *  nanosleep_short  20 x nanosleep(1 ms) before the sends are parked, 20
+ *                after.  Linux: the same time.  Had: ~2 ms each after (the
+ *                flush before the sleep waited 1 ms for the parked sends).
  *  pause_stop    pause; SIGSTOP at 50 ms, SIGCONT at 100, SIGUSR1 at 300.
  *                Linux: EINTR at 300 ms, the handler run.  Had: EINTR at
  *                100 ms, no handler.
@@ -277,7 +280,7 @@ int main(int argc, char **argv)
 		return 1;
 	busy = !strcmp(c, "nanosleep_busy");
 	peer_reads = strcmp(c, "poll_quiet") != 0;
-	if (strcmp(c, "sleep_ret"))
+	if (strcmp(c, "sleep_ret") && strcmp(c, "nanosleep_short"))
 		park_sends();
 	if (!strcmp(c, "mask")) {
 		static const char *const calls[] = { "ppoll", "pselect",
@@ -310,6 +313,28 @@ int main(int argc, char **argv)
 		printf("nanosleep(300 ms), a 5-ms handler at 50: %d %s %s, rem %s\n",
 		       r, err(r, e), bucket(now_ms() - t0),
 		       r < 0 ? bucket(rem.tv_nsec / 1e6) : "-");
+		r = 0;
+	} else if (!strcmp(c, "nanosleep_short")) {
+		/* 20 sleeps of 1 ms before the sends are parked, then 20
+		 * with them parked: plainly the same time */
+		struct timespec ms = { 0, 1000000L };
+		double base, parked;
+
+		t0 = now_ms();
+		for (int i = 0; i < 20; i++)
+			nanosleep(&ms, NULL);
+		base = now_ms() - t0;
+		park_sends();
+		t0 = now_ms();
+		r = 0;
+		for (int i = 0; i < 20 && !r; i++)
+			r = nanosleep(&ms, NULL);
+		e = errno;
+		parked = now_ms() - t0;
+		printf("20 x nanosleep(1 ms), sends parked: %d %s, %s than without\n",
+		       r, err(r, e), parked < base + 8 ? "not longer" : "longer");
+		fprintf(stderr, "20 sleeps: %.2f ms, without sends parked %.2f ms\n",
+			parked, base);
 		r = 0;
 	} else if (!strcmp(c, "poll_quiet")) {
 		struct rusage u0, u1;
