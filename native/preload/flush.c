@@ -152,6 +152,8 @@ static int timer_keeps_moving(struct tstate *ts, int fd)
 	return 1;
 }
 
+HIDDEN __thread int tls_block_ms = -1;	/* preload.h */
+
 /* A call that blocks without a wait set: sleep, pause, wait4, a read or
  * accept on fd that may block (fd -1: none).  A reaping flush, not a
  * waiting one: a peer that never reads holds up nothing.  What stays parked
@@ -163,8 +165,6 @@ static int timer_keeps_moving(struct tstate *ts, int fd)
  * (no watchdog, the program took the signal or blocks it here, a receive
  * timeout) the flush waits for everything, as before: a blocking read may
  * wait for a peer that waits for our bytes (DESIGN.md, "Flush triggers"). */
-HIDDEN __thread int tls_block_ms = -1;
-
 void lib_flush_block(struct tstate *ts, int fd)
 {
 	int rounds = tls_block_ms >= 0 && tls_block_ms < 8 ? tls_block_ms : 8;

@@ -470,8 +470,12 @@ struct tstate *tstate_create(void)
 	ts->table = esca_table_new(&c, &err);
 	if (!ts->table && cfg.executor != ESCA_EXEC_SEQUENTIAL) {
 		/* DESIGN.md, "Contract: fallback": say so once, use
-		 * sequential */
-		if (!__atomic_exchange_n(&warned_fallback, 1, __ATOMIC_RELAXED)) {
+		 * sequential.  Not when the program holds every fd number
+		 * (EMFILE, ENFILE: the ring's fd, made for a moment): the
+		 * executor is there, this thread alone goes without it, and
+		 * plain Linux would have said nothing */
+		if (err != -EMFILE && err != -ENFILE &&
+		    !__atomic_exchange_n(&warned_fallback, 1, __ATOMIC_RELAXED)) {
 			snprintf(fallback_reason, sizeof(fallback_reason),
 				 "%s executor unavailable (%s)",
 				 esca_executor_name(cfg.executor), strerror(-err));
