@@ -152,8 +152,6 @@ static int timer_keeps_moving(struct tstate *ts, int fd)
 	return 1;
 }
 
-HIDDEN __thread int tls_block_ms = -1;	/* preload.h */
-
 /* A call that blocks without a wait set: sleep, pause, wait4, a read or
  * accept on fd that may block (fd -1: none).  A reaping flush, not a
  * waiting one: a peer that never reads holds up nothing.  What stays parked
@@ -165,11 +163,8 @@ HIDDEN __thread int tls_block_ms = -1;	/* preload.h */
  * (no watchdog, the program took the signal or blocks it here, a receive
  * timeout) the flush waits for everything, as before: a blocking read may
  * wait for a peer that waits for our bytes (DESIGN.md, "Flush triggers"). */
-void lib_flush_block(struct tstate *ts, int fd)
+void lib_flush_block(struct tstate *ts, int fd, int rounds)
 {
-	int rounds = tls_block_ms >= 0 && tls_block_ms < 8 ? tls_block_ms : 8;
-
-	tls_block_ms = -1;
 	wait_epoch_bump();	/* a blocking call: reads' notes are old */
 	if (!ts || ts->guard || !ts->table)
 		return;
@@ -185,8 +180,8 @@ void lib_flush_block(struct tstate *ts, int fd)
 	 * something completes or moves, so a deferred shutdown or close is
 	 * done before the thread blocks, as before this was a reaping flush.
 	 * A send parked on a client that does not read costs one such 1 ms.
-	 * Before a sleep, no more rounds than its length in ms: the sleep's
-	 * time runs from its call (wait.c, sleep_rest). */
+	 * Before a sleep, no more rounds than its length in ms (rounds): the
+	 * sleep's time runs from its call (wait.c, sleep_rest). */
 	for (int i = 0; i < rounds && esca_table_inflight(ts->table); i++) {
 		int r;
 

@@ -496,11 +496,10 @@ HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
 HIDDEN void lib_push_peer(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void lib_flush_handover(struct tstate *ts, int why);
 HIDDEN void lib_flush_drain(struct tstate *ts, int why);
-HIDDEN void lib_flush_block(struct tstate *ts, int fd);
-/* The length of the sleep about to block, in ms, for lib_flush_block's wait
- * for parked sends (at most that many 1-ms rounds); -1: none.  Set by the
- * sleeps (wait.c, sleep_start), used once. */
-extern HIDDEN __thread int tls_block_ms;
+/* rounds: at most that many 1-ms waits for entries in flight (a sleep
+ * passes its length in ms; BLOCK_ROUNDS otherwise) */
+#define BLOCK_ROUNDS 8
+HIDDEN void lib_flush_block(struct tstate *ts, int fd, int rounds);
 HIDDEN int lib_sleep(clockid_t clk, int flags, const struct timespec *req,
 		     struct timespec *rem);
 HIDDEN int lib_nanosleep(const struct timespec *req, struct timespec *rem);

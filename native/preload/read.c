@@ -70,7 +70,7 @@ static inline void before_read(int fd)
 	}
 	lib_sync_fd(ts, fd);
 	if (!fi || (fi->kind != FK_FILE && !(fi->flags & FI_NONBLOCK)))
-		lib_flush_block(ts, fd);
+		lib_flush_block(ts, fd, BLOCK_ROUNDS);
 }
 
 /* ---- lever "reads": a read whose answer is known ------------------------

@@ -492,7 +492,7 @@ int lib_owe(struct tstate *ts, struct fdinfo *fi, int fd)
  * sequential, whose flush blocks on a slow peer, a SIGALRM that came in it
  * left pause and sigsuspend waiting for good, nanosleep and poll for their
  * whole time). */
-static inline int before_block(void)
+static inline int before_block_for(int rounds)
 {
 	struct tstate *ts = tls_ts;
 	unsigned sigs;
@@ -503,8 +503,13 @@ static inline int before_block(void)
 	if (!ts || ts->guard || !ts->table)
 		return 0;
 	sigs = ts->sig_hits;
-	lib_flush_block(ts, -1);	/* and the timer stops if idle */
+	lib_flush_block(ts, -1, rounds);	/* and the timer stops if idle */
 	return ts->sig_hits != sigs;
+}
+
+static inline int before_block(void)
+{
+	return before_block_for(BLOCK_ROUNDS);
 }
 
 /* A sleep of req that a handler ended before it began: all of it left. */
@@ -523,16 +528,23 @@ static int sleep_cut(const struct timespec *req, struct timespec *rem)
  * part of it, as a plain sleep would have been sleeping then.  Before, each
  * nanosleep(1 ms) with a send parked took ~2 ms (the wait audit).  The
  * clock is read only when something is pending (the flush may take time). */
-static uint64_t sleep_start(const struct timespec *req)
+static uint64_t sleep_start(void)
 {
 	struct tstate *ts = tls_ts;
 
 	if (!ts || ts->guard || !ts->table || !esca_table_pending(ts->table))
 		return 0;
-	/* the flush's wait for parked sends: no longer than the sleep */
-	if (req && req->tv_sec == 0 && req->tv_nsec >= 0)
-		tls_block_ms = (int)(req->tv_nsec / 1000000L);
 	return wait_clock_ns();
+}
+
+/* The flush's wait for parked sends before a sleep of req: no more 1-ms
+ * rounds than the sleep has ms. */
+static int sleep_rounds(const struct timespec *req)
+{
+	if (req && req->tv_sec == 0 && req->tv_nsec >= 0 &&
+	    req->tv_nsec / 1000000L < BLOCK_ROUNDS)
+		return (int)(req->tv_nsec / 1000000L);
+	return BLOCK_ROUNDS;
 }
 
 /* What is left of req since start (0: nothing was pending, req as is). */
@@ -555,10 +567,10 @@ static const struct timespec *sleep_rest(uint64_t start,
 
 EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-	uint64_t start = sleep_start(req);
+	uint64_t start = sleep_start();
 	struct timespec left;
 
-	if (before_block() && sleep_cut(req, rem)) {
+	if (before_block_for(sleep_rounds(req)) && sleep_cut(req, rem)) {
 		errno = EINTR;
 		return -1;
 	}
@@ -572,12 +584,12 @@ EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
 	 * monotonic one does (not a CPU-time clock) */
 	uint64_t start = !(flags & TIMER_ABSTIME) &&
 			 (clk == CLOCK_MONOTONIC || clk == CLOCK_REALTIME ||
-			  clk == CLOCK_BOOTTIME) ? sleep_start(req) : 0;
+			  clk == CLOCK_BOOTTIME) ? sleep_start() : 0;
 	struct timespec left;
 	long r;
 
-	if (before_block() && sleep_cut(req, (flags & TIMER_ABSTIME) ?
-					     NULL : rem))
+	if (before_block_for(start ? sleep_rounds(req) : BLOCK_ROUNDS) &&
+	    sleep_cut(req, (flags & TIMER_ABSTIME) ? NULL : rem))
 		return EINTR;
 	r = lib_sleep(clk, flags, sleep_rest(start, req, &left), rem);
 	return (int)r;	/* it returns the error, not -1 */
@@ -586,9 +598,9 @@ EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
 EXPORT int usleep(useconds_t us)
 {
 	struct timespec t = { us / 1000000, (long)(us % 1000000) * 1000 }, left;
-	uint64_t start = sleep_start(&t);
+	uint64_t start = sleep_start();
 
-	if (before_block()) {
+	if (before_block_for(sleep_rounds(&t))) {
 		errno = EINTR;
 		return -1;
 	}
@@ -598,9 +610,9 @@ EXPORT int usleep(useconds_t us)
 EXPORT unsigned int sleep(unsigned int s)
 {
 	struct timespec t = { s, 0 }, rem = { 0, 0 }, left;
-	uint64_t start = sleep_start(&t);
+	uint64_t start = sleep_start();
 
-	if (before_block())
+	if (before_block_for(sleep_rounds(&t)))
 		return s;
 	/* glibc's: the whole seconds left (1.7 s left: 1; the wait audit
 	 * found ours rounding up) */
