@@ -400,18 +400,46 @@ int esca__uring_progress_fd(struct esca_table *t)
  * empty to not empty, and not while it is toggled off: work queued while it
  * was off, or whose edge another thread's wait took from a shared epoll set
  * while this thread was out of its wait, would wake nobody until the work
- * ran, and it runs only when this thread enters the ring.  So arming looks
- * at IORING_SQ_TASKRUN (set while such work waits, with
- * IORING_SETUP_TASKRUN_FLAG) and makes the edge itself. */
+ * ran, and it runs only when this thread enters the ring.  So arming, once
+ * the eventfd is on, looks at IORING_SQ_TASKRUN (set with
+ * IORING_SETUP_TASKRUN_FLAG when work is queued on an empty list) and runs
+ * that work itself: what is queued from then on signals the eventfd, and a
+ * completion the run made wakes the wait.  The flag alone is no proof of
+ * work: the kernel clears it before it runs the list and sets it for work
+ * queued meanwhile, which the same run may take, so it can stay set with
+ * nothing queued.  Writing the eventfd on it (as before) then woke every
+ * wait at once and the flush found nothing: a pause with a send parked on a
+ * peer that never read spun in its rounds, a cancel never acted (ppoll that
+ * finds its fd ready restores the mask before a signal is delivered).  So
+ * the flag is cleared here (the ring's flags are shared memory the kernel
+ * only sets and clears bits of, atomically) before the entry that runs the
+ * work: a flag set again after it is new work's. */
 void esca__uring_progress_arm(struct esca_table *t, int on)
 {
 	struct uring_state *u = t->priv;
+	unsigned *kflags = u ? u->ring.sq.kflags : NULL;
+	struct __kernel_timespec zero = { 0, 0 };
+	struct io_uring_cqe *cqe;
 	uint64_t one = 1;
+	int r;
 
-	if (u->evfd < 0)
+	if (!u || u->evfd < 0)
 		return;
 	io_uring_cq_eventfd_toggle(&u->ring, on != 0);
-	if (on && (IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
+	if (!on || !(IO_URING_READ_ONCE(*kflags) & IORING_SQ_TASKRUN))
+		return;
+	__atomic_fetch_and(kflags, ~(unsigned)IORING_SQ_TASKRUN,
+			   __ATOMIC_SEQ_CST);
+	if (u->outstanding == 0)
+		return;		/* nothing in flight: no work of ours */
+	/* every outstanding completion asked for, no wait: the kernel runs
+	 * as much of the list (IO_LOCAL_TW_DEFAULT_MAX or that many) */
+	r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, u->outstanding,
+					     &zero, NULL);
+	t->st.kernel_entries++;
+	/* a completion to reap, or the entry failed (EINTR): the wait wakes
+	 * at once and its flush does the rest */
+	if (io_uring_cq_ready(&u->ring) || (r < 0 && r != -ETIME)) {
 		(void)esca_sys_write(u->evfd, &one, sizeof(one));
 		t->st.kernel_entries++;
 	}

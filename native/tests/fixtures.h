@@ -29,6 +29,7 @@ void test_borrow(int kind);
 void test_borrow_pipe(int kind);
 void test_arena_wrap(int kind);
 void test_index_wrap(int kind);
+void test_progress(int kind);
 
 /* test_handover.c */
 void test_hand_over(int kind);

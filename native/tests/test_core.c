@@ -489,6 +489,7 @@ static const struct {
 	{ "borrow_pipe", test_borrow_pipe },
 	{ "arena_wrap", test_arena_wrap },
 	{ "index_wrap", test_index_wrap },
+	{ "progress", test_progress },
 	{ "direct", test_direct },
 	{ "uring_allow_list", test_uring_allow_list },
 	{ "dup_pending", test_dup_pending },

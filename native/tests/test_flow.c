@@ -3,7 +3,8 @@
  * short writes completed, entries parked on a full socket, borrowed bytes
  * and the arena wrapping around.  Entry points: test_short_socket,
  * test_short_pipe, test_parked, test_borrow, test_borrow_pipe,
- * test_arena_wrap, test_index_wrap (run by test_core.c's main). */
+ * test_arena_wrap, test_index_wrap, test_progress (run by test_core.c's
+ * main). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "esca.h"
 #include "internal.h"	/* test_index_wrap sets head and tail */
+#include "uring.h"	/* test_progress sets the ring's flags */
 #include "helpers.h"
 #include "fixtures.h"
 
@@ -300,6 +303,100 @@ void test_index_wrap(int kind)
 	shutdown(sv[0], SHUT_WR);
 	CHECK_EQ(read_all(sv[1], buf, sizeof(buf)), n);
 	CHECK(memcmp(buf, want, n) == 0);
+	esca_table_free(t);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static int inq(int fd)
+{
+	int n = -1;
+
+	if (ioctl(fd, FIONREAD, &n) < 0)
+		return -1;	/* the check on it fails */
+	return n;
+}
+
+static void drain_peer(int fd)
+{
+	static char sink[1 << 16];
+
+	while (read(fd, sink, sizeof(sink)) > 0)
+		;
+}
+
+static void drain_progress(int pfd)
+{
+	uint64_t v;
+
+	while (read(pfd, &v, sizeof(v)) > 0)
+		;
+}
+
+/* uring's progress fd, armed: no wake-up from a stale IORING_SQ_TASKRUN
+ * (set with nothing queued, as the kernel can leave it: a pause spun on
+ * it), but work queued while it was off is run or wakes the wait, and work
+ * queued while it is on wakes it.  The stale flag is made by setting it in
+ * the ring's shared flags, as the kernel leaves it. */
+void test_progress(int kind)
+{
+	static char big[1 << 20];
+	struct esca_table *t = table(kind, 0, 4 << 20);
+	struct uring_state *u;
+	struct pollfd p;
+	struct iovec one;
+	struct esca_args a;
+	struct reader rd = { 0 };
+	pthread_t th;
+	int sv[2], pfd;
+
+	CHECK(t);
+	if (kind != ESCA_EXEC_URING || test_plain) {
+		esca_table_free(t);
+		SKIP("progress: the uring executor's ring");
+	}
+	u = t->priv;
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+	memset(big, 'P', sizeof(big));
+	a = data(ESCA_OP_SEND, sv[0], big, sizeof(big), &one);
+	CHECK_EQ(esca_queue(t, &a, 0, 0), sizeof(big));
+	CHECK(esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_WAIT) >= 0);
+	CHECK(esca_fd_pending(t, sv[0]));	/* parked: the peer is full */
+	pfd = esca_table_progress_fd(t);
+	CHECK(pfd >= 0);
+	p = (struct pollfd){ .fd = pfd, .events = POLLIN };
+
+	/* the flag left set, nothing queued: the armed fd stays quiet */
+	drain_progress(pfd);
+	__atomic_fetch_or(u->ring.sq.kflags, IORING_SQ_TASKRUN,
+			  __ATOMIC_SEQ_CST);
+	esca_table_progress_arm(t, 1);
+	CHECK_EQ(poll(&p, 1, 0), 0);
+	CHECK(!(IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_TASKRUN));
+	esca_table_progress_arm(t, 0);
+
+	/* the peer reads while the fd is off: arming moves the send on, or
+	 * wakes the wait that will */
+	drain_peer(sv[1]);
+	CHECK_EQ(inq(sv[1]), 0);
+	esca_table_progress_arm(t, 1);
+	CHECK(poll(&p, 1, 0) == 1 || inq(sv[1]) > 0);
+	CHECK(esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_WAIT) >= 0);
+	drain_progress(pfd);
+
+	/* the peer reads while it is on: the kernel's own wake-up */
+	CHECK(esca_fd_pending(t, sv[0]));
+	drain_peer(sv[1]);
+	CHECK_EQ(poll(&p, 1, 2000), 1);
+	esca_table_progress_arm(t, 0);
+
+	rd.fd = sv[1];
+	CHECK(fcntl(sv[1], F_SETFL, 0) == 0);
+	CHECK(pthread_create(&th, NULL, slow_reader, &rd) == 0);
+	CHECK_EQ(esca_sync_fd(t, sv[0]), 0);
+	CHECK_EQ(results[0], sizeof(big));
+	shutdown(sv[0], SHUT_WR);
+	pthread_join(th, NULL);
 	esca_table_free(t);
 	close(sv[0]);
 	close(sv[1]);

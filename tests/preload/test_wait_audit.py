@@ -8,7 +8,9 @@ and bits past nfds, poll refusing nfds = RLIMIT_NOFILE, sleep() rounding up,
 nanosleep sleeping on past the program's signal, pause ending at SIGCONT,
 the library's timer ending a wait's round every 2 ms).  nanosleep_short
 (a nanosleep(1 ms) with sends parked took ~2 ms: the flush before it waited
-1 ms) failed under uring with the libesca.so of a37eb61.  The cases of
+1 ms) failed under uring with the libesca.so of a37eb61; quiet_poll,
+quiet_epoll and quiet_pause (a wait with sends parked spun: its CPU time
+was the wait's) with that of 896ca77.  The cases of
 nanosleep_busy with a handler installed by sigset, sysv_signal, signal()
 under _XOPEN_SOURCE and ssignal failed under uring with the libesca.so of 3a7b16c
 (glibc installs those from inside: the handler ran uncounted)."""
@@ -39,10 +41,22 @@ CASES = [
     ["pause_stop"],
     ["poll_quiet"],
     ["nanosleep_short"],
+    ["quiet_poll"],
+    ["quiet_epoll"],
+    ["quiet_pause"],
 ]
 # the flush before the wait completes the parked sends in place (README,
 # Limits): the wait starts only when the slow peer has read them all
-IN_PLACE = {"select_small", "select_stale", "poll_max", "poll_quiet", "nanosleep_short"}
+IN_PLACE = {
+    "select_small",
+    "select_stale",
+    "poll_max",
+    "poll_quiet",
+    "nanosleep_short",
+    "quiet_poll",
+    "quiet_epoll",
+    "quiet_pause",
+}
 
 
 def params() -> list[object]:

@@ -32,6 +32,14 @@
  *                that never reads: the voluntary context switches in the
  *                wait.  Linux: one.  Had: ~150, the library's timer ending
  *                a round every 2 ms (re-armed after each).
+ *  quiet_poll, quiet_epoll, quiet_pause  a write of 1 KiB (it fits) before
+ *                the four, a peer that reads past the end of the first big
+ *                one and then never again, a wait of 300 ms
+ *                (pause: ended by SIGUSR1), three rounds: the most CPU
+ *                time the thread used in one.  Linux: next to none.  Had under uring: the whole
+ *                300 ms (session 12): the ring's IORING_SQ_TASKRUN stays set
+ *                once the sends' linked writes ran, and arming the
+ *                progress fd on it woke each round at once.
  * Times are printed in buckets; alarm(5) kills a hang. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -109,7 +117,7 @@ static int install(const char *how)
 
 static pid_t peer_pid, sender_pid;
 
-static int peer_reads = 1;
+static int peer_reads = 1;	/* 2: a little, then never */
 
 /* sends parked: a non-blocking socket whose peer reads 1 KiB every 2 ms
  * (peer_reads 0: never) */
@@ -126,6 +134,15 @@ static void park_sends(void)
 		char b[1024];
 
 		close(sv[0]);
+		for (size_t got = 0; peer_reads == 2;) {
+			/* past the first write's end, then no more */
+			ssize_t n = recv(sv[1], big, 65536, 0);
+
+			if (n <= 0)
+				_exit(0);
+			if ((got += (size_t)n) > sizeof(big) / 4 + 65536)
+				peer_reads = 0;
+		}
 		for (;;) {
 			if (!peer_reads)
 				pause();
@@ -136,6 +153,8 @@ static void park_sends(void)
 	}
 	close(sv[1]);
 	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0)
+		exit(1);
+	if (peer_reads == 2 && write(sv[0], big, 1024) != 1024)	/* fits */
 		exit(1);
 	for (int i = 0; i < 4; i++)
 		if (write(sv[0], big, sizeof(big) / 4) < 0 && errno == EAGAIN)
@@ -268,6 +287,64 @@ static int poll_max(void)
 	return 0;
 }
 
+/* quiet_*: three rounds, each with its own parked sends and peer (the
+ * state that made the spin depends on when the peer reads) */
+static int quiet_case(const char *c)
+{
+	double most = 0, t0, wall = 0;
+	int r = 0, e = 0;
+
+	for (int round = 0; round < 3; round++) {
+		struct rusage u0, u1;
+		struct pollfd pf;
+		struct epoll_event ev;
+		int pp[2], ep;
+		double cpu;
+
+		if (round > 0) {
+			kill(peer_pid, SIGKILL);
+			waitpid(peer_pid, NULL, 0);
+			park_sends();
+		}
+		if (pipe(pp) < 0 || (ep = epoll_create1(0)) < 0)
+			return 1;
+		pf = (struct pollfd){ pp[0], POLLIN, 0 };
+		ev = (struct epoll_event){ .events = EPOLLIN };
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, pp[0], &ev) < 0)
+			return 1;
+		if (!strcmp(c, "quiet_pause"))
+			signal_me(SIGUSR1, 300000, 0, 0, 0, 0);
+		getrusage(RUSAGE_THREAD, &u0);
+		t0 = now_ms();
+		if (!strcmp(c, "quiet_poll"))
+			r = poll(&pf, 1, 300);
+		else if (!strcmp(c, "quiet_epoll"))
+			r = epoll_wait(ep, &ev, 1, 300);
+		else
+			r = pause();
+		e = errno;
+		wall = now_ms() - t0;
+		getrusage(RUSAGE_THREAD, &u1);
+		if (sender_pid > 0) {
+			waitpid(sender_pid, NULL, 0);
+			sender_pid = 0;
+		}
+		cpu = (double)(u1.ru_utime.tv_sec - u0.ru_utime.tv_sec +
+			       u1.ru_stime.tv_sec - u0.ru_stime.tv_sec) * 1e3 +
+		      (double)(u1.ru_utime.tv_usec - u0.ru_utime.tv_usec +
+			       u1.ru_stime.tv_usec - u0.ru_stime.tv_usec) / 1e3;
+		fprintf(stderr, "round %d: CPU time in the wait %.1f ms\n",
+			round, cpu);
+		most = cpu > most ? cpu : most;
+		close(pp[0]);
+		close(pp[1]);
+		close(ep);
+	}
+	printf("%s, sends parked: %d %s %s, CPU time %s\n", c + 6, r, err(r, e),
+	       bucket(wall), most < 60 ? "next to none" : "most of it");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *c = argc > 1 ? argv[1] : "";
@@ -279,7 +356,7 @@ int main(int argc, char **argv)
 	if (install(argc > 2 ? argv[2] : "sigaction"))
 		return 1;
 	busy = !strcmp(c, "nanosleep_busy");
-	peer_reads = strcmp(c, "poll_quiet") != 0;
+	peer_reads = !strncmp(c, "quiet_", 6) ? 2 : strcmp(c, "poll_quiet") != 0;
 	if (strcmp(c, "sleep_ret") && strcmp(c, "nanosleep_short"))
 		park_sends();
 	if (!strcmp(c, "mask")) {
@@ -354,6 +431,8 @@ int main(int argc, char **argv)
 		       r, err(r, e), sw <= 5 ? "a few" : "many");
 		fprintf(stderr, "voluntary context switches: %ld\n", sw);
 		r = 0;
+	} else if (!strncmp(c, "quiet_", 6)) {
+		r = quiet_case(c);
 	} else if (!strcmp(c, "pause_stop")) {
 		signal_me(SIGSTOP, 50000, SIGCONT, 50000, SIGUSR1, 200000);
 		t0 = now_ms();
