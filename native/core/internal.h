@@ -205,6 +205,17 @@ ESCA_HIDDEN int esca__ring_setup(struct io_uring *ring, unsigned entries,
 ESCA_HIDDEN int esca__fd_high(int fd);
 ESCA_HIDDEN void esca__fd_gone(int fd);
 extern ESCA_HIDDEN void (*esca__fd_hook)(int fd, int open);
+/* Around the making of such an fd, from its syscall to esca__fd_high's
+ * return (its number is a low one, the program's kind, until then):
+ * esca__fd_making(1), then esca__fd_making(0).  libesca.so's hook holds the
+ * program's close_range and dup2 off meanwhile: a close_range over numbers
+ * the program never opened closed a ring's fd as it was being made. */
+extern ESCA_HIDDEN void (*esca__fd_making_hook)(int begin);
+static inline void esca__fd_making(int begin)
+{
+	if (esca__fd_making_hook)
+		esca__fd_making_hook(begin);
+}
 
 /* executors */
 extern ESCA_HIDDEN const struct esca_executor esca__sequential;

@@ -105,13 +105,16 @@ static int lkm_init(struct esca_table *t)
 	if (!s)
 		return -ENOMEM;
 	s->epfd = -1;
+	esca__fd_making(1);
 	s->fd = (int)esca_sys_open(ESCA_LKM_DEVICE, O_RDWR | O_CLOEXEC);
+	if (s->fd >= 0)
+		s->fd = esca__fd_high(s->fd);
+	esca__fd_making(0);
 	if (s->fd < 0) {
 		r = s->fd;
 		esca__zfree(s, sizeof(*s));
 		return r;	/* ENOENT: no module; auto moves on */
 	}
-	s->fd = esca__fd_high(s->fd);
 	s->n = t->cap < ESCA_LKM_MAX_ENTRIES ? t->cap : ESCA_LKM_MAX_ENTRIES;
 	s->tab_bytes = (s->n * sizeof(*s->tab) + (size_t)pg - 1) &
 		       ~((size_t)pg - 1);
@@ -210,14 +213,19 @@ static int lkm_progress_fd(struct esca_table *t)
 	if (!s)
 		return -EBADF;
 	if (s->epfd < 0) {
-		long fd = esca_sys_epoll_create1(EPOLL_CLOEXEC);
+		long fd;
 
+		esca__fd_making(1);
+		fd = esca_sys_epoll_create1(EPOLL_CLOEXEC);
+		/* high and invisible to the program, like the ring's eventfd
+		 * (below FD_SETSIZE: it must fit a select() set) */
+		if (fd >= 0)
+			fd = esca__fd_high((int)fd);
+		esca__fd_making(0);
 		t->st.kernel_entries++;
 		if (fd < 0)
 			return (int)fd;
-		/* high and invisible to the program, like the ring's eventfd
-		 * (below FD_SETSIZE: it must fit a select() set) */
-		s->epfd = esca__fd_high((int)fd);
+		s->epfd = (int)fd;
 	}
 	return s->epfd;
 }

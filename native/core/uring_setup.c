@@ -201,6 +201,7 @@ static int ring_restrict(struct io_uring *ring)
 }
 
 void (*esca__fd_hook)(int fd, int open);
+void (*esca__fd_making_hook)(int begin);
 
 /* The highest number an internal fd takes: the top of RLIMIT_NOFILE, at most
  * FD_SETSIZE - 1 (the progress eventfd must fit a select() set, and a higher
@@ -287,14 +288,17 @@ int esca__uring_init(struct esca_table *t)
 		return -ENOMEM;
 	if (want > 32768)
 		want = 32768;
+	esca__fd_making(1);
 	r = esca__ring_setup(&u->ring, want, NULL);
 	if (r < 0) {
+		esca__fd_making(0);
 		esca__zfree(u, sizeof(*u));
 		return r;
 	}
 	/* liburing enters through enter_ring_fd until the ring fd is
 	 * registered below */
 	u->ring.ring_fd = esca__fd_high(u->ring.ring_fd);
+	esca__fd_making(0);
 	u->ring.enter_ring_fd = u->ring.ring_fd;
 	u->sq_entries = u->ring.sq.ring_entries;
 	u->sf_direct = !!(t->cfg_flags & ESCA_CFG_SENDFILE_DIRECT);
@@ -380,10 +384,13 @@ int esca__uring_progress_fd(struct esca_table *t)
 
 	if (u->evfd >= 0)
 		return u->evfd;
+	esca__fd_making(1);
 	fd = (int)esca_sys_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd >= 0)
+		fd = esca__fd_high(fd);
+	esca__fd_making(0);
 	if (fd < 0)
 		return fd;
-	fd = esca__fd_high(fd);
 	r = ring_register_any(&u->ring, IORING_REGISTER_EVENTFD, &fd, 1);
 	t->st.kernel_entries += 2;
 	if (r < 0) {

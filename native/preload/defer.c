@@ -333,16 +333,33 @@ static int close_range_piece(unsigned lo, unsigned hi, unsigned *flags)
 	return (int)r;
 }
 
+static int close_range_ours(struct tstate *ts, unsigned first, unsigned last,
+			    unsigned fl);
+
 EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
 	struct tstate *ts = ts_get();
-	unsigned fl = (unsigned)flags, lo = first, top;
-	int wait_ms = 20;
+	unsigned fl = (unsigned)flags;
+	int r;
 
 	if (!ts || ts->guard || vfork_child(ts) || first > last ||
 	    (fl & CLOSE_RANGE_CLOEXEC) || (fl & ~CLOSE_RANGE_UNSHARE) ||
 	    !fdtab)
 		return (int)syscall(SYS_close_range, first, last, fl);
+	/* no fd of the library's is being made meanwhile: its low number
+	 * would be closed (fd_closer_begin, fdmap.c) */
+	fd_closer_begin();
+	r = close_range_ours(ts, first, last, fl);
+	fd_closer_end();
+	return r;
+}
+
+static int close_range_ours(struct tstate *ts, unsigned first, unsigned last,
+			    unsigned fl)
+{
+	unsigned lo = first, top;
+	int wait_ms = 20;
+
 	top = (unsigned)__atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED);
 	if (top >= (unsigned)fdtab_n)
 		top = (unsigned)fdtab_n - 1;

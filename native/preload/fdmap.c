@@ -16,6 +16,7 @@
 
 /* native/core/internal.h */
 extern HIDDEN void (*esca__fd_hook)(int fd, int open);
+extern HIDDEN void (*esca__fd_making_hook)(int begin);
 
 HIDDEN struct fdinfo *fdtab;
 HIDDEN int fdtab_n;
@@ -32,6 +33,53 @@ static void note_internal(int fd, int open)
 		fd_note_max(fi);
 		__atomic_store_n(&fi->internal, (uint8_t)open, __ATOMIC_RELEASE);
 	}
+}
+
+/* ---- the library's own fds while they are made (esca__fd_making) -------
+ * From its syscall until the core moves it high and marks it internal, a
+ * ring's or an eventfd's number is a low one the program may name: its
+ * close_range over numbers it never opened, or a dup2 onto a number free
+ * to it, closed it under the core (the threaded fuzz's "uring executor
+ * unavailable (Invalid argument)", and a stream that never saw its EOF).
+ * Makers and those calls exclude each other: many makers at once, or one
+ * such call.  Two counters, sequentially consistent, no lock a fork could
+ * leave held (fdmap_after_fork resets them); a thread inside the library
+ * (guard) makes its calls raw and never waits here. */
+static int fd_makers, fd_closer;
+
+static void making_hook(int begin)
+{
+	if (!begin) {
+		__atomic_fetch_sub(&fd_makers, 1, __ATOMIC_SEQ_CST);
+		return;
+	}
+	for (;;) {
+		while (__atomic_load_n(&fd_closer, __ATOMIC_SEQ_CST))
+			syscall(SYS_sched_yield);
+		__atomic_fetch_add(&fd_makers, 1, __ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(&fd_closer, __ATOMIC_SEQ_CST))
+			return;
+		__atomic_fetch_sub(&fd_makers, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+void fd_closer_begin(void)
+{
+	int none = 0;
+
+	while (!__atomic_compare_exchange_n(&fd_closer, &none, 1, 0,
+					    __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST)) {
+		none = 0;
+		syscall(SYS_sched_yield);
+	}
+	while (__atomic_load_n(&fd_makers, __ATOMIC_SEQ_CST))
+		syscall(SYS_sched_yield);
+}
+
+void fd_closer_end(void)
+{
+	__atomic_store_n(&fd_closer, 0, __ATOMIC_SEQ_CST);
 }
 
 /* The fd map: as many entries as fds may exist, untouched until used. */
@@ -55,6 +103,7 @@ void fdmap_init(void)
 		cfg.disabled = 1;
 	}
 	esca__fd_hook = note_internal;
+	esca__fd_making_hook = making_hook;
 	/* stdin, stdout and stderr (and their dups) are never deferred to
 	 * (fd_never_deferred): no order key to find for them */
 }
@@ -349,6 +398,8 @@ void fdmap_after_fork(void)
 {
 	int top = __atomic_load_n(&fd_hiwater, __ATOMIC_RELAXED);
 
+	fd_makers = 0;		/* the makers were other threads */
+	fd_closer = 0;
 	if (!fdtab)
 		return;
 	for (int fd = 0; fd <= top && fd < fdtab_n; fd++) {

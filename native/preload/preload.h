@@ -476,6 +476,8 @@ HIDDEN int fd_qclose_stands(struct tstate *ts, struct fdinfo *fi,
 HIDDEN int fd_wait_others(struct tstate *ts, struct fdinfo *fi, int fd,
 			  int nonblock);
 HIDDEN void fdmap_after_fork(void);
+HIDDEN void fd_closer_begin(void);	/* close_range, dup2: no fd of ours */
+HIDDEN void fd_closer_end(void);	/* is being made meanwhile */
 
 /* prefetch.c (lever prefetch) */
 HIDDEN void prefetch_map(int epfd, int fd, const struct epoll_event *ev);

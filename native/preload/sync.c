@@ -287,6 +287,30 @@ static int before_replace(int old, int newfd)
 	return 0;
 }
 
+/* dup2 (flags -1) or dup3 itself: no fd of the library's is being made
+ * meanwhile (newfd may be its low number: free to the program, not yet
+ * ours, fd_closer_begin), and newfd is none of ours now (EBUSY, as
+ * before_replace says).  Inside the library (a handler's): raw. */
+static int replace(int old, int newfd, int flags)
+{
+	struct tstate *ts = tls_ts;
+	struct fdinfo *fi = fdi(newfd);
+	int r;
+
+	if (ts && ts->guard)
+		return flags < 0 ? real.dup2(old, newfd) :
+				   real.dup3(old, newfd, flags);
+	fd_closer_begin();
+	if (fi && fi->internal) {
+		fd_closer_end();
+		errno = EBUSY;
+		return -1;
+	}
+	r = flags < 0 ? real.dup2(old, newfd) : real.dup3(old, newfd, flags);
+	fd_closer_end();
+	return r;
+}
+
 /* After dup2/dup3 made newfd a copy of old: a new number to us, in old's
  * open file (its order key).  Not before the call: a failed one leaves
  * newfd as it was (the fd audit: its order key wiped, its bytes then went
@@ -308,7 +332,7 @@ EXPORT int dup2(int old, int newfd)
 		esca_lib_init();
 	if (before_replace(old, newfd) < 0)
 		return -1;
-	r = real.dup2(old, newfd);
+	r = replace(old, newfd, -1);
 	if (r >= 0 && old != newfd)
 		after_replace(old, r);
 	return r;
@@ -452,7 +476,7 @@ EXPORT int dup3(int old, int newfd, int flags)
 		esca_lib_init();
 	if (before_replace(old, newfd) < 0)
 		return -1;
-	if (real.dup3(old, newfd, flags) < 0)
+	if (replace(old, newfd, flags) < 0)
 		return -1;
 	return after_replace(old, newfd);
 }
