@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * adapt.c - lever "adapt": adapt_window_end() decides, once a window of
- * epoll waits, whether this thread defers (its flushes through the ring, or
- * with lever "plain" as plain system calls) or steps aside; adapt_totals()
- * and adapt_after_fork() for the stats.  DESIGN.md, "Stepping aside". */
+ * event-loop waits (epoll, poll, select), whether this thread defers (its
+ * flushes through the ring, or with lever "plain" as plain system calls)
+ * or steps aside; adapt_totals() and adapt_after_fork() for the stats.  DESIGN.md, "Stepping aside". */
 #include <errno.h>
 #include <time.h>
 
@@ -136,8 +136,8 @@ static int decide(const struct tstate *ts, struct adapt *a, uint64_t sample)
 	return a->kept;
 }
 
-/* The thread's window of cfg.adapt_window epoll waits is over (adapt_wait,
- * preload.h, after the wait: its flush ran).  CPU time per event the
+/* The thread's window of cfg.adapt_window event-loop waits is over
+ * (adapt_wait, preload.h, after the wait: its flush ran).  CPU time per event the
  * waits returned is the cost of a mode: the work per event is the
  * program's, the same in both; what differs is what the library adds
  * (queueing, the flush, the ring) against what it saves (kernel entries,

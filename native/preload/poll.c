@@ -2,7 +2,7 @@
  * poll.c - the waits on fd sets: poll, ppoll, select, pselect (and their
  * __*_chk forms).  Like the epoll waits (wait.c), they flush, watch the
  * progress fd while sends are parked, and return what Linux's would
- * (DESIGN.md, "Flush triggers"). */
+ * (DESIGN.md, "Flush triggers"), and lever adapt counts them (adapt_wait). */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -200,6 +200,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int timeout,
 	r = poll_rounds(fds, n, timeout, t, &wm, masked);
 	wait_rounds(tls_ts, 0);
 	wmask_release(&wm);	/* errno kept */
+	adapt_wait(tls_ts, r);	/* lever adapt, as at an epoll wait */
 	return r;
 }
 
@@ -397,6 +398,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	n = select_rounds(nfds, r, w, e, tv, t, &wm, masked);
 	wait_rounds(tls_ts, 0);
 	wmask_release(&wm);	/* errno kept */
+	adapt_wait(tls_ts, n);	/* lever adapt, as at an epoll wait */
 	return n;
 }
 

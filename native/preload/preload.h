@@ -232,7 +232,7 @@ struct tstate {
 	 * kernel (one load of it on the fast path, no clock, no lock) */
 	int aside;
 	struct adapt {
-		uint32_t waits;		/* epoll waits in this window */
+		uint32_t waits;		/* event-loop waits in this window */
 		uint32_t limit;		/* ... its length, waits + events: 0
 					 * before the first wait */
 		uint32_t left;		/* windows of the kept mode before a probe */
@@ -273,7 +273,7 @@ struct config {
 	int timer_signal;
 	unsigned selected;	/* bit per enum esca_call */
 	unsigned levers;	/* enum lever bits */
-	unsigned adapt_window;	/* lever adapt: epoll waits + their events
+	unsigned adapt_window;	/* lever adapt: event-loop waits + their events
 				 * a window */
 	int adapt_force;	/* ESCA_ADAPT_TEST (tests): 1 aside, 2 flip,
 				 * 3 plain, 4 cycle (adapt.c) */

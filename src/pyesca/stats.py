@@ -46,7 +46,7 @@ COUNTERS: tuple[str, ...] = (
     "eagain_parked",
     # fd counts given back below zero: a bug of the library's if not 0
     "fd_count_underflows",
-    # lever adapt (README, "Beyond ESCA"): windows of epoll waits measured,
+    # lever adapt (README, "Beyond ESCA"): windows of event-loop waits measured,
     # those run stepped aside, their thread CPU time (ms), choices changed
     "adapt_windows",
     "adapt_windows_aside",
@@ -350,7 +350,7 @@ def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
     )
     lines.append(
         f"  stepped aside    {s.adapt_windows_aside} of {s.adapt_windows} windows"
-        f" of epoll waits ({s.adapt_ms_aside} ms of thread CPU), choice changed"
+        f" of event-loop waits ({s.adapt_ms_aside} ms of thread CPU), choice changed"
         f" {s.adapt_switches} times (lever adapt); {s.adapt_windows_plain} windows"
         f" deferring with plain flushes (lever plain)"
     )

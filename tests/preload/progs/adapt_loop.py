@@ -1,7 +1,8 @@
-"""An event loop whose deferral cannot pay: each epoll wait (timeout 0, one
-event: a socket left readable) is followed by one small write to a
-socketpair, drained by the same process now and then.  Prints, as JSON, the
-bytes the peer got, in order (its sha256 and length).  argv: iterations."""
+"""An event loop whose deferral cannot pay: each wait (timeout 0, one event:
+a socket left readable) is followed by one small write to a socketpair,
+drained by the same process now and then.  Prints, as JSON, the bytes the
+peer got, in order (its sha256 and length).  argv: iterations, and the wait:
+epoll (the default) or poll."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ def main() -> int:
     b.setblocking(False)
     ready_w, ready_r = socket.socketpair()
     ready_w.send(b"x")  # never read: every wait reports it
-    ep = select.epoll()
-    ep.register(ready_r.fileno(), select.EPOLLIN)
+    kind = sys.argv[2] if len(sys.argv) > 2 else "epoll"
+    ep = select.epoll() if kind == "epoll" else select.poll()
+    ep.register(ready_r.fileno(), select.EPOLLIN if kind == "epoll" else select.POLLIN)
     h = hashlib.sha256()
     got = 0
     for i in range(n):
