@@ -17,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then
 	SUDO=sudo
 fi
 
-pkgs=(build-essential liburing-dev pkg-config lighttpd nginx-light wrk strace linux-perf)
+pkgs=(build-essential liburing-dev pkg-config lighttpd nginx-light wrk strace linux-perf valgrind)
 
 # `make test-lkm` (lkm/qemu/run.sh): QEMU, a static busybox and cpio for the
 # guest, and a Debian kernel with the headers of the very same release to
