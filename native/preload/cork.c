@@ -82,6 +82,20 @@ static int cork_compose(struct tstate *ts, struct fdinfo *fi, int fd, int on)
 	return 0;
 }
 
+/* SO_RCVTIMEO by either of its numbers (the 64-bit time one since 5.1) */
+static int is_rcvtimeo(int name)
+{
+#ifdef SO_RCVTIMEO_NEW
+	if (name == SO_RCVTIMEO_NEW)
+		return 1;
+#endif
+#ifdef SO_RCVTIMEO_OLD
+	if (name == SO_RCVTIMEO_OLD)
+		return 1;
+#endif
+	return name == SO_RCVTIMEO;
+}
+
 EXPORT int setsockopt(int fd, int level, int name, const void *val,
 		      socklen_t len)
 {
@@ -93,6 +107,12 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 
 	if (level == SOL_SOCKET && name == SO_RCVLOWAT && (fi = fdi(fd)))
 		fi->flags |= FI_NOANSWER;	/* a short read proves nothing */
+	if (level == SOL_SOCKET && (is_rcvtimeo(name) || name == SO_RCVLOWAT) &&
+	    (fi = fdi(fd)))
+	{
+		fi->flags &= (uint16_t)~FI_RTO_NONE;	/* read_restarts asks again */
+		fi->rto_set = 0;
+	}
 	if (unlikely(!ts))
 		return real.setsockopt(fd, level, name, val, len);
 	fi = defer_begin(ts, CALL_SETSOCKOPT, fd, &err);

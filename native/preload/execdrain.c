@@ -325,7 +325,7 @@ void exec_drain_wait(int fd)
 	p.fd = __atomic_load_n(&exec_drain_fd, __ATOMIC_ACQUIRE);
 	if (!hit || p.fd < 0)
 		return;
-	lib_flush_block(tls_ts, fd, BLOCK_ROUNDS);	/* what it queued goes first: it blocks */
+	lib_flush_block(tls_ts, fd, BLOCK_ROUNDS, 0);	/* what it queued goes first: it blocks */
 	while (syscall(SYS_ppoll, &p, 1, NULL, NULL, 0) < 0 && errno == EINTR)
 		;
 	rfd = __atomic_exchange_n(&exec_drain_fd, -1, __ATOMIC_ACQ_REL);

@@ -163,13 +163,14 @@ static int timer_keeps_moving(struct tstate *ts, int fd)
  * (no watchdog, the program took the signal or blocks it here, a receive
  * timeout) the flush waits for everything, as before: a blocking read may
  * wait for a peer that waits for our bytes (DESIGN.md, "Flush triggers"). */
-void lib_flush_block(struct tstate *ts, int fd, int rounds)
+void lib_flush_block(struct tstate *ts, int fd, int rounds, int keep)
 {
 	wait_epoch_bump();	/* a blocking call: reads' notes are old */
 	if (!ts || ts->guard || !ts->table)
 		return;
 	if (!esca_table_pending(ts->table)) {
-		timer_quiet(ts);	/* no signal of ours ends the call */
+		if (!keep)
+			timer_quiet(ts);	/* no signal of ours ends the call */
 		return;
 	}
 	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
@@ -196,8 +197,53 @@ void lib_flush_block(struct tstate *ts, int fd, int rounds)
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
 	if (esca_table_pending(ts->table))
 		timer_ensure(ts);	/* the signal that moves them */
-	else
+	else if (!keep)
 		timer_quiet(ts);
+}
+
+/* Does the kernel restart a blocking read (or accept) of fd with flags
+ * after the timer's signal, so that the thread's timer, armed for entries
+ * gone since, may stay armed while it blocks?  Its one shot then costs a
+ * signal and a restart, where stopping it before the read and arming it
+ * again at the next deferred call cost two timer_settime every request of
+ * a program that answers (or asks) with blocking reads: 4 kernel entries a
+ * round trip where Linux makes 2 (tests/preload/test_fastpath.py).  Yes
+ * only for a socket (SA_RESTART restarts its reads) without a receive
+ * timeout (SO_RCVTIMEO: EINTR instead) and with a low-water mark of one
+ * byte (SO_RCVLOWAT: a signal ends the read short of it once some bytes
+ * came), both asked once and remembered in FI_RTO_NONE until the program
+ * sets either through the library (a socket that has one is not asked
+ * again: fdinfo.rto_set), not read with MSG_WAITALL (short, as with
+ * SO_RCVLOWAT), not sharing its open file with another fd (a timeout set
+ * through the other would not clear the mark), and the timer signal the
+ * library's. */
+int read_restarts(int fd, int flags)
+{
+	struct fdinfo *fi = fdi(fd);
+	struct timeval tv = { 0, 0 };
+	socklen_t len = sizeof(tv);
+	int lowat = 1;
+
+	if (!fi || flags < 0 || (flags & MSG_WAITALL) ||
+	    (fi->kind != FK_STREAM && fi->kind != FK_SOCKET) ||
+	    fi->order_key || (fi->flags & FI_DUPED) || fi->rto_set ||
+	    __atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE))
+		return 0;
+	if (fi->flags & FI_RTO_NONE)
+		return 1;
+	if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+		    &len) < 0 || tv.tv_sec || tv.tv_usec) {
+		fi->rto_set = 1;
+		return 0;
+	}
+	len = sizeof(lowat);
+	if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_RCVLOWAT, &lowat,
+		    &len) < 0 || lowat > 1) {
+		fi->rto_set = 1;
+		return 0;
+	}
+	fi->flags |= FI_RTO_NONE;
+	return 1;
 }
 
 /* clock_nanosleep as the kernel runs it (0 or the error number), but the

@@ -88,6 +88,10 @@ enum fd_kind {
 				 * only kind whose close is deferred */
 #define FI_DUPED	0x4000	/* another fd shares its open file (dup):
 				 * O_NONBLOCK set on one is set on all */
+#define FI_RTO_NONE	0x8000	/* a socket whose SO_RCVTIMEO was 0 and
+				 * SO_RCVLOWAT 1 when looked at
+				 * (read_restarts); a setsockopt of either
+				 * through the library clears it */
 
 /* fdinfo.users: who still names the fd number in a table (DESIGN.md,
  * "Contract: fd lifetime").  One atomic word for the process: entries of any
@@ -111,6 +115,10 @@ struct fdinfo {
 	uint8_t internal;	/* one of the library's own fds (a ring, an
 				 * eventfd, /dev/esca): invisible to the
 				 * program (esca__fd_hook) */
+	uint8_t rto_set;	/* read_restarts found a receive timeout or
+				 * low-water mark: not asked again (reset
+				 * with the number; a stale one only stops
+				 * the timer as before) */
 	uint16_t gen;		/* bumped at every close of this number */
 	int32_t err;		/* error of a deferred op, for the next call */
 	int32_t order_key;	/* esca_args.order: 0, the fd orders its own
@@ -499,9 +507,25 @@ HIDDEN void lib_push_peer(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void lib_flush_handover(struct tstate *ts, int why);
 HIDDEN void lib_flush_drain(struct tstate *ts, int why);
 /* rounds: at most that many 1-ms waits for entries in flight (a sleep
- * passes its length in ms; BLOCK_ROUNDS otherwise) */
+ * passes its length in ms; BLOCK_ROUNDS otherwise); keep: the blocking
+ * call is one the kernel restarts after the timer's signal (read_restarts),
+ * so an armed timer may stay armed */
 #define BLOCK_ROUNDS 8
-HIDDEN void lib_flush_block(struct tstate *ts, int fd, int rounds);
+HIDDEN void lib_flush_block(struct tstate *ts, int fd, int rounds, int keep);
+HIDDEN int read_restarts(int fd, int flags);
+extern HIDDEN int timer_signal_taken;	/* signals.c: the program's, not ours */
+
+/* read_restarts where the answer is known: a socket looked at already (a
+ * few loads: a read while the timer stays armed asks this each time). */
+static inline int read_restarts_now(const struct fdinfo *fi, int fd,
+				    int flags)
+{
+	if ((fi->flags & (FI_RTO_NONE | FI_DUPED)) == FI_RTO_NONE &&
+	    flags >= 0 && !(flags & MSG_WAITALL) && !fi->order_key &&
+	    !__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE))
+		return 1;
+	return read_restarts(fd, flags);
+}
 HIDDEN int lib_sleep(clockid_t clk, int flags, const struct timespec *req,
 		     struct timespec *rem);
 HIDDEN int lib_nanosleep(const struct timespec *req, struct timespec *rem);
@@ -527,7 +551,6 @@ struct wmask {
 	int held;
 };
 HIDDEN void wmask_init(struct wmask *m, const sigset_t *mask, int block_timer);
-extern HIDDEN int timer_signal_taken;	/* signals.c: the program's, not ours */
 HIDDEN void wmask_hold(struct wmask *m);
 HIDDEN void wmask_release(struct wmask *m);
 
@@ -627,6 +650,7 @@ static inline void fd_forget(struct fdinfo *fi)
 	fi->drained = 0;
 	fi->ep_fd = 0;
 	fi->peer = 0;
+	fi->rto_set = 0;
 	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 

@@ -17,7 +17,7 @@
  * returns; on a pipe or file our own pending writes do (sync the fd); a
  * read that may block could wait for a peer that waits for our bytes
  * (flush everything first). */
-static inline void before_read(int fd)
+static inline void before_read(int fd, int flags)
 {
 	struct tstate *ts = tls_ts;
 	struct fdinfo *fi;
@@ -47,7 +47,8 @@ static inline void before_read(int fd)
 			if (fi && fi->kind == FK_UNKNOWN)
 				fd_detect(fd, fi);
 			if (!fi || (fi->kind != FK_FILE &&
-				    !(fi->flags & FI_NONBLOCK)))
+				    !(fi->flags & FI_NONBLOCK) &&
+				    !read_restarts_now(fi, fd, flags)))
 				timer_quiet(ts);
 		}
 		return;
@@ -70,7 +71,9 @@ static inline void before_read(int fd)
 	}
 	lib_sync_fd(ts, fd);
 	if (!fi || (fi->kind != FK_FILE && !(fi->flags & FI_NONBLOCK)))
-		lib_flush_block(ts, fd, BLOCK_ROUNDS);
+		lib_flush_block(ts, fd, BLOCK_ROUNDS,
+				!esca_table_pending(ts->table) &&
+				read_restarts(fd, flags));
 }
 
 /* ---- lever "reads": a read whose answer is known ------------------------
@@ -180,7 +183,7 @@ static inline int read_pre(int fd, size_t n, int flags, struct fdinfo **fip)
 		errno = EBADF;	/* closed by the program, close pending */
 		return 1;
 	}
-	before_read(fd);
+	before_read(fd, flags);
 	read_spins(fd);
 	*fip = read_begin(fd, flags);
 	return *fip && read_known_empty(*fip, n);
@@ -291,7 +294,7 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 {
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	before_read(fd);
+	before_read(fd, flags);
 	return real.recvmsg(fd, m, flags);
 }
 
@@ -350,7 +353,7 @@ EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
 
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	before_read(fd);
+	before_read(fd, 0);
 	r = real.accept4(fd, a, l, flags);
 	if (r >= 0)
 		after_accept(fd, r, flags);
@@ -363,7 +366,7 @@ EXPORT int accept(int fd, struct sockaddr *a, socklen_t *l)
 
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	before_read(fd);
+	before_read(fd, 0);
 	r = real.accept(fd, a, l);
 	if (r >= 0)
 		after_accept(fd, r, 0);

@@ -218,7 +218,7 @@ EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out,
 		if (fi && fi->kind == FK_UNKNOWN)
 			fd_detect(in, fi);
 		if (!fi || (fi->kind != FK_FILE && !(fi->flags & FI_NONBLOCK)))
-			lib_flush_block(ts, in, BLOCK_ROUNDS);
+			lib_flush_block(ts, in, BLOCK_ROUNDS, 0);
 	}
 	return real.splice(in, off_in, out, off_out, len, flags);
 }

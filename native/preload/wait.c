@@ -503,7 +503,7 @@ static inline int before_block_for(int rounds)
 	if (!ts || ts->guard || !ts->table)
 		return 0;
 	sigs = ts->sig_hits;
-	lib_flush_block(ts, -1, rounds);	/* and the timer stops if idle */
+	lib_flush_block(ts, -1, rounds, 0);	/* and the timer stops if idle */
 	return ts->sig_hits != sigs;
 }
 
