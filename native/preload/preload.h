@@ -256,6 +256,8 @@ struct tstate {
 		uint8_t agree;		/* probes that confirmed the choice (3
 					 * after a switch: past the start) */
 		uint8_t started;	/* cpu0 is set */
+		uint8_t block_read;	/* a blocking socket read is under way:
+					 * the thread's wait (read.c) */
 		uint64_t events;	/* events those waits returned */
 		uint64_t cpu0;		/* thread CPU ns at the window's start */
 		uint64_t before;	/* thread CPU ns per 256 events: the kept

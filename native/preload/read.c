@@ -172,6 +172,26 @@ static inline void read_found_nothing(int fd, ssize_t r)
 	ts->eagain_mark = ts->nqueued;
 }
 
+/* Lever adapt: a read that may block on a socket is the thread's wait in a
+ * program that asks (or answers) and waits for the other side with blocking
+ * reads, as an epoll wait is an event loop's; read_done counts it
+ * (adapt_wait: a wait, and an event if bytes came).  Before, such a thread
+ * never measured and kept deferring, its sends flushed by the next read one
+ * at a time: 100,000 round trips ran 1.17x plain's time, aside ~1.0x. */
+static inline void read_may_block(int fd, int flags)
+{
+	struct tstate *ts = tls_ts;
+	struct fdinfo *fi;
+
+	if (!(cfg.levers & LEVER_ADAPT) || !ts || ts->guard || flags < 0 ||
+	    (flags & MSG_DONTWAIT))
+		return;
+	fi = fdi(fd);
+	if (fi && (fi->kind == FK_STREAM || fi->kind == FK_SOCKET) &&
+	    !(fi->flags & FI_NONBLOCK))
+		ts->ad.block_read = 1;
+}
+
 /* The start of a read of n bytes on fd: 1 when it is answered EAGAIN here;
  * else the call goes to the kernel and *fip (or NULL) is for read_done. */
 static inline int read_pre(int fd, size_t n, int flags, struct fdinfo **fip)
@@ -185,6 +205,7 @@ static inline int read_pre(int fd, size_t n, int flags, struct fdinfo **fip)
 	}
 	before_read(fd, flags);
 	read_spins(fd);
+	read_may_block(fd, flags);
 	*fip = read_begin(fd, flags);
 	return *fip && read_known_empty(*fip, n);
 }
@@ -192,9 +213,18 @@ static inline int read_pre(int fd, size_t n, int flags, struct fdinfo **fip)
 static inline ssize_t read_done(int fd, struct fdinfo *fi, size_t n,
 				ssize_t r)
 {
+	struct tstate *ts = tls_ts;
+
 	if (fi)
 		read_end(fi, n, r);
 	read_found_nothing(fd, r);
+	if (unlikely(ts && ts->ad.block_read)) {
+		int e = errno;
+
+		ts->ad.block_read = 0;
+		adapt_wait(ts, r > 0);	/* lever adapt: read_may_block */
+		errno = e;
+	}
 	return r;
 }
 

@@ -2,7 +2,9 @@
 a socket left readable) is followed by one small write to a socketpair,
 drained by the same process now and then.  Prints, as JSON, the bytes the
 peer got, in order (its sha256 and length).  argv: iterations, and the wait:
-epoll (the default) or poll."""
+epoll (the default), poll, or read: no event loop, each write read back at
+once by a blocking recv of the other end (a program that asks and waits for
+the answer)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,19 @@ def main() -> int:
     ep.register(ready_r.fileno(), select.EPOLLIN if kind == "epoll" else select.POLLIN)
     h = hashlib.sha256()
     got = 0
-    for i in range(n):
+    if kind == "read":
+        b.setblocking(True)
+        for i in range(n):
+            assert os.write(a.fileno(), b"%07d;" % i) == 8
+            d = b.recv(8)
+            while len(d) < 8:
+                d += b.recv(8 - len(d))
+            h.update(d)
+            got += len(d)
+        n_loop = 0
+    else:
+        n_loop = n
+    for i in range(n_loop):
         assert len(ep.poll(0)) == 1
         assert os.write(a.fileno(), b"%07d;" % i) == 8
         if i % 64 == 63:
