@@ -31,7 +31,7 @@ native/ moves.  A kernel entry costs ~100-300 ns depending on the machine
 under what an entry costs for deferral to pay where entries are cheap.
 
     .venv/bin/python benchmarks/callcost.py            # ~30 s
-    .venv/bin/python benchmarks/callcost.py --quick    # ~10 s
+    .venv/bin/python benchmarks/callcost.py --quick    # ~6 s
     .venv/bin/python benchmarks/callcost.py --json out.json
 
 Exit status 0; 1 when a run failed (the driver checks every call's result);
@@ -126,7 +126,7 @@ def syscalls(exe: Path, mode: str, rounds: int, wait: str, tmp: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds (~10 s)")
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (~6 s a wait)")
     ap.add_argument("--wait", choices=["epoll", "poll", "both"], default="both",
                     help="the wait of each round (default both)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if not shutil.which(tool):
             print(f"callcost: {tool} not found (apt-get install {tool})", file=sys.stderr)
             return 2
-    lo, hi = (200, 1200) if args.quick else (1000, 5000)
+    lo, hi = (200, 700) if args.quick else (1000, 5000)
     waits = ["epoll", "poll"] if args.wait == "both" else [args.wait]
     rows = []
     with tempfile.TemporaryDirectory(prefix="callcost-") as d:

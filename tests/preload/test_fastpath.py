@@ -76,19 +76,26 @@ def test_without_watchdog_the_calls_read_the_clock(mode: str, built: tuple[Path,
     assert reads >= CALLS, reads
 
 
+def timer_counter(tmp: Path) -> Path:
+    """progs/syscallcount.c built as a preload that counts the library's
+    timer_settime calls (it prints them at exit); skips where the uring
+    executor cannot run."""
+    from conftest import executor_skip_reason
+
+    reason = executor_skip_reason("uring")
+    if reason:
+        pytest.skip(reason)
+    shim = compile_c(PROGS / "syscallcount.c", tmp, "-shared", "-fPIC", "-ldl")
+    return shim.rename(tmp / "syscallcount.so")
+
+
 def test_file_reads_leave_the_timer_alone(tmp_path: Path) -> None:
     """A read of a regular file (lighttpd answers small files so) is no
     blocking call a signal could end: the thread's timer, still running from
     the last deferred write, stays as it is.  Stopping it before each read
     and arming it at the next write cost two system calls a request (2,000
     timer_settime for these 1,000 iterations); kept, at most one a period."""
-    from conftest import executor_skip_reason
-
-    reason = executor_skip_reason("uring")
-    if reason:
-        pytest.skip(reason)
-    shim = compile_c(PROGS / "syscallcount.c", tmp_path, "-shared", "-fPIC", "-ldl")
-    shim = shim.rename(tmp_path / "syscallcount.so")
+    shim = timer_counter(tmp_path)
     prog = compile_c(PROGS / "file_reads.c", tmp_path)
     data = tmp_path / "small.html"
     data.write_bytes(b"0123456789" * 10)
@@ -122,13 +129,7 @@ def test_blocking_reads_leave_a_restartable_timer_alone(how: str, tmp_path: Path
     reads, no EINTR).  Where the signal would end the read, it is stopped
     as before: MSG_WAITALL and SO_RCVLOWAT (a short read), SO_RCVTIMEO
     (EINTR), also one set after the library first looked (late)."""
-    from conftest import executor_skip_reason
-
-    reason = executor_skip_reason("uring")
-    if reason:
-        pytest.skip(reason)
-    shim = compile_c(PROGS / "syscallcount.c", tmp_path, "-shared", "-fPIC", "-ldl")
-    shim = shim.rename(tmp_path / "syscallcount.so")
+    shim = timer_counter(tmp_path)
     prog = compile_c(PROGS / "round_trips.c", tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCA_")}
     stats = tmp_path / "s.json"
