@@ -151,8 +151,34 @@ ESCA_HIDDEN void esca__retire(struct esca_table *t);
 
 /* registry.c */
 ESCA_HIDDEN const struct esca_executor *esca__executor_of(int kind);
-ESCA_HIDDEN int esca__is_data(int op);
-ESCA_HIDDEN int esca__sends(int op);
+
+/* What kind of op an op is (esca.h's ESCA_OPS), inline: the queue, the
+ * rounds and the completions ask it several times an entry (an out-of-line
+ * call each, ~9 instructions: benchmarks/callcost.py). */
+static inline int esca__op_kind(int op)
+{
+	switch (op) {
+#define ESCA__OP_KIND(E, n, k) case ESCA_OP_##E: return k;
+	ESCA_OPS(ESCA__OP_KIND)
+#undef ESCA__OP_KIND
+	default:
+		return 0;
+	}
+}
+
+/* A data op: bytes from its iov. */
+static inline int esca__is_data(int op)
+{
+	return esca__op_kind(op) == ESCA_OPK_DATA;
+}
+
+/* A data op or a sendfile: an op that sends bytes. */
+static inline int esca__sends(int op)
+{
+	int k = esca__op_kind(op);
+
+	return k == ESCA_OPK_DATA || k == ESCA_OPK_FILE;
+}
 
 /* flush.c: esca_flush and entries run as plain syscalls */
 ESCA_HIDDEN void esca__run_direct(struct esca_table *t, struct esca_entry *e,

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * registry.c - the executors by kind (esca__executor_of) and the names of
  * ops, executors and flush reasons: esca_op_name(), esca_executor_name(),
- * esca_flush_reason_name(); what kind of op an op is (esca__is_data()).
+ * esca_flush_reason_name() (what kind of op an op is: internal.h's
+ * esca__is_data(), inline).
  * The lists themselves are esca.h's ESCA_OPS, ESCA_EXECUTORS and
  * ESCA_FLUSH_REASONS. */
 #include <stddef.h>
@@ -25,9 +26,6 @@ const struct esca_executor *esca__executor_of(int kind)
 #define OP_NAME(E, n, k) [ESCA_OP_##E] = #n,
 static const char *const op_names[ESCA_OP__COUNT] = { ESCA_OPS(OP_NAME) };
 #undef OP_NAME
-#define OP_KIND(E, n, k) [ESCA_OP_##E] = k,
-static const unsigned char op_kinds[ESCA_OP__COUNT] = { ESCA_OPS(OP_KIND) };
-#undef OP_KIND
 
 static const char *name_in(const char *const *names, int count, int i)
 {
@@ -39,17 +37,6 @@ const char *esca_op_name(int op)
 	return name_in(op_names, ESCA_OP__COUNT, op);
 }
 
-int esca__is_data(int op)
-{
-	return op >= 0 && op < ESCA_OP__COUNT && op_kinds[op] == ESCA_OPK_DATA;
-}
-
-/* A data op or a sendfile: an op that sends bytes. */
-int esca__sends(int op)
-{
-	return op >= 0 && op < ESCA_OP__COUNT &&
-	       (op_kinds[op] == ESCA_OPK_DATA || op_kinds[op] == ESCA_OPK_FILE);
-}
 
 #define EXEC_NAME(E, n) [ESCA_EXEC_##E] = #n,
 static const char *const exec_names[ESCA_EXEC__COUNT] = {
