@@ -108,8 +108,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 	if (level == SOL_SOCKET && name == SO_RCVLOWAT && (fi = fdi(fd)))
 		fi->flags |= FI_NOANSWER;	/* a short read proves nothing */
 	if (level == SOL_SOCKET && (is_rcvtimeo(name) || name == SO_RCVLOWAT) &&
-	    (fi = fdi(fd)))
-	{
+	    (fi = fdi(fd))) {
 		fi->flags &= (uint16_t)~FI_RTO_NONE;	/* read_restarts asks again */
 		fi->rto_set = 0;
 	}

@@ -576,7 +576,9 @@ HIDDEN void adapt_window_end(struct tstate *ts);
 HIDDEN void adapt_totals(struct adapt_totals *t);
 HIDDEN void adapt_after_fork(void);
 
-/* An event-loop wait of ts returned n (after its flush): count it; once
+/* A wait of ts returned n (after its flush): an epoll wait, poll or select
+ * (n its events), or a read that may block on a socket (read.c, n 1 when
+ * bytes came): count it; once
  * the waits and their events reach the window's length (cfg.adapt_window;
  * a busy server's wait returns tens of events) the controller measures and
  * decides (adapt.c).
