@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if not shutil.which(tool):
             print(f"callcost: {tool} not found (apt-get install {tool})", file=sys.stderr)
             return 2
-    lo, hi = (200, 700) if args.quick else (1000, 5000)
+    lo, hi = (150, 400) if args.quick else (1000, 5000)
     waits = ["epoll", "poll"] if args.wait == "both" else [args.wait]
     rows = []
     with tempfile.TemporaryDirectory(prefix="callcost-") as d:

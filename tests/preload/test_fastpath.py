@@ -119,7 +119,7 @@ def test_file_reads_leave_the_timer_alone(tmp_path: Path) -> None:
 @pytest.mark.parametrize("how", ["plain", "waitall", "rcvtimeo", "late", "lowat"])
 def test_blocking_reads_leave_a_restartable_timer_alone(how: str, tmp_path: Path) -> None:
     """A client that sends and then waits for the reply in a blocking recv
-    (progs/round_trips.c, 1,000 round trips; the peer waits 5 ms, past the
+    (progs/round_trips.c, 400 round trips; the peer waits 5 ms, past the
     time bound, before every 10th reply).  The library stopped its timer
     before each such read and armed it again at the next send: two
     timer_settime a round trip, 4 kernel entries where Linux makes 2 (and
@@ -145,6 +145,6 @@ def test_blocking_reads_leave_a_restartable_timer_alone(how: str, tmp_path: Path
     counts = [int(c) for c in re.findall(r"timer_settime (\d+)", p.stderr)]
     assert counts, p.stderr
     s = json.loads(stats.read_text())
-    assert s["syscalls"]["send"]["deferred"] > 900, s["syscalls"]["send"]
+    assert s["syscalls"]["send"]["deferred"] > 360, s["syscalls"]["send"]
     if how == "plain":
-        assert max(counts) < 300, p.stderr  # 2,000 when stopped before each read
+        assert max(counts) < 120, p.stderr  # 800 when stopped before each read

@@ -1,4 +1,4 @@
-/* round_trips.c: a client that asks and waits with blocking reads, 1,000
+/* round_trips.c: a client that asks and waits with blocking reads, 400
  * round trips of 64 bytes on a unix stream socketpair: send (deferred), then
  * a blocking recv of the reply (it flushes the send).  The echo peer is a
  * forked child making raw system calls (the library sees none of them); it
@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define N 1000
+#define N 400
 #define LEN 64
 
 static void pause_ms(long ms)
