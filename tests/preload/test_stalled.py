@@ -49,6 +49,10 @@ TRIGGERS = ["wait", "read", "open", "fork", "exec", "exit", "sleep", "dup2", "fc
 # every trigger hands over or waits for one fd only (DESIGN.md, "Contract:
 # parked sends"); an entry here is a strict xfail under the parking executors
 NOT_YET: dict[str, str] = {}
+# sequential's stall is the same whatever the trigger (its flush runs A's 16
+# MiB to completion, wherever it runs): its strict xfail on a waiting, a
+# reaping and a blocking trigger is enough (each costs the 1 s B waits)
+SEQUENTIAL_TRIGGERS = ("wait", "timer", "read")
 SEQUENTIAL = ("README, Limits: sequential cannot park; the 16 MiB write to the client that "
               "never reads blocks the server")
 
@@ -64,6 +68,8 @@ def cases() -> list:
         (mode,) = ex.values
         for t in TRIGGERS:
             marks = list(ex.marks)
+            if mode == "sequential" and t not in SEQUENTIAL_TRIGGERS:
+                continue
             if mode == "sequential":
                 marks.append(pytest.mark.xfail(strict=True, reason=SEQUENTIAL))
             elif mode != "plain" and t in NOT_YET:
@@ -128,7 +134,9 @@ def test_stalled_client_holds_up_no_trigger(prog: Path, mode: str, trigger: str)
             # Linux's exit does not wait for A to read: the last drain
             # gives up after 1 s without progress, the parked rest dropped
             assert p.wait(timeout=3) == 0
-        n = read_all(a, BIG, 0.5)
+        # plain Linux's short count is all there is (the idle wait ends
+        # every plain case): a shorter idle there
+        n = read_all(a, BIG, 0.2 if mode == "plain" else 0.5)
         if mode == "plain":
             assert 0 < n < BIG  # the kernel could not take 16 MiB at once
         elif trigger == "exit":
