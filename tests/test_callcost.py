@@ -44,3 +44,38 @@ def test_callcost_counts_every_mode(tmp_path: Path) -> None:
     # the table names every mode
     for m in rows:
         assert f"poll   {m}" in p.stdout, p.stdout
+
+
+@pytest.mark.skipif(not (shutil.which("nginx") and shutil.which("wrk")),
+                    reason="nginx or wrk missing (make deps installs them)")
+def test_servercost_counts_nginx_requests(tmp_path: Path) -> None:
+    """benchmarks/servercost.py: nginx's requests under callgrind, plainly and
+    aside: the library's functions show up only under the library, and cost
+    something (an empty profile would measure nothing)."""
+    out = tmp_path / "servercost.json"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "servercost.py"), "--modes", "plain,aside",
+         "--seconds", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    rows = {r["mode"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"plain", "aside"}
+    for r in rows.values():
+        assert r["requests"] > 100, r
+        # nginx's own work a request: thousands of instructions, not a count
+        # of start-up spread over a few requests
+        assert 3_000 < r["instructions_per_request"] < 100_000, r
+    assert rows["plain"]["library_per_request"] == 0
+    assert rows["plain"]["library_functions"] == {}
+    assert rows["aside"]["library_per_request"] > 0, rows["aside"]
+    assert rows["aside"]["instructions_per_request"] > rows["plain"]["instructions_per_request"]
+    assert "aside" in p.stdout and "plain" in p.stdout
+
+
+def test_servercost_usage_errors() -> None:
+    for argv in (["--modes", "bogus"], ["--seconds", "0"]):
+        p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "servercost.py"), *argv],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2, (argv, p.stderr)
+        assert p.stderr.count("\n") == 1 and p.stderr.startswith("servercost: "), p.stderr

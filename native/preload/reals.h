@@ -84,6 +84,7 @@
 	X(vfork, "vfork", pid_t, (void), REQUIRED)			\
 	X(connect, "connect", int,					\
 	  (int, const struct sockaddr *, socklen_t), REQUIRED)		\
+	X(openat, "openat", int, (int, const char *, int, ...), REQUIRED) \
 	X(exit, "exit", void, (int), REQUIRED)				\
 	X(libc_start_main, "__libc_start_main", int,			\
 	  (int (*)(int, char **, char **), int, char **, void (*)(void),	\

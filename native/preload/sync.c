@@ -406,9 +406,16 @@ static int open_common(int dirfd, const char *path, int flags, int mode)
 {
 	if (unlikely(flags & O_TRUNC))
 		before_truncate(dirfd, path);
-	return after_open((int)lib_syscall_cancel(SYS_openat, dirfd, path,
-						  flags, mode),
-			  flags);
+	/* glibc's openat: a cancellation point as the program's own call
+	 * would have been, at glibc's cost (nothing to switch in a process
+	 * of one thread; lib_syscall_cancel's two pthread_setcanceltype
+	 * were ~70 instructions of nginx's request: benchmarks/servercost).
+	 * A handler's open inside the library: no cancellation (as
+	 * lib_cancel_on), the unwinding would leave our state half made. */
+	if (unlikely(tls_ts && tls_ts->guard))
+		return after_open((int)syscall(SYS_openat, dirfd, path, flags,
+					       mode), flags);
+	return after_open(real.openat(dirfd, path, flags, mode), flags);
 }
 
 EXPORT int truncate64(const char *path, off_t len)
