@@ -108,6 +108,8 @@ fuzz-long: deps
 	ESCA_FUZZ_EXAMPLES=2000 $(VENV)/bin/pytest -q -s tests/reliability/test_fuzz.py
 	ESCA_FLUSH_US=30000 ESCA_TRUST_FUZZ_EXAMPLES=300 $(VENV)/bin/pytest -q -s \
 		tests/trust/test_fuzz_threads.py
+	ESCA_PREFETCH_SEEDS=40 $(VENV)/bin/pytest -q \
+		tests/preload/test_prefetch.py::test_prefetch_echo_matches_plain
 
 bench: deps
 	@$(MAKE) --no-print-directory build
