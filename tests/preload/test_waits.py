@@ -90,8 +90,21 @@ LIBRARY_KIB = 4096
 PER_FD_BYTES = 72
 
 
-@pytest.mark.parametrize("n", [200, 10000], ids=["200", "10000"])
-@pytest.mark.parametrize("mode", modes_with_sequential_stall())
+def stalled_cases() -> list[object]:
+    """(mode, n): sequential's strict xfail at 200 clients only (its stall is
+    the first send in place, whatever n: each case cost 5 s)."""
+    out = []
+    for n in (200, 10000):
+        for p in modes_with_sequential_stall():
+            marks = list(p.marks)  # type: ignore[attr-defined]
+            if n != 200 and p.values[0] == "sequential":  # type: ignore[attr-defined]
+                marks = [pytest.mark.skip(reason="sequential's stall: pinned at 200")]
+            out.append(pytest.param(p.values[0], n, marks=marks,  # type: ignore[attr-defined]
+                                    id=f"{p.id}-{n}"))  # type: ignore[attr-defined]
+    return out
+
+
+@pytest.mark.parametrize(("mode", "n"), stalled_cases())
 def test_many_stalled_clients_do_not_stall_the_server(tmp_path: Path, mode: str, n: int) -> None:
     """Many stalled non-blocking sockets: the active client is still served
     at once, and the server's RSS stays within the budget README Limits

@@ -25,8 +25,19 @@ IN_PLACE = (
 )
 
 
-@pytest.mark.parametrize("how", ["dup2", "fcntl"])
-@pytest.mark.parametrize("mode", modes(sequential=IN_PLACE))
+def cases() -> list[object]:
+    """(mode, how): sequential's strict xfail on dup2 only (its hang is the
+    same send in place either way, and costs the program's 5 s alarm)."""
+    out = []
+    for how in ("dup2", "fcntl"):
+        ps = modes(sequential=IN_PLACE) if how == "dup2" else \
+            modes(skip={"sequential": IN_PLACE + " (pinned by the dup2 case)"})
+        out += [pytest.param(p.values[0], how, marks=p.marks, id=f"{p.id}-{how}")
+                for p in ps]
+    return out
+
+
+@pytest.mark.parametrize(("mode", "how"), cases())
 def test_found_send_to_a_full_self_pipe_then_exit(
     mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
