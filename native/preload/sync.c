@@ -411,8 +411,10 @@ static int open_common(int dirfd, const char *path, int flags, int mode)
 	 * of one thread; lib_syscall_cancel's two pthread_setcanceltype
 	 * were ~70 instructions of nginx's request: benchmarks/servercost).
 	 * A handler's open inside the library: no cancellation (as
-	 * lib_cancel_on), the unwinding would leave our state half made. */
-	if (unlikely(tls_ts && tls_ts->guard))
+	 * lib_cancel_on), the unwinding would leave our state half made.
+	 * Before the library's start (another library's constructor):
+	 * real.openat is not resolved yet, the raw call needs nothing. */
+	if (unlikely(!real.openat || (tls_ts && tls_ts->guard)))
 		return after_open((int)syscall(SYS_openat, dirfd, path, flags,
 					       mode), flags);
 	return after_open(real.openat(dirfd, path, flags, mode), flags);

@@ -161,3 +161,30 @@ def test_dup2_onto_the_librarys_fds_is_ebusy(executor: str, prog: Path, tmp_path
     own = executor == "lkm" or (executor == "uring" and ring_keeps_its_fd())
     assert (int(got.split()[1]) >= 1) == own, got
     assert deferred(stats, "write") > 0
+
+
+@pytest.mark.parametrize("executor", executor_params(plain=True))
+def test_open_before_the_library_starts(executor: str, tmp_path: Path) -> None:
+    """A library preloaded after libesca.so opens a file in its constructor,
+    which runs before libesca.so's: the open must work as plainly (it once
+    called glibc's openat through a pointer resolved only at the library's
+    start: a NULL call, the program killed by SIGSEGV before main)."""
+    cc = "cc"
+    so = tmp_path / "libopen_ctor.so"
+    p = subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o",
+                        str(so), str(PROGS / "open_ctor.c")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "early.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCA_")}
+    env["OPEN_CTOR_FILE"] = str(out)
+    if executor == "plain":
+        env["LD_PRELOAD"] = str(so)
+    else:
+        reason = executor_skip_reason(executor)
+        if reason:
+            pytest.skip(reason)
+        env.update(LD_PRELOAD=f"{LIB} {so}", ESCA_EXECUTOR=executor)
+    r = subprocess.run([sys.executable, "-c", "print('main')"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout) == (0, "main\n"), (r.returncode, r.stderr)
+    assert out.read_text() == "early\n"
