@@ -169,11 +169,7 @@ def test_open_before_the_library_starts(executor: str, tmp_path: Path) -> None:
     which runs before libesca.so's: the open must work as plainly (it once
     called glibc's openat through a pointer resolved only at the library's
     start: a NULL call, the program killed by SIGSEGV before main)."""
-    cc = "cc"
-    so = tmp_path / "libopen_ctor.so"
-    p = subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o",
-                        str(so), str(PROGS / "open_ctor.c")], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    so = compile_c(PROGS / "open_ctor.c", tmp_path, "-shared", "-fPIC")
     out = tmp_path / "early.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCA_")}
     env["OPEN_CTOR_FILE"] = str(out)
