@@ -143,7 +143,7 @@ static int lkm_init(struct esca_table *t)
 		return r;
 	}
 	t->priv = s;
-	t->caps |= ESCA_CAP_PARKS | ESCA_CAP_OWN_PROGRESS;
+	t->caps |= ESCA_CAP_PARKS | ESCA_CAP_OWN_PROGRESS | ESCA_CAP_ONE_ENTRY;
 	return 0;
 }
 

@@ -333,7 +333,7 @@ int esca__uring_init(struct esca_table *t)
 	ring_fd_close(u);
 	t->priv = u;
 	t->caps = ESCA_CAP_PARKS | ESCA_CAP_NO_SIGPIPE | ESCA__CAP_BOUNCE |
-		  ESCA_CAP_PLAIN_FLUSH |
+		  ESCA_CAP_PLAIN_FLUSH | ESCA_CAP_ONE_ENTRY |
 		  (u->sf_direct ? ESCA_CAP_SENDFILE_DIRECT : 0) |
 		  (u->have_epwait ? ESCA_CAP_FOLD_WAIT : 0) |
 		  (u->have_recv ? ESCA_CAP_RECV : 0) |

@@ -103,6 +103,9 @@ enum esca_executor_kind {
 					   * meanwhile (uring with DEFER_TASKRUN,
 					   * lkm, sequential): what a reap left
 					   * pending still stands */
+#define ESCA_CAP_ONE_ENTRY	(1u << 7) /* a flush of many entries is one
+					   * kernel entry (uring, lkm; not
+					   * sequential: one syscall each) */
 
 /* Arguments of one op: the same struct queues an op or runs it directly. */
 struct esca_args {

@@ -182,6 +182,9 @@ void config_load(void)
 	 * whole suite with it: tests set ESCA_LEVERS themselves) */
 	pin_lever("ESCA_ADAPT", LEVER_ADAPT);
 	pin_lever("ESCA_PREFETCH", LEVER_PREFETCH);
+	/* ESCA_PREFETCH=1 also runs it where it cannot pay (prefetch.c) */
+	v = getenv("ESCA_PREFETCH");
+	cfg.prefetch_forced = v && !strcmp(v, "1");
 	cfg.adapt_window = (unsigned)env_num("ESCA_ADAPT_WINDOW", 2048, 1,
 					     1u << 20);
 	/* tests only: the controller's choice forced, to pin what stepping

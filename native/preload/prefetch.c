@@ -45,7 +45,9 @@ struct pf_map_ent {
 	int32_t epfd1;
 };
 static struct pf_map_ent *pf_map;
-static int pf_refused;	/* said once: the executor runs no recv */
+static int pf_refused;	/* said once: the executor cannot run the lever */
+/* what the lever needs of an executor to be on without being named */
+#define PF_CAPS (ESCA_CAP_ONE_ENTRY | ESCA_CAP_RECV)
 
 static unsigned map_hash(int epfd, uint64_t data)
 {
@@ -173,6 +175,19 @@ void prefetch_note(struct tstate *ts, int epfd, const struct epoll_event *evs,
 	if (!ts->table || n < 2 || ts->aside || ts->ad.mode == ADAPT_PLAIN ||
 	    !__atomic_load_n(&pf_map, __ATOMIC_RELAXED))
 		return;
+	/* only where one kernel entry runs all the peeks (uring): under
+	 * sequential each peek and each discard is a syscall of its own (a
+	 * loss: test_prefetch_steps_aside_where_it_cannot_pay), and lkm runs
+	 * no recv; ESCA_PREFETCH=1 runs it wherever it can (the oracle tests:
+	 * sequential's answers) */
+	if (!cfg.prefetch_forced &&
+	    (esca_table_caps(ts->table) & PF_CAPS) != PF_CAPS) {
+		if (!__atomic_exchange_n(&pf_refused, 1, __ATOMIC_RELAXED))
+			say("lever prefetch stays off: this executor does not "
+			    "run the peeks in one kernel entry; reads go to "
+			    "the kernel");
+		return;
+	}
 	p->token = ts->wait_token;
 	for (int i = 0; i < n && p->n < PF_SLOTS; i++) {
 		struct fdinfo *fi;

@@ -283,6 +283,9 @@ struct config {
 	int timer_signal;
 	unsigned selected;	/* bit per enum esca_call */
 	unsigned levers;	/* enum lever bits */
+	int prefetch_forced;	/* ESCA_PREFETCH=1: lever prefetch under every
+				 * executor that runs recv, not only where it
+				 * pays (prefetch.c; the oracle tests) */
 	unsigned adapt_window;	/* lever adapt: event-loop waits + their events
 				 * a window */
 	int adapt_force;	/* ESCA_ADAPT_TEST (tests): 1 aside, 2 flip,

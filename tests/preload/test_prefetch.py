@@ -84,7 +84,8 @@ def run_server(
         reason = executor_skip_reason(mode)
         if reason:
             pytest.skip(reason)
-        e.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_LEVERS="+prefetch")
+        # forced: under sequential too (named, it stays out there)
+        e.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_PREFETCH="1")
         if stats is not None:
             e["ESCA_STATS"] = str(stats)
     e.update(env)
@@ -161,6 +162,12 @@ def test_prefetch_echo_matches_plain(srv: Path, tmp_path: Path, mode: str, seed:
 
 
 def count_entries(exe: Path, mode: str, levers: str, k: int, rounds: int, **env: str) -> int:
+    return run_counted(exe, mode, levers, k, rounds, **env)[0]
+
+
+def run_counted(exe: Path, mode: str, levers: str, k: int, rounds: int,
+                **env: str) -> tuple[int, str]:
+    """The program's kernel entries (perf's sys_enter count) and its stderr."""
     e = dict(os.environ)
     if mode != "plain":
         e.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_LEVERS=levers,
@@ -177,7 +184,7 @@ def count_entries(exe: Path, mode: str, levers: str, k: int, rounds: int, **env:
     assert p.returncode == 0 and p.stdout == "ok\n", (p.stdout, p.stderr)
     for ln in p.stderr.splitlines():
         if "raw_syscalls:sys_enter" in ln:
-            return int(ln.split(",")[0])
+            return int(ln.split(",")[0]), p.stderr
     raise AssertionError(p.stderr)
 
 
@@ -200,6 +207,30 @@ def test_reads_after_a_wait_cost_one_entry(tmp_path: Path, mode: str) -> None:
     assert off - on >= rounds * (k - 2), (off, on)
 
 
+def test_prefetch_steps_aside_where_it_cannot_pay(tmp_path: Path) -> None:
+    """Under sequential each peek and each discard is a syscall of its own:
+    the lever named (ESCA_LEVERS=+prefetch, as `esca run --levers +prefetch`
+    sets it, or io_uring refused under a program run so) stays out there and
+    says so once (as many entries as with the lever off); ESCA_PREFETCH=1
+    forces it (the oracle tests do: K peeks and K discards a round for the K
+    reads).  Without the check, 200 rounds of 8 reads made ~1,600 entries
+    more."""
+    if shutil.which("perf") is None:
+        pytest.skip("no perf")
+    reason = executor_skip_reason("sequential")
+    if reason:
+        pytest.skip(reason)
+    exe = compile_c(PROGS / "prefetch_count.c", tmp_path)
+    k, rounds = 8, 200
+    off = count_entries(exe, "sequential", "all", k, rounds)
+    named, err = run_counted(exe, "sequential", "+prefetch", k, rounds)
+    assert err.count("lever prefetch stays off") == 1, err
+    forced = count_entries(exe, "sequential", "all", k, rounds, ESCA_ADAPT="0",
+                           ESCA_PREFETCH="1")
+    assert abs(named - off) < rounds, (off, named)
+    assert forced - off >= rounds * (k - 2), (off, forced)
+
+
 @pytest.mark.parametrize("mode", executor_params(plain=True))
 def test_prefetch_fionread_then_read(tmp_path: Path, mode: str) -> None:
     """A read after FIONREAD said N returns N (at most the buffer), as
@@ -214,7 +245,7 @@ def test_prefetch_fionread_then_read(tmp_path: Path, mode: str) -> None:
         reason = executor_skip_reason(mode)
         if reason:
             pytest.skip(reason)
-        e.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_LEVERS="+prefetch", ESCA_ADAPT="0")
+        e.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_PREFETCH="1", ESCA_ADAPT="0")
         e["ESCA_STATS"] = str(stats)
     p = subprocess.Popen([str(exe)], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
