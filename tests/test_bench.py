@@ -168,20 +168,27 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 def test_env_mode_runs_interleaved(tmp_path: Path) -> None:
     """--env-mode: one more esca mode with its ESCA_* variables, in the same
     rounds: here lever adapt forced aside, which the stats show (every
-    window aside, almost nothing deferred) against esca's."""
+    window aside, almost nothing deferred) against esca's; and mode
+    vanilla-again, the server without pyesca a second time (the noise
+    floor)."""
     why = skip_reason("lighttpd")
     if why:
         pytest.skip(why)
     out = tmp_path / "out.json"
     argv = [
-        "bench", "--modes", "vanilla,esca", "--env-mode", "aside:ESCA_ADAPT_TEST=aside",
+        "bench", "--modes", "vanilla,esca,vanilla-again",
+        "--env-mode", "aside:ESCA_ADAPT_TEST=aside",
         "--rounds", "1", "--duration", "1", "--warmup", "0", "--perf-seconds", "0",
         "--json", str(out),
     ]  # fmt: skip
     p = subprocess.run([*esca(), *argv], capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     modes = json.loads(out.read_text())["cases"][0]["modes"]
-    assert list(modes) == ["vanilla", "esca", "aside"]
+    assert list(modes) == ["vanilla", "esca", "vanilla-again", "aside"]
+    # the second vanilla runs no pyesca (no stats) and has its own ratio
+    again = modes["vanilla-again"]
+    assert again["runs"][0]["stats"] is None and again["errors"] == 0
+    assert again["ratio"] > 0 and again["ratio_rounds"][0] == again["ratio"]
     assert modes["aside"]["about"] == "esca with ESCA_ADAPT_TEST=aside"
     st = modes["aside"]["runs"][0]["stats"]
     # (the first window, before the first wait, is the kept mode's)
@@ -505,6 +512,18 @@ def test_summary_table_keeps_every_mode_and_flags_losses(tmp_path: Path) -> None
     assert loser and all(r.rstrip().endswith("| NO |") for r in loser), loser
     for f in files:
         assert f"`{f.name}`" in p.stdout  # each file's command and machine under it
+    # vanilla-again (the server without pyesca once more): its row is the
+    # noise floor, never a bound met or missed
+    case["modes"]["vanilla-again"] = json.loads(json.dumps(case["modes"]["vanilla"]))
+    for r in case["modes"]["vanilla-again"]["runs"]:
+        r["mode"] = "vanilla-again"
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps(doc))
+    p = subprocess.run([sys.executable, str(SUMMARY), str(again)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    row = [r for r in p.stdout.splitlines() if "| vanilla-again |" in r]
+    assert len(row) == 1 and row[0].rstrip().endswith("| noise floor |"), row
     bad = subprocess.run([sys.executable, str(SUMMARY), str(tmp_path / "none.json")],
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "no such file" in bad.stderr

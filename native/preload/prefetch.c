@@ -46,7 +46,7 @@ struct pf_map_ent {
 };
 static struct pf_map_ent *pf_map;
 static int pf_refused;	/* said once: the executor cannot run the lever */
-/* what the lever needs of an executor to be on without being named */
+/* what the lever needs of an executor to run unless ESCA_PREFETCH=1 */
 #define PF_CAPS (ESCA_CAP_ONE_ENTRY | ESCA_CAP_RECV)
 
 static unsigned map_hash(int epfd, uint64_t data)

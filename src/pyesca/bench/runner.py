@@ -58,6 +58,12 @@ MODES: dict[str, Mode] = {
     for m in (
         Mode("vanilla", None, "the server as it is, no pyesca"),
         Mode(
+            "vanilla-again",
+            None,
+            "the server as it is once more, in the same rounds: its ratio to vanilla"
+            " is this run's noise floor (what a mode's ratio must exceed to mean anything)",
+        ),
+        Mode(
             "seed",
             ("--syscalls", "seed", "--levers", "none"),
             "only the seed's calls deferred: writev, send, sendfile, shutdown; no lever",
