@@ -136,21 +136,24 @@ static unsigned long env_num(const char *name, unsigned long def,
 	return r;
 }
 
-/* ESCA_<NAME>=0 turns lever off, 1 on, whatever ESCA_LEVERS says. */
-static void pin_lever(const char *var, unsigned lever)
+/* ESCA_<NAME>=0 turns lever off, 1 on, whatever ESCA_LEVERS says; 1 when
+ * it was pinned on. */
+static int pin_lever(const char *var, unsigned lever)
 {
 	const char *v = getenv(var);
 
-	if (v && !strcmp(v, "0"))
+	if (v && !strcmp(v, "0")) {
 		cfg.levers &= ~lever;
-	else if (v && !strcmp(v, "1"))
+	} else if (v && !strcmp(v, "1")) {
 		cfg.levers |= lever;
-	else if (v && *v) {
+		return 1;
+	} else if (v && *v) {
 		char m[64];
 
 		snprintf(m, sizeof(m), "%s is 0 or 1, ignored", var);
 		say(m);
 	}
+	return 0;
 }
 
 void config_load(void)
@@ -181,10 +184,8 @@ void config_load(void)
 	 * lever prefetch by ESCA_PREFETCH whatever ESCA_LEVERS says (to run a
 	 * whole suite with it: tests set ESCA_LEVERS themselves) */
 	pin_lever("ESCA_ADAPT", LEVER_ADAPT);
-	pin_lever("ESCA_PREFETCH", LEVER_PREFETCH);
 	/* ESCA_PREFETCH=1 also runs it where it cannot pay (prefetch.c) */
-	v = getenv("ESCA_PREFETCH");
-	cfg.prefetch_forced = v && !strcmp(v, "1");
+	cfg.prefetch_forced = pin_lever("ESCA_PREFETCH", LEVER_PREFETCH);
 	cfg.adapt_window = (unsigned)env_num("ESCA_ADAPT_WINDOW", 2048, 1,
 					     1u << 20);
 	/* tests only: the controller's choice forced, to pin what stepping
