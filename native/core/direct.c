@@ -102,6 +102,41 @@ out:
 	return ret;
 }
 
+int64_t esca__data_once(const struct esca_args *a, size_t skip,
+			uint64_t *nsys)
+{
+	struct iovec stack[DIRECT_IOV], *iov = stack;
+	int n = a->iovcnt, first = 0;
+	long r;
+
+	if (n > DIRECT_IOV) {
+		iov = malloc((size_t)n * sizeof(*iov));
+		if (!iov)
+			return -ENOMEM;
+	}
+	if (n > 0)
+		memcpy(iov, a->iov, (size_t)n * sizeof(*iov));
+	while (first < n && skip >= iov[first].iov_len)
+		skip -= iov[first++].iov_len;
+	if (first < n) {
+		iov[first].iov_base = (char *)iov[first].iov_base + skip;
+		iov[first].iov_len -= skip;
+	}
+	do {
+		if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) {
+			struct msghdr m = { .msg_iov = iov + first,
+					    .msg_iovlen = (size_t)(n - first) };
+			r = esca_sys_sendmsg(a->fd, &m, a->flags);
+		} else {
+			r = esca_sys_writev(a->fd, iov + first, n - first);
+		}
+		(*nsys)++;
+	} while (r == -EINTR);
+	if (iov != stack)
+		free(iov);
+	return r;
+}
+
 /* One sendfile system call of count bytes from offset (-1: the file's
  * position); bytes sent or -errno. */
 int64_t esca__sendfile_once(int out, int in, int64_t offset, size_t count)
@@ -125,7 +160,8 @@ static int64_t direct_sendfile(const struct esca_args *a, size_t skip,
 		if (r < 0) {
 			if (r == -EINTR)
 				continue;
-			if (r == -EAGAIN && wait_writable(a->fd, nsys) == 0)
+			if (r == -EAGAIN && !(a->flags & MSG_DONTWAIT) &&
+			    wait_writable(a->fd, nsys) == 0)
 				continue;
 			return done > 0 ? (int64_t)done : r;
 		}

@@ -2,7 +2,8 @@
  * flush.c - the table's side of a flush: esca_flush(),
  * esca_flush_epoll_wait(), esca_sync_fd(), esca_table_wait(), the progress fd; and entries run
  * as plain syscalls (esca__run_direct, esca__run_queued_direct) by the
- * executors that cannot take them (DESIGN.md, "Contract: fallback").
+ * executors that cannot take them (DESIGN.md, "Contract: fallback"), or
+ * without waiting for room (esca__run_nowait: sequential).
  */
 #include <errno.h>
 #include <sys/socket.h>
@@ -66,16 +67,84 @@ void esca__run_queued_direct(struct esca_table *t, int fallback)
 	}
 }
 
-/* ESCA_FLUSH_TRY for an executor that cannot park (sequential): the queued
- * entries in table order as plain syscalls that never block.  A data op on
- * a socket goes out with MSG_DONTWAIT from where it stopped; what a full
- * socket leaves stays queued (e->done says how much went), and so does
- * every entry after it, as does a sendfile (no flag makes it return at
- * once): the next flush goes on from there.  For the timer signal's
- * handler, which may have interrupted the thread holding a lock that the
- * socket's reader needs (a Python program's GIL: a blocking send there
- * waited for good; tests/preload/test_programs.py, fork_threads.py). */
-void esca__try_queued_direct(struct esca_table *t)
+/* A sendfile from where it stopped, without waiting for room: ESCA__RAN
+ * (complete: the count, end of file, or an error) or ESCA__FULL. */
+static int sendfile_nowait(struct esca_table *t, struct esca_entry *e)
+{
+	for (;;) {
+		int64_t r = esca__sendfile_once(e->fd, e->fd2, e->offset < 0 ?
+						-1 : e->offset + (int64_t)e->done,
+						e->len - e->done);
+
+		t->st.kernel_entries++;
+		if (r == -EINTR)
+			continue;
+		if (r == -EAGAIN)
+			return ESCA__FULL;
+		if (r < 0 || r == 0) {	/* an error, or the end of the file */
+			t->st.entries_executed++;
+			esca__complete(t, e, e->done ? (int64_t)e->done : r);
+			return ESCA__RAN;
+		}
+		e->done += (size_t)r;
+		if (e->done >= e->len) {
+			t->st.entries_executed++;
+			esca__complete(t, e, (int64_t)e->done);
+			return ESCA__RAN;
+		}
+	}
+}
+
+int esca__run_nowait(struct esca_table *t, struct esca_entry *e, int try)
+{
+	struct esca_args a;
+	uint64_t n = 0;
+	int64_t r;
+
+	if (!esca__sends(e->op) || e->len == 0 || esca__file_write(t, e)) {
+		esca__run_direct(t, e, 0);	/* no room to wait for */
+		return ESCA__RAN;
+	}
+	if (esca__skip_broken(t, e))
+		return ESCA__RAN;
+	if (e->op == ESCA_OP_SENDFILE) {
+		/* no flag makes it return at once on a blocking socket */
+		if (try && !e->nonblock)
+			return ESCA__HOLD;
+		return sendfile_nowait(t, e);
+	}
+	args_of(e, &a);
+	if (t->fds[e->fd].type != ESCA_FT_OTHER) {
+		/* a socket's (or so far unknown): SIGPIPE is the caller's to
+		 * raise, when a call surfaces the EPIPE (ESCA_CAP_NO_SIGPIPE) */
+		a.op = ESCA_OP_SENDMSG;
+		a.flags |= MSG_DONTWAIT | MSG_NOSIGNAL;
+	} else if (try) {
+		return ESCA__HOLD;	/* a blocking pipe's write blocks */
+	}
+	for (;;) {
+		r = esca__data_once(&a, e->done - e->dropped, &n);
+		t->st.kernel_entries += n;
+		n = 0;
+		if (r == -ENOTSOCK && a.op == ESCA_OP_SENDMSG &&
+		    (e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV)) {
+			esca__fd_not_socket(t, e->fd);
+			return esca__run_nowait(t, e, try);	/* once: known */
+		}
+		if (r == -EAGAIN)
+			return ESCA__FULL;
+		if (r <= 0)	/* an error (the count, after progress) */
+			break;
+		e->done += (size_t)r;
+		if (e->done >= e->len)
+			break;
+	}
+	t->st.entries_executed++;
+	esca__complete(t, e, r < 0 && !e->done ? r : (int64_t)e->done);
+	return ESCA__RAN;
+}
+
+void esca__run_queued_nosignal(struct esca_table *t)
 {
 	for (uint32_t i = t->head; i != t->tail; i++) {
 		struct esca_entry *e = esca__ent(t, i);
@@ -85,25 +154,24 @@ void esca__try_queued_direct(struct esca_table *t)
 
 		if (e->state != ESCA_S_QUEUED)
 			continue;
-		if (e->op == ESCA_OP_SENDFILE)
-			return;
-		if (!esca__is_data(e->op) || e->len == 0) {
-			esca__run_direct(t, e, 0);	/* never waits */
+		if (!esca__is_data(e->op) || e->len == 0 ||
+		    esca__file_write(t, e) ||
+		    t->fds[e->fd].type == ESCA_FT_OTHER) {
+			esca__run_direct(t, e, 0);
 			continue;
 		}
 		if (esca__skip_broken(t, e))
 			continue;
 		args_of(e, &a);
-		a.op = ESCA_OP_SENDMSG;	/* a socket's (the library defers
-					 * no other's data), without waiting */
-		a.flags |= MSG_DONTWAIT;
+		a.op = ESCA_OP_SENDMSG;
+		a.flags |= MSG_NOSIGNAL;
 		r = esca__direct(&a, e->done - e->dropped, &n);
 		t->st.kernel_entries += n;
-		if (r == -EAGAIN || r == -ENOTSOCK)
-			return;		/* full (or no socket): as it was */
-		if (r >= 0 && (size_t)r + e->dropped < e->len) {
-			e->done = (size_t)r + e->dropped;	/* the rest later */
-			return;
+		if (r == -ENOTSOCK &&
+		    (e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV)) {
+			esca__fd_not_socket(t, e->fd);
+			esca__run_direct(t, e, 0);
+			continue;
 		}
 		direct_complete(t, e, r);
 	}
@@ -141,7 +209,8 @@ int esca_flush(struct esca_table *t, unsigned mode, int why)
 		return 0;
 	}
 	count_flush(t, queued, why);
-	if (mode == ESCA_FLUSH_TRY && (t->caps & ESCA_CAP_PARKS))
+	if (mode == ESCA_FLUSH_TRY && (t->caps & ESCA_CAP_PARKS) &&
+	    !(t->caps & ESCA__CAP_TRY))
 		mode = ESCA_FLUSH_REAP;	/* a reaping flush never blocks */
 	r = t->ex->flush(t, mode);
 	esca__retire(t);

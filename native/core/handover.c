@@ -70,7 +70,8 @@ int esca__uring_cancel(struct esca_table *t)
 }
 
 /* The rest of e as the arguments of a new op: what is left to send. */
-static void rest_of(struct esca_entry *e, struct esca_args *a,
+static void rest_of(const struct esca_table *t, struct esca_entry *e,
+		    struct esca_args *a,
 		    struct iovec *tmp)
 {
 	memset(a, 0, sizeof(*a));
@@ -81,6 +82,9 @@ static void rest_of(struct esca_entry *e, struct esca_args *a,
 	a->optname = e->optname;
 	a->order = e->key != e->fd ? e->key + 1 : 0;
 	a->hints = e->nonblock ? ESCA_HINT_NONBLOCK : 0;
+	if (e->op == ESCA_OP_SENDFILE && e->fd2 != e->fd &&
+	    e->fd2 < t->nfds && t->fds[e->fd2].own)
+		a->hints |= ESCA_HINT_OWN_FD2;	/* the taker closes it */
 	a->iovcnt = e->iovcnt;
 	a->iov = e->iov;
 	a->offset = e->offset;
@@ -134,11 +138,14 @@ int esca_table_hand_over(struct esca_table *t, esca_take_fn take, void *ctx)
 
 		if (e->state != ESCA_S_QUEUED)
 			continue;
-		rest_of(e, &a, &tmp);
+		rest_of(t, e, &a, &tmp);
 		r = take(ctx, &a, e->user, e->done);
 		if (r < 0)
 			break;
-		/* its completion is the taker's now: no callback here */
+		/* its completion is the taker's now: no callback here; a dup
+		 * of ours it reads is the taker's to close */
+		if (a.hints & ESCA_HINT_OWN_FD2)
+			t->fds[e->fd2].own = 0;
 		t->complete = NULL;
 		esca__complete(t, e, (int64_t)e->len);
 		t->complete = complete;

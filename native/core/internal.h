@@ -81,6 +81,9 @@ struct esca_fd {
 				 * device: written as the plain syscall) */
 	int32_t broken;		/* as a key: errno (EPIPE, ECONNRESET) a data
 				 * op of it failed with; later ones fail so too */
+	uint8_t own;		/* a dup of the table's own, read by sendfiles
+				 * (esca_fd_keep_file): closed when the last
+				 * entry naming it completes */
 	void *tail;		/* uring: its chain's last entry (struct uring_slot) */
 };
 enum { ESCA_FD_FREE = 0, ESCA_FD_CHAIN, ESCA_FD_HELD };
@@ -91,6 +94,10 @@ struct esca_table;
 /* Internal capability: a sendfile entry needs a bounce buffer in the
  * arena (the executor reads the file and sends what it read). */
 #define ESCA__CAP_BOUNCE (1u << 16)
+/* Internal capability: its flush takes ESCA_FLUSH_TRY as such (sequential:
+ * a sendfile on a socket that may block stays queued), where for the other
+ * executors that park a reaping flush is the one that never blocks. */
+#define ESCA__CAP_TRY (1u << 17)
 
 struct esca_executor {
 	const char *name;
@@ -184,7 +191,20 @@ static inline int esca__sends(int op)
 ESCA_HIDDEN void esca__run_direct(struct esca_table *t, struct esca_entry *e,
 				  int fallback);
 ESCA_HIDDEN void esca__run_queued_direct(struct esca_table *t, int fallback);
-ESCA_HIDDEN void esca__try_queued_direct(struct esca_table *t);
+/* Every queued entry, in table order, as plain syscalls, a socket's data
+ * with MSG_NOSIGNAL (sequential's waiting flush: ESCA_CAP_NO_SIGPIPE). */
+ESCA_HIDDEN void esca__run_queued_nosignal(struct esca_table *t);
+/* e at its turn as plain syscalls that never wait for room in its fd (the
+ * reaping flush of an executor that parks in user space: sequential).  A
+ * send goes on from where it stopped, a socket's with MSG_DONTWAIT, a
+ * pipe's as its own call (a blocking pipe's may block, as the plain call);
+ * with try (ESCA_FLUSH_TRY: a signal handler's, never blocking) a sendfile
+ * on a socket not known to be non-blocking, and a pipe's write, are not
+ * run.  ESCA__RAN: complete; ESCA__FULL: the fd is full, e->done says what
+ * went (park it); ESCA__HOLD: not run. */
+enum { ESCA__RAN = 0, ESCA__FULL, ESCA__HOLD };
+ESCA_HIDDEN int esca__run_nowait(struct esca_table *t, struct esca_entry *e,
+				 int try);
 
 /* order.c: the per-fd map and completion; order.h: which queued entries
  * may go into a round */
@@ -212,11 +232,42 @@ static inline int esca__file_write(const struct esca_table *t,
  * syscalls; returns err. */
 ESCA_HIDDEN int esca__fail_over(struct esca_table *t, int err);
 
+/* park.c: entries parked in user space on a full fd (lkm, sequential) */
+struct esca_parking {
+	int epfd;		/* the progress fd: each parked fd waits in it
+				 * for EPOLLOUT (one-shot); -1 until first use */
+	unsigned nparked;	/* entries parked */
+	uint8_t *parked;	/* per entry (t->ents): parked */
+	size_t len;		/* its bytes (t->slots) */
+};
+ESCA_HIDDEN int esca__parking_init(struct esca_table *t,
+				   struct esca_parking *p);
+ESCA_HIDDEN void esca__parking_release(struct esca_parking *p);
+/* The progress fd (made on first use), or -errno. */
+ESCA_HIDDEN int esca__parking_fd(struct esca_table *t, struct esca_parking *p);
+/* Park e (stopped on its full fd): in flight, its fd waiting in the
+ * progress fd for room.  0, or -errno (then the caller completes e some
+ * other way, waiting for room as a waiting flush does). */
+ESCA_HIDDEN int esca__park(struct esca_table *t, struct esca_parking *p,
+			   struct esca_entry *e);
+/* Every parked entry back to the queue (need_poll set), its fd out of the
+ * progress fd: a waiting flush, a fall back to plain calls, a hand-over. */
+ESCA_HIDDEN void esca__unpark_all(struct esca_table *t, struct esca_parking *p);
+/* A reaping flush: the parked entries whose fd has room go back to the
+ * queue (their registration fired, so it is disarmed). */
+ESCA_HIDDEN void esca__park_harvest(struct esca_table *t,
+				    struct esca_parking *p);
+
 /* direct.c */
 ESCA_HIDDEN int64_t esca__sendfile_once(int out, int in, int64_t offset,
 					size_t count);
 ESCA_HIDDEN int64_t esca__direct(const struct esca_args *a, size_t skip,
 				 uint64_t *nsys);
+/* One system call of a data op's bytes past skip (EINTR retried): the
+ * bytes it took, or -errno (-EAGAIN: a full fd, with MSG_DONTWAIT or on a
+ * non-blocking one).  Never called with nothing left to send. */
+ESCA_HIDDEN int64_t esca__data_once(const struct esca_args *a, size_t skip,
+				    uint64_t *nsys);
 
 /* uring_setup.c: an io_uring restricted to the executor's operations */
 struct io_uring;

@@ -26,20 +26,15 @@
  *
  * Parked entries (DESIGN.md, "Contract: parked sends").  Under a reaping
  * flush (ESCA_FLUSH_REAP) an entry the module stopped on a full fd (-EAGAIN)
- * is parked: it stays ESCA_S_INFLIGHT with its progress (e->done), so it
- * counts as in flight for esca_table_inflight and esca_fd_inflight, and it
- * holds its key (order.h): what follows it on that open file stays behind
- * it, other fds go on.  Its fd is registered, EPOLLOUT | EPOLLONESHOT, in an
- * epoll fd of the executor's own, the progress fd: readable when a parked
- * fd can take bytes.  The next reaping flush collects those events (a zero
- * timeout) and puts the entries of those fds back in the queue; a waiting
- * flush takes every parked entry back and waits for its fd as above.
+ * is parked (park.c): in flight with its progress (e->done), its fd waiting
+ * for room in the progress fd; the next reaping flush puts the entries of
+ * the fds with room back in the queue, and a waiting flush takes every
+ * parked entry back and waits for its fd as above.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -68,10 +63,7 @@ struct lkm_state {
 	struct iovec *iov;		/* per slot: the data past what is done */
 	struct iovec **rest;		/* per slot: a multi-iovec remainder */
 	struct esca_entry **slot;	/* per slot: its core entry */
-	int epfd;			/* progress fd: the parked fds, or -1 */
-	unsigned nparked;		/* entries parked */
-	uint8_t *parked;		/* per core entry (t->ents): parked */
-	size_t parked_len;		/* its bytes (t->slots) */
+	struct esca_parking park;	/* parked entries, the progress fd */
 };
 
 static void lkm_release(struct lkm_state *s)
@@ -80,16 +72,12 @@ static void lkm_release(struct lkm_state *s)
 		esca__fd_gone(s->fd);
 		esca_sys_close(s->fd);
 	}
-	if (s->epfd >= 0) {
-		esca__fd_gone(s->epfd);
-		esca_sys_close(s->epfd);
-	}
+	esca__parking_release(&s->park);
 	if (s->tab)
 		munmap(s->tab, s->tab_bytes);
 	esca__zfree(s->iov, s->n * sizeof(*s->iov));
 	esca__zfree(s->rest, s->n * sizeof(*s->rest));
 	esca__zfree(s->slot, s->n * sizeof(*s->slot));
-	esca__zfree(s->parked, s->parked_len);
 	esca__zfree(s, sizeof(*s));
 }
 
@@ -104,7 +92,7 @@ static int lkm_init(struct esca_table *t)
 
 	if (!s)
 		return -ENOMEM;
-	s->epfd = -1;
+	s->park.epfd = -1;
 	esca__fd_making(1);
 	s->fd = (int)esca_sys_open(ESCA_LKM_DEVICE, O_RDWR | O_CLOEXEC);
 	if (s->fd >= 0)
@@ -123,14 +111,13 @@ static int lkm_init(struct esca_table *t)
 	s->iov = esca__zalloc(s->n * sizeof(*s->iov));
 	s->rest = esca__zalloc(s->n * sizeof(*s->rest));
 	s->slot = esca__zalloc(s->n * sizeof(*s->slot));
-	s->parked_len = t->slots;
-	s->parked = esca__zalloc(s->parked_len);
 	if (s->tab == MAP_FAILED) {
 		s->tab = NULL;
 		lkm_release(s);
 		return -ENOMEM;
 	}
-	if (!s->iov || !s->rest || !s->slot || !s->parked) {
+	if (!s->iov || !s->rest || !s->slot ||
+	    esca__parking_init(t, &s->park) < 0) {
 		lkm_release(s);
 		return -ENOMEM;
 	}
@@ -201,115 +188,14 @@ static void wait_writable(struct esca_table *t, int fd)
 	}
 }
 
-/* ---- parked entries ----------------------------------------------------- */
-
-/* The progress fd: an epoll fd in which each parked fd waits for EPOLLOUT
- * (one-shot).  A plain number, as the ring's fds: a number past FD_SETSIZE
- * would keep it out of a select() wait set (native/preload/wait.c). */
+/* The progress fd (park.c). */
 static int lkm_progress_fd(struct esca_table *t)
 {
 	struct lkm_state *s = t->priv;
 
 	if (!s)
 		return -EBADF;
-	if (s->epfd < 0) {
-		long fd;
-
-		esca__fd_making(1);
-		fd = esca_sys_epoll_create1(EPOLL_CLOEXEC);
-		/* high and invisible to the program, like the ring's eventfd
-		 * (below FD_SETSIZE: it must fit a select() set) */
-		if (fd >= 0)
-			fd = esca__fd_high((int)fd);
-		esca__fd_making(0);
-		t->st.kernel_entries++;
-		if (fd < 0)
-			return (int)fd;
-		s->epfd = (int)fd;
-	}
-	return s->epfd;
-}
-
-/* Park e (in flight, stopped on its full fd): it stays in flight, and its
- * fd waits in the progress fd for room.  0, or -errno (then the caller
- * waits for the fd in user space, as a waiting flush does). */
-static int park(struct esca_table *t, struct lkm_state *s, struct esca_entry *e)
-{
-	struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT,
-				  .data.u64 = (uint64_t)(uint32_t)e->fd };
-	long r = lkm_progress_fd(t);
-
-	if (r < 0)
-		return (int)r;
-	/* a registration left by an earlier park of this fd is disarmed
-	 * (one-shot): re-arm it, else add one */
-	r = esca_sys_epoll_ctl(s->epfd, EPOLL_CTL_MOD, e->fd, &ev);
-	t->st.kernel_entries++;
-	if (r == -ENOENT) {
-		r = esca_sys_epoll_ctl(s->epfd, EPOLL_CTL_ADD, e->fd, &ev);
-		t->st.kernel_entries++;
-	}
-	if (r < 0)
-		return (int)r;
-	e->need_poll = 0;
-	s->parked[e - t->ents] = 1;
-	s->nparked++;
-	return 0;
-}
-
-/* e, parked, goes back to the queue (its fd may have room). */
-static void unpark(struct esca_table *t, struct lkm_state *s,
-		   struct esca_entry *e, int need_poll)
-{
-	s->parked[e - t->ents] = 0;
-	s->nparked--;
-	e->state = ESCA_S_QUEUED;
-	e->need_poll = (uint8_t)need_poll;
-	t->inflight--;
-}
-
-/* Every parked entry back to the queue, its fd out of the progress fd
- * (still armed): a waiting flush, or the fall back to plain calls. */
-static void unpark_all(struct esca_table *t, struct lkm_state *s)
-{
-	for (uint32_t i = t->head; i != t->tail && s->nparked; i++) {
-		struct esca_entry *e = esca__ent(t, i);
-
-		if (!s->parked[e - t->ents])
-			continue;
-		esca_sys_epoll_ctl(s->epfd, EPOLL_CTL_DEL, e->fd, NULL);
-		t->st.kernel_entries++;
-		unpark(t, s, e, 1);
-	}
-}
-
-/* A reaping flush: the parked entries whose fd has room go back to the
- * queue (their registration fired, so it is disarmed). */
-static void harvest(struct esca_table *t, struct lkm_state *s)
-{
-	struct epoll_event ev[64];
-	long n;
-
-	do {
-		n = esca_sys_epoll_wait(s->epfd, ev, 64, 0);
-		t->st.kernel_entries++;
-		if (n == -EINTR)
-			continue;
-		if (n < 0) {	/* should not happen: try them all */
-			unpark_all(t, s);
-			return;
-		}
-		for (long j = 0; j < n; j++) {
-			int fd = (int)ev[j].data.u64;
-
-			for (uint32_t i = t->head; i != t->tail; i++) {
-				struct esca_entry *e = esca__ent(t, i);
-
-				if (s->parked[e - t->ents] && e->fd == fd)
-					unpark(t, s, e, 0);
-			}
-		}
-	} while ((n == 64 || n == -EINTR) && s->nparked);
+	return esca__parking_fd(t, &s->park);
 }
 
 /* Gather the entries whose turn it is (order.h) into the kernel table.
@@ -383,7 +269,7 @@ static int would_block(const struct esca_entry *e, int32_t err)
 static void stopped_full(struct esca_table *t, struct lkm_state *s,
 			 struct esca_entry *e, unsigned mode)
 {
-	if (mode == ESCA_FLUSH_REAP && park(t, s, e) == 0)
+	if (mode == ESCA_FLUSH_REAP && esca__park(t, &s->park, e) == 0)
 		return;
 	e->need_poll = 1;
 	esca__requeue(t, e);
@@ -432,11 +318,11 @@ static int lkm_flush(struct esca_table *t, unsigned mode)
 {
 	struct lkm_state *s = t->priv;
 
-	if (s->nparked) {
+	if (s->park.nparked) {
 		if (mode == ESCA_FLUSH_REAP)
-			harvest(t, s);
+			esca__park_harvest(t, &s->park);
 		else
-			unpark_all(t, s);	/* every entry completes */
+			esca__unpark_all(t, &s->park);	/* every entry completes */
 	}
 	for (;;) {
 		unsigned before = t->live;
@@ -484,7 +370,7 @@ static int lkm_flush(struct esca_table *t, unsigned mode)
 		}
 		if (err < 0) {	/* EACCES: filtered, traced or audited */
 			/* plain calls in table order: parked ones first */
-			unpark_all(t, s);
+			esca__unpark_all(t, &s->park);
 			return esca__fail_over(t, err == -EACCES ? 0 : err);
 		}
 	}
@@ -495,7 +381,7 @@ static int lkm_owns_fd(struct esca_table *t, int fd)
 {
 	struct lkm_state *s = t->priv;
 
-	return s && fd >= 0 && (fd == s->fd || fd == s->epfd);
+	return s && fd >= 0 && (fd == s->fd || fd == s->park.epfd);
 }
 
 const struct esca_executor esca__lkm = {

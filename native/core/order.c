@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: MIT
  * order.c - per-fd order (DESIGN.md, "Contract: order") for every
  * executor, with order.h (which queued entries go into a round): the per-fd
- * map (esca__fd, esca_fd_pending, esca_fd_inflight), completion
+ * map (esca__fd, esca_fd_pending, esca_fd_inflight, esca_fd_keep_file), completion
  * (esca__complete, esca__skip_broken), esca__requeue, esca__fail_over.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
 /* The per-fd map grows by mmap/mremap, never malloc: esca__fd is on the
  * queue path, which a signal handler may reach while the thread it
@@ -41,9 +45,21 @@ struct esca_fd *esca__fd(struct esca_table *t, int fd)
 	return &t->fds[fd];
 }
 
+/* The table's own dup of a file (esca_fd_keep_file), its last reader
+ * done. */
+static void own_close(struct esca_table *t, int fd)
+{
+	t->fds[fd].own = 0;
+	esca__fd_gone(fd);
+	esca_sys_close(fd);
+}
+
 /* Give the map back (esca_table_free, esca_table_abandon). */
 void esca__fd_map_free(struct esca_table *t)
 {
+	for (int i = 0; i < t->nfds; i++)
+		if (t->fds[i].own)	/* a fork's child: its copies */
+			own_close(t, i);
 	if (t->fds)
 		munmap(t->fds, (size_t)t->nfds * sizeof(*t->fds));
 	t->fds = NULL;
@@ -74,6 +90,46 @@ static void fd_unref(struct esca_table *t, int fd)
 {
 	if (fd >= 0 && fd < t->nfds && t->fds[fd].pending > 0)
 		t->fds[fd].pending--;
+}
+
+int esca_fd_keep_file(struct esca_table *t, int fd)
+{
+	int n = 0, dup = -1;
+
+	if (fd < 0 || fd >= t->nfds || !t->fds[fd].pending)
+		return 0;
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+
+		if (e->state == ESCA_S_DONE || e->op != ESCA_OP_SENDFILE ||
+		    e->fd2 != fd || e->fd == fd)
+			continue;
+		if (dup < 0) {
+			long r;
+
+			esca__fd_making(1);
+			r = esca_sys_ret(syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0));
+			if (r >= 0)
+				r = esca__fd_high((int)r);
+			esca__fd_making(0);
+			t->st.kernel_entries++;
+			if (r < 0)
+				return n ? n : (int)r;
+			if (!esca__fd(t, (int)r)) {	/* no memory for its state */
+				esca__fd_gone((int)r);
+				esca_sys_close((int)r);
+				return n ? n : -ENOMEM;
+			}
+			dup = (int)r;
+			t->fds[dup].own = 1;
+			t->fds[dup].type = t->fds[fd].type;
+		}
+		e->fd2 = dup;
+		t->fds[fd].pending--;
+		t->fds[dup].pending++;
+		n++;
+	}
+	return n;
 }
 
 /* A close of e's number is queued before e: the number no longer names the
@@ -141,8 +197,12 @@ void esca__complete(struct esca_table *t, struct esca_entry *e, int64_t result)
 		t->nbroken = 0;
 	}
 	fd_unref(t, e->fd);
-	if (e->op == ESCA_OP_SENDFILE && e->fd2 != e->fd)
+	if (e->op == ESCA_OP_SENDFILE && e->fd2 != e->fd) {
 		fd_unref(t, e->fd2);
+		if (e->fd2 < t->nfds && t->fds[e->fd2].own &&
+		    !t->fds[e->fd2].pending)
+			own_close(t, e->fd2);
+	}
 	if (e->key != e->fd && e->key < t->nfds && t->fds[e->key].keyed)
 		t->fds[e->key].keyed--;
 	if (e->op == ESCA_OP_CLOSE && e->fd < t->nfds)

@@ -391,6 +391,8 @@ int64_t esca_queue(struct esca_table *t, const struct esca_args *a,
 		}
 		e->iovcnt = 0;
 	}
+	if ((a->hints & ESCA_HINT_OWN_FD2) && f2)
+		f2->own = 1;	/* a hand-over's: closed with its last reader */
 	if ((a->hints & ESCA_HINT_NOTSOCK) && f->type == ESCA_FT_UNKNOWN &&
 	    (a->op == ESCA_OP_WRITE || a->op == ESCA_OP_WRITEV))
 		esca__fd_not_socket(t, a->fd);

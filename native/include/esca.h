@@ -134,6 +134,10 @@ struct esca_args {
 #define ESCA_HINT_NONBLOCK (1u << 1) /* fd is a non-blocking socket (a
 				      * sendfile may then run as the syscall
 				      * inside a flush: ESCA_CFG_SENDFILE_DIRECT) */
+#define ESCA_HINT_OWN_FD2  (1u << 2) /* sendfile: fd2 is the table's to close
+				      * when its last entry completes (a
+				      * hand-over's rest of an entry whose
+				      * file esca_fd_keep_file kept open) */
 
 /* Called once per entry when it is complete (from inside a flush). */
 typedef void (*esca_complete_fn)(void *ctx, uint64_t user, int op, int fd,
@@ -173,8 +177,8 @@ struct esca_config {
 #define ESCA_FLUSH_REAP	1u	  /* submit, collect what completed, leave ops
 				   * parked on a full socket in flight        */
 #define ESCA_FLUSH_TRY	2u	  /* never block (a signal handler's flush): as
-				   * REAP where the executor parks; sequential
-				   * sends what fits now, the rest stays queued */
+				   * REAP; under sequential a sendfile that
+				   * could block and a pipe's write stay queued */
 
 /* Why a flush happened, for the stats: X(ENUM, name) (DESIGN.md, "Flush
  * triggers"). */
@@ -255,6 +259,14 @@ ESCA_API int esca_fd_pending(const struct esca_table *t, int fd);
 /* 1 when an entry of fd is in the kernel's hands (parked on a full socket
  * after a reaping flush).  Looks at every entry: not for a fast path. */
 ESCA_API int esca_fd_inflight(const struct esca_table *t, int fd);
+/* The program closes fd, a file that pending sendfiles read (DESIGN.md,
+ * "Contract: fd lifetime"): those entries read a dup of it from now on,
+ * the table's own (close-on-exec, closed when their last one completes), so
+ * the close need not wait for a send parked on a client that does not read.
+ * Returns how many entries moved to the dup, or -errno (they still read
+ * fd).  Not for a file with locks the close must release (flock, OFD): the
+ * dup keeps its open file alive. */
+ESCA_API int esca_fd_keep_file(struct esca_table *t, int fd);
 ESCA_API const struct esca_stats *esca_table_stats(const struct esca_table *t);
 
 /* Clear the `flags` bits (MSG_MORE) of the newest entry of fd when it is a
@@ -313,8 +325,9 @@ ESCA_API int64_t esca_direct(const struct esca_args *a);
  * loop's wait set (edge-triggered with epoll; with poll, read it to clear:
  * uring's is an eventfd; lkm's is an epoll fd, which the flush clears),
  * and when it fires call esca_flush(ESCA_FLUSH_REAP).  -errno if the
- * executor never leaves anything in flight (sequential).  Made on first use;
- * the table owns it. */
+ * executor never leaves anything in flight (none does today: uring's is an
+ * eventfd, lkm's and sequential's an epoll fd).  Made on first use; the
+ * table owns it. */
 ESCA_API int esca_table_progress_fd(struct esca_table *t);
 /* Turn those notifications on (before waiting) or off (no syscall). */
 ESCA_API void esca_table_progress_arm(struct esca_table *t, int on);

@@ -9,7 +9,10 @@
  * ("Contract: order").  The fast path takes no lock and allocates nothing:
  * a TLS pointer, the fd map, and a copy into the table's arena. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <sys/socket.h>
@@ -85,7 +88,7 @@ int64_t defer_queue(struct tstate *ts, struct call_stats *s,
 	r = esca_queue(ts->table, a, 0, user);
 	lib_leave(ts);
 	if (unlikely(r == -ENOBUFS)) {
-		/* never blocks: under sequential, which cannot park, a
+		/* never blocks: under sequential, before it could park, a
 		 * non-blocking writer's own full socket (its reader this very
 		 * thread) blocked the flush for good (the sockets' audit:
 		 * writes until EAGAIN on a socketpair hung); what stays
@@ -175,8 +178,8 @@ int behind_parked(struct tstate *ts, struct fdinfo *fi, int fd, int flags)
 }
 
 /* A data call on a non-blocking socket whose earlier bytes are parked in
- * flight (its peer does not read), or under sequential still queued after a
- * flush that never blocks, would have to wait for them: the kernel
+ * flight (its peer does not read), or still queued after a flush that never
+ * blocks (an executor that cannot park), would have to wait for them: the kernel
  * would say EAGAIN (the send buffer is full, and ours come first), and
  * waiting here would stop the program's event loop for every other client.
  * 1: answer EAGAIN; the socket is owed an event (lib_pay_owed, wait.c).
@@ -190,7 +193,7 @@ int parked_eagain(struct tstate *ts, struct fdinfo *fi, int fd, int flags)
 	lib_flush(ts, ESCA_FLUSH_TRY, ESCA_WHY_SYNC);
 	if (esca_table_caps(ts->table) & ESCA_CAP_PARKS ?
 	    !esca_fd_inflight(ts->table, fd) :
-	    /* sequential: what a full socket did not take stays queued */
+	    /* one that cannot park: what a full socket left stays queued */
 	    !esca_fd_pending(ts->table, fd))
 		return 0;
 	return owe_eagain(ts, fi, fd);
@@ -250,6 +253,46 @@ EXPORT int shutdown(int fd, int how)
 	return shut_done(fd, how, real.shutdown(fd, how));
 }
 
+/* Does fd's open file hold a lock its close drops (flock, an OFD lock, a
+ * POSIX lock of this process)?  /proc/self/fdinfo/FD lists them ("lock:");
+ * 1 when it cannot tell. */
+static int fd_has_lock(int fd)
+{
+	char path[48], buf[1024];
+	long n, got = 0;
+	int pfd;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	pfd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (pfd < 0)
+		return 1;
+	while (got < (long)sizeof(buf) - 1 &&
+	       (n = syscall(SYS_read, pfd, buf + got,
+			    sizeof(buf) - 1 - (size_t)got)) > 0)
+		got += n;
+	syscall(SYS_close, pfd);
+	if (got >= (long)sizeof(buf) - 1)
+		return 1;	/* more than flags and position: locks */
+	buf[got] = 0;
+	return strstr(buf, "lock:") != NULL;
+}
+
+/* The close of a file that this thread's deferred sendfiles still read
+ * (their bytes parked on a client that does not read): they read a dup of
+ * it from now on (esca_fd_keep_file), and the close does not wait for that
+ * client (nginx closes a file once its last chunk is sent: every other
+ * client waited; tests/reliability/test_stall.py).  Not for a file with a
+ * lock, which its close must drop: the close waits, as before. */
+static void close_file_readers(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	if (!ts->table || deferrable_kind(fi, fd) != FK_FILE ||
+	    !esca_fd_pending(ts->table, fd) || fd_has_lock(fd))
+		return;
+	ts->guard++;
+	esca_fd_keep_file(ts->table, fd);
+	lib_leave(ts);
+}
+
 /* close: deferred only for a connected stream socket, and only while no
  * other thread's entries name the fd (DESIGN.md, "Contract: fd lifetime");
  * otherwise closed now, or held for those entries (fd_close_ordered). */
@@ -287,6 +330,7 @@ EXPORT int close(int fd)
 		/* stream sockets only (DESIGN.md, "Deferral scope"); a listening
 		 * or unconnected socket (its port), a file (its locks), a pipe:
 		 * never closed late */
+		close_file_readers(ts, fi, fd);
 		pass_through(ts, CALL_CLOSE, fd, PASS_FD);
 		return fd_close_ordered(ts, fi, fd);
 	}

@@ -336,6 +336,13 @@ static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
 			return -1;
 		return pass_through(ts, CALL_SENDFILE, out, PASS_SIZE);
 	}
+	/* as a data call's: EAGAIN behind parked bytes (under uring the
+	 * bounce buffers' arena filled up first; sequential has none, and
+	 * nginx queued its whole 64 MiB file behind a client that does not
+	 * read, then closed the file: a wait for that client) */
+	if (unlikely(esca_table_inflight(ts->table)) &&
+	    behind_parked(ts, fi, out, 0))
+		return -1;
 	/* (plain flushes run the cork's end right after the sendfile: the
 	 * composed MSG_MORE is enough, as under sequential) */
 	if ((fi->flags & FI_CORK_VIRT) && (fi->flags & FI_NONBLOCK) &&

@@ -162,7 +162,7 @@ static void on_timer_signal(int sig, siginfo_t *si, void *uc)
 
 		ts->guard++;
 		/* never blocking: the thread may hold a lock the socket's
-		 * reader needs (ESCA_FLUSH_TRY: sequential sends what fits) */
+		 * reader needs (ESCA_FLUSH_TRY) */
 		if (esca_table_pending(ts->table))
 			esca_flush(ts->table, end ? ESCA_FLUSH_WAIT :
 				   ESCA_FLUSH_TRY, end ? ESCA_WHY_LIFECYCLE :

@@ -133,8 +133,8 @@ int before_wait(struct tstate *ts)
 	pfd = esca_table_progress_fd(ts->table);
 	lib_leave(ts);
 	if (pfd < 0) {
-		/* no way to be woken: finish them now (sequential never
-		 * leaves anything in flight, so this is a safety net) */
+		/* no way to be woken (no fd left for the progress fd):
+		 * finish them now, a safety net */
 		lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
 		return -1;
 	}

@@ -14,7 +14,8 @@ lseek, fsync (a waiting flush: every entry), fork (atfork waited), exit (the
 process never ended).  These pass on main too, and cannot fail there: wait,
 timer, budget, capacity, explicit (their flush reaps, it never waited) and
 open (it flushes nothing since files are not deferred).  `sequential`
-cannot park (README, Limits): a strict xfail.  ESCA_FLUSH_US is 1 s but for
+could not park until session 16 (a strict xfail then); it parks now, every
+trigger is run under it too.  ESCA_FLUSH_US is 1 s but for
 "timer": on main every call queued after A's old parked entry was flushed at
 once (test_parked_send_keeps_batching), and the sync triggers found nothing
 to wait for.
@@ -49,14 +50,6 @@ TRIGGERS = ["wait", "read", "open", "fork", "exec", "exit", "sleep", "dup2", "fc
 # every trigger hands over or waits for one fd only (DESIGN.md, "Contract:
 # parked sends"); an entry here is a strict xfail under the parking executors
 NOT_YET: dict[str, str] = {}
-# sequential's stall is the same whatever the trigger (its flush runs A's 16
-# MiB to completion, wherever it runs): its strict xfail on a waiting, a
-# reaping and a blocking trigger is enough (each costs the 1 s B waits)
-SEQUENTIAL_TRIGGERS = ("wait", "timer", "read")
-SEQUENTIAL = ("README, Limits: sequential cannot park; the 16 MiB write to the client that "
-              "never reads blocks the server")
-
-
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_c(PROGS / "stalled.c", tmp_path_factory.mktemp("stalled"), "-ldl", "-lpthread")
@@ -68,11 +61,7 @@ def cases() -> list:
         (mode,) = ex.values
         for t in TRIGGERS:
             marks = list(ex.marks)
-            if mode == "sequential" and t not in SEQUENTIAL_TRIGGERS:
-                continue
-            if mode == "sequential":
-                marks.append(pytest.mark.xfail(strict=True, reason=SEQUENTIAL))
-            elif mode != "plain" and t in NOT_YET:
+            if mode != "plain" and t in NOT_YET:
                 marks.append(pytest.mark.xfail(strict=True, reason=NOT_YET[t]))
             out.append(pytest.param(mode, t, marks=marks, id=f"{mode}-{t}"))
     return out

@@ -24,7 +24,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_waits import PROGS, SEQUENTIAL_STALL, build, run
+from test_waits import PROGS, build, run
 
 from conftest import executor_params
 
@@ -47,18 +47,6 @@ CASES = [
     ["quiet_epoll"],
     ["quiet_pause"],
 ]
-# the flush before the wait completes the parked sends in place (README,
-# Limits): the wait starts only when the slow peer has read them all
-IN_PLACE = {
-    "select_small",
-    "select_stale",
-    "poll_max",
-    "poll_quiet",
-    "nanosleep_short",
-    "quiet_poll",
-    "quiet_epoll",
-    "quiet_pause",
-}
 
 
 def params() -> list[object]:
@@ -67,10 +55,6 @@ def params() -> list[object]:
         for p in executor_params():
             mode = p.values[0]  # type: ignore[attr-defined]
             marks = list(p.marks)  # type: ignore[attr-defined]
-            if mode == "sequential" and case[0] in IN_PLACE:
-                # known and pinned elsewhere (SEQUENTIAL_STALL's strict
-                # xfails in test_waits.py); not paid for again here
-                marks.append(pytest.mark.skip(reason=SEQUENTIAL_STALL.kwargs["reason"]))
             out.append(pytest.param(mode, case, marks=marks, id=f"{'-'.join(case)}-{mode}"))
     return out
 

@@ -19,12 +19,6 @@ PROGS = Path(__file__).parent / "progs"
 # a test fail without the change it covers)
 LIB = Path(os.environ.get("ESCA_TEST_LIB") or Path(pyesca.__file__).parent / "libesca.so")
 
-SEQUENTIAL_STALL = pytest.mark.xfail(
-    strict=True,
-    reason="the sequential executor runs a send to a client that does not read to"
-    " completion inside the flush (README, Limits): the server serves nobody meanwhile",
-)
-
 
 def build(tmp_path: Path, name: str, *extra: str) -> Path:
     return compile_c(PROGS / f"{name}.c", tmp_path, *extra)
@@ -70,17 +64,6 @@ def run(
     )
 
 
-def modes_with_sequential_stall() -> list[object]:
-    out: list[object] = []
-    for p in executor_params(plain=True):
-        mode = p.values[0]  # type: ignore[attr-defined]
-        if mode == "sequential":
-            out.append(pytest.param(mode, marks=[*p.marks, SEQUENTIAL_STALL], id=mode))  # type: ignore[attr-defined]
-        else:
-            out.append(p)
-    return out
-
-
 # ---------------------------------------------------------------- defect 2
 
 
@@ -91,14 +74,13 @@ PER_FD_BYTES = 72
 
 
 def stalled_cases() -> list[object]:
-    """(mode, n): sequential's strict xfail at 200 clients only (its stall is
-    the first send in place, whatever n: each case cost 5 s)."""
+    """(mode, n) for every executor (sequential too: it parks since the
+    session-16 change; before, its flush sent the first stalled client's
+    bytes in place and the server stalled)."""
     out = []
     for n in (200, 10000):
-        for p in modes_with_sequential_stall():
+        for p in executor_params(plain=True):
             marks = list(p.marks)  # type: ignore[attr-defined]
-            if n != 200 and p.values[0] == "sequential":  # type: ignore[attr-defined]
-                marks = [pytest.mark.skip(reason="sequential's stall: pinned at 200")]
             out.append(pytest.param(p.values[0], n, marks=marks,  # type: ignore[attr-defined]
                                     id=f"{p.id}-{n}"))  # type: ignore[attr-defined]
     return out
@@ -120,9 +102,7 @@ def test_many_stalled_clients_do_not_stall_the_server(tmp_path: Path, mode: str,
         pytest.skip(plain.stderr.strip())
     assert plain.returncode == 0, plain.stderr
     try:
-        # sequential's stall is certain (a strict xfail): 5 s show it
-        p = run(mode, [str(exe), str(n)], stats, timeout=5 if mode == "sequential" else 40,
-                nofile=nofile)
+        p = run(mode, [str(exe), str(n)], stats, timeout=40, nofile=nofile)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{mode}: the server stalled with {n} clients that do not read")
     assert p.returncode == 0, p.stderr
@@ -152,7 +132,7 @@ OWED_CASES = {
 
 
 @pytest.mark.parametrize("case", list(OWED_CASES))
-@pytest.mark.parametrize("mode", modes_with_sequential_stall())
+@pytest.mark.parametrize("mode", executor_params(plain=True))
 def test_more_than_64_sockets_owed_at_once(
     tmp_path: Path, mode: str, case: str, request: pytest.FixtureRequest
 ) -> None:
@@ -177,7 +157,7 @@ def test_more_than_64_sockets_owed_at_once(
             mode,
             argv,
             stats,
-            timeout=5 if mode == "sequential" else 20,  # its stall: a strict xfail
+            timeout=20,
             nofile=n + 1024,
             ESCA_CAPACITY=str(capacity),
             ESCA_BUDGET=str(budget),
@@ -261,7 +241,7 @@ def test_every_wait_returns_as_linux_does(
     Linux returns, no sooner - 0 only after the timeout, no wake-up the
     program did not ask for, EINTR only for the program's own signal (never
     the library's timer signal)."""
-    kib = "4" if mode == "sequential" else "1024"  # sequential parks nothing
+    kib = "1024"
     plain = run("plain", [str(wait_diff), call, case, kib], timeout=20)
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.split()[-1] == "late_enough=1", plain.stdout
@@ -318,7 +298,7 @@ def test_progress_event_taken_by_another_thread(
     if mode != "plain":
         s = json.loads(stats.read_text())
         assert s["syscalls"]["send"]["deferred"] > 0, s["syscalls"]["send"]
-        if total > (4 << 20) and mode != "sequential":
+        if total > (4 << 20):
             # over the byte budget: A was answered EAGAIN behind parked bytes
             assert s["eagain_parked"] > 0, s
 

@@ -9,10 +9,8 @@ connections busy (4 s; 60 s with --long), fault clients:
 - half-close: send the request, shutdown(SHUT_WR), read the response;
 - zero window: a 4 KiB receive buffer, stop reading a 16 MiB body for 2 s
   (ESCA_FLUSH_US is 2 ms, the watchdog looks every 10 ms); meanwhile a fresh
-  connection must get whole files (under sequential, which cannot park, by
-  the end of the stall: its worker may hold a probe behind this client's
-  bytes); then the rest of the body, and one more request on the same
-  connection;
+  connection must get whole files during the stall; then the rest of the
+  body, and one more request on the same connection;
 - connect and vanish: close at once; send half a request line and close;
   ask for 64 MiB and close without reading; stay idle to the end.
 
@@ -25,7 +23,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from servers.conftest import mode_skip_reason
-from servers.harness import IO_TIMEOUT, HttpClient, Response, run_threads
+from servers.harness import HttpClient, Response, run_threads
 
 from .rel import Load, make_docroot, running
 
@@ -109,32 +106,10 @@ def faults(port: int, sha: dict[str, str], until: float, mode: str) -> list[Call
             length = int(headers["content-length"])
             first = c.read_body(length, limit=64 << 10)
             stall_end = time.monotonic() + STALL_S
-            if mode != "sequential":
-                # the others are served while this one does not read
-                probes(stall_end)
-            else:
-                # sequential cannot park (README, Limits): a probe queued
-                # behind this client's bytes in its worker's flush waits
-                # until it reads again, so the probes run beside the stall
-                # and are checked whole once it is over (seen once in CI,
-                # under load: the probe and this client on one worker)
-                errs: list[BaseException] = []
-
-                def go() -> None:
-                    try:
-                        probes(stall_end)
-                    except BaseException as exc:  # noqa: BLE001 - re-raised below
-                        errs.append(exc)
-
-                t = threading.Thread(target=go)
-                t.start()
-                time.sleep(max(0.0, stall_end - time.monotonic()))
+            # the others are served while this one does not read (every
+            # executor: sequential parks too)
+            probes(stall_end)
             rest = c.read_body(length - len(first))
-            if mode == "sequential":
-                t.join(IO_TIMEOUT * 3)
-                assert not t.is_alive(), "a probe was not answered after the stall"
-                if errs:
-                    raise errs[0]
             whole(Response(status, headers, first + rest), sha, HUGE)
             whole(c.get("f100.bin"), sha, "f100.bin")
 

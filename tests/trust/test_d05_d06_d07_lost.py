@@ -34,13 +34,7 @@ def test_d05_signal_handler_that_writes(
     assert_deferred(mode, r.stats_path, write=RECORDS // 2)
 
 
-IN_PLACE = (
-    "README, Limits: sequential completes a send to a full socket in place; a"
-    " self-pipe the thread itself drains later blocks it for good"
-)
-
-
-@pytest.mark.parametrize("mode", modes(sequential=IN_PLACE))
+@pytest.mark.parametrize("mode", modes())
 def test_d05_handler_writes_to_a_full_self_pipe(
     mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -52,8 +46,9 @@ def test_d05_handler_writes_to_a_full_self_pipe(
     the full point get EAGAIN, which the handler ignores."""
     exe = prog("d05_signal_write", tmp_path_factory)
     # sequential's hang is a strict xfail: 5 s show it (uring: ~3 s)
-    r = run_on_sockets(mode, [exe, str(RECORDS), "full"], tmp_path,
-                       timeout=5 if mode == "sequential" else 25)
+    r = run_on_sockets(
+        mode, [exe, str(RECORDS), "full"], tmp_path, timeout=5 if mode == "sequential" else 25
+    )
     assert r.rc == 0, r
     assert r.peer == b"".join(b"%08d\n" % i for i in range(RECORDS)), r
     assert r.err.startswith(b"records %d fired " % RECORDS), r

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from .test_found_parked import IN_PLACE
 from .trust import assert_deferred, modes, prog, run
 
 # each of the exit's two bounded waits gives up after 1 s without progress
 BOUND_S = 7.0
 
 
-@pytest.mark.parametrize("mode", modes(skip={"sequential": IN_PLACE}))
+@pytest.mark.parametrize("mode", modes())
 def test_found_exit_waits_for_its_own_parked_send_only_bounded(
     mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from .test_found_parked import IN_PLACE
 from .trust import assert_deferred, modes, prog, run
 
 CASES = ["closed", "dupkey", "scm"]
@@ -42,7 +41,7 @@ def test_found_calls_on_a_closed_number(
     assert "SLOW" not in r.text() and "BROKEN" not in r.text(), r
 
 
-@pytest.mark.parametrize("mode", modes(skip={"sequential": IN_PLACE}))
+@pytest.mark.parametrize("mode", modes())
 def test_found_calls_on_a_number_whose_close_is_parked(
     mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -55,7 +54,7 @@ def test_found_calls_on_a_number_whose_close_is_parked(
     assert r.lines() == plain.lines(), r
 
 
-@pytest.mark.parametrize("mode", modes(skip={"sequential": IN_PLACE}))
+@pytest.mark.parametrize("mode", modes())
 def test_found_dup2_onto_a_number_closing_in_another_thread(
     mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -72,7 +71,7 @@ def test_found_dup2_onto_a_number_closing_in_another_thread(
 
 
 @pytest.mark.parametrize("how", ["fcntl", "ioctl"])
-@pytest.mark.parametrize("mode", modes(skip={"sequential": IN_PLACE}))
+@pytest.mark.parametrize("mode", modes())
 def test_found_nonblock_set_through_a_dup(
     mode: str, how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -19,21 +19,14 @@ import pytest
 
 from .trust import assert_deferred, modes, prog, run
 
-IN_PLACE = (
-    "README, Limits: sequential completes a send to a full socket in place; a"
-    " self-pipe the thread itself drains later blocks it for good"
-)
-
 
 def cases() -> list[object]:
     """(mode, how): sequential's strict xfail on dup2 only (its hang is the
     same send in place either way, and costs the program's 5 s alarm)."""
     out = []
     for how in ("dup2", "fcntl"):
-        ps = modes(sequential=IN_PLACE) if how == "dup2" else \
-            modes(skip={"sequential": IN_PLACE + " (pinned by the dup2 case)"})
-        out += [pytest.param(p.values[0], how, marks=p.marks, id=f"{p.id}-{how}")
-                for p in ps]
+        ps = modes()
+        out += [pytest.param(p.values[0], how, marks=p.marks, id=f"{p.id}-{how}") for p in ps]
     return out
 
 

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from .test_found_parked import IN_PLACE
 from .trust import assert_deferred, modes, prog, run
 
 # plain takes microseconds; the defect took 20 ms each time
 BOUND_MS = 5
 
 
-@pytest.mark.parametrize("mode", modes(skip={"sequential": IN_PLACE}))
+@pytest.mark.parametrize("mode", modes())
 def test_found_second_close_of_a_number_closing_in_this_threads_table(
     mode: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT
+ * park.c - entries parked in user space on a full fd, for the executors
+ * that run sends in this process's context and stop at a full socket with
+ * EAGAIN (lkm: the module stops; sequential: MSG_DONTWAIT):
+ * esca__parking_init, esca__parking_release, esca__parking_fd (the progress
+ * fd), esca__park, esca__unpark_all, esca__park_harvest (DESIGN.md,
+ * "Contract: parked sends").
+ *
+ * A parked entry stays ESCA_S_INFLIGHT with its progress (e->done), so it
+ * counts as in flight for esca_table_inflight and esca_fd_inflight, and it
+ * holds its key (order.h): what follows it on that open file stays behind
+ * it, other fds go on.  Its fd is registered, EPOLLOUT | EPOLLONESHOT, in
+ * an epoll fd of the executor's own, the progress fd: readable when a
+ * parked fd can take bytes.  The next reaping flush collects those events
+ * (esca__park_harvest, a zero timeout) and puts the entries of those fds
+ * back in the queue; a waiting flush takes every parked entry back
+ * (esca__unpark_all) and completes it, waiting for room as the plain call.
+ */
+#include <errno.h>
+#include <sys/epoll.h>
+
+#include "internal.h"
+#include "sys.h"
+
+int esca__parking_init(struct esca_table *t, struct esca_parking *p)
+{
+	p->epfd = -1;
+	p->nparked = 0;
+	p->len = t->slots;
+	p->parked = esca__zalloc(p->len);
+	return p->parked ? 0 : -ENOMEM;
+}
+
+void esca__parking_release(struct esca_parking *p)
+{
+	if (p->epfd >= 0) {
+		esca__fd_gone(p->epfd);
+		esca_sys_close(p->epfd);
+		p->epfd = -1;
+	}
+	esca__zfree(p->parked, p->len);
+	p->parked = NULL;
+}
+
+/* The progress fd, made on first use.  A plain number, as the ring's fds:
+ * a number past FD_SETSIZE would keep it out of a select() wait set
+ * (native/preload/wait.c). */
+int esca__parking_fd(struct esca_table *t, struct esca_parking *p)
+{
+	if (p->epfd < 0) {
+		long fd;
+
+		esca__fd_making(1);
+		fd = esca_sys_epoll_create1(EPOLL_CLOEXEC);
+		/* high and invisible to the program, like the ring's eventfd
+		 * (below FD_SETSIZE: it must fit a select() set) */
+		if (fd >= 0)
+			fd = esca__fd_high((int)fd);
+		esca__fd_making(0);
+		t->st.kernel_entries++;
+		if (fd < 0)
+			return (int)fd;
+		p->epfd = (int)fd;
+	}
+	return p->epfd;
+}
+
+int esca__park(struct esca_table *t, struct esca_parking *p,
+	       struct esca_entry *e)
+{
+	struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT,
+				  .data.u64 = (uint64_t)(uint32_t)e->fd };
+	long r = esca__parking_fd(t, p);
+
+	if (r < 0)
+		return (int)r;
+	/* a registration left by an earlier park of this fd is disarmed
+	 * (one-shot): re-arm it, else add one */
+	r = esca_sys_epoll_ctl(p->epfd, EPOLL_CTL_MOD, e->fd, &ev);
+	t->st.kernel_entries++;
+	if (r == -ENOENT) {
+		r = esca_sys_epoll_ctl(p->epfd, EPOLL_CTL_ADD, e->fd, &ev);
+		t->st.kernel_entries++;
+	}
+	if (r < 0)
+		return (int)r;
+	e->need_poll = 0;
+	if (e->state != ESCA_S_INFLIGHT) {
+		e->state = ESCA_S_INFLIGHT;
+		t->inflight++;
+	}
+	p->parked[e - t->ents] = 1;
+	p->nparked++;
+	return 0;
+}
+
+/* e, parked, goes back to the queue (its fd may have room). */
+static void unpark(struct esca_table *t, struct esca_parking *p,
+		   struct esca_entry *e, int need_poll)
+{
+	p->parked[e - t->ents] = 0;
+	p->nparked--;
+	e->state = ESCA_S_QUEUED;
+	e->need_poll = (uint8_t)need_poll;
+	t->inflight--;
+}
+
+void esca__unpark_all(struct esca_table *t, struct esca_parking *p)
+{
+	for (uint32_t i = t->head; i != t->tail && p->nparked; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+
+		if (!p->parked[e - t->ents])
+			continue;
+		esca_sys_epoll_ctl(p->epfd, EPOLL_CTL_DEL, e->fd, NULL);
+		t->st.kernel_entries++;
+		unpark(t, p, e, 1);
+	}
+}
+
+void esca__park_harvest(struct esca_table *t, struct esca_parking *p)
+{
+	struct epoll_event ev[64];
+	long n;
+
+	do {
+		n = esca_sys_epoll_wait(p->epfd, ev, 64, 0);
+		t->st.kernel_entries++;
+		if (n == -EINTR)
+			continue;
+		if (n < 0) {	/* should not happen: try them all */
+			esca__unpark_all(t, p);
+			return;
+		}
+		for (long j = 0; j < n; j++) {
+			int fd = (int)ev[j].data.u64;
+
+			for (uint32_t i = t->head; i != t->tail; i++) {
+				struct esca_entry *e = esca__ent(t, i);
+
+				if (p->parked[e - t->ents] && e->fd == fd)
+					unpark(t, p, e, 0);
+			}
+		}
+	} while ((n == 64 || n == -EINTR) && p->nparked);
+}
