@@ -285,8 +285,14 @@ static int fd_has_lock(int fd)
  * lock, which its close must drop: the close waits, as before. */
 static void close_file_readers(struct tstate *ts, struct fdinfo *fi, int fd)
 {
-	if (!ts->table || deferrable_kind(fi, fd) != FK_FILE ||
-	    !esca_fd_pending(ts->table, fd) || fd_has_lock(fd))
+	if (!ts->table || !esca_fd_pending(ts->table, fd) ||
+	    deferrable_kind(fi, fd) != FK_FILE)
+		return;
+	/* the sync's own reaping flush first: what is left then is parked
+	 * (or behind what is), the rare case that pays for the lock check
+	 * and the dup (nginx closes its file after every response) */
+	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	if (!esca_fd_pending(ts->table, fd) || fd_has_lock(fd))
 		return;
 	ts->guard++;
 	esca_fd_keep_file(ts->table, fd);
