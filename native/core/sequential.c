@@ -74,9 +74,10 @@ static void seq_reap(struct esca_table *t, struct esca_parking *p, int try)
 		r = esca__run_nowait(t, e, try);
 		if (r == ESCA__RAN)
 			continue;
-		if (r == ESCA__FULL && esca__park(t, p, e) < 0) {
+		if (r == ESCA__FULL && esca__park(t, p, e) < 0 && !try) {
 			/* no progress fd (out of fds): complete it in place,
-			 * as before parking was */
+			 * as before parking was (never in a signal's flush:
+			 * there it stays queued) */
 			esca__run_direct(t, e, 1);
 			continue;
 		}
