@@ -353,8 +353,10 @@ EXPORT int close(int fd)
 				.order = fi->order_key };
 	fd_forget(fi);
 	fi->kind = FK_BAD;	/* closing: later calls pass and see EBADF */
-	if (defer_queue(ts, &ts->calls[CALL_CLOSE], &a, 0) != PASSED)
+	if (defer_queue(ts, &ts->calls[CALL_CLOSE], &a, 0) != PASSED) {
+		ts->closes_queued = 1;
 		return 0;
+	}
 	lib_sync_fd(ts, fd);
 	fi->kind = FK_UNKNOWN;
 	return fd_close_ordered(ts, fi, fd);

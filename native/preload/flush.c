@@ -440,6 +440,18 @@ uint64_t peers_progress(struct tstate *ts)
 #define DRAIN_TICK_MS 100
 static int drain_gave_up;
 
+/* lib_new_fd's slow path: a reaping flush runs the queued closes (a close
+ * behind bytes parked on a slow client still waits for them: README,
+ * Limits); the flag stays while the table holds anything. */
+void lib_run_closes(struct tstate *ts)
+{
+	if (ts->guard || !ts->table)
+		return;
+	if (esca_table_pending(ts->table))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	ts->closes_queued = esca_table_pending(ts->table) != 0;
+}
+
 void lib_flush_drain(struct tstate *ts, int why)
 {
 	uint64_t since, outq;

@@ -185,6 +185,9 @@ struct tstate {
 	int in_rounds;		/* in a wait's rounds: its timer waits for
 				 * the last (wait_done) */
 	int signaled;		/* the watchdog sent the timer signal */
+	int closes_queued;	/* a close of this thread's may still be queued:
+				 * a call that makes an fd runs it first
+				 * (lib_new_fd) */
 	int ending;		/* this thread runs the end of the process
 				 * (lib_end_flush): its timer's handler never
 				 * waits for its parked sends */
@@ -507,6 +510,18 @@ HIDDEN void prefetch_fold(struct prefetch *into, const struct prefetch *p);
 
 /* flush.c */
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
+HIDDEN void lib_run_closes(struct tstate *ts);
+/* Before a call that makes an fd (open, accept, dup, F_DUPFD, socketpair):
+ * Linux gives it the lowest free number, which a close still queued in
+ * this thread's table has not freed yet.  A load and a branch unless a
+ * close was queued. */
+static inline void lib_new_fd(void)
+{
+	struct tstate *ts = tls_ts;
+
+	if (__builtin_expect(ts != NULL && ts->closes_queued, 0))
+		lib_run_closes(ts);
+}
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
 HIDDEN void lib_push_peer(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void lib_flush_handover(struct tstate *ts, int why);

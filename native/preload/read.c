@@ -384,6 +384,7 @@ EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	before_read(fd, 0);
+	lib_new_fd();
 	r = real.accept4(fd, a, l, flags);
 	if (r >= 0)
 		after_accept(fd, r, flags);
@@ -397,6 +398,7 @@ EXPORT int accept(int fd, struct sockaddr *a, socklen_t *l)
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	before_read(fd, 0);
+	lib_new_fd();
 	r = real.accept(fd, a, l);
 	if (r >= 0)
 		after_accept(fd, r, 0);

@@ -59,6 +59,8 @@ static int fcntl_common(int fd, int cmd, long arg)
 		errno = EBADF;	/* closed by the program, close pending */
 		return -1;
 	}
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+		lib_new_fd();
 	if (cmd == F_SETLKW || cmd == F_OFD_SETLKW)	/* waits for a lock */
 		r = lib_syscall_cancel(SYS_fcntl, fd, cmd, arg);
 	else
@@ -207,6 +209,7 @@ EXPORT int socketpair(int dom, int type, int proto, int sv[2])
 
 	if (unlikely(!lib_ready))
 		esca_lib_init();
+	lib_new_fd();
 	r = (int)syscall(SYS_socketpair, dom, type, proto, sv);
 	if (r < 0 || cfg.disabled || (type & 0xf) != SOCK_STREAM)
 		return r;
@@ -404,6 +407,7 @@ static void before_truncate(int dirfd, const char *path)
 
 static int open_common(int dirfd, const char *path, int flags, int mode)
 {
+	lib_new_fd();
 	if (unlikely(flags & O_TRUNC))
 		before_truncate(dirfd, path);
 	/* glibc's openat: a cancellation point as the program's own call
@@ -469,6 +473,7 @@ EXPORT int dup(int old)
 				 * a free number to the program */
 		return -1;
 	}
+	lib_new_fd();
 	r = (int)syscall(SYS_dup, old);
 	fi = fdi(r);
 
