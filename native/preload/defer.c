@@ -327,6 +327,9 @@ EXPORT int close(int fd)
 	f = defer_begin(ts, CALL_CLOSE, fd, &err);
 	if (!f)
 		return fd_close_ordered(ts, fi, fd);
+	/* a file (never closed late) that parked sendfiles read: both paths
+	 * below that pass it through wait for them otherwise */
+	close_file_readers(ts, fi, fd);
 	if (!call_selected(ts, CALL_CLOSE)) {
 		pass_through(ts, CALL_CLOSE, fd, PASS_NOT_SELECTED);
 		return fd_close_ordered(ts, fi, fd);
@@ -336,7 +339,6 @@ EXPORT int close(int fd)
 		/* stream sockets only (DESIGN.md, "Deferral scope"); a listening
 		 * or unconnected socket (its port), a file (its locks), a pipe:
 		 * never closed late */
-		close_file_readers(ts, fi, fd);
 		pass_through(ts, CALL_CLOSE, fd, PASS_FD);
 		return fd_close_ordered(ts, fi, fd);
 	}
