@@ -32,14 +32,41 @@ static int wait_writable(int fd, uint64_t *nsys)
 
 #define DIRECT_IOV 64
 
-/* Write the data of a data op, `skip` bytes already done. */
+/* Write the data of a data op, `skip` bytes already done: one call at a
+ * time (esca__data_once) until all went, waiting for room on EAGAIN. */
 static int64_t direct_data(const struct esca_args *a, size_t skip,
 			   uint64_t *nsys)
 {
+	size_t total = 0, done = skip;
+
+	for (int i = 0; i < a->iovcnt; i++)
+		total += a->iov[i].iov_len;
+	for (;;) {
+		int64_t r;
+
+		if (total > 0 && done >= total)
+			break;
+		r = esca__data_once(a, done, nsys);
+		if (r < 0) {
+			if (r == -EAGAIN && !(a->flags & MSG_DONTWAIT) &&
+			    wait_writable(a->fd, nsys) == 0)
+				continue;
+			return done > 0 ? (int64_t)done : r;
+		}
+		done += (size_t)r;
+		if (total == 0 || r == 0)
+			break;	/* zero-length write: one call; no progress: stop */
+	}
+	return (int64_t)done;
+}
+
+int64_t esca__data_once(const struct esca_args *a, size_t skip,
+			uint64_t *nsys)
+{
 	struct iovec stack[DIRECT_IOV], *iov = stack;
 	int n = a->iovcnt, first = 0;
-	size_t total = 0, done = skip;
-	int64_t ret;
+	size_t total = 0;
+	long r;
 
 	if (n > DIRECT_IOV) {
 		iov = malloc((size_t)n * sizeof(*iov));
@@ -50,73 +77,9 @@ static int64_t direct_data(const struct esca_args *a, size_t skip,
 		memcpy(iov, a->iov, (size_t)n * sizeof(*iov));
 	for (int i = 0; i < n; i++)
 		total += iov[i].iov_len;
-
-	for (;;) {
-		long r;
-		size_t s = done;
-
-		/* the iovec past what is done */
-		if (n > 0)
-			memcpy(iov, a->iov, (size_t)n * sizeof(*iov));
-		first = 0;
-		while (total > 0 && first < n && s >= iov[first].iov_len) {
-			s -= iov[first].iov_len;
-			first++;
-		}
-		if (total > 0 && done >= total)
-			break;
-		if (first < n) {
-			iov[first].iov_base = (char *)iov[first].iov_base + s;
-			iov[first].iov_len -= s;
-		}
-		if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) {
-			struct msghdr m = { .msg_iov = iov + first,
-					    .msg_iovlen = (size_t)(n - first) };
-			r = esca_sys_sendmsg(a->fd, &m, a->flags);
-		} else if (a->op == ESCA_OP_WRITE && n - first == 1) {
-			/* write(fd, p, 0) reaches the fd (EPIPE on a shut
-			 * socket) where writev of nothing returns 0 */
-			r = esca_sys_write(a->fd, iov[first].iov_base,
-					   iov[first].iov_len);
-		} else {
-			r = esca_sys_writev(a->fd, iov + first, n - first);
-		}
-		(*nsys)++;
-		if (r < 0) {
-			if (r == -EINTR)
-				continue;
-			if (r == -EAGAIN && !(a->flags & MSG_DONTWAIT) &&
-			    wait_writable(a->fd, nsys) == 0)
-				continue;
-			ret = done > 0 ? (int64_t)done : r;
-			goto out;
-		}
-		done += (size_t)r;
-		if (total == 0 || r == 0)
-			break;	/* zero-length write: one call; no progress: stop */
-	}
-	ret = (int64_t)done;
-out:
-	if (iov != stack)
-		free(iov);
-	return ret;
-}
-
-int64_t esca__data_once(const struct esca_args *a, size_t skip,
-			uint64_t *nsys)
-{
-	struct iovec stack[DIRECT_IOV], *iov = stack;
-	int n = a->iovcnt, first = 0;
-	long r;
-
-	if (n > DIRECT_IOV) {
-		iov = malloc((size_t)n * sizeof(*iov));
-		if (!iov)
-			return -ENOMEM;
-	}
-	if (n > 0)
-		memcpy(iov, a->iov, (size_t)n * sizeof(*iov));
-	while (first < n && skip >= iov[first].iov_len)
+	/* the iovec past what is done (a zero-length write keeps its one
+	 * iovec: see below) */
+	while (total > 0 && first < n && skip >= iov[first].iov_len)
 		skip -= iov[first++].iov_len;
 	if (first < n) {
 		iov[first].iov_base = (char *)iov[first].iov_base + skip;
@@ -127,6 +90,11 @@ int64_t esca__data_once(const struct esca_args *a, size_t skip,
 			struct msghdr m = { .msg_iov = iov + first,
 					    .msg_iovlen = (size_t)(n - first) };
 			r = esca_sys_sendmsg(a->fd, &m, a->flags);
+		} else if (a->op == ESCA_OP_WRITE && n - first == 1) {
+			/* write(fd, p, 0) reaches the fd (EPIPE on a shut
+			 * socket) where writev of nothing returns 0 */
+			r = esca_sys_write(a->fd, iov[first].iov_base,
+					   iov[first].iov_len);
 		} else {
 			r = esca_sys_writev(a->fd, iov + first, n - first);
 		}

@@ -265,7 +265,7 @@ ESCA_HIDDEN int64_t esca__direct(const struct esca_args *a, size_t skip,
 				 uint64_t *nsys);
 /* One system call of a data op's bytes past skip (EINTR retried): the
  * bytes it took, or -errno (-EAGAIN: a full fd, with MSG_DONTWAIT or on a
- * non-blocking one).  Never called with nothing left to send. */
+ * non-blocking one).  esca__direct's data ops loop on it. */
 ESCA_HIDDEN int64_t esca__data_once(const struct esca_args *a, size_t skip,
 				    uint64_t *nsys);
 
