@@ -95,6 +95,30 @@ static int sendfile_nowait(struct esca_table *t, struct esca_entry *e)
 	}
 }
 
+/* e's arguments; a data op to a socket (or an fd not known to be none) as
+ * a sendmsg with flags added: 1, else 0 (a pipe's or a device's). */
+static int socket_args(const struct esca_table *t, const struct esca_entry *e,
+		       struct esca_args *a, int flags)
+{
+	args_of(e, a);
+	if (t->fds[e->fd].type == ESCA_FT_OTHER)
+		return 0;
+	a->op = ESCA_OP_SENDMSG;
+	a->flags |= flags;
+	return 1;
+}
+
+/* A sendmsg of a write said ENOTSOCK: the fd's kind, once (an fstat). */
+static int not_a_socket(struct esca_table *t, const struct esca_entry *e,
+			int64_t r)
+{
+	if (r != -ENOTSOCK ||
+	    (e->op != ESCA_OP_WRITE && e->op != ESCA_OP_WRITEV))
+		return 0;
+	esca__fd_not_socket(t, e->fd);
+	return 1;
+}
+
 int esca__run_nowait(struct esca_table *t, struct esca_entry *e, int try)
 {
 	struct esca_args a;
@@ -113,24 +137,16 @@ int esca__run_nowait(struct esca_table *t, struct esca_entry *e, int try)
 			return ESCA__HOLD;
 		return sendfile_nowait(t, e);
 	}
-	args_of(e, &a);
-	if (t->fds[e->fd].type != ESCA_FT_OTHER) {
-		/* a socket's (or so far unknown): SIGPIPE is the caller's to
-		 * raise, when a call surfaces the EPIPE (ESCA_CAP_NO_SIGPIPE) */
-		a.op = ESCA_OP_SENDMSG;
-		a.flags |= MSG_DONTWAIT | MSG_NOSIGNAL;
-	} else if (try) {
+	/* a socket's: SIGPIPE is the caller's to raise, when a call surfaces
+	 * the EPIPE (ESCA_CAP_NO_SIGPIPE) */
+	if (!socket_args(t, e, &a, MSG_DONTWAIT | MSG_NOSIGNAL) && try)
 		return ESCA__HOLD;	/* a blocking pipe's write blocks */
-	}
 	for (;;) {
 		r = esca__data_once(&a, e->done - e->dropped, &n);
 		t->st.kernel_entries += n;
 		n = 0;
-		if (r == -ENOTSOCK && a.op == ESCA_OP_SENDMSG &&
-		    (e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV)) {
-			esca__fd_not_socket(t, e->fd);
+		if (a.op == ESCA_OP_SENDMSG && not_a_socket(t, e, r))
 			return esca__run_nowait(t, e, try);	/* once: known */
-		}
 		if (r == -EAGAIN)
 			return ESCA__FULL;
 		if (r <= 0)	/* an error (the count, after progress) */
@@ -156,21 +172,16 @@ void esca__run_queued_nosignal(struct esca_table *t)
 			continue;
 		if (!esca__is_data(e->op) || e->len == 0 ||
 		    esca__file_write(t, e) ||
-		    t->fds[e->fd].type == ESCA_FT_OTHER) {
+		    !socket_args(t, e, &a, MSG_NOSIGNAL)) {
 			esca__run_direct(t, e, 0);
 			continue;
 		}
 		if (esca__skip_broken(t, e))
 			continue;
-		args_of(e, &a);
-		a.op = ESCA_OP_SENDMSG;
-		a.flags |= MSG_NOSIGNAL;
 		r = esca__direct(&a, e->done - e->dropped, &n);
 		t->st.kernel_entries += n;
-		if (r == -ENOTSOCK &&
-		    (e->op == ESCA_OP_WRITE || e->op == ESCA_OP_WRITEV)) {
-			esca__fd_not_socket(t, e->fd);
-			esca__run_direct(t, e, 0);
+		if (not_a_socket(t, e, r)) {
+			esca__run_direct(t, e, 0);	/* as what it is */
 			continue;
 		}
 		direct_complete(t, e, r);

@@ -285,9 +285,9 @@ static int fd_has_lock(int fd)
  * lock, which its close must drop: the close waits, as before. */
 static void close_file_readers(struct tstate *ts, struct fdinfo *fi, int fd)
 {
-	if (!ts->table || !esca_fd_pending(ts->table, fd) ||
-	    deferrable_kind(fi, fd) != FK_FILE)
-		return;
+	if (deferrable_kind(fi, fd) != FK_FILE || !ts->table ||
+	    !esca_fd_pending(ts->table, fd))
+		return;	/* a socket's close (its kind known: the fast path) */
 	/* the sync's own reaping flush first: what is left then is parked
 	 * (or behind what is), the rare case that pays for the lock check
 	 * and the dup (nginx closes its file after every response) */
