@@ -511,7 +511,8 @@ HIDDEN void prefetch_fold(struct prefetch *into, const struct prefetch *p);
 /* flush.c */
 HIDDEN void lib_flush(struct tstate *ts, unsigned mode, int why);
 HIDDEN void lib_run_closes(struct tstate *ts);
-/* Before a call that makes an fd (open, accept, dup, F_DUPFD, socketpair):
+/* Before a call that makes an fd (open, accept, dup, F_DUPFD, socket,
+ * socketpair, pipe):
  * Linux gives it the lowest free number, which a close still queued in
  * this thread's table has not freed yet.  A load and a branch unless a
  * close was queued. */

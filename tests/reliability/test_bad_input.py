@@ -189,7 +189,7 @@ def test_closed_number_is_lowest_free(mode: str) -> None:
     assert run_code(mode, code) == run_code("plain", code) == "True\n"
 
 
-@pytest.mark.parametrize("how", ["open", "dup", "socketpair", "accept"])
+@pytest.mark.parametrize("how", ["open", "dup", "socketpair", "accept", "socket", "pipe"])
 @pytest.mark.parametrize("mode", EXECUTORS)
 def test_closed_socket_number_is_lowest_free(mode: str, how: str) -> None:
     """A deferred close frees its number only when it runs: the next fd a
@@ -200,6 +200,8 @@ def test_closed_socket_number_is_lowest_free(mode: str, how: str) -> None:
         "dup": "os.dup(1)",
         "socketpair": "socket.socketpair()[0].fileno()",
         "accept": "lst.accept()[0].fileno()",
+        "socket": "socket.socket().fileno()",
+        "pipe": "os.pipe()[0]",
     }[how]
     code = (
         "import os, socket\n"
