@@ -325,6 +325,7 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	if (unlikely(!lib_ready))
 		esca_lib_init();
 	before_read(fd, flags);
+	lib_new_fd();	/* the fds an SCM_RIGHTS brings get the lowest numbers */
 	return real.recvmsg(fd, m, flags);
 }
 

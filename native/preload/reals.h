@@ -4,6 +4,7 @@
 #ifndef ESCA_PRELOAD_REALS_H
 #define ESCA_PRELOAD_REALS_H
 
+#include <dirent.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -122,7 +123,15 @@
 	X(setresuid, "setresuid", int, (uid_t, uid_t, uid_t), REQUIRED)	\
 	X(pthread_create, "pthread_create", int, (pthread_t *,		\
 	  const pthread_attr_t *, void *(*)(void *), void *), REQUIRED)	\
-	X(pthread_exit, "pthread_exit", void, (void *), REQUIRED)
+	X(pthread_exit, "pthread_exit", void, (void *), REQUIRED)	\
+	X(fopen, "fopen64", FILE *, (const char *, const char *), REQUIRED) \
+	X(freopen, "freopen64", FILE *, (const char *, const char *,	\
+	  FILE *), REQUIRED)						\
+	X(opendir, "opendir", DIR *, (const char *), REQUIRED)		\
+	X(tmpfile, "tmpfile64", FILE *, (void), REQUIRED)		\
+	X(mkostemps, "mkostemps64", int, (char *, int, int), REQUIRED)	\
+	X(shm_open, "shm_open", int, (const char *, int, mode_t), REQUIRED) \
+	X(posix_openpt, "posix_openpt", int, (int), REQUIRED)
 
 struct pollfd;
 

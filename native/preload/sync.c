@@ -3,8 +3,8 @@
  * (before_fd_call): pread, lseek, fcntl, ioctl, fstat, getsockopt, fsync,
  * fdatasync, ftruncate; and those that give an fd number a new meaning:
  * dup, dup2, dup3, open, openat, fclose (DESIGN.md, "Contract: order"),
- * and the other makers of a new fd, which come after the thread's queued
- * closes (lib_new_fd): socket, socketpair, pipe, pipe2. */
+ * and socketpair (its ends know each other).  The makers of a new fd that
+ * need only the lowest free number are in newfd.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -196,25 +196,6 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		 * call tells (the sockets' audit: told 1, no SIGPIPE) */
 		fd_note_flag(fd, FI_SHUTWR, 1);
 	return (int)r;
-}
-
-/* socket, pipe, pipe2: nothing of the library's but the lowest free
- * number (lib_new_fd; DESIGN.md, "Contract: fd lifetime"). */
-EXPORT int socket(int dom, int type, int proto)
-{
-	lib_new_fd();
-	return (int)syscall(SYS_socket, dom, type, proto);
-}
-
-EXPORT int pipe2(int fds[2], int flags)
-{
-	lib_new_fd();
-	return (int)syscall(SYS_pipe2, fds, flags);
-}
-
-EXPORT int pipe(int fds[2])
-{
-	return pipe2(fds, 0);
 }
 
 /* A stream socketpair: each end knows the other, so that a read of one

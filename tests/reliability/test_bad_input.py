@@ -189,29 +189,53 @@ def test_closed_number_is_lowest_free(mode: str) -> None:
     assert run_code(mode, code) == run_code("plain", code) == "True\n"
 
 
-@pytest.mark.parametrize("how", ["open", "dup", "socketpair", "accept", "socket", "pipe"])
+# How each call makes its fd: Python's own where it has one, else libc's
+# function through ctypes (resolved as the program's would be: libesca.so's
+# interposer first).
+NEW_FD = {
+    "open": "os.open('/dev/null', os.O_RDONLY)",
+    "dup": "os.dup(1)",
+    "socketpair": "socket.socketpair()[0].fileno()",
+    "accept": "lst.accept()[0].fileno()",
+    "socket": "socket.socket().fileno()",
+    "pipe": "os.pipe()[0]",
+    "eventfd": "os.eventfd(0)",
+    "epoll": "select.epoll().fileno()",
+    "memfd": "os.memfd_create('m')",
+    "recv_fds": "socket.recv_fds(q, 1, 1)[1][0]",
+    "timerfd": "libc.timerfd_create(1, 0)",
+    "signalfd": "libc.signalfd(-1, ctypes.byref(ctypes.c_ulong(0)), 0)",
+    "inotify": "libc.inotify_init1(0)",
+    "fopen": "libc.fileno(libc.fopen(b'/dev/null', b'r'))",
+    "opendir": "libc.dirfd(libc.opendir(b'/'))",
+    "tmpfile": "libc.fileno(libc.tmpfile())",
+    "mkstemp": "libc.mkstemp(ctypes.create_string_buffer(b'/tmp/escaXXXXXX'))",
+    "posix_openpt": "libc.posix_openpt(os.O_RDWR)",
+}
+
+
+@pytest.mark.parametrize("how", list(NEW_FD))
 @pytest.mark.parametrize("mode", EXECUTORS)
 def test_closed_socket_number_is_lowest_free(mode: str, how: str) -> None:
     """A deferred close frees its number only when it runs: the next fd a
     call makes must still get it (the lowest free), as plainly.  Before
-    session 16 every case got a higher number (a strict xfail on open)."""
-    make = {
-        "open": "os.open('/dev/null', os.O_RDONLY)",
-        "dup": "os.dup(1)",
-        "socketpair": "socket.socketpair()[0].fileno()",
-        "accept": "lst.accept()[0].fileno()",
-        "socket": "socket.socket().fileno()",
-        "pipe": "os.pipe()[0]",
-    }[how]
+    session 16 every case got a higher number (a strict xfail on open);
+    until session 17 the calls after "pipe" still did (no interposer)."""
     code = (
-        "import os, socket\n"
+        "import ctypes, os, select, socket\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.fopen.restype = libc.opendir.restype = ctypes.c_void_p\n"
+        "libc.tmpfile.restype = ctypes.c_void_p\n"
+        "libc.fileno.argtypes = libc.dirfd.argtypes = [ctypes.c_void_p]\n"
         "lst = socket.socket(); lst.bind(('127.0.0.1', 0)); lst.listen()\n"
         "c = socket.create_connection(lst.getsockname())\n"
+        "p, q = socket.socketpair(socket.AF_UNIX); q.setblocking(False)\n"
         "a, b = socket.socketpair()\n"
         "a.send(b'x')\n"  # a deferred call first: the close is queued behind it
         "n = a.fileno()\n"
+        "socket.send_fds(p, [b'f'], [1])\n"
         "a.close()\n"
-        f"print({make} == n)\n"
+        f"print({NEW_FD[how]} == n)\n"
     )
     assert run_code(mode, code) == run_code("plain", code) == "True\n"
 
