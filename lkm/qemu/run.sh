@@ -131,6 +131,7 @@ for src in lkm/tests/test_*.c; do
 done
 # Programs to preload libesca.so into (dynamic).
 $CC -O2 -o "$P/threaded_server" tests/reliability/threaded_server.c -lpthread
+$CC -O2 -Wall -Wextra -Werror -o "$P/stalled" tests/preload/progs/stalled.c -ldl -lpthread
 for src in lkm/tests/progs/*.c; do
 	$CC -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 \
 		-o "$P/$(basename "$src" .c)" "$src"

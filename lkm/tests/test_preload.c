@@ -19,8 +19,10 @@ struct server {
 	int port;
 };
 
-/* Start PROGS/name under libesca.so with `executor`; its port. */
-static int start(struct server *s, const char *executor, char *const argv[])
+/* Start PROGS/name under libesca.so with `executor` (and `extra`, one
+ * more variable or NULL); its port. */
+static int start_env(struct server *s, const char *executor,
+		     char *const argv[], char *extra)
 {
 	int out[2];
 	char buf[32] = "", ex[64];
@@ -36,7 +38,7 @@ static int start(struct server *s, const char *executor, char *const argv[])
 		snprintf(ex, sizeof(ex), "ESCA_EXECUTOR=%s", executor);
 		char *env[] = { "LD_PRELOAD=" PROGS "/libesca.so", ex,
 				"ESCA_STATS=" STATS, "ESCA_STATS_INTERVAL_MS=50",
-				"PATH=/bin", NULL };
+				"PATH=/bin", extra, NULL };
 
 		dup2(out[1], 1);
 		close(out[0]);
@@ -49,6 +51,11 @@ static int start(struct server *s, const char *executor, char *const argv[])
 	close(out[0]);
 	s->port = n > 0 ? atoi(buf) : 0;
 	return s->port > 0 ? 0 : -1;
+}
+
+static int start(struct server *s, const char *executor, char *const argv[])
+{
+	return start_env(s, executor, argv, NULL);
 }
 
 static int stop(struct server *s, int sig)
@@ -287,10 +294,127 @@ static void test_never_stall(void)
 	CHECK_EQ(r, 0);
 }
 
+/* ---- hand-over: a thread's end and exec with sends parked ------------- */
+
+#define BIG (16 << 20)
+
+/* tests/preload/progs/stalled.c with `trigger`: A's request gets 16 MiB
+ * (parked: A's window is 4 KiB and A does not read yet), B's runs the
+ * trigger and is answered "ok\n".  "thread": a thread parks 1 MiB on a
+ * socket nobody reads and ends; "handover": A's 16 MiB (32-bit word i = i)
+ * are written by a thread that ends, then "END"; "handover-exec": the
+ * server execs for B, the new image writes "END" to A.  The thread's end
+ * and the exec must not wait for A (B answered), and A must get the
+ * stream exactly, "END" last (the heir thread and the esca-drain process
+ * kept sending the parked rest).  Before session 17 lkm could not cancel
+ * a parked send: the thread's end and the exec waited for its peer, gave
+ * up after 1 s without progress, and dropped the rest. */
+static int handover(const char *trigger, double *answer_s)
+{
+	char *argv[] = { PROGS "/stalled", (char *)trigger, NULL };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static unsigned char got[BIG + 16];
+	size_t have = 0, want = BIG + (strcmp(trigger, "thread") ? 3 : 0);
+	int a, b, small = 4096, bad = 0;
+	char ok[8] = "";
+	struct server s;
+	double t0;
+
+	if (start_env(&s, "lkm", argv, "ESCA_BUDGET=33554432") < 0)
+		return -1;
+	sa.sin_port = htons((uint16_t)s.port);
+	a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (a < 0 ||
+	    setsockopt(a, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) < 0 ||
+	    connect(a, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    write(a, "A\n", 2) != 2) {
+		stop(&s, SIGKILL);
+		return -1;
+	}
+	sleep_ms(1000);		/* TCG: the 16 MiB written and parked */
+	b = dial(s.port);
+	t0 = now_s();
+	if (b < 0 || write(b, "B\n", 2) != 2)
+		bad = 1;
+	while (!bad && strlen(ok) < 3) {
+		struct pollfd p = { .fd = b, .events = POLLIN };
+		ssize_t n;
+
+		if (now_s() - t0 > 10 || poll(&p, 1, 100) < 0) {
+			bad = 1;
+			break;
+		}
+		if (!p.revents)
+			continue;
+		n = read(b, ok + strlen(ok), 3 - strlen(ok));
+		if (n <= 0)
+			bad = 1;
+	}
+	*answer_s = now_s() - t0;
+	bad |= strcmp(ok, "ok\n") != 0;
+	/* now A reads: everything, until 3 s without a byte (TCG) */
+	while (!bad && have < sizeof(got)) {
+		struct pollfd p = { .fd = a, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 3000) <= 0)
+			break;
+		n = read(a, got + have, sizeof(got) - have);
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	if (!bad && have != want) {
+		fprintf(stderr, "[%s] %s: A got %zu of %zu bytes\n", cur,
+			trigger, have, want);
+		bad = 1;
+	}
+	for (uint32_t i = 0; !bad && want > BIG && i < BIG / 4; i++)
+		if (memcmp(got + 4 * (size_t)i, &i, 4)) {
+			fprintf(stderr, "[%s] %s: the stream differs at byte %u\n",
+				cur, trigger, 4 * i);
+			bad = 1;
+		}
+	if (!bad && want > BIG && memcmp(got + BIG, "END", 3)) {
+		fprintf(stderr, "[%s] %s: no END after the 16 MiB\n", cur, trigger);
+		bad = 1;
+	}
+	close(a);
+	if (b >= 0)
+		close(b);
+	stop(&s, SIGKILL);
+	return bad;
+}
+
+static void test_handover(void)
+{
+	static const char *const triggers[] = { "thread", "handover",
+						"handover-exec" };
+
+	if (!have_progs() || access(PROGS "/stalled", X_OK) != 0) {
+		printf("skip: no %s/stalled\n", PROGS);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(triggers) / sizeof(triggers[0]); i++) {
+		double s = 0;
+
+		CHECK_EQ(handover(triggers[i], &s), 0);
+		/* a thread's end that waited for its parked sends gives up
+		 * only after 1 s without progress */
+		if (s >= 0.9)
+			fprintf(stderr, "[%s] %s: B answered after %.2f s\n", cur,
+				triggers[i], s);
+		CHECK(s < 0.9);
+		CHECK(used("lkm"));
+	}
+}
+
 static const struct lkm_test tests[] = {
 	{ "threaded_server", test_threaded_server },
 	{ "epoll_server", test_epoll_server },
 	{ "never_stall", test_never_stall },
+	{ "handover", test_handover },
 };
 
 int main(int argc, char **argv)

@@ -384,6 +384,18 @@ static int lkm_owns_fd(struct esca_table *t, int fd)
 	return s && fd >= 0 && (fd == s->fd || fd == s->park.epfd);
 }
 
+/* handover.c: the module runs a flush's entries before the ioctl returns,
+ * so what is in flight is parked here, in user space: back to the queue,
+ * e->done exact, as sequential's (a thread's end and exec hand them over) */
+static int lkm_cancel(struct esca_table *t)
+{
+	struct lkm_state *s = t->priv;
+
+	if (s)
+		esca__unpark_all(t, &s->park);
+	return 0;
+}
+
 const struct esca_executor esca__lkm = {
 	.name = "lkm",
 	.init = lkm_init,
@@ -396,4 +408,5 @@ const struct esca_executor esca__lkm = {
 	 * room, and the reaping flush that follows collects it */
 	.progress_fd = lkm_progress_fd,
 	.owns_fd = lkm_owns_fd,
+	.cancel = lkm_cancel,
 };

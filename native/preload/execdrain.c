@@ -164,7 +164,7 @@ static char **env_with(char *const envp[], const char *val)
 /* Before exec: when a reaping flush leaves sends parked, cancel them and
  * start the drain process with their rest.  Returns the environment the
  * exec must use (with DRAIN_VAR), or NULL: nothing handed over (the usual
- * bounded drain follows, lib_lifecycle_flush).  Not under lkm (no cancel). */
+ * bounded drain follows, lib_lifecycle_flush). */
 char **exec_handover(char *const envp[])
 {
 	static char val[32 + MAX_GATED * 12];
@@ -176,7 +176,6 @@ char **exec_handover(char *const envp[])
 	long pid;
 
 	if (!ts || !ts->table || ts->guard || vfork_child(ts) ||
-	    table_executor == ESCA_EXEC_LKM ||
 	    !(esca_table_caps(ts->table) & ESCA_CAP_PARKS))
 		return NULL;
 	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_LIFECYCLE);

@@ -270,15 +270,14 @@ static int take(void *ctx, const struct esca_args *a, uint64_t user,
 
 /* At ts's end (tstate_destroy), after a reaping flush left entries: give
  * them to the heir.  1 when the table holds nothing any more; 0 when it
- * could not (no heir, an executor that cannot cancel: lkm), and the
+ * could not (no heir), and the
  * caller waits for them as before. */
 int heir_take(struct tstate *ts)
 {
 	struct handing h = { NULL, &h.list, (uint32_t)(ts->wait_token >> 32) };
 	int r;
 
-	if (!(esca_table_caps(ts->table) & ESCA_CAP_PARKS) ||
-	    table_executor == ESCA_EXEC_LKM || heir_start() < 0)
+	if (!(esca_table_caps(ts->table) & ESCA_CAP_PARKS) || heir_start() < 0)
 		return 0;
 	r = esca_table_hand_over(ts->table, take, &h);
 	if (h.list) {

@@ -83,13 +83,6 @@ void test_hand_over(int kind)
 		esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
 	}
 	r = esca_table_hand_over(t, take, &tk);
-	if (kind == ESCA_EXEC_LKM) {
-		CHECK_EQ(r, -EOPNOTSUPP);
-		esca_table_abandon(t);
-		close(sv[0]);
-		close(sv[1]);
-		return;
-	}
 	CHECK_EQ(r, 2);
 	CHECK_EQ(esca_table_pending(t), 0);
 	CHECK_EQ(tk.ops[0], ESCA_OP_SEND);
