@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * cork.c - lever "compose" and the setsockopt interposer: cork_compose()
  * turns TCP_CORK on/off around sends into MSG_MORE; cork_make_real() and
- * cork_queued() give the kernel the program's cork when a call needs it. */
+ * cork_queued() give the kernel the program's cork when a call needs it;
+ * which options go to the kernel at once (sockopt_apart), and SO_LINGER
+ * noted for close. */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -82,6 +84,35 @@ static int cork_compose(struct tstate *ts, struct fdinfo *fi, int fd, int on)
 	return 0;
 }
 
+/* Options that neither the bytes queued on a socket depend on nor depend
+ * on them (the receiving side, keep-alive, timeouts, SO_LINGER: what close
+ * does): set at once, not after those bytes.  In order, behind bytes parked
+ * on a client that does not read, setsockopt waited for that client: nginx
+ * sets SO_LINGER before it resets a connection whose client stopped reading
+ * (tests/preload/test_linger.py).  The others (TCP_CORK, TCP_NODELAY,
+ * SO_SNDBUF, TCP_ULP, IP_TOS, ...) shape the bytes and keep their place. */
+static int sockopt_apart(int level, int name)
+{
+	if (level == SOL_SOCKET)
+		switch (name) {
+		case SO_LINGER: case SO_KEEPALIVE: case SO_RCVBUF:
+		case SO_RCVBUFFORCE: case SO_RCVLOWAT: case SO_OOBINLINE:
+		case SO_RCVTIMEO_OLD: case SO_SNDTIMEO_OLD:
+#if defined(SO_RCVTIMEO_NEW) && SO_RCVTIMEO_NEW != SO_RCVTIMEO_OLD
+		case SO_RCVTIMEO_NEW: case SO_SNDTIMEO_NEW:
+#endif
+			return 1;
+		}
+	if (level == IPPROTO_TCP)
+		switch (name) {
+		case TCP_KEEPIDLE: case TCP_KEEPINTVL: case TCP_KEEPCNT:
+		case TCP_QUICKACK: case TCP_USER_TIMEOUT: case TCP_LINGER2:
+		case TCP_WINDOW_CLAMP:
+			return 1;
+		}
+	return 0;
+}
+
 /* SO_RCVTIMEO by either of its numbers (the 64-bit time one since 5.1) */
 static int is_rcvtimeo(int name)
 {
@@ -96,8 +127,8 @@ static int is_rcvtimeo(int name)
 	return name == SO_RCVTIMEO;
 }
 
-EXPORT int setsockopt(int fd, int level, int name, const void *val,
-		      socklen_t len)
+static int setsockopt_call(int fd, int level, int name, const void *val,
+			   socklen_t len)
 {
 	struct tstate *ts = ts_get();
 	struct fdinfo *fi;
@@ -122,7 +153,9 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 		return defer_refused(err) == -1 ? -1 :
 		       real.setsockopt(fd, level, name, val, len);
 	}
-	if (!call_selected(ts, CALL_SETSOCKOPT)) {
+	if (sockopt_apart(level, name)) {
+		ts->calls[CALL_SETSOCKOPT].passed[PASS_ARGS]++;	/* at once */
+	} else if (!call_selected(ts, CALL_SETSOCKOPT)) {
 		pass_through(ts, CALL_SETSOCKOPT, fd, PASS_NOT_SELECTED);
 	} else if (stepped_aside(ts, fi, fd)) {
 		ts->calls[CALL_SETSOCKOPT].passed[PASS_ASIDE]++;
@@ -162,5 +195,21 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 		else if (*(const int *)val)
 			fi->flags |= FI_CORKED;
 	}
+	return r;
+}
+
+/* SO_LINGER as the kernel took it: on, a close of fd is never deferred
+ * (defer.c, close_lingering); after accept, the listener's (read.c). */
+EXPORT int setsockopt(int fd, int level, int name, const void *val,
+		      socklen_t len)
+{
+	int r = setsockopt_call(fd, level, name, val, len);
+	struct fdinfo *fi;
+
+	if (r == 0 && level == SOL_SOCKET && name == SO_LINGER &&
+	    len >= (socklen_t)sizeof(struct linger) && (fi = fdi(fd)))
+		fi->linger = !((const struct linger *)val)->l_onoff ? 0 :
+			     ((const struct linger *)val)->l_linger ?
+			     LINGER_WAIT : LINGER_RESET;
 	return r;
 }

@@ -299,6 +299,64 @@ static void close_file_readers(struct tstate *ts, struct fdinfo *fi, int fd)
 	lib_leave(ts);
 }
 
+/* A stream socket's close that is not deferred (close not a selected
+ * call): after its entries, as a deferred one, but never waiting for its
+ * peer: a reaping flush, and a send parked on a client that does not read
+ * holds the close (fd_close_ordered), as it holds a deferred one.  Synced
+ * (pass_through) instead, the close waited for that client
+ * (ESCA_SYSCALLS=seed: tests/preload/test_linger.py). */
+static int close_socket_now(struct tstate *ts, struct fdinfo *fi, int fd,
+			    int reason)
+{
+	ts->calls[CALL_CLOSE].passed[reason]++;
+	if (ts->table && esca_fd_pending(ts->table, fd))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	return fd_close_ordered(ts, fi, fd);
+}
+
+/* SO_LINGER on (fdinfo.linger): Linux's close waits until the socket's
+ * bytes are out, at most the linger time, or resets the connection at 0 s.
+ * Never deferred (a deferred close returned at once: tests/preload/
+ * test_linger.py).  This thread's entries of fd run first, waited for at
+ * most the linger time; where some are still parked then (a client that
+ * does not read), Linux's close would have returned with them still going
+ * out: the close is held for them (fd_close_ordered) with the linger
+ * turned off, so that it neither waits a second time nor resets.  At 0 s
+ * a close behind parked bytes still waits for them (README, Limits).  The
+ * kernel's wait ends at any signal (sk_stream_wait_close): the library's
+ * timer signal is blocked across it (it ended the wait at once, measured). */
+static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	struct linger l = { 0, 0 };
+	socklen_t len = sizeof(l);
+	sigset_t timer, was;
+	int blocked = 0, r, e;
+
+	ts->calls[CALL_CLOSE].passed[PASS_ARGS]++;
+	if (ts->table && esca_fd_pending(ts->table, fd) &&
+	    syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 &&
+	    !lib_sync_fd_for(ts, fd, l.l_onoff ? l.l_linger * 1000L : 0) &&
+	    l.l_onoff && l.l_linger) {
+		l.l_onoff = 0;
+		syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	}
+	if (fi->linger == LINGER_WAIT &&
+	    !__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE)) {
+		sigemptyset(&timer);
+		sigaddset(&timer, cfg.timer_signal);
+		blocked = syscall(SYS_rt_sigprocmask, SIG_BLOCK, &timer, &was,
+				  (size_t)(_NSIG / 8)) == 0;
+	}
+	r = fd_close_ordered(ts, fi, fd);
+	if (blocked) {
+		e = errno;
+		syscall(SYS_rt_sigprocmask, SIG_SETMASK, &was, NULL,
+			(size_t)(_NSIG / 8));
+		errno = e;
+	}
+	return r;
+}
+
 /* close: deferred only for a connected stream socket, and only while no
  * other thread's entries name the fd (DESIGN.md, "Contract: fd lifetime");
  * otherwise closed now, or held for those entries (fd_close_ordered). */
@@ -330,7 +388,12 @@ EXPORT int close(int fd)
 	/* a file (never closed late) that parked sendfiles read: both paths
 	 * below that pass it through wait for them otherwise */
 	close_file_readers(ts, fi, fd);
+	if (unlikely(f->linger) && !(f->flags & FI_DUPED) &&
+	    deferrable_kind(f, fd) == FK_STREAM)
+		return close_lingering(ts, fi, fd);
 	if (!call_selected(ts, CALL_CLOSE)) {
+		if (deferrable_kind(f, fd) == FK_STREAM)
+			return close_socket_now(ts, fi, fd, PASS_NOT_SELECTED);
 		pass_through(ts, CALL_CLOSE, fd, PASS_NOT_SELECTED);
 		return fd_close_ordered(ts, fi, fd);
 	}

@@ -503,6 +503,7 @@ int fd_share_key(int old, int newfd)
 
 	if (newfd >= 0 && o && n) {
 		n->order_key = o->order_key ? o->order_key : old + 1;
+		n->linger = o->linger;	/* one socket */
 		if ((o->flags & FI_CORK_VIRT) && tls_ts)
 			/* the cork is the socket's: each fd of it reads the
 			 * kernel's from now on (sync.c, getsockopt) */

@@ -83,6 +83,29 @@ void lib_sync_fd(struct tstate *ts, int fd)
 		ts->oldest_ns = 0;
 }
 
+/* lib_sync_fd, bounded (a lingering close, defer.c): fd's entries in this
+ * thread's table run and are waited for at most ms.  1 when none is left,
+ * 0 when some still are (parked on a peer that does not read). */
+int lib_sync_fd_for(struct tstate *ts, int fd, long ms)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
+
+	while (ts->table && esca_fd_pending(ts->table, fd)) {
+		uint64_t now;
+
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+		if (!esca_fd_pending(ts->table, fd))
+			break;
+		now = now_ns();
+		if (now >= end)
+			return 0;
+		ts->guard++;
+		esca_table_wait(ts->table, (int)((end - now) / 1000000ull) + 1);
+		lib_leave(ts);
+	}
+	return 1;
+}
+
 /* A read (or FIONREAD) of one end of a socketpair the program made, the
  * other end's entries in this thread's table: plain Linux wrote them when
  * the calls were made, and the read finds them.  They go to the kernel now,

@@ -119,6 +119,9 @@ struct fdinfo {
 				 * low-water mark: not asked again (reset
 				 * with the number; a stale one only stops
 				 * the timer as before) */
+	uint8_t linger;		/* SO_LINGER on, as the program set it:
+				 * LINGER_RESET (0 s) or LINGER_WAIT; close
+				 * is then never deferred (defer.c) */
 	uint16_t gen;		/* bumped at every close of this number */
 	int32_t err;		/* error of a deferred op, for the next call */
 	int32_t order_key;	/* esca_args.order: 0, the fd orders its own
@@ -146,6 +149,9 @@ struct fdinfo {
 				 * program made (sync.c, socketpair) ... */
 	uint16_t peer_gen;	/* ... while that number's gen is this */
 };
+
+#define LINGER_RESET 1	/* fdinfo.linger: { 1, 0 }, close resets */
+#define LINGER_WAIT 2	/* ... { 1, n > 0 }, close waits up to n s */
 
 #define MAX_EPREG 8
 #define STASH_SLOTS 16	/* a signal handler's data calls held, per thread */
@@ -524,6 +530,7 @@ static inline void lib_new_fd(void)
 		lib_run_closes(ts);
 }
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
+HIDDEN int lib_sync_fd_for(struct tstate *ts, int fd, long ms);
 HIDDEN void lib_push_peer(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void lib_flush_handover(struct tstate *ts, int why);
 HIDDEN void lib_flush_drain(struct tstate *ts, int why);
@@ -674,6 +681,7 @@ static inline void fd_forget(struct fdinfo *fi)
 	fi->ep_fd = 0;
 	fi->peer = 0;
 	fi->rto_set = 0;
+	fi->linger = 0;
 	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 

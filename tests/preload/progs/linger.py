@@ -1,0 +1,71 @@
+"""A server socket with bytes a client does not read yet, then one call
+(tests/preload/test_linger.py).  Usage: linger.py CASE SIZE
+
+SIZE bytes go out in one non-blocking send (16m: more than the socket
+takes, so under esca, with ESCA_BUDGET above it, the rest parks; 1m: all of
+it fits the kernel's buffers).  CASE:
+- opt:NAME   setsockopt NAME (an option independent of the bytes) at once;
+- close:L    SO_LINGER { 1, L } then close (L = -1: no SO_LINGER).
+Then the client reads until EOF, a reset or 1 s without a byte (0.5 s
+after opt).  Prints one
+JSON line: n (the send's count), call_ms (the setsockopt or close), got
+(bytes the client read), end ("eof", "reset" or "idle").
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import sys
+import time
+
+OPTS = {
+    "SO_LINGER": (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 5)),
+    "SO_KEEPALIVE": (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    "SO_RCVBUF": (socket.SOL_SOCKET, socket.SO_RCVBUF, 65536),
+    "SO_RCVTIMEO": (socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 1, 0)),
+    "TCP_KEEPIDLE": (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),
+    "TCP_USER_TIMEOUT": (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 30000),
+}
+
+
+def main() -> None:
+    case, size = sys.argv[1], int(sys.argv[2].removesuffix("m")) << 20
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the window
+    c.connect(lst.getsockname())
+    s, _ = lst.accept()
+    s.setblocking(False)
+    kind, _, arg = case.partition(":")
+    if kind == "close" and int(arg) >= 0:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, int(arg)))
+    n = s.send(b"x" * size)
+    time.sleep(0.1)  # under esca: flushed, the rest parked
+    t0 = time.monotonic()
+    if kind == "opt":
+        s.setsockopt(*OPTS[arg])
+    else:
+        s.close()
+    call_ms = (time.monotonic() - t0) * 1000
+    got, end = 0, "idle"
+    c.settimeout(0.5 if kind == "opt" else 1)
+    try:
+        while True:
+            d = c.recv(1 << 20)
+            if not d:
+                end = "eof"
+                break
+            got += len(d)
+    except ConnectionResetError:
+        end = "reset"
+    except TimeoutError:
+        pass
+    print(json.dumps({"n": n, "call_ms": round(call_ms), "got": got, "end": end}))
+
+
+if __name__ == "__main__":
+    main()
