@@ -89,7 +89,7 @@ static int cork_compose(struct tstate *ts, struct fdinfo *fi, int fd, int on)
  * does): set at once, not after those bytes.  In order, behind bytes parked
  * on a client that does not read, setsockopt waited for that client: nginx
  * sets SO_LINGER before it resets a connection whose client stopped reading
- * (tests/preload/test_linger.py).  The others (TCP_CORK, TCP_NODELAY,
+ * (tests/preload/test_parked_calls.py).  The others (TCP_CORK, TCP_NODELAY,
  * SO_SNDBUF, TCP_ULP, IP_TOS, ...) shape the bytes and keep their place. */
 static int sockopt_apart(int level, int name)
 {

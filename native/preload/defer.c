@@ -304,7 +304,7 @@ static void close_file_readers(struct tstate *ts, struct fdinfo *fi, int fd)
  * peer: a reaping flush, and a send parked on a client that does not read
  * holds the close (fd_close_ordered), as it holds a deferred one.  Synced
  * (pass_through) instead, the close waited for that client
- * (ESCA_SYSCALLS=seed: tests/preload/test_linger.py). */
+ * (ESCA_SYSCALLS=seed: tests/preload/test_parked_calls.py). */
 static int close_socket_now(struct tstate *ts, struct fdinfo *fi, int fd,
 			    int reason)
 {
@@ -317,7 +317,7 @@ static int close_socket_now(struct tstate *ts, struct fdinfo *fi, int fd,
 /* SO_LINGER on (fdinfo.linger): Linux's close waits until the socket's
  * bytes are out, at most the linger time, or resets the connection at 0 s.
  * Never deferred (a deferred close returned at once: tests/preload/
- * test_linger.py).  This thread's entries of fd run first, waited for at
+ * test_parked_calls.py).  This thread's entries of fd run first, waited for at
  * most the linger time; where some are still parked then (a client that
  * does not read), Linux's close would have returned with them still going
  * out: the close is held for them (fd_close_ordered) with the linger

@@ -83,6 +83,19 @@ void lib_sync_fd(struct tstate *ts, int fd)
 		ts->oldest_ns = 0;
 }
 
+/* before_fd_look's slow path: fd's queued entries (or its open file's) go
+ * to the kernel with a reaping flush; what parks is not waited for. */
+void lib_look_fd(struct tstate *ts, int fd)
+{
+	struct fdinfo *fi = fdi(fd);
+	int key = fi && fi->order_key ? fi->order_key - 1 : fd;
+
+	if (!esca_fd_pending(ts->table, fd) &&
+	    (key == fd || !esca_fd_pending(ts->table, key)))
+		return;
+	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+}
+
 /* lib_sync_fd, bounded (a lingering close, defer.c): fd's entries in this
  * thread's table run and are waited for at most ms.  1 when none is left,
  * 0 when some still are (parked on a peer that does not read). */

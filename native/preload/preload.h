@@ -530,6 +530,7 @@ static inline void lib_new_fd(void)
 		lib_run_closes(ts);
 }
 HIDDEN void lib_sync_fd(struct tstate *ts, int fd);
+HIDDEN void lib_look_fd(struct tstate *ts, int fd);
 HIDDEN int lib_sync_fd_for(struct tstate *ts, int fd, long ms);
 HIDDEN void lib_push_peer(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void lib_flush_handover(struct tstate *ts, int why);
@@ -724,6 +725,28 @@ static inline int before_fd_call(int fd)
 	if (likely(!ts) || !ts->table || !esca_table_pending(ts->table))
 		return 0;
 	lib_sync_fd(ts, fd);
+	return 0;
+}
+
+/* before_fd_call for a call that only looks at fd (lseek, pread, fstat,
+ * getsockopt, most ioctls, fsync, fdatasync, ftruncate): on a non-blocking
+ * stream socket its queued entries go to the kernel, but those parked on
+ * the full socket are not waited for.  Linux's call would not have waited
+ * for a blocked writer (a parked send is in the kernel's hands, "Contract:
+ * parked sends"), and a client that does not read made it wait for good
+ * (nginx's getsockopt(TCP_INFO) for a log line: tests/preload/
+ * test_parked_calls.py). */
+static inline int before_fd_look(int fd)
+{
+	struct fdinfo *fi = fdi(fd);
+	struct tstate *ts = tls_ts;
+
+	if (likely(!fi || fi->kind != FK_STREAM ||
+		   !(fi->flags & FI_NONBLOCK)) || !ts || ts->guard ||
+	    !ts->table || fd_closed_here(fi))
+		return before_fd_call(fd);
+	if (esca_table_pending(ts->table))
+		lib_look_fd(ts, fd);
 	return 0;
 }
 

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT
  * sync.c - calls that must see an fd's pending entries first
- * (before_fd_call): pread, lseek, fcntl, ioctl, fstat, getsockopt, fsync,
+ * (before_fd_call; before_fd_look, which does not wait for a non-blocking
+ * socket's parked sends): pread, lseek, fcntl, ioctl, fstat, getsockopt, fsync,
  * fdatasync, ftruncate; and those that give an fd number a new meaning:
  * dup, dup2, dup3, open, openat, fclose (DESIGN.md, "Contract: order"),
  * and socketpair (its ends know each other).  The makers of a new fd that
  * need only the lowest free number are in newfd.c. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -22,7 +24,7 @@ EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
 {
 	if (unlikely(!lib_ready))
 		esca_lib_init();
-	if (before_fd_call(fd) < 0)
+	if (before_fd_look(fd) < 0)
 		return -1;
 	return real.pread(fd, buf, n, off);
 }
@@ -39,7 +41,7 @@ EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off,
 
 EXPORT off_t lseek64(int fd, off_t off, int whence)
 {
-	if (before_fd_call(fd) < 0)
+	if (before_fd_look(fd) < 0)
 		return -1;
 	return (off_t)syscall(SYS_lseek, fd, off, whence);
 }
@@ -119,8 +121,11 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	if (req != FIONBIO) {
-		/* FIONREAD, SIOCOUTQ, ... see pending bytes */
-		if (before_fd_call(fd) < 0)
+		/* FIONREAD, SIOCOUTQ, ... see pending bytes; the send queue's
+		 * counts (SIOCOUTQ = TIOCOUTQ, SIOCOUTQNSD) count parked ones
+		 * too */
+		if ((req == TIOCOUTQ || req == SIOCOUTQNSD ? before_fd_call(fd) :
+		     before_fd_look(fd)) < 0)
 			return -1;
 		if (req == FIONREAD) {
 			push_peer(fd);	/* and the other end's */
@@ -148,7 +153,7 @@ EXPORT int fstat64(int fd, struct stat64 *st)
 	struct fdinfo *fi;
 	long r;
 
-	if (before_fd_call(fd) < 0)	/* the size after our pending writes */
+	if (before_fd_look(fd) < 0)	/* the size after our pending writes */
 		return -1;
 	r = syscall(SYS_fstat, fd, st);
 	fi = fdi(fd);
@@ -185,7 +190,8 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		*len = sizeof(int);
 		return 0;
 	}
-	if (before_fd_call(fd) < 0)	/* TCP_CORK and friends: in order */
+	if (before_fd_look(fd) < 0)	/* TCP_CORK and friends: in order
+					 * (not behind parked bytes) */
 		return -1;
 	r = syscall(SYS_getsockopt, fd, level, name, val, len);
 	if (r == 0 && level == SOL_SOCKET && name == SO_ERROR && val && len &&
@@ -514,21 +520,21 @@ EXPORT int fclose(FILE *fp)
 
 EXPORT int fsync(int fd)
 {
-	if (before_fd_call(fd) < 0)
+	if (before_fd_look(fd) < 0)
 		return -1;
 	return (int)lib_syscall_cancel(SYS_fsync, fd);
 }
 
 EXPORT int fdatasync(int fd)
 {
-	if (before_fd_call(fd) < 0)
+	if (before_fd_look(fd) < 0)
 		return -1;
 	return (int)lib_syscall_cancel(SYS_fdatasync, fd);
 }
 
 EXPORT int ftruncate64(int fd, off_t len)
 {
-	if (before_fd_call(fd) < 0)
+	if (before_fd_look(fd) < 0)
 		return -1;
 	return (int)syscall(SYS_ftruncate, fd, len);
 }

@@ -15,6 +15,10 @@ once.  Under esca, nginx did not, two ways:
   file, and that close waited for the sendfile reading it, parked on A: under
   uring and sequential alike.  Now the parked sendfile reads a dup of the
   file (esca_fd_keep_file) and the close does not wait.
+- nginx-tcpinfo, 3 MiB: its access log line holds $tcpinfo_rtt, a
+  getsockopt(TCP_INFO) on A's socket once the response went, its last bytes
+  parked: the getsockopt waited for A to read them (a call that only looks at
+  a non-blocking socket does not wait since session 17: before_fd_look).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def params() -> list[object]:
         for mode in MODES:
             for size in SIZES:
                 out.append(pytest.param(kind, mode, size, id=f"{kind}-{mode}-{size}"))
+    for mode in MODES:
+        out.append(pytest.param("nginx-tcpinfo", mode, "3m", id=f"nginx-tcpinfo-{mode}-3m"))
     return out
 
 
@@ -64,16 +70,20 @@ def test_reader_that_stops_does_not_stall_others(
     if big not in files:
         (docroot / big).write_bytes(b"x" * SIZES[size])
 
+    server = kind.partition("-")[0]
+
     def argv(port: int) -> list[str]:
-        opts = {"workers": 1} if kind == "nginx" else {}
-        cmd = SERVERS[kind](docroot, port, tmp_path, **opts)
+        opts: dict[str, object] = {"workers": 1} if server == "nginx" else {}
+        if kind == "nginx-tcpinfo":
+            opts.update(access_log=True, log_format="$request $status $tcpinfo_rtt")
+        cmd = SERVERS[server](docroot, port, tmp_path, **opts)
         if mode == "plain":
             return cmd
         return [*esca_command(), "run", "--executor", mode, "--stats", str(stats), "--", *cmd]
 
     stats = tmp_path / "stats.json"
 
-    srv = start_on_free_port(kind, mode, tmp_path, argv)
+    srv = start_on_free_port(server, mode, tmp_path, argv)
     try:
         a = socket.socket()
         # a small window (before connect): what A's socket takes is the

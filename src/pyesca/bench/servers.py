@@ -124,9 +124,11 @@ def nginx_conf(
     max_connections: int = 1024,
     sendfile: bool = True,
     access_log: bool = False,
+    log_format: str = "",
 ) -> list[str]:
     """The nginx config (master + `workers` workers, foreground) and its command line;
-    `access_log`: nginx's default `combined` log to a file in `workdir`.
+    `access_log`: nginx's default `combined` log to a file in `workdir`;
+    `log_format`: that log's lines in this format instead.
 
     As root the workers run as root too (`user root root;`): nginx's default
     user (www-data) could not write esca's stats files into a root-owned
@@ -135,6 +137,8 @@ def nginx_conf(
     user = "user root root;" if os.geteuid() == 0 else ""
     conns = max(1024, 2 * max_connections + 64)
     log = f"access_log {workdir / 'access.log'};" if access_log else "access_log off;"
+    if access_log and log_format:
+        log = f"log_format t '{log_format}';\n    access_log {workdir / 'access.log'} t;"
     conf = workdir / "nginx.conf"
     conf.write_text(
         f"""\

@@ -1,7 +1,11 @@
 """Calls on a socket whose bytes a client does not read yet must not wait
 for that client where Linux's do not, and must wait where Linux's do
-(progs/linger.py; plain Linux is the oracle).
+(progs/parked_calls.py; plain Linux is the oracle).
 
+- a call that only looks at the socket (getsockopt TCP_INFO and SO_ERROR,
+  fstat, ioctl FIONREAD, lseek) returns at once, with Linux's answer.
+  Before, it waited for the client for good (nginx's $tcpinfo_rtt in a log
+  line is a getsockopt(TCP_INFO) after the response).
 - setsockopt of an option the queued bytes do not depend on (SO_LINGER,
   keep-alive, the receiving side, timeouts) returns at once.  Before, it
   was run after the fd's bytes, and with 16 MiB parked on a client that does
@@ -42,7 +46,7 @@ def run(mode: str, case: str, size: str, **extra: str) -> dict:
     if mode != "plain":
         env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_QUIET="1",
                    ESCA_BUDGET=str(32 << 20), **extra)
-    p = subprocess.run([sys.executable, str(PROGS / "linger.py"), case, size], env=env,
+    p = subprocess.run([sys.executable, str(PROGS / "parked_calls.py"), case, size], env=env,
                        capture_output=True, text=True, timeout=20, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     return json.loads(p.stdout)
@@ -63,6 +67,16 @@ def all_went(mode: str, r: dict) -> None:
 def test_setsockopt_does_not_wait_for_parked_bytes(mode: str, opt: str) -> None:
     r = run(mode, f"opt:{opt}", "16m")
     assert r["call_ms"] < QUICK_MS, r
+    all_went(mode, r)
+
+
+@pytest.mark.parametrize("look", ["TCP_INFO", "SO_ERROR", "fstat", "FIONREAD", "lseek"])
+@pytest.mark.parametrize("mode", executor_params(plain=True))
+def test_a_look_does_not_wait_for_parked_bytes(mode: str, look: str) -> None:
+    r = run(mode, f"look:{look}", "16m")
+    p = run("plain", f"look:{look}", "16m")
+    assert r["call_ms"] < QUICK_MS, r
+    assert r["res"] == p["res"], (r, p)
     all_went(mode, r)
 
 

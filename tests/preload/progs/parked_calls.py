@@ -1,20 +1,25 @@
 """A server socket with bytes a client does not read yet, then one call
-(tests/preload/test_linger.py).  Usage: linger.py CASE SIZE
+(tests/preload/test_parked_calls.py).  Usage: parked_calls.py CASE SIZE
 
 SIZE bytes go out in one non-blocking send (16m: more than the socket
 takes, so under esca, with ESCA_BUDGET above it, the rest parks; 1m: all of
 it fits the kernel's buffers).  CASE:
-- opt:NAME   setsockopt NAME (an option independent of the bytes) at once;
+- opt:NAME   setsockopt NAME (an option independent of the bytes);
+- look:NAME  a call that only looks at the socket (LOOKS);
 - close:L    SO_LINGER { 1, L } then close (L = -1: no SO_LINGER).
 Then the client reads until EOF, a reset or 1 s without a byte (0.5 s
-after opt).  Prints one
-JSON line: n (the send's count), call_ms (the setsockopt or close), got
-(bytes the client read), end ("eof", "reset" or "idle").
+after opt and look).  Prints one
+JSON line: n (the send's count), call_ms (the setsockopt, look or close),
+res (what a look returned, or its errno's name), got (bytes the client
+read), end ("eof", "reset" or "idle").
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import socket
 import struct
 import sys
@@ -27,6 +32,14 @@ OPTS = {
     "SO_RCVTIMEO": (socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 1, 0)),
     "TCP_KEEPIDLE": (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),
     "TCP_USER_TIMEOUT": (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 30000),
+}
+
+LOOKS = {
+    "TCP_INFO": lambda s: len(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)),
+    "SO_ERROR": lambda s: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR),
+    "fstat": lambda s: oct(os.fstat(s.fileno()).st_mode >> 12),
+    "FIONREAD": lambda s: fcntl.ioctl(s.fileno(), 0x541B, b"\0" * 4) != b"",
+    "lseek": lambda s: os.lseek(s.fileno(), 0, os.SEEK_CUR),
 }
 
 
@@ -45,14 +58,20 @@ def main() -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, int(arg)))
     n = s.send(b"x" * size)
     time.sleep(0.1)  # under esca: flushed, the rest parked
+    res = None
     t0 = time.monotonic()
     if kind == "opt":
         s.setsockopt(*OPTS[arg])
+    elif kind == "look":
+        try:
+            res = LOOKS[arg](s)
+        except OSError as e:
+            res = errno.errorcode[e.errno]
     else:
         s.close()
     call_ms = (time.monotonic() - t0) * 1000
     got, end = 0, "idle"
-    c.settimeout(0.5 if kind == "opt" else 1)
+    c.settimeout(1 if kind == "close" else 0.5)
     try:
         while True:
             d = c.recv(1 << 20)
@@ -64,7 +83,7 @@ def main() -> None:
         end = "reset"
     except TimeoutError:
         pass
-    print(json.dumps({"n": n, "call_ms": round(call_ms), "got": got, "end": end}))
+    print(json.dumps({"n": n, "call_ms": round(call_ms), "res": res, "got": got, "end": end}))
 
 
 if __name__ == "__main__":
