@@ -3,7 +3,8 @@
  * "Contract: parked sends"): esca_table_hand_over() cancels what is in the
  * kernel's hands (the executor's cancel: esca__uring_cancel, here) and
  * reports, in order, each entry's rest (fd, bytes not yet sent, op) to the
- * caller, who queues it elsewhere (libesca.so: the heir thread, heir.c).
+ * caller, who queues it elsewhere (libesca.so: the heir thread, heir.c);
+ * esca_fd_abort() cancels the same way and drops one fd's entries (a reset).
  */
 #include <errno.h>
 #include <string.h>
@@ -153,4 +154,32 @@ int esca_table_hand_over(struct esca_table *t, esca_take_fn take, void *ctx)
 	}
 	esca__retire(t);
 	return r < 0 ? r : n;
+}
+
+int esca_fd_abort(struct esca_table *t, int fd)
+{
+	int r, n = 0;
+
+	if (t->inflight) {
+		if (!t->ex->cancel)
+			return -EOPNOTSUPP;
+		r = t->ex->cancel(t);
+		esca__retire(t);
+		if (r < 0)
+			return r;
+		if (t->inflight)
+			return -EBUSY;
+	}
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+
+		if (e->state != ESCA_S_QUEUED || e->fd != fd)
+			continue;
+		/* not -ECONNRESET: that marks the fd's key broken, and the
+		 * number's next socket would find its sends skipped */
+		esca__complete(t, e, -ECANCELED);
+		n++;
+	}
+	esca__retire(t);
+	return n;
 }

@@ -267,6 +267,14 @@ ESCA_API int esca_fd_inflight(const struct esca_table *t, int fd);
  * fd).  Not for a file with locks the close must release (flock, OFD): the
  * dup keeps its open file alive. */
 ESCA_API int esca_fd_keep_file(struct esca_table *t, int fd);
+/* fd's connection is reset (libesca.so: a close with SO_LINGER at 0 s):
+ * drop its unfinished entries, as the kernel drops the bytes it had not
+ * sent.  Every entry in flight is cancelled first (the executor's cancel,
+ * as esca_table_hand_over does; the other fds' entries go back to the queue
+ * with what they had done and run again at the next flush), then each
+ * queued entry of fd completes with -ECANCELED.  Returns how many, or
+ * -errno (-EOPNOTSUPP: an executor without cancel; nothing dropped). */
+ESCA_API int esca_fd_abort(struct esca_table *t, int fd);
 ESCA_API const struct esca_stats *esca_table_stats(const struct esca_table *t);
 
 /* Clear the `flags` bits (MSG_MORE) of the newest entry of fd when it is a

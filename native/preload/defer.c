@@ -322,7 +322,9 @@ static int close_socket_now(struct tstate *ts, struct fdinfo *fi, int fd,
  * does not read), Linux's close would have returned with them still going
  * out: the close is held for them (fd_close_ordered) with the linger
  * turned off, so that it neither waits a second time nor resets.  At 0 s
- * a close behind parked bytes still waits for them (README, Limits).  The
+ * the sends still parked are dropped (esca_fd_abort), as the reset drops
+ * the bytes the kernel had not sent; held for them, the reset came only
+ * once the client had read them all.  The
  * kernel's wait ends at any signal (sk_stream_wait_close): the library's
  * timer signal is blocked across it (it ended the wait at once, measured). */
 static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
@@ -336,9 +338,18 @@ static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
 	if (ts->table && esca_fd_pending(ts->table, fd) &&
 	    syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 &&
 	    !lib_sync_fd_for(ts, fd, l.l_onoff ? l.l_linger * 1000L : 0) &&
-	    l.l_onoff && l.l_linger) {
-		l.l_onoff = 0;
-		syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	    l.l_onoff) {
+		if (l.l_linger) {
+			l.l_onoff = 0;
+			syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &l,
+				sizeof(l));
+		} else {
+			/* the reset drops what the kernel had not sent: so
+			 * the sends parked on the client go (esca_fd_abort) */
+			ts->guard++;
+			esca_fd_abort(ts->table, fd);
+			lib_leave(ts);
+		}
 	}
 	if (fi->linger == LINGER_WAIT &&
 	    !__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE)) {

@@ -33,5 +33,6 @@ void test_progress(int kind);
 
 /* test_handover.c */
 void test_hand_over(int kind);
+void test_fd_abort(int kind);
 
 #endif

@@ -495,6 +495,7 @@ static const struct {
 	{ "dup_pending", test_dup_pending },
 	{ "broken_skips", test_broken_skips },
 	{ "hand_over", test_hand_over },
+	{ "fd_abort", test_fd_abort },
 };
 
 /* test_core [EXECUTOR...]: the executors named (default: every one, and

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * test_handover.c - esca_table_hand_over (native/core/handover.c): a send
  * parked on a full socket, partly read, is cancelled and reported with
- * exactly the bytes it had not sent: test_hand_over. */
+ * exactly the bytes it had not sent: test_hand_over; esca_fd_abort drops
+ * one parked socket's entries while another's go on exactly:
+ * test_fd_abort. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -108,4 +110,61 @@ void test_hand_over(int kind)
 	esca_table_free(t);
 	close(sv[0]);
 	close(sv[1]);
+}
+
+/* Sends parked on two sockets; A is reset (esca_fd_abort): its entries go,
+ * B's (cancelled and queued again, under uring) still arrive exactly, in
+ * order, once its peer reads. */
+void test_fd_abort(int kind)
+{
+	static char big[BIG], got[BIG + 4];
+	struct esca_table *t = table(kind, 0, 4 << 20);
+	struct iovec one;
+	struct esca_args a;
+	size_t have = 0;
+	int sa[2], sb[2];
+
+	CHECK(t);
+	if (!(esca_table_caps(t) & ESCA_CAP_PARKS)) {
+		esca_table_free(t);
+		SKIP("fd_abort: the executor never parks");
+	}
+	for (size_t i = 0; i < BIG; i++)
+		big[i] = (char)(i * 13 + i / 4096);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sa) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sb) == 0);
+	for (int k = 0; k < 2; k++) {
+		int fd = k ? sb[0] : sa[0];
+
+		a = data(ESCA_OP_SEND, fd, big, BIG, &one);
+		CHECK_EQ(esca_queue(t, &a, 0, 0), BIG);
+		a = data(ESCA_OP_SEND, fd, "tail", 4, &one);
+		CHECK_EQ(esca_queue(t, &a, 0, 1), 4);
+	}
+	CHECK(esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_WAIT) >= 0);
+	CHECK(esca_fd_inflight(t, sa[0]) > 0);	/* both parked */
+	CHECK(esca_fd_inflight(t, sb[0]) > 0);
+	CHECK_EQ(esca_fd_abort(t, sa[0]), 2);
+	CHECK_EQ(esca_fd_pending(t, sa[0]), 0);
+	CHECK(esca_fd_pending(t, sb[0]) > 0);
+	/* B's peer reads: every byte once, in order, then the tail */
+	for (int i = 0; i < 5000 && have < BIG + 4; i++) {
+		ssize_t n = recv(sb[1], got + have, sizeof(got) - have,
+				 MSG_DONTWAIT);
+
+		if (n > 0)
+			have += (size_t)n;
+		esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
+		if (n <= 0)
+			esca_table_wait(t, 1);
+	}
+	CHECK_EQ(have, BIG + 4);
+	CHECK(memcmp(got, big, BIG) == 0);
+	CHECK(memcmp(got + BIG, "tail", 4) == 0);
+	CHECK_EQ(esca_table_pending(t), 0);
+	esca_table_free(t);
+	close(sa[0]);
+	close(sa[1]);
+	close(sb[0]);
+	close(sb[1]);
 }

@@ -16,7 +16,11 @@ for that client where Linux's do not, and must wait where Linux's do
   deferred and returned at once; then, passed through, the library's timer
   signal ended the kernel's wait at once.  With 16 MiB parked, the close
   waits its second and returns; the client still gets every byte.
-- close with SO_LINGER { 1, 0 } resets the connection at once.
+- close with SO_LINGER { 1, 0 } resets the connection at once, also with
+  16 MiB parked: they are dropped, as Linux drops what it had not sent
+  (before, the reset came only once the client had read them all, and
+  never if it did not read); another connection's parked bytes still
+  arrive exactly (the cancel of every request in flight requeues them).
 - close not a selected call (ESCA_SYSCALLS=seed), bytes parked: it returned
   only once the client had read them (for good if it never does).
 """
@@ -100,6 +104,19 @@ def test_close_with_linger_zero_resets(mode: str) -> None:
     r = run(mode, "close:0", "1m")
     assert r["call_ms"] < QUICK_MS, r
     assert r["end"] == "reset", r
+
+
+@pytest.mark.parametrize("mode", executor_params(plain=True))
+def test_reset_drops_parked_bytes(mode: str) -> None:
+    r = run(mode, "reset2", "16m")
+    assert r["call_ms"] < QUICK_MS, r
+    assert r["end"] == "reset", r
+    # the reset dropped what was not in the client's window: plainly a
+    # 4 KiB window's worth of the send's ~3 MB; under esca, of 16 MiB
+    assert r["got"] < r["n"] // 2, r
+    assert r["ok2"], r
+    if mode != "plain":
+        assert r["got2"] == BIG, r
 
 
 @pytest.mark.parametrize("mode", executor_params())

@@ -6,7 +6,10 @@ takes, so under esca, with ESCA_BUDGET above it, the rest parks; 1m: all of
 it fits the kernel's buffers).  CASE:
 - opt:NAME   setsockopt NAME (an option independent of the bytes);
 - look:NAME  a call that only looks at the socket (LOOKS);
-- close:L    SO_LINGER { 1, L } then close (L = -1: no SO_LINGER).
+- close:L    SO_LINGER { 1, L } then close (L = -1: no SO_LINGER);
+- reset2     close:0 with a second connection's SIZE bytes (a pattern)
+             parked too, which its client reads after the reset: ok2 says
+             whether it got exactly what its send's count said.
 Then the client reads until EOF, a reset or 1 s without a byte (0.5 s
 after opt and look).  Prints one
 JSON line: n (the send's count), call_ms (the setsockopt, look or close),
@@ -54,6 +57,15 @@ def main() -> None:
     s, _ = lst.accept()
     s.setblocking(False)
     kind, _, arg = case.partition(":")
+    if kind == "reset2":
+        kind, arg = "close", "0"
+        c2 = socket.socket()
+        c2.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c2.connect(lst.getsockname())
+        s2, _ = lst.accept()
+        s2.setblocking(False)
+        pattern = (bytes(range(251)) * (size // 251 + 1))[:size]
+        n2 = s2.send(pattern)
     if kind == "close" and int(arg) >= 0:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, int(arg)))
     n = s.send(b"x" * size)
@@ -83,7 +95,21 @@ def main() -> None:
         end = "reset"
     except TimeoutError:
         pass
-    print(json.dumps({"n": n, "call_ms": round(call_ms), "res": res, "got": got, "end": end}))
+    out = {"n": n, "call_ms": round(call_ms), "res": res, "got": got, "end": end}
+    if case == "reset2":
+        buf = bytearray()
+        c2.settimeout(1)
+        try:
+            while len(buf) < n2:
+                d = c2.recv(1 << 20)
+                if not d:
+                    break
+                buf += d
+        except TimeoutError:
+            pass
+        out["ok2"] = bytes(buf) == pattern[:n2]
+        out["got2"] = len(buf)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
