@@ -84,9 +84,11 @@ def test_a_look_does_not_wait_for_parked_bytes(mode: str, look: str) -> None:
     all_went(mode, r)
 
 
+@pytest.mark.parametrize("how", ["close", "inherit"])
 @pytest.mark.parametrize("mode", executor_params(plain=True))
-def test_lingering_close_waits_as_linux(mode: str) -> None:
-    r = run(mode, "close:1", "1m")
+def test_lingering_close_waits_as_linux(mode: str, how: str) -> None:
+    """"inherit": the listener's SO_LINGER, which accept gives the socket"""
+    r = run(mode, f"{how}:1", "1m")
     assert 900 <= r["call_ms"] < 2500, r
     assert r["got"] == r["n"] == 1 << 20 and r["end"] == "eof", r
 

@@ -7,6 +7,8 @@ it fits the kernel's buffers).  CASE:
 - opt:NAME   setsockopt NAME (an option independent of the bytes);
 - look:NAME  a call that only looks at the socket (LOOKS);
 - close:L    SO_LINGER { 1, L } then close (L = -1: no SO_LINGER);
+- inherit:L  close:-1, the listener having SO_LINGER { 1, L } (accepted
+             sockets inherit it);
 - reset2     close:0 with a second connection's SIZE bytes (a pattern)
              parked too, which its client reads after the reset: ok2 says
              whether it got exactly what its send's count said.
@@ -51,6 +53,9 @@ def main() -> None:
     lst = socket.socket()
     lst.bind(("127.0.0.1", 0))
     lst.listen()
+    if case.startswith("inherit:"):  # the listener's SO_LINGER, as accept gives it
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, int(case[8:])))
+        case = "close:-1"
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the window
     c.connect(lst.getsockname())
