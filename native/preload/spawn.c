@@ -196,8 +196,26 @@ EXPORT int __dprintf_chk(int fd, int flag, const char *fmt, ...)
 	return r;
 }
 
+/* A write that no interposer defers, to a non-blocking socket whose
+ * earlier bytes are parked on a client that does not read: EAGAIN at once,
+ * as the kernel's full socket would answer it and as a deferred data call
+ * is (parked_eagain); in order behind them, it waited for that client, for
+ * good if it never read (tests/preload/test_parked_calls.py, splice). */
+static int behind_parked_write(int fd, int flags)
+{
+	struct tstate *ts = tls_ts;
+	struct fdinfo *fi = fdi(fd);
+
+	if (!ts || ts->guard || !fi || !ts->table || vfork_child(ts))
+		return 0;
+	return parked_eagain(ts, fi, fd, flags);
+}
+
 EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 {
+	spawn_init();
+	if (behind_parked_write(fd, flags))
+		return -1;
 	before_write(fd);
 	return real.sendmmsg(fd, v, n, flags);
 }
@@ -211,6 +229,9 @@ EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out,
 	struct tstate *ts;
 	struct fdinfo *fi;
 
+	spawn_init();
+	if (behind_parked_write(out, 0))
+		return -1;
 	before_write(out);
 	ts = tls_ts;
 	if (ts && ts->table && !ts->guard && esca_table_pending(ts->table)) {

@@ -6,6 +6,8 @@ takes, so under esca, with ESCA_BUDGET above it, the rest parks; 1m: all of
 it fits the kernel's buffers).  CASE:
 - opt:NAME   setsockopt NAME (an option independent of the bytes);
 - look:NAME  a call that only looks at the socket (LOOKS);
+- splice     splice 5 bytes from a pipe into the socket (its full buffer:
+             EAGAIN);
 - close:L    SO_LINGER { 1, L } then close (L = -1: no SO_LINGER);
 - inherit:L  close:-1, the listener having SO_LINGER { 1, L } (accepted
              sockets inherit it);
@@ -48,6 +50,14 @@ LOOKS = {
 }
 
 
+def splice_in(s: socket.socket) -> int:
+    """5 bytes from a pipe into the socket (a write no interposer defers)."""
+    r, w = os.pipe()
+    os.write(w, b"later")
+    return os.splice(r, s.fileno(), 5)
+
+
+
 def main() -> None:
     case, size = sys.argv[1], int(sys.argv[2].removesuffix("m")) << 20
     lst = socket.socket()
@@ -79,16 +89,16 @@ def main() -> None:
     t0 = time.monotonic()
     if kind == "opt":
         s.setsockopt(*OPTS[arg])
-    elif kind == "look":
+    elif kind in ("look", "splice"):
         try:
-            res = LOOKS[arg](s)
+            res = LOOKS[arg](s) if kind == "look" else splice_in(s)
         except OSError as e:
             res = errno.errorcode[e.errno]
     else:
         s.close()
     call_ms = (time.monotonic() - t0) * 1000
     got, end = 0, "idle"
-    c.settimeout(1 if kind == "close" else 0.5)
+    c.settimeout(1 if kind == "close" else 0.5)  # opt, look, splice: 0.5
     try:
         while True:
             d = c.recv(1 << 20)
