@@ -175,6 +175,13 @@ int esca_fd_abort(struct esca_table *t, int fd)
 
 		if (e->state != ESCA_S_QUEUED || e->fd != fd)
 			continue;
+		if (e->op == ESCA_OP_SENDFILE && e->offset < 0 &&
+		    e->len > e->done)
+			/* from the file position, which stands after what
+			 * went (the cancel wound it back): where the program
+			 * was told it is, as Linux's sendfile had left it */
+			(void)syscall(SYS_lseek, e->fd2,
+				      (off_t)(e->len - e->done), SEEK_CUR);
 		/* not -ECONNRESET: that marks the fd's key broken, and the
 		 * number's next socket would find its sends skipped */
 		esca__complete(t, e, -ECANCELED);

@@ -199,7 +199,8 @@ static int setsockopt_call(int fd, int level, int name, const void *val,
 }
 
 /* SO_LINGER as the kernel took it: on, a close of fd is never deferred
- * (defer.c, close_lingering); after accept, the listener's (read.c). */
+ * (defer.c, close_lingering); after accept, the listener's (read.c).
+ * TCP_NODELAY as the program set it, for getsockopt (sync.c). */
 EXPORT int setsockopt(int fd, int level, int name, const void *val,
 		      socklen_t len)
 {
@@ -211,5 +212,8 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val,
 		fi->linger = !((const struct linger *)val)->l_onoff ? 0 :
 			     ((const struct linger *)val)->l_linger ?
 			     LINGER_WAIT : LINGER_RESET;
+	if (level == IPPROTO_TCP && name == TCP_NODELAY && (fi = fdi(fd)))
+		fi->nodelay = r == 0 && len >= (socklen_t)sizeof(int) ?
+			      (uint8_t)(1 + !!*(const int *)val) : 0;
 	return r;
 }

@@ -324,7 +324,9 @@ static int close_socket_now(struct tstate *ts, struct fdinfo *fi, int fd,
  * turned off, so that it neither waits a second time nor resets.  At 0 s
  * the sends still parked are dropped (esca_fd_abort), as the reset drops
  * the bytes the kernel had not sent; held for them, the reset came only
- * once the client had read them all.  The
+ * once the client had read them all.  Another thread's entries of fd hold
+ * the close as any close (at 0 s the reset then waits for them: README,
+ * Limits).  The
  * kernel's wait ends at any signal (sk_stream_wait_close): the library's
  * timer signal is blocked across it (it ended the wait at once, measured). */
 static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
@@ -337,20 +339,40 @@ static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
 	ts->calls[CALL_CLOSE].passed[PASS_ARGS]++;
 	if (ts->table && esca_fd_pending(ts->table, fd) &&
 	    syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 &&
-	    !lib_sync_fd_for(ts, fd, l.l_onoff ? l.l_linger * 1000L : 0) &&
 	    l.l_onoff) {
-		if (l.l_linger) {
-			l.l_onoff = 0;
-			syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &l,
-				sizeof(l));
-		} else {
+		uint64_t t0 = now_ns(), ms;
+
+		if (!lib_sync_fd_for(ts, fd, l.l_linger * 1000L) &&
+		    !l.l_linger) {
 			/* the reset drops what the kernel had not sent: so
 			 * the sends parked on the client go (esca_fd_abort) */
 			ts->guard++;
 			esca_fd_abort(ts->table, fd);
 			lib_leave(ts);
+		} else if ((ms = (now_ns() - t0) / 1000000u) >= 1000) {
+			/* the kernel's wait gets what is left of the time;
+			 * none: Linux's close had returned, the rest going
+			 * out behind it */
+			long left = l.l_linger * 1000L - (long)ms;
+
+			l.l_onoff = left > 0;
+			l.l_linger = left > 0 ? (int)((left + 999) / 1000) : 0;
+			syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &l,
+				sizeof(l));
 		}
 	}
+	if (fi->linger == LINGER_WAIT &&
+	    (__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_COUNT)) {
+		/* held for entries still pending (parked, or another
+		 * thread's): the close that their last completion makes
+		 * must not wait in that thread's flush */
+		l.l_onoff = l.l_linger = 0;
+		syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	}
+	/* other sockets' queued bytes go now: the kernel's wait below holds
+	 * the timer signal that would have sent them */
+	if (ts->table && esca_table_pending(ts->table))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
 	if (fi->linger == LINGER_WAIT &&
 	    !__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE)) {
 		sigemptyset(&timer);
@@ -430,7 +452,7 @@ EXPORT int close(int fd)
 	fd_forget(fi);
 	fi->kind = FK_BAD;	/* closing: later calls pass and see EBADF */
 	if (defer_queue(ts, &ts->calls[CALL_CLOSE], &a, 0) != PASSED) {
-		ts->closes_queued = 1;
+		ts->closes_queued++;
 		return 0;
 	}
 	lib_sync_fd(ts, fd);

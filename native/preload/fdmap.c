@@ -123,6 +123,10 @@ void fd_on_complete(void *ctx, uint64_t user, int op, int fd, int64_t r)
 	if (!fi)
 		return;
 	if (op == ESCA_OP_CLOSE) {
+		struct tstate *ts = ctx;
+
+		if (ts && ts->closes_queued > 0)
+			ts->closes_queued--;	/* lib_new_fd has one less */
 		/* the number is free now: whatever gets it next is new */
 		__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 		fi->kind = FK_UNKNOWN;

@@ -478,14 +478,17 @@ static int drain_gave_up;
 
 /* lib_new_fd's slow path: a reaping flush runs the queued closes (a close
  * behind bytes parked on a slow client still waits for them: README,
- * Limits); the flag stays while the table holds anything. */
+ * Limits).  The count goes down as their completions come (fd_on_complete);
+ * it stood for "anything pending" until session 17, and every accept while
+ * a send was parked paid a flush. */
 void lib_run_closes(struct tstate *ts)
 {
 	if (ts->guard || !ts->table)
 		return;
 	if (esca_table_pending(ts->table))
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
-	ts->closes_queued = esca_table_pending(ts->table) != 0;
+	if (!esca_table_pending(ts->table))
+		ts->closes_queued = 0;	/* handed over: no completion came */
 }
 
 void lib_flush_drain(struct tstate *ts, int why)

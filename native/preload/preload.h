@@ -119,6 +119,9 @@ struct fdinfo {
 				 * low-water mark: not asked again (reset
 				 * with the number; a stale one only stops
 				 * the timer as before) */
+	uint8_t nodelay;	/* TCP_NODELAY as the program last set it,
+				 * + 1 (0: not known): getsockopt answers it
+				 * (its setsockopt may still be queued) */
 	uint8_t linger;		/* SO_LINGER on, as the program set it:
 				 * LINGER_RESET (0 s) or LINGER_WAIT; close
 				 * is then never deferred (defer.c) */
@@ -191,9 +194,9 @@ struct tstate {
 	int in_rounds;		/* in a wait's rounds: its timer waits for
 				 * the last (wait_done) */
 	int signaled;		/* the watchdog sent the timer signal */
-	int closes_queued;	/* a close of this thread's may still be queued:
-				 * a call that makes an fd runs it first
-				 * (lib_new_fd) */
+	int closes_queued;	/* closes of this thread's queued and not yet
+				 * complete: a call that makes an fd runs
+				 * them first (lib_new_fd) */
 	int ending;		/* this thread runs the end of the process
 				 * (lib_end_flush): its timer's handler never
 				 * waits for its parked sends */
@@ -683,6 +686,7 @@ static inline void fd_forget(struct fdinfo *fi)
 	fi->peer = 0;
 	fi->rto_set = 0;
 	fi->linger = 0;
+	fi->nodelay = 0;
 	__atomic_store_n(&fi->err, 0, __ATOMIC_RELAXED);
 }
 

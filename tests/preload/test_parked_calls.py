@@ -2,8 +2,9 @@
 for that client where Linux's do not, and must wait where Linux's do
 (progs/parked_calls.py; plain Linux is the oracle).
 
-- a call that only looks at the socket (getsockopt TCP_INFO and SO_ERROR,
-  fstat, ioctl FIONREAD, lseek) returns at once, with Linux's answer.
+- a call that only looks at the socket (getsockopt TCP_INFO, SO_ERROR and
+  TCP_NODELAY just set, fstat, ioctl FIONREAD and SIOCOUTQ, lseek) returns
+  at once, with Linux's answer.
   Before, it waited for the client for good (nginx's $tcpinfo_rtt in a log
   line is a getsockopt(TCP_INFO) after the response).
 - splice into the socket (a write no interposer defers: after the parked
@@ -77,7 +78,9 @@ def test_setsockopt_does_not_wait_for_parked_bytes(mode: str, opt: str) -> None:
     all_went(mode, r)
 
 
-@pytest.mark.parametrize("look", ["TCP_INFO", "SO_ERROR", "fstat", "FIONREAD", "lseek"])
+@pytest.mark.parametrize(
+    "look", ["TCP_INFO", "SO_ERROR", "fstat", "FIONREAD", "lseek", "SIOCOUTQ", "NODELAY"]
+)
 @pytest.mark.parametrize("mode", executor_params(plain=True))
 def test_a_look_does_not_wait_for_parked_bytes(mode: str, look: str) -> None:
     r = run(mode, f"look:{look}", "16m")
@@ -109,6 +112,16 @@ def test_lingering_close_waits_as_linux(mode: str, how: str) -> None:
     r = run(mode, f"{how}:1", "1m")
     assert 900 <= r["call_ms"] < 2500, r
     assert r["got"] == r["n"] == 1 << 20 and r["end"] == "eof", r
+
+
+@pytest.mark.parametrize("mode", executor_params(plain=True))
+def test_lingering_close_holds_up_no_other_socket(mode: str) -> None:
+    """While the close waits its second, another socket's bytes sent just
+    before it reach their client at once (the review of session 17: they
+    waited for the timer signal the close blocks, the whole second)."""
+    r = run(mode, "lingerother", "1m")
+    assert 900 <= r["call_ms"] < 2500, r
+    assert r["other_ms"] < QUICK_MS, r
 
 
 @pytest.mark.parametrize("mode", executor_params(plain=True))

@@ -11,6 +11,8 @@ it fits the kernel's buffers).  CASE:
 - close:L    SO_LINGER { 1, L } then close (L = -1: no SO_LINGER);
 - inherit:L  close:-1, the listener having SO_LINGER { 1, L } (accepted
              sockets inherit it);
+- lingerother  close:1, and just before it a second connection's 5 bytes
+             sent: other_ms says when its client got them;
 - reset2     close:0 with a second connection's SIZE bytes (a pattern)
              parked too, which its client reads after the reset: ok2 says
              whether it got exactly what its send's count said.
@@ -30,6 +32,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 
 OPTS = {
@@ -47,6 +50,11 @@ LOOKS = {
     "fstat": lambda s: oct(os.fstat(s.fileno()).st_mode >> 12),
     "FIONREAD": lambda s: fcntl.ioctl(s.fileno(), 0x541B, b"\0" * 4) != b"",
     "lseek": lambda s: os.lseek(s.fileno(), 0, os.SEEK_CUR),
+    # the send queue holds bytes (under esca: the kernel's, not the parked)
+    "SIOCOUTQ": lambda s: struct.unpack("i", fcntl.ioctl(s.fileno(), 0x5411, b"\0" * 4))[0] > 0,
+    # what the program set, its setsockopt perhaps queued behind the bytes
+    "NODELAY": lambda s: (s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+                          s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))[1],
 }
 
 
@@ -72,6 +80,14 @@ def main() -> None:
     s, _ = lst.accept()
     s.setblocking(False)
     kind, _, arg = case.partition(":")
+    if kind == "lingerother":  # close:1 while another socket's bytes are queued
+        kind, arg = "close", "1"
+        c2 = socket.socket()
+        c2.connect(lst.getsockname())
+        s2, _ = lst.accept()
+        got2: list[float] = []
+        t2 = threading.Thread(target=lambda: (c2.recv(16), got2.append(time.monotonic())))
+        t2.start()
     if kind == "reset2":
         kind, arg = "close", "0"
         c2 = socket.socket()
@@ -95,6 +111,8 @@ def main() -> None:
         except OSError as e:
             res = errno.errorcode[e.errno]
     else:
+        if case == "lingerother":
+            s2.send(b"hello")  # deferred: it must not wait for the close
         s.close()
     call_ms = (time.monotonic() - t0) * 1000
     got, end = 0, "idle"
@@ -111,6 +129,9 @@ def main() -> None:
     except TimeoutError:
         pass
     out = {"n": n, "call_ms": round(call_ms), "res": res, "got": got, "end": end}
+    if case == "lingerother":
+        t2.join()
+        out["other_ms"] = round((got2[0] - t0) * 1000)
     if case == "reset2":
         buf = bytearray()
         c2.settimeout(1)
