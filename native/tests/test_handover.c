@@ -123,6 +123,8 @@ void test_fd_abort(int kind)
 	struct esca_args a;
 	size_t have = 0;
 	int sa[2], sb[2];
+	char path[] = "/tmp/esca-abort-XXXXXX";
+	int f = mkstemp(path);
 
 	CHECK(t);
 	if (!(esca_table_caps(t) & ESCA_CAP_PARKS)) {
@@ -133,6 +135,10 @@ void test_fd_abort(int kind)
 		big[i] = (char)(i * 13 + i / 4096);
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sa) == 0);
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sb) == 0);
+	CHECK(f >= 0);
+	unlink(path);
+	CHECK_EQ(write(f, big, 8192), 8192);
+	CHECK_EQ(lseek(f, 100, SEEK_SET), 100);
 	for (int k = 0; k < 2; k++) {
 		int fd = k ? sb[0] : sa[0];
 
@@ -141,11 +147,17 @@ void test_fd_abort(int kind)
 		a = data(ESCA_OP_SEND, fd, "tail", 4, &one);
 		CHECK_EQ(esca_queue(t, &a, 0, 1), 4);
 	}
+	/* A's sendfile from the file position, behind the parked send: the
+	 * program was told it moved the position 4096 on */
+	a = (struct esca_args){ .op = ESCA_OP_SENDFILE, .fd = sa[0], .fd2 = f,
+				.offset = -1, .count = 4096 };
+	CHECK_EQ(esca_queue(t, &a, 0, 2), 4096);
 	CHECK(esca_flush(t, ESCA_FLUSH_REAP, ESCA_WHY_WAIT) >= 0);
 	CHECK(esca_fd_inflight(t, sa[0]) > 0);	/* both parked */
 	CHECK(esca_fd_inflight(t, sb[0]) > 0);
-	CHECK_EQ(esca_fd_abort(t, sa[0]), 2);
+	CHECK_EQ(esca_fd_abort(t, sa[0]), 3);
 	CHECK_EQ(esca_fd_pending(t, sa[0]), 0);
+	CHECK_EQ(lseek(f, 0, SEEK_CUR), 100 + 4096);
 	CHECK(esca_fd_pending(t, sb[0]) > 0);
 	/* B's peer reads: every byte once, in order, then the tail */
 	for (int i = 0; i < 5000 && have < BIG + 4; i++) {
@@ -167,4 +179,5 @@ void test_fd_abort(int kind)
 	close(sa[1]);
 	close(sb[0]);
 	close(sb[1]);
+	close(f);
 }
