@@ -117,21 +117,32 @@ static void rest_of(const struct esca_table *t, struct esca_entry *e,
 	}
 }
 
+/* Every entry in flight back to the queue with what it had done (the
+ * executor's cancel): 0, or -errno (-EOPNOTSUPP: no cancel; -EBUSY: some
+ * still in flight). */
+static int cancel_all(struct esca_table *t)
+{
+	int r;
+
+	if (!t->inflight)
+		return 0;
+	if (!t->ex->cancel)
+		return -EOPNOTSUPP;
+	r = t->ex->cancel(t);
+	esca__retire(t);
+	if (r < 0)
+		return r;
+	return t->inflight ? -EBUSY : 0;
+}
+
 int esca_table_hand_over(struct esca_table *t, esca_take_fn take, void *ctx)
 {
 	esca_complete_fn complete = t->complete;
-	int r = 0, n = 0;
+	int r, n = 0;
 
-	if (t->inflight) {
-		if (!t->ex->cancel)
-			return -EOPNOTSUPP;
-		r = t->ex->cancel(t);
-		esca__retire(t);
-		if (r < 0)
-			return r;
-		if (t->inflight)
-			return -EBUSY;
-	}
+	r = cancel_all(t);
+	if (r < 0)
+		return r;
 	for (uint32_t i = t->head; i != t->tail; i++) {
 		struct esca_entry *e = esca__ent(t, i);
 		struct esca_args a;
@@ -158,18 +169,10 @@ int esca_table_hand_over(struct esca_table *t, esca_take_fn take, void *ctx)
 
 int esca_fd_abort(struct esca_table *t, int fd)
 {
-	int r, n = 0;
+	int r = cancel_all(t), n = 0;
 
-	if (t->inflight) {
-		if (!t->ex->cancel)
-			return -EOPNOTSUPP;
-		r = t->ex->cancel(t);
-		esca__retire(t);
-		if (r < 0)
-			return r;
-		if (t->inflight)
-			return -EBUSY;
-	}
+	if (r < 0)
+		return r;
 	for (uint32_t i = t->head; i != t->tail; i++) {
 		struct esca_entry *e = esca__ent(t, i);
 
