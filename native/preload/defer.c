@@ -342,15 +342,19 @@ static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
 	    l.l_onoff) {
 		uint64_t t0 = now_ns(), ms;
 
-		if (!lib_sync_fd_for(ts, fd, l.l_linger * 1000L) &&
-		    !l.l_linger) {
+		if (l.l_linger < 0) {
+			/* the kernel waits without a bound: so do we */
+			lib_sync_fd(ts, fd);
+		} else if (!lib_sync_fd_for(ts, fd, l.l_linger * 1000L) &&
+			   !l.l_linger) {
 			/* the reset drops what the kernel had not sent: so
 			 * the sends parked on the client go (esca_fd_abort) */
 			ts->guard++;
 			esca_fd_abort(ts->table, fd);
 			lib_leave(ts);
 		} else if ((ms = (now_ns() - t0) / 1000000u) >= 1000) {
-			/* the kernel's wait gets what is left of the time;
+			/* the kernel's wait gets what is left of the time
+			 * (whole seconds: at most 1 s more than Linux's);
 			 * none: Linux's close had returned, the rest going
 			 * out behind it */
 			long left = l.l_linger * 1000L - (long)ms;
@@ -361,6 +365,10 @@ static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
 				sizeof(l));
 		}
 	}
+	/* other sockets' queued bytes go now: the kernel's wait below holds
+	 * the timer signal that would have sent them */
+	if (ts->table && esca_table_pending(ts->table))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
 	if (fi->linger == LINGER_WAIT &&
 	    (__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) & FU_COUNT)) {
 		/* held for entries still pending (parked, or another
@@ -369,10 +377,6 @@ static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
 		l.l_onoff = l.l_linger = 0;
 		syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 	}
-	/* other sockets' queued bytes go now: the kernel's wait below holds
-	 * the timer signal that would have sent them */
-	if (ts->table && esca_table_pending(ts->table))
-		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
 	if (fi->linger == LINGER_WAIT &&
 	    !__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE)) {
 		sigemptyset(&timer);
@@ -451,10 +455,12 @@ EXPORT int close(int fd)
 				.order = fi->order_key };
 	fd_forget(fi);
 	fi->kind = FK_BAD;	/* closing: later calls pass and see EBADF */
-	if (defer_queue(ts, &ts->calls[CALL_CLOSE], &a, 0) != PASSED) {
-		ts->closes_queued++;
+	/* counted before: defer_queue may run it (a flush when the thread
+	 * has no timer), and its completion counts it down (fd_on_complete) */
+	ts->closes_queued++;
+	if (defer_queue(ts, &ts->calls[CALL_CLOSE], &a, 0) != PASSED)
 		return 0;
-	}
+	ts->closes_queued--;
 	lib_sync_fd(ts, fd);
 	fi->kind = FK_UNKNOWN;
 	return fd_close_ordered(ts, fi, fd);

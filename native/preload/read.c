@@ -372,7 +372,8 @@ static void after_accept(int lfd, int fd, int flags)
 		fi->flags = (li->flags & FI_TCP) | FI_CONN |
 			    ((flags & SOCK_NONBLOCK) ? FI_NONBLOCK : 0);
 		fi->linger = li->linger;	/* inherited, as the kernel does */
-		fi->nodelay = li->nodelay;
+		/* nodelay not: the listener's setsockopt may still have been
+		 * queued when the kernel made this one (the review's probe) */
 		/* a new connection's cork is off (unless it came corked
 		 * from a listener corked by the program) */
 		if ((li->flags & FI_TCP) && !(li->flags & FI_CORKED))

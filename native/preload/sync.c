@@ -191,10 +191,12 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 	}
 	if (level == IPPROTO_TCP && name == TCP_NODELAY && fi && fi->nodelay &&
 	    !(fi->flags & FI_DUPED) && val && len &&
-	    *len >= (socklen_t)sizeof(int)) {
+	    *len >= (socklen_t)sizeof(int) && tls_ts && tls_ts->table &&
+	    esca_fd_pending(tls_ts->table, fd)) {
 		/* as the program set it: its setsockopt may still be queued
 		 * behind parked bytes, which a look does not wait for (the
-		 * review's probe read 0 after setting 1) */
+		 * review's probe read 0 after setting 1); only then (a copy
+		 * the library did not see set it meanwhile: the kernel's) */
 		*(int *)val = fi->nodelay - 1;
 		*len = sizeof(int);
 		return 0;

@@ -16,7 +16,7 @@ it fits the kernel's buffers).  CASE:
 - reset2     close:0 with a second connection's SIZE bytes (a pattern)
              parked too, which its client reads after the reset: ok2 says
              whether it got exactly what its send's count said.
-Then the client reads until EOF, a reset or 1 s without a byte (0.5 s
+Then the client reads until EOF, a reset or 3 s without a byte (0.5 s
 after opt and look).  Prints one
 JSON line: n (the send's count), call_ms (the setsockopt, look or close),
 res (what a look returned, or its errno's name), got (bytes the client
@@ -116,7 +116,7 @@ def main() -> None:
         s.close()
     call_ms = (time.monotonic() - t0) * 1000
     got, end = 0, "idle"
-    c.settimeout(1 if kind == "close" else 0.5)  # opt, look, splice: 0.5
+    c.settimeout(3 if kind == "close" else 0.5)  # close ends in EOF or a reset
     try:
         while True:
             d = c.recv(1 << 20)
