@@ -206,6 +206,17 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		return -1;
 	r = syscall(SYS_getsockopt, fd, level, name, val, len);
 	if (r == 0 && level == SOL_SOCKET && name == SO_ERROR && val && len &&
+	    *len >= (socklen_t)sizeof(int) && *(int *)val == 0 && fi &&
+	    fi->kind == FK_STREAM) {
+		/* a deferred send's error, due at the next call on fd: this
+		 * one (its send had taken the kernel's; the next write's EPIPE
+		 * follows, as on Linux after its own failed send) */
+		int e = __atomic_exchange_n(&fi->err, 0, __ATOMIC_RELAXED);
+
+		if (e)
+			*(int *)val = e;
+	}
+	if (r == 0 && level == SOL_SOCKET && name == SO_ERROR && val && len &&
 	    *len >= (socklen_t)sizeof(int) && *(int *)val && fi &&
 	    fi->kind == FK_STREAM)
 		/* the connection failed (a reset, a refused connect): Linux

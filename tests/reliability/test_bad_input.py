@@ -241,6 +241,37 @@ def test_closed_socket_number_is_lowest_free(mode: str, how: str) -> None:
 
 
 @pytest.mark.parametrize("mode", EXECUTORS)
+def test_deferred_error_surfaces_at_so_error(mode: str) -> None:
+    """A send to a reset connection: plainly it fails (ECONNRESET), and the
+    next send says EPIPE.  Deferred, the send says 1 and its error is due at
+    the next call on the fd; a getsockopt(SO_ERROR) there must report it (the
+    send took the kernel's), so the program sees the same two errors in the
+    same order.  Before session 17 SO_ERROR said 0 and the next send
+    ECONNRESET: the program that asks SO_ERROR after EPOLLERR saw none."""
+    code = (
+        "import errno, socket, struct, time\n"
+        "lst = socket.socket(); lst.bind(('127.0.0.1', 0)); lst.listen()\n"
+        "c = socket.create_connection(lst.getsockname())\n"
+        "s, _ = lst.accept()\n"
+        "c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n"
+        "c.close()\n"  # a reset
+        "time.sleep(0.1)\n"
+        "errs = []\n"
+        "for call in ('send', 'err', 'send'):\n"
+        "    try:\n"
+        "        r = s.send(b'x') if call == 'send' else "
+        "s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)\n"
+        "        if call == 'err' and r:\n"
+        "            errs.append(errno.errorcode[r])\n"
+        "        time.sleep(0.05)\n"  # the deferred send ran
+        "    except OSError as e:\n"
+        "        errs.append(errno.errorcode[e.errno])\n"
+        "print(errs)\n"
+    )
+    assert run_code(mode, code) == run_code("plain", code) == "['ECONNRESET', 'EPIPE']\n"
+
+
+@pytest.mark.parametrize("mode", EXECUTORS)
 def test_pread_sees_writes_of_a_dup(mode: str, tmp_path: Path) -> None:
     code = (
         "import os\n"
