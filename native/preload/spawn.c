@@ -135,6 +135,22 @@ static void before_write(int fd)
 		cork_for_real(ts, fd);
 }
 
+/* A write that no interposer defers, to a non-blocking socket whose
+ * earlier bytes are parked on a client that does not read: EAGAIN at once,
+ * as the kernel's full socket would answer it and as a deferred data call
+ * is (parked_eagain); in order behind them, it waited for that client, for
+ * good if it never read (tests/preload/test_parked_calls.py: splice,
+ * dprintf). */
+static int behind_parked_write(int fd, int flags)
+{
+	struct tstate *ts = tls_ts;
+	struct fdinfo *fi = fdi(fd);
+
+	if (!ts || ts->guard || !fi || !ts->table || vfork_child(ts))
+		return 0;
+	return parked_eagain(ts, fi, fd, flags);
+}
+
 /* A FILE on fd: what was queued on it goes first, then nothing more is.
  * Only a FILE that can write: one opened "r" never writes the fd.  The
  * mark goes on fd and on the first fd of its open file (its order key),
@@ -161,6 +177,9 @@ EXPORT FILE *fdopen(int fd, const char *mode)
 
 EXPORT int vdprintf(int fd, const char *fmt, va_list ap)
 {
+	spawn_init();
+	if (behind_parked_write(fd, 0))
+		return -1;
 	before_write(fd);
 	return real.vdprintf(fd, fmt, ap);
 }
@@ -179,6 +198,9 @@ EXPORT int dprintf(int fd, const char *fmt, ...)
 /* _FORTIFY_SOURCE's forms of the two */
 EXPORT int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap)
 {
+	spawn_init();
+	if (behind_parked_write(fd, 0))
+		return -1;
 	before_write(fd);
 	if (real.vdprintf_chk)
 		return real.vdprintf_chk(fd, flag, fmt, ap);
@@ -194,21 +216,6 @@ EXPORT int __dprintf_chk(int fd, int flag, const char *fmt, ...)
 	r = __vdprintf_chk(fd, flag, fmt, ap);
 	va_end(ap);
 	return r;
-}
-
-/* A write that no interposer defers, to a non-blocking socket whose
- * earlier bytes are parked on a client that does not read: EAGAIN at once,
- * as the kernel's full socket would answer it and as a deferred data call
- * is (parked_eagain); in order behind them, it waited for that client, for
- * good if it never read (tests/preload/test_parked_calls.py, splice). */
-static int behind_parked_write(int fd, int flags)
-{
-	struct tstate *ts = tls_ts;
-	struct fdinfo *fi = fdi(fd);
-
-	if (!ts || ts->guard || !fi || !ts->table || vfork_child(ts))
-		return 0;
-	return parked_eagain(ts, fi, fd, flags);
 }
 
 EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)

@@ -8,6 +8,7 @@ it fits the kernel's buffers).  CASE:
 - look:NAME  a call that only looks at the socket (LOOKS);
 - splice     splice 5 bytes from a pipe into the socket (its full buffer:
              EAGAIN);
+- dprintf    the same 5 bytes by libc's dprintf;
 - close:L    SO_LINGER { 1, L } then close (L = -1: no SO_LINGER);
 - inherit:L  close:-1, the listener having SO_LINGER { 1, L } (accepted
              sockets inherit it);
@@ -58,6 +59,19 @@ LOOKS = {
 }
 
 
+def dprintf_in(s: socket.socket) -> int:
+    """5 bytes by libc's dprintf (a write inside glibc): its count, or
+    OSError with its errno."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    r = libc.dprintf(s.fileno(), b"later")
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return r
+
+
 def splice_in(s: socket.socket) -> int:
     """5 bytes from a pipe into the socket (a write no interposer defers)."""
     r, w = os.pipe()
@@ -105,9 +119,10 @@ def main() -> None:
     t0 = time.monotonic()
     if kind == "opt":
         s.setsockopt(*OPTS[arg])
-    elif kind in ("look", "splice"):
+    elif kind in ("look", "splice", "dprintf"):
         try:
-            res = LOOKS[arg](s) if kind == "look" else splice_in(s)
+            res = (LOOKS[arg](s) if kind == "look" else
+                   splice_in(s) if kind == "splice" else dprintf_in(s))
         except OSError as e:
             res = errno.errorcode[e.errno]
     else:
