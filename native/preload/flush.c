@@ -64,15 +64,24 @@ int lib_flush_epoll(struct tstate *ts, int epfd, struct epoll_event *evs,
 	return n;
 }
 
+/* fd's entries, or those of the open file it shares with other fds (its
+ * order key, in *key), pending in this thread's table. */
+static int fd_or_file_pending(struct tstate *ts, int fd, int *key)
+{
+	struct fdinfo *fi = fdi(fd);
+
+	*key = fi && fi->order_key ? fi->order_key - 1 : fd;
+	return ts->table && (esca_fd_pending(ts->table, fd) ||
+			     (*key != fd && esca_fd_pending(ts->table, *key)));
+}
+
 /* Before a call that depends on fd's pending entries: run them, and those
  * of the open file it shares with other fds (its order key). */
 void lib_sync_fd(struct tstate *ts, int fd)
 {
-	struct fdinfo *fi = fdi(fd);
-	int key = fi && fi->order_key ? fi->order_key - 1 : fd;
+	int key;
 
-	if (!ts->table || (!esca_fd_pending(ts->table, fd) &&
-			   (key == fd || !esca_fd_pending(ts->table, key))))
+	if (!fd_or_file_pending(ts, fd, &key))
 		return;
 	ts->guard++;
 	esca_sync_fd(ts->table, fd);
@@ -87,13 +96,10 @@ void lib_sync_fd(struct tstate *ts, int fd)
  * to the kernel with a reaping flush; what parks is not waited for. */
 void lib_look_fd(struct tstate *ts, int fd)
 {
-	struct fdinfo *fi = fdi(fd);
-	int key = fi && fi->order_key ? fi->order_key - 1 : fd;
+	int key;
 
-	if (!esca_fd_pending(ts->table, fd) &&
-	    (key == fd || !esca_fd_pending(ts->table, key)))
-		return;
-	lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
+	if (fd_or_file_pending(ts, fd, &key))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_SYNC);
 }
 
 /* lib_sync_fd, bounded (a lingering close, defer.c): fd's entries in this
