@@ -18,6 +18,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 pkgs=(build-essential liburing-dev pkg-config lighttpd nginx-light wrk strace linux-perf valgrind)
+# The key-value servers users run beside the web servers: tests/servers/
+# (test_redis.py, test_memcached.py) and benchmarks/kv.py, with their load
+# generators (redis-benchmark comes with redis-server; memcslap).
+pkgs+=(redis-server memcached libmemcached-tools)
 
 # `make test-lkm` (lkm/qemu/run.sh): QEMU, a static busybox and cpio for the
 # guest, and a Debian kernel with the headers of the very same release to

@@ -22,6 +22,10 @@
 /* The other mode is taken when cheaper by more than 1/MARGIN (3%): noise
  * between windows does not make the thread switch back and forth. */
 #define MARGIN 32
+/* Timer shots in a row that found calls of the thread's queued, no trigger
+ * of its own between them: it has no loop that reaches a wait, and each of
+ * those calls waited the whole bound (adapt_shot). */
+#define SHOTS 2
 
 static struct adapt_totals totals;	/* the process's, atomic adds */
 
@@ -198,6 +202,43 @@ out:
 	errno = e;
 }
 
+/* The thread's timer shot found calls of its queued (thread.c, the
+ * handler, before its flush): they waited ESCA_FLUSH_US where Linux's ran
+ * at once, because the thread reached no trigger meanwhile.  A thread that
+ * does that SHOTS times in a row, no trigger of its own between (a worker
+ * that writes its reply and then spins or waits on a futex for the next
+ * job: Redis's I/O threads, a thread pool's worker), has no loop for a
+ * batch to end at: it steps aside (each reply of Redis with --io-threads 2
+ * came 2 ms late: tests/servers/test_redis.py), until its next wait shows
+ * a loop (adapt_rhythm).  Not with the controller off (ESCA_ADAPT=0 pins
+ * deferral) or forced (ESCA_ADAPT_TEST), nor in an explicit segment. */
+void adapt_shot(struct tstate *ts)
+{
+	struct adapt *a = &ts->ad;
+
+	if (!(cfg.levers & LEVER_ADAPT) || cfg.adapt_force || ts->segment)
+		return;
+	if (a->shots < 255)
+		a->shots++;
+	if (a->shots >= SHOTS && !ts->aside) {
+		ts->aside = 1;
+		a->loopless = 1;
+		count(&totals.loopless, 1);
+	}
+}
+
+/* A trigger of the thread's own came (a wait, a flush not the timer's):
+ * the shots in a row start over, and a thread aside for them (adapt_shot)
+ * takes its controller's mode again at a wait (called from adapt_wait). */
+void adapt_rhythm(struct tstate *ts)
+{
+	ts->ad.shots = 0;
+	if (ts->ad.loopless) {
+		ts->ad.loopless = 0;
+		ts->aside = ts->ad.mode == ADAPT_ASIDE;
+	}
+}
+
 void adapt_totals(struct adapt_totals *t)
 {
 	t->windows = __atomic_load_n(&totals.windows, __ATOMIC_RELAXED);
@@ -208,6 +249,7 @@ void adapt_totals(struct adapt_totals *t)
 	t->switches = __atomic_load_n(&totals.switches, __ATOMIC_RELAXED);
 	t->windows_plain = __atomic_load_n(&totals.windows_plain,
 					   __ATOMIC_RELAXED);
+	t->loopless = __atomic_load_n(&totals.loopless, __ATOMIC_RELAXED);
 }
 
 /* The child counts its own windows (its threads start over: thread.c). */

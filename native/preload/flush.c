@@ -37,6 +37,8 @@ void lib_flush(struct tstate *ts, unsigned mode, int why)
 {
 	if (!ts->table)
 		return;
+	if (why != ESCA_WHY_TIMER)
+		ts->ad.shots = 0;	/* a trigger of its own (adapt_shot) */
 	ts->guard++;
 	esca_flush(ts->table, mode, why);
 	lib_leave(ts);

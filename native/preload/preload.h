@@ -270,6 +270,10 @@ struct tstate {
 		uint8_t started;	/* cpu0 is set */
 		uint8_t block_read;	/* a blocking socket read is under way:
 					 * the thread's wait (read.c) */
+		uint8_t shots;		/* timer shots in a row that found
+					 * calls queued (adapt_shot) */
+		uint8_t loopless;	/* aside for those shots, until the
+					 * thread's next wait */
 		uint64_t events;	/* events those waits returned */
 		uint64_t cpu0;		/* thread CPU ns at the window's start */
 		uint64_t before;	/* thread CPU ns per 256 events: the kept
@@ -600,9 +604,11 @@ enum { ADAPT_RING, ADAPT_ASIDE, ADAPT_PLAIN, ADAPT__N };
 
 struct adapt_totals {
 	uint64_t windows, windows_aside, cpu_ns_aside, switches;
-	uint64_t windows_plain;
+	uint64_t windows_plain, loopless;
 };
 HIDDEN void adapt_window_end(struct tstate *ts);
+HIDDEN void adapt_shot(struct tstate *ts);
+HIDDEN void adapt_rhythm(struct tstate *ts);
 HIDDEN void adapt_totals(struct adapt_totals *t);
 HIDDEN void adapt_after_fork(void);
 
@@ -617,6 +623,8 @@ static inline void adapt_wait(struct tstate *ts, int n)
 {
 	if (!ts || ts->guard || !ts->table || !(cfg.levers & LEVER_ADAPT))
 		return;
+	if (unlikely(ts->ad.shots))
+		adapt_rhythm(ts);	/* a wait: the thread has a loop */
 	if (n > 0)
 		ts->ad.events += (unsigned)n;
 	if (unlikely(++ts->ad.waits + ts->ad.events >= ts->ad.limit))

@@ -134,7 +134,7 @@ static void write_stats(int hold)
 		"\"prefetch_short_discards\": %llu,\n"
 		" \"adapt_windows\": %llu, \"adapt_windows_aside\": %llu, "
 		"\"adapt_ms_aside\": %llu, \"adapt_switches\": %llu, "
-		"\"adapt_windows_plain\": %llu, "
+		"\"adapt_windows_plain\": %llu, \"adapt_loopless\": %llu, "
 		"\"levers\": [",
 	    (unsigned long long)deferred, (unsigned long long)c->kernel_entries,
 	    (long long)(deferred + sum.reads_answered + sum.pf.answered) -
@@ -166,7 +166,8 @@ static void write_stats(int hold)
 	    (unsigned long long)ad.windows_aside,
 	    (unsigned long long)(ad.cpu_ns_aside / 1000000),
 	    (unsigned long long)ad.switches,
-	    (unsigned long long)ad.windows_plain);
+	    (unsigned long long)ad.windows_plain,
+	    (unsigned long long)ad.loopless);
 	for (unsigned i = 0, k = 0; i < LEVER__COUNT; i++)
 		if (cfg.levers & (1u << i))
 			put(&b, "%s\"%s\"", k++ ? ", " : "", lever_names[i]);

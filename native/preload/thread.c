@@ -161,6 +161,11 @@ static void on_timer_signal(int sig, siginfo_t *si, void *uc)
 			  !ts->ending;
 
 		ts->guard++;
+		/* calls queued the whole bound: the thread reached no
+		 * trigger (lever adapt: adapt_shot) */
+		if (!end && esca_table_pending(ts->table) !=
+			    esca_table_inflight(ts->table))
+			adapt_shot(ts);
 		/* never blocking: the thread may hold a lock the socket's
 		 * reader needs (ESCA_FLUSH_TRY) */
 		if (esca_table_pending(ts->table))

@@ -53,6 +53,9 @@ COUNTERS: tuple[str, ...] = (
     "adapt_ms_aside",
     "adapt_switches",
     "adapt_windows_plain",
+    # threads stepped aside because their timer's shot, not a trigger of
+    # their own, flushed their calls twice in a row (no loop to batch)
+    "adapt_loopless",
     # lever prefetch (README, "Beyond ESCA"): peek rounds, sockets peeked,
     # reads answered from a peek, peeks never read, discards that came
     # up short (bytes read twice: must stay 0)
@@ -153,6 +156,7 @@ class ProcessStats:
     adapt_ms_aside: int = 0
     adapt_switches: int = 0
     adapt_windows_plain: int = 0
+    adapt_loopless: int = 0
     prefetch_rounds: int = 0
     prefetch_peeked: int = 0
     prefetch_answered: int = 0
@@ -352,7 +356,8 @@ def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
         f"  stepped aside    {s.adapt_windows_aside} of {s.adapt_windows} windows"
         f" of event-loop waits ({s.adapt_ms_aside} ms of thread CPU), choice changed"
         f" {s.adapt_switches} times (lever adapt); {s.adapt_windows_plain} windows"
-        f" deferring with plain flushes (lever plain)"
+        f" deferring with plain flushes (lever plain); {s.adapt_loopless} times a"
+        f" thread without a loop (its calls flushed by the timer) stepped aside"
     )
     if s.prefetch_rounds or s.prefetch_short_discards:
         lines.append(

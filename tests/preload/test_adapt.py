@@ -23,6 +23,11 @@ what the program sees stays what it sees without the library.
   before anything is kept), and keeps whichever cost less thread CPU per
   event; the bytes are the plain run's.  Whether it then stays aside is a
   matter of timing, printed, not asserted (performance is no pass/fail test).
+- test_thread_without_a_loop_steps_aside: a worker thread writes a reply and
+  then spins in user space until the next job (progs/loopless.c; Redis's I/O
+  threads do): no trigger of its own, so each deferred reply waited for the
+  timer's shot.  Two shots in a row that found its calls queued put it aside:
+  at most two replies wait (for a 150 ms shot here), plain's none.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import executor_params
+from conftest import compile_c, executor_params
 
 import pyesca
 
@@ -143,6 +148,32 @@ def test_loop_that_cannot_pay_steps_aside(mode: str, wait: str, tmp_path: Path) 
     assert st["adapt_windows"] >= 3  # warm-up, one deferring, the probe and on
     assert st["adapt_windows_aside"] >= 1 and w["passed"]["aside"] > 0
     assert w["deferred"] > 0  # the window that measured deferral
+
+
+@pytest.mark.parametrize("mode", executor_params())
+def test_thread_without_a_loop_steps_aside(mode: str, tmp_path: Path) -> None:
+    exe = compile_c(PROGS / "loopless.c", tmp_path, "-pthread")
+    jobs = 20
+    out = {}
+    for m in ("plain", mode):
+        stats = tmp_path / f"loopless-{m}.json"
+        # a long shot: a reply that waits for it is told from one that does not
+        env = env_for(m, stats, ESCA_FLUSH_US="150000")
+        p = subprocess.run(
+            [str(exe), str(jobs), "100"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert p.returncode == 0, p.stderr
+        out[m] = p.stdout.splitlines()
+    want = [f"reply {i:9d}" for i in range(1, jobs + 1)]
+    assert out["plain"] == [*want, f"slow 0 of {jobs}"]
+    assert out[mode][:jobs] == want  # every reply, in order
+    slow = int(out[mode][jobs].split()[1])
+    st = json.loads((tmp_path / f"loopless-{mode}.json").read_text())
+    w = st["syscalls"]["write"]
+    # the replies waited for the shot until the thread stepped aside: 2 (SHOTS)
+    assert slow <= 2, f"{slow} of {jobs} replies waited for the timer's shot"
+    assert w["deferred"] >= 1 and st["adapt_loopless"] >= 1, (w, st["adapt_loopless"])
+    assert w["passed"]["aside"] >= jobs - 2, w
 
 
 def test_adapt_off_never_steps_aside(tmp_path: Path) -> None:
