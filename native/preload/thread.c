@@ -347,14 +347,15 @@ void threads_drain_others(int in_handler)
 			real.pthread_kill(ts->tid, cfg.timer_signal);
 		}
 		pthread_mutex_unlock(&list_lock);
-		if (!left)
-			break;
+		if (!left || lib_drain_gave_up())
+			break;	/* (an earlier drain gave up: nudged, no wait) */
 		o = peers_progress(NULL);
 		if (o != outq || left != last) {
 			since = now_ns();
 			outq = o;
 			last = left;
 		} else if (now_ns() - since >= DRAIN_NS) {
+			lib_drain_give_up();
 			break;
 		}
 		syscall(SYS_nanosleep, &nap, NULL);
