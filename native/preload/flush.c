@@ -484,21 +484,6 @@ uint64_t peers_progress(struct tstate *ts)
 #define DRAIN_TICK_MS 100
 static int drain_gave_up;
 
-/* A drain of the end gave up (this thread's own, or the other threads'
- * in threads_drain_others): every later one gives up at once.  The end
- * runs its drains twice (the exit path, then the library's destructor):
- * each waited its second, and memcached stopped 2 s after plain with a
- * client not reading (session 18's audit; tests/preload/test_exit_drain.py). */
-int lib_drain_gave_up(void)
-{
-	return __atomic_load_n(&drain_gave_up, __ATOMIC_ACQUIRE);
-}
-
-void lib_drain_give_up(void)
-{
-	__atomic_store_n(&drain_gave_up, 1, __ATOMIC_RELEASE);
-}
-
 /* lib_new_fd's slow path: a reaping flush runs the queued closes (a close
  * behind bytes parked on a slow client still waits for them: README,
  * Limits).  The count goes down as their completions come (fd_on_complete);
@@ -521,7 +506,7 @@ void lib_flush_drain(struct tstate *ts, int why)
 	if (!ts->table)
 		return;
 	lib_flush(ts, ESCA_FLUSH_REAP, why);
-	if (lib_drain_gave_up())
+	if (__atomic_load_n(&drain_gave_up, __ATOMIC_ACQUIRE))
 		return;
 	since = now_ns();
 	outq = peers_progress(ts);
@@ -543,7 +528,7 @@ void lib_flush_drain(struct tstate *ts, int why)
 			since = now_ns();
 			outq = o;
 		} else if (now_ns() - since >= DRAIN_IDLE_NS) {
-			lib_drain_give_up();
+			__atomic_store_n(&drain_gave_up, 1, __ATOMIC_RELEASE);
 			break;
 		}
 	}

@@ -342,8 +342,6 @@ HIDDEN void esca_lib_init(void);
 
 /* thread.c */
 HIDDEN struct tstate *tstate_create(void);
-HIDDEN int lib_drain_gave_up(void);
-HIDDEN void lib_drain_give_up(void);
 HIDDEN void threads_drain_others(int in_handler);
 HIDDEN void threads_hand_over(void);
 HIDDEN void *esca_vfork_prepare(void);
