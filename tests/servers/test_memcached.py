@@ -14,9 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,50 +22,39 @@ from pathlib import Path
 
 import pytest
 
-from .harness import esca_command, esca_stats_json, free_port, run_threads
+from pyesca.bench.servers import start_on_free_port
+
+from .harness import esca_command, esca_stats_json, run_threads
 
 pytestmark = pytest.mark.skipif(
     shutil.which("memcached") is None, reason="memcached not installed (tools/deps.sh)"
 )
 
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 20.0  # only catches a hang
 IO_TIMEOUT = 30.0
 
 
 @contextmanager
 def memcached(mode: str, tmp: Path, *args: str) -> Iterator[tuple[int, Path | None]]:
-    """(port, stats file or None) of a running memcached."""
-    port = free_port()
-    argv = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-I", "2m", *args]
-    if os.geteuid() == 0:
-        argv += ["-u", "nobody"]  # memcached refuses to run as root without it
-    stats = None
-    if mode != "plain":
-        stats = tmp / "esca-stats.json"
-        argv = [*esca_command(), "run", "--executor", mode, "--stats", str(stats), "--", *argv]
-    with open(tmp / "stderr", "wb") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    """(port, stats file or None) of a running memcached, stopped by its pid
+    on leaving, where a crash or a hang fails the test."""
+
+    def argv(port: int) -> list[str]:
+        cmd = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-I", "2m", *args]
+        if os.geteuid() == 0:
+            cmd += ["-u", "nobody"]  # memcached refuses to run as root without it
+        if mode != "plain":
+            cmd = [*esca_command(), "run", "--executor", mode, "--stats",
+                   str(tmp / "esca-stats.json"), "--", *cmd]  # fmt: skip
+        return cmd
+
+    stats = tmp / "esca-stats.json" if mode != "plain" else None
+    srv = start_on_free_port("memcached", mode, tmp, argv, stats)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert proc.poll() is None, f"memcached exited {proc.returncode} at start"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "memcached not accepting"
-                time.sleep(0.02)
-        yield port, stats
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"memcached ({mode}) still running {STOP_TIMEOUT} s after SIGTERM")
+        yield srv.port, stats
+    except BaseException:
+        srv.stop()
+        raise
+    srv.check_stopped()
 
 
 class Client:

@@ -9,13 +9,10 @@ it by its pid (SIGTERM) at the end, where a hang or a crash fails the test.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,60 +20,47 @@ from pathlib import Path
 
 import pytest
 
-from .harness import esca_command, esca_stats_json, free_port, run_threads
+from pyesca.bench.servers import start_on_free_port
+
+from .harness import Server, esca_command, esca_stats_json, run_threads
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server not installed (tools/deps.sh)"
 )
 
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 20.0  # only catches a hang
 IO_TIMEOUT = 30.0
 
 
 class Redis:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, stats: Path | None) -> None:
-        self.proc, self.port, self.stats = proc, port, stats
+    def __init__(self, srv: Server) -> None:
+        self.srv, self.port, self.stats = srv, srv.port, srv.stats
 
     def connect(self) -> Client:
         return Client(self.port)
 
 
 @contextmanager
-def redis(mode: str, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Redis]:
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(tmp), "--logfile", str(tmp / "redis.log"),
-            *args]  # fmt: skip
-    stats = None
-    if mode != "plain":
-        stats = tmp / "esca-stats.json"
-        argv = [*esca_command(), "run", "--executor", mode, "--stats", str(stats), "--", *argv]
-    with open(tmp / "stderr", "wb") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, env={**os.environ, **(env or {})})  # fmt: skip
-    srv = Redis(proc, port, stats)
+def redis(mode: str, tmp: Path, *args: str, env: tuple[str, ...] = ()) -> Iterator[Redis]:
+    """A redis-server in `mode`, with `env` (VAR=V) set for it; stopped by
+    its pid on leaving, where a crash or a hang fails the test."""
+
+    def argv(port: int) -> list[str]:
+        cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(tmp), "--logfile", str(tmp / "redis.log"),
+               *args]  # fmt: skip
+        if mode != "plain":
+            cmd = [*esca_command(), "run", "--executor", mode, "--stats",
+                   str(tmp / "esca-stats.json"), "--", *cmd]  # fmt: skip
+        return ["env", *env, *cmd] if env else cmd
+
+    stats = tmp / "esca-stats.json" if mode != "plain" else None
+    srv = start_on_free_port("redis", mode, tmp, argv, stats)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert proc.poll() is None, f"redis exited {proc.returncode} at start"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis not accepting"
-                time.sleep(0.02)
-        yield srv
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            status = proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"redis ({mode}) still running {STOP_TIMEOUT} s after SIGTERM")
-    assert status == 0, (status, (tmp / "redis.log").read_text(errors="replace")[-2000:])
+        yield Redis(srv)
+    except BaseException:
+        srv.stop()
+        raise
+    srv.check_stopped()
 
 
 def command(*args: bytes) -> bytes:
@@ -204,8 +188,7 @@ def test_io_thread_replies_come_at_once(server_mode: str, tmp_path: Path) -> Non
     to step aside."""
     rounds = 60
     slow_s = 0.1
-    with redis(server_mode, tmp_path, "--io-threads", "2",
-               env={"ESCA_FLUSH_US": "150000"}) as srv:  # fmt: skip
+    with redis(server_mode, tmp_path, "--io-threads", "2", env=("ESCA_FLUSH_US=150000",)) as srv:
         value = secrets.token_bytes(20 << 10)
         with srv.connect() as c:
             assert c.call(b"SET", b"k", value) == b"+OK"
