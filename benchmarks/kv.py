@@ -38,7 +38,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -51,10 +50,8 @@ from typing import Any
 
 from pyesca.bench.perf import count_during, entry_cost
 from pyesca.bench.runner import BenchError, env_mode, loadavg, source_commit
-from pyesca.bench.servers import esca_command, free_port
+from pyesca.bench.servers import Server, ServerError, esca_command, start_on_free_port
 
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 20.0
 LOAD_TIMEOUT = 300.0
 
 
@@ -106,27 +103,6 @@ def command(
     if mode.esca:
         argv = [*esca_command(), "run", "--stats", str(workdir / "stats.json"), "--", *argv]
     return (["taskset", "-c", cpu] if cpu else []) + argv
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    until = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < until:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited ({proc.returncode}) before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server not listening on {port} after {START_TIMEOUT:.0f} s")
-
-
-def server_pid(proc: subprocess.Popen[bytes], binary: str) -> int:
-    """The server's own pid: esca run execs it (same pid); taskset too."""
-    comm = Path(f"/proc/{proc.pid}/comm").read_text().strip()
-    if not comm.startswith(binary[:15]):
-        raise RuntimeError(f"pid {proc.pid} is {comm!r}, not {binary}")
-    return proc.pid
 
 
 def cpu_ticks(pid: int) -> int:
@@ -255,17 +231,15 @@ def one_run(
     hz = os.sysconf("SC_CLK_TCK")
     with tempfile.TemporaryDirectory(prefix="esca-kv-") as tmp:
         work = Path(tmp)
-        port = free_port()
-        env = dict(os.environ)
-        env.update(e.split("=", 1) for e in mode.env)
-        proc = subprocess.Popen(
-            command(kind, mode, port, work, "0" if pin else None, extra),
-            stdin=subprocess.DEVNULL, stdout=open(work / "log", "wb"),
-            stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+
+        def argv(port: int) -> list[str]:
+            cmd = command(kind, mode, port, work, "0" if pin else None, extra)
+            return ["env", *mode.env, *cmd] if mode.env else cmd  # exec'd: one pid
+
+        srv: Server | None = None
         try:
-            wait_port(port, proc)
-            pid = server_pid(proc, "redis-server" if kind == "redis" else "memcached")
+            srv = start_on_free_port(kind, mode.name, work, argv)
+            pid, port = srv.pid, srv.port
             check_value(kind, port)
             load.run(port, max(1, load.requests // 10))  # warm-up
             t0 = cpu_ticks(pid)
@@ -283,17 +257,11 @@ def one_run(
             if count.count is not None and n2:
                 rec.entries = count.count / n2
             check_value(kind, port)
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        except (RuntimeError, OSError, subprocess.TimeoutExpired, ServerError) as exc:
             rec.problems.append(str(exc))
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                rec.problems.append(f"no exit {STOP_TIMEOUT:.0f} s after SIGTERM")
+            if srv is not None:
+                rec.problems += srv.problems(srv.stop())
         if mode.esca:
             d = stats_deferred(work / "stats.json")
             if d is not None and rec.rps:

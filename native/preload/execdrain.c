@@ -250,6 +250,7 @@ void exec_failed(char **env)
 {
 	int rfd;
 
+	threads_drain_again();	/* its end's drains gave up, maybe */
 	if (!env && !handed)
 		return;	/* nothing handed (a vfork child's exec among them:
 			 * the gate of an earlier exec's drain stays) */

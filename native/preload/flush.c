@@ -499,6 +499,11 @@ void lib_run_closes(struct tstate *ts)
 		ts->closes_queued = 0;	/* handed over: no completion came */
 }
 
+void lib_drain_again(void)
+{
+	__atomic_store_n(&drain_gave_up, 0, __ATOMIC_RELEASE);
+}
+
 void lib_flush_drain(struct tstate *ts, int why)
 {
 	uint64_t since, outq;

@@ -342,6 +342,8 @@ HIDDEN void esca_lib_init(void);
 
 /* thread.c */
 HIDDEN struct tstate *tstate_create(void);
+HIDDEN void threads_drain_again(void);
+HIDDEN void lib_drain_again(void);
 HIDDEN void threads_drain_others(int in_handler);
 HIDDEN void threads_hand_over(void);
 HIDDEN void *esca_vfork_prepare(void);
@@ -623,7 +625,7 @@ static inline void adapt_wait(struct tstate *ts, int n)
 {
 	if (!ts || ts->guard || !ts->table || !(cfg.levers & LEVER_ADAPT))
 		return;
-	if (unlikely(ts->ad.shots))
+	if (unlikely(ts->ad.shots | ts->ad.loopless))
 		adapt_rhythm(ts);	/* a wait: the thread has a loop */
 	if (n > 0)
 		ts->ad.events += (unsigned)n;

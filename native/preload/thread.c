@@ -161,9 +161,11 @@ static void on_timer_signal(int sig, siginfo_t *si, void *uc)
 			  !ts->ending;
 
 		ts->guard++;
-		/* calls queued the whole bound: the thread reached no
-		 * trigger (lever adapt: adapt_shot) */
-		if (!end && esca_table_pending(ts->table) !=
+		/* the timer's shot (not another thread's nudge: fork,
+		 * fd_wait_others) with calls queued the whole bound: the
+		 * thread reached no trigger (lever adapt: adapt_shot) */
+		if (!end && si && si->si_code == SI_TIMER &&
+		    esca_table_pending(ts->table) !=
 			    esca_table_inflight(ts->table))
 			adapt_shot(ts);
 		/* never blocking: the thread may hold a lock the socket's
@@ -325,6 +327,14 @@ void watchdog_ensure(void)
  * exiting thread's own drain's (lib_flush_drain): that one's stuck peer
  * must not cut short the other threads' peers that still read. */
 static int others_gave_up;
+
+/* An exec failed: the program goes on, and its later end drains anew (both
+ * latches: this one and lib_flush_drain's, flush.c). */
+void threads_drain_again(void)
+{
+	__atomic_store_n(&others_gave_up, 0, __ATOMIC_RELEASE);
+	lib_drain_again();
+}
 
 void threads_drain_others(int in_handler)
 {

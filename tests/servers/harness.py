@@ -86,18 +86,32 @@ def server_argv(kind: str, mode: str, docroot: Path, port: int, workdir: Path) -
 
 
 @contextmanager
-def running(kind: str, mode: str, docroot: Path, workdir: Path) -> Iterator[Server]:
-    """A started server; stopped (and checked) on leaving the block."""
-    stats = workdir / "esca-stats.json" if mode != "plain" else None
-    srv = start_on_free_port(
-        kind, mode, workdir, lambda port: server_argv(kind, mode, docroot, port, workdir), stats
-    )
+def started(
+    kind: str,
+    mode: str,
+    workdir: Path,
+    argv_for_port: Callable[[int], list[str]],
+    stats: Path | None = None,
+) -> Iterator[Server]:
+    """A server started on a free port; stopped by its pid (and checked: a
+    crash or a hang at SIGTERM fails) on leaving the block."""
+    srv = start_on_free_port(kind, mode, workdir, argv_for_port, stats)
     try:
         yield srv
     except BaseException:
         srv.stop()
         raise
     srv.check_stopped()
+
+
+@contextmanager
+def running(kind: str, mode: str, docroot: Path, workdir: Path) -> Iterator[Server]:
+    """A started web server; stopped (and checked) on leaving the block."""
+    stats = workdir / "esca-stats.json" if mode != "plain" else None
+    with started(
+        kind, mode, workdir, lambda port: server_argv(kind, mode, docroot, port, workdir), stats
+    ) as srv:
+        yield srv
 
 
 # ---------------------------------------------------------------- clients

@@ -22,9 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from pyesca.bench.servers import start_on_free_port
-
-from .harness import esca_command, esca_stats_json, run_threads
+from .harness import esca_command, esca_stats_json, run_threads, started
 
 pytestmark = pytest.mark.skipif(
     shutil.which("memcached") is None, reason="memcached not installed (tools/deps.sh)"
@@ -48,13 +46,8 @@ def memcached(mode: str, tmp: Path, *args: str) -> Iterator[tuple[int, Path | No
         return cmd
 
     stats = tmp / "esca-stats.json" if mode != "plain" else None
-    srv = start_on_free_port("memcached", mode, tmp, argv, stats)
-    try:
+    with started("memcached", mode, tmp, argv, stats) as srv:
         yield srv.port, stats
-    except BaseException:
-        srv.stop()
-        raise
-    srv.check_stopped()
 
 
 class Client:

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pyesca.bench.servers import start_on_free_port
-
-from .harness import Server, esca_command, esca_stats_json, run_threads
+from .harness import Server, esca_command, esca_stats_json, run_threads, started
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server not installed (tools/deps.sh)"
@@ -54,13 +52,8 @@ def redis(mode: str, tmp: Path, *args: str, env: tuple[str, ...] = ()) -> Iterat
         return ["env", *env, *cmd] if env else cmd
 
     stats = tmp / "esca-stats.json" if mode != "plain" else None
-    srv = start_on_free_port("redis", mode, tmp, argv, stats)
-    try:
+    with started("redis", mode, tmp, argv, stats) as srv:
         yield Redis(srv)
-    except BaseException:
-        srv.stop()
-        raise
-    srv.check_stopped()
 
 
 def command(*args: bytes) -> bytes:
