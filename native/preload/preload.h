@@ -343,7 +343,6 @@ HIDDEN void esca_lib_init(void);
 /* thread.c */
 HIDDEN struct tstate *tstate_create(void);
 HIDDEN void threads_drain_again(void);
-HIDDEN void lib_drain_again(void);
 HIDDEN void threads_drain_others(int in_handler);
 HIDDEN void threads_hand_over(void);
 HIDDEN void *esca_vfork_prepare(void);
@@ -544,6 +543,7 @@ HIDDEN int lib_sync_fd_for(struct tstate *ts, int fd, long ms);
 HIDDEN void lib_push_peer(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void lib_flush_handover(struct tstate *ts, int why);
 HIDDEN void lib_flush_drain(struct tstate *ts, int why);
+HIDDEN void lib_drain_again(void);
 /* rounds: at most that many 1-ms waits for entries in flight (a sleep
  * passes its length in ms; BLOCK_ROUNDS otherwise); keep: the blocking
  * call is one the kernel restarts after the timer's signal (read_restarts),
