@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import conftest  # tests/conftest.py: the executors tested
 
@@ -77,12 +77,21 @@ SERVERS: dict[str, Callable[..., list[str]]] = {
 }
 
 
+def stats_file(mode: str, workdir: Path) -> Path | None:
+    return workdir / "esca-stats.json" if mode != "plain" else None
+
+
+def under_esca(mode: str, cmd: list[str], workdir: Path, env: Sequence[str] = ()) -> list[str]:
+    """cmd as it is ("plain"), or under `esca run --executor MODE --stats
+    WORKDIR/esca-stats.json`; with env (VAR=V) set for it."""
+    stats = stats_file(mode, workdir)
+    if stats is not None:
+        cmd = [*esca_command(), "run", "--executor", mode, "--stats", str(stats), "--", *cmd]
+    return ["env", *env, *cmd] if env else cmd
+
+
 def server_argv(kind: str, mode: str, docroot: Path, port: int, workdir: Path) -> list[str]:
-    cmd = SERVERS[kind](docroot, port, workdir)
-    if mode == "plain":
-        return cmd
-    stats = workdir / "esca-stats.json"
-    return [*esca_command(), "run", "--executor", mode, "--stats", str(stats), "--", *cmd]
+    return under_esca(mode, SERVERS[kind](docroot, port, workdir), workdir)
 
 
 @contextmanager
@@ -90,12 +99,19 @@ def started(
     kind: str,
     mode: str,
     workdir: Path,
-    argv_for_port: Callable[[int], list[str]],
-    stats: Path | None = None,
+    cmd_for_port: Callable[[int], list[str]],
+    env: Sequence[str] = (),
 ) -> Iterator[Server]:
-    """A server started on a free port; stopped by its pid (and checked: a
-    crash or a hang at SIGTERM fails) on leaving the block."""
-    srv = start_on_free_port(kind, mode, workdir, argv_for_port, stats)
+    """A server (cmd_for_port(port): its command as it is) started on a free
+    port in `mode` (under_esca); stopped by its pid (and checked: a crash or
+    a hang at SIGTERM fails) on leaving the block."""
+    srv = start_on_free_port(
+        kind,
+        mode,
+        workdir,
+        lambda port: under_esca(mode, cmd_for_port(port), workdir, env),
+        stats_file(mode, workdir),
+    )
     try:
         yield srv
     except BaseException:
@@ -107,14 +123,28 @@ def started(
 @contextmanager
 def running(kind: str, mode: str, docroot: Path, workdir: Path) -> Iterator[Server]:
     """A started web server; stopped (and checked) on leaving the block."""
-    stats = workdir / "esca-stats.json" if mode != "plain" else None
-    with started(
-        kind, mode, workdir, lambda port: server_argv(kind, mode, docroot, port, workdir), stats
-    ) as srv:
+    with started(kind, mode, workdir, lambda port: SERVERS[kind](docroot, port, workdir)) as srv:
         yield srv
 
 
 # ---------------------------------------------------------------- clients
+
+
+class BufferedClient:
+    """A TCP connection to 127.0.0.1:port and a buffer of bytes read ahead
+    (the Redis and memcached tests' protocol clients build on it)."""
+
+    def __init__(self, port: int, timeout: float = IO_TIMEOUT) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = bytearray()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
 
 
 class HttpError(Exception):

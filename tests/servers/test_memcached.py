@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,13 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from .harness import esca_command, esca_stats_json, run_threads, started
+from .harness import BufferedClient, esca_stats_json, run_threads, started
 
 pytestmark = pytest.mark.skipif(
     shutil.which("memcached") is None, reason="memcached not installed (tools/deps.sh)"
 )
-
-IO_TIMEOUT = 30.0
 
 
 @contextmanager
@@ -40,27 +37,13 @@ def memcached(mode: str, tmp: Path, *args: str) -> Iterator[tuple[int, Path | No
         cmd = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-I", "2m", *args]
         if os.geteuid() == 0:
             cmd += ["-u", "nobody"]  # memcached refuses to run as root without it
-        if mode != "plain":
-            cmd = [*esca_command(), "run", "--executor", mode, "--stats",
-                   str(tmp / "esca-stats.json"), "--", *cmd]  # fmt: skip
         return cmd
 
-    stats = tmp / "esca-stats.json" if mode != "plain" else None
-    with started("memcached", mode, tmp, argv, stats) as srv:
-        yield srv.port, stats
+    with started("memcached", mode, tmp, argv) as srv:
+        yield srv.port, srv.stats
 
 
-class Client:
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-        self.buf = bytearray()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
+class Client(BufferedClient):
     def until(self, end: bytes, chunk: int = 1 << 16, pause: float = 0.0) -> bytes:
         """Bytes up to and with `end`, reading `chunk` at a time."""
         while (i := self.buf.find(end)) < 0:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import statistics
 import time
 from collections.abc import Iterator
@@ -20,13 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Server, esca_command, esca_stats_json, run_threads, started
+from .harness import BufferedClient, Server, esca_stats_json, run_threads, started
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server not installed (tools/deps.sh)"
 )
-
-IO_TIMEOUT = 30.0
 
 
 class Redis:
@@ -46,13 +43,9 @@ def redis(mode: str, tmp: Path, *args: str, env: tuple[str, ...] = ()) -> Iterat
         cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", "--dir", str(tmp), "--logfile", str(tmp / "redis.log"),
                *args]  # fmt: skip
-        if mode != "plain":
-            cmd = [*esca_command(), "run", "--executor", mode, "--stats",
-                   str(tmp / "esca-stats.json"), "--", *cmd]  # fmt: skip
-        return ["env", *env, *cmd] if env else cmd
+        return cmd
 
-    stats = tmp / "esca-stats.json" if mode != "plain" else None
-    with started("redis", mode, tmp, argv, stats) as srv:
+    with started("redis", mode, tmp, argv, env) as srv:
         yield Redis(srv)
 
 
@@ -60,18 +53,8 @@ def command(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
-class Client:
+class Client(BufferedClient):
     """A RESP connection: requests written whole, replies parsed from a buffer."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-        self.buf = bytearray()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
 
     def send(self, *args: bytes) -> None:
         self.sock.sendall(command(*args))
