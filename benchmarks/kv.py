@@ -229,6 +229,7 @@ def one_run(
 ) -> RunRecord:
     rec = RunRecord(mode.name, rnd)
     hz = os.sysconf("SC_CLK_TCK")
+    warm, quarter = max(1, load.requests // 10), max(1, load.requests // 4)
     with tempfile.TemporaryDirectory(prefix="esca-kv-") as tmp:
         work = Path(tmp)
 
@@ -241,7 +242,7 @@ def one_run(
             srv = start_on_free_port(kind, mode.name, work, argv)
             pid, port = srv.pid, srv.port
             check_value(kind, port)
-            load.run(port, max(1, load.requests // 10))  # warm-up
+            load.run(port, warm)
             t0 = cpu_ticks(pid)
             n, secs, why = load.run(port, load.requests)
             t1 = cpu_ticks(pid)
@@ -250,7 +251,6 @@ def one_run(
             if n:
                 rec.rps = n / secs
                 rec.cpu_us = (t1 - t0) * 1e6 / hz / n
-            quarter = max(1, load.requests // 4)  # the stats' divisor says it too
             (n2, _, why2), count = count_during([pid], lambda: load.run(port, quarter))
             if why2:
                 rec.problems.append(why2)
@@ -265,8 +265,9 @@ def one_run(
         if mode.esca:
             d = stats_deferred(work / "stats.json")
             if d is not None and rec.rps:
-                made = load.total(max(1, load.requests // 10)) + load.total(load.requests)
-                rec.deferred = d / (made + load.total(max(1, load.requests // 4)))
+                # the stats count the warm-up, the timed run and perf's run
+                made = load.total(warm) + load.total(load.requests) + load.total(quarter)
+                rec.deferred = d / made
     return rec
 
 
