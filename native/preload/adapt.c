@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT
- * adapt.c - lever "adapt": adapt_window_end() decides, once a window of
- * event-loop waits (epoll, poll, select), whether this thread defers (its
- * flushes through the ring, or with lever "plain" as plain system calls)
- * or steps aside; adapt_totals() and adapt_after_fork() for the stats.  DESIGN.md, "Stepping aside". */
+ * adapt.c - lever "adapt": the process's controller.  adapt_turn() takes a
+ * thread's count of event-loop waits (epoll, poll, select, a blocking
+ * socket read) and, once the process's waits make a window, decides
+ * whether its threads defer (flushes through the ring, or with lever
+ * "plain" as plain system calls) or step aside; each thread takes the
+ * decision at its next wait.  adapt_shot() and adapt_rhythm() put a thread
+ * without a loop aside; adapt_totals() and adapt_after_fork() for the
+ * stats.  DESIGN.md, "Stepping aside". */
 #include <errno.h>
+#include <string.h>
 #include <time.h>
 
 #include "preload.h"
@@ -26,8 +31,49 @@
  * of its own between them: it has no loop that reaches a wait, and each of
  * those calls waited the whole bound (adapt_shot). */
 #define SHOTS 2
+/* A thread hands its waits and events to the controller every HAND of
+ * them (fewer with a shorter window): a window's count is the process's,
+ * and an idle thread keeps back less than HAND. */
+#define HAND 64
 
 static struct adapt_totals totals;	/* the process's, atomic adds */
+
+/* decide()'s state, the process's (under ctl.busy) */
+struct choice {
+	uint32_t left;		/* windows of the kept mode before a probe */
+	uint32_t interval;	/* ... the probe interval now */
+	uint8_t kept;		/* the mode kept: ADAPT_RING, _ASIDE, _PLAIN */
+	uint8_t pmode;		/* the mode probed */
+	uint8_t nprobes;	/* probes begun: which mode is next */
+	uint8_t phase;		/* 0 kept, 1 probing the other mode, 2 the
+				 * kept mode's window after it */
+	uint8_t votes;		/* probes in a row the other won */
+	uint8_t agree;		/* probes that confirmed the choice (3 after a
+				 * switch: past the start) */
+	uint8_t started;	/* cpu0 is set */
+	uint64_t cpu0;		/* process CPU ns at the window's start */
+	uint64_t before;	/* CPU ns per 256 events: the kept mode's last
+				 * window before a probe */
+	uint64_t probe;		/* ... and the probe's */
+};
+
+/* The controller: one for the process, whose threads all run its mode.
+ * Its measure is the process's CPU time, which every thread's work moves:
+ * with a mode per thread (before session 19) one thread's probe moved a
+ * quarter of memcached's four workers' cost, under all four's noise, and
+ * they kept deferring half their calls where that cost ~5%
+ * (benchmarks/results/amd/session18/NOTE.md).  The thread whose hand-over
+ * fills the window ends it (busy: a try, never a wait; the others go on). */
+static struct {
+	struct choice c;
+	uint64_t count;		/* waits + events handed over this window */
+	uint64_t events;	/* ... the events alone */
+	uint32_t limit;		/* the window's length: 0 before the first */
+	uint8_t mode;		/* the window's mode */
+	uint8_t busy;		/* a thread is ending the window */
+} ctl;
+
+uint32_t adapt_epoch;		/* windows ended: a new decision (preload.h) */
 
 /* Can ts run mode m?  Plain needs the lever and an executor that flushes
  * plainly (ESCA_CAP_PLAIN_FLUSH: uring; under sequential every flush is
@@ -40,7 +86,7 @@ static int mode_ok(const struct tstate *ts, int m)
 
 /* The mode the next probe tries: the same again for a second probe in a
  * row, else the other modes in turn. */
-static int probe_mode(const struct tstate *ts, struct adapt *a)
+static int probe_mode(const struct tstate *ts, struct choice *a)
 {
 	if (a->votes)
 		return a->pmode;
@@ -57,9 +103,8 @@ static int probe_mode(const struct tstate *ts, struct adapt *a)
 
 /* The process's CPU time, not the thread's: io_uring's io-wq workers and
  * task work run part of a deferred call's work outside the thread's own
- * clock, and a server's CPU per request is what deferral is to lower.  In a
- * process with several event-loop threads the others' work is noise in each
- * one's measure (their choices are their own), not a bias. */
+ * clock, and a server's CPU per request is what deferral is to lower.  All
+ * the process's threads run the mode measured (ctl). */
 static uint64_t cpu_ns(void)
 {
 	struct timespec t;
@@ -87,7 +132,7 @@ static void count(uint64_t *c, uint64_t n)
  * here: deferring saves ~3%), a single noisy probe does not move the thread,
  * and it keeps what it had - deferring, from the start, which also spares
  * the peer wake-ups that CPU time does not show. */
-static int decide(const struct tstate *ts, struct adapt *a, uint64_t sample)
+static int decide(const struct tstate *ts, struct choice *a, uint64_t sample)
 {
 	uint64_t ref, lo, gap;
 	int big;	/* the gap is large: probes may be spaced wider */
@@ -140,29 +185,27 @@ static int decide(const struct tstate *ts, struct adapt *a, uint64_t sample)
 	return a->kept;
 }
 
-/* The thread's window of cfg.adapt_window event-loop waits is over
- * (adapt_wait, preload.h, after the wait: its flush ran).  CPU time per event the
- * waits returned is the cost of a mode: the work per event is the
- * program's, the same in both; what differs is what the library adds
- * (queueing, the flush, the ring) against what it saves (kernel entries,
- * the peer's wake-ups).  One clock read per window. */
-void adapt_window_end(struct tstate *ts)
+/* The process's waits and their events filled a window (cfg.adapt_window):
+ * measure it and choose the next one's mode; ts (its last hand-over) only
+ * says which modes the executor can run.  CPU time per event the waits
+ * returned is the cost of a mode: the work per event is the program's, the
+ * same in both; what differs is what the library adds (queueing, the
+ * flush, the ring) against what it saves (kernel entries, the peer's
+ * wake-ups).  One clock read per window. */
+static void window_end(const struct tstate *ts)
 {
-	struct adapt *a = &ts->ad;
-	int e = errno, mode = a->mode, next = mode;
-	uint64_t now, used;
+	struct choice *a = &ctl.c;
+	int mode = ctl.mode, next = mode;
+	uint64_t now = cpu_ns(), used, events;
 
-	/* a switch happens where the table holds nothing but parked entries:
-	 * after the wait's flush, nearly always; else at the next wait */
-	if (esca_table_pending(ts->table) != esca_table_inflight(ts->table))
-		return;
-	now = cpu_ns();
+	__atomic_store_n(&ctl.count, 0, __ATOMIC_RELAXED);
+	events = __atomic_exchange_n(&ctl.events, 0, __ATOMIC_RELAXED);
 	if (!a->started || !now || !a->cpu0) {
-		/* the first wait starts the clock; the thread defers, as it
+		/* the first wait starts the clock; the process defers, as it
 		 * did before it measured anything (a program shorter than a
 		 * window is batched as ever), and probes stepping aside after
-		 * one window.  A thread without the clock never measures and
-		 * keeps deferring. */
+		 * one window.  Without the clock it never measures and keeps
+		 * deferring. */
 		a->started = 1;
 		a->interval = PROBE_MIN;
 		a->left = 1;
@@ -186,19 +229,63 @@ void adapt_window_end(struct tstate *ts)
 		for (next = (mode + 1) % ADAPT__N; !mode_ok(ts, next);
 		     next = (next + 1) % ADAPT__N)
 			;
-	else if (a->events >= MIN_EVENTS)
-		next = decide(ts, a, used * 256 / a->events);
+	else if (events >= MIN_EVENTS)
+		next = decide(ts, a, used * 256 / events);
 out:
 	/* a probe runs half a window: it costs the losing mode's loss */
-	a->limit = a->phase == 1 && !cfg.adapt_force ?
-		   (cfg.adapt_window + 1) / 2 : cfg.adapt_window;
-	a->mode = (uint8_t)next;
-	ts->aside = next == ADAPT_ASIDE;
-	if ((mode == ADAPT_PLAIN) != (next == ADAPT_PLAIN))
-		esca_table_set_plain(ts->table, next == ADAPT_PLAIN);
-	a->waits = 0;
-	a->events = 0;
+	__atomic_store_n(&ctl.limit, a->phase == 1 && !cfg.adapt_force ?
+			 (cfg.adapt_window + 1) / 2 : cfg.adapt_window,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&ctl.mode, (uint8_t)next, __ATOMIC_RELAXED);
 	a->cpu0 = now;
+	__atomic_add_fetch(&adapt_epoch, 1, __ATOMIC_RELEASE);
+}
+
+/* Take the controller's mode.  A switch happens where the thread's table
+ * holds nothing but parked entries: after the wait's flush, nearly always;
+ * else at the next wait.  A mode the thread's executor cannot run (plain)
+ * is deferring through the ring. */
+static void take_mode(struct tstate *ts)
+{
+	struct adapt *a = &ts->ad;
+	uint32_t epoch = __atomic_load_n(&adapt_epoch, __ATOMIC_ACQUIRE);
+	int m;
+
+	if (a->epoch == epoch ||
+	    esca_table_pending(ts->table) != esca_table_inflight(ts->table))
+		return;
+	m = __atomic_load_n(&ctl.mode, __ATOMIC_RELAXED);
+	if (!mode_ok(ts, m))
+		m = ADAPT_RING;
+	a->epoch = epoch;
+	if ((a->mode == ADAPT_PLAIN) != (m == ADAPT_PLAIN))
+		esca_table_set_plain(ts->table, m == ADAPT_PLAIN);
+	a->mode = (uint8_t)m;
+	ts->aside = m == ADAPT_ASIDE || a->loopless;
+}
+
+/* From adapt_wait (preload.h), after a wait (its flush ran): the thread
+ * hands over its count once it reached its limit, ends the window if that
+ * filled it, and takes the controller's latest mode. */
+void adapt_turn(struct tstate *ts)
+{
+	struct adapt *a = &ts->ad;
+	uint64_t n = (uint64_t)a->waits + a->events, events = a->events;
+	int e = errno;
+
+	if (n >= a->limit) {
+		a->waits = 0;
+		a->events = 0;
+		a->limit = cfg.adapt_window < HAND ? cfg.adapt_window : HAND;
+		__atomic_add_fetch(&ctl.events, events, __ATOMIC_RELAXED);
+		if (__atomic_add_fetch(&ctl.count, n, __ATOMIC_RELAXED) >=
+		    __atomic_load_n(&ctl.limit, __ATOMIC_RELAXED) &&
+		    !__atomic_exchange_n(&ctl.busy, 1, __ATOMIC_ACQUIRE)) {
+			window_end(ts);
+			__atomic_store_n(&ctl.busy, 0, __ATOMIC_RELEASE);
+		}
+	}
+	take_mode(ts);
 	errno = e;
 }
 
@@ -252,8 +339,12 @@ void adapt_totals(struct adapt_totals *t)
 	t->loopless = __atomic_load_n(&totals.loopless, __ATOMIC_RELAXED);
 }
 
-/* The child counts its own windows (its threads start over: thread.c). */
+/* The child counts its own windows and decides for itself, from the start
+ * (its thread starts over: thread.c); another thread of the parent's, busy
+ * ending a window at the fork, is not the child's. */
 void adapt_after_fork(void)
 {
 	totals = (struct adapt_totals){ 0 };
+	memset(&ctl, 0, sizeof(ctl));
+	adapt_epoch = 0;
 }

@@ -249,25 +249,17 @@ struct tstate {
 	struct esca_stats core_dead;	/* the table's stats, once freed */
 	/* lever "adapt" (adapt.c): aside is set while the thread has stepped
 	 * aside: a deferrable call on a fd with nothing pending goes to the
-	 * kernel (one load of it on the fast path, no clock, no lock) */
+	 * kernel (one load of it on the fast path, no clock, no lock).  The
+	 * mode is the process's (adapt.c's controller); the thread counts its
+	 * waits and hands them over now and then (adapt_wait) */
 	int aside;
 	struct adapt {
-		uint32_t waits;		/* event-loop waits in this window */
-		uint32_t limit;		/* ... its length, waits + events: 0
+		uint32_t waits;		/* event-loop waits not yet handed over */
+		uint32_t limit;		/* hand over at waits + events: 0
 					 * before the first wait */
-		uint32_t left;		/* windows of the kept mode before a probe */
-		uint32_t interval;	/* ... the probe interval now */
-		uint8_t kept;		/* the mode kept: ADAPT_RING, _ASIDE,
+		uint32_t epoch;		/* the controller's decision taken */
+		uint8_t mode;		/* ... its mode: ADAPT_RING, _ASIDE,
 					 * _PLAIN (adapt.c) */
-		uint8_t mode;		/* the mode of the window running */
-		uint8_t pmode;		/* the mode probed */
-		uint8_t nprobes;	/* probes begun: which mode is next */
-		uint8_t phase;		/* 0 kept, 1 probing the other mode, 2
-					 * the kept mode's window after it */
-		uint8_t votes;		/* probes in a row the other won */
-		uint8_t agree;		/* probes that confirmed the choice (3
-					 * after a switch: past the start) */
-		uint8_t started;	/* cpu0 is set */
 		uint8_t block_read;	/* a blocking socket read is under way:
 					 * the thread's wait (read.c) */
 		uint8_t shots;		/* timer shots in a row that found
@@ -275,10 +267,6 @@ struct tstate {
 		uint8_t loopless;	/* aside for those shots, until the
 					 * thread's next wait */
 		uint64_t events;	/* events those waits returned */
-		uint64_t cpu0;		/* thread CPU ns at the window's start */
-		uint64_t before;	/* thread CPU ns per 256 events: the kept
-					 * mode's last window before a probe */
-		uint64_t probe;		/* ... and the probe's */
 	} ad;
 };
 
@@ -608,19 +596,24 @@ struct adapt_totals {
 	uint64_t windows, windows_aside, cpu_ns_aside, switches;
 	uint64_t windows_plain, loopless;
 };
-HIDDEN void adapt_window_end(struct tstate *ts);
+HIDDEN void adapt_turn(struct tstate *ts);
 HIDDEN void adapt_shot(struct tstate *ts);
 HIDDEN void adapt_rhythm(struct tstate *ts);
 HIDDEN void adapt_totals(struct adapt_totals *t);
 HIDDEN void adapt_after_fork(void);
 
+/* The controller's decisions so far (adapt.c): a thread whose ad.epoch
+ * differs takes the process's mode at its next wait. */
+HIDDEN extern uint32_t adapt_epoch;
+
 /* A wait of ts returned n (after its flush): an epoll wait, poll or select
  * (n its events), or a read that may block on a socket (read.c, n 1 when
- * bytes came): count it; once
- * the waits and their events reach the window's length (cfg.adapt_window;
- * a busy server's wait returns tens of events) the controller measures and
- * decides (adapt.c).
- * A few adds per wait; the clock is read once a window. */
+ * bytes came): count it.  Every few waits the thread hands its count to the
+ * process's controller, which measures and decides once the process's
+ * waits and events reach a window (cfg.adapt_window; a busy server's wait
+ * returns tens of events); a decision taken meanwhile is picked up here
+ * (adapt.c, adapt_turn).  A few adds and a load per wait; the clock is read
+ * once a window, by one thread. */
 static inline void adapt_wait(struct tstate *ts, int n)
 {
 	if (!ts || ts->guard || !ts->table || !(cfg.levers & LEVER_ADAPT))
@@ -629,8 +622,10 @@ static inline void adapt_wait(struct tstate *ts, int n)
 		adapt_rhythm(ts);	/* a wait: the thread has a loop */
 	if (n > 0)
 		ts->ad.events += (unsigned)n;
-	if (unlikely(++ts->ad.waits + ts->ad.events >= ts->ad.limit))
-		adapt_window_end(ts);
+	if (unlikely(++ts->ad.waits + ts->ad.events >= ts->ad.limit ||
+		     ts->ad.epoch != __atomic_load_n(&adapt_epoch,
+						     __ATOMIC_RELAXED)))
+		adapt_turn(ts);
 }
 
 /* stats.c */

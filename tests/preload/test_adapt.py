@@ -28,6 +28,14 @@ what the program sees stays what it sees without the library.
   threads do): no trigger of its own, so each deferred reply waited for the
   timer's shot.  Two shots in a row that found its calls queued put it aside:
   at most two replies wait (for a 150 ms shot here), plain's none.
+- test_threads_take_the_process_mode: the controller is the process's
+  (progs/adapt_threads.py): a busy loop thread's windows step the process
+  aside (forced), and a second loop thread whose own waits fill no window
+  runs that mode from its first wait.  Before, each thread chose for
+  itself, measuring the process's CPU time, which its own choice moved by
+  a fraction: memcached's four workers kept deferring half their calls
+  where that cost ~5%; its listener thread, whose waits never filled a
+  window, deferred for good.
 """
 
 from __future__ import annotations
@@ -174,6 +182,30 @@ def test_thread_without_a_loop_steps_aside(mode: str, tmp_path: Path) -> None:
     assert slow <= 2, f"{slow} of {jobs} replies waited for the timer's shot"
     assert w["deferred"] >= 1 and st["adapt_loopless"] >= 1, (w, st["adapt_loopless"])
     assert w["passed"]["aside"] >= jobs - 2, w
+
+
+@pytest.mark.parametrize("mode", executor_params())
+def test_threads_take_the_process_mode(mode: str, tmp_path: Path) -> None:
+    out = {}
+    for m in ("plain", mode):
+        stats = tmp_path / f"threads-{m}.json"
+        env = env_for(m, stats, ESCA_ADAPT_WINDOW="256", ESCA_ADAPT_TEST="aside")
+        p = subprocess.run([sys.executable, str(PROGS / "adapt_threads.py"), "3000"],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        out[m] = json.loads(p.stdout)
+    assert out[mode] == out["plain"] == {"main_same": True, "second": 320, "second_same": True}
+    st = json.loads((tmp_path / f"threads-{mode}.json").read_text())
+    w, s = st["syscalls"]["write"], st["syscalls"]["send"]
+    print(f"{mode}: windows {st['adapt_windows']}, aside {st['adapt_windows_aside']};"
+          f" writes deferred {w['deferred']}, sends deferred {s['deferred']},"
+          f" passed aside {s['passed']['aside']}")
+    assert w["deferred"] > 0 and w["passed"]["aside"] > 0  # the main thread measured
+    # the second thread's 40 waits fill no window of its own: it runs the
+    # process's mode from its first wait (it deferred every send before)
+    # (its first send may come before its table: deferred; and the main
+    # thread's first send, before any window)
+    assert s["passed"]["aside"] >= 38 and s["deferred"] <= 3, s
 
 
 def test_adapt_off_never_steps_aside(tmp_path: Path) -> None:
