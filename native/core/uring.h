@@ -42,7 +42,12 @@ struct uring_state {
 	struct uring_slot *x;		/* per entry slot, t->slots of them */
 	struct uring_slot **heads;	/* first entry of each chain, a round */
 	unsigned outstanding;		/* SQEs submitted, CQE not yet seen */
-	int evfd;			/* progress fd, -1 until asked for */
+	int evfd;			/* the ring's eventfd, -1 until asked for */
+	int pepfd;			/* progress fd: an epoll set of evfd and
+					 * the parked sends' fds (EPOLLOUT), -1 */
+	int *armed;			/* fds armed in pepfd, not reported
+					 * since (uring_setup.c, pep_arm) */
+	unsigned narmed;
 	int sf_direct;			/* ESCA_CFG_SENDFILE_DIRECT */
 	int have_epwait;		/* IORING_OP_EPOLL_WAIT works */
 	int have_recv;			/* IORING_OP_RECV (lever prefetch) */

@@ -177,6 +177,15 @@ int esca__uring_flush_epoll(struct esca_table *t, int epfd, void *evs,
 		return -EIO;	/* the ring failed: cannot happen */
 	if (u->ep_res == -ECANCELED || u->ep_res == -EINTR)
 		return intr ? -EINTR : moved ? -ENOSYS : 0;
+	/* woken, then found nothing to report (the kernel's io_epoll_wait
+	 * says -EAGAIN where it cannot wait again): a ready fd's readiness
+	 * went before the ring collected it, as the progress fd's does (an
+	 * epoll set whose parked fd took bytes again, or whose events its
+	 * owner took: uring_setup.c, pep_arm).  Linux's epoll_wait never
+	 * says EAGAIN (the program died of it, tests/preload/test_waits.py
+	 * test_threads_sharing_one_epoll_set): the caller waits on itself. */
+	if (u->ep_res == -EAGAIN)
+		return intr ? -EINTR : -ENOSYS;
 	return u->ep_res;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -17,6 +18,9 @@
 #include "uring.h"
 
 static int probe_setsockopt = 0;	/* 0 not yet, 1 works, -1 does not */
+
+/* the ring's eventfd in the progress epoll set (an fd's is its number) */
+#define PEP_EVFD (~0ull)
 
 /* The kernel's opcode list, in the caller's memory: a ring is set up on a
  * thread's first deferred call, maybe in a signal handler that interrupted
@@ -317,6 +321,7 @@ int esca__uring_init(struct esca_table *t)
 							      IORING_OP_RECV);
 	}
 	u->evfd = -1;
+	u->pepfd = -1;
 	u->heads = esca__zalloc(t->slots * sizeof(*u->heads));
 	u->x = esca__zalloc(t->slots * sizeof(*u->x));
 	if (!u->heads || !u->x) {
@@ -368,6 +373,12 @@ void esca__uring_fini(struct esca_table *t)
 		esca__fd_gone(u->evfd);
 		esca_sys_close(u->evfd);
 	}
+	if (u->pepfd >= 0) {
+		esca__fd_gone(u->pepfd);
+		esca_sys_close(u->pepfd);
+	}
+	if (u->armed)
+		esca__zfree(u->armed, 2 * t->slots * sizeof(*u->armed));
 	esca__zfree(u->heads, t->slots * sizeof(*u->heads));
 	esca__zfree(u->x, t->slots * sizeof(*u->x));
 	esca__zfree(u, sizeof(*u));
@@ -376,31 +387,143 @@ void esca__uring_fini(struct esca_table *t)
 
 /* With DEFER_TASKRUN, a parked send moves only while this thread is in
  * io_uring_enter; an eventfd registered with the ring is signalled when
- * such work is queued, so an event loop can wait on it beside its own fds. */
+ * such work is queued, so an event loop can wait on it beside its own fds.
+ *
+ * That signal comes late: for a DEFER_TASKRUN ring the kernel signals the
+ * eventfd from the waker's context only where eventfd_signal_allowed(),
+ * else through call_rcu_hurry, after an RCU grace period (io_uring/eventfd.c,
+ * __io_eventfd_signal).  On Linux 6.18 (HZ=250) the poll wake-up of a parked
+ * send reached the eventfd 12-27 ms after the reader made room, every time
+ * (a socketpair's reader in the ring's own thread too): a reply parked on a
+ * unix socket whose client read moved one socket buffer per 12-20 ms (4 MiB:
+ * 240-300 ms, plain 13 ms; tests/preload/test_parked_reader.py).  So the
+ * progress fd is an epoll set, as the parking executors' (park.c): the
+ * eventfd, and each parked send's fd for room (EPOLLOUT | EPOLLONESHOT,
+ * armed in esca__uring_progress_arm), whose wake-up the socket's reader
+ * delivers at once.  The ring's poll of that fd fires at the same wake-up;
+ * the flush the wait then runs takes its task work.  The eventfd stays in
+ * the set for completions no fd's room announces. */
 int esca__uring_progress_fd(struct esca_table *t)
 {
 	struct uring_state *u = t->priv;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = PEP_EVFD };
 	int fd, r;
 
-	if (u->evfd >= 0)
-		return u->evfd;
+	if (u->pepfd >= 0)
+		return u->pepfd;
+	if (u->evfd < 0) {
+		esca__fd_making(1);
+		fd = (int)esca_sys_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (fd >= 0)
+			fd = esca__fd_high(fd);
+		esca__fd_making(0);
+		if (fd < 0)
+			return fd;
+		r = ring_register_any(&u->ring, IORING_REGISTER_EVENTFD, &fd, 1);
+		t->st.kernel_entries += 2;
+		if (r < 0) {
+			esca__fd_gone(fd);
+			esca_sys_close(fd);
+			return r;
+		}
+		u->evfd = fd;
+		io_uring_cq_eventfd_toggle(&u->ring, false);
+	}
 	esca__fd_making(1);
-	fd = (int)esca_sys_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	fd = (int)esca_sys_epoll_create1(EPOLL_CLOEXEC);
 	if (fd >= 0)
 		fd = esca__fd_high(fd);
 	esca__fd_making(0);
-	if (fd < 0)
-		return fd;
-	r = ring_register_any(&u->ring, IORING_REGISTER_EVENTFD, &fd, 1);
 	t->st.kernel_entries += 2;
-	if (r < 0) {
+	if (fd >= 0 && esca_sys_epoll_ctl(fd, EPOLL_CTL_ADD, u->evfd, &ev) < 0) {
 		esca__fd_gone(fd);
 		esca_sys_close(fd);
-		return r;
+		fd = -1;
 	}
-	u->evfd = fd;
-	io_uring_cq_eventfd_toggle(&u->ring, false);
+	if (fd >= 0 && !u->armed) {
+		/* the list, and its copy while pep_arm runs */
+		u->armed = esca__zalloc(2 * t->slots * sizeof(*u->armed));
+		if (!u->armed) {
+			esca__fd_gone(fd);
+			esca_sys_close(fd);
+			fd = -1;
+		}
+	}
+	if (fd < 0)
+		return u->evfd;	/* the eventfd alone: slow, not wrong */
+	u->pepfd = fd;
 	return fd;
+}
+
+/* Is fd among the n of list? */
+static int listed(const int *list, unsigned n, int fd)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (list[i] == fd)
+			return 1;
+	return 0;
+}
+
+/* The progress epoll set (u->pepfd), before a wait with entries in flight:
+ * take what it reported (a one-shot fd reported is disarmed; the eventfd
+ * is drained when it was signalled), then arm for room each fd with a send
+ * in flight that is not armed already (on u->armed: armed and not reported
+ * since), so a wait costs no call per parked fd still waiting.  A MOD of an
+ * fd already writable reports it at once: the wait wakes and its flush
+ * retries the send.  The list keeps only fds with sends in flight (a close
+ * waits for those: its number is not another file's meanwhile); an fd
+ * dropped from it may stay armed until it reports once (a wake-up that
+ * finds nothing). */
+static void pep_arm(struct esca_table *t, struct uring_state *u)
+{
+	struct epoll_event evs[32];
+	int *old = u->armed + t->slots;	/* the list before this arm */
+	unsigned nold = u->narmed;
+	long n;
+
+	memcpy(old, u->armed, nold * sizeof(*old));
+	do {
+		n = esca_sys_epoll_wait(u->pepfd, evs, 32, 0);
+		t->st.kernel_entries++;
+		for (long i = 0; i < n; i++) {
+			uint64_t v;
+
+			if (evs[i].data.u64 != PEP_EVFD) {
+				/* disarmed: off the list */
+				for (unsigned k = 0; k < nold; k++)
+					if (old[k] == (int)evs[i].data.u64)
+						old[k] = -1;
+				continue;
+			}
+			(void)esca_sys_ret(syscall(SYS_read, u->evfd, &v,
+						   sizeof(v)));
+			t->st.kernel_entries++;
+		}
+	} while (n == 32);
+	u->narmed = 0;
+	for (uint32_t i = t->head; i != t->tail; i++) {
+		struct esca_entry *e = esca__ent(t, i);
+		struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT,
+					  .data.u64 = (uint32_t)e->fd };
+		long r = 0;
+
+		if (e->state != ESCA_S_INFLIGHT || !esca__sends(e->op) ||
+		    e->fd < 0 || listed(u->armed, u->narmed, e->fd))
+			continue;
+		if (!listed(old, nold, e->fd)) {
+			r = esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_MOD, e->fd,
+					       &ev);
+			t->st.kernel_entries++;
+			if (r == -ENOENT) {
+				r = esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_ADD,
+						       e->fd, &ev);
+				t->st.kernel_entries++;
+			}
+		}
+		/* at most one an entry: the list fits the table's slots */
+		if (r == 0)
+			u->armed[u->narmed++] = e->fd;
+	}
 }
 
 /* The kernel signals the eventfd when the ring's task work list goes from
@@ -432,6 +555,8 @@ void esca__uring_progress_arm(struct esca_table *t, int on)
 
 	if (!u || u->evfd < 0)
 		return;
+	if (on && u->pepfd >= 0)
+		pep_arm(t, u);
 	io_uring_cq_eventfd_toggle(&u->ring, on != 0);
 	if (!on || !(IO_URING_READ_ONCE(*kflags) & IORING_SQ_TASKRUN))
 		return;
@@ -456,7 +581,8 @@ int esca__uring_owns_fd(struct esca_table *t, int fd)
 {
 	struct uring_state *u = t->priv;
 
-	return u && fd >= 0 && (fd == u->ring.ring_fd || fd == u->evfd);
+	return u && fd >= 0 && (fd == u->ring.ring_fd || fd == u->evfd ||
+				fd == u->pepfd);
 }
 
 /* ---- for esca doctor --------------------------------------------------- */

@@ -1,0 +1,157 @@
+/* parked_reader.c - an epoll loop's reply parked on a unix stream socket
+ * whose client reads (tests/preload/test_parked_reader.py).
+ *
+ * Usage: parked_reader unix|tcp BYTES SLEEP_US
+ * The server (this process) writes BYTES with one write() on a non-blocking
+ * socket (under esca: deferred whole, the rest parked on the full socket),
+ * then waits in epoll_wait, its socket registered for EPOLLIN only, until
+ * the client's one-byte answer.  The client is this program exec'd without
+ * LD_PRELOAD: it reads 64 KiB at a time, SLEEP_US between reads (so the
+ * server's thread sleeps in its wait while the client makes room), then
+ * writes one byte.  Prints one JSON line: n (the write's count), got (what
+ * the client read), ms (write to answer), waits (epoll_waits returned).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int client(int fd, size_t len, int sleep_us)
+{
+	static char buf[65536];
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (sleep_us)
+			usleep((useconds_t)sleep_us);
+	}
+	if (write(fd, &got, sizeof(got)) != (ssize_t)sizeof(got))
+		return 3;
+	return 0;
+}
+
+static int tcp_pair(int sv[2])
+{
+	struct sockaddr_in in = { .sin_family = AF_INET };
+	socklen_t l = sizeof(in);
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+
+	in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (ls < 0 || bind(ls, (void *)&in, sizeof(in)) < 0 || listen(ls, 1) < 0 ||
+	    getsockname(ls, (void *)&in, &l) < 0)
+		return -1;
+	sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+	if (sv[1] < 0 || connect(sv[1], (void *)&in, sizeof(in)) < 0)
+		return -1;
+	sv[0] = accept(ls, NULL, NULL);
+	close(ls);
+	return sv[0] < 0 ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	size_t len, got = 0, sent;
+	int sv[2], ep, waits = 0, st;
+	struct epoll_event ev = { .events = EPOLLIN };
+	char fdarg[16];
+	double t0, t1;
+	ssize_t n;
+	char *buf;
+	pid_t pid;
+
+	if (argc == 5 && !strcmp(argv[1], "client"))
+		return client(atoi(argv[2]), strtoul(argv[3], NULL, 0),
+			      atoi(argv[4]));
+	if (argc != 4)
+		return 2;
+	len = strtoul(argv[2], NULL, 0);
+	if (!strcmp(argv[1], "tcp") ? tcp_pair(sv) < 0 :
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return 2;
+	pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
+		unsetenv("LD_PRELOAD");
+		execl("/proc/self/exe", argv[0], "client", fdarg, argv[2],
+		      argv[3], (char *)NULL);
+		_exit(9);
+	}
+	close(sv[1]);
+	buf = malloc(len);
+	if (!buf)
+		return 2;
+	memset(buf, 'x', len);
+	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0)
+		return 2;
+	ep = epoll_create1(0);
+	ev.data.fd = sv[0];
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) < 0)
+		return 2;
+	usleep(20000);		/* the client is reading */
+	t0 = now_ms();
+	n = write(sv[0], buf, len);
+	if (n < 0)
+		return 4;
+	sent = (size_t)n;
+	if (sent < len) {
+		/* plain Linux: the rest as the socket takes it */
+		ev.events = EPOLLIN | EPOLLOUT;
+		if (epoll_ctl(ep, EPOLL_CTL_MOD, sv[0], &ev) < 0)
+			return 2;
+	}
+	for (;;) {
+		struct epoll_event out;
+		int r = epoll_wait(ep, &out, 1, 10000);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		waits++;
+		if (r <= 0)
+			return 5;	/* no answer in 10 s */
+		if (out.events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			break;
+		while (sent < len) {
+			n = write(sv[0], buf + sent, len - sent);
+			if (n < 0 && errno == EAGAIN)
+				break;
+			if (n < 0)
+				return 4;
+			sent += (size_t)n;
+		}
+		if (sent == len && (ev.events & EPOLLOUT)) {
+			ev.events = EPOLLIN;
+			if (epoll_ctl(ep, EPOLL_CTL_MOD, sv[0], &ev) < 0)
+				return 2;
+		}
+	}
+	if (read(sv[0], &got, sizeof(got)) != (ssize_t)sizeof(got))
+		return 6;
+	t1 = now_ms();
+	close(sv[0]);
+	waitpid(pid, &st, 0);
+	printf("{\"n\": %zd, \"got\": %zu, \"ms\": %.2f, \"waits\": %d}\n", n,
+	       got, t1 - t0, waits);
+	return 0;
+}
