@@ -84,6 +84,8 @@ struct esca_fd {
 	uint8_t own;		/* a dup of the table's own, read by sendfiles
 				 * (esca_fd_keep_file): closed when the last
 				 * entry naming it completes */
+	uint8_t armed;		/* uring: in the progress set for room, not
+				 * reported since (uring_setup.c, pep_arm) */
 	void *tail;		/* uring: its chain's last entry (struct uring_slot) */
 };
 enum { ESCA_FD_FREE = 0, ESCA_FD_CHAIN, ESCA_FD_HELD };

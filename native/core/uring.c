@@ -436,8 +436,17 @@ void esca__uring_reap(struct esca_table *t, struct uring_state *u)
 			x->res_main = cqe->res;
 			break;
 		}
-		if (--x->nsqe == 0)
-			finalize(t, &t->ents[x->slot], x);
+		if (--x->nsqe == 0) {
+			struct esca_entry *e = &t->ents[x->slot];
+			int fd = e->fd;
+
+			finalize(t, e, x);
+			/* its fd's last entry done: the progress set stops
+			 * watching it for room (uring_setup.c, pep_arm) */
+			if (u->narmed && fd >= 0 && fd < t->nfds &&
+			    t->fds[fd].armed && !t->fds[fd].pending)
+				esca__uring_disarm(t, u, fd);
+		}
 	}
 	io_uring_cq_advance(&u->ring, n);
 	u->outstanding -= n;

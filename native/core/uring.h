@@ -45,9 +45,8 @@ struct uring_state {
 	int evfd;			/* the ring's eventfd, -1 until asked for */
 	int pepfd;			/* progress fd: an epoll set of evfd and
 					 * the parked sends' fds (EPOLLOUT), -1 */
-	int *armed;			/* fds armed in pepfd, not reported
-					 * since (uring_setup.c, pep_arm) */
-	unsigned narmed;
+	unsigned narmed;		/* fds armed there (esca_fd.armed) */
+	int pep_failed;			/* no epoll set: the eventfd alone */
 	int sf_direct;			/* ESCA_CFG_SENDFILE_DIRECT */
 	int have_epwait;		/* IORING_OP_EPOLL_WAIT works */
 	int have_recv;			/* IORING_OP_RECV (lever prefetch) */
@@ -79,6 +78,9 @@ ESCA_HIDDEN unsigned esca__uring_round(struct esca_table *t,
 				       struct uring_state *u);
 ESCA_HIDDEN void esca__uring_reap(struct esca_table *t, struct uring_state *u);
 ESCA_HIDDEN int esca__uring_flush(struct esca_table *t, unsigned mode);
+/* uring_setup.c: fd's last entry is done: out of the progress set */
+ESCA_HIDDEN void esca__uring_disarm(struct esca_table *t,
+				    struct uring_state *u, int fd);
 
 /* handover.c */
 ESCA_HIDDEN int esca__uring_cancel(struct esca_table *t);

@@ -377,8 +377,6 @@ void esca__uring_fini(struct esca_table *t)
 		esca__fd_gone(u->pepfd);
 		esca_sys_close(u->pepfd);
 	}
-	if (u->armed)
-		esca__zfree(u->armed, 2 * t->slots * sizeof(*u->armed));
 	esca__zfree(u->heads, t->slots * sizeof(*u->heads));
 	esca__zfree(u->x, t->slots * sizeof(*u->x));
 	esca__zfree(u, sizeof(*u));
@@ -411,6 +409,8 @@ int esca__uring_progress_fd(struct esca_table *t)
 
 	if (u->pepfd >= 0)
 		return u->pepfd;
+	if (u->pep_failed)
+		return u->evfd;
 	if (u->evfd < 0) {
 		esca__fd_making(1);
 		fd = (int)esca_sys_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -440,59 +440,44 @@ int esca__uring_progress_fd(struct esca_table *t)
 		esca_sys_close(fd);
 		fd = -1;
 	}
-	if (fd >= 0 && !u->armed) {
-		/* the list, and its copy while pep_arm runs */
-		u->armed = esca__zalloc(2 * t->slots * sizeof(*u->armed));
-		if (!u->armed) {
-			esca__fd_gone(fd);
-			esca_sys_close(fd);
-			fd = -1;
-		}
+	if (fd < 0) {
+		/* the eventfd alone: slow, not wrong; and for good, so that
+		 * the number the program's epoll sets hold stays the same */
+		u->pep_failed = 1;
+		return u->evfd;
 	}
-	if (fd < 0)
-		return u->evfd;	/* the eventfd alone: slow, not wrong */
 	u->pepfd = fd;
 	return fd;
-}
-
-/* Is fd among the n of list? */
-static int listed(const int *list, unsigned n, int fd)
-{
-	for (unsigned i = 0; i < n; i++)
-		if (list[i] == fd)
-			return 1;
-	return 0;
 }
 
 /* The progress epoll set (u->pepfd), before a wait with entries in flight:
  * take what it reported (a one-shot fd reported is disarmed; the eventfd
  * is drained when it was signalled), then arm for room each fd with a send
- * in flight that is not armed already (on u->armed: armed and not reported
- * since), so a wait costs no call per parked fd still waiting.  A MOD of an
- * fd already writable reports it at once: the wait wakes and its flush
- * retries the send.  The list keeps only fds with sends in flight (a close
- * waits for those: its number is not another file's meanwhile); an fd
- * dropped from it may stay armed until it reports once (a wake-up that
- * finds nothing). */
+ * in flight that is not armed already (esca_fd.armed: armed and not
+ * reported since), so a wait costs one epoll_wait(0) and no call per parked
+ * fd still waiting.  A MOD of an fd already writable reports it at once:
+ * the wait wakes and its flush retries the send.  An fd leaves the set
+ * when its last entry is done (esca__uring_disarm, from the reap): armed
+ * there, its one-shot registration, never collected once nothing is in
+ * flight, woke the program's wait at each read of the peer's (a unix
+ * socket's room), and its number, closed and given to another socket, was
+ * taken for armed (session 19's review). */
 static void pep_arm(struct esca_table *t, struct uring_state *u)
 {
 	struct epoll_event evs[32];
-	int *old = u->armed + t->slots;	/* the list before this arm */
-	unsigned nold = u->narmed;
 	long n;
 
-	memcpy(old, u->armed, nold * sizeof(*old));
 	do {
 		n = esca_sys_epoll_wait(u->pepfd, evs, 32, 0);
 		t->st.kernel_entries++;
 		for (long i = 0; i < n; i++) {
-			uint64_t v;
+			uint64_t v, fd = evs[i].data.u64;
 
-			if (evs[i].data.u64 != PEP_EVFD) {
-				/* disarmed: off the list */
-				for (unsigned k = 0; k < nold; k++)
-					if (old[k] == (int)evs[i].data.u64)
-						old[k] = -1;
+			if (fd != PEP_EVFD) {
+				if (fd < (uint64_t)t->nfds && t->fds[fd].armed) {
+					t->fds[fd].armed = 0;	/* one-shot */
+					u->narmed--;
+				}
 				continue;
 			}
 			(void)esca_sys_ret(syscall(SYS_read, u->evfd, &v,
@@ -500,30 +485,38 @@ static void pep_arm(struct esca_table *t, struct uring_state *u)
 			t->st.kernel_entries++;
 		}
 	} while (n == 32);
-	u->narmed = 0;
 	for (uint32_t i = t->head; i != t->tail; i++) {
 		struct esca_entry *e = esca__ent(t, i);
 		struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT,
 					  .data.u64 = (uint32_t)e->fd };
-		long r = 0;
+		long r;
 
 		if (e->state != ESCA_S_INFLIGHT || !esca__sends(e->op) ||
-		    e->fd < 0 || listed(u->armed, u->narmed, e->fd))
+		    e->fd < 0 || e->fd >= t->nfds || t->fds[e->fd].armed)
 			continue;
-		if (!listed(old, nold, e->fd)) {
-			r = esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_MOD, e->fd,
+		r = esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_MOD, e->fd, &ev);
+		t->st.kernel_entries++;
+		if (r == -ENOENT) {
+			r = esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_ADD, e->fd,
 					       &ev);
 			t->st.kernel_entries++;
-			if (r == -ENOENT) {
-				r = esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_ADD,
-						       e->fd, &ev);
-				t->st.kernel_entries++;
-			}
 		}
-		/* at most one an entry: the list fits the table's slots */
-		if (r == 0)
-			u->armed[u->narmed++] = e->fd;
+		if (r == 0) {
+			t->fds[e->fd].armed = 1;
+			u->narmed++;
+		}
 	}
+}
+
+void esca__uring_disarm(struct esca_table *t, struct uring_state *u, int fd)
+{
+	struct epoll_event ev = { .events = 0, .data.u64 = (uint32_t)fd };
+
+	/* kept in the set, watching nothing: the next park of fd is one MOD */
+	(void)esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_MOD, fd, &ev);
+	t->st.kernel_entries++;
+	t->fds[fd].armed = 0;
+	u->narmed--;
 }
 
 /* The kernel signals the eventfd when the ring's task work list goes from

@@ -71,9 +71,11 @@ static struct {
 	uint32_t limit;		/* the window's length: 0 before the first */
 	uint8_t mode;		/* the window's mode */
 	uint8_t busy;		/* a thread is ending the window */
-} ctl;
+} ctl __attribute__((aligned(64)));
 
-uint32_t adapt_epoch;		/* windows ended: a new decision (preload.h) */
+/* windows ended: a new decision (preload.h).  Every wait loads it: a cache
+ * line apart from ctl's counts, which the hand-overs add to. */
+uint32_t adapt_epoch __attribute__((aligned(64)));
 
 /* Can ts run mode m?  Plain needs the lever and an executor that flushes
  * plainly (ESCA_CAP_PLAIN_FLUSH: uring; under sequential every flush is
@@ -281,7 +283,11 @@ void adapt_turn(struct tstate *ts)
 		if (__atomic_add_fetch(&ctl.count, n, __ATOMIC_RELAXED) >=
 		    __atomic_load_n(&ctl.limit, __ATOMIC_RELAXED) &&
 		    !__atomic_exchange_n(&ctl.busy, 1, __ATOMIC_ACQUIRE)) {
-			window_end(ts);
+			/* another thread may have ended it between the add
+			 * and the flag: a window is ended once */
+			if (__atomic_load_n(&ctl.count, __ATOMIC_RELAXED) >=
+			    __atomic_load_n(&ctl.limit, __ATOMIC_RELAXED))
+				window_end(ts);
 			__atomic_store_n(&ctl.busy, 0, __ATOMIC_RELEASE);
 		}
 	}

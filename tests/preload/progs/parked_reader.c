@@ -1,15 +1,18 @@
 /* parked_reader.c - an epoll loop's reply parked on a unix stream socket
  * whose client reads (tests/preload/test_parked_reader.py).
  *
- * Usage: parked_reader unix|tcp BYTES SLEEP_US
+ * Usage: parked_reader unix|tcp BYTES SLEEP_US [ROUNDS]
  * The server (this process) writes BYTES with one write() on a non-blocking
  * socket (under esca: deferred whole, the rest parked on the full socket),
  * then waits in epoll_wait, its socket registered for EPOLLIN only, until
  * the client's one-byte answer.  The client is this program exec'd without
  * LD_PRELOAD: it reads 64 KiB at a time, SLEEP_US between reads (so the
  * server's thread sleeps in its wait while the client makes room), then
- * writes one byte.  Prints one JSON line: n (the write's count), got (what
- * the client read), ms (write to answer), waits (epoll_waits returned).
+ * writes one byte.  Prints one JSON line a round: fd (the server's socket),
+ * n (the write's count), got (what the client read), ms (write to answer),
+ * waits (epoll_waits returned).  ROUNDS (1) runs it again on a new pair,
+ * the closed numbers given again: a number whose send parked before must
+ * be watched anew (session 19's review: it was taken for watched).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,7 +72,7 @@ static int tcp_pair(int sv[2])
 	return sv[0] < 0 ? -1 : 0;
 }
 
-int main(int argc, char **argv)
+static int one(char **argv)
 {
 	size_t len, got = 0, sent;
 	int sv[2], ep, waits = 0, st;
@@ -80,11 +83,6 @@ int main(int argc, char **argv)
 	char *buf;
 	pid_t pid;
 
-	if (argc == 5 && !strcmp(argv[1], "client"))
-		return client(atoi(argv[2]), strtoul(argv[3], NULL, 0),
-			      atoi(argv[4]));
-	if (argc != 4)
-		return 2;
 	len = strtoul(argv[2], NULL, 0);
 	if (!strcmp(argv[1], "tcp") ? tcp_pair(sv) < 0 :
 	    socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
@@ -150,8 +148,29 @@ int main(int argc, char **argv)
 		return 6;
 	t1 = now_ms();
 	close(sv[0]);
+	close(ep);
+	free(buf);
 	waitpid(pid, &st, 0);
-	printf("{\"n\": %zd, \"got\": %zu, \"ms\": %.2f, \"waits\": %d}\n", n,
-	       got, t1 - t0, waits);
+	printf("{\"fd\": %d, \"n\": %zd, \"got\": %zu, \"ms\": %.2f, "
+	       "\"waits\": %d}\n", sv[0], n, got, t1 - t0, waits);
+	fflush(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rounds = argc == 5 ? atoi(argv[4]) : 1;
+
+	if (argc == 5 && !strcmp(argv[1], "client"))
+		return client(atoi(argv[2]), strtoul(argv[3], NULL, 0),
+			      atoi(argv[4]));
+	if (argc != 4 && argc != 5)
+		return 2;
+	for (int r = 0; r < rounds; r++) {
+		int x = one(argv);
+
+		if (x)
+			return x;
+	}
 	return 0;
 }
