@@ -330,12 +330,13 @@ ESCA_API int64_t esca_direct(const struct esca_args *a);
  * send waiting for room in a slow client's socket buffer; DESIGN.md,
  * "Contract: parked sends").  Returns an fd
  * that becomes readable when such entries can make progress: add it to the
- * loop's wait set (edge-triggered with epoll; with poll, read it to clear:
- * uring's is an eventfd; lkm's is an epoll fd, which the flush clears),
- * and when it fires call esca_flush(ESCA_FLUSH_REAP).  -errno if the
- * executor never leaves anything in flight (none does today: uring's is an
- * eventfd, lkm's and sequential's an epoll fd).  Made on first use; the
- * table owns it. */
+ * loop's wait set (edge-triggered with epoll), arm it before each wait
+ * (esca_table_progress_arm, which clears it) and when it fires call
+ * esca_flush(ESCA_FLUSH_REAP).  Every executor's is an epoll fd of the fds
+ * its parked entries wait on (uring's also holds the eventfd registered
+ * with its ring; where that epoll fd cannot be made, the eventfd alone,
+ * which a read clears).  -errno if the executor never leaves anything in
+ * flight (none does today).  Made on first use; the table owns it. */
 ESCA_API int esca_table_progress_fd(struct esca_table *t);
 /* Turn those notifications on (before waiting) or off (no syscall). */
 ESCA_API void esca_table_progress_arm(struct esca_table *t, int on);
