@@ -480,11 +480,13 @@ static void pep_arm(struct esca_table *t, struct uring_state *u)
 				}
 				continue;
 			}
-			(void)esca_sys_ret(syscall(SYS_read, u->evfd, &v,
-						   sizeof(v)));
+			/* EAGAIN: another wait's arm drained it first */
+			if (esca_sys_ret(syscall(SYS_read, u->evfd, &v,
+						 sizeof(v))) < 0)
+				v = 0;
 			t->st.kernel_entries++;
 		}
-	} while (n == 32);
+	} while (n == 32);	/* n < 0 (EINTR): the next arm collects */
 	for (uint32_t i = t->head; i != t->tail; i++) {
 		struct esca_entry *e = esca__ent(t, i);
 		struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT,
@@ -512,8 +514,11 @@ void esca__uring_disarm(struct esca_table *t, struct uring_state *u, int fd)
 {
 	struct epoll_event ev = { .events = 0, .data.u64 = (uint32_t)fd };
 
-	/* kept in the set, watching nothing: the next park of fd is one MOD */
-	(void)esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_MOD, fd, &ev);
+	/* kept in the set, watching nothing: the next park of fd is one MOD.
+	 * ENOENT: fd is no longer the file armed (a dup's close), which the
+	 * set dropped with it: nothing left to watch either way */
+	if (esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		ev.events = 0;
 	t->st.kernel_entries++;
 	t->fds[fd].armed = 0;
 	u->narmed--;
