@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "reply.h"
+
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -74,7 +76,7 @@ static int tcp_pair(int sv[2])
 
 static int one(char **argv)
 {
-	size_t len, got = 0, sent;
+	size_t len, got = 0;
 	int sv[2], ep, waits = 0, st;
 	struct epoll_event ev = { .events = EPOLLIN };
 	char fdarg[16];
@@ -109,41 +111,9 @@ static int one(char **argv)
 		return 2;
 	usleep(20000);		/* the client is reading */
 	t0 = now_ms();
-	n = write(sv[0], buf, len);
-	if (n < 0)
-		return 4;
-	sent = (size_t)n;
-	if (sent < len) {
-		/* plain Linux: the rest as the socket takes it */
-		ev.events = EPOLLIN | EPOLLOUT;
-		if (epoll_ctl(ep, EPOLL_CTL_MOD, sv[0], &ev) < 0)
-			return 2;
-	}
-	for (;;) {
-		struct epoll_event out;
-		int r = epoll_wait(ep, &out, 1, 10000);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		waits++;
-		if (r <= 0)
-			return 5;	/* no answer in 10 s */
-		if (out.events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-			break;
-		while (sent < len) {
-			n = write(sv[0], buf + sent, len - sent);
-			if (n < 0 && errno == EAGAIN)
-				break;
-			if (n < 0)
-				return 4;
-			sent += (size_t)n;
-		}
-		if (sent == len && (ev.events & EPOLLOUT)) {
-			ev.events = EPOLLIN;
-			if (epoll_ctl(ep, EPOLL_CTL_MOD, sv[0], &ev) < 0)
-				return 2;
-		}
-	}
+	st = write_reply(ep, sv[0], buf, len, &n, &waits);
+	if (st)
+		return st;
 	if (read(sv[0], &got, sizeof(got)) != (ssize_t)sizeof(got))
 		return 6;
 	t1 = now_ms();

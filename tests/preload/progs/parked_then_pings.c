@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "reply.h"
+
 static int read_all(int fd, char *b, size_t len)
 {
 	for (size_t got = 0; got < len;) {
@@ -75,34 +77,12 @@ int main(int argc, char **argv)
 	    epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) < 0)
 		return 2;
 	if (big) {
-		size_t sent = 0;
-		ssize_t n = write(sv[0], buf, big);
+		ssize_t first;
+		int waits = 0, r = write_reply(ep, sv[0], buf, big, &first,
+					       &waits);
 
-		if (n < 0)
-			return 4;
-		sent = (size_t)n;
-		ev.events = EPOLLIN | EPOLLOUT;
-		if (sent < big && epoll_ctl(ep, EPOLL_CTL_MOD, sv[0], &ev) < 0)
-			return 2;
-		for (;;) {
-			struct epoll_event out;
-			int r = epoll_wait(ep, &out, 1, 10000);
-
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r != 1)
-				return 5;
-			if (out.events & EPOLLIN)
-				break;
-			while (sent < big && (n = write(sv[0], buf + sent,
-							 big - sent)) > 0)
-				sent += (size_t)n;
-			if (sent == big) {
-				ev.events = EPOLLIN;
-				if (epoll_ctl(ep, EPOLL_CTL_MOD, sv[0], &ev) < 0)
-					return 2;
-			}
-		}
+		if (r)
+			return r;
 		if (read(sv[0], buf, 1) != 1)
 			return 6;
 	}
