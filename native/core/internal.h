@@ -247,6 +247,10 @@ ESCA_HIDDEN int esca__parking_init(struct esca_table *t,
 ESCA_HIDDEN void esca__parking_release(struct esca_parking *p);
 /* The progress fd (made on first use), or -errno. */
 ESCA_HIDDEN int esca__parking_fd(struct esca_table *t, struct esca_parking *p);
+/* Watch fd for room in epoll set epfd (EPOLLOUT | EPOLLONESHOT, its number
+ * as the event's data): re-arm its registration, else add one.  0 or
+ * -errno.  Also the uring executor's progress set (uring_setup.c). */
+ESCA_HIDDEN long esca__watch_room(struct esca_table *t, int epfd, int fd);
 /* Park e (stopped on its full fd): in flight, its fd waiting in the
  * progress fd for room.  0, or -errno (then the caller completes e some
  * other way, waiting for room as a waiting flush does). */

@@ -65,23 +65,31 @@ int esca__parking_fd(struct esca_table *t, struct esca_parking *p)
 	return p->epfd;
 }
 
+long esca__watch_room(struct esca_table *t, int epfd, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT,
+				  .data.u64 = (uint64_t)(uint32_t)fd };
+	long r;
+
+	/* a registration left by an earlier park of this fd is disarmed
+	 * (one-shot): re-arm it, else add one */
+	r = esca_sys_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
+	t->st.kernel_entries++;
+	if (r == -ENOENT) {
+		r = esca_sys_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+		t->st.kernel_entries++;
+	}
+	return r;
+}
+
 int esca__park(struct esca_table *t, struct esca_parking *p,
 	       struct esca_entry *e)
 {
-	struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT,
-				  .data.u64 = (uint64_t)(uint32_t)e->fd };
 	long r = esca__parking_fd(t, p);
 
 	if (r < 0)
 		return (int)r;
-	/* a registration left by an earlier park of this fd is disarmed
-	 * (one-shot): re-arm it, else add one */
-	r = esca_sys_epoll_ctl(p->epfd, EPOLL_CTL_MOD, e->fd, &ev);
-	t->st.kernel_entries++;
-	if (r == -ENOENT) {
-		r = esca_sys_epoll_ctl(p->epfd, EPOLL_CTL_ADD, e->fd, &ev);
-		t->st.kernel_entries++;
-	}
+	r = esca__watch_room(t, p->epfd, e->fd);
 	if (r < 0)
 		return (int)r;
 	e->need_poll = 0;

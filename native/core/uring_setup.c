@@ -480,30 +480,20 @@ static void pep_arm(struct esca_table *t, struct uring_state *u)
 				}
 				continue;
 			}
-			/* EAGAIN: another wait's arm drained it first */
-			if (esca_sys_ret(syscall(SYS_read, u->evfd, &v,
-						 sizeof(v))) < 0)
-				v = 0;
+			/* reported readable, and only this thread reads it:
+			 * the count, which nothing needs */
+			(void)esca_sys_ret(syscall(SYS_read, u->evfd, &v,
+						   sizeof(v)));
 			t->st.kernel_entries++;
 		}
 	} while (n == 32);	/* n < 0 (EINTR): the next arm collects */
 	for (uint32_t i = t->head; i != t->tail; i++) {
 		struct esca_entry *e = esca__ent(t, i);
-		struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT,
-					  .data.u64 = (uint32_t)e->fd };
-		long r;
 
 		if (e->state != ESCA_S_INFLIGHT || !esca__sends(e->op) ||
 		    e->fd < 0 || e->fd >= t->nfds || t->fds[e->fd].armed)
 			continue;
-		r = esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_MOD, e->fd, &ev);
-		t->st.kernel_entries++;
-		if (r == -ENOENT) {
-			r = esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_ADD, e->fd,
-					       &ev);
-			t->st.kernel_entries++;
-		}
-		if (r == 0) {
+		if (esca__watch_room(t, u->pepfd, e->fd) == 0) {
 			t->fds[e->fd].armed = 1;
 			u->narmed++;
 		}
@@ -515,10 +505,9 @@ void esca__uring_disarm(struct esca_table *t, struct uring_state *u, int fd)
 	struct epoll_event ev = { .events = 0, .data.u64 = (uint32_t)fd };
 
 	/* kept in the set, watching nothing: the next park of fd is one MOD.
-	 * ENOENT: fd is no longer the file armed (a dup's close), which the
-	 * set dropped with it: nothing left to watch either way */
-	if (esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_MOD, fd, &ev) < 0)
-		ev.events = 0;
+	 * Its failure (ENOENT: fd is no longer the file armed, which the set
+	 * dropped with it) leaves nothing to watch either way */
+	(void)esca_sys_epoll_ctl(u->pepfd, EPOLL_CTL_MOD, fd, &ev);
 	t->st.kernel_entries++;
 	t->fds[fd].armed = 0;
 	u->narmed--;
