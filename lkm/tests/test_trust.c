@@ -599,6 +599,16 @@ static const struct tcase cases[] = {
 	/* test_found_shutdown.py */
 	{ .name = "found_shutdown", .prog = "found_shutdown", .env = FLUSH_FAR,
 	  .peer = "AB", .defer = { "write" }, .defer_n = { 1 } },
+	/* test_found_no_fd_left.py: the park needs the progress fd, which
+	 * the numbers all taken leave unmade */
+#define NO_FD_LEFT(how, first)                                               \
+	{ .name = "found_no_fd_left/" how, .prog = "found_no_fd_left",      \
+	  .arg = { how }, .out = first "\n" NO_FD_LEFT_GOT,                  \
+	  .defer = { "write" }, .defer_n = { 2 } }
+#define NO_FD_LEFT_GOT "slow reader got 1048576 bytes, sum ac9cb31e2bae6280\n"
+	NO_FD_LEFT("epoll", "ping before the slow reader began"),
+	NO_FD_LEFT("ppoll", "ping before the slow reader began"),
+	NO_FD_LEFT("pause", "pause ended when the slow reader had it all"),
 };
 
 int main(int argc, char **argv)

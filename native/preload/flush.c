@@ -176,19 +176,30 @@ void lib_flush_handover(struct tstate *ts, int why)
 }
 
 /* Can the timer signal (the thread's timer, or the fallback watchdog
- * thread's) reach this thread while it blocks in a call on fd (-1: none),
- * and does the kernel restart that call after it?
+ * thread's) reach this thread while it blocks with the signal mask wmask
+ * (NULL: its own)? */
+int timer_reaches(struct tstate *ts, const sigset_t *wmask)
+{
+	uint64_t mask = 0;
+
+	if (!cfg.watchdog_ns || !time_bound_runs(ts) || !timer_handler_ours())
+		return 0;
+	if (wmask)
+		return !sigismember(wmask, cfg.timer_signal);
+	return syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &mask,
+		       sizeof(mask)) == 0 &&
+	       !(mask & (1ull << (cfg.timer_signal - 1)));
+}
+
+/* Can the timer signal reach this thread while it blocks in a call on fd
+ * (-1: none), and does the kernel restart that call after it?
  * A socket with a receive timeout (SO_RCVTIMEO) gets EINTR instead. */
 static int timer_keeps_moving(struct tstate *ts, int fd)
 {
-	uint64_t mask = 0;
 	struct timeval tv = { 0, 0 };
 	socklen_t len = sizeof(tv);
 
-	if (!cfg.watchdog_ns || !time_bound_runs(ts) || !timer_handler_ours() ||
-	    syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &mask,
-		    sizeof(mask)) < 0 ||
-	    (mask & (1ull << (cfg.timer_signal - 1))))
+	if (!timer_reaches(ts, NULL))
 		return 0;
 	if (fd >= 0 && syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_RCVTIMEO,
 			       &tv, &len) == 0 && (tv.tv_sec || tv.tv_usec))
@@ -341,7 +352,7 @@ int lib_nanosleep(const struct timespec *req, struct timespec *rem)
  * EINTR after SIGCONT, no handler run, 11 runs of 12).  Once nothing is
  * parked, the plain pause. */
 static int pause_rounds(struct tstate *ts, const uint64_t *mask,
-			unsigned sigs);
+			uint64_t timer_bit, unsigned sigs);
 
 /* A pthread_cancel that ends the pause (a cancellation point, its waits
  * made by lib_syscall_cancel): what lib_pause would have undone. */
@@ -374,20 +385,21 @@ int lib_pause(unsigned sigs)
 	uint64_t mask, all = ~0ull;
 	int r;
 
-	if (!ts || ts->guard || !ts->table || !esca_table_inflight(ts->table) ||
+	if (!ts || ts->guard || !ts->table || !esca_table_pending(ts->table) ||
 	    !timer_keeps_moving(ts, -1))
 		return (int)lib_syscall_cancel(SYS_pause);
 	if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &mask, sizeof(mask)))
 		return (int)lib_syscall_cancel(SYS_pause);
 	{
-		uint64_t wait = mask;
+		uint64_t wait = mask, bit = 0;
 		struct pause_undo undo = { ts, mask };
 
 		if (!__atomic_load_n(&timer_signal_taken, __ATOMIC_ACQUIRE))
-			wait |= 1ull << (cfg.timer_signal - 1);
+			bit = 1ull << (cfg.timer_signal - 1);
+		wait |= bit;
 		wait_rounds(ts, 1);
 		pthread_cleanup_push(pause_cancelled, &undo);
-		r = pause_rounds(ts, &wait, sigs);
+		r = pause_rounds(ts, &wait, bit, sigs);
 		pthread_cleanup_pop(0);
 		wait_rounds(ts, 0);
 	}
@@ -402,7 +414,7 @@ int lib_pause(unsigned sigs)
 }
 
 static int pause_rounds(struct tstate *ts, const uint64_t *mask,
-			unsigned sigs)
+			uint64_t timer_bit, unsigned sigs)
 {
 	int pfd, r;
 
@@ -420,6 +432,20 @@ static int pause_rounds(struct tstate *ts, const uint64_t *mask,
 		pfd = esca_table_inflight(ts->table) ?
 		      esca_table_progress_fd(ts->table) : -1;
 		lib_leave(ts);
+		if (pfd < 0 && esca_table_pending(ts->table)) {
+			/* entries no progress fd watches (none could be made:
+			 * EMFILE): the timer's shots move them (wait.c,
+			 * before_wait), its signal let through */
+			uint64_t m = *mask & ~timer_bit;
+			unsigned hits = ts->timer_hits;
+
+			timer_ensure(ts);
+			r = (int)lib_syscall_cancel(SYS_rt_sigsuspend, &m,
+						    sizeof(m));
+			if (ts->timer_hits == hits || ts->sig_hits != sigs)
+				return r;
+			continue;
+		}
 		if (pfd < 0)	/* nothing parked now: the program's mask */
 			return (int)lib_syscall_cancel(SYS_rt_sigsuspend,
 						       mask, sizeof(*mask));

@@ -83,7 +83,7 @@ static int poll_rounds(struct pollfd *fds, nfds_t n, int timeout,
 {
 	struct tstate *ts = tls_ts;
 	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
-	int pfd = before_wait(ts), r;
+	int pfd = before_wait(ts, wm), r;
 	struct wtime w;
 	struct timespec left;
 	const struct timespec *tp = t;
@@ -261,7 +261,7 @@ static int select_rounds(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	struct tstate *ts = tls_ts;
 	const sigset_t *mask = wm->use;
 	unsigned sigs = ts ? ts->sig_hits : 0;	/* the program's handlers */
-	int pfd = before_wait(ts), n;
+	int pfd = before_wait(ts, wm), n;
 	fd_set mr, mw, me;
 	size_t nb;
 	struct wtime wt;

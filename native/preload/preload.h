@@ -340,6 +340,9 @@ HIDDEN int threads_sum(struct tstate *sum, int *total);
 HIDDEN void watchdog_ensure(void);
 HIDDEN void timer_arm(struct tstate *ts);
 HIDDEN int time_bound_runs(struct tstate *ts);
+/* flush.c: can the timer signal reach ts while it blocks with that mask
+ * (NULL: its own)? */
+HIDDEN int timer_reaches(struct tstate *ts, const sigset_t *wmask);
 HIDDEN void timer_quiet(struct tstate *ts);
 /* ts holds entries and its timer does not run: run it (no system call
  * while it runs) */
@@ -564,7 +567,8 @@ HIDDEN void lib_lifecycle_flush(void);
 /* wait.c (and poll.c, which shares its helpers) */
 HIDDEN void lib_pay_owed(struct tstate *ts);
 HIDDEN int lib_owe(struct tstate *ts, struct fdinfo *fi, int fd);
-HIDDEN int before_wait(struct tstate *ts);
+struct wmask;
+HIDDEN int before_wait(struct tstate *ts, struct wmask *wm);
 HIDDEN void progress_arm(struct tstate *ts, int on);
 HIDDEN void progress_drain(int fd);
 HIDDEN uint64_t wait_clock_ns(void);
@@ -575,6 +579,7 @@ struct wmask {
 	sigset_t saved;		/* the thread's own, while held */
 	const sigset_t *use;	/* &set, or NULL: no mask given */
 	int held;
+	int timer_added;	/* the timer signal is in set for the library */
 };
 HIDDEN void wmask_init(struct wmask *m, const sigset_t *mask, int block_timer);
 HIDDEN void wmask_hold(struct wmask *m);

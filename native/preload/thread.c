@@ -471,7 +471,8 @@ struct tstate *tstate_create(void)
 {
 	struct esca_config c = { 0 };
 	struct tstate *ts;
-	int err = 0;
+	int err = 0, no_number = 0;	/* the executor is there, no fd
+					 * number is (EMFILE, ENFILE) */
 
 	if (!__atomic_load_n(&lib_ready, __ATOMIC_ACQUIRE))
 		esca_lib_init();
@@ -492,6 +493,7 @@ struct tstate *tstate_create(void)
 		c.flags |= ESCA_CFG_FOLD_WAIT;
 	ts->table = esca_table_new(&c, &err);
 	if (!ts->table && cfg.executor != ESCA_EXEC_SEQUENTIAL) {
+		no_number = err == -EMFILE || err == -ENFILE;
 		/* DESIGN.md, "Contract: fallback": say so once, use
 		 * sequential.  Not when the program holds every fd number
 		 * (EMFILE, ENFILE: the ring's fd, made for a moment): the
@@ -516,14 +518,23 @@ struct tstate *tstate_create(void)
 		ts = NULL;
 		goto out;
 	}
+	/* auto says no why: where another thread's table got more, this
+	 * one's sequential is its want of a number too */
 	if (cfg.executor == ESCA_EXEC_AUTO &&
+	    esca_table_executor(ts->table) == ESCA_EXEC_SEQUENTIAL &&
+	    table_executor >= 0 && table_executor != ESCA_EXEC_SEQUENTIAL)
+		no_number = 1;
+	if (cfg.executor == ESCA_EXEC_AUTO && !no_number &&
 	    esca_table_executor(ts->table) == ESCA_EXEC_SEQUENTIAL &&
 	    !__atomic_exchange_n(&warned_fallback, 1, __ATOMIC_RELAXED)) {
 		snprintf(fallback_reason, sizeof(fallback_reason),
 			 "io_uring unavailable; auto chose sequential");
 		say(fallback_reason);
 	}
-	table_executor = esca_table_executor(ts->table);
+	/* what the process's tables got (the stats', an heir's): not this
+	 * thread's fallback for want of a number, when another got more */
+	if (!no_number || table_executor < 0)
+		table_executor = esca_table_executor(ts->table);
 	ts->tid = pthread_self();
 	ts->pfd = -1;
 	ts->wait_token = ((uint64_t)(uint32_t)syscall(SYS_gettid) << 32) | 1;

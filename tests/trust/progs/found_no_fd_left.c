@@ -1,0 +1,247 @@
+/* Found by session 19's memcached audit (fd exhaustion): a thread whose
+ * send parks on a client that does not read, and that then finds every fd
+ * number taken (EMFILE), could not make its progress fd; before its next
+ * wait it completed the parked send in place, blocking its loop until that
+ * client read (memcached -t 1 -c 16 -o no_maxconns_fast with its numbers
+ * full: another client's answer not within 2 s, 9 runs of 9; plain at
+ * once).  Under sequential the park itself needs the progress fd: the
+ * flush before the wait blocked.
+ *
+ * A loop under RLIMIT_NOFILE 64 writes a 1 MiB reply, non-blocking, to a
+ * "slow" socketpair whose reader thread reads only after 1.5 s (plain: a
+ * short write, the rest on room; under esca deferred whole, the rest
+ * parked); takes every number left (dup); writes "ping" to a second pair
+ * and waits for its other end to be readable, and then for the reader's
+ * "done" (written back on that pair once it has every byte) while the reply
+ * moves.  Prints whether the ping came before the slow reader began (plain:
+ * at once), then the bytes the reader got and their sum.  argv[1] names the
+ * wait: epoll (epoll_wait), pwait (epoll_pwait, a mask: the library's timer
+ * signal must get through it), poll, ppoll; or pause: no ping, the loop
+ * pauses until the reader has what the writes said was written and sends
+ * SIGUSR1 (under uring the parked bytes then moved only with a progress fd:
+ * pause's wait blocked the timer signal without one, and waited for good).
+ * argv[2], if given, is how many numbers to leave free.
+ * alarm(20) ends a hang. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SIZE (1 << 20)
+#define SLOW_MS 1500
+
+static int slow[2], fast[2];
+static unsigned char reply[SIZE];
+static size_t written;		/* what the writes said, before the pause */
+static pthread_t loop;
+static const char *how;
+
+struct got {
+	size_t n;
+	uint64_t sum;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static void *slow_reader(void *a)
+{
+	struct got *g = a;
+	struct timespec d = { SLOW_MS / 1000, (SLOW_MS % 1000) * 1000000L };
+	unsigned char b[65536];
+	ssize_t r;
+
+	nanosleep(&d, NULL);
+	while ((r = read(slow[1], b, sizeof(b))) > 0) {
+		for (ssize_t i = 0; i < r; i++)
+			g->sum = g->sum * 31 + b[i];
+		g->n += (size_t)r;
+		if (g->n == __atomic_load_n(&written, __ATOMIC_ACQUIRE) &&
+		    !strcmp(how, "pause") && pthread_kill(loop, SIGUSR1))
+			_exit(93);
+		if (g->n == SIZE && write(fast[1], "done", 4) != 4)
+			_exit(93);
+	}
+	if (r < 0)
+		_exit(93);
+	return NULL;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/* Wait for fds (want: POLLIN or POLLOUT each) the way argv[1] says;
+ * sets each got; -1 on error. */
+static int wait_for(int ep, int n, const int *fds, const short *want,
+		    short *got)
+{
+	struct epoll_event out[4];
+	struct pollfd p[4];
+	sigset_t none;
+	int r;
+
+	sigemptyset(&none);
+	if (!strcmp(how, "poll") || !strcmp(how, "ppoll")) {
+		struct timespec t = { 5, 0 };
+
+		for (int i = 0; i < n; i++)
+			p[i] = (struct pollfd){ fds[i], want[i], 0 };
+		r = how[0] == 'p' && how[1] == 'p' ? ppoll(p, (nfds_t)n, &t, &none) :
+						    poll(p, (nfds_t)n, 5000);
+		if (r <= 0)
+			return -1;
+		for (int i = 0; i < n; i++)
+			got[i] = p[i].revents;
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		struct epoll_event ev = {
+			.events = want[i] == POLLIN ? EPOLLIN : EPOLLOUT,
+			.data.u32 = (uint32_t)i,
+		};
+
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0)
+			return -1;
+		got[i] = 0;
+	}
+	r = !strcmp(how, "pwait") ? epoll_pwait(ep, out, 4, 5000, &none) :
+				    epoll_wait(ep, out, 4, 5000);
+	for (int i = 0; i < n; i++)
+		if (epoll_ctl(ep, EPOLL_CTL_DEL, fds[i], NULL) < 0)
+			return -1;
+	if (r <= 0)
+		return -1;
+	for (int i = 0; i < r; i++)
+		got[out[i].data.u32] = want[out[i].data.u32];
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct rlimit rl = { 64, 64 };
+	struct got g = { 0, 0 };
+	size_t off = 0;
+	pthread_t t;
+	uint64_t t0;
+	char b[8];
+	int dups[64], ep, taken = 0, pinged, done = 0;
+
+	alarm(20);
+	how = argc > 1 ? argv[1] : "epoll";
+	loop = pthread_self();
+	for (size_t i = 0; i < SIZE; i++)
+		reply[i] = (unsigned char)(i * 7 + i / 4099);
+	if (signal(SIGUSR1, on_usr1) == SIG_ERR ||
+	    setrlimit(RLIMIT_NOFILE, &rl) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, slow) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, fast) < 0 ||
+	    fcntl(slow[0], F_SETFL, O_NONBLOCK) < 0 ||
+	    fcntl(fast[0], F_SETFL, O_NONBLOCK) < 0 ||
+	    (ep = epoll_create1(0)) < 0)
+		return 90;
+	/* a first exchange while numbers are free: the thread's table (and
+	 * ring) are made */
+	if (write(fast[0], "hi", 2) != 2 || read(fast[1], b, 2) != 2)
+		return 91;
+	if (pthread_create(&t, NULL, slow_reader, &g))
+		return 92;
+	/* the reply: plain takes what fits */
+	while (off < SIZE) {
+		ssize_t w = write(slow[0], reply + off, SIZE - off);
+
+		if (w < 0 && errno == EAGAIN)
+			break;
+		if (w <= 0)
+			return 94;
+		off += (size_t)w;
+	}
+	__atomic_store_n(&written, off, __ATOMIC_RELEASE);
+	while (taken < 64 && (dups[taken] = dup(0)) >= 0)
+		taken++;
+	if (errno != EMFILE || taken < 1)
+		return 95;
+	/* argv[2]: numbers left free (under uring, one: an eventfd, alone
+	 * the progress fd, but no epoll set) */
+	for (int k = argc > 2 ? atoi(argv[2]) : 0; k > 0 && taken > 0; k--)
+		if (close(dups[--taken]) < 0)
+			return 102;
+	pinged = !strcmp(how, "pause");
+	if (pinged) {
+		if (pause() != -1 || errno != EINTR)
+			return 101;
+		printf("pause ended when the slow reader had it all\n");
+	}
+	t0 = now_ms();
+	if (!pinged && write(fast[0], "ping", 4) != 4)
+		return 97;
+	while (!pinged || !done || off < SIZE) {
+		int fds[3], n = 0;
+		short want[3], got[3];
+
+		if (!pinged) {
+			fds[n] = fast[1];
+			want[n++] = POLLIN;
+		}
+		if (!done) {
+			fds[n] = fast[0];
+			want[n++] = POLLIN;
+		}
+		if (off < SIZE) {
+			fds[n] = slow[0];
+			want[n++] = POLLOUT;
+		}
+		if (wait_for(ep, n, fds, want, got) < 0)
+			return 98;
+		for (int i = 0; i < n; i++) {
+			if (!got[i])
+				continue;
+			if (fds[i] == fast[1]) {
+				if (read(fast[1], b, 4) != 4)
+					return 99;
+				pinged = 1;
+				printf("ping %s the slow reader began\n",
+				       now_ms() - t0 < SLOW_MS / 3 ?
+				       "before" : "after");
+				fflush(stdout);
+			} else if (fds[i] == fast[0]) {
+				if (read(fast[0], b, 4) != 4)
+					return 99;
+				done = 1;
+			} else {
+				ssize_t w = write(slow[0], reply + off,
+						  SIZE - off);
+
+				if (w < 0 && errno != EAGAIN)
+					return 94;
+				if (w > 0)
+					off += (size_t)w;
+			}
+		}
+	}
+	if (shutdown(slow[0], SHUT_WR) < 0 || pthread_join(t, NULL))
+		return 100;
+	while (taken > 0)	/* numbers for the stats file, at exit */
+		if (close(dups[--taken]) < 0)
+			return 102;
+	printf("slow reader got %zu bytes, sum %llx\n", g.n,
+	       (unsigned long long)g.sum);
+	return 0;
+}
