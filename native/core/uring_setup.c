@@ -542,8 +542,19 @@ void esca__uring_progress_arm(struct esca_table *t, int on)
 
 	if (!u || u->evfd < 0)
 		return;
-	if (on && u->pepfd >= 0)
+	if (on && u->pepfd >= 0) {
 		pep_arm(t, u);
+	} else if (on) {
+		/* the eventfd alone is the progress fd (pep_failed): the
+		 * count the last signal left would wake a level-triggered
+		 * wait (poll, select) at once.  Drained here, not by the
+		 * waits: everywhere else their progress fd is an epoll set,
+		 * whose read failed (EINVAL), an entry wasted each wake-up */
+		uint64_t v;
+
+		(void)esca_sys_ret(syscall(SYS_read, u->evfd, &v, sizeof(v)));
+		t->st.kernel_entries++;
+	}
 	io_uring_cq_eventfd_toggle(&u->ring, on != 0);
 	if (!on || !(IO_URING_READ_ONCE(*kflags) & IORING_SQ_TASKRUN))
 		return;

@@ -459,7 +459,6 @@ static int pause_rounds(struct tstate *ts, const uint64_t *mask,
 		if (r < 0)
 			return -1;	/* EINTR: the program's handler ran */
 		if (p.revents) {
-			progress_drain(pfd);
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
 			note_pending(ts, esca_table_pending(ts->table) != 0);
 		}

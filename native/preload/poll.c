@@ -162,7 +162,6 @@ static int poll_rounds(struct pollfd *fds, nfds_t n, int timeout,
 			fds[i].revents = ts->pbuf[i].revents;
 		hit = ts->pbuf[n].revents != 0;
 		if (hit) {
-			progress_drain(pfd);
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
 			r--;
 		}
@@ -336,7 +335,6 @@ static int select_rounds(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		if (hit) {
 			FD_CLR(pfd, &mr);
 			n--;
-			progress_drain(pfd);
 			lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
 		}
 		if (n > 0 || !hit) {	/* the answer: the words nfds covers */

@@ -570,7 +570,6 @@ HIDDEN int lib_owe(struct tstate *ts, struct fdinfo *fi, int fd);
 struct wmask;
 HIDDEN int before_wait(struct tstate *ts, struct wmask *wm);
 HIDDEN void progress_arm(struct tstate *ts, int on);
-HIDDEN void progress_drain(int fd);
 HIDDEN uint64_t wait_clock_ns(void);
 HIDDEN uint64_t wait_left_ns(uint64_t deadline);
 /* a wait with the program's signal mask, across its rounds (wait.c) */

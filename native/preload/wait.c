@@ -168,15 +168,6 @@ int before_wait(struct tstate *ts, struct wmask *wm)
 	return -1;
 }
 
-/* Reset the progress fd's eventfd counter: a raw read, never our read(). */
-void progress_drain(int fd)
-{
-	uint64_t v;
-
-	if (syscall(SYS_read, fd, &v, sizeof(v)) < 0)
-		return;
-}
-
 /* Set once any thread puts its progress fd in an epoll set: from then on
  * every epoll wait filters our events out, armed or not (a late wake-up of a
  * progress fd must never reach the program: its data is no pointer).  Read
