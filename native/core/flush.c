@@ -289,17 +289,19 @@ int esca_table_wait(struct esca_table *t, int timeout_ms)
 	}
 	pfd = esca_table_progress_fd(t);	/* lkm: readable when a parked
 						 * fd has room */
-	if (pfd < 0 && timeout_ms < 0) {
-		r = esca_flush(t, ESCA_FLUSH_WAIT, ESCA_WHY_SYNC);
-		return r < 0 ? r : 1;
+	if (pfd >= 0) {
+		t->st.kernel_entries++;
+		return (int)esca_sys_wait_readable(pfd, timeout_ms);
 	}
-	/* without a progress fd (the program holds every number: EMFILE)
-	 * the time given passes, a bound kept, and the caller's flush looks
-	 * again; a waiting flush here blocked behind a peer that does not
-	 * read (tests/trust/test_found_no_fd_left.py).  A pollfd of -1 is
-	 * ignored: ppoll sleeps. */
+	/* no progress fd (the program holds every number: EMFILE; the
+	 * entries are parked unwatched, park.c): the time given passes, at
+	 * most 1 ms with no bound, and the caller's reaping flush tries them
+	 * again.  A waiting flush here waited for every entry, a peer that
+	 * does not read's too (tests/trust/test_found_no_fd_left.py).  A
+	 * pollfd of -1 is ignored: ppoll sleeps. */
 	t->st.kernel_entries++;
-	return (int)esca_sys_wait_readable(pfd < 0 ? -1 : pfd, timeout_ms);
+	r = (int)esca_sys_wait_readable(-1, timeout_ms < 0 ? 1 : timeout_ms);
+	return r < 0 ? r : timeout_ms < 0 ? 1 : 0;
 }
 
 int esca_table_progress_fd(struct esca_table *t)

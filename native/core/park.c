@@ -82,14 +82,23 @@ long esca__watch_room(struct esca_table *t, int epfd, int fd)
 	return r;
 }
 
+/* Park e.  Without a progress fd for want of a number (EMFILE, ENFILE: the
+ * program holds every one) it parks unwatched: in flight as any parked
+ * entry (what follows it on its fd waits behind it, a non-blocking write
+ * after it is told EAGAIN, a sync waits for it alone), and each reaping
+ * flush takes it back to try again (esca__park_harvest), the timer's shot
+ * at the latest.  Left queued, it was no parked send to the rest of the
+ * library: writes after it were accepted, and a sync or the exit's drain
+ * waited for every entry (session 20's review). */
 int esca__park(struct esca_table *t, struct esca_parking *p,
 	       struct esca_entry *e)
 {
 	long r = esca__parking_fd(t, p);
 
-	if (r < 0)
-		return (int)r;
-	r = esca__watch_room(t, p->epfd, e->fd);
+	if (r == -EMFILE || r == -ENFILE)
+		r = 0;			/* unwatched */
+	else if (r >= 0)
+		r = esca__watch_room(t, p->epfd, e->fd);
 	if (r < 0)
 		return (int)r;
 	e->need_poll = 0;
@@ -120,8 +129,10 @@ void esca__unpark_all(struct esca_table *t, struct esca_parking *p)
 
 		if (!p->parked[e - t->ents])
 			continue;
-		esca_sys_epoll_ctl(p->epfd, EPOLL_CTL_DEL, e->fd, NULL);
-		t->st.kernel_entries++;
+		if (p->epfd >= 0) {
+			esca_sys_epoll_ctl(p->epfd, EPOLL_CTL_DEL, e->fd, NULL);
+			t->st.kernel_entries++;
+		}
 		unpark(t, p, e, 1);
 	}
 }
@@ -131,6 +142,15 @@ void esca__park_harvest(struct esca_table *t, struct esca_parking *p)
 	struct epoll_event ev[64];
 	long n;
 
+	if (p->epfd < 0) {	/* parked unwatched (esca__park): try all */
+		for (uint32_t i = t->head; i != t->tail && p->nparked; i++) {
+			struct esca_entry *e = esca__ent(t, i);
+
+			if (p->parked[e - t->ents])
+				unpark(t, p, e, 0);
+		}
+		return;
+	}
 	do {
 		n = esca_sys_epoll_wait(p->epfd, ev, 64, 0);
 		t->st.kernel_entries++;

@@ -74,16 +74,15 @@ static void seq_reap(struct esca_table *t, struct esca_parking *p, int try)
 		r = esca__run_nowait(t, e, try);
 		if (r == ESCA__RAN)
 			continue;
-		/* parked; or, where the progress fd cannot be made (the
-		 * program holds every number: EMFILE), left queued, as a
-		 * signal's flush leaves it: the next flush tries it again (the
-		 * timer's shot, when nothing else comes first: wait.c,
-		 * before_wait).  Completing it in place here blocked the
-		 * thread behind a client that does not read
-		 * (tests/trust/test_found_no_fd_left.py) */
-		if (r == ESCA__FULL)
-			(void)esca__park(t, p, e);
-		esca__round_hold(&turn);
+		if (r == ESCA__FULL && esca__park(t, p, e) < 0 && !try) {
+			/* it could not park (no progress fd for want of a
+			 * number parks unwatched: park.c): complete it in
+			 * place, as before parking was (never in a signal's
+			 * flush: there it stays queued) */
+			esca__run_direct(t, e, 1);
+			continue;
+		}
+		esca__round_hold(&turn);	/* parked, or left queued */
 	}
 }
 

@@ -318,7 +318,10 @@ ESCA_API int esca_sync_fd(struct esca_table *t, int fd);
 
 /* Block until an entry in flight completes or may move (its socket has
  * room), at most timeout_ms (-1: no bound); then esca_flush(REAP) collects
- * it.  1, 0 when the time ran out, -EINTR on a signal, other -errno. */
+ * it.  1, 0 when the time ran out, -EINTR on a signal, other -errno.
+ * Where the progress fd cannot be made (no fd number left) it sleeps
+ * timeout_ms and says 0, or, with no bound, 1 ms and says 1 (a reaping
+ * flush tries the parked entries again). */
 ESCA_API int esca_table_wait(struct esca_table *t, int timeout_ms);
 
 /* Run one op now with plain syscalls, completing short writes (poll on

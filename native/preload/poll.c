@@ -149,8 +149,10 @@ static int poll_rounds(struct pollfd *fds, nfds_t n, int timeout,
 		if (r < 0 && errno == EINVAL && n) {
 			/* n + 1 over RLIMIT_NOFILE, where n is not (the wait
 			 * audit: n equal to it said EINVAL): the program's
-			 * set alone, the timer moving the parked sends */
+			 * set alone, the timer moving the parked sends (its
+			 * signal let through a ppoll's mask: it was not) */
 			pfd = -1;
+			wait_unwatched(ts, wm);
 			continue;
 		}
 		if (r < 0) {
@@ -275,9 +277,12 @@ static int select_rounds(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		return -1;
 	}
 
-	if (pfd >= FD_SETSIZE || nfds < 0 || nfds > FD_SETSIZE)
+	if (pfd >= 0 && (pfd >= FD_SETSIZE || nfds < 0 || nfds > FD_SETSIZE)) {
 		pfd = -1;	/* the program's sets alone: the timer moves
-				 * the parked sends */
+				 * the parked sends (its signal let through a
+				 * pselect's mask: it was not) */
+		wait_unwatched(ts, wm);
+	}
 	if (pfd < 0 && (!masked || !t))
 		for (;;) {	/* Linux's select leaves the time left in tv */
 			unsigned hits = ts ? ts->timer_hits : 0;

@@ -155,6 +155,19 @@ int before_wait(struct tstate *ts, struct wmask *wm)
 			return pfd;
 		}
 	}
+	wait_unwatched(ts, wm);
+	return -1;
+}
+
+/* A wait (its mask in wm) that does not watch the progress fd while
+ * entries are pending (before_wait; poll and select where the fd does not
+ * fit the set): the timer's shots move them, its signal let through the
+ * wait's mask, held from round to round; where it cannot come, they are
+ * completed now. */
+void wait_unwatched(struct tstate *ts, struct wmask *wm)
+{
+	if (!ts || !ts->table || !esca_table_pending(ts->table))
+		return;
 	if (wm->timer_added) {
 		sigdelset(&wm->set, cfg.timer_signal);
 		wm->timer_added = 0;
@@ -162,10 +175,9 @@ int before_wait(struct tstate *ts, struct wmask *wm)
 	if (timer_reaches(ts, wm->use)) {
 		timer_ensure(ts);
 		wmask_hold(wm);		/* rounds may follow */
-		return -1;
+		return;
 	}
 	lib_flush(ts, ESCA_FLUSH_WAIT, ESCA_WHY_WAIT);
-	return -1;
 }
 
 /* Set once any thread puts its progress fd in an epoll set: from then on

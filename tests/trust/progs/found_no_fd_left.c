@@ -20,6 +20,14 @@
  * pauses until the reader has what the writes said was written and sends
  * SIGUSR1 (under uring the parked bytes then moved only with a progress fd:
  * pause's wait blocked the timer signal without one, and waited for good).
+ * more: epoll, after a zero-timeout poll and one more write to the full
+ * socket, which must say EAGAIN (an entry left queued under sequential was taken for no parked
+ * send: that write was accepted, and a later one blocked in a waiting
+ * flush); exit: the program, no reader started, exits with the reply
+ * unread, which must not hang (the exit's drain waited for every entry).
+ * ppoll_max: no number taken, but ppoll's nfds is RLIMIT_NOFILE, so the
+ * progress fd's extra entry is refused (EINVAL) and the wait goes without
+ * it: its mask kept the timer signal out, and the reply never moved.
  * argv[2], if given, is how many numbers to leave free.
  * alarm(20) ends a hang. */
 #define _GNU_SOURCE
@@ -94,18 +102,22 @@ static int wait_for(int ep, int n, const int *fds, const short *want,
 		    short *got)
 {
 	struct epoll_event out[4];
-	struct pollfd p[4];
+	struct pollfd p[64];
 	sigset_t none;
 	int r;
 
 	sigemptyset(&none);
-	if (!strcmp(how, "poll") || !strcmp(how, "ppoll")) {
+	if (!strncmp(how, "poll", 4) || !strncmp(how, "ppoll", 5)) {
 		struct timespec t = { 5, 0 };
+		int all = n;
 
 		for (int i = 0; i < n; i++)
 			p[i] = (struct pollfd){ fds[i], want[i], 0 };
-		r = how[0] == 'p' && how[1] == 'p' ? ppoll(p, (nfds_t)n, &t, &none) :
-						    poll(p, (nfds_t)n, 5000);
+		if (!strcmp(how, "ppoll_max"))	/* nfds = RLIMIT_NOFILE */
+			for (; all < 64; all++)
+				p[all] = (struct pollfd){ -1, 0, 0 };
+		r = how[1] == 'p' ? ppoll(p, (nfds_t)all, &t, &none) :
+				    poll(p, (nfds_t)n, 5000);
 		if (r <= 0)
 			return -1;
 		for (int i = 0; i < n; i++)
@@ -137,7 +149,9 @@ static int wait_for(int ep, int n, const int *fds, const short *want,
 int main(int argc, char **argv)
 {
 	struct rlimit rl = { 64, 64 };
-	struct got g = { 0, 0 };
+	static struct got g;	/* not main's frame: the reader may outlive
+				 * main's return (an error's) in the exit's
+				 * drain, and wrote into the library's frames */
 	size_t off = 0;
 	pthread_t t;
 	uint64_t t0;
@@ -161,7 +175,8 @@ int main(int argc, char **argv)
 	 * ring) are made */
 	if (write(fast[0], "hi", 2) != 2 || read(fast[1], b, 2) != 2)
 		return 91;
-	if (pthread_create(&t, NULL, slow_reader, &g))
+	/* exit: no reader, the reply is never read */
+	if (strcmp(how, "exit") && pthread_create(&t, NULL, slow_reader, &g))
 		return 92;
 	/* the reply: plain takes what fits */
 	while (off < SIZE) {
@@ -174,15 +189,34 @@ int main(int argc, char **argv)
 		off += (size_t)w;
 	}
 	__atomic_store_n(&written, off, __ATOMIC_RELEASE);
-	while (taken < 64 && (dups[taken] = dup(0)) >= 0)
+	while (strcmp(how, "ppoll_max") && taken < 64 &&
+	       (dups[taken] = dup(0)) >= 0)
 		taken++;
-	if (errno != EMFILE || taken < 1)
+	if (strcmp(how, "ppoll_max") && (errno != EMFILE || taken < 1))
 		return 95;
 	/* argv[2]: numbers left free (under uring, one: an eventfd, alone
 	 * the progress fd, but no epoll set) */
 	for (int k = argc > 2 ? atoi(argv[2]) : 0; k > 0 && taken > 0; k--)
 		if (close(dups[--taken]) < 0)
 			return 102;
+	if (!strcmp(how, "exit")) {
+		printf("exiting with the reply unread\n");
+		fflush(stdout);
+		exit(0);
+	}
+	if (!strcmp(how, "more")) {
+		ssize_t w;
+
+		/* a wait, whose flush finds the socket full (before it, a
+		 * write after a deferred one is queued behind it, taken) */
+		if (poll(NULL, 0, 0) < 0)
+			return 103;
+		w = write(slow[0], reply, 65536);
+
+		printf("a write after it: %s\n",
+		       w < 0 && errno == EAGAIN ? "EAGAIN" : "taken");
+		how = "epoll";
+	}
 	pinged = !strcmp(how, "pause");
 	if (pinged) {
 		if (pause() != -1 || errno != EINTR)
