@@ -611,6 +611,7 @@ static const struct tcase cases[] = {
 	NO_FD_LEFT("pause", "pause ended when the slow reader had it all"),
 	NO_FD_LEFT("more", "a write after it: EAGAIN\n"
 			   "ping before the slow reader began"),
+	NO_FD_LEFT("freed", "ping before the slow reader began"),
 	{ .name = "found_no_fd_left/exit", .prog = "found_no_fd_left",
 	  .arg = { "exit" }, .out = "exiting with the reply unread\n" },
 };

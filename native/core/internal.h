@@ -239,7 +239,9 @@ struct esca_parking {
 	int epfd;		/* the progress fd: each parked fd waits in it
 				 * for EPOLLOUT (one-shot); -1 until first use */
 	unsigned nparked;	/* entries parked */
-	uint8_t *parked;	/* per entry (t->ents): parked */
+	unsigned nblind;	/* ... of them unwatched (no epfd: park.c) */
+	uint8_t *parked;	/* per entry (t->ents): PARK_WATCHED or
+				 * PARK_BLIND, 0: not parked */
 	size_t len;		/* its bytes (t->slots) */
 };
 ESCA_HIDDEN int esca__parking_init(struct esca_table *t,
@@ -247,15 +249,18 @@ ESCA_HIDDEN int esca__parking_init(struct esca_table *t,
 ESCA_HIDDEN void esca__parking_release(struct esca_parking *p);
 /* The progress fd (made on first use), or -errno. */
 ESCA_HIDDEN int esca__parking_fd(struct esca_table *t, struct esca_parking *p);
+ESCA_HIDDEN int esca__parking_progress_fd(struct esca_table *t,
+					  struct esca_parking *p);
 /* Watch fd for room in epoll set epfd (EPOLLOUT | EPOLLONESHOT, its number
  * as the event's data): re-arm its registration, else add one.  0 or
  * -errno.  Also the uring executor's progress set (uring_setup.c). */
 ESCA_HIDDEN long esca__watch_room(struct esca_table *t, int epfd, int fd);
 /* Park e (stopped on its full fd): in flight, its fd waiting in the
- * progress fd for room.  0, or -errno (then the caller completes e some
- * other way, waiting for room as a waiting flush does). */
-ESCA_HIDDEN int esca__park(struct esca_table *t, struct esca_parking *p,
-			   struct esca_entry *e);
+ * progress fd for room; where it cannot be watched (no epoll fd for want
+ * of a number, epoll refusing it), unwatched: tried again by each reaping
+ * flush (park.c). */
+ESCA_HIDDEN void esca__park(struct esca_table *t, struct esca_parking *p,
+			    struct esca_entry *e);
 /* Every parked entry back to the queue (need_poll set), its fd out of the
  * progress fd: a waiting flush, a fall back to plain calls, a hand-over. */
 ESCA_HIDDEN void esca__unpark_all(struct esca_table *t, struct esca_parking *p);

@@ -195,17 +195,17 @@ static int lkm_progress_fd(struct esca_table *t)
 
 	if (!s)
 		return -EBADF;
-	return esca__parking_fd(t, &s->park);
+	return esca__parking_progress_fd(t, &s->park);
 }
 
 /* Gather the entries whose turn it is (order.h) into the kernel table.
  * Returns how many; entries that ran in user space meanwhile are complete
- * already.  An entry whose fd was full waits for room first, but not in a
- * reaping flush (mode): there it goes in only if its fd has room now, else
- * it stays queued with what follows it - an entry that could not park (no
- * progress fd: the program holds every number), which the next flush, the
- * timer's at the latest, tries again; waiting here blocked the thread
- * behind a peer that does not read (tests/trust/test_found_no_fd_left.py). */
+ * already.  An entry whose fd was full (need_poll: stopped outside a
+ * reaping flush, or taken back by esca__unpark_all) waits for room first,
+ * but not in a reaping flush (mode): there it goes in only if its fd has
+ * room now, else it stays queued with what follows it for the next flush,
+ * the timer's at the latest; waiting here blocked the thread behind a peer
+ * that does not read. */
 static unsigned build_round(struct esca_table *t, struct lkm_state *s,
 			    unsigned mode)
 {
@@ -282,8 +282,11 @@ static int would_block(const struct esca_entry *e, int32_t err)
 static void stopped_full(struct esca_table *t, struct lkm_state *s,
 			 struct esca_entry *e, unsigned mode)
 {
-	if (mode == ESCA_FLUSH_REAP && esca__park(t, &s->park, e) == 0)
+	if (mode == ESCA_FLUSH_REAP) {
+		esca__park(t, &s->park, e);	/* an fd it cannot watch
+						 * parks unwatched */
 		return;
+	}
 	e->need_poll = 1;
 	esca__requeue(t, e);
 }

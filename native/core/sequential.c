@@ -74,14 +74,9 @@ static void seq_reap(struct esca_table *t, struct esca_parking *p, int try)
 		r = esca__run_nowait(t, e, try);
 		if (r == ESCA__RAN)
 			continue;
-		if (r == ESCA__FULL && esca__park(t, p, e) < 0 && !try) {
-			/* it could not park (no progress fd for want of a
-			 * number parks unwatched: park.c): complete it in
-			 * place, as before parking was (never in a signal's
-			 * flush: there it stays queued) */
-			esca__run_direct(t, e, 1);
-			continue;
-		}
+		if (r == ESCA__FULL)
+			esca__park(t, p, e);	/* an fd it cannot watch
+						 * parks unwatched */
 		esca__round_hold(&turn);	/* parked, or left queued */
 	}
 }
@@ -105,7 +100,7 @@ static int seq_progress_fd(struct esca_table *t)
 {
 	struct esca_parking *p = t->priv;
 
-	return p ? esca__parking_fd(t, p) : -EBADF;
+	return p ? esca__parking_progress_fd(t, p) : -EBADF;
 }
 
 /* handover.c: every parked entry back to the queue, e->done exact (no

@@ -121,8 +121,8 @@ uint64_t wait_left_ns(uint64_t deadline)
  * watch it, else -1.
  *
  * Entries left that no progress fd watches - the thread could make none
- * (EMFILE: the program holds every number), or, under sequential, the park
- * itself needed it and they stay queued - move on the timer's shots: the
+ * (EMFILE: the program holds every number; under sequential and lkm they
+ * are parked unwatched, park.c) - move on the timer's shots: the
  * wait is the program's alone, the timer signal let through its mask (held
  * from the first round to the last, as for the progress fd's rounds), and
  * each shot's flush moves them while the wait goes on for its time left.

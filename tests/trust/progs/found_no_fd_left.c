@@ -28,6 +28,11 @@
  * ppoll_max: no number taken, but ppoll's nfds is RLIMIT_NOFILE, so the
  * progress fd's extra entry is refused (EINVAL) and the wait goes without
  * it: its mask kept the timer signal out, and the reply never moved.
+ * freed: epoll, after a close of another connected socket and a 1 MiB
+ * write to a third, never read, all queued with the reply: in that flush
+ * the reply parks with no number left, the close frees one, and the third
+ * write's park makes the progress fd with it; the reply, parked unwatched,
+ * must still move (the progress fd made, it was tried no more: a hang).
  * argv[2], if given, is how many numbers to leave free.
  * alarm(20) ends a hang. */
 #define _GNU_SOURCE
@@ -49,7 +54,7 @@
 #define SIZE (1 << 20)
 #define SLOW_MS 1500
 
-static int slow[2], fast[2];
+static int slow[2], fast[2], other[2], third[2];
 static unsigned char reply[SIZE];
 static size_t written;		/* what the writes said, before the pause */
 static pthread_t loop;
@@ -167,6 +172,9 @@ int main(int argc, char **argv)
 	    setrlimit(RLIMIT_NOFILE, &rl) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM, 0, slow) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM, 0, fast) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, other) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, third) < 0 ||
+	    fcntl(third[0], F_SETFL, O_NONBLOCK) < 0 ||
 	    fcntl(slow[0], F_SETFL, O_NONBLOCK) < 0 ||
 	    fcntl(fast[0], F_SETFL, O_NONBLOCK) < 0 ||
 	    (ep = epoll_create1(0)) < 0)
@@ -199,6 +207,14 @@ int main(int argc, char **argv)
 	for (int k = argc > 2 ? atoi(argv[2]) : 0; k > 0 && taken > 0; k--)
 		if (close(dups[--taken]) < 0)
 			return 102;
+	if (!strcmp(how, "freed")) {
+		/* queued behind the reply, in its flush: a close that frees
+		 * a number, then a send that parks with it */
+		if (close(other[0]) < 0 ||
+		    write(third[0], reply, SIZE) < 0)
+			return 104;
+		how = "epoll";
+	}
 	if (!strcmp(how, "exit")) {
 		printf("exiting with the reply unread\n");
 		fflush(stdout);
