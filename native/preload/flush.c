@@ -444,6 +444,7 @@ static int pause_rounds(struct tstate *ts, const uint64_t *mask,
 						    sizeof(m));
 			if (ts->timer_hits == hits || ts->sig_hits != sigs)
 				return r;
+			unwatched_shot(ts);
 			continue;
 		}
 		if (pfd < 0)	/* nothing parked now: the program's mask */

@@ -128,11 +128,13 @@ static int poll_rounds(struct pollfd *fds, nfds_t n, int timeout,
 		uint64_t ns;
 		int hit;
 
-		if (pfd < 0) {		/* nothing parked (any more) */
+		if (pfd < 0) {		/* nothing parked (any more), or
+					 * nothing watched: the timer's */
 			r = masked ? real.ppoll(fds, n, tp, mask) :
 				     real.poll(fds, n, timeout);
 			if (!our_eintr(ts, r, hits))
 				return r;
+			unwatched_shot(ts);
 			goto again;
 		}
 		if (n)
@@ -309,11 +311,13 @@ static int select_rounds(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		uint64_t ns;
 		int hit, top;
 
-		if (pfd < 0) {		/* nothing parked (any more) */
+		if (pfd < 0) {		/* nothing parked (any more), or
+					 * nothing watched: the timer's */
 			n = masked ? real.pselect(nfds, r, w, e, tp, mask) :
 				     real.select(nfds, r, w, e, tvp);
 			if (!our_eintr(ts, n, hits))
 				break;
+			unwatched_shot(ts);
 			goto again;
 		}
 		set_in(&mr, r, nfds, nb);

@@ -570,6 +570,7 @@ HIDDEN int lib_owe(struct tstate *ts, struct fdinfo *fi, int fd);
 struct wmask;
 HIDDEN int before_wait(struct tstate *ts, struct wmask *wm);
 HIDDEN void wait_unwatched(struct tstate *ts, struct wmask *wm);
+HIDDEN void unwatched_shot(struct tstate *ts);
 HIDDEN void progress_arm(struct tstate *ts, int on);
 HIDDEN uint64_t wait_clock_ns(void);
 HIDDEN uint64_t wait_left_ns(uint64_t deadline);

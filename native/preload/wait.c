@@ -159,6 +159,21 @@ int before_wait(struct tstate *ts, struct wmask *wm)
 	return -1;
 }
 
+/* The library's timer signal ended a round of a wait that watches no
+ * progress fd with entries pending (wait_unwatched): a reaping flush, which
+ * the shot's own is not (ESCA_FLUSH_TRY leaves a sendfile to a socket not
+ * known non-blocking, and a pipe's write, queued: sequential's, taken back
+ * from an unwatched park, stayed so until the wait's end; session 20's
+ * third review, from reading).  errno kept. */
+void unwatched_shot(struct tstate *ts)
+{
+	int e = errno;
+
+	if (ts && !ts->guard && ts->table && esca_table_pending(ts->table))
+		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_TIMER);
+	errno = e;
+}
+
 /* A wait (its mask in wm) that does not watch the progress fd while
  * entries are pending (before_wait; poll and select where the fd does not
  * fit the set): the timer's shots move them, its signal let through the
@@ -361,6 +376,8 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 			/* our timer signal, not the program's: wait on */
 			if (timeout == 0)
 				return 0;
+			if (pfd < 0)
+				unwatched_shot(ts);
 			goto again;
 		}
 		filter = __atomic_load_n(&epoll_magic_used, __ATOMIC_ACQUIRE);

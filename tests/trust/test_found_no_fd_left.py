@@ -29,9 +29,9 @@ flush, and the exit's drain waited for it for good (session 20's review).
 It now parks unwatched (park.c).  ppoll_max: a ppoll whose nfds is
 RLIMIT_NOFILE goes without the progress fd (EINVAL), and its mask kept the
 timer signal out: the reply never moved (the review, from reading; f9cfa95
-times out).  freed: in one flush the reply parks unwatched, a close frees
-a number, and a later send's park makes the progress fd with it: the reply
-was then tried no more (c6331cf: rc 98, no "done" from the reader)."""
+times out).  freed: in one flush the reply parks unwatched and a close frees
+a number; at c6331cf a later send's park made the progress fd with it, and
+the reply was then tried no more (rc 98, no "done" from the reader)."""
 
 from __future__ import annotations
 

@@ -30,9 +30,11 @@
  * it: its mask kept the timer signal out, and the reply never moved.
  * freed: epoll, after a close of another connected socket and a 1 MiB
  * write to a third, never read, all queued with the reply: in that flush
- * the reply parks with no number left, the close frees one, and the third
- * write's park makes the progress fd with it; the reply, parked unwatched,
- * must still move (the progress fd made, it was tried no more: a hang).
+ * the reply parks with no number left and the close frees one.  The reply
+ * must still move: at c6331cf the third write's park made the progress fd
+ * with that number, and the reply, parked unwatched, was tried no more (a
+ * hang); now one attempt at it a flush, and the next makes it and parks
+ * both watched.
  * argv[2], if given, is how many numbers to leave free.
  * alarm(20) ends a hang. */
 #define _GNU_SOURCE
