@@ -200,8 +200,14 @@ static int lkm_progress_fd(struct esca_table *t)
 
 /* Gather the entries whose turn it is (order.h) into the kernel table.
  * Returns how many; entries that ran in user space meanwhile are complete
- * already. */
-static unsigned build_round(struct esca_table *t, struct lkm_state *s)
+ * already.  An entry whose fd was full (need_poll: stopped outside a
+ * reaping flush, or taken back by esca__unpark_all) waits for room first,
+ * but not in a reaping flush (mode): there it goes in only if its fd has
+ * room now, else it stays queued with what follows it for the next flush,
+ * the timer's at the latest; waiting here blocked the thread behind a peer
+ * that does not read. */
+static unsigned build_round(struct esca_table *t, struct lkm_state *s,
+			    unsigned mode)
 {
 	struct esca_round round;
 	struct esca_turn turn;
@@ -220,9 +226,16 @@ static unsigned build_round(struct esca_table *t, struct lkm_state *s)
 				   e->op == ESCA_OP_SHUTDOWN) {
 				esca__run_direct(t, e, 1);
 				continue;
-			} else {
+			} else if (mode != ESCA_FLUSH_REAP) {
 				wait_writable(t, e->fd);
 				e->need_poll = 0;
+			} else {
+				t->st.kernel_entries++;
+				if (esca_sys_writable_now(e->fd) != 0)
+					e->need_poll = 0;	/* room, or an
+						 * error the op will meet */
+				else
+					turn.held = 1;
 			}
 		}
 		if (turn.held) {
@@ -329,7 +342,7 @@ static int lkm_flush(struct esca_table *t, unsigned mode)
 	}
 	for (;;) {
 		unsigned before = t->live;
-		unsigned k = build_round(t, s);
+		unsigned k = build_round(t, s, mode);
 		struct esca_lkm_flush fl = { .first = 0, .count = k };
 		int err = 0;
 		long r;

@@ -142,6 +142,16 @@ static inline long esca_sys_wait_writable(int fd)
 	return r < 0 ? r : 0;
 }
 
+/* Has fd room now (POLLOUT), no wait?  1 yes, 0 no, or -errno. */
+static inline long esca_sys_writable_now(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	struct timespec zero = { 0, 0 };
+
+	return esca_sys_ret(syscall(SYS_ppoll, &p, 1, &zero, NULL,
+				    (size_t)_NSIG / 8));
+}
+
 /* Wait until fd is readable, at most timeout_ms (-1: however long).
  * 1 readable, 0 timed out, or -errno (-EINTR included). */
 static inline long esca_sys_wait_readable(int fd, int timeout_ms)
