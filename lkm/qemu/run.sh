@@ -142,7 +142,8 @@ done
 T=$OUT/root/lkm-tests/trust
 mkdir -p "$T"
 for name in d05_signal_write d06_exit_threads d07_crash d08_order d11_fork \
-	d12_sendmsg_fault found_shutdown found_handler_alloc found_no_fd_left; do
+	d12_sendmsg_fault found_shutdown found_handler_alloc found_no_fd_left \
+	found_linger_abort; do
 	$CC -O2 -Wall -Wextra -Werror -o "$T/$name" "tests/trust/progs/$name.c" -pthread
 done
 bg_wait "$module_pid" module "the module does not build against $KDIR"

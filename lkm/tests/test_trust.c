@@ -614,6 +614,11 @@ static const struct tcase cases[] = {
 	NO_FD_LEFT("freed", "ping before the slow reader began"),
 	{ .name = "found_no_fd_left/exit", .prog = "found_no_fd_left",
 	  .arg = { "exit" }, .out = "exiting with the reply unread\n" },
+	/* test_found_linger_abort.py: the reaping flush after a linger-0
+	 * close waited for room on another parked socket */
+	{ .name = "found_linger_abort", .prog = "found_linger_abort",
+	  .out = "the close returned at once\n", .defer = { "write" },
+	  .defer_n = { 2 } },
 };
 
 int main(int argc, char **argv)

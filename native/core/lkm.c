@@ -201,11 +201,13 @@ static int lkm_progress_fd(struct esca_table *t)
 /* Gather the entries whose turn it is (order.h) into the kernel table.
  * Returns how many; entries that ran in user space meanwhile are complete
  * already.  An entry whose fd was full (need_poll: stopped outside a
- * reaping flush, or taken back by esca__unpark_all) waits for room first,
- * but not in a reaping flush (mode): there it goes in only if its fd has
- * room now, else it stays queued with what follows it for the next flush,
- * the timer's at the latest; waiting here blocked the thread behind a peer
- * that does not read. */
+ * reaping flush, or taken back by esca__unpark_all: a linger-0 close's
+ * esca_fd_abort takes every parked entry back) waits for room first, but
+ * not in a reaping flush (mode): there it goes in only if its fd has room
+ * now, else it parks again, what follows it held; waiting here blocked the
+ * thread behind a peer that does not read, and left queued it made the
+ * exit's drain wait for it for good
+ * (tests/trust/test_found_linger_abort.py, in the guest). */
 static unsigned build_round(struct esca_table *t, struct lkm_state *s,
 			    unsigned mode)
 {
@@ -231,11 +233,13 @@ static unsigned build_round(struct esca_table *t, struct lkm_state *s,
 				e->need_poll = 0;
 			} else {
 				t->st.kernel_entries++;
-				if (esca_sys_writable_now(e->fd) != 0)
+				if (esca_sys_writable_now(e->fd) != 0) {
 					e->need_poll = 0;	/* room, or an
 						 * error the op will meet */
-				else
-					turn.held = 1;
+				} else {
+					esca__park(t, &s->park, e);
+					turn.held = 1;	/* parked again */
+				}
 			}
 		}
 		if (turn.held) {
