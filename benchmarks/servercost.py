@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=4,
                     help="the measured wrk run under valgrind (default 4)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep each mode's callgrind dump in DIR/MODE/ (for callgrind_annotate)")
     args = ap.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     bad = [m for m in modes if m not in MODES]
@@ -206,8 +208,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"servercost: {tool} not found (apt-get install {pkg})", file=sys.stderr)
             return 2
     rows = []
+    if args.keep:
+        keep = Path(args.keep)
+        try:
+            keep.mkdir(parents=True, exist_ok=True)
+            stale = [m for m in modes if (keep / m).exists()]
+        except OSError as e:
+            print(f"servercost: --keep {keep}: {e.strerror}", file=sys.stderr)
+            return 2
+        if stale:
+            print(f"servercost: --keep {keep}: {', '.join(stale)} already there", file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory(prefix="servercost-") as d:
-        tmp = Path(d)
+        tmp = Path(args.keep) if args.keep else Path(d)
         want = file_bytes(FILE, 20480)
         try:
             for mode in modes:
