@@ -498,3 +498,54 @@ def test_socket_closed_before_flush_keeps_its_bytes(executor: str) -> None:
     assert a.fileno() == -1  # closed for real after the flush
     for s in (pa, c, d):
         s.close()
+
+
+def test_pinned_socket_with_a_file_open_stays_open(executor: str) -> None:
+    """Several ops in a row on one socket pin it once (session 21), and a
+    pin is given back in C for a plain socket.socket the program has not
+    closed: a count given back twice, or one kept, would close the socket
+    under its makefile() file, or never.  Plainly: the socket closes when
+    its file does."""
+    a, pa = socket.socketpair()
+    fd = a.fileno()
+    f = a.makefile("wb", buffering=0)
+    with pyesca.batch(executor) as batch:
+        ps = [batch.send(a, b"x%d " % i) for i in range(3)]
+    assert [p.result() for p in ps] == [3, 3, 3]
+    assert a._io_refs == 1  # the file's count, no pin's
+    with pyesca.batch(executor) as batch:
+        ps = [batch.send(a, b"y%d " % i) for i in range(2)]
+        a.close()  # the file still holds it: open, plainly
+        ps.append(batch.send(fd, b"end"))
+    assert [p.result() for p in ps] == [3, 3, 3]
+    assert a.fileno() == fd and a._io_refs == 1 and not f.closed
+    f.write(b"+")  # the number is still a's
+    f.close()  # then the socket's real close: EOF
+    assert a.fileno() == -1
+    pa.settimeout(5)
+    assert read_all(pa) == b"x0 x1 x2 y0 y1 end+"
+    pa.close()
+
+
+def test_pins_of_a_socket_subclass_go_through_its_method(executor: str) -> None:
+    """A subclass of socket.socket may do more in _decref_socketios: its own
+    method gives its pin back, once for the ops in a row on it, and the
+    socket closed inside the batch closes after the flush."""
+    calls: list[int] = []
+
+    class Counted(socket.socket):
+        def _decref_socketios(self) -> None:
+            calls.append(self._io_refs)
+            super()._decref_socketios()
+
+    a0, pa = socket.socketpair()
+    a = Counted(fileno=a0.detach())
+    with pyesca.batch(executor) as batch:
+        p1 = batch.send(a, b"one ")
+        p2 = batch.send(a, b"two")
+        a.close()
+    assert (p1.result(), p2.result()) == (4, 3)
+    assert calls == [1] and a.fileno() == -1
+    pa.settimeout(5)
+    assert read_all(pa) == b"one two"
+    pa.close()

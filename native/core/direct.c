@@ -86,7 +86,11 @@ int64_t esca__data_once(const struct esca_args *a, size_t skip,
 		iov[first].iov_len -= skip;
 	}
 	do {
-		if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) {
+		if ((a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) &&
+		    n - first == 1) {
+			r = esca_sys_send(a->fd, iov[first].iov_base,
+					  iov[first].iov_len, a->flags);
+		} else if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) {
 			struct msghdr m = { .msg_iov = iov + first,
 					    .msg_iovlen = (size_t)(n - first) };
 			r = esca_sys_sendmsg(a->fd, &m, a->flags);

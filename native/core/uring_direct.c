@@ -101,11 +101,17 @@ static int entry_now(struct esca_table *t, struct esca_entry *e)
 		esca__run_direct(t, e, 0);
 		return 1;
 	}
-	memset(&m, 0, sizeof(m));
-	m.msg_iov = e->iov;
-	m.msg_iovlen = (size_t)e->iovcnt;
 	t->st.kernel_entries++;
-	r = esca_sys_sendmsg(e->fd, &m, e->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (e->iovcnt == 1) {
+		r = esca_sys_send(e->fd, e->iov[0].iov_base, e->iov[0].iov_len,
+				  e->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+	} else {
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = e->iov;
+		m.msg_iovlen = (size_t)e->iovcnt;
+		r = esca_sys_sendmsg(e->fd, &m,
+				     e->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
 	if (r == -ENOTSOCK && (e->op == ESCA_OP_WRITE ||
 			       e->op == ESCA_OP_WRITEV)) {
 		/* no socket (a number the table knew as one may have been
