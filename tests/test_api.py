@@ -549,3 +549,32 @@ def test_pins_of_a_socket_subclass_go_through_its_method(executor: str) -> None:
     pa.settimeout(5)
     assert read_all(pa) == b"one two"
     pa.close()
+
+
+def test_sendmsg_flag_the_kernel_refuses(mode: str) -> None:
+    """sendmsg(2) refuses the kernel's own MSG_CMSG_COMPAT (bit 31) with
+    EINVAL, where sendto(2), which a batched sendmsg of one buffer runs as
+    since session 21, ignores it (the review of 846884a: the batch sent the
+    byte).  send takes the flag plainly."""
+    bit31 = -(2**31)
+    s, peer = socket.socketpair()
+    with s, peer:
+        if mode == "plain":
+            try:
+                got = s.sendmsg([b"x"], [], bit31)
+            except OSError as e:
+                got = -e.errno
+            sent = s.send(b"y", bit31)
+        else:
+            with pyesca.batch(mode) as batch:
+                p = batch.sendmsg(s, [b"x"], bit31)
+            try:
+                got = p.result()
+            except OSError as e:
+                got = -e.errno
+            with pyesca.batch(mode) as batch:
+                q = batch.send(s, b"y", bit31)
+            sent = q.result()
+        assert (got, sent) == (-errno.EINVAL, 1)
+        peer.settimeout(5)
+        assert peer.recv(10) == b"y"

@@ -96,7 +96,8 @@ static int sendfile_nowait(struct esca_table *t, struct esca_entry *e)
 }
 
 /* e's arguments; a data op to a socket (or an fd not known to be none) as
- * a sendmsg with flags added: 1, else 0 (a pipe's or a device's). */
+ * a send with flags added (ESCA_OP_SENDMSG: direct.c makes it a sendto of
+ * one iovec, a sendmsg of more): 1, else 0 (a pipe's or a device's). */
 static int socket_args(const struct esca_table *t, const struct esca_entry *e,
 		       struct esca_args *a, int flags)
 {
@@ -108,7 +109,7 @@ static int socket_args(const struct esca_table *t, const struct esca_entry *e,
 	return 1;
 }
 
-/* A sendmsg of a write said ENOTSOCK: the fd's kind, once (an fstat). */
+/* A send of a write said ENOTSOCK: the fd's kind, once (an fstat). */
 static int not_a_socket(struct esca_table *t, const struct esca_entry *e,
 			int64_t r)
 {

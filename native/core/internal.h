@@ -93,6 +93,10 @@ enum { ESCA_FT_UNKNOWN = 0, ESCA_FT_SOCKET, ESCA_FT_OTHER, ESCA_FT_FILE };
 
 struct esca_table;
 
+/* The kernel's MSG_CMSG_COMPAT (include/linux/socket.h; no uapi header
+ * has it): sendmsg(2) refuses it with EINVAL, sendto(2) ignores it. */
+#define ESCA_MSG_CMSG_COMPAT 0x80000000u
+
 /* Internal capability: a sendfile entry needs a bounce buffer in the
  * arena (the executor reads the file and sends what it read). */
 #define ESCA__CAP_BOUNCE (1u << 16)

@@ -232,6 +232,11 @@ static int64_t check_args(const struct esca_args *a, size_t *bytes)
 	case ESCA_OP_WRITEV:
 	case ESCA_OP_SEND:
 	case ESCA_OP_SENDMSG:
+		/* sendmsg(2) refuses the kernel's own MSG_CMSG_COMPAT bit;
+		 * the sendto or IORING_OP_SEND it may run as would not */
+		if (a->op == ESCA_OP_SENDMSG &&
+		    ((unsigned)a->flags & ESCA_MSG_CMSG_COMPAT))
+			return -EINVAL;
 		if (a->iovcnt < 0 || a->iovcnt > IOV_MAX ||
 		    (a->iovcnt > 0 && !a->iov))
 			return -EINVAL;
