@@ -88,6 +88,7 @@ int64_t esca__data_once(const struct esca_args *a, size_t skip,
 	do {
 		if ((a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) &&
 		    n - first == 1) {
+			/* what glibc's send makes (sys.h, esca_sys_send) */
 			r = esca_sys_send(a->fd, iov[first].iov_base,
 					  iov[first].iov_len, a->flags);
 		} else if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) {

@@ -47,7 +47,7 @@ static inline long esca_sys_sendmsg(int fd, const struct msghdr *m, int flags)
 /* send(fd, buf, n, flags): a sendto without an address, as glibc's send.
  * A data op of one iovec goes this way, not as a sendmsg of one iovec: the
  * kernel then copies in no msghdr and no iovec (~115 ns less a call on the
- * AMD VM of the README, 64 B on a unix socket: DESIGN.md, "Traps"). */
+ * AMD VM of the README, 64 B on a unix socket: DESIGN.md, "Known traps"). */
 static inline long esca_sys_send(int fd, const void *buf, size_t n, int flags)
 {
 	return esca_sys_ret(syscall(SYS_sendto, fd, buf, n, flags, NULL, 0));
