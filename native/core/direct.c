@@ -60,6 +60,17 @@ static int64_t direct_data(const struct esca_args *a, size_t skip,
 	return (int64_t)done;
 }
 
+long esca__send_iov(int fd, const struct iovec *iov, int n, int flags)
+{
+	struct msghdr m = { .msg_iov = (struct iovec *)iov,
+			    .msg_iovlen = (size_t)n };
+
+	if (n == 1)	/* sys.h, esca_sys_send: cheaper than a sendmsg */
+		return esca_sys_send(fd, iov[0].iov_base, iov[0].iov_len,
+				     flags);
+	return esca_sys_sendmsg(fd, &m, flags);
+}
+
 int64_t esca__data_once(const struct esca_args *a, size_t skip,
 			uint64_t *nsys)
 {
@@ -86,15 +97,9 @@ int64_t esca__data_once(const struct esca_args *a, size_t skip,
 		iov[first].iov_len -= skip;
 	}
 	do {
-		if ((a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) &&
-		    n - first == 1) {
-			/* what glibc's send makes (sys.h, esca_sys_send) */
-			r = esca_sys_send(a->fd, iov[first].iov_base,
-					  iov[first].iov_len, a->flags);
-		} else if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) {
-			struct msghdr m = { .msg_iov = iov + first,
-					    .msg_iovlen = (size_t)(n - first) };
-			r = esca_sys_sendmsg(a->fd, &m, a->flags);
+		if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG) {
+			r = esca__send_iov(a->fd, iov + first, n - first,
+					   a->flags);
 		} else if (a->op == ESCA_OP_WRITE && n - first == 1) {
 			/* write(fd, p, 0) reaches the fd (EPIPE on a shut
 			 * socket) where writev of nothing returns 0 */

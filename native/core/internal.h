@@ -283,6 +283,11 @@ ESCA_HIDDEN int64_t esca__direct(const struct esca_args *a, size_t skip,
  * non-blocking one).  esca__direct's data ops loop on it. */
 ESCA_HIDDEN int64_t esca__data_once(const struct esca_args *a, size_t skip,
 				    uint64_t *nsys);
+/* One send of n iovecs on a socket, as the plain program would make it: a
+ * sendto without an address for one (glibc's send), else a sendmsg.  The
+ * syscall's result (EINTR not retried). */
+ESCA_HIDDEN long esca__send_iov(int fd, const struct iovec *iov, int n,
+				int flags);
 
 /* uring_setup.c: an io_uring restricted to the executor's operations */
 struct io_uring;

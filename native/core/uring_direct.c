@@ -90,7 +90,6 @@ static int can_now(struct esca_table *t, struct uring_state *u,
 static int entry_now(struct esca_table *t, struct esca_entry *e)
 {
 	struct esca_fd *f = &t->fds[e->fd];
-	struct msghdr m;
 	long r;
 
 	if (esca__skip_broken(t, e))
@@ -102,16 +101,8 @@ static int entry_now(struct esca_table *t, struct esca_entry *e)
 		return 1;
 	}
 	t->st.kernel_entries++;
-	if (e->iovcnt == 1) {
-		r = esca_sys_send(e->fd, e->iov[0].iov_base, e->iov[0].iov_len,
-				  e->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
-	} else {
-		memset(&m, 0, sizeof(m));
-		m.msg_iov = e->iov;
-		m.msg_iovlen = (size_t)e->iovcnt;
-		r = esca_sys_sendmsg(e->fd, &m,
-				     e->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
-	}
+	r = esca__send_iov(e->fd, e->iov, e->iovcnt,
+			   e->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (r == -ENOTSOCK && (e->op == ESCA_OP_WRITE ||
 			       e->op == ESCA_OP_WRITEV)) {
 		/* no socket (a number the table knew as one may have been
