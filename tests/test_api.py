@@ -578,3 +578,72 @@ def test_sendmsg_flag_the_kernel_refuses(mode: str) -> None:
         assert (got, sent) == (-errno.EINVAL, 1)
         peer.settimeout(5)
         assert peer.recv(10) == b"y"
+
+
+def test_file_objects_closed_inside_the_block(mode: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file object's close cannot be held as a socket's is: closed inside
+    the block, its number went to the next file opened and the queued ops
+    with it (the API's audit, session 21: the peer got the third file's
+    bytes three times; a write landed in the next file).  An op naming one
+    runs at once, with the batch's earlier ops."""
+    names = []
+    for i in range(3):
+        names.append(tmp_path / f"in{i}")
+        names[-1].write_bytes(b"file%d" % i)
+    a, pa = socket.socketpair()
+    outs = [tmp_path / "w1", tmp_path / "w2"]
+    keep = open(names[2], "rb")
+    if mode == "plain":
+        for i in range(2):
+            with open(names[i], "rb") as f:
+                os.sendfile(a.fileno(), f.fileno(), 0, 5)
+        os.sendfile(a.fileno(), keep.fileno(), 0, 5)
+        f1 = open(outs[0], "wb", buffering=0)
+        f1.write(b"for-w1")
+        f1.close()
+        f2 = open(outs[1], "wb", buffering=0)
+        f2.write(b"for-w2")
+        f2.close()
+    else:
+        with pyesca.batch(mode) as batch:
+            ps = []
+            for i in range(2):
+                with open(names[i], "rb") as f:
+                    ps.append(batch.sendfile(a, f, 0, 5))
+            ps.append(batch.sendfile(a, keep, 0, 5))
+            f1 = open(outs[0], "wb", buffering=0)
+            ps.append(batch.write(f1, b"for-w1"))
+            f1.close()
+            f2 = open(outs[1], "wb", buffering=0)
+            ps.append(batch.write(f2, b"for-w2"))
+            f2.close()
+        assert [p.result() for p in ps] == [5, 5, 5, 6, 6]
+    keep.close()
+    a.close()
+    pa.settimeout(5)
+    assert read_all(pa) == b"file0file1file2"
+    pa.close()
+    assert [o.read_bytes() for o in outs] == [b"for-w1", b"for-w2"]
+
+
+def test_sslsocket_is_refused(executor: str) -> None:
+    """An ssl.SSLSocket's fileno() is the TCP socket under its TLS session:
+    an op there put the caller's bytes on the wire in clear (the API's
+    audit, session 21).  Refused with a TypeError; nothing is sent."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    a, pa = socket.socketpair()
+    tls = ctx.wrap_socket(a, do_handshake_on_connect=False)
+    with pyesca.batch(executor) as batch:
+        with pytest.raises(TypeError, match="SSLSocket"):
+            batch.send(tls, b"secret-password")
+        with pytest.raises(TypeError, match="SSLSocket"):
+            batch.send_many([tls], b"secret-password")
+        assert batch.pending == 0
+    tls.close()
+    pa.settimeout(5)
+    assert read_all(pa) == b""  # nothing reached the peer before its close
+    pa.close()

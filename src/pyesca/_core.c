@@ -381,6 +381,8 @@ struct BatchObject {
 				 * for the batch (batch_pin) */
 	PyObject *last_pin;	/* borrowed (pins holds it): the last one
 				 * pinned, not pinned again for the next op */
+	int flush_now;		/* the op being queued names an object whose
+				 * close the batch cannot hold (batch_pin) */
 	struct esca_stats base;	/* table stats when this batch took it */
 	struct esca_stats acc;	/* stats of earlier tables (after fork) */
 	uint64_t direct;	/* ops run by esca_direct (over budget) */
@@ -545,10 +547,12 @@ static int batch_pin(BatchObject *b, PyObject *o)
 	refs = PyObject_GetAttr(o, str_io_refs);
 	if (!refs) {
 		PyErr_Clear();
+		b->flush_now = 1;	/* a file object: its op runs now */
 		return 0;
 	}
 	if (!PyLong_Check(refs)) {
 		Py_DECREF(refs);
+		b->flush_now = 1;
 		return 0;
 	}
 	v = PyLong_AsLong(refs);
@@ -578,7 +582,7 @@ static int batch_pin(BatchObject *b, PyObject *o)
  * as its _decref_socketios would (one count less, no close to do),
  * without a Python frame a socket (~25 ns an op of benchmarks/micro.py's
  * send-rr, a socket an op).  NULL: every pin goes through the method. */
-static PyObject *socket_class, *str_closed;
+static PyObject *socket_class, *str_closed, *str_ssl;
 
 /* 1: o's count given back; 0: call its _decref_socketios. */
 static int unpin_fast(PyObject *o)
@@ -624,6 +628,15 @@ static int unpin_fast(PyObject *o)
 	}
 	return 1;
 }
+
+/* An object with fileno() whose close the batch cannot hold (a file
+ * object: no _io_refs): closed inside the block, its number went to the
+ * next file opened, and the queued ops with it (the API's audit, session
+ * 21: a sendfile from `with open(...) as f` sent the third file's bytes
+ * three times; a write landed in the next file).  The op runs now, with
+ * the batch's earlier ops (a flush): what the plain call did at that
+ * moment (batch_queue).  An int fd is the caller's to keep open
+ * (README). */
 
 /* The batch has nothing pending: each pinned socket's count given back
  * (and a close the program made meanwhile done).  Never raises. */
@@ -753,7 +766,9 @@ static PyObject *batch_queue(BatchObject *b, const struct esca_args *a,
 	struct esca_table *t = b->table->t;
 	PendingObject *p;
 	int64_t r;
+	int now = b->flush_now;
 
+	b->flush_now = 0;
 	if (b->npend == b->cappend && batch_grow(b) < 0)
 		return NULL;
 	p = pending_new(a->op, a->fd);
@@ -812,6 +827,8 @@ queued:
 	Py_INCREF(p);
 	p->batch = b;
 	b->pend[b->npend++] = p;
+	if (now)
+		batch_flush_wait(b, ESCA_WHY_SYNC);
 	return (PyObject *)p;
 }
 
@@ -836,6 +853,32 @@ static int fd_from_long(PyObject *o, int *fd)
  * fileno() is -1) is not refused here: the op completes with EBADF. */
 static PyObject *str_fileno;
 
+/* ssl.SSLSocket, once the program has imported ssl: its fileno() is the
+ * TCP socket under the TLS session, and an op on that number puts the
+ * caller's bytes on the wire in clear (the API's audit, session 21: the
+ * peer read "secret-password").  Refused, as a TypeError. */
+static PyObject *sslsocket_class;
+
+static int is_sslsocket(PyObject *o)
+{
+	if (!sslsocket_class) {
+		PyObject *m = PyImport_GetModule(str_ssl);
+
+		if (!m) {
+			if (PyErr_Occurred())
+				return -1;
+			return 0;	/* no ssl imported: no SSLSocket */
+		}
+		sslsocket_class = PyObject_GetAttrString(m, "SSLSocket");
+		Py_DECREF(m);
+		if (!sslsocket_class) {
+			PyErr_Clear();
+			return 0;
+		}
+	}
+	return PyObject_IsInstance(o, sslsocket_class);
+}
+
 static int get_fd(PyObject *o, int *fd)
 {
 	PyObject *r;
@@ -843,6 +886,19 @@ static int get_fd(PyObject *o, int *fd)
 
 	if (PyLong_Check(o))
 		return fd_from_long(o, fd);
+	if ((PyObject *)Py_TYPE(o) != socket_class) {
+		int tls = is_sslsocket(o);
+
+		if (tls < 0)
+			return -1;
+		if (tls) {
+			PyErr_SetString(PyExc_TypeError,
+					"an ssl.SSLSocket cannot be batched: its "
+					"bytes must go through its TLS session "
+					"(use its own send)");
+			return -1;
+		}
+	}
 	r = PyObject_CallMethodNoArgs(o, str_fileno);
 	if (!r) {
 		if (PyErr_ExceptionMatches(PyExc_AttributeError) &&
@@ -2244,6 +2300,8 @@ PyMODINIT_FUNC PyInit__core(void)
 	if (!str_fileno && !(str_fileno = PyUnicode_InternFromString("fileno")))
 		return NULL;
 	if (!str_closed && !(str_closed = PyUnicode_InternFromString("_closed")))
+		return NULL;
+	if (!str_ssl && !(str_ssl = PyUnicode_InternFromString("ssl")))
 		return NULL;
 	if (!socket_class) {
 		PyObject *sm = PyImport_ImportModule("socket");
