@@ -647,3 +647,76 @@ def test_sslsocket_is_refused(executor: str) -> None:
     pa.settimeout(5)
     assert read_all(pa) == b""  # nothing reached the peer before its close
     pa.close()
+
+
+def test_setsockopt_on_a_pipe_behind_a_write(mode: str) -> None:
+    """setsockopt on a pipe: ENOTSOCK.  Under uring a setsockopt that goes
+    through the ring (behind an earlier op of the batch on the same fd) is a
+    URING_CMD, which a pipe refuses with EOPNOTSUPP (the API's audit,
+    session 21)."""
+    r, w = os.pipe()
+    try:
+        if mode == "plain":
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            one = ctypes.c_int(1)
+            n = os.write(w, b"x")
+            rc = libc.setsockopt(w, socket.IPPROTO_TCP, socket.TCP_NODELAY,
+                                 ctypes.byref(one), ctypes.sizeof(one))
+            got = -ctypes.get_errno() if rc < 0 else rc
+        else:
+            n, got = 1, 0
+            with pyesca.batch(mode) as batch:
+                p = batch.write(w, b"x")
+                q = batch.setsockopt(w, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            n = p.result()
+            try:
+                q.result()
+            except OSError as e:
+                got = -e.errno
+        assert (n, got) == (1, -errno.ENOTSOCK)
+        assert os.read(r, 10) == b"x"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("case", ["sendmsg", "writev-pipe", "writev-closed"])
+def test_more_buffers_than_iov_max(mode: str, case: str) -> None:
+    """1,025 buffers (IOV_MAX is 1,024): a sendmsg says EMSGSIZE, a writev
+    EINVAL, and one on a closed fd EBADF, the fd being looked up first
+    (the API's audit, session 21: EINVAL for all three)."""
+    bufs = [b"x"] * 1025
+    a, pa = socket.socketpair()
+    r, w = os.pipe()
+    closed = os.dup(w)
+    os.close(closed)
+    try:
+        if mode == "plain":
+            try:
+                if case == "sendmsg":
+                    a.sendmsg(bufs)
+                else:
+                    os.writev(w if case == "writev-pipe" else closed, bufs)
+                got = 0
+            except OSError as e:
+                got = -e.errno
+        else:
+            with pyesca.batch(mode) as batch:
+                if case == "sendmsg":
+                    p = batch.sendmsg(a, bufs)
+                else:
+                    p = batch.writev(w if case == "writev-pipe" else closed, bufs)
+            try:
+                got = p.result()
+            except OSError as e:
+                got = -e.errno
+        want = {"sendmsg": errno.EMSGSIZE, "writev-pipe": errno.EINVAL,
+                "writev-closed": errno.EBADF}[case]
+        assert got == -want
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        a.close()
+        pa.close()

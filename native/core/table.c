@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 #include "sys.h"
@@ -216,6 +217,22 @@ void esca__retire(struct esca_table *t)
 	}
 }
 
+/* More iovecs than the kernel takes (IOV_MAX): what the plain call says.
+ * Its fd is looked up first (EBADF; a sendmsg's must be a socket:
+ * ENOTSOCK), then a sendmsg's msghdr is refused with EMSGSIZE and a
+ * writev's iovecs with EINVAL (the API's audit, session 21: EINVAL for
+ * all).  An fstat, on this error path only. */
+static int64_t too_many_iovecs(const struct esca_args *a)
+{
+	struct stat st;
+
+	if (esca_sys_fstat(a->fd, &st) != 0)
+		return -EBADF;
+	if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG)
+		return S_ISSOCK(st.st_mode) ? -EMSGSIZE : -ENOTSOCK;
+	return -EINVAL;
+}
+
 /* The result a queued op will have on full success, or -errno for
  * arguments the kernel would refuse whatever the fd is. */
 static int64_t check_args(const struct esca_args *a, size_t *bytes)
@@ -237,8 +254,9 @@ static int64_t check_args(const struct esca_args *a, size_t *bytes)
 		if (a->op == ESCA_OP_SENDMSG &&
 		    ((unsigned)a->flags & ESCA_MSG_CMSG_COMPAT))
 			return -EINVAL;
-		if (a->iovcnt < 0 || a->iovcnt > IOV_MAX ||
-		    (a->iovcnt > 0 && !a->iov))
+		if (a->iovcnt > IOV_MAX)
+			return too_many_iovecs(a);
+		if (a->iovcnt < 0 || (a->iovcnt > 0 && !a->iov))
 			return -EINVAL;
 		for (int i = 0; i < a->iovcnt; i++) {
 			if (a->iov[i].iov_len > (size_t)SSIZE_MAX - total)

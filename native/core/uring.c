@@ -33,8 +33,10 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "order.h"
+#include "sys.h"
 #include "uring.h"
 
 /* user_data of an entry's SQE: its struct uring_slot's address | stage */
@@ -47,6 +49,19 @@ static void tag(struct io_uring_sqe *sqe, const struct uring_slot *x,
 		int stage)
 {
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)x | (uint64_t)stage);
+}
+
+/* An fd the kernel refused a socket's command on: no socket (fstat)?  It
+ * is then known as none (esca__fd_not_socket). */
+static int not_a_socket_now(struct esca_table *t, int fd)
+{
+	struct stat st;
+
+	t->st.kernel_entries++;
+	if (esca_sys_fstat(fd, &st) != 0 || S_ISSOCK(st.st_mode))
+		return 0;
+	esca__fd_not_socket(t, fd);
+	return 1;
 }
 
 /* Everything the kernel said about e is in; decide. */
@@ -150,6 +165,13 @@ static void finalize(struct esca_table *t, struct esca_entry *e,
 	}
 	if (r == -EINTR && e->op != ESCA_OP_CLOSE) {
 		esca__requeue(t, e);
+		return;
+	}
+	if (e->op == ESCA_OP_SETSOCKOPT && r == -EOPNOTSUPP &&
+	    not_a_socket_now(t, e->fd)) {
+		/* the ring's URING_CMD on a pipe or a file: the plain
+		 * setsockopt says ENOTSOCK (the API's audit, session 21) */
+		esca__complete(t, e, -ENOTSOCK);
 		return;
 	}
 	if (e->op == ESCA_OP_SHUTDOWN || e->op == ESCA_OP_SETSOCKOPT)
