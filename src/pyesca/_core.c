@@ -544,10 +544,18 @@ static int batch_pin(BatchObject *b, PyObject *o)
 	if (PyLong_Check(o) || (o == b->last_pin && b->pins))
 		return 0;	/* an int, or pinned by the op before: ops in
 				 * a row on one socket pin it once */
+	/* An object with fileno() whose close cannot be held (a file
+	 * object: no _io_refs): closed inside the block, its number went to
+	 * the next file opened, and the queued ops with it (the API's audit,
+	 * session 21: a sendfile from `with open(...) as f` sent the third
+	 * file's bytes three times; a write landed in the next file).  Its op
+	 * runs now, with the batch's earlier ops (batch_queue flushes): what
+	 * the plain call did at that moment.  An int fd is the caller's to
+	 * keep open (README). */
 	refs = PyObject_GetAttr(o, str_io_refs);
 	if (!refs) {
 		PyErr_Clear();
-		b->flush_now = 1;	/* a file object: its op runs now */
+		b->flush_now = 1;
 		return 0;
 	}
 	if (!PyLong_Check(refs)) {
@@ -628,15 +636,6 @@ static int unpin_fast(PyObject *o)
 	}
 	return 1;
 }
-
-/* An object with fileno() whose close the batch cannot hold (a file
- * object: no _io_refs): closed inside the block, its number went to the
- * next file opened, and the queued ops with it (the API's audit, session
- * 21: a sendfile from `with open(...) as f` sent the third file's bytes
- * three times; a write landed in the next file).  The op runs now, with
- * the batch's earlier ops (a flush): what the plain call did at that
- * moment (batch_queue).  An int fd is the caller's to keep open
- * (README). */
 
 /* The batch has nothing pending: each pinned socket's count given back
  * (and a close the program made meanwhile done).  Never raises. */
