@@ -11,6 +11,7 @@
  * array has to grow to a larger fd than ever seen.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,17 +220,22 @@ void esca__retire(struct esca_table *t)
 
 /* More iovecs than the kernel takes (IOV_MAX): what the plain call says.
  * Its fd is looked up first (EBADF; a sendmsg's must be a socket:
- * ENOTSOCK), then a sendmsg's msghdr is refused with EMSGSIZE and a
- * writev's iovecs with EINVAL (the API's audit, session 21: EINVAL for
- * all).  An fstat, on this error path only. */
+ * ENOTSOCK; a writev's open for writing: EBADF), then a sendmsg's msghdr
+ * is refused with EMSGSIZE and a writev's iovecs with EINVAL (the API's
+ * audit, session 21: EINVAL for all).  On this error path only. */
 static int64_t too_many_iovecs(const struct esca_args *a)
 {
 	struct stat st;
+
+	long fl;
 
 	if (esca_sys_fstat(a->fd, &st) != 0)
 		return -EBADF;
 	if (a->op == ESCA_OP_SEND || a->op == ESCA_OP_SENDMSG)
 		return S_ISSOCK(st.st_mode) ? -EMSGSIZE : -ENOTSOCK;
+	fl = esca_sys_ret(syscall(SYS_fcntl, a->fd, F_GETFL));
+	if (fl >= 0 && (fl & O_ACCMODE) == O_RDONLY)
+		return -EBADF;	/* not open for writing: checked first */
 	return -EINVAL;
 }
 

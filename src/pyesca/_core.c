@@ -726,8 +726,12 @@ static int batch_usable(BatchObject *b)
 	return 0;
 }
 
+/* At each op's start: the batch usable on this thread, and no flush_now
+ * left by an op that failed after batch_pin (the review: the next op
+ * flushed for it). */
 #define USABLE(b)                                                   \
 	do {                                                        \
+		(b)->flush_now = 0;                                 \
 		if (!(b)->table || (b)->table->dead ||              \
 		    !pthread_equal((b)->owner, pthread_self())) {   \
 			if (batch_usable(b) < 0)                    \
@@ -1382,6 +1386,14 @@ static PyObject *batch_send_many(BatchObject *b, PyObject *const *args,
 	iov.iov_len = (size_t)PyBytes_GET_SIZE(data);
 	seq = PySequence_Fast(v[0], "send_many() argument 'fds' must be an "
 				    "iterable of file descriptors");
+	if (seq && PyList_Check(seq)) {
+		/* a snapshot: a fileno() or a flush's _decref_socketios may
+		 * change the list under the loop (the review: a fileno() that
+		 * cleared it crashed the loop's borrowed reads) */
+		PyObject *t = PyList_AsTuple(seq);
+
+		Py_SETREF(seq, t);
+	}
 	if (!seq)
 		goto error;
 	n = PySequence_Fast_GET_SIZE(seq);
