@@ -394,6 +394,22 @@ static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
 	return r;
 }
 
+/* A close about to be queued on fd, a socket in an epoll set of the
+ * program's: may a wait of that set see the socket before the close runs?
+ * Yes when entries of this thread's go before it (they may park on a client
+ * that does not read: the close then waits for them past the next wait),
+ * or when another thread waits on that set (this thread's next flush may be
+ * up to a timer shot away).  Else the close runs in the flush before this
+ * thread's next wait, as Linux's had run, and costs no system call now. */
+static int close_seen_late(struct tstate *ts, struct fdinfo *fi, int fd)
+{
+	struct fdinfo *ep = fdi(fi->ep_fd - 1);
+	uint32_t me = (uint32_t)(ts->wait_token >> 32);
+
+	return (ts->table && esca_fd_pending(ts->table, fd)) || !ep ||
+	       (ep->ep_waiter && ep->ep_waiter != me);
+}
+
 /* close: deferred only for a connected stream socket, and only while no
  * other thread's entries name the fd (DESIGN.md, "Contract: fd lifetime");
  * otherwise closed now, or held for those entries (fd_close_ordered). */
@@ -453,6 +469,8 @@ EXPORT int close(int fd)
 	}
 	a = (struct esca_args){ .op = ESCA_OP_CLOSE, .fd = fd,
 				.order = fi->order_key };
+	if (unlikely(fi->ep_fd) && close_seen_late(ts, fi, fd))
+		fd_leave_epoll(fi, fd);
 	fd_forget(fi);
 	fi->kind = FK_BAD;	/* closing: later calls pass and see EBADF */
 	/* counted before: defer_queue may run it (a flush when the thread

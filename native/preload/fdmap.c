@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -159,6 +160,7 @@ void fd_on_complete(void *ctx, uint64_t user, int op, int fd, int64_t r)
  * entries are counted is held (FU_HOLD), and the completion of the last of
  * them closes the number.  One atomic read-modify-write per entry each way. */
 HIDDEN uint64_t fd_count_underflows;	/* fd_unuse at 0 (stats) */
+HIDDEN uint64_t epoll_leaves;	/* fd_leave_epoll took one out (stats) */
 
 void fd_use(struct tstate *ts, struct fdinfo *fi)
 {
@@ -204,19 +206,44 @@ void fd_unuse(struct fdinfo *fi, int fd)
 	}
 }
 
+/* A close of fd that returns to the program while the kernel's fd stays
+ * open (queued behind entries, or held for them): Linux's close takes the
+ * socket out of every epoll set at once, so the program's set must no
+ * longer report it, or a wait hands the program an event of an fd it
+ * closed, with the data of a connection it has freed (DESIGN.md,
+ * "Contract: fd lifetime").  The set of its registration the library saw
+ * (epoll_ctl) loses it now, while the number still names the socket.  Not
+ * where another fd shares its open file (a dup): Linux's close leaves the
+ * registration then, the file being still open. */
+void fd_leave_epoll(struct fdinfo *fi, int fd)
+{
+	if (fi->ep_fd <= 0 || (fi->flags & FI_DUPED))
+		return;
+	/* ENOENT, EBADF (the set closed since): nothing to take out */
+	if (syscall(SYS_epoll_ctl, fi->ep_fd - 1, EPOLL_CTL_DEL, fd,
+		    NULL) == 0)
+		__atomic_fetch_add(&epoll_leaves, 1, __ATOMIC_RELAXED);
+	fi->ep_fd = 0;
+	fi->flags &= (uint16_t)~FI_EPOLLIN;
+}
+
 /* The program's close of fd, not deferred: now, unless entries of a table
  * still name fd (another thread's, or this thread's parked ones); then the
  * completion of the last of them closes it, and the number stays taken
- * until then (no open, accept or dup can get it meanwhile).  Returns what
- * close returns. */
+ * until then (no open, accept or dup can get it meanwhile), out of the
+ * program's epoll set (fd_leave_epoll: before FU_HOLD is set, after which
+ * that completion may close the number and another file get it).  Returns
+ * what close returns. */
 int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd)
 {
 	uint64_t w;
 
 	if (!fi)
 		return real.close(fd);
-	fd_forget(fi);
 	w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
+	if (w & FU_COUNT)
+		fd_leave_epoll(fi, fd);
+	fd_forget(fi);
 	do {
 		if ((w & FU_COUNT) == 0)
 			return real.close(fd);

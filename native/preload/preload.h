@@ -148,10 +148,15 @@ struct fdinfo {
 	int32_t ep_fd;		/* epoll fd + 1 of its last registration */
 	uint32_t ep_events;	/* ... and its events and data */
 	uint64_t ep_data;
+	uint32_t ep_waiter;	/* an epoll fd's: the tid of the thread that
+				 * waits on it, EP_WAITERS once two have (or
+				 * a thread the library has no state of) */
 	int32_t peer;		/* the other end + 1 of a socketpair the
 				 * program made (sync.c, socketpair) ... */
 	uint16_t peer_gen;	/* ... while that number's gen is this */
 };
+
+#define EP_WAITERS 0xffffffffu	/* fdinfo.ep_waiter: more than one */
 
 #define LINGER_RESET 1	/* fdinfo.linger: { 1, 0 }, close resets */
 #define LINGER_WAIT 2	/* ... { 1, n > 0 }, close waits up to n s */
@@ -488,6 +493,8 @@ HIDDEN void fd_on_complete(void *ctx, uint64_t user, int op, int fd,
 			   int64_t r);
 HIDDEN void fd_use(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void fd_unuse(struct fdinfo *fi, int fd);
+HIDDEN void fd_leave_epoll(struct fdinfo *fi, int fd);
+extern HIDDEN uint64_t epoll_leaves;	/* fdmap.c: the stats' count */
 HIDDEN int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd);
 HIDDEN int fd_replace_ready(struct tstate *ts, struct fdinfo *fi, int fd);
 extern HIDDEN uint64_t fd_count_underflows;	/* fdmap.c: a bug if not 0 */
@@ -694,6 +701,7 @@ static inline void fd_forget(struct fdinfo *fi)
 	fi->order_key = 0;
 	fi->drained = 0;
 	fi->ep_fd = 0;
+	fi->ep_waiter = 0;
 	fi->peer = 0;
 	fi->rto_set = 0;
 	fi->linger = 0;

@@ -128,7 +128,8 @@ static void write_stats(int hold)
 		"\"flushes_total\": %llu, \"threads\": %d, \"threads_alive\": %d,\n"
 		" \"reads_seen\": %llu, \"reads_answered\": %llu, "
 		"\"setsockopt_composed\": %llu, \"eagain_parked\": %llu, "
-		"\"closes_held\": %llu, \"fd_count_underflows\": %llu,\n"
+		"\"closes_held\": %llu, \"closes_out_of_epoll\": %llu, "
+		"\"fd_count_underflows\": %llu,\n"
 		" \"prefetch_rounds\": %llu, \"prefetch_peeked\": %llu, "
 		"\"prefetch_answered\": %llu, \"prefetch_wasted\": %llu, "
 		"\"prefetch_short_discards\": %llu,\n"
@@ -155,6 +156,8 @@ static void write_stats(int hold)
 	    (unsigned long long)sum.composed,
 	    (unsigned long long)sum.eagain_parked,
 	    (unsigned long long)sum.held_closes,
+	    (unsigned long long)__atomic_load_n(&epoll_leaves,
+						__ATOMIC_RELAXED),
 	    (unsigned long long)__atomic_load_n(&fd_count_underflows,
 						__ATOMIC_RELAXED),
 	    (unsigned long long)sum.pf.rounds,

@@ -422,6 +422,19 @@ again:
 
 /* The wait, then lever "adapt" counts it and what it returned (after its
  * flush: where the thread may step aside or back). */
+/* Which thread waits on epfd (fdinfo.ep_waiter): a close queued by
+ * another one takes its socket out of the set first (defer.c,
+ * close_seen_late).  A load and a compare a wait. */
+static inline void ep_note_waiter(struct tstate *ts, int epfd)
+{
+	struct fdinfo *fi = fdi(epfd);
+	uint32_t me = ts ? (uint32_t)(ts->wait_token >> 32) : EP_WAITERS;
+
+	if (likely(!fi || fi->ep_waiter == me) || fi->ep_waiter == EP_WAITERS)
+		return;
+	fi->ep_waiter = fi->ep_waiter ? EP_WAITERS : me;
+}
+
 static int epoll_common(int epfd, struct epoll_event *evs, int max,
 			int timeout, const struct timespec *ts2,
 			const sigset_t *mask, enum epoll_variant via)
@@ -429,6 +442,7 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max,
 	struct wmask wm;
 	int n;
 
+	ep_note_waiter(tls_ts, epfd);
 	wmask_init(&wm, mask, 1);
 	wait_rounds(tls_ts, 1);
 	n = epoll_run(epfd, evs, max, timeout, ts2, &wm, via);
