@@ -481,6 +481,16 @@ extern HIDDEN int exec_drain_fd;
 extern HIDDEN int table_executor;	/* the executor tables really got */
 extern HIDDEN char fallback_reason[128];
 
+/* whole.c: the program's writes that go to the kernel, finished where only
+ * the library's timer signal cut them short */
+HIDDEN ssize_t pass_write(int fd, const void *buf, size_t n);
+HIDDEN ssize_t pass_writev(int fd, const struct iovec *iov, int n);
+HIDDEN ssize_t pass_send(int fd, const void *buf, size_t n, int flags);
+HIDDEN ssize_t pass_sendto(int fd, const void *buf, size_t n, int flags,
+			   const struct sockaddr *to, socklen_t tolen);
+HIDDEN ssize_t pass_sendmsg(int fd, const struct msghdr *msg, int flags);
+HIDDEN ssize_t pass_sendfile(int out, int in, off_t *off, size_t count);
+
 /* fdmap.c */
 HIDDEN void fdmap_init(void);
 HIDDEN int fd_detect(int fd, struct fdinfo *fi);

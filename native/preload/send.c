@@ -181,7 +181,7 @@ EXPORT ssize_t write(int fd, const void *buf, size_t n)
 	struct iovec v = { (void *)buf, n };
 	ssize_t r = defer_data(CALL_WRITE, ESCA_OP_WRITE, fd, &v, 1, 0);
 
-	return r != PASSED ? r : real.write(fd, buf, n);
+	return r != PASSED ? r : pass_write(fd, buf, n);
 }
 EXPORT ssize_t __write(int fd, const void *buf, size_t n)
 	__attribute__((alias("write")));
@@ -190,7 +190,7 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 {
 	ssize_t r = defer_data(CALL_WRITEV, ESCA_OP_WRITEV, fd, iov, n, 0);
 
-	return r != PASSED ? r : real.writev(fd, iov, n);
+	return r != PASSED ? r : pass_writev(fd, iov, n);
 }
 
 EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
@@ -198,7 +198,7 @@ EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 	struct iovec v = { (void *)buf, n };
 	ssize_t r = defer_data(CALL_SEND, ESCA_OP_SEND, fd, &v, 1, flags);
 
-	return r != PASSED ? r : real.send(fd, buf, n, flags);
+	return r != PASSED ? r : pass_send(fd, buf, n, flags);
 }
 EXPORT ssize_t __send(int fd, const void *buf, size_t n, int flags)
 	__attribute__((alias("send")));
@@ -216,10 +216,10 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 			ts->calls[CALL_SENDTO].seen++;
 			pass_through(ts, CALL_SENDTO, fd, PASS_ARGS);
 		}
-		return real.sendto(fd, buf, n, flags, to, tolen);
+		return pass_sendto(fd, buf, n, flags, to, tolen);
 	}
 	r = defer_data(CALL_SENDTO, ESCA_OP_SEND, fd, &v, 1, flags);
-	return r != PASSED ? r : real.sendto(fd, buf, n, flags, to, tolen);
+	return r != PASSED ? r : pass_sendto(fd, buf, n, flags, to, tolen);
 }
 
 /* The msghdr is read only once the fd is one the call may be deferred on:
@@ -282,7 +282,7 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 		r = stash_data(ts, CALL_SENDMSG, fd, m->msg_iov,
 			       (int)m->msg_iovlen, flags);
 	if (!fi)
-		return r >= 0 || r == -1 ? r : real.sendmsg(fd, m, flags);
+		return r >= 0 || r == -1 ? r : pass_sendmsg(fd, m, flags);
 	if (!plausible_ptr(m, sizeof(*m)) || m->msg_name || m->msg_namelen ||
 	    m->msg_control || m->msg_controllen ||
 	    m->msg_iovlen > (size_t)IOV_MAX) {
@@ -296,7 +296,7 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 	else
 		r = data_queue(ts, fi, CALL_SENDMSG, ESCA_OP_SENDMSG, fd,
 			       m->msg_iov, (int)m->msg_iovlen, flags);
-	return r != PASSED ? r : real.sendmsg(fd, m, flags);
+	return r != PASSED ? r : pass_sendmsg(fd, m, flags);
 }
 
 static ssize_t defer_sendfile(int out, int in, off_t *off, size_t count)
@@ -372,7 +372,7 @@ EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
 {
 	ssize_t r = defer_sendfile(out, in, off, count);
 
-	return r != PASSED ? r : real.sendfile(out, in, off, count);
+	return r != PASSED ? r : pass_sendfile(out, in, off, count);
 }
 EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t count)
 	__attribute__((alias("sendfile")));

@@ -1,0 +1,90 @@
+"""One big blocking write of the program's, made while the library's timer
+signal fires (tests/preload/test_whole_writes.py).  Usage: whole_writes.py
+CASE
+
+First a socket gets 16 MiB its client does not read (under esca, with
+ESCA_BUDGET above it, the rest parks, and under `sequential` the timer
+signal then fires every 2 ms to move it).  Then 2 MiB (a pattern) go in
+one call that blocks, its reader being slow: CASE
+- print    sys.stdout.write of it as text, and a flush (stdout: the
+           test's pipe, read slowly);
+- write    os.write(1, ...);
+- writev   os.writev(1, [first MiB, second MiB]);
+- send     socket.send on a blocking unix socketpair whose other end a
+           thread reads slowly (passed through to the kernel);
+- alarm    write, with a SIGALRM handler of the program's called every
+           5 ms: its signal ends the write short, plainly as under esca.
+Prints one JSON line on stderr: ret (what the call returned; print: the
+characters written), got (send: what the reader got, and ok: whether it
+is the pattern's first ret bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+BIG = 16 << 20
+N = 2 << 20
+
+
+def pattern() -> bytes:
+    return (bytes(range(97, 123)) * (N // 26 + 1))[:N]
+
+
+def main() -> None:
+    case = sys.argv[1]
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.connect(lst.getsockname())
+    s, _ = lst.accept()
+    s.setblocking(False)
+    s.send(b"p" * BIG)
+    time.sleep(0.1)  # under esca: flushed, the rest parked
+    data = pattern()
+    out: dict = {}
+    if case == "print":
+        out["ret"] = sys.stdout.write(data.decode())
+        sys.stdout.flush()
+    elif case == "alarm":
+        signal.signal(signal.SIGALRM, lambda *_: None)
+        signal.setitimer(signal.ITIMER_REAL, 0.005, 0.005)
+        out["ret"] = os.write(1, data)
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    elif case == "write":
+        out["ret"] = os.write(1, data)
+    elif case == "writev":
+        out["ret"] = os.writev(1, [data[: N // 2], data[N // 2 :]])
+    else:
+        a, b = socket.socketpair()
+        buf = bytearray()
+
+        def slow_reader() -> None:
+            while True:
+                d = b.recv(65536)
+                if not d:
+                    return
+                buf.extend(d)
+                time.sleep(0.002)
+
+        t = threading.Thread(target=slow_reader)
+        t.start()
+        # MSG_WAITALL (which a stream send ignores) is no flag the library
+        # defers with: the send goes to the kernel, as a big one does
+        out["ret"] = a.send(data, socket.MSG_WAITALL)
+        a.close()
+        t.join()
+        out.update(got=len(buf), ok=bytes(buf) == data[: out["ret"]])
+    print(json.dumps(out), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""A blocking write the program makes goes whole, as on Linux, also while
+the library's timer signal fires (progs/whole_writes.py; plain Linux is the
+oracle).
+
+The timer signal (it moves parked sends, DESIGN.md "Flush triggers") ends a
+blocking pipe or socket write the kernel had copied part of with that part,
+SA_RESTART or not; plainly there is no signal and the call blocks until
+every byte went.  Before, under `sequential` (whose parked sends keep the
+timer firing): os.write and os.writev of 2 MiB to a slow pipe returned a
+short count, socket.send one on a slow socketpair, and print, whose
+TextIOWrapper does not finish a short write (cpython gh-85393), lost the
+rest of its line for good.  A handler of the program's still ends such a
+write short, as it does plainly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import executor_params
+
+import pyesca
+
+PROGS = Path(__file__).parent / "progs"
+LIB = Path(os.environ.get("ESCA_TEST_LIB") or Path(pyesca.__file__).parent / "libesca.so")
+N = 2 << 20
+
+
+def run(mode: str, case: str) -> tuple[dict, bytes]:
+    """The program's JSON, and what its stdout carried (read slowly: 64 KiB
+    every 2 ms, so that its writes block)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if mode != "plain":
+        env.update(LD_PRELOAD=str(LIB), ESCA_EXECUTOR=mode, ESCA_QUIET="1",
+                   ESCA_BUDGET=str(32 << 20))
+    p = subprocess.Popen([sys.executable, str(PROGS / "whole_writes.py"), case], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    time.sleep(0.3)  # the pipe fills: the write blocks
+    got = bytearray()
+    while True:
+        d = p.stdout.read1(65536)
+        if not d:
+            break
+        got += d
+        time.sleep(0.002)
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=30) == 0, err
+    return json.loads(err.strip().splitlines()[-1]), bytes(got)
+
+
+@pytest.mark.parametrize("case", ["print", "write", "writev", "send"])
+@pytest.mark.parametrize("mode", executor_params(plain=True))
+def test_blocking_write_goes_whole(mode: str, case: str) -> None:
+    r, out = run(mode, case)
+    assert r["ret"] == N, r
+    if case == "send":
+        assert r["got"] == N and r["ok"], r
+    else:
+        assert len(out) == N, len(out)
+        assert out == (bytes(range(97, 123)) * (N // 26 + 1))[:N]
+
+
+@pytest.mark.parametrize("mode", executor_params(plain=True))
+def test_the_programs_signal_still_ends_it_short(mode: str) -> None:
+    """A handler of the program's that runs in the write ends it with the
+    bytes that went, as Linux's: the library finishes only what its own
+    signal cut."""
+    r, out = run(mode, "alarm")
+    assert 0 < r["ret"] < N, r
+    assert len(out) == r["ret"], (len(out), r)
