@@ -395,19 +395,35 @@ static int close_lingering(struct tstate *ts, struct fdinfo *fi, int fd)
 }
 
 /* A close about to be queued on fd, a socket in an epoll set of the
- * program's: may a wait of that set see the socket before the close runs?
- * Yes when entries of this thread's go before it (they may park on a client
- * that does not read: the close then waits for them past the next wait),
- * or when another thread waits on that set (this thread's next flush may be
- * up to a timer shot away).  Else the close runs in the flush before this
- * thread's next wait, as Linux's had run, and costs no system call now. */
-static int close_seen_late(struct tstate *ts, struct fdinfo *fi, int fd)
+ * program's that Linux's close would take out at once: may a wait of that
+ * set see the socket before the close runs?  Where the socket's own bytes
+ * already wait in flight (parked on a client that does not read), or
+ * another thread waits on that set (this thread's next flush may be a timer
+ * shot away): yes, out of the set now (1).  Where its own entries are
+ * queued, they may park at the next flush: the wait after it takes the
+ * socket out if the close still stands then (fd_leave_late; 2, noted in
+ * *l).  Else the close runs in the flush before this thread's next wait, as
+ * Linux's had run, and costs no system call (0). */
+static int close_epoll_plan(struct tstate *ts, struct fdinfo *fi, int fd,
+			    struct leaving *l)
 {
-	struct fdinfo *ep = fdi(fi->ep_fd - 1);
+	struct fdinfo *ep;
 	uint32_t me = (uint32_t)(ts->wait_token >> 32);
 
-	return (ts->table && esca_fd_pending(ts->table, fd)) || !ep ||
-	       (ep->ep_waiter && ep->ep_waiter != me);
+	if (fi->ep_fd <= 0 || (fi->flags & FI_DUPED))
+		return 0;
+	ep = fdi(fi->ep_fd - 1);
+	if (!ep || (ep->ep_waiter && ep->ep_waiter != me) ||
+	    (ts->table && esca_fd_inflight(ts->table, fd)) ||
+	    ts->nleaving == LEAVING_SLOTS) {
+		fd_leave_epoll(fi, fd);
+		return 1;
+	}
+	if (!ts->table || !esca_fd_pending(ts->table, fd))
+		return 0;
+	*l = (struct leaving){ .fd = fd, .ep = fi->ep_fd,
+			       .ep_gen = fi->ep_gen };
+	return 2;
 }
 
 /* close: deferred only for a connected stream socket, and only while no
@@ -418,7 +434,8 @@ EXPORT int close(int fd)
 	struct tstate *ts = ts_get();
 	struct fdinfo *fi = fdi(fd), *f;
 	struct esca_args a;
-	int err;
+	struct leaving late;
+	int err, plan;
 
 	if (unlikely(ts && (ts->guard || vfork_child(ts))))
 		return real.close(fd);	/* the library's own; a vfork child */
@@ -469,15 +486,22 @@ EXPORT int close(int fd)
 	}
 	a = (struct esca_args){ .op = ESCA_OP_CLOSE, .fd = fd,
 				.order = fi->order_key };
-	if (unlikely(fi->ep_fd) && close_seen_late(ts, fi, fd))
-		fd_leave_epoll(fi, fd);
+	plan = unlikely(fi->ep_fd) ? close_epoll_plan(ts, fi, fd, &late) : 0;
 	fd_forget(fi);
 	fi->kind = FK_BAD;	/* closing: later calls pass and see EBADF */
 	/* counted before: defer_queue may run it (a flush when the thread
 	 * has no timer), and its completion counts it down (fd_on_complete) */
 	ts->closes_queued++;
+	if (plan == 2) {	/* before the queue, which may flush */
+		late.gen = fi->gen;
+		ts->leaving[ts->nleaving++] = late;
+	}
 	if (defer_queue(ts, &ts->calls[CALL_CLOSE], &a, 0) != PASSED)
 		return 0;
+	if (plan == 2) {	/* not queued: no longer the wait's to do */
+		ts->nleaving--;
+		fd_leave_epoll_at(late.ep, late.ep_gen, fd);
+	}
 	ts->closes_queued--;
 	lib_sync_fd(ts, fd);
 	fi->kind = FK_UNKNOWN;
@@ -551,7 +575,7 @@ static int close_range_ours(struct tstate *ts, unsigned first, unsigned last,
 		}
 
 		if (!fi->internal && !w) {
-			if (fi->kind != FK_UNKNOWN)
+			if (fi->kind != FK_UNKNOWN || fi->ep_waiter)
 				fd_forget(fi);	/* the number is new after */
 			continue;
 		}

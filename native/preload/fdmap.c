@@ -212,41 +212,83 @@ void fd_unuse(struct fdinfo *fi, int fd)
  * longer report it, or a wait hands the program an event of an fd it
  * closed, with the data of a connection it has freed (DESIGN.md,
  * "Contract: fd lifetime").  The set of its registration the library saw
- * (epoll_ctl) loses it now, while the number still names the socket.  Not
- * where another fd shares its open file (a dup): Linux's close leaves the
- * registration then, the file being still open. */
+ * (epoll_ctl, ep) loses it, while the number still names the socket; not
+ * when that epoll fd's number was closed since (its gen moved: a new file,
+ * perhaps the library's own, has it).  Not where another fd shares its
+ * open file (a dup): Linux's close leaves the registration then, the file
+ * being still open. */
+void fd_leave_epoll_at(int ep, uint16_t ep_gen, int fd)
+{
+	struct fdinfo *e = ep > 0 ? fdi(ep - 1) : NULL;
+
+	if (!e || e->internal || e->gen != ep_gen)
+		return;
+	/* ENOENT, EBADF: nothing to take out */
+	if (syscall(SYS_epoll_ctl, ep - 1, EPOLL_CTL_DEL, fd, NULL) == 0)
+		__atomic_fetch_add(&epoll_leaves, 1, __ATOMIC_RELAXED);
+}
+
 void fd_leave_epoll(struct fdinfo *fi, int fd)
 {
 	if (fi->ep_fd <= 0 || (fi->flags & FI_DUPED))
 		return;
-	/* ENOENT, EBADF (the set closed since): nothing to take out */
-	if (syscall(SYS_epoll_ctl, fi->ep_fd - 1, EPOLL_CTL_DEL, fd,
-		    NULL) == 0)
-		__atomic_fetch_add(&epoll_leaves, 1, __ATOMIC_RELAXED);
+	fd_leave_epoll_at(fi->ep_fd, fi->ep_gen, fd);
 	fi->ep_fd = 0;
 	fi->flags &= (uint16_t)~FI_EPOLLIN;
+}
+
+/* Before a wait (before_wait, after its flush): a close this thread queued
+ * behind the socket's own entries, and still pending now (they parked on a
+ * client that does not read), takes the socket out of its epoll set, so
+ * that the wait does not report it (close_epoll_plan, defer.c).  Only
+ * while the close still stands: the number is this thread's closing one
+ * (FU_QCLOSE, the same gen) and its close is in this thread's table, which
+ * the flush reaped.  The kernel runs it only in this thread (the ring's
+ * task work is deferred to its io_uring_enter, or runs at its kernel
+ * transitions; sequential and lkm run it from the library, which guard
+ * keeps the timer's shot out of), so the number still names the socket at
+ * the EPOLL_CTL_DEL that follows the check. */
+void fd_leave_late(struct tstate *ts)
+{
+	ts->guard++;
+	for (int i = 0; i < ts->nleaving; i++) {
+		struct leaving *l = &ts->leaving[i];
+		struct fdinfo *fi = fdi(l->fd);
+
+		if (fi && fi->gen == l->gen &&
+		    (__atomic_load_n(&fi->users, __ATOMIC_ACQUIRE) &
+		     FU_QCLOSE) &&
+		    ts->table && esca_fd_pending(ts->table, l->fd))
+			fd_leave_epoll_at(l->ep, l->ep_gen, l->fd);
+	}
+	ts->nleaving = 0;
+	lib_leave(ts);
 }
 
 /* The program's close of fd, not deferred: now, unless entries of a table
  * still name fd (another thread's, or this thread's parked ones); then the
  * completion of the last of them closes it, and the number stays taken
  * until then (no open, accept or dup can get it meanwhile), out of the
- * program's epoll set (fd_leave_epoll: before FU_HOLD is set, after which
+ * program's epoll set (fd_leave_epoll_at: before FU_HOLD is set, after which
  * that completion may close the number and another file get it).  Returns
  * what close returns. */
 int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd)
 {
+	int ep = (fi && !(fi->flags & FI_DUPED)) ? fi->ep_fd : 0, left = 0;
+	uint16_t ep_gen = fi ? fi->ep_gen : 0;
 	uint64_t w;
 
 	if (!fi)
 		return real.close(fd);
-	w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
-	if (w & FU_COUNT)
-		fd_leave_epoll(fi, fd);
 	fd_forget(fi);
+	w = __atomic_load_n(&fi->users, __ATOMIC_ACQUIRE);
 	do {
 		if ((w & FU_COUNT) == 0)
 			return real.close(fd);
+		if (ep > 0 && !left) {
+			fd_leave_epoll_at(ep, ep_gen, fd);
+			left = 1;
+		}
 	} while (!__atomic_compare_exchange_n(&fi->users, &w, w | FU_HOLD, 1,
 					      __ATOMIC_ACQ_REL,
 					      __ATOMIC_ACQUIRE));
@@ -437,6 +479,12 @@ void fdmap_after_fork(void)
 		struct fdinfo *fi = &fdtab[fd];
 		uint64_t w = fi->users;
 
+		/* every socket's open file is the parent's too now: a close
+		 * of the child's leaves the parent's epoll registration,
+		 * as Linux's (fd_leave_epoll), and the sets' waiters were
+		 * the parent's threads */
+		fi->ep_fd = 0;
+		fi->ep_waiter = 0;
 		if (!w && !fi->internal)
 			continue;
 		if ((w & FU_CLOSING) || fi->internal)

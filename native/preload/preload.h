@@ -148,6 +148,7 @@ struct fdinfo {
 	int32_t ep_fd;		/* epoll fd + 1 of its last registration */
 	uint32_t ep_events;	/* ... and its events and data */
 	uint64_t ep_data;
+	uint16_t ep_gen;	/* gen of the epoll fd ep_fd names, then */
 	uint32_t ep_waiter;	/* an epoll fd's: the tid of the thread that
 				 * waits on it, EP_WAITERS once two have (or
 				 * a thread the library has no state of) */
@@ -157,6 +158,7 @@ struct fdinfo {
 };
 
 #define EP_WAITERS 0xffffffffu	/* fdinfo.ep_waiter: more than one */
+#define LEAVING_SLOTS 16	/* tstate.leaving */
 
 #define LINGER_RESET 1	/* fdinfo.linger: { 1, 0 }, close resets */
 #define LINGER_WAIT 2	/* ... { 1, n > 0 }, close waits up to n s */
@@ -202,6 +204,14 @@ struct tstate {
 	int closes_queued;	/* closes of this thread's queued and not yet
 				 * complete: a call that makes an fd runs
 				 * them first (lib_new_fd) */
+	int nleaving;		/* ... of those, sockets in an epoll set
+				 * queued behind their own entries: out of
+				 * it at the next wait if still pending
+				 * (fd_leave_late) */
+	struct leaving {
+		int fd, ep;	/* the socket, its epoll fd + 1 */
+		uint16_t gen, ep_gen;	/* their fdinfo.gen then */
+	} leaving[LEAVING_SLOTS];
 	int ending;		/* this thread runs the end of the process
 				 * (lib_end_flush): its timer's handler never
 				 * waits for its parked sends */
@@ -504,6 +514,8 @@ HIDDEN void fd_on_complete(void *ctx, uint64_t user, int op, int fd,
 HIDDEN void fd_use(struct tstate *ts, struct fdinfo *fi);
 HIDDEN void fd_unuse(struct fdinfo *fi, int fd);
 HIDDEN void fd_leave_epoll(struct fdinfo *fi, int fd);
+HIDDEN void fd_leave_epoll_at(int ep, uint16_t ep_gen, int fd);
+HIDDEN void fd_leave_late(struct tstate *ts);
 extern HIDDEN uint64_t epoll_leaves;	/* fdmap.c: the stats' count */
 HIDDEN int fd_close_ordered(struct tstate *ts, struct fdinfo *fi, int fd);
 HIDDEN int fd_replace_ready(struct tstate *ts, struct fdinfo *fi, int fd);

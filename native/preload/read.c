@@ -345,6 +345,9 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	else if (op == EPOLL_CTL_DEL || op == EPOLL_CTL_MOD)
 		fi->flags &= (uint16_t)~FI_EPOLLIN;
 	if (op != EPOLL_CTL_DEL && ev) {
+		struct fdinfo *e = fdi(epfd);
+
+		fi->ep_gen = e ? e->gen : 0;
 		fi->ep_fd = epfd + 1;
 		fi->ep_events = ev->events;
 		fi->ep_data = ev->data.u64;

@@ -144,6 +144,8 @@ int before_wait(struct tstate *ts, struct wmask *wm)
 	ts->segment = 0;
 	if (esca_table_pending(ts->table))
 		lib_flush(ts, ESCA_FLUSH_REAP, ESCA_WHY_WAIT);
+	if (unlikely(ts->nleaving))
+		fd_leave_late(ts);	/* closes its entries parked ahead of */
 	if (!esca_table_pending(ts->table))
 		return -1;
 	if (esca_table_inflight(ts->table)) {
@@ -280,7 +282,8 @@ static int epoll_run(int epfd, struct epoll_event *evs, int max,
 	/* lever "fold": the flush and the wait in one kernel entry */
 	if ((cfg.levers & LEVER_FOLD) && ts && !ts->guard && ts->table &&
 	    esca_table_pending(ts->table) && via != VIA_EPOLL_PWAIT2 &&
-	    timeout != 0) {
+	    timeout != 0 && likely(!ts->nleaving)) {
+		/* (a close noted by fd_leave_late: its flush first, below) */
 		uint64_t start = timeout > 0 ? wait_clock_ns() : 0;
 		unsigned hits = ts->timer_hits;
 		int resumed = 0;
@@ -428,11 +431,19 @@ again:
 static inline void ep_note_waiter(struct tstate *ts, int epfd)
 {
 	struct fdinfo *fi = fdi(epfd);
-	uint32_t me = ts ? (uint32_t)(ts->wait_token >> 32) : EP_WAITERS;
+	uint32_t me, was;
 
-	if (likely(!fi || fi->ep_waiter == me) || fi->ep_waiter == EP_WAITERS)
+	if (unlikely(!ts))
+		ts = ts_get();	/* a thread whose first call is its wait */
+	me = ts ? (uint32_t)(ts->wait_token >> 32) : EP_WAITERS;
+	was = fi ? __atomic_load_n(&fi->ep_waiter, __ATOMIC_RELAXED) : me;
+	if (likely(was == me) || was == EP_WAITERS)
 		return;
-	fi->ep_waiter = fi->ep_waiter ? EP_WAITERS : me;
+	/* two first waiters at once: one of them sees the other's */
+	if (!__atomic_compare_exchange_n(&fi->ep_waiter, &was, me, 0,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED) ||
+	    was)
+		__atomic_store_n(&fi->ep_waiter, EP_WAITERS, __ATOMIC_RELAXED);
 }
 
 static int epoll_common(int epfd, struct epoll_event *evs, int max,

@@ -44,6 +44,11 @@ COUNTERS: tuple[str, ...] = (
     "flushes_plain",
     "waits_folded",
     "eagain_parked",
+    # closes held for entries that still named the fd, and closes that took
+    # their socket out of the program's epoll set first (DESIGN.md,
+    # "Contract: fd lifetime")
+    "closes_held",
+    "closes_out_of_epoll",
     # fd counts given back below zero: a bug of the library's if not 0
     "fd_count_underflows",
     # lever adapt (README, "Beyond ESCA"): windows of event-loop waits measured,
@@ -150,6 +155,8 @@ class ProcessStats:
     flushes_plain: int = 0
     waits_folded: int = 0
     eagain_parked: int = 0
+    closes_held: int = 0
+    closes_out_of_epoll: int = 0
     fd_count_underflows: int = 0
     adapt_windows: int = 0
     adapt_windows_aside: int = 0
@@ -359,6 +366,11 @@ def format_process(s: ProcessStats, title: str, requests: int = 0) -> str:
         f" deferring with plain flushes (lever plain); {s.adapt_loopless} times a"
         f" thread without a loop (its calls flushed by the timer) stepped aside"
     )
+    if s.closes_held or s.closes_out_of_epoll:
+        lines.append(
+            f"  closes           {s.closes_held} held for entries still naming the fd,"
+            f" {s.closes_out_of_epoll} took their socket out of an epoll set first"
+        )
     if s.prefetch_rounds or s.prefetch_short_discards:
         lines.append(
             f"  prefetch         {s.prefetch_rounds} peek rounds, {s.prefetch_peeked}"

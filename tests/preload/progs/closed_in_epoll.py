@@ -23,6 +23,11 @@ and registered with its fd as the event's data.  CASE:
            the closed number, so must the library;
 - idle     as level with 5 bytes sent (nothing parks): the close runs in
            the flush before the wait;
+- sendclose  as idle, the close right after the send (queued behind it;
+           it goes at the flush, nothing parks): no system call more;
+- fork     as idle, the set waited on once; a child closes its copy of the
+           socket and exits: the parent's registration stays, as Linux's
+           (the file is open in the parent), and reports the 5 bytes;
 - waiter   as idle, but another thread waits on the set, and the closing
            thread makes no system call for 0.3 s after its close (run with
            ESCA_FLUSH_US=1000000: no timer shot flushes it either): the
@@ -62,6 +67,21 @@ def read_all(c: socket.socket, out: dict) -> None:
     except TimeoutError:
         pass
     out.update(got=got, end=end)
+
+
+def forked(s: socket.socket, c: socket.socket, ep: select.epoll, fd: int) -> None:
+    """Case fork: the parent's set after a child closed its copy."""
+    n = s.send(b"x" * 5)
+    ep.poll(0.05)  # waited on by this thread
+    pid = os.fork()
+    if pid == 0:
+        s.detach()
+        os.close(fd)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    c.send(b"hello")
+    events = [[d, m] for d, m in ep.poll(0.3)]
+    print(json.dumps({"n": n, "got": 0, "end": "-", "events": events[:20], "fd": fd}))
 
 
 def waiter(s: socket.socket, c: socket.socket, ep: select.epoll, fd: int) -> None:
@@ -122,6 +142,8 @@ def main() -> None:
     hold = threading.Event()
     if case == "waiter":
         return waiter(s, c, ep, fd)
+    if case == "fork":
+        return forked(s, c, ep, fd)
     if case == "queued":
         try:
             for _ in range(64):
@@ -136,15 +158,17 @@ def main() -> None:
             time.sleep(0.01)
         n = sent[0]
         time.sleep(0.1)  # under esca: flushed by that thread's timer, the rest parked
+    elif case == "sendclose":
+        n = s.send(b"x" * 5)
     else:
         n = s.send(b"x" * (5 if case == "idle" else BIG))
         time.sleep(0.1)
-    if case != "queued":
+    if case not in ("queued", "sendclose"):  # (whose sends stay queued)
         ep.poll(0)  # the events before the close are not the test's
     s.detach()
     os.close(fd)
     out: dict = {"n": n, "got": 0, "end": "-"}
-    if case in ("level", "dup", "idle"):
+    if case in ("level", "dup", "idle", "sendclose"):
         c.send(b"hello")
         reader = None
     else:
