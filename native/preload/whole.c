@@ -8,26 +8,43 @@
  * signal, had blocked until every byte went.  A program that does not loop
  * on a short count loses the rest: CPython's print to a pipe (its
  * TextIOWrapper drops what a short write left, cpython gh-85393) lost the
- * tail of a 1 MiB line under `sequential`, whose parked sends keep the
- * timer firing (tests/preload/test_whole_writes.py).  A short count that
- * only the library's signal made is finished here: the rest goes out in the
- * same call, as it would have.  Not when a handler of the program's ran
- * meanwhile (Linux's call had ended short there too), nor on a
- * non-blocking fd or with MSG_DONTWAIT (a short count is then the kernel's
- * answer), nor on a socket with a send timeout (SO_SNDTIMEO ends a send
- * short: the count stays the kernel's).  The fast path: two loads before
- * the call, a compare after. */
+ * tail of a 1 MiB line (tests/preload/test_whole_writes.py).
+ *
+ * A short count that only the library's signal made is finished here: the
+ * rest goes out in the same call, as it would have.  Only on a blocking
+ * pipe, socket or terminal (a regular file's write is short for a reason of
+ * its own: RLIMIT_FSIZE, a full disk), without MSG_DONTWAIT, a send timeout
+ * (SO_SNDTIMEO ends a send short) or a flag that must not repeat (MSG_OOB,
+ * MSG_FASTOPEN, MSG_ZEROCOPY); a sendfile only into a socket (into a pipe it
+ * is one splice of what fits: short by design).  Each further call first
+ * waits for room with ppoll, which the kernel never restarts after a
+ * handler: a handler of the program's that runs there ends the call with
+ * the bytes gone, as it ended Linux's (a write blocked with nothing copied
+ * is restarted after an SA_RESTART handler, where Linux's, which had copied
+ * some, returned).  ppoll's POLLERR or POLLHUP end it too, the socket's
+ * error left for the program's next call, as Linux leaves it when bytes
+ * went; a socket's further sends carry MSG_NOSIGNAL (Linux raises no
+ * SIGPIPE at a send that moved bytes), and an error one takes is kept for
+ * the fd's next call (fdinfo.err).  The fast path: two loads before the
+ * call, a compare after. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "preload.h"
+
+#ifndef MSG_ZEROCOPY
+#define MSG_ZEROCOPY 0x4000000
+#endif
+#define NOT_AGAIN (MSG_DONTWAIT | MSG_OOB | MSG_FASTOPEN | MSG_ZEROCOPY)
 
 /* the thread's signal counts before a call (tstate.timer_hits: the
  * library's timer signal; sig_hits: the program's handlers) */
@@ -45,32 +62,60 @@ static inline void mark(struct mark *m)
 	}
 }
 
+/* Did the library's signal, and no handler of the program's, come since
+ * the mark? */
+static inline int ours_only(const struct mark *m)
+{
+	return m->ts && m->ts->timer_hits != m->hits &&
+	       m->ts->sig_hits == m->sigs;
+}
+
 /* r of n bytes: short, and only the library's signal came in the call? */
 static inline int cut_by_us(const struct mark *m, ssize_t r, size_t n)
 {
-	return unlikely(r > 0 && (size_t)r < n) && m->ts &&
-	       m->ts->timer_hits != m->hits && m->ts->sig_hits == m->sigs;
+	return unlikely(r > 0 && (size_t)r < n) && ours_only(m);
 }
 
-/* Would the plain call have gone on blocking?  A blocking fd, no
- * MSG_DONTWAIT, no send timeout.  Only after a short count (two system
- * calls, never on the fast path). */
-static int would_block_on(int fd, int flags)
+/* One way to send the rest of a call. */
+struct more {
+	int kind;		/* MORE_* */
+	int fd, flags;
+	int sock;		/* fd is a socket: sends, MSG_NOSIGNAL */
+	const void *buf;	/* write, send, sendto */
+	const struct iovec *iov;	/* writev, sendmsg */
+	int iovcnt;
+	const struct msghdr *msg;	/* sendmsg */
+	const struct sockaddr *to;	/* sendto */
+	socklen_t tolen;
+	int in;			/* sendfile */
+	off_t *off;
+};
+enum { MORE_BUF, MORE_IOV, MORE_SENDFILE };
+#define MORE_IOVS 64
+
+/* Would the plain call have gone on blocking?  A blocking pipe, socket or
+ * terminal; for a socket no send timeout (c->sock set).  Only after a
+ * short count (system calls, never on the fast path). */
+static int would_block_on(struct more *c)
 {
 	struct timeval tv = { 0, 0 };
 	socklen_t len = sizeof(tv);
+	struct stat st;
 	long fl;
 
-	if (flags & MSG_DONTWAIT)
+	if (c->flags & NOT_AGAIN)
 		return 0;
-	fl = syscall(SYS_fcntl, fd, F_GETFL);
-	if (fl < 0 || (fl & O_NONBLOCK))
+	fl = syscall(SYS_fcntl, c->fd, F_GETFL);
+	if (fl < 0 || (fl & O_NONBLOCK) ||
+	    syscall(SYS_fstat, c->fd, &st) < 0)
 		return 0;
-	/* ENOTSOCK (a pipe, a terminal): no timeout */
-	if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
-		    &len) == 0 && (tv.tv_sec || tv.tv_usec))
+	c->sock = S_ISSOCK(st.st_mode);
+	if (c->kind == MORE_SENDFILE && !c->sock)
 		return 0;
-	return 1;
+	if (!c->sock)
+		return S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode);
+	return syscall(SYS_getsockopt, c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
+		       &len) == 0 && !tv.tv_sec && !tv.tv_usec;
 }
 
 /* The iovecs of iov (n of them) past the first done bytes, at most max of
@@ -99,92 +144,129 @@ static size_t iov_total(const struct iovec *iov, int n)
 	return t;
 }
 
-/* One way to send the rest: what one call returns for the bytes from
- * done on. */
-struct more {
-	int kind;		/* REST_* */
-	int fd, flags;
-	const void *buf;	/* write, send, sendto */
-	const struct iovec *iov;	/* writev, sendmsg */
-	int iovcnt;
-	const struct msghdr *msg;	/* sendmsg */
-	const struct sockaddr *to;	/* sendto */
-	socklen_t tolen;
-	int in;			/* sendfile */
-	off_t *off;
-};
-enum { REST_WRITE, REST_WRITEV, REST_SEND, REST_SENDTO, REST_SENDMSG,
-       REST_SENDFILE };
-#define REST_IOVS 64
-
 /* The call for the bytes from done on (of n): its count; *asked, what it
- * asked for (a window of at most REST_IOVS iovecs asks less than the
- * rest). */
+ * asked for (a window of at most MORE_IOVS iovecs asks less than the
+ * rest).  A socket's goes as sendmsg with MSG_NOSIGNAL, without the
+ * ancillary data, which went with the first bytes. */
 static ssize_t rest_call(const struct more *c, size_t done, size_t n,
 			 size_t *asked)
 {
-	struct iovec w[REST_IOVS];
-	struct msghdr h;
+	struct iovec w[MORE_IOVS];
+	struct msghdr h = { 0 };
 	int k;
 
-	*asked = n - done;
-	switch (c->kind) {
-	case REST_WRITE:
-		return real.write(c->fd, (const char *)c->buf + done,
-				  n - done);
-	case REST_SEND:
-		return real.send(c->fd, (const char *)c->buf + done, n - done,
-				 c->flags);
-	case REST_SENDTO:
-		return real.sendto(c->fd, (const char *)c->buf + done,
-				   n - done, c->flags, c->to, c->tolen);
-	case REST_WRITEV:
-		k = iov_rest(c->iov, c->iovcnt, done, w, REST_IOVS);
-		*asked = iov_total(w, k);
-		return real.writev(c->fd, w, k);
-	case REST_SENDMSG:
-		/* the ancillary data went with the first bytes */
-		k = iov_rest(c->iov, c->iovcnt, done, w, REST_IOVS);
-		*asked = iov_total(w, k);
-		h = *c->msg;
-		h.msg_iov = w;
-		h.msg_iovlen = (size_t)k;
-		h.msg_control = NULL;
-		h.msg_controllen = 0;
-		return real.sendmsg(c->fd, &h, c->flags);
-	default:	/* REST_SENDFILE: *off, or the file's offset, moved on */
+	if (c->kind == MORE_SENDFILE) {	/* *off, or the file's offset, moved */
+		*asked = n - done;
 		return real.sendfile(c->fd, c->in, c->off, n - done);
+	}
+	if (c->kind == MORE_BUF) {
+		w[0].iov_base = (char *)c->buf + done;
+		w[0].iov_len = n - done;
+		k = 1;
+	} else {
+		k = iov_rest(c->iov, c->iovcnt, done, w, MORE_IOVS);
+	}
+	*asked = iov_total(w, k);
+	if (!c->sock)
+		return real.writev(c->fd, w, k);
+	if (c->msg) {
+		h.msg_name = c->msg->msg_name;
+		h.msg_namelen = c->msg->msg_namelen;
+	} else {
+		h.msg_name = (void *)c->to;
+		h.msg_namelen = c->to ? c->tolen : 0;
+	}
+	h.msg_iov = w;
+	h.msg_iovlen = (size_t)k;
+	return real.sendmsg(c->fd, &h, c->flags | MSG_NOSIGNAL);
+}
+
+/* Wait for room on c->fd: 1 when there is (write on), 0 when a handler of
+ * the program's ran or the socket has an error or a hang-up (end the call
+ * with what went). */
+static int room_for_more(const struct more *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+
+	for (;;) {
+		struct mark m;
+		long r;
+
+		mark(&m);
+		r = syscall(SYS_ppoll, &p, 1, NULL, NULL, (size_t)(_NSIG / 8));
+		if (r > 0)
+			return !(p.revents & (POLLERR | POLLHUP | POLLNVAL));
+		if (r < 0 && errno == EINTR && ours_only(&m))
+			continue;
+		return 0;
 	}
 }
 
 /* The first call returned r of n bytes: finish what the library's signal
  * cut short.  Returns the count of bytes that went (errno as before the
- * call: a later error or a program's signal ends it with the bytes gone,
- * as Linux's blocking write ends). */
-static ssize_t finish(const struct more *c, const struct mark *first,
-		      ssize_t r, size_t n)
+ * call; a later error ends it with the bytes gone, as Linux's blocking
+ * write ends, a socket's kept for the fd's next call). */
+static __attribute__((noinline, cold)) ssize_t
+finish(struct more *c, ssize_t r, size_t n)
 {
-	struct mark m = *first;
+	struct mark m;
 	ssize_t k = r;
 	size_t asked = n;
 	int e = errno;
 
-	if (!cut_by_us(&m, r, n) || !would_block_on(c->fd, c->flags)) {
+	if (!would_block_on(c)) {
 		errno = e;
 		return r;
 	}
 	/* on while the last call went whole (a window) or only the
 	 * library's signal cut it */
-	while ((size_t)r < n &&
-	       ((size_t)k == asked || cut_by_us(&m, k, asked))) {
+	for (;;) {
+		if ((size_t)r >= n || !room_for_more(c))
+			break;
 		mark(&m);
 		k = rest_call(c, (size_t)r, n, &asked);
-		if (k <= 0)
+		if (k <= 0) {
+			struct fdinfo *fi = fdi(c->fd);
+
+			if (k < 0 && c->sock && fi && errno != EPIPE &&
+			    errno != EAGAIN && errno != EINTR) {
+				int none = 0;
+
+				__atomic_compare_exchange_n(&fi->err, &none,
+							    errno, 0,
+							    __ATOMIC_RELAXED,
+							    __ATOMIC_RELAXED);
+			}
 			break;
+		}
 		r += k;
+		if ((size_t)k != asked && !cut_by_us(&m, k, asked))
+			break;
 	}
 	errno = e;
 	return r;
+}
+
+static __attribute__((noinline, cold)) ssize_t
+finish_buf(int fd, const void *buf, size_t n, int flags,
+	   const struct sockaddr *to, socklen_t tolen, ssize_t r)
+{
+	struct more c = { .kind = MORE_BUF, .fd = fd, .flags = flags,
+			  .buf = buf, .to = to, .tolen = tolen };
+
+	return finish(&c, r, n);
+}
+
+static __attribute__((noinline, cold)) ssize_t
+finish_iov(int fd, const struct iovec *iov, int cnt, int flags,
+	   const struct msghdr *msg, ssize_t r)
+{
+	struct more c = { .kind = MORE_IOV, .fd = fd, .flags = flags,
+			  .iov = iov, .iovcnt = cnt, .msg = msg };
+
+	if (cnt < 0 || cnt > IOV_MAX)
+		return r;
+	return finish(&c, r, iov_total(iov, cnt));
 }
 
 ssize_t pass_write(int fd, const void *buf, size_t n)
@@ -196,8 +278,7 @@ ssize_t pass_write(int fd, const void *buf, size_t n)
 	r = real.write(fd, buf, n);
 	if (likely(!cut_by_us(&m, r, n)))
 		return r;
-	return finish(&(struct more){ .kind = REST_WRITE, .fd = fd,
-				      .buf = buf }, &m, r, n);
+	return finish_buf(fd, buf, n, 0, NULL, 0, r);
 }
 
 ssize_t pass_writev(int fd, const struct iovec *iov, int n)
@@ -207,11 +288,9 @@ ssize_t pass_writev(int fd, const struct iovec *iov, int n)
 
 	mark(&m);
 	r = real.writev(fd, iov, n);
-	if (likely(r <= 0) || !m.ts || m.ts->timer_hits == m.hits)
+	if (likely(r <= 0) || !ours_only(&m))
 		return r;
-	return finish(&(struct more){ .kind = REST_WRITEV, .fd = fd,
-				      .iov = iov, .iovcnt = n },
-		      &m, r, iov_total(iov, n));
+	return finish_iov(fd, iov, n, 0, NULL, r);
 }
 
 ssize_t pass_send(int fd, const void *buf, size_t n, int flags)
@@ -223,8 +302,7 @@ ssize_t pass_send(int fd, const void *buf, size_t n, int flags)
 	r = real.send(fd, buf, n, flags);
 	if (likely(!cut_by_us(&m, r, n)))
 		return r;
-	return finish(&(struct more){ .kind = REST_SEND, .fd = fd,
-				      .flags = flags, .buf = buf }, &m, r, n);
+	return finish_buf(fd, buf, n, flags, NULL, 0, r);
 }
 
 ssize_t pass_sendto(int fd, const void *buf, size_t n, int flags,
@@ -237,9 +315,7 @@ ssize_t pass_sendto(int fd, const void *buf, size_t n, int flags,
 	r = real.sendto(fd, buf, n, flags, to, tolen);
 	if (likely(!cut_by_us(&m, r, n)))
 		return r;
-	return finish(&(struct more){ .kind = REST_SENDTO, .fd = fd,
-				      .flags = flags, .buf = buf, .to = to,
-				      .tolen = tolen }, &m, r, n);
+	return finish_buf(fd, buf, n, flags, to, tolen, r);
 }
 
 ssize_t pass_sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -249,14 +325,22 @@ ssize_t pass_sendmsg(int fd, const struct msghdr *msg, int flags)
 
 	mark(&m);
 	r = real.sendmsg(fd, msg, flags);
-	if (likely(r <= 0) || !m.ts || m.ts->timer_hits == m.hits ||
+	if (likely(r <= 0) || !ours_only(&m) ||
 	    msg->msg_iovlen > (size_t)IOV_MAX)
 		return r;
-	return finish(&(struct more){ .kind = REST_SENDMSG, .fd = fd,
-				      .flags = flags, .msg = msg,
-				      .iov = msg->msg_iov,
-				      .iovcnt = (int)msg->msg_iovlen },
-		      &m, r, iov_total(msg->msg_iov, (int)msg->msg_iovlen));
+	return finish_iov(fd, msg->msg_iov, (int)msg->msg_iovlen, flags, msg,
+			  r);
+}
+
+static __attribute__((noinline, cold)) ssize_t
+finish_sendfile(int out, int in, off_t *off, size_t count, ssize_t r)
+{
+	struct more c = { .kind = MORE_SENDFILE, .fd = out, .in = in,
+			  .off = off };
+
+	/* a file shorter than count also ends it short: the next call
+	 * then says 0, which ends it */
+	return finish(&c, r, count);
 }
 
 ssize_t pass_sendfile(int out, int in, off_t *off, size_t count)
@@ -268,8 +352,5 @@ ssize_t pass_sendfile(int out, int in, off_t *off, size_t count)
 	r = real.sendfile(out, in, off, count);
 	if (likely(!cut_by_us(&m, r, count)))
 		return r;
-	/* a file shorter than count also ends it short: the next call
-	 * then says 0, which ends the loop */
-	return finish(&(struct more){ .kind = REST_SENDFILE, .fd = out,
-				      .in = in, .off = off }, &m, r, count);
+	return finish_sendfile(out, in, off, count, r);
 }

@@ -13,7 +13,20 @@ one call that blocks, its reader being slow: CASE
 - send     socket.send on a blocking unix socketpair whose other end a
            thread reads slowly (passed through to the kernel);
 - alarm    write, with a SIGALRM handler of the program's called every
-           5 ms: its signal ends the write short, plainly as under esca.
+           5 ms: its signal ends the write short, plainly as under esca;
+- restart  write, a SIGUSR1 handler with SA_RESTART (siginterrupt False)
+           run at 0.5 s while the reader has stopped (the test's reader
+           stops after 512 KiB for 2 s): short at the signal, as plainly
+           (a further write of the library's, blocked with nothing copied,
+           would be restarted and last until the reader came back);
+- shutdown socket.send (MSG_WAITALL: passed through) of 8 MiB on a
+           blocking TCP socket whose client reads 1 MiB slowly and stops;
+           SIGPIPE at its default; another thread shuts the socket down
+           at 0.5 s: the send returns what went, no SIGPIPE (Linux raises
+           none at a send that moved bytes);
+- sfpipe   64 KiB written to stdout (a pipe: full), then os.sendfile of
+           4 MiB from a file into it: one pipe's worth, as plainly (a
+           splice into a pipe is short by design).
 Prints one JSON line on stderr: ret (what the call returned; print: the
 characters written), got (send: what the reader got, and ok: whether it
 is the pattern's first ret bytes).
@@ -59,6 +72,41 @@ def main() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0.005, 0.005)
         out["ret"] = os.write(1, data)
         signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    elif case == "restart":
+        signal.signal(signal.SIGUSR1, lambda *_: None)
+        signal.siginterrupt(signal.SIGUSR1, False)
+        main = threading.get_ident()
+        threading.Timer(0.5, lambda: signal.pthread_kill(main, signal.SIGUSR1)).start()
+        t0 = time.monotonic()
+        out["ret"] = os.write(1, data)
+        out["secs"] = round(time.monotonic() - t0, 2)
+    elif case == "shutdown":
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        cl = socket.socket()
+        cl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        cl.connect(lst.getsockname())
+        sv, _ = lst.accept()
+
+        def slow_client() -> None:
+            got = 0
+            while got < 1 << 20:
+                got += len(cl.recv(65536))
+                time.sleep(0.002)
+
+        threading.Thread(target=slow_client).start()
+        threading.Timer(0.5, lambda: sv.shutdown(socket.SHUT_RDWR)).start()
+        try:
+            out["ret"] = sv.send(b"s" * (8 << 20), socket.MSG_WAITALL)
+        except OSError as e:
+            out["ret"] = e.strerror
+    elif case == "sfpipe":
+        import tempfile
+
+        with tempfile.TemporaryFile() as f:
+            f.write(b"z" * (4 << 20))
+            f.flush()
+            os.write(1, b"y" * 65536)  # the pipe full: the sendfile blocks
+            out["ret"] = os.sendfile(1, f.fileno(), 0, 4 << 20)
     elif case == "write":
         out["ret"] = os.write(1, data)
     elif case == "writev":
