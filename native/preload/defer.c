@@ -421,6 +421,14 @@ static int close_epoll_plan(struct tstate *ts, struct fdinfo *fi, int fd,
 	}
 	if (!ts->table || !esca_fd_pending(ts->table, fd))
 		return 0;
+	if (!(esca_table_caps(ts->table) & ESCA_CAP_OWN_PROGRESS)) {
+		/* a ring whose task work runs at any return to user space
+		 * (no IORING_SETUP_DEFER_TASKRUN, before Linux 6.1): the
+		 * close may run between the wait's check and its DEL, and
+		 * another thread's new file get the number */
+		fd_leave_epoll(fi, fd);
+		return 1;
+	}
 	*l = (struct leaving){ .fd = fd, .ep = fi->ep_fd,
 			       .ep_gen = fi->ep_gen };
 	return 2;
@@ -492,16 +500,18 @@ EXPORT int close(int fd)
 	/* counted before: defer_queue may run it (a flush when the thread
 	 * has no timer), and its completion counts it down (fd_on_complete) */
 	ts->closes_queued++;
-	if (plan == 2) {	/* before the queue, which may flush */
-		late.gen = fi->gen;
-		ts->leaving[ts->nleaving++] = late;
-	}
-	if (defer_queue(ts, &ts->calls[CALL_CLOSE], &a, 0) != PASSED)
+	late.gen = fi->gen;
+	if (defer_queue(ts, &ts->calls[CALL_CLOSE], &a, 0) != PASSED) {
+		/* noted once queued (a close that ran already, in a flush of
+		 * defer_queue's, fails fd_leave_late's check; a handler's
+		 * close that filled the list meanwhile: not noted, the
+		 * number may be another file's by now) */
+		if (plan == 2 && ts->nleaving < LEAVING_SLOTS)
+			ts->leaving[ts->nleaving++] = late;
 		return 0;
-	if (plan == 2) {	/* not queued: no longer the wait's to do */
-		ts->nleaving--;
-		fd_leave_epoll_at(late.ep, late.ep_gen, fd);
 	}
+	if (plan == 2)	/* not queued: out of its set before it closes */
+		fd_leave_epoll_at(late.ep, late.ep_gen, fd);
 	ts->closes_queued--;
 	lib_sync_fd(ts, fd);
 	fi->kind = FK_UNKNOWN;

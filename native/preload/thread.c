@@ -611,6 +611,11 @@ static void tstate_destroy(void *p)
 	timer_delete_of(ts);	/* its bytes go out now, or to the heir */
 	if (ts->table) {
 		esca_flush(ts->table, ESCA_FLUSH_REAP, ESCA_WHY_LIFECYCLE);
+		/* its closes the heir will run: out of their epoll sets now,
+		 * while the table, and so their running, is still this
+		 * thread's (fd_leave_late) */
+		if (ts->nleaving)
+			fd_leave_late(ts);
 		if (esca_table_pending(ts->table) && !heir_take(ts))
 			esca_flush(ts->table, ESCA_FLUSH_WAIT,
 				   ESCA_WHY_LIFECYCLE);

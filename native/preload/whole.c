@@ -21,12 +21,16 @@
  * handler: a handler of the program's that runs there ends the call with
  * the bytes gone, as it ended Linux's (a write blocked with nothing copied
  * is restarted after an SA_RESTART handler, where Linux's, which had copied
- * some, returned).  ppoll's POLLERR or POLLHUP end it too, the socket's
+ * some, returned).  On a socket ppoll's POLLERR or POLLHUP end it too, its
  * error left for the program's next call, as Linux leaves it when bytes
  * went; a socket's further sends carry MSG_NOSIGNAL (Linux raises no
- * SIGPIPE at a send that moved bytes), and an error one takes is kept for
- * the fd's next call (fdinfo.err).  The fast path: two loads before the
- * call, a compare after. */
+ * SIGPIPE at a send that moved bytes; a pipe's write raises it, so a pipe
+ * whose reader left is written once more), and an error one takes is kept for
+ * the fd's next call (fdinfo.err).  The further calls use a dup of the
+ * fd (and of sendfile's file) of the library's own: Linux's call holds its
+ * file, and another thread's close of the number, and a new file on it,
+ * must not get the rest.  The fast path: two loads before the call, a
+ * compare after. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -40,6 +44,11 @@
 #include <unistd.h>
 
 #include "preload.h"
+
+/* the core's own fds at the top of the range (uring_setup.c) */
+extern HIDDEN int esca__fd_high(int fd);
+extern HIDDEN void esca__fd_gone(int fd);
+extern HIDDEN void (*esca__fd_making_hook)(int begin);
 
 #ifndef MSG_ZEROCOPY
 #define MSG_ZEROCOPY 0x4000000
@@ -79,7 +88,8 @@ static inline int cut_by_us(const struct mark *m, ssize_t r, size_t n)
 /* One way to send the rest of a call. */
 struct more {
 	int kind;		/* MORE_* */
-	int fd, flags;
+	int fd, flags;		/* fd: the program's, then our dup of it */
+	int pfd;		/* the program's number */
 	int sock;		/* fd is a socket: sends, MSG_NOSIGNAL */
 	const void *buf;	/* write, send, sendto */
 	const struct iovec *iov;	/* writev, sendmsg */
@@ -116,6 +126,30 @@ static int would_block_on(struct more *c)
 		return S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode);
 	return syscall(SYS_getsockopt, c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
 		       &len) == 0 && !tv.tv_sec && !tv.tv_usec;
+}
+
+/* A dup of fd of the library's (close-on-exec, at the top of the range,
+ * invisible to the program), or -1. */
+static int own_dup(int fd)
+{
+	long d;
+
+	if (esca__fd_making_hook)
+		esca__fd_making_hook(1);
+	d = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+	if (d >= 0)
+		d = esca__fd_high((int)d);
+	if (esca__fd_making_hook)
+		esca__fd_making_hook(0);
+	return d < 0 ? -1 : (int)d;
+}
+
+static void own_close(int fd)
+{
+	if (fd < 0)
+		return;
+	esca__fd_gone(fd);
+	syscall(SYS_close, fd);
 }
 
 /* The iovecs of iov (n of them) past the first done bytes, at most max of
@@ -195,7 +229,8 @@ static int room_for_more(const struct more *c)
 		mark(&m);
 		r = syscall(SYS_ppoll, &p, 1, NULL, NULL, (size_t)(_NSIG / 8));
 		if (r > 0)
-			return !(p.revents & (POLLERR | POLLHUP | POLLNVAL));
+			return !(p.revents & POLLNVAL) &&
+			       (!c->sock || !(p.revents & (POLLERR | POLLHUP)));
 		if (r < 0 && errno == EINTR && ours_only(&m))
 			continue;
 		return 0;
@@ -209,12 +244,16 @@ static int room_for_more(const struct more *c)
 static __attribute__((noinline, cold)) ssize_t
 finish(struct more *c, ssize_t r, size_t n)
 {
+	struct fdinfo *pfi = fdi(c->fd);
+	uint16_t gen = pfi ? pfi->gen : 0;
 	struct mark m;
 	ssize_t k = r;
 	size_t asked = n;
-	int e = errno;
+	int e = errno, in = -1;
 
-	if (!would_block_on(c)) {
+	if (!would_block_on(c) || (c->fd = own_dup(c->pfd)) < 0 ||
+	    (c->kind == MORE_SENDFILE && (in = c->in = own_dup(c->in)) < 0)) {
+		own_close(c->fd == c->pfd ? -1 : c->fd);
 		errno = e;
 		return r;
 	}
@@ -226,13 +265,14 @@ finish(struct more *c, ssize_t r, size_t n)
 		mark(&m);
 		k = rest_call(c, (size_t)r, n, &asked);
 		if (k <= 0) {
-			struct fdinfo *fi = fdi(c->fd);
-
-			if (k < 0 && c->sock && fi && errno != EPIPE &&
-			    errno != EAGAIN && errno != EINTR) {
+			/* kept for the program's number, if it still names
+			 * that socket (closed since: its gen moved) */
+			if (k < 0 && c->sock && pfi && pfi->gen == gen &&
+			    errno != EPIPE && errno != EAGAIN &&
+			    errno != EINTR) {
 				int none = 0;
 
-				__atomic_compare_exchange_n(&fi->err, &none,
+				__atomic_compare_exchange_n(&pfi->err, &none,
 							    errno, 0,
 							    __ATOMIC_RELAXED,
 							    __ATOMIC_RELAXED);
@@ -243,6 +283,8 @@ finish(struct more *c, ssize_t r, size_t n)
 		if ((size_t)k != asked && !cut_by_us(&m, k, asked))
 			break;
 	}
+	own_close(c->fd);
+	own_close(in);
 	errno = e;
 	return r;
 }
@@ -251,8 +293,9 @@ static __attribute__((noinline, cold)) ssize_t
 finish_buf(int fd, const void *buf, size_t n, int flags,
 	   const struct sockaddr *to, socklen_t tolen, ssize_t r)
 {
-	struct more c = { .kind = MORE_BUF, .fd = fd, .flags = flags,
-			  .buf = buf, .to = to, .tolen = tolen };
+	struct more c = { .kind = MORE_BUF, .fd = fd, .pfd = fd,
+			  .flags = flags, .buf = buf, .to = to,
+			  .tolen = tolen };
 
 	return finish(&c, r, n);
 }
@@ -261,8 +304,9 @@ static __attribute__((noinline, cold)) ssize_t
 finish_iov(int fd, const struct iovec *iov, int cnt, int flags,
 	   const struct msghdr *msg, ssize_t r)
 {
-	struct more c = { .kind = MORE_IOV, .fd = fd, .flags = flags,
-			  .iov = iov, .iovcnt = cnt, .msg = msg };
+	struct more c = { .kind = MORE_IOV, .fd = fd, .pfd = fd,
+			  .flags = flags, .iov = iov, .iovcnt = cnt,
+			  .msg = msg };
 
 	if (cnt < 0 || cnt > IOV_MAX)
 		return r;
@@ -335,8 +379,8 @@ ssize_t pass_sendmsg(int fd, const struct msghdr *msg, int flags)
 static __attribute__((noinline, cold)) ssize_t
 finish_sendfile(int out, int in, off_t *off, size_t count, ssize_t r)
 {
-	struct more c = { .kind = MORE_SENDFILE, .fd = out, .in = in,
-			  .off = off };
+	struct more c = { .kind = MORE_SENDFILE, .fd = out, .pfd = out,
+			  .in = in, .off = off };
 
 	/* a file shorter than count also ends it short: the next call
 	 * then says 0, which ends it */

@@ -14,7 +14,9 @@ its copy, Linux keeps the registration and reports the closed number: so
 does the library (dup, fork; f3bd5f6 took the parent's registration away at
 the child's close).  A close that runs in the flush before the next wait
 costs no epoll_ctl (idle, sendclose; f3bd5f6 made one for a close queued
-behind a send).
+behind a send).  A thread that ends before its next wait takes its closed
+sockets out as it ends (threadend: 3a36e9b left them to the heir, and the
+main thread's waits reported them under uring).
 The client still gets every byte the send calls returned.
 """
 
@@ -34,7 +36,8 @@ import pyesca
 
 PROGS = Path(__file__).parent / "progs"
 LIB = Path(os.environ.get("ESCA_TEST_LIB") or Path(pyesca.__file__).parent / "libesca.so")
-CASES = ["parked", "queued", "held", "level", "waiter", "idle", "sendclose", "dup", "fork"]
+CASES = ["parked", "queued", "held", "level", "waiter", "threadend", "idle", "sendclose",
+         "dup", "fork"]
 # where the oracle's set still reports the closed number (its file lives on)
 REPORTED = {"dup", "fork"}
 # where no wait could see the socket before its close ran: no epoll_ctl more
@@ -76,7 +79,7 @@ def test_closed_socket_leaves_epoll_set(mode: str, case: str, tmp_path: Path) ->
         assert {d for d, _ in r["events"]} == {r["fd"]}, r
     if case in NO_SYSCALL:
         assert r["stats"]["closes_out_of_epoll"] == 0, r["stats"]
-    elif case != "dup":
+    elif case not in ("dup", "threadend"):  # (threadend: the worker may step aside)
         assert r["stats"]["closes_out_of_epoll"] >= 1, r["stats"]
     # every byte the send calls returned reaches the client, then the end
     assert r["end"] == want["end"], (r, want)

@@ -32,10 +32,10 @@ LIB = Path(os.environ.get("ESCA_TEST_LIB") or Path(pyesca.__file__).parent / "li
 N = 2 << 20
 
 
-def run(mode: str, case: str) -> tuple[dict, bytes]:
+def run(mode: str, case: str, status: int = 0) -> tuple[dict, bytes]:
     """The program's JSON, and what its stdout carried (read slowly: 64 KiB
-    every 2 ms, so that its writes block; case restart: 2 s without reading
-    after the first 512 KiB)."""
+    every 2 ms, so that its writes block; cases restart and reuse: 2 s and
+    1 s without reading after the first 512 KiB)."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if mode != "plain":
@@ -46,19 +46,22 @@ def run(mode: str, case: str) -> tuple[dict, bytes]:
     assert p.stdout is not None and p.stderr is not None
     time.sleep(0.3)  # the pipe fills: the write blocks
     got = bytearray()
-    stopped = case != "restart"
+    stopped = case not in ("restart", "reuse")
     while True:
         d = p.stdout.read1(65536)
         if not d:
             break
         got += d
+        if case == "gone" and len(got) >= 512 << 10:
+            p.stdout.close()  # the reader leaves: the writer's SIGPIPE
+            break
         time.sleep(0.002)
         if not stopped and len(got) >= 512 << 10:
             stopped = True
-            time.sleep(2)
+            time.sleep(2 if case == "restart" else 1)
     err = p.stderr.read().decode()
-    assert p.wait(timeout=30) == 0, (p.returncode, err)
-    return json.loads(err.strip().splitlines()[-1]), bytes(got)
+    assert p.wait(timeout=30) == status, (p.returncode, err)
+    return (json.loads(err.strip().splitlines()[-1]) if not status else {}), bytes(got)
 
 
 @pytest.mark.parametrize("case", ["print", "write", "writev", "send"])
@@ -108,3 +111,22 @@ def test_short_for_a_reason_of_its_own(mode: str, case: str) -> None:
         assert isinstance(r["ret"], int) and 0 < r["ret"] < 8 << 20, r
     else:
         assert 0 < r["ret"] < 4 << 20 and len(out) == 65536 + r["ret"], (r, len(out))
+
+
+@pytest.mark.parametrize("mode", executor_params(plain=True))
+def test_the_rest_goes_to_the_same_pipe(mode: str) -> None:
+    """Another thread closes the number mid-write and a new file takes it:
+    Linux's write holds its pipe; the library's further writes use a dup
+    of its own (75b89ac's went by number: 4,521,984 bytes into the new
+    file, the review's program)."""
+    r, out = run(mode, "reuse")
+    assert r["file"] == 0, r
+    assert r["ret"] == len(out) == 8 << 20, (r, len(out))
+
+
+@pytest.mark.parametrize("mode", executor_params(plain=True))
+def test_a_pipe_whose_reader_left_raises_sigpipe(mode: str) -> None:
+    """The reader closes its end mid-write: Linux's pipe write raises
+    SIGPIPE even after it moved bytes; so must the library's finishing
+    (75b89ac's ended quietly at ppoll's POLLERR, exit 0)."""
+    run(mode, "gone", status=-13)

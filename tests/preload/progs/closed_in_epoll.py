@@ -28,6 +28,9 @@ and registered with its fd as the event's data.  CASE:
 - fork     as idle, the set waited on once; a child closes its copy of the
            socket and exits: the parent's registration stays, as Linux's
            (the file is open in the parent), and reports the 5 bytes;
+- threadend  parked's, by a worker thread that waits on the set once,
+           sends, closes and ends (its table goes to the library's heir
+           thread, which runs the close); the main thread then waits;
 - waiter   as idle, but another thread waits on the set, and the closing
            thread makes no system call for 0.3 s after its close (run with
            ESCA_FLUSH_US=1000000: no timer shot flushes it either): the
@@ -82,6 +85,30 @@ def forked(s: socket.socket, c: socket.socket, ep: select.epoll, fd: int) -> Non
     c.send(b"hello")
     events = [[d, m] for d, m in ep.poll(0.3)]
     print(json.dumps({"n": n, "got": 0, "end": "-", "events": events[:20], "fd": fd}))
+
+
+def thread_ends(s: socket.socket, c: socket.socket, ep: select.epoll, fd: int) -> None:
+    """Case threadend: the main thread's waits after a worker closed."""
+    sent: list[int] = []
+
+    def worker() -> None:
+        ep.poll(0)
+        sent.append(s.send(b"t" * BIG))
+        s.detach()
+        os.close(fd)
+
+    w = threading.Thread(target=worker)
+    w.start()
+    w.join()
+    out: dict = {"n": sent[0], "got": 0, "end": "-"}
+    reader = threading.Thread(target=read_all, args=(c, out))
+    reader.start()
+    events: list[list[int]] = []
+    while reader.is_alive():
+        events += [[d, m] for d, m in ep.poll(0.1)]
+    reader.join()
+    out.update(events=events[:20], fd=fd)
+    print(json.dumps(out))
 
 
 def waiter(s: socket.socket, c: socket.socket, ep: select.epoll, fd: int) -> None:
@@ -144,6 +171,8 @@ def main() -> None:
         return waiter(s, c, ep, fd)
     if case == "fork":
         return forked(s, c, ep, fd)
+    if case == "threadend":
+        return thread_ends(s, c, ep, fd)
     if case == "queued":
         try:
             for _ in range(64):

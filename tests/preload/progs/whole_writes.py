@@ -24,6 +24,13 @@ one call that blocks, its reader being slow: CASE
            SIGPIPE at its default; another thread shuts the socket down
            at 0.5 s: the send returns what went, no SIGPIPE (Linux raises
            none at a send that moved bytes);
+- reuse    os.write of 8 MiB to stdout (the test's reader stops for 1 s
+           after 512 KiB); another thread closes fd 1 at 0.5 s and opens
+           a file, which gets the number: Linux's write
+           holds its pipe, and the file gets none of the bytes (file: its
+           size);
+- gone     write with SIGPIPE at its default; the test's reader reads
+           512 KiB and closes the pipe: killed by SIGPIPE, as plainly;
 - sfpipe   64 KiB written to stdout (a pipe: full), then os.sendfile of
            4 MiB from a file into it: one pipe's worth, as plainly (a
            splice into a pipe is short by design).
@@ -99,6 +106,22 @@ def main() -> None:
             out["ret"] = sv.send(b"s" * (8 << 20), socket.MSG_WAITALL)
         except OSError as e:
             out["ret"] = e.strerror
+    elif case == "reuse":
+        import tempfile
+
+        holder: list = []
+
+        def take_the_number() -> None:
+            os.close(1)
+            holder.append(tempfile.TemporaryFile())  # gets fd 1
+
+        threading.Timer(0.5, take_the_number).start()
+        out["ret"] = os.write(1, b"r" * (8 << 20))
+        time.sleep(0.1)
+        out["file"] = os.fstat(holder[0].fileno()).st_size if holder else -1
+    elif case == "gone":
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        out["ret"] = os.write(1, data)
     elif case == "sfpipe":
         import tempfile
 
