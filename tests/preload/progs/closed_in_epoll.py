@@ -28,7 +28,7 @@ and registered with its fd as the event's data.  CASE:
 - fork     as idle, the set waited on once; a child closes its copy of the
            socket and exits: the parent's registration stays, as Linux's
            (the file is open in the parent), and reports the 5 bytes;
-- threadend  parked's, by a worker thread that waits on the set once,
+- threadend  parked's (its registration too), by a worker thread that waits on the set once,
            sends, closes and ends (its table goes to the library's heir
            thread, which runs the close); the main thread then waits;
 - waiter   as idle, but another thread waits on the set, and the closing
@@ -100,6 +100,9 @@ def thread_ends(s: socket.socket, c: socket.socket, ep: select.epoll, fd: int) -
     w = threading.Thread(target=worker)
     w.start()
     w.join()
+    # Python's join returns before the thread's exit runs its TLS
+    # destructors (the library's thread end): C's pthread_join waits for it
+    time.sleep(0.1)
     out: dict = {"n": sent[0], "got": 0, "end": "-"}
     reader = threading.Thread(target=read_all, args=(c, out))
     reader.start()
@@ -163,7 +166,7 @@ def main() -> None:
     s.setblocking(False)
     fd = s.fileno()
     ep = select.epoll()
-    ep.register(fd, ET if case in ("parked", "queued", "held") else select.EPOLLIN)
+    ep.register(fd, ET if case in ("parked", "queued", "held", "threadend") else select.EPOLLIN)
     keep = os.dup(fd) if case == "dup" else -1
     n = 0
     hold = threading.Event()
