@@ -503,11 +503,14 @@ EXPORT int close(int fd)
 	late.gen = fi->gen;
 	if (defer_queue(ts, &ts->calls[CALL_CLOSE], &a, 0) != PASSED) {
 		/* noted once queued (a close that ran already, in a flush of
-		 * defer_queue's, fails fd_leave_late's check; a handler's
-		 * close that filled the list meanwhile: not noted, the
-		 * number may be another file's by now) */
+		 * defer_queue's, fails fd_leave_late's check); where a
+		 * handler's closes filled the list meanwhile, out now if
+		 * still pending here (the number is the socket's until this
+		 * thread runs its close: OWN_PROGRESS) */
 		if (plan == 2 && ts->nleaving < LEAVING_SLOTS)
 			ts->leaving[ts->nleaving++] = late;
+		else if (plan == 2 && esca_fd_pending(ts->table, fd))
+			fd_leave_epoll_at(late.ep, late.ep_gen, fd);
 		return 0;
 	}
 	if (plan == 2)	/* not queued: out of its set before it closes */
@@ -585,8 +588,10 @@ static int close_range_ours(struct tstate *ts, unsigned first, unsigned last,
 		}
 
 		if (!fi->internal && !w) {
-			if (fi->kind != FK_UNKNOWN || fi->ep_waiter)
+				if (fi->kind != FK_UNKNOWN || fi->ep_waiter)
 				fd_forget(fi);	/* the number is new after */
+			else
+				fi->gen++;	/* (whole.c's check of it) */
 			continue;
 		}
 		/* a number of ours, or one still named by entries: the

@@ -26,11 +26,17 @@
  * went; a socket's further sends carry MSG_NOSIGNAL (Linux raises no
  * SIGPIPE at a send that moved bytes; a pipe's write raises it, so a pipe
  * whose reader left is written once more), and an error one takes is kept for
- * the fd's next call (fdinfo.err).  The further calls use a dup of the
- * fd (and of sendfile's file) of the library's own: Linux's call holds its
- * file, and another thread's close of the number, and a new file on it,
- * must not get the rest.  The fast path: two loads before the call, a
- * compare after. */
+ * the fd's next call (fdinfo.err).  Linux's call holds its file: another
+ * thread's close of the number, and a new file on it, must not get the
+ * rest.  So the further calls use a dup of the library's own (own_dup: at
+ * the top of the range, never a low number the program's next open should
+ * get; made under guard, so that a handler's dup2 or close_range meanwhile
+ * goes to the kernel rather than wait for this making), taken only while
+ * the number's fdinfo.gen, bumped at every close of it, is the one read
+ * before the program's call.  Where no dup can be made (RLIMIT_NOFILE),
+ * they use the number itself, each only while its gen stands (a few
+ * instructions between the check and the call's entry stay open).  The
+ * fast path: three loads before the call, a compare after. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -43,12 +49,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include "preload.h"
 
-/* the core's own fds at the top of the range (uring_setup.c) */
-extern HIDDEN int esca__fd_high(int fd);
-extern HIDDEN void esca__fd_gone(int fd);
+/* fdmap.c's marks of the library's own fds (the core's hooks) */
+extern HIDDEN void (*esca__fd_hook)(int fd, int open);
 extern HIDDEN void (*esca__fd_making_hook)(int begin);
+#define OWN_TOP 1024L	/* as the core's own fds (uring_setup.c) */
 
 #ifndef MSG_ZEROCOPY
 #define MSG_ZEROCOPY 0x4000000
@@ -56,19 +64,34 @@ extern HIDDEN void (*esca__fd_making_hook)(int begin);
 #define NOT_AGAIN (MSG_DONTWAIT | MSG_OOB | MSG_FASTOPEN | MSG_ZEROCOPY)
 
 /* the thread's signal counts before a call (tstate.timer_hits: the
- * library's timer signal; sig_hits: the program's handlers) */
+ * library's timer signal; sig_hits: the program's handlers), and the
+ * fd's generation */
 struct mark {
 	struct tstate *ts;
 	unsigned hits, sigs;
+	uint16_t gen;		/* the fd number's fdinfo.gen */
 };
 
-static inline void mark(struct mark *m)
+static inline void mark(struct mark *m, int fd)
 {
+	struct fdinfo *fi;
+
 	m->ts = tls_ts;
 	if (m->ts) {
 		m->hits = m->ts->timer_hits;
 		m->sigs = m->ts->sig_hits;
+		fi = fdi(fd);
+		m->gen = fi ? fi->gen : 0;
 	}
+}
+
+/* Does fd still name the file the program's call wrote (no close of the
+ * number since the mark)? */
+static inline int same_file(const struct mark *m, int fd)
+{
+	struct fdinfo *fi = fdi(fd);
+
+	return fi && fi->gen == m->gen;
 }
 
 /* Did the library's signal, and no handler of the program's, come since
@@ -88,8 +111,8 @@ static inline int cut_by_us(const struct mark *m, ssize_t r, size_t n)
 /* One way to send the rest of a call. */
 struct more {
 	int kind;		/* MORE_* */
-	int fd, flags;		/* fd: the program's, then our dup of it */
-	int pfd;		/* the program's number */
+	int fd, flags;		/* fd: the program's, or our dup of it */
+	int own, own_in;	/* our dups (fd, in), or -1 */
 	int sock;		/* fd is a socket: sends, MSG_NOSIGNAL */
 	const void *buf;	/* write, send, sendto */
 	const struct iovec *iov;	/* writev, sendmsg */
@@ -128,28 +151,54 @@ static int would_block_on(struct more *c)
 		       &len) == 0 && !tv.tv_sec && !tv.tv_usec;
 }
 
-/* A dup of fd of the library's (close-on-exec, at the top of the range,
- * invisible to the program), or -1. */
+/* A dup of fd of the library's: close-on-exec, in the top slots of the
+ * range (the highest free below OWN_TOP or RLIMIT_NOFILE), marked internal
+ * (invisible to the program's close, close_range, dup2); -1 when none is
+ * free there.  Under guard (see above), and as the core makes its own fds
+ * (esca__fd_making: the program's close_range and dup2 held off). */
 static int own_dup(int fd)
 {
-	long d;
+	struct tstate *ts = tls_ts;
+	struct rlimit rl;
+	long top = OWN_TOP, d = -1;
 
+	if (!ts)
+		return -1;
+	ts->guard++;
 	if (esca__fd_making_hook)
 		esca__fd_making_hook(1);
-	d = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
-	if (d >= 0)
-		d = esca__fd_high((int)d);
+	if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < top)
+		top = (long)rl.rlim_cur;
+	for (long step = 1; top - step > fd; step *= 2) {
+		d = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, top - step);
+		if (d >= top) {		/* past the top: lower down */
+			syscall(SYS_close, d);
+			d = -1;
+			continue;
+		}
+		if (d >= 0 || (errno != EMFILE && errno != EINVAL))
+			break;
+	}
+	if (d >= 0 && esca__fd_hook)
+		esca__fd_hook((int)d, 1);
 	if (esca__fd_making_hook)
 		esca__fd_making_hook(0);
+	lib_leave(ts);
 	return d < 0 ? -1 : (int)d;
 }
 
 static void own_close(int fd)
 {
-	if (fd < 0)
+	struct tstate *ts = tls_ts;
+
+	if (fd < 0 || !ts)
 		return;
-	esca__fd_gone(fd);
+	ts->guard++;
+	if (esca__fd_hook)
+		esca__fd_hook(fd, 0);
 	syscall(SYS_close, fd);
+	lib_leave(ts);
 }
 
 /* The iovecs of iov (n of them) past the first done bytes, at most max of
@@ -226,7 +275,7 @@ static int room_for_more(const struct more *c)
 		struct mark m;
 		long r;
 
-		mark(&m);
+		mark(&m, c->fd);
 		r = syscall(SYS_ppoll, &p, 1, NULL, NULL, (size_t)(_NSIG / 8));
 		if (r > 0)
 			return !(p.revents & POLLNVAL) &&
@@ -242,37 +291,54 @@ static int room_for_more(const struct more *c)
  * call; a later error ends it with the bytes gone, as Linux's blocking
  * write ends, a socket's kept for the fd's next call). */
 static __attribute__((noinline, cold)) ssize_t
-finish(struct more *c, ssize_t r, size_t n)
+finish(struct more *c, const struct mark *first, ssize_t r, size_t n)
 {
-	struct fdinfo *pfi = fdi(c->fd);
-	uint16_t gen = pfi ? pfi->gen : 0;
+	struct fdinfo *fi = fdi(c->fd);
 	struct mark m;
 	ssize_t k = r;
 	size_t asked = n;
-	int e = errno, in = -1;
+	int e = errno, pfd = c->fd;
 
-	if (!would_block_on(c) || (c->fd = own_dup(c->pfd)) < 0 ||
-	    (c->kind == MORE_SENDFILE && (in = c->in = own_dup(c->in)) < 0)) {
-		own_close(c->fd == c->pfd ? -1 : c->fd);
+	c->own = c->own_in = -1;
+	if (!would_block_on(c) || !same_file(first, c->fd)) {
 		errno = e;
 		return r;
 	}
+	if ((c->own = own_dup(c->fd)) >= 0 && c->kind == MORE_SENDFILE &&
+	    (c->own_in = own_dup(c->in)) < 0) {
+		own_close(c->own);
+		c->own = -1;
+	}
+	if (!same_file(first, c->fd)) {		/* closed meanwhile */
+		own_close(c->own);
+		own_close(c->own_in);
+		errno = e;
+		return r;
+	}
+	if (c->own >= 0) {
+		c->fd = c->own;
+		if (c->own_in >= 0)
+			c->in = c->own_in;
+	}
 	/* on while the last call went whole (a window) or only the
-	 * library's signal cut it */
+	 * library's signal cut it, and (without a dup of ours) the number
+	 * names the same file */
 	for (;;) {
-		if ((size_t)r >= n || !room_for_more(c))
+		if ((size_t)r >= n ||
+		    (c->own < 0 && !same_file(first, c->fd)) ||
+		    !room_for_more(c) ||
+		    (c->own < 0 && !same_file(first, c->fd)))
 			break;
-		mark(&m);
+		mark(&m, c->fd);
 		k = rest_call(c, (size_t)r, n, &asked);
 		if (k <= 0) {
-			/* kept for the program's number, if it still names
-			 * that socket (closed since: its gen moved) */
-			if (k < 0 && c->sock && pfi && pfi->gen == gen &&
+			/* kept for the program's next call on the socket */
+			if (k < 0 && c->sock && fi && same_file(first, pfd) &&
 			    errno != EPIPE && errno != EAGAIN &&
 			    errno != EINTR) {
 				int none = 0;
 
-				__atomic_compare_exchange_n(&pfi->err, &none,
+				__atomic_compare_exchange_n(&fi->err, &none,
 							    errno, 0,
 							    __ATOMIC_RELAXED,
 							    __ATOMIC_RELAXED);
@@ -283,34 +349,32 @@ finish(struct more *c, ssize_t r, size_t n)
 		if ((size_t)k != asked && !cut_by_us(&m, k, asked))
 			break;
 	}
-	own_close(c->fd);
-	own_close(in);
+	own_close(c->own);
+	own_close(c->own_in);
 	errno = e;
 	return r;
 }
 
 static __attribute__((noinline, cold)) ssize_t
-finish_buf(int fd, const void *buf, size_t n, int flags,
-	   const struct sockaddr *to, socklen_t tolen, ssize_t r)
+finish_buf(const struct mark *m, int fd, const void *buf, size_t n,
+	   int flags, const struct sockaddr *to, socklen_t tolen, ssize_t r)
 {
-	struct more c = { .kind = MORE_BUF, .fd = fd, .pfd = fd,
-			  .flags = flags, .buf = buf, .to = to,
-			  .tolen = tolen };
+	struct more c = { .kind = MORE_BUF, .fd = fd, .flags = flags,
+			  .buf = buf, .to = to, .tolen = tolen };
 
-	return finish(&c, r, n);
+	return finish(&c, m, r, n);
 }
 
 static __attribute__((noinline, cold)) ssize_t
-finish_iov(int fd, const struct iovec *iov, int cnt, int flags,
-	   const struct msghdr *msg, ssize_t r)
+finish_iov(const struct mark *m, int fd, const struct iovec *iov, int cnt,
+	   int flags, const struct msghdr *msg, ssize_t r)
 {
-	struct more c = { .kind = MORE_IOV, .fd = fd, .pfd = fd,
-			  .flags = flags, .iov = iov, .iovcnt = cnt,
-			  .msg = msg };
+	struct more c = { .kind = MORE_IOV, .fd = fd, .flags = flags,
+			  .iov = iov, .iovcnt = cnt, .msg = msg };
 
 	if (cnt < 0 || cnt > IOV_MAX)
 		return r;
-	return finish(&c, r, iov_total(iov, cnt));
+	return finish(&c, m, r, iov_total(iov, cnt));
 }
 
 ssize_t pass_write(int fd, const void *buf, size_t n)
@@ -318,11 +382,11 @@ ssize_t pass_write(int fd, const void *buf, size_t n)
 	struct mark m;
 	ssize_t r;
 
-	mark(&m);
+	mark(&m, fd);
 	r = real.write(fd, buf, n);
 	if (likely(!cut_by_us(&m, r, n)))
 		return r;
-	return finish_buf(fd, buf, n, 0, NULL, 0, r);
+	return finish_buf(&m, fd, buf, n, 0, NULL, 0, r);
 }
 
 ssize_t pass_writev(int fd, const struct iovec *iov, int n)
@@ -330,11 +394,11 @@ ssize_t pass_writev(int fd, const struct iovec *iov, int n)
 	struct mark m;
 	ssize_t r;
 
-	mark(&m);
+	mark(&m, fd);
 	r = real.writev(fd, iov, n);
 	if (likely(r <= 0) || !ours_only(&m))
 		return r;
-	return finish_iov(fd, iov, n, 0, NULL, r);
+	return finish_iov(&m, fd, iov, n, 0, NULL, r);
 }
 
 ssize_t pass_send(int fd, const void *buf, size_t n, int flags)
@@ -342,11 +406,11 @@ ssize_t pass_send(int fd, const void *buf, size_t n, int flags)
 	struct mark m;
 	ssize_t r;
 
-	mark(&m);
+	mark(&m, fd);
 	r = real.send(fd, buf, n, flags);
 	if (likely(!cut_by_us(&m, r, n)))
 		return r;
-	return finish_buf(fd, buf, n, flags, NULL, 0, r);
+	return finish_buf(&m, fd, buf, n, flags, NULL, 0, r);
 }
 
 ssize_t pass_sendto(int fd, const void *buf, size_t n, int flags,
@@ -355,11 +419,11 @@ ssize_t pass_sendto(int fd, const void *buf, size_t n, int flags,
 	struct mark m;
 	ssize_t r;
 
-	mark(&m);
+	mark(&m, fd);
 	r = real.sendto(fd, buf, n, flags, to, tolen);
 	if (likely(!cut_by_us(&m, r, n)))
 		return r;
-	return finish_buf(fd, buf, n, flags, to, tolen, r);
+	return finish_buf(&m, fd, buf, n, flags, to, tolen, r);
 }
 
 ssize_t pass_sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -367,24 +431,25 @@ ssize_t pass_sendmsg(int fd, const struct msghdr *msg, int flags)
 	struct mark m;
 	ssize_t r;
 
-	mark(&m);
+	mark(&m, fd);
 	r = real.sendmsg(fd, msg, flags);
 	if (likely(r <= 0) || !ours_only(&m) ||
 	    msg->msg_iovlen > (size_t)IOV_MAX)
 		return r;
-	return finish_iov(fd, msg->msg_iov, (int)msg->msg_iovlen, flags, msg,
-			  r);
+	return finish_iov(&m, fd, msg->msg_iov, (int)msg->msg_iovlen, flags,
+			  msg, r);
 }
 
 static __attribute__((noinline, cold)) ssize_t
-finish_sendfile(int out, int in, off_t *off, size_t count, ssize_t r)
+finish_sendfile(const struct mark *m, int out, int in, off_t *off,
+		size_t count, ssize_t r)
 {
-	struct more c = { .kind = MORE_SENDFILE, .fd = out, .pfd = out,
-			  .in = in, .off = off };
+	struct more c = { .kind = MORE_SENDFILE, .fd = out, .in = in,
+			  .off = off };
 
 	/* a file shorter than count also ends it short: the next call
 	 * then says 0, which ends it */
-	return finish(&c, r, count);
+	return finish(&c, m, r, count);
 }
 
 ssize_t pass_sendfile(int out, int in, off_t *off, size_t count)
@@ -392,9 +457,9 @@ ssize_t pass_sendfile(int out, int in, off_t *off, size_t count)
 	struct mark m;
 	ssize_t r;
 
-	mark(&m);
+	mark(&m, out);
 	r = real.sendfile(out, in, off, count);
 	if (likely(!cut_by_us(&m, r, count)))
 		return r;
-	return finish_sendfile(out, in, off, count, r);
+	return finish_sendfile(&m, out, in, off, count, r);
 }

@@ -101,8 +101,13 @@ def thread_ends(s: socket.socket, c: socket.socket, ep: select.epoll, fd: int) -
     w.start()
     w.join()
     # Python's join returns before the thread's exit runs its TLS
-    # destructors (the library's thread end): C's pthread_join waits for it
-    time.sleep(0.1)
+    # destructors (the library's thread end): C's pthread_join waits for
+    # it; here, the kernel's task gone
+    task = f"/proc/self/task/{w.native_id}"
+    for _ in range(500):
+        if not os.path.exists(task):
+            break
+        time.sleep(0.01)
     out: dict = {"n": sent[0], "got": 0, "end": "-"}
     reader = threading.Thread(target=read_all, args=(c, out))
     reader.start()
