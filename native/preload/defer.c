@@ -588,7 +588,7 @@ static int close_range_ours(struct tstate *ts, unsigned first, unsigned last,
 		}
 
 		if (!fi->internal && !w) {
-				if (fi->kind != FK_UNKNOWN || fi->ep_waiter)
+			if (fi->kind != FK_UNKNOWN || fi->ep_waiter)
 				fd_forget(fi);	/* the number is new after */
 			else
 				fi->gen++;	/* (whole.c's check of it) */

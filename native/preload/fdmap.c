@@ -243,11 +243,12 @@ void fd_leave_epoll(struct fdinfo *fi, int fd)
  * that the wait does not report it (close_epoll_plan, defer.c).  Only
  * while the close still stands: the number is this thread's closing one
  * (FU_QCLOSE, the same gen) and its close is in this thread's table, which
- * the flush reaped.  The kernel runs it only in this thread (the ring's
- * task work is deferred to its io_uring_enter, or runs at its kernel
- * transitions; sequential and lkm run it from the library, which guard
- * keeps the timer's shot out of), so the number still names the socket at
- * the EPOLL_CTL_DEL that follows the check. */
+ * the flush reaped.  The kernel runs it only in this thread, and only
+ * inside the library (ESCA_CAP_OWN_PROGRESS, which close_epoll_plan asks
+ * for: a ring's task work deferred to its io_uring_enter; sequential and
+ * lkm run it from the library, which guard keeps the timer's shot out of),
+ * so the number still names the socket at the EPOLL_CTL_DEL that follows
+ * the check. */
 void fd_leave_late(struct tstate *ts)
 {
 	ts->guard++;

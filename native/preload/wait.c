@@ -423,11 +423,9 @@ again:
 	}
 }
 
-/* The wait, then lever "adapt" counts it and what it returned (after its
- * flush: where the thread may step aside or back). */
 /* Which thread waits on epfd (fdinfo.ep_waiter): a close queued by
  * another one takes its socket out of the set first (defer.c,
- * close_seen_late).  A load and a compare a wait. */
+ * close_epoll_plan).  A load and a compare a wait. */
 static inline void ep_note_waiter(struct tstate *ts, int epfd)
 {
 	struct fdinfo *fi = fdi(epfd);
@@ -446,6 +444,8 @@ static inline void ep_note_waiter(struct tstate *ts, int epfd)
 		__atomic_store_n(&fi->ep_waiter, EP_WAITERS, __ATOMIC_RELAXED);
 }
 
+/* The wait, then lever "adapt" counts it and what it returned (after its
+ * flush: where the thread may step aside or back). */
 static int epoll_common(int epfd, struct epoll_event *evs, int max,
 			int timeout, const struct timespec *ts2,
 			const sigset_t *mask, enum epoll_variant via)
