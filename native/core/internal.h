@@ -300,6 +300,9 @@ ESCA_HIDDEN int esca__ring_setup(struct io_uring *ring, unsigned entries,
  * before the table closes one.  Both tell esca__fd_hook, when set (libesca.so
  * keeps its internal fds invisible to the program with it). */
 ESCA_HIDDEN int esca__fd_high(int fd);
+/* esca__fd_dup_high(fd): a new dup of fd there, marked as esca__fd_high's, or
+ * -errno when none is free (fd is left as it is: libesca.so's whole.c) */
+ESCA_HIDDEN int esca__fd_dup_high(int fd);
 ESCA_HIDDEN void esca__fd_gone(int fd);
 extern ESCA_HIDDEN void (*esca__fd_hook)(int fd, int open);
 /* Around the making of such an fd, from its syscall to esca__fd_high's

@@ -212,40 +212,58 @@ void (*esca__fd_making_hook)(int begin);
  * number would make the kernel's fd table of the process that large). */
 #define FD_HIGH_CAP 1024L
 
-int esca__fd_high(int fd)
+/* A dup of fd in the top slots (close-on-exec): its number, or -errno when
+ * none is free there.  fd is left as it is. */
+static long fd_dup_top(int fd)
 {
 	struct rlimit rl;
-	long top = FD_HIGH_CAP;
+	long top = FD_HIGH_CAP, nfd = -EMFILE;
 
-	if (fd < 0)
-		return fd;
 	if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) == 0 &&
 	    rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < top)
 		top = (long)rl.rlim_cur;
 	/* F_DUPFD gives the lowest free number >= its argument: try the top
 	 * slot, then ever larger ranges below it */
 	for (long step = 1; top - step > fd; step *= 2) {
-		long nfd = esca_sys_ret(syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC,
-						top - step));
-
+		nfd = esca_sys_ret(syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC,
+					   top - step));
 		if (nfd >= top) {
 			/* the slots from top - step up are taken: F_DUPFD
 			 * went past the top (past FD_SETSIZE, where select
 			 * cannot watch it); a range lower down */
 			esca_sys_close((int)nfd);
+			nfd = -EMFILE;
 			continue;
 		}
-		if (nfd >= 0) {
-			esca_sys_close(fd);
-			fd = (int)nfd;
+		if (nfd >= 0 || (nfd != -EMFILE && nfd != -EINVAL))
 			break;
-		}
-		if (nfd != -EMFILE && nfd != -EINVAL)
-			break;	/* keep the number it has */
 	}
+	return nfd;
+}
+
+int esca__fd_high(int fd)
+{
+	long nfd;
+
+	if (fd < 0)
+		return fd;
+	nfd = fd_dup_top(fd);
+	if (nfd >= 0) {
+		esca_sys_close(fd);
+		fd = (int)nfd;
+	}	/* else it keeps the number it has */
 	if (esca__fd_hook)
 		esca__fd_hook(fd, 1);
 	return fd;
+}
+
+int esca__fd_dup_high(int fd)
+{
+	long nfd = fd < 0 ? -EBADF : fd_dup_top(fd);
+
+	if (nfd >= 0 && esca__fd_hook)
+		esca__fd_hook((int)nfd, 1);
+	return (int)nfd;
 }
 
 void esca__fd_gone(int fd)

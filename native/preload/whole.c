@@ -49,14 +49,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <sys/resource.h>
-
 #include "preload.h"
 
-/* fdmap.c's marks of the library's own fds (the core's hooks) */
-extern HIDDEN void (*esca__fd_hook)(int fd, int open);
+/* the core's own fds at the top of the range (uring_setup.c) */
+extern HIDDEN int esca__fd_dup_high(int fd);
+extern HIDDEN void esca__fd_gone(int fd);
 extern HIDDEN void (*esca__fd_making_hook)(int begin);
-#define OWN_TOP 1024L	/* as the core's own fds (uring_setup.c) */
 
 #ifndef MSG_ZEROCOPY
 #define MSG_ZEROCOPY 0x4000000
@@ -152,40 +150,26 @@ static int would_block_on(struct more *c)
 }
 
 /* A dup of fd of the library's: close-on-exec, in the top slots of the
- * range (the highest free below OWN_TOP or RLIMIT_NOFILE), marked internal
- * (invisible to the program's close, close_range, dup2); -1 when none is
- * free there.  Under guard (see above), and as the core makes its own fds
- * (esca__fd_making: the program's close_range and dup2 held off). */
+ * range (esca__fd_dup_high: as the core's own fds, never a low number),
+ * marked internal (invisible to the program's close, close_range, dup2);
+ * -1 when none is free there.  Under guard (see above), and as the core
+ * makes its own fds (esca__fd_making: the program's close_range and dup2
+ * held off). */
 static int own_dup(int fd)
 {
 	struct tstate *ts = tls_ts;
-	struct rlimit rl;
-	long top = OWN_TOP, d = -1;
+	int d;
 
 	if (!ts)
 		return -1;
 	ts->guard++;
 	if (esca__fd_making_hook)
 		esca__fd_making_hook(1);
-	if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) == 0 &&
-	    rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < top)
-		top = (long)rl.rlim_cur;
-	for (long step = 1; top - step > fd; step *= 2) {
-		d = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, top - step);
-		if (d >= top) {		/* past the top: lower down */
-			syscall(SYS_close, d);
-			d = -1;
-			continue;
-		}
-		if (d >= 0 || (errno != EMFILE && errno != EINVAL))
-			break;
-	}
-	if (d >= 0 && esca__fd_hook)
-		esca__fd_hook((int)d, 1);
+	d = esca__fd_dup_high(fd);
 	if (esca__fd_making_hook)
 		esca__fd_making_hook(0);
 	lib_leave(ts);
-	return d < 0 ? -1 : (int)d;
+	return d < 0 ? -1 : d;
 }
 
 static void own_close(int fd)
@@ -195,8 +179,7 @@ static void own_close(int fd)
 	if (fd < 0 || !ts)
 		return;
 	ts->guard++;
-	if (esca__fd_hook)
-		esca__fd_hook(fd, 0);
+	esca__fd_gone(fd);
 	syscall(SYS_close, fd);
 	lib_leave(ts);
 }
